@@ -1,0 +1,22 @@
+//! Wire types for Enrichment: the Discord API v10 vocabulary, with no I/O.
+//!
+//! Shared by the node, the client SDK and the load harness so that all of them agree on every
+//! byte. Contents:
+//! - [`snowflake`]: ids and their generator;
+//! - [`time`]: ISO8601 timestamps in Discord's exact format;
+//! - [`permissions`]: the bitfield and Discord's computation order;
+//! - [`models`]: users, guilds, channels, roles, members, messages, invites, applications;
+//! - [`rest`]: request/response bodies and their validation limits;
+//! - [`error`]: the `{code, message, errors}` body and the codes we send.
+
+pub mod error;
+pub mod models;
+pub mod permissions;
+pub mod rest;
+pub mod snowflake;
+pub mod time;
+
+pub use error::{ApiError, ErrorBody, ErrorCode, FormErrors};
+pub use permissions::Permissions;
+pub use snowflake::{Snowflake, SnowflakeGenerator};
+pub use time::Timestamp;

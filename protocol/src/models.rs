@@ -1,0 +1,518 @@
+//! Discord v10 resource objects as they appear on the wire.
+//!
+//! Field names and nullability follow Discord's documentation: a field Discord always sends as
+//! `null` when empty is an `Option` without `skip_serializing_if`; a field Discord omits when absent
+//! carries `skip_serializing_if`. Bot libraries deserialize these strictly, so the difference matters.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Permissions, Snowflake, Timestamp};
+
+macro_rules! wire {
+    ($(#[$m:meta])* pub struct $name:ident $body:tt) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub struct $name $body
+    };
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+wire! {
+    /// A user account or bot.
+    pub struct User {
+        pub id: Snowflake,
+        pub username: String,
+        /// Always "0": Discord retired discriminators for unique usernames.
+        pub discriminator: String,
+        pub global_name: Option<String>,
+        pub avatar: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        pub bot: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        pub system: bool,
+        pub banner: Option<String>,
+        pub accent_color: Option<u32>,
+        pub public_flags: u64,
+        pub flags: u64,
+        /// Only present on the caller's own user (`GET /users/@me`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub mfa_enabled: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub email: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub verified: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub locale: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub premium_type: Option<u8>,
+    }
+}
+
+impl User {
+    /// The public view of a user (no email, MFA state or locale).
+    pub fn public(&self) -> User {
+        User {
+            mfa_enabled: None,
+            email: None,
+            verified: None,
+            locale: None,
+            premium_type: None,
+            ..self.clone()
+        }
+    }
+}
+
+wire! {
+    /// A role.
+    pub struct Role {
+        pub id: Snowflake,
+        pub name: String,
+        pub color: u32,
+        pub hoist: bool,
+        pub icon: Option<String>,
+        pub unicode_emoji: Option<String>,
+        pub position: i32,
+        pub permissions: Permissions,
+        pub managed: bool,
+        pub mentionable: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub tags: Option<RoleTags>,
+        pub flags: u64,
+    }
+}
+
+wire! {
+    /// Marks a role as belonging to a bot (`bot_id`) or an integration.
+    pub struct RoleTags {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub bot_id: Option<Snowflake>,
+    }
+}
+
+/// Channel types (Discord's `type` integers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelType(pub u8);
+
+impl ChannelType {
+    pub const GUILD_TEXT: ChannelType = ChannelType(0);
+    pub const DM: ChannelType = ChannelType(1);
+    pub const GUILD_VOICE: ChannelType = ChannelType(2);
+    pub const GROUP_DM: ChannelType = ChannelType(3);
+    pub const GUILD_CATEGORY: ChannelType = ChannelType(4);
+    pub const GUILD_ANNOUNCEMENT: ChannelType = ChannelType(5);
+    pub const GUILD_STAGE_VOICE: ChannelType = ChannelType(13);
+
+    /// The guild channel types this server can create.
+    pub fn is_supported_guild_type(self) -> bool {
+        matches!(self.0, 0 | 2 | 4 | 5 | 13)
+    }
+
+    pub fn is_voice(self) -> bool {
+        matches!(self.0, 2 | 13)
+    }
+
+    /// Whether messages can be sent in this channel type.
+    pub fn is_text_based(self) -> bool {
+        matches!(self.0, 0 | 1 | 2 | 3 | 5 | 13)
+    }
+}
+
+impl Serialize for ChannelType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u8::deserialize(d).map(ChannelType)
+    }
+}
+
+wire! {
+    /// A channel permission overwrite; `type` 0 is a role, 1 a member.
+    pub struct PermissionOverwrite {
+        pub id: Snowflake,
+        #[serde(rename = "type")]
+        pub kind: u8,
+        pub allow: Permissions,
+        pub deny: Permissions,
+    }
+}
+
+impl PermissionOverwrite {
+    pub fn as_ref(&self) -> crate::permissions::OverwriteRef {
+        crate::permissions::OverwriteRef {
+            id: self.id,
+            kind: if self.kind == 1 {
+                crate::permissions::OverwriteKind::Member
+            } else {
+                crate::permissions::OverwriteKind::Role
+            },
+            allow: self.allow,
+            deny: self.deny,
+        }
+    }
+}
+
+wire! {
+    /// A guild channel (DMs come later with the user actor).
+    pub struct Channel {
+        pub id: Snowflake,
+        #[serde(rename = "type")]
+        pub kind: ChannelType,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub guild_id: Option<Snowflake>,
+        pub position: i32,
+        pub permission_overwrites: Vec<PermissionOverwrite>,
+        pub name: String,
+        pub topic: Option<String>,
+        pub nsfw: bool,
+        pub last_message_id: Option<Snowflake>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub bitrate: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user_limit: Option<u32>,
+        pub rate_limit_per_user: u32,
+        pub parent_id: Option<Snowflake>,
+        pub last_pin_timestamp: Option<Timestamp>,
+        pub flags: u64,
+    }
+}
+
+wire! {
+    /// A guild.
+    pub struct Guild {
+        pub id: Snowflake,
+        pub name: String,
+        pub icon: Option<String>,
+        pub splash: Option<String>,
+        pub discovery_splash: Option<String>,
+        pub owner_id: Snowflake,
+        pub afk_channel_id: Option<Snowflake>,
+        pub afk_timeout: u32,
+        pub verification_level: u8,
+        pub default_message_notifications: u8,
+        pub explicit_content_filter: u8,
+        pub roles: Vec<Role>,
+        pub emojis: Vec<Emoji>,
+        pub features: Vec<String>,
+        pub mfa_level: u8,
+        pub application_id: Option<Snowflake>,
+        pub system_channel_id: Option<Snowflake>,
+        pub system_channel_flags: u64,
+        pub rules_channel_id: Option<Snowflake>,
+        pub vanity_url_code: Option<String>,
+        pub description: Option<String>,
+        pub banner: Option<String>,
+        pub premium_tier: u8,
+        pub preferred_locale: String,
+        pub public_updates_channel_id: Option<Snowflake>,
+        pub nsfw_level: u8,
+        pub premium_progress_bar_enabled: bool,
+        pub safety_alerts_channel_id: Option<Snowflake>,
+        pub stickers: Vec<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub approximate_member_count: Option<u64>,
+    }
+}
+
+wire! {
+    /// An entry of `GET /users/@me/guilds`.
+    pub struct PartialGuild {
+        pub id: Snowflake,
+        pub name: String,
+        pub icon: Option<String>,
+        pub banner: Option<String>,
+        pub owner: bool,
+        pub permissions: Permissions,
+        pub features: Vec<String>,
+    }
+}
+
+wire! {
+    /// A guild member.
+    pub struct Member {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user: Option<User>,
+        pub nick: Option<String>,
+        pub avatar: Option<String>,
+        pub roles: Vec<Snowflake>,
+        pub joined_at: Timestamp,
+        pub premium_since: Option<Timestamp>,
+        pub deaf: bool,
+        pub mute: bool,
+        pub flags: u64,
+        pub pending: bool,
+        pub communication_disabled_until: Option<Timestamp>,
+    }
+}
+
+wire! {
+    /// An emoji as used in reactions; `id` is null for Unicode emoji.
+    pub struct Emoji {
+        pub id: Option<Snowflake>,
+        pub name: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        pub animated: bool,
+    }
+}
+
+wire! {
+    /// Reaction counts on a message.
+    pub struct Reaction {
+        pub count: u32,
+        pub count_details: ReactionCountDetails,
+        pub me: bool,
+        pub me_burst: bool,
+        pub emoji: Emoji,
+        pub burst_colors: Vec<String>,
+    }
+}
+
+wire! {
+    pub struct ReactionCountDetails {
+        pub burst: u32,
+        pub normal: u32,
+    }
+}
+
+wire! {
+    /// A file attached to a message.
+    pub struct Attachment {
+        pub id: Snowflake,
+        pub filename: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub content_type: Option<String>,
+        pub size: u64,
+        pub url: String,
+        pub proxy_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub height: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub width: Option<u32>,
+    }
+}
+
+wire! {
+    /// A rich embed. Kept as Discord's loose object shape; validated on input for size.
+    pub struct Embed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+        pub kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub timestamp: Option<Timestamp>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub color: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub footer: Option<EmbedFooter>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub author: Option<EmbedAuthor>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub fields: Vec<EmbedField>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        pub image: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        pub thumbnail: Option<Value>,
+    }
+}
+
+wire! {
+    pub struct EmbedFooter {
+        pub text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub icon_url: Option<String>,
+    }
+}
+
+wire! {
+    pub struct EmbedAuthor {
+        pub name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub icon_url: Option<String>,
+    }
+}
+
+wire! {
+    pub struct EmbedField {
+        pub name: String,
+        pub value: String,
+        #[serde(default)]
+        pub inline: bool,
+    }
+}
+
+impl Embed {
+    /// Characters counted against Discord's 6000-per-message embed budget.
+    pub fn text_len(&self) -> usize {
+        let n = |s: &Option<String>| s.as_deref().map_or(0, |s| s.chars().count());
+        n(&self.title)
+            + n(&self.description)
+            + self.footer.as_ref().map_or(0, |f| f.text.chars().count())
+            + self.author.as_ref().map_or(0, |a| a.name.chars().count())
+            + self
+                .fields
+                .iter()
+                .map(|f| f.name.chars().count() + f.value.chars().count())
+                .sum::<usize>()
+    }
+}
+
+wire! {
+    /// A reference to another message (replies).
+    pub struct MessageReference {
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+        pub kind: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message_id: Option<Snowflake>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub channel_id: Option<Snowflake>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub guild_id: Option<Snowflake>,
+        #[serde(default = "default_true", skip_serializing)]
+        pub fail_if_not_exists: bool,
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A message nonce: Discord accepts an integer or a string of up to 25 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Nonce {
+    Int(i64),
+    Str(String),
+}
+
+wire! {
+    /// A message.
+    pub struct Message {
+        pub id: Snowflake,
+        pub channel_id: Snowflake,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub guild_id: Option<Snowflake>,
+        pub author: User,
+        pub content: String,
+        pub timestamp: Timestamp,
+        pub edited_timestamp: Option<Timestamp>,
+        pub tts: bool,
+        pub mention_everyone: bool,
+        pub mentions: Vec<User>,
+        pub mention_roles: Vec<Snowflake>,
+        pub attachments: Vec<Attachment>,
+        pub embeds: Vec<Embed>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub reactions: Vec<Reaction>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub nonce: Option<Nonce>,
+        pub pinned: bool,
+        #[serde(rename = "type")]
+        pub kind: u8,
+        pub flags: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message_reference: Option<MessageReference>,
+        /// Present (possibly `null` when deleted) only on replies.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        pub referenced_message: Option<Option<Box<Message>>>,
+        pub components: Vec<Value>,
+    }
+}
+
+/// Message types this server produces.
+pub mod message_type {
+    pub const DEFAULT: u8 = 0;
+    pub const GUILD_MEMBER_JOIN: u8 = 7;
+    pub const REPLY: u8 = 19;
+}
+
+wire! {
+    /// A ban entry.
+    pub struct Ban {
+        pub reason: Option<String>,
+        pub user: User,
+    }
+}
+
+wire! {
+    /// An invite, with metadata when listed by a manager.
+    pub struct Invite {
+        #[serde(rename = "type")]
+        pub kind: u8,
+        pub code: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub guild: Option<InviteGuild>,
+        pub channel: Option<InviteChannel>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub inviter: Option<User>,
+        pub expires_at: Option<Timestamp>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub approximate_member_count: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub uses: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub max_uses: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub max_age: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub temporary: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub created_at: Option<Timestamp>,
+    }
+}
+
+wire! {
+    pub struct InviteGuild {
+        pub id: Snowflake,
+        pub name: String,
+        pub icon: Option<String>,
+        pub features: Vec<String>,
+    }
+}
+
+wire! {
+    pub struct InviteChannel {
+        pub id: Snowflake,
+        pub name: String,
+        #[serde(rename = "type")]
+        pub kind: ChannelType,
+    }
+}
+
+wire! {
+    /// An application; bots belong to one.
+    pub struct Application {
+        pub id: Snowflake,
+        pub name: String,
+        pub icon: Option<String>,
+        pub description: String,
+        pub bot_public: bool,
+        pub bot_require_code_grant: bool,
+        pub verify_key: String,
+        pub flags: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub owner: Option<User>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub bot: Option<User>,
+    }
+}

@@ -1,0 +1,954 @@
+//! REST request and response bodies, with Discord's validation limits.
+//!
+//! Each request body has a `validate` that returns a 50035 error with per-field entries, so the
+//! node rejects bad input before any command reaches an actor. Nullable PATCH fields are
+//! `Option<Option<T>>`: absent means "leave it", `null` means "clear it".
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::error::{ApiError, FormErrors};
+use crate::models::{
+    ChannelType, Embed, MessageReference, Nonce, PermissionOverwrite, User,
+};
+use crate::{Permissions, Snowflake, Timestamp};
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+macro_rules! body {
+    ($(#[$m:meta])* pub struct $name:ident $body:tt) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub struct $name $body
+    };
+}
+
+// ---------------------------------------------------------------- auth
+
+body! {
+    /// `POST /auth/register`.
+    pub struct RegisterRequest {
+        pub username: String,
+        pub email: String,
+        pub password: String,
+        #[serde(default)]
+        pub global_name: Option<String>,
+    }
+}
+
+impl RegisterRequest {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_username(&mut e, &["username"], &self.username);
+        if !looks_like_email(&self.email) || self.email.len() > 254 {
+            e.add(&["email"], "EMAIL_TYPE_INVALID_EMAIL", "Not a well formed email address.");
+        }
+        e.check_len(&["password"], &self.password, 8, 72);
+        if let Some(g) = &self.global_name {
+            e.check_len(&["global_name"], g, 1, 32);
+        }
+        e.finish()
+    }
+}
+
+/// Discord's username rules: 2–32 chars of lowercase letters, digits, `_` and `.`, no `..`.
+pub fn validate_username(e: &mut FormErrors, path: &[&str], name: &str) {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if name.len() < 2 || name.len() > 32 {
+        e.add(path, "BASE_TYPE_BAD_LENGTH", "Must be between 2 and 32 in length.");
+    } else if !ok_chars || name.contains("..") {
+        e.add(
+            path,
+            "USERNAME_INVALID_CHARACTERS",
+            "Username can only contain lowercase letters, numbers, underscores and periods.",
+        );
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+body! {
+    /// `POST /auth/register` answer.
+    pub struct RegisterResponse {
+        pub token: String,
+        pub refresh_token: String,
+        pub user: Option<User>,
+    }
+}
+
+body! {
+    /// `POST /auth/login`; `login` is an email or a username.
+    pub struct LoginRequest {
+        pub login: String,
+        pub password: String,
+    }
+}
+
+body! {
+    /// `POST /auth/login` answer: tokens, or an MFA ticket when TOTP is on.
+    pub struct LoginResponse {
+        pub user_id: Snowflake,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub token: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub refresh_token: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub mfa: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ticket: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub totp: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub backup: bool,
+    }
+}
+
+body! {
+    /// `POST /auth/mfa/totp`: finishes an MFA login with a TOTP or backup code.
+    pub struct MfaTotpRequest {
+        pub ticket: String,
+        pub code: String,
+    }
+}
+
+body! {
+    /// `POST /auth/refresh`.
+    pub struct RefreshRequest {
+        pub refresh_token: String,
+    }
+}
+
+body! {
+    /// An access token and its refresh token.
+    pub struct TokenResponse {
+        pub token: String,
+        pub refresh_token: String,
+    }
+}
+
+body! {
+    /// `POST /auth/logout`: optionally names the refresh token to revoke.
+    pub struct LogoutRequest {
+        #[serde(default)]
+        pub refresh_token: Option<String>,
+    }
+}
+
+body! {
+    /// `POST /users/@me/mfa/totp/enable`.
+    pub struct EnableTotpRequest {
+        pub secret: String,
+        pub code: String,
+        pub password: String,
+    }
+}
+
+body! {
+    /// One backup code.
+    pub struct BackupCode {
+        pub user_id: Snowflake,
+        pub code: String,
+        pub consumed: bool,
+    }
+}
+
+body! {
+    /// `POST /users/@me/mfa/totp/enable` answer.
+    pub struct EnableTotpResponse {
+        pub token: String,
+        pub backup_codes: Vec<BackupCode>,
+    }
+}
+
+body! {
+    /// `POST /users/@me/mfa/totp/disable`.
+    pub struct DisableTotpRequest {
+        pub code: String,
+    }
+}
+
+// ---------------------------------------------------------------- users and applications
+
+body! {
+    /// `PATCH /users/@me`.
+    pub struct ModifyCurrentUser {
+        #[serde(default)]
+        pub username: Option<String>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub global_name: Option<Option<String>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub avatar: Option<Option<String>>,
+    }
+}
+
+impl ModifyCurrentUser {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(u) = &self.username {
+            validate_username(&mut e, &["username"], u);
+        }
+        if let Some(Some(g)) = &self.global_name {
+            e.check_len(&["global_name"], g, 1, 32);
+        }
+        e.finish()
+    }
+}
+
+body! {
+    /// `POST /applications`.
+    pub struct CreateApplication {
+        pub name: String,
+        #[serde(default)]
+        pub description: Option<String>,
+    }
+}
+
+impl CreateApplication {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        e.check_len(&["name"], &self.name, 2, 32);
+        if let Some(d) = &self.description {
+            e.check_len(&["description"], d, 0, 400);
+        }
+        e.finish()
+    }
+}
+
+body! {
+    /// `POST /applications/{id}/bot/reset` answer.
+    pub struct BotTokenResponse {
+        pub token: String,
+    }
+}
+
+body! {
+    /// `POST /oauth2/authorize` body for the `bot` scope.
+    pub struct AuthorizeBot {
+        pub guild_id: Snowflake,
+        #[serde(default)]
+        pub permissions: Option<Permissions>,
+        pub authorize: bool,
+    }
+}
+
+body! {
+    /// `GET /gateway`.
+    pub struct GatewayResponse {
+        pub url: String,
+    }
+}
+
+body! {
+    pub struct SessionStartLimit {
+        pub total: u32,
+        pub remaining: u32,
+        pub reset_after: u64,
+        pub max_concurrency: u32,
+    }
+}
+
+body! {
+    /// `GET /gateway/bot`.
+    pub struct GatewayBotResponse {
+        pub url: String,
+        pub shards: u32,
+        pub session_start_limit: SessionStartLimit,
+    }
+}
+
+// ---------------------------------------------------------------- guilds
+
+body! {
+    /// `POST /guilds`.
+    pub struct CreateGuild {
+        pub name: String,
+        #[serde(default)]
+        pub icon: Option<String>,
+        #[serde(default)]
+        pub description: Option<String>,
+    }
+}
+
+impl CreateGuild {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        e.check_len(&["name"], self.name.trim(), 2, 100);
+        e.finish()
+    }
+}
+
+body! {
+    /// `PATCH /guilds/{id}`.
+    pub struct ModifyGuild {
+        #[serde(default)]
+        pub name: Option<String>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub description: Option<Option<String>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub icon: Option<Option<String>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub system_channel_id: Option<Option<Snowflake>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub afk_channel_id: Option<Option<Snowflake>>,
+        #[serde(default)]
+        pub afk_timeout: Option<u32>,
+        #[serde(default)]
+        pub verification_level: Option<u8>,
+        #[serde(default)]
+        pub default_message_notifications: Option<u8>,
+        #[serde(default)]
+        pub explicit_content_filter: Option<u8>,
+        #[serde(default)]
+        pub owner_id: Option<Snowflake>,
+        #[serde(default)]
+        pub preferred_locale: Option<String>,
+    }
+}
+
+impl ModifyGuild {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(n) = &self.name {
+            e.check_len(&["name"], n.trim(), 2, 100);
+        }
+        if let Some(Some(d)) = &self.description {
+            e.check_len(&["description"], d, 0, 120);
+        }
+        if let Some(t) = self.afk_timeout
+            && ![60, 300, 900, 1800, 3600].contains(&t)
+        {
+            e.add(&["afk_timeout"], "BASE_TYPE_CHOICES", "Value must be one of {60, 300, 900, 1800, 3600}.");
+        }
+        if let Some(v) = self.verification_level {
+            e.check_range(&["verification_level"], v.into(), 0, 4);
+        }
+        if let Some(v) = self.default_message_notifications {
+            e.check_range(&["default_message_notifications"], v.into(), 0, 1);
+        }
+        if let Some(v) = self.explicit_content_filter {
+            e.check_range(&["explicit_content_filter"], v.into(), 0, 2);
+        }
+        e.finish()
+    }
+}
+
+body! {
+    /// `POST /guilds/{id}/channels`.
+    pub struct CreateChannel {
+        pub name: String,
+        #[serde(default, rename = "type")]
+        pub kind: Option<ChannelType>,
+        #[serde(default)]
+        pub topic: Option<String>,
+        #[serde(default)]
+        pub position: Option<i32>,
+        #[serde(default)]
+        pub permission_overwrites: Option<Vec<PermissionOverwrite>>,
+        #[serde(default)]
+        pub parent_id: Option<Snowflake>,
+        #[serde(default)]
+        pub nsfw: Option<bool>,
+        #[serde(default)]
+        pub rate_limit_per_user: Option<u32>,
+        #[serde(default)]
+        pub bitrate: Option<u32>,
+        #[serde(default)]
+        pub user_limit: Option<u32>,
+    }
+}
+
+fn validate_channel_fields(
+    e: &mut FormErrors,
+    name: Option<&str>,
+    kind: Option<ChannelType>,
+    topic: Option<&str>,
+    overwrites: Option<&[PermissionOverwrite]>,
+    rate_limit: Option<u32>,
+) {
+    if let Some(n) = name {
+        e.check_len(&["name"], n, 1, 100);
+    }
+    if let Some(k) = kind
+        && !k.is_supported_guild_type()
+    {
+        e.add(&["type"], "BASE_TYPE_CHOICES", "Value must be one of {0, 2, 4, 5, 13}.");
+    }
+    if let Some(t) = topic {
+        e.check_len(&["topic"], t, 0, 1024);
+    }
+    if let Some(o) = overwrites {
+        if o.len() > 100 {
+            e.add(&["permission_overwrites"], "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.");
+        }
+        for (i, ow) in o.iter().enumerate() {
+            if ow.kind > 1 {
+                let i = i.to_string();
+                e.add(&["permission_overwrites", &i, "type"], "BASE_TYPE_CHOICES", "Value must be one of {0, 1}.");
+            }
+        }
+    }
+    if let Some(r) = rate_limit {
+        e.check_range(&["rate_limit_per_user"], r.into(), 0, 21600);
+    }
+}
+
+impl CreateChannel {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_channel_fields(
+            &mut e,
+            Some(&self.name),
+            self.kind,
+            self.topic.as_deref(),
+            self.permission_overwrites.as_deref(),
+            self.rate_limit_per_user,
+        );
+        e.finish()
+    }
+}
+
+body! {
+    /// `PATCH /channels/{id}`.
+    pub struct ModifyChannel {
+        #[serde(default)]
+        pub name: Option<String>,
+        #[serde(default)]
+        pub position: Option<i32>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub topic: Option<Option<String>>,
+        #[serde(default)]
+        pub nsfw: Option<bool>,
+        #[serde(default)]
+        pub rate_limit_per_user: Option<u32>,
+        #[serde(default)]
+        pub permission_overwrites: Option<Vec<PermissionOverwrite>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub parent_id: Option<Option<Snowflake>>,
+        #[serde(default)]
+        pub bitrate: Option<u32>,
+        #[serde(default)]
+        pub user_limit: Option<u32>,
+    }
+}
+
+impl ModifyChannel {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_channel_fields(
+            &mut e,
+            self.name.as_deref(),
+            None,
+            self.topic.as_ref().and_then(|t| t.as_deref()),
+            self.permission_overwrites.as_deref(),
+            self.rate_limit_per_user,
+        );
+        e.finish()
+    }
+}
+
+body! {
+    /// One entry of `PATCH /guilds/{id}/channels`.
+    pub struct ChannelPosition {
+        pub id: Snowflake,
+        #[serde(default, deserialize_with = "nullable")]
+        pub position: Option<Option<i32>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub parent_id: Option<Option<Snowflake>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub lock_permissions: Option<Option<bool>>,
+    }
+}
+
+body! {
+    /// `PUT /channels/{id}/permissions/{overwrite_id}`.
+    pub struct EditOverwrite {
+        #[serde(default)]
+        pub allow: Option<Permissions>,
+        #[serde(default)]
+        pub deny: Option<Permissions>,
+        #[serde(rename = "type")]
+        pub kind: u8,
+    }
+}
+
+impl EditOverwrite {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if self.kind > 1 {
+            e.add(&["type"], "BASE_TYPE_CHOICES", "Value must be one of {0, 1}.");
+        }
+        e.finish()
+    }
+}
+
+body! {
+    /// `POST /guilds/{id}/roles` and `PATCH /guilds/{id}/roles/{role}`.
+    pub struct RoleBody {
+        #[serde(default)]
+        pub name: Option<String>,
+        #[serde(default)]
+        pub permissions: Option<Permissions>,
+        #[serde(default)]
+        pub color: Option<u32>,
+        #[serde(default)]
+        pub hoist: Option<bool>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub unicode_emoji: Option<Option<String>>,
+        #[serde(default)]
+        pub mentionable: Option<bool>,
+    }
+}
+
+impl RoleBody {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(n) = &self.name {
+            e.check_len(&["name"], n, 1, 100);
+        }
+        if let Some(c) = self.color {
+            e.check_range(&["color"], c.into(), 0, 0xFF_FFFF);
+        }
+        e.finish()
+    }
+}
+
+body! {
+    /// One entry of `PATCH /guilds/{id}/roles` (positions).
+    pub struct RolePosition {
+        pub id: Snowflake,
+        #[serde(default, deserialize_with = "nullable")]
+        pub position: Option<Option<i32>>,
+    }
+}
+
+body! {
+    /// `PATCH /guilds/{id}/members/{user}`.
+    pub struct ModifyMember {
+        #[serde(default, deserialize_with = "nullable")]
+        pub nick: Option<Option<String>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub roles: Option<Option<Vec<Snowflake>>>,
+        #[serde(default)]
+        pub mute: Option<bool>,
+        #[serde(default)]
+        pub deaf: Option<bool>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub communication_disabled_until: Option<Option<Timestamp>>,
+    }
+}
+
+/// Discord caps a timeout at 28 days.
+pub const MAX_TIMEOUT_SECS: i64 = 28 * 24 * 3600;
+
+impl ModifyMember {
+    pub fn validate(&self, now: Timestamp) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(Some(n)) = &self.nick {
+            e.check_len(&["nick"], n, 1, 32);
+        }
+        if let Some(Some(until)) = self.communication_disabled_until
+            && until.unix_ms() > now.plus_secs(MAX_TIMEOUT_SECS).unix_ms()
+        {
+            e.add(
+                &["communication_disabled_until"],
+                "BASE_TYPE_BAD_TIME",
+                "Timeout cannot be longer than 28 days.",
+            );
+        }
+        e.finish()
+    }
+}
+
+body! {
+    /// `PATCH /guilds/{id}/members/@me`.
+    pub struct ModifyCurrentMember {
+        #[serde(default, deserialize_with = "nullable")]
+        pub nick: Option<Option<String>>,
+    }
+}
+
+body! {
+    /// `PUT /guilds/{id}/bans/{user}`.
+    pub struct CreateBan {
+        #[serde(default)]
+        pub delete_message_seconds: Option<u32>,
+        /// Deprecated by Discord but still accepted.
+        #[serde(default)]
+        pub delete_message_days: Option<u32>,
+    }
+}
+
+impl CreateBan {
+    /// Seconds of recent messages to delete, after validation.
+    pub fn delete_seconds(&self) -> Result<u32, ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(s) = self.delete_message_seconds {
+            e.check_range(&["delete_message_seconds"], s.into(), 0, 604_800);
+        }
+        if let Some(d) = self.delete_message_days {
+            e.check_range(&["delete_message_days"], d.into(), 0, 7);
+        }
+        e.finish()?;
+        Ok(self
+            .delete_message_seconds
+            .or(self.delete_message_days.map(|d| d * 86_400))
+            .unwrap_or(0))
+    }
+}
+
+body! {
+    /// `POST /channels/{id}/invites`.
+    pub struct CreateInvite {
+        #[serde(default)]
+        pub max_age: Option<u32>,
+        #[serde(default)]
+        pub max_uses: Option<u32>,
+        #[serde(default)]
+        pub temporary: Option<bool>,
+        #[serde(default)]
+        pub unique: Option<bool>,
+    }
+}
+
+impl CreateInvite {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(a) = self.max_age {
+            e.check_range(&["max_age"], a.into(), 0, 604_800);
+        }
+        if let Some(u) = self.max_uses {
+            e.check_range(&["max_uses"], u.into(), 0, 100);
+        }
+        e.finish()
+    }
+}
+
+// ---------------------------------------------------------------- messages
+
+body! {
+    /// `allowed_mentions` on message create.
+    pub struct AllowedMentions {
+        #[serde(default)]
+        pub parse: Option<Vec<String>>,
+        #[serde(default)]
+        pub roles: Option<Vec<Snowflake>>,
+        #[serde(default)]
+        pub users: Option<Vec<Snowflake>>,
+        #[serde(default)]
+        pub replied_user: Option<bool>,
+    }
+}
+
+body! {
+    /// `POST /channels/{id}/messages`.
+    pub struct CreateMessage {
+        #[serde(default)]
+        pub content: Option<String>,
+        #[serde(default)]
+        pub nonce: Option<Nonce>,
+        #[serde(default)]
+        pub enforce_nonce: Option<bool>,
+        #[serde(default)]
+        pub tts: Option<bool>,
+        #[serde(default)]
+        pub embeds: Option<Vec<Embed>>,
+        #[serde(default)]
+        pub allowed_mentions: Option<AllowedMentions>,
+        #[serde(default)]
+        pub message_reference: Option<MessageReference>,
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
+        pub components: Option<Vec<Value>>,
+        #[serde(default)]
+        pub sticker_ids: Option<Vec<Snowflake>>,
+        #[serde(default)]
+        pub flags: Option<u64>,
+    }
+}
+
+/// Discord's message limits.
+pub const MAX_CONTENT_CHARS: usize = 2000;
+pub const MAX_EMBEDS: usize = 10;
+pub const MAX_EMBED_CHARS: usize = 6000;
+
+fn validate_message_parts(e: &mut FormErrors, content: Option<&str>, embeds: Option<&[Embed]>) {
+    if let Some(c) = content
+        && c.chars().count() > MAX_CONTENT_CHARS
+    {
+        e.add(&["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.");
+    }
+    if let Some(list) = embeds {
+        if list.len() > MAX_EMBEDS {
+            e.add(&["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.");
+        }
+        if list.iter().map(Embed::text_len).sum::<usize>() > MAX_EMBED_CHARS {
+            e.add(&["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000");
+        }
+        for (i, em) in list.iter().enumerate() {
+            let i = i.to_string();
+            if let Some(t) = &em.title {
+                e.check_len(&["embeds", &i, "title"], t, 0, 256);
+            }
+            if let Some(d) = &em.description {
+                e.check_len(&["embeds", &i, "description"], d, 0, 4096);
+            }
+            if em.fields.len() > 25 {
+                e.add(&["embeds", &i, "fields"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.");
+            }
+        }
+    }
+}
+
+impl CreateMessage {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_message_parts(&mut e, self.content.as_deref(), self.embeds.as_deref());
+        if let Some(Nonce::Str(n)) = &self.nonce
+            && n.chars().count() > 25
+        {
+            e.add(&["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.");
+        }
+        e.finish()?;
+        let empty_content = self.content.as_deref().is_none_or(|c| c.trim().is_empty());
+        let no_embeds = self.embeds.as_ref().is_none_or(Vec::is_empty);
+        let no_stickers = self.sticker_ids.as_ref().is_none_or(Vec::is_empty);
+        if empty_content && no_embeds && no_stickers {
+            return Err(ApiError::new(
+                400,
+                crate::ErrorCode::EmptyMessage,
+                "Cannot send an empty message",
+            ));
+        }
+        Ok(())
+    }
+}
+
+body! {
+    /// `PATCH /channels/{id}/messages/{id}`.
+    pub struct EditMessage {
+        #[serde(default, deserialize_with = "nullable")]
+        pub content: Option<Option<String>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub embeds: Option<Option<Vec<Embed>>>,
+        #[serde(default, deserialize_with = "nullable")]
+        pub flags: Option<Option<u64>>,
+    }
+}
+
+impl EditMessage {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_message_parts(
+            &mut e,
+            self.content.as_ref().and_then(|c| c.as_deref()),
+            self.embeds.as_ref().and_then(|c| c.as_deref()),
+        );
+        e.finish()
+    }
+}
+
+body! {
+    /// `POST /channels/{id}/messages/bulk-delete`.
+    pub struct BulkDelete {
+        pub messages: Vec<Snowflake>,
+    }
+}
+
+impl BulkDelete {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if self.messages.len() < 2 {
+            e.add(&["messages"], "BASE_TYPE_MIN_LENGTH", "Must be 2 or more in length.");
+        } else if self.messages.len() > 100 {
+            e.add(&["messages"], "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.");
+        }
+        e.finish()
+    }
+}
+
+/// `GET /channels/{id}/messages` query.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct MessagesQuery {
+    pub limit: Option<i64>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub before: Option<Snowflake>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub after: Option<Snowflake>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub around: Option<Snowflake>,
+}
+
+/// A validated history cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryAnchor {
+    Latest,
+    Before(Snowflake),
+    After(Snowflake),
+    Around(Snowflake),
+}
+
+impl MessagesQuery {
+    /// Validates the limit (1–100, default 50) and that at most one anchor is given.
+    pub fn anchor(&self) -> Result<(HistoryAnchor, usize), ApiError> {
+        let mut e = FormErrors::default();
+        let limit = self.limit.unwrap_or(50);
+        e.check_range(&["limit"], limit, 1, 100);
+        let anchors = [self.before.is_some(), self.after.is_some(), self.around.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if anchors > 1 {
+            e.add(&["around"], "BASE_TYPE_CHOICES", "Only one of before, after and around may be given.");
+        }
+        e.finish()?;
+        let anchor = match (self.before, self.after, self.around) {
+            (Some(b), _, _) => HistoryAnchor::Before(b),
+            (_, Some(a), _) => HistoryAnchor::After(a),
+            (_, _, Some(r)) => HistoryAnchor::Around(r),
+            _ => HistoryAnchor::Latest,
+        };
+        Ok((anchor, limit as usize))
+    }
+}
+
+/// `GET /guilds/{id}/members` query.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct MembersQuery {
+    pub limit: Option<i64>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub after: Option<Snowflake>,
+}
+
+impl MembersQuery {
+    pub fn validated(&self) -> Result<(usize, Snowflake), ApiError> {
+        let mut e = FormErrors::default();
+        let limit = self.limit.unwrap_or(1);
+        e.check_range(&["limit"], limit, 1, 1000);
+        e.finish()?;
+        Ok((limit as usize, self.after.unwrap_or_default()))
+    }
+}
+
+/// `GET .../reactions/{emoji}` query.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ReactionsQuery {
+    pub limit: Option<i64>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub after: Option<Snowflake>,
+}
+
+impl ReactionsQuery {
+    pub fn validated(&self) -> Result<(usize, Snowflake), ApiError> {
+        let mut e = FormErrors::default();
+        let limit = self.limit.unwrap_or(25);
+        e.check_range(&["limit"], limit, 1, 100);
+        e.finish()?;
+        Ok((limit as usize, self.after.unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nullable_distinguishes_absent_from_null() {
+        let absent: ModifyChannel = serde_json::from_str("{}").unwrap();
+        let null: ModifyChannel = serde_json::from_str(r#"{"topic":null}"#).unwrap();
+        let set: ModifyChannel = serde_json::from_str(r#"{"topic":"hi"}"#).unwrap();
+        assert_eq!(absent.topic, None);
+        assert_eq!(null.topic, Some(None));
+        assert_eq!(set.topic, Some(Some("hi".into())));
+    }
+
+    #[test]
+    fn message_limits() {
+        let ok = CreateMessage { content: Some("a".repeat(2000)), ..Default::default() };
+        assert!(ok.validate().is_ok());
+        let long = CreateMessage { content: Some("é".repeat(2001)), ..Default::default() };
+        let err = long.validate().unwrap_err();
+        assert_eq!(err.code(), 50035);
+        let empty = CreateMessage { content: Some("  ".into()), ..Default::default() };
+        assert_eq!(empty.validate().unwrap_err().code(), 50006);
+        let nonce = CreateMessage {
+            content: Some("x".into()),
+            nonce: Some(Nonce::Str("n".repeat(26))),
+            ..Default::default()
+        };
+        assert_eq!(nonce.validate().unwrap_err().code(), 50035);
+    }
+
+    #[test]
+    fn history_query_validation() {
+        let q = |s: &str| -> MessagesQuery { serde_json::from_str(s).unwrap() };
+        assert_eq!(q("{}").anchor().unwrap(), (HistoryAnchor::Latest, 50));
+        assert_eq!(
+            q(r#"{"before":"10","limit":5}"#).anchor().unwrap(),
+            (HistoryAnchor::Before(Snowflake(10)), 5)
+        );
+        assert!(q(r#"{"limit":0}"#).anchor().is_err());
+        assert!(q(r#"{"limit":101}"#).anchor().is_err());
+        assert!(q(r#"{"before":"1","after":"2"}"#).anchor().is_err());
+    }
+
+    #[test]
+    fn register_validation_reports_every_bad_field() {
+        let r = RegisterRequest {
+            username: "Bad Name".into(),
+            email: "nope".into(),
+            password: "short".into(),
+            global_name: None,
+        };
+        let body = serde_json::to_value(r.validate().unwrap_err().body).unwrap();
+        for f in ["username", "email", "password"] {
+            assert!(body["errors"][f]["_errors"].is_array(), "{f} missing: {body}");
+        }
+        let good = RegisterRequest {
+            username: "alice.b_2".into(),
+            email: "a@example.com".into(),
+            password: "correct horse".into(),
+            global_name: Some("Alice".into()),
+        };
+        assert!(good.validate().is_ok());
+    }
+
+    #[test]
+    fn bulk_delete_bounds_and_ban_seconds() {
+        let b = |n: u64| BulkDelete { messages: (0..n).map(Snowflake).collect() };
+        assert!(b(1).validate().is_err());
+        assert!(b(2).validate().is_ok());
+        assert!(b(100).validate().is_ok());
+        assert!(b(101).validate().is_err());
+        let ban = CreateBan { delete_message_days: Some(2), ..Default::default() };
+        assert_eq!(ban.delete_seconds().unwrap(), 172_800);
+        let bad = CreateBan { delete_message_seconds: Some(604_801), ..Default::default() };
+        assert!(bad.delete_seconds().is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! Storage for Enrichment: one trait per kind of data, and the backends that implement them.
+//!
+//! The traits are the contract every backend keeps, proven by the conformance suite in
+//! [`testsuite`] (feature `testsuite`), which each backend runs unchanged:
+//! - [`UserStore`]: accounts, credentials (password hash, TOTP, backup codes), refresh tokens;
+//! - [`ApplicationStore`]: applications and their bot tokens;
+//! - [`GuildStore`]: guild metadata (guild, roles, channels, members, bans, invites), written
+//!   atomically in batches by the guild's single writer, its actor;
+//! - [`MessageStore`]: messages, reactions and pins, keyed like Discord's ScyllaDB layout:
+//!   partition `(channel_id, bucket)`, clustering `message_id`.
+//!
+//! Contract shared by all writes: when the future resolves `Ok`, the write is durable (fsynced, or
+//! acknowledged by a quorum) and visible to every later read. A write that fails leaves nothing
+//! behind. Drivers sit behind cargo features so the traits never pull them in.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use enrichment_protocol::models::{
+    Attachment, Channel, Embed, Guild, MessageReference, Nonce, Role, User,
+};
+use enrichment_protocol::rest::HistoryAnchor;
+use enrichment_protocol::{Snowflake, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "embedded")]
+pub mod embedded;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+/// Width of a message bucket: Discord's 10 days, in milliseconds of snowflake time.
+pub const BUCKET_MS: u64 = 10 * 24 * 3600 * 1000;
+
+/// The bucket a message id falls in.
+pub fn bucket_of(id: Snowflake) -> u32 {
+    ((id.get() >> 22) / BUCKET_MS) as u32
+}
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint was violated; names the field (`username`, `email`, `code`).
+    #[error("conflict on {0}")]
+    Conflict(&'static str),
+    /// The backend failed (I/O, network, driver).
+    #[error("backend error: {0}")]
+    Backend(String),
+    /// Stored bytes could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+// ------------------------------------------------------------------ users
+
+/// A backup code, stored hashed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCodeRecord {
+    pub code_hash: String,
+    pub consumed: bool,
+}
+
+/// Secrets for logging in as a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub user_id: Snowflake,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Base32 TOTP secret when MFA is on.
+    pub totp_secret: Option<String>,
+    /// The last TOTP time step accepted, so a code is never accepted twice.
+    pub totp_last_step: u64,
+    pub backup_codes: Vec<BackupCodeRecord>,
+}
+
+/// A refresh token, stored by the hash of its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenRecord {
+    pub token_hash: String,
+    /// Every token rotated from one login shares a family; reuse of a rotated token revokes it.
+    pub family_id: Snowflake,
+    pub user_id: Snowflake,
+    pub expires_at: Timestamp,
+}
+
+/// The result of presenting a refresh token for rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The old token is now spent and the new one stored.
+    Rotated { user_id: Snowflake },
+    /// The token had already been rotated: its whole family is now revoked.
+    Reused { family_id: Snowflake },
+    /// Unknown, expired, or its family was revoked.
+    Invalid,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Creates a user with credentials. Usernames and emails are unique, case-insensitively.
+    async fn create_user(&self, user: &User, credentials: &Credentials) -> StoreResult<()>;
+    async fn get_user(&self, id: Snowflake) -> StoreResult<Option<User>>;
+    /// Finds a user id by email or username (case-insensitive).
+    async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<Snowflake>>;
+    /// Replaces a user; a changed username must stay unique.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    async fn get_credentials(&self, user_id: Snowflake) -> StoreResult<Option<Credentials>>;
+    async fn put_credentials(&self, credentials: &Credentials) -> StoreResult<()>;
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
+    /// Atomically spends `old_hash` and stores `new` in the same family; see [`RotateOutcome`].
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshTokenRecord,
+        now: Timestamp,
+    ) -> StoreResult<RotateOutcome>;
+    async fn revoke_refresh_family(&self, family_id: Snowflake) -> StoreResult<()>;
+    /// The family a live token belongs to, if any (for logout).
+    async fn refresh_token_family(&self, token_hash: &str) -> StoreResult<Option<Snowflake>>;
+}
+
+// ------------------------------------------------------------------ applications
+
+/// An application and the bot user that acts for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationRecord {
+    pub id: Snowflake,
+    pub name: String,
+    pub description: String,
+    pub owner_id: Snowflake,
+    pub bot_user_id: Snowflake,
+    pub verify_key: String,
+    pub flags: u64,
+}
+
+#[async_trait]
+pub trait ApplicationStore: Send + Sync + 'static {
+    /// Creates the application and its bot user together (the bot's username must be unique).
+    async fn create_application(&self, app: &ApplicationRecord, bot: &User) -> StoreResult<()>;
+    async fn get_application(&self, id: Snowflake) -> StoreResult<Option<ApplicationRecord>>;
+    async fn application_by_bot(&self, bot_user_id: Snowflake) -> StoreResult<Option<ApplicationRecord>>;
+    /// Sets the bot's token hash, replacing (and so invalidating) any previous one.
+    async fn set_bot_token(&self, bot_user_id: Snowflake, token_hash: &str) -> StoreResult<()>;
+    async fn bot_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Snowflake>>;
+}
+
+// ------------------------------------------------------------------ guilds
+
+/// A member as stored (the user object lives in the user store).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub guild_id: Snowflake,
+    pub user_id: Snowflake,
+    pub nick: Option<String>,
+    pub avatar: Option<String>,
+    pub roles: Vec<Snowflake>,
+    pub joined_at: Timestamp,
+    pub deaf: bool,
+    pub mute: bool,
+    pub flags: u64,
+    pub communication_disabled_until: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanRecord {
+    pub guild_id: Snowflake,
+    pub user_id: Snowflake,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    pub code: String,
+    pub guild_id: Snowflake,
+    pub channel_id: Snowflake,
+    pub inviter_id: Snowflake,
+    pub max_age: u32,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub temporary: bool,
+    pub created_at: Timestamp,
+}
+
+impl InviteRecord {
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        (self.max_age > 0).then(|| self.created_at.plus_secs(self.max_age.into()))
+    }
+
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at().is_some_and(|e| now >= e)
+            || (self.max_uses > 0 && self.uses >= self.max_uses)
+    }
+}
+
+/// One change in an atomic guild batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GuildWrite {
+    /// The guild row itself; its `roles` field is not stored (roles are rows of their own).
+    PutGuild(Guild),
+    /// Removes the guild and every row that belongs to it (roles, channels, members, bans,
+    /// invites, the members' guild index). Messages are removed with [`MessageStore::delete_channel`].
+    DeleteGuild(Snowflake),
+    PutRole { guild_id: Snowflake, role: Role },
+    DeleteRole { guild_id: Snowflake, role_id: Snowflake },
+    /// `channel.guild_id` must be set.
+    PutChannel(Channel),
+    DeleteChannel { guild_id: Snowflake, channel_id: Snowflake },
+    PutMember(MemberRecord),
+    DeleteMember { guild_id: Snowflake, user_id: Snowflake },
+    PutBan(BanRecord),
+    DeleteBan { guild_id: Snowflake, user_id: Snowflake },
+    /// Inserts or replaces an invite; codes are unique across guilds.
+    PutInvite(InviteRecord),
+    DeleteInvite { code: String },
+}
+
+/// Everything a guild actor loads when it starts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GuildSnapshot {
+    pub guild: Option<Guild>,
+    pub roles: Vec<Role>,
+    pub channels: Vec<Channel>,
+    pub members: Vec<MemberRecord>,
+    pub bans: Vec<BanRecord>,
+    pub invites: Vec<InviteRecord>,
+}
+
+#[async_trait]
+pub trait GuildStore: Send + Sync + 'static {
+    /// Applies all writes atomically and durably, or none. A `PutInvite` whose code is held by
+    /// another guild fails the whole batch with `Conflict("code")`.
+    async fn write_guild(&self, guild_id: Snowflake, writes: Vec<GuildWrite>) -> StoreResult<()>;
+    /// The guild's full state, or `None` if it does not exist.
+    async fn load_guild(&self, guild_id: Snowflake) -> StoreResult<Option<GuildSnapshot>>;
+    /// Guild ids the user is a member of, ascending.
+    async fn user_guilds(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>>;
+    /// The guild a channel belongs to.
+    async fn channel_guild(&self, channel_id: Snowflake) -> StoreResult<Option<Snowflake>>;
+    async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>>;
+}
+
+// ------------------------------------------------------------------ messages
+
+/// A message as stored; authors and mentions are ids, hydrated into users when read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: Snowflake,
+    pub channel_id: Snowflake,
+    pub guild_id: Option<Snowflake>,
+    pub author_id: Snowflake,
+    pub content: String,
+    pub edited_timestamp: Option<Timestamp>,
+    pub tts: bool,
+    pub mention_everyone: bool,
+    pub mentions: Vec<Snowflake>,
+    pub mention_roles: Vec<Snowflake>,
+    pub attachments: Vec<Attachment>,
+    pub embeds: Vec<Embed>,
+    pub pinned: bool,
+    pub kind: u8,
+    pub flags: u64,
+    pub nonce: Option<Nonce>,
+    pub message_reference: Option<MessageReference>,
+}
+
+/// Reactions of one emoji on a message, as seen by one viewer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionCount {
+    /// `name` for Unicode emoji, `name:id` for custom emoji.
+    pub emoji: String,
+    pub count: u32,
+    /// Whether the viewer is among the reactors.
+    pub me: bool,
+}
+
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
+    /// Inserts or replaces a message (edits and pin state go through here too).
+    async fn put_message(&self, message: &MessageRecord) -> StoreResult<()>;
+    async fn get_message(&self, channel_id: Snowflake, message_id: Snowflake) -> StoreResult<Option<MessageRecord>>;
+    /// Up to `limit` messages, **newest first**, walking buckets as needed:
+    /// `Latest` the newest; `Before(x)`/`After(x)` the nearest strictly before/after x;
+    /// `Around(x)` up to `limit/2` on each side plus x itself if it exists (Discord's rule).
+    async fn list_messages(
+        &self,
+        channel_id: Snowflake,
+        anchor: HistoryAnchor,
+        limit: usize,
+    ) -> StoreResult<Vec<MessageRecord>>;
+    /// Deletes messages with their reactions and pins; returns the ids that existed.
+    async fn delete_messages(&self, channel_id: Snowflake, ids: &[Snowflake]) -> StoreResult<Vec<Snowflake>>;
+    /// Deletes every message, reaction and pin of a channel.
+    async fn delete_channel(&self, channel_id: Snowflake) -> StoreResult<()>;
+    /// Adds a reaction; `false` if the user had already reacted with that emoji.
+    async fn add_reaction(&self, channel_id: Snowflake, message_id: Snowflake, emoji: &str, user_id: Snowflake) -> StoreResult<bool>;
+    /// Removes one user's reaction; `false` if there was none.
+    async fn remove_reaction(&self, channel_id: Snowflake, message_id: Snowflake, emoji: &str, user_id: Snowflake) -> StoreResult<bool>;
+    /// Removes all reactions, or all of one emoji.
+    async fn remove_reactions(&self, channel_id: Snowflake, message_id: Snowflake, emoji: Option<&str>) -> StoreResult<()>;
+    /// Users who reacted with `emoji`, ascending by user id, strictly after `after`.
+    async fn reaction_users(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        after: Snowflake,
+        limit: usize,
+    ) -> StoreResult<Vec<Snowflake>>;
+    /// Per-emoji counts in the order each emoji was first added.
+    async fn reaction_counts(&self, channel_id: Snowflake, message_id: Snowflake, viewer: Snowflake) -> StoreResult<Vec<ReactionCount>>;
+    /// Pins or unpins, updating the message's `pinned` flag and the pin index together.
+    /// Returns `false` when the message does not exist.
+    async fn set_pinned(&self, channel_id: Snowflake, message_id: Snowflake, pinned: bool) -> StoreResult<bool>;
+    /// Pinned messages, most recently pinned first.
+    async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<MessageRecord>>;
+}
+
+/// The set of stores a node runs on.
+#[derive(Clone)]
+pub struct Stores {
+    pub users: Arc<dyn UserStore>,
+    pub applications: Arc<dyn ApplicationStore>,
+    pub guilds: Arc<dyn GuildStore>,
+    pub messages: Arc<dyn MessageStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stores")
+    }
+}
