@@ -1,0 +1,2 @@
+//! The Enrichment domain, free of HTTP and sockets.
+pub mod auth;
