@@ -1,2 +1,14 @@
 //! The Enrichment domain, free of HTTP and sockets.
+//!
+//! - [`guild`]: guild actors, the single writers of their guilds;
+//! - [`router`]: how commands reach a guild's actor ([`router::GuildRouter`]);
+//! - [`events`]: what actors publish after each durable change;
+//! - [`accounts`]: users, applications, bots and their authentication;
+//! - [`auth`]: the cryptographic primitives behind authentication;
+//! - [`users`]: the shared cache of public user objects.
+
 pub mod auth;
+pub mod events;
+pub mod guild;
+pub mod router;
+pub mod users;

@@ -1,0 +1,307 @@
+//! Domain events: what changed in a guild, emitted by its actor after the change is durable.
+//!
+//! Each variant serializes to exactly the `d` payload of the Discord dispatch named by
+//! [`GuildEvent::name`], so fanout can encode an event once per wire encoding and share the
+//! bytes. [`Audience`] says who may receive it; the fanout layer applies it together with
+//! the receiver's intents ([`GuildEvent::intent`]).
+
+use std::sync::Arc;
+
+use enrichment_protocol::models::{Channel, Emoji, Guild, Invite, Member, Message, Role, User};
+use enrichment_protocol::{Snowflake, Timestamp};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Gateway intent bits (Discord's values) that gate each event.
+pub mod intents {
+    pub const GUILDS: u64 = 1 << 0;
+    pub const GUILD_MEMBERS: u64 = 1 << 1;
+    pub const GUILD_MODERATION: u64 = 1 << 2;
+    pub const GUILD_INVITES: u64 = 1 << 6;
+    pub const GUILD_PRESENCES: u64 = 1 << 8;
+    pub const GUILD_MESSAGES: u64 = 1 << 9;
+    pub const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
+    pub const GUILD_MESSAGE_TYPING: u64 = 1 << 11;
+    pub const MESSAGE_CONTENT: u64 = 1 << 15;
+}
+
+/// Who may receive an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Every member of the guild.
+    Guild,
+    /// Members who can view the channel.
+    Channel(Snowflake),
+    /// Members with one of these permissions in the channel (e.g. invite events need
+    /// MANAGE_CHANNELS), checked by the fanout layer.
+    ChannelManagers(Snowflake),
+    /// Exactly these users (e.g. a removed member learning it left).
+    Users(Vec<Snowflake>),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GuildDeleteData {
+    pub id: Snowflake,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unavailable: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChannelPinsData {
+    pub guild_id: Snowflake,
+    pub channel_id: Snowflake,
+    pub last_pin_timestamp: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleData {
+    pub guild_id: Snowflake,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleDeleteData {
+    pub guild_id: Snowflake,
+    pub role_id: Snowflake,
+}
+
+/// GUILD_MEMBER_ADD / GUILD_MEMBER_UPDATE: the member plus `guild_id`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberData {
+    pub guild_id: Snowflake,
+    #[serde(flatten)]
+    pub member: Member,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GuildUserData {
+    pub guild_id: Snowflake,
+    pub user: User,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InviteCreateData {
+    pub channel_id: Snowflake,
+    pub guild_id: Snowflake,
+    pub code: String,
+    pub created_at: Option<Timestamp>,
+    pub inviter: Option<User>,
+    pub max_age: Option<u32>,
+    pub max_uses: Option<u32>,
+    pub temporary: Option<bool>,
+    pub uses: Option<u32>,
+}
+
+impl InviteCreateData {
+    pub fn from_invite(guild_id: Snowflake, channel_id: Snowflake, i: &Invite) -> Self {
+        InviteCreateData {
+            channel_id,
+            guild_id,
+            code: i.code.clone(),
+            created_at: i.created_at,
+            inviter: i.inviter.clone(),
+            max_age: i.max_age,
+            max_uses: i.max_uses,
+            temporary: i.temporary,
+            uses: i.uses,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InviteDeleteData {
+    pub channel_id: Snowflake,
+    pub guild_id: Snowflake,
+    pub code: String,
+}
+
+/// MESSAGE_CREATE / MESSAGE_UPDATE: the message plus the author's `member` (gateway only).
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageData {
+    #[serde(flatten)]
+    pub message: Message,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<Member>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageDeleteData {
+    pub id: Snowflake,
+    pub channel_id: Snowflake,
+    pub guild_id: Snowflake,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageDeleteBulkData {
+    pub ids: Vec<Snowflake>,
+    pub channel_id: Snowflake,
+    pub guild_id: Snowflake,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReactionData {
+    pub user_id: Snowflake,
+    pub channel_id: Snowflake,
+    pub message_id: Snowflake,
+    pub guild_id: Snowflake,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<Member>,
+    pub emoji: Emoji,
+    pub burst: bool,
+    #[serde(rename = "type")]
+    pub kind: u8,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReactionRemoveAllData {
+    pub channel_id: Snowflake,
+    pub message_id: Snowflake,
+    pub guild_id: Snowflake,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReactionRemoveEmojiData {
+    pub channel_id: Snowflake,
+    pub guild_id: Snowflake,
+    pub message_id: Snowflake,
+    pub emoji: Emoji,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TypingStartData {
+    pub channel_id: Snowflake,
+    pub guild_id: Snowflake,
+    pub user_id: Snowflake,
+    /// Unix time in seconds, as Discord sends it.
+    pub timestamp: u64,
+    pub member: Option<Member>,
+}
+
+/// A change in a guild; serializes to the dispatch's `d`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum GuildEvent {
+    GuildUpdate(Guild),
+    GuildDelete(GuildDeleteData),
+    ChannelCreate(Channel),
+    ChannelUpdate(Channel),
+    ChannelDelete(Channel),
+    ChannelPinsUpdate(ChannelPinsData),
+    RoleCreate(RoleData),
+    RoleUpdate(RoleData),
+    RoleDelete(RoleDeleteData),
+    MemberAdd(MemberData),
+    MemberUpdate(MemberData),
+    MemberRemove(GuildUserData),
+    BanAdd(GuildUserData),
+    BanRemove(GuildUserData),
+    InviteCreate(InviteCreateData),
+    InviteDelete(InviteDeleteData),
+    MessageCreate(MessageData),
+    MessageUpdate(MessageData),
+    MessageDelete(MessageDeleteData),
+    MessageDeleteBulk(MessageDeleteBulkData),
+    ReactionAdd(ReactionData),
+    ReactionRemove(ReactionData),
+    ReactionRemoveAll(ReactionRemoveAllData),
+    ReactionRemoveEmoji(ReactionRemoveEmojiData),
+    TypingStart(TypingStartData),
+}
+
+impl GuildEvent {
+    /// The dispatch name (`t`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            GuildEvent::GuildUpdate(_) => "GUILD_UPDATE",
+            GuildEvent::GuildDelete(_) => "GUILD_DELETE",
+            GuildEvent::ChannelCreate(_) => "CHANNEL_CREATE",
+            GuildEvent::ChannelUpdate(_) => "CHANNEL_UPDATE",
+            GuildEvent::ChannelDelete(_) => "CHANNEL_DELETE",
+            GuildEvent::ChannelPinsUpdate(_) => "CHANNEL_PINS_UPDATE",
+            GuildEvent::RoleCreate(_) => "GUILD_ROLE_CREATE",
+            GuildEvent::RoleUpdate(_) => "GUILD_ROLE_UPDATE",
+            GuildEvent::RoleDelete(_) => "GUILD_ROLE_DELETE",
+            GuildEvent::MemberAdd(_) => "GUILD_MEMBER_ADD",
+            GuildEvent::MemberUpdate(_) => "GUILD_MEMBER_UPDATE",
+            GuildEvent::MemberRemove(_) => "GUILD_MEMBER_REMOVE",
+            GuildEvent::BanAdd(_) => "GUILD_BAN_ADD",
+            GuildEvent::BanRemove(_) => "GUILD_BAN_REMOVE",
+            GuildEvent::InviteCreate(_) => "INVITE_CREATE",
+            GuildEvent::InviteDelete(_) => "INVITE_DELETE",
+            GuildEvent::MessageCreate(_) => "MESSAGE_CREATE",
+            GuildEvent::MessageUpdate(_) => "MESSAGE_UPDATE",
+            GuildEvent::MessageDelete(_) => "MESSAGE_DELETE",
+            GuildEvent::MessageDeleteBulk(_) => "MESSAGE_DELETE_BULK",
+            GuildEvent::ReactionAdd(_) => "MESSAGE_REACTION_ADD",
+            GuildEvent::ReactionRemove(_) => "MESSAGE_REACTION_REMOVE",
+            GuildEvent::ReactionRemoveAll(_) => "MESSAGE_REACTION_REMOVE_ALL",
+            GuildEvent::ReactionRemoveEmoji(_) => "MESSAGE_REACTION_REMOVE_EMOJI",
+            GuildEvent::TypingStart(_) => "TYPING_START",
+        }
+    }
+
+    /// The intent a receiver needs for this event (Discord's table).
+    pub fn intent(&self) -> u64 {
+        use intents::*;
+        match self {
+            GuildEvent::GuildUpdate(_)
+            | GuildEvent::GuildDelete(_)
+            | GuildEvent::ChannelCreate(_)
+            | GuildEvent::ChannelUpdate(_)
+            | GuildEvent::ChannelDelete(_)
+            | GuildEvent::ChannelPinsUpdate(_)
+            | GuildEvent::RoleCreate(_)
+            | GuildEvent::RoleUpdate(_)
+            | GuildEvent::RoleDelete(_) => GUILDS,
+            GuildEvent::MemberAdd(_) | GuildEvent::MemberUpdate(_) | GuildEvent::MemberRemove(_) => {
+                GUILD_MEMBERS
+            }
+            GuildEvent::BanAdd(_) | GuildEvent::BanRemove(_) => GUILD_MODERATION,
+            GuildEvent::InviteCreate(_) | GuildEvent::InviteDelete(_) => GUILD_INVITES,
+            GuildEvent::MessageCreate(_)
+            | GuildEvent::MessageUpdate(_)
+            | GuildEvent::MessageDelete(_)
+            | GuildEvent::MessageDeleteBulk(_) => GUILD_MESSAGES,
+            GuildEvent::ReactionAdd(_)
+            | GuildEvent::ReactionRemove(_)
+            | GuildEvent::ReactionRemoveAll(_)
+            | GuildEvent::ReactionRemoveEmoji(_) => GUILD_MESSAGE_REACTIONS,
+            GuildEvent::TypingStart(_) => GUILD_MESSAGE_TYPING,
+        }
+    }
+}
+
+/// An event with its guild and audience.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub guild_id: Snowflake,
+    pub audience: Audience,
+    pub event: GuildEvent,
+}
+
+/// Where guild actors publish their events. The gateway's fanout subscribes here.
+///
+/// A bounded broadcast channel: a subscriber that falls more than `capacity` events behind
+/// loses the oldest ones and is told so (`RecvError::Lagged`), so no subscriber can make the
+/// publisher wait or grow memory without bound.
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    tx: broadcast::Sender<Arc<Dispatch>>,
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        EventBus { tx }
+    }
+
+    pub fn publish(&self, dispatch: Dispatch) {
+        metrics::counter!("enrichment_events_total", "event" => dispatch.event.name()).increment(1);
+        // No subscriber is not an error: events are for whoever listens now.
+        let _ = self.tx.send(Arc::new(dispatch));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Dispatch>> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,108 @@
+//! Creating a guild: the one guild write that happens before the guild has an actor.
+
+use enrichment_protocol::models::{Channel, ChannelType, Guild, Role};
+use enrichment_protocol::rest::CreateGuild;
+use enrichment_protocol::{ApiError, ErrorCode, Permissions, Snowflake, Timestamp};
+use enrichment_storage::{GuildWrite, MemberRecord};
+
+use super::actor::GuildContext;
+
+/// Creates a guild owned by `owner` with an @everyone role (id = guild id) and a `general`
+/// text channel that is also the system channel, all in one atomic batch.
+pub async fn create_guild(ctx: &GuildContext, owner: Snowflake, body: CreateGuild) -> Result<Guild, ApiError> {
+    body.validate()?;
+    let joined = ctx.stores.guilds.user_guilds(owner).await.map_err(GuildContext::store_error)?;
+    if joined.len() >= ctx.limits.max_guilds_per_user {
+        return Err(ApiError::new(400, ErrorCode::MaxGuilds, "Maximum number of guilds reached (100)"));
+    }
+    let id = ctx.ids.next_id();
+    let general = Channel {
+        id: ctx.ids.next_id(),
+        kind: ChannelType::GUILD_TEXT,
+        guild_id: Some(id),
+        position: 0,
+        permission_overwrites: Vec::new(),
+        name: "general".into(),
+        topic: None,
+        nsfw: false,
+        last_message_id: None,
+        bitrate: None,
+        user_limit: None,
+        rate_limit_per_user: 0,
+        parent_id: None,
+        last_pin_timestamp: None,
+        flags: 0,
+    };
+    let everyone = Role {
+        id,
+        name: "@everyone".into(),
+        color: 0,
+        hoist: false,
+        icon: None,
+        unicode_emoji: None,
+        position: 0,
+        permissions: Permissions::DEFAULT_EVERYONE,
+        managed: false,
+        mentionable: false,
+        tags: None,
+        flags: 0,
+    };
+    let guild = Guild {
+        id,
+        name: body.name.trim().to_owned(),
+        icon: body.icon,
+        splash: None,
+        discovery_splash: None,
+        owner_id: owner,
+        afk_channel_id: None,
+        afk_timeout: 300,
+        verification_level: 0,
+        default_message_notifications: 0,
+        explicit_content_filter: 0,
+        roles: Vec::new(),
+        emojis: Vec::new(),
+        features: Vec::new(),
+        mfa_level: 0,
+        application_id: None,
+        system_channel_id: Some(general.id),
+        system_channel_flags: 0,
+        rules_channel_id: None,
+        vanity_url_code: None,
+        description: body.description,
+        banner: None,
+        premium_tier: 0,
+        preferred_locale: "en-US".into(),
+        public_updates_channel_id: None,
+        nsfw_level: 0,
+        premium_progress_bar_enabled: false,
+        safety_alerts_channel_id: None,
+        stickers: Vec::new(),
+        approximate_member_count: None,
+    };
+    let member = MemberRecord {
+        guild_id: id,
+        user_id: owner,
+        nick: None,
+        avatar: None,
+        roles: Vec::new(),
+        joined_at: Timestamp::now(),
+        deaf: false,
+        mute: false,
+        flags: 0,
+        communication_disabled_until: None,
+    };
+    ctx.stores
+        .guilds
+        .write_guild(
+            id,
+            vec![
+                GuildWrite::PutGuild(guild.clone()),
+                GuildWrite::PutRole { guild_id: id, role: everyone.clone() },
+                GuildWrite::PutChannel(general),
+                GuildWrite::PutMember(member),
+            ],
+        )
+        .await
+        .map_err(GuildContext::store_error)?;
+    Ok(Guild { roles: vec![everyone], ..guild })
+}

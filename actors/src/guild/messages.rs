@@ -1,0 +1,626 @@
+//! Message, reaction, pin and typing commands: the hot path.
+//!
+//! Sends and edits are validated against in-memory state, then their durable write goes to
+//! the commit queue; the caller's reply and the event leave when the write is durable, in
+//! submission order. Reads check permissions in the actor and then run in their own task, so
+//! a long history read never holds up the guild's mailbox.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use enrichment_protocol::models::{
+    Message, Nonce, Reaction, ReactionCountDetails, message_type,
+};
+use enrichment_protocol::rest::{CreateMessage, EditMessage, HistoryAnchor};
+use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
+use enrichment_storage::{GuildWrite, MessageRecord};
+use futures::FutureExt;
+use ractor::RpcReplyPort;
+
+use super::actor::{GuildActorState, GuildContext};
+use super::command::{GuildResult, Reply};
+use super::commit::Completion;
+use super::state::GuildState;
+use super::text::{emoji_of_key, parse_mentions, parse_reaction_emoji};
+use crate::events::{
+    Audience, ChannelPinsData, Dispatch, GuildEvent, MessageData, MessageDeleteBulkData,
+    MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, TypingStartData,
+};
+
+/// Discord refuses to bulk-delete messages older than two weeks.
+const BULK_DELETE_MAX_AGE_MS: u64 = 14 * 24 * 3600 * 1000;
+
+/// Turns a stored message into its wire form for `viewer` (whose `me` flags are set).
+pub(super) async fn hydrate(
+    ctx: &GuildContext,
+    rec: MessageRecord,
+    viewer: Snowflake,
+    with_reference: bool,
+) -> Result<Message, ApiError> {
+    let store_err = GuildContext::store_error;
+    let referenced = match (&rec.message_reference, with_reference && rec.kind == message_type::REPLY) {
+        (Some(r), true) => match r.message_id {
+            Some(id) => Some(match ctx.stores.messages.get_message(rec.channel_id, id).await.map_err(store_err)? {
+                Some(m) => Some(Box::new(hydrate_flat(ctx, m, viewer).await?)),
+                None => None,
+            }),
+            None => None,
+        },
+        _ => None,
+    };
+    let mut msg = hydrate_flat(ctx, rec, viewer).await?;
+    msg.referenced_message = referenced;
+    Ok(msg)
+}
+
+async fn hydrate_flat(ctx: &GuildContext, rec: MessageRecord, viewer: Snowflake) -> Result<Message, ApiError> {
+    let store_err = GuildContext::store_error;
+    let author = ctx.users.get_or_deleted(rec.author_id).await.map_err(store_err)?;
+    let mentions = ctx.users.get_many(&rec.mentions).await.map_err(store_err)?;
+    let reactions = ctx
+        .stores
+        .messages
+        .reaction_counts(rec.channel_id, rec.id, viewer)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .map(|r| Reaction {
+            count: r.count,
+            count_details: ReactionCountDetails { burst: 0, normal: r.count },
+            me: r.me,
+            me_burst: false,
+            emoji: emoji_of_key(&r.emoji),
+            burst_colors: Vec::new(),
+        })
+        .collect();
+    Ok(to_wire(rec, author, mentions, reactions))
+}
+
+fn to_wire(
+    rec: MessageRecord,
+    author: enrichment_protocol::models::User,
+    mentions: Vec<enrichment_protocol::models::User>,
+    reactions: Vec<Reaction>,
+) -> Message {
+    Message {
+        id: rec.id,
+        channel_id: rec.channel_id,
+        guild_id: rec.guild_id,
+        author,
+        content: rec.content,
+        timestamp: rec.id.timestamp(),
+        edited_timestamp: rec.edited_timestamp,
+        tts: rec.tts,
+        mention_everyone: rec.mention_everyone,
+        mentions,
+        mention_roles: rec.mention_roles,
+        attachments: rec.attachments,
+        embeds: rec.embeds,
+        reactions,
+        nonce: rec.nonce,
+        pinned: rec.pinned,
+        kind: rec.kind,
+        flags: rec.flags,
+        message_reference: rec.message_reference,
+        referenced_message: None,
+        components: Vec::new(),
+    }
+}
+
+/// Resolved mentions for a message.
+struct Resolved {
+    users: Vec<Snowflake>,
+    roles: Vec<Snowflake>,
+    everyone: bool,
+}
+
+impl GuildActorState {
+    /// Applies Discord's mention rules: only members are mentioned, roles only when mentionable
+    /// or the author may mention everyone, `@everyone` only with MENTION_EVERYONE; then
+    /// `allowed_mentions` narrows what is kept.
+    fn resolve_mentions(
+        &self,
+        content: &str,
+        perms: Permissions,
+        allowed: Option<&enrichment_protocol::rest::AllowedMentions>,
+    ) -> Resolved {
+        let parsed = parse_mentions(content);
+        let may_everyone = perms.contains(Permissions::MENTION_EVERYONE);
+        // Without `allowed_mentions` every parsed mention counts; with it, only what its
+        // `parse` kinds or explicit id lists allow.
+        let by_parse = |kind: &str| allowed.is_none_or(|a| a.parse.as_ref().is_some_and(|p| p.iter().any(|x| x == kind)));
+        let user_ok = |id: &Snowflake| by_parse("users") || allowed.is_some_and(|a| a.users.as_ref().is_some_and(|u| u.contains(id)));
+        let role_ok = |id: &Snowflake| by_parse("roles") || allowed.is_some_and(|a| a.roles.as_ref().is_some_and(|r| r.contains(id)));
+        Resolved {
+            users: parsed.users.into_iter().filter(|u| self.state.members.contains_key(u) && user_ok(u)).collect(),
+            roles: parsed
+                .roles
+                .into_iter()
+                .filter(|r| self.state.roles.get(r).is_some_and(|role| role.mentionable || may_everyone) && role_ok(r))
+                .collect(),
+            everyone: parsed.everyone && may_everyone && by_parse("everyone"),
+        }
+    }
+
+    fn slowmode_check(&mut self, actor: Snowflake, ch: Snowflake, perms: Permissions, seconds: u32) -> Result<(), ApiError> {
+        if seconds == 0 || perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::MANAGE_CHANNELS | Permissions::BYPASS_SLOWMODE) {
+            return Ok(());
+        }
+        let window = Duration::from_secs(seconds.into());
+        if let Some(at) = self.last_sent.get(&(ch, actor))
+            && at.elapsed() < window
+        {
+            return Err(ApiError::new(429, ErrorCode::General, "This action cannot be performed due to slowmode rate limit."));
+        }
+        self.last_sent.insert((ch, actor), Instant::now());
+        Ok(())
+    }
+
+    fn remember_nonce(&mut self, key: (Snowflake, Snowflake, Nonce), msg: Arc<Message>) {
+        if self.nonce_order.len() >= self.ctx.limits.nonce_memory
+            && let Some(old) = self.nonce_order.pop_front()
+        {
+            self.nonces.remove(&old);
+        }
+        self.nonce_order.push_back(key.clone());
+        self.nonces.insert(key, msg);
+    }
+
+    pub(super) async fn create_message(&mut self, actor: Snowflake, ch: Snowflake, body: CreateMessage, port: RpcReplyPort<GuildResult>) {
+        match self.prepare_message(actor, ch, body).await {
+            Ok(Prepared::Duplicate(msg)) => {
+                // Answered after the original's write, through the same ordered queue.
+                self.commits
+                    .submit(async move { Box::new(move || { let _ = port.send(Ok(Reply::Message((*msg).clone()))); }) as Completion }.boxed())
+                    .await;
+            }
+            Ok(Prepared::New { record, message, member }) => {
+                let store = self.ctx.stores.messages.clone();
+                let bus = self.ctx.bus.clone();
+                let dispatch = Dispatch {
+                    guild_id: self.state.id(),
+                    audience: Audience::Channel(ch),
+                    event: GuildEvent::MessageCreate(MessageData { message: (*message).clone(), member: Some(member) }),
+                };
+                let started = Instant::now();
+                self.commits
+                    .submit(
+                        async move {
+                            let result = store.put_message(&record).await;
+                            metrics::histogram!("enrichment_store_seconds", "op" => "put_message").record(started.elapsed().as_secs_f64());
+                            Box::new(move || match result {
+                                Ok(()) => {
+                                    let _ = port.send(Ok(Reply::Message((*message).clone())));
+                                    bus.publish(dispatch);
+                                }
+                                Err(e) => {
+                                    let _ = port.send(Err(GuildContext::store_error(e)));
+                                }
+                            }) as Completion
+                        }
+                        .boxed(),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                let _ = port.send(Err(e));
+            }
+        }
+    }
+
+    async fn prepare_message(&mut self, actor: Snowflake, ch: Snowflake, body: CreateMessage) -> Result<Prepared, ApiError> {
+        let now = self.now();
+        let perms = self.state.require_channel(actor, ch, Permissions::SEND_MESSAGES, now)?;
+        let channel = self.state.channel(ch)?.clone();
+        if !channel.kind.is_text_based() {
+            return Err(ApiError::new(400, ErrorCode::General, "Cannot send messages in a non-text channel"));
+        }
+        body.validate()?;
+        if let (Some(nonce), Some(true)) = (&body.nonce, body.enforce_nonce)
+            && let Some(existing) = self.nonces.get(&(ch, actor, nonce.clone()))
+        {
+            return Ok(Prepared::Duplicate(existing.clone()));
+        }
+        let mut reference = body.message_reference.clone();
+        let mut replied_to = None;
+        if let Some(r) = &mut reference {
+            if !perms.contains(Permissions::READ_MESSAGE_HISTORY) {
+                return Err(ApiError::new(403, ErrorCode::ReplyWithoutHistory, "Cannot reply without permission to read message history"));
+            }
+            let target = match r.message_id {
+                Some(id) if r.channel_id.is_none_or(|c| c == ch) => {
+                    self.ctx.stores.messages.get_message(ch, id).await.map_err(GuildContext::store_error)?
+                }
+                _ => None,
+            };
+            match target {
+                Some(t) => {
+                    r.channel_id = Some(ch);
+                    r.guild_id = Some(self.state.id());
+                    r.kind = Some(0);
+                    replied_to = Some(t);
+                }
+                None if r.fail_if_not_exists => {
+                    let mut e = FormErrors::default();
+                    e.add(&["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message");
+                    return Err(e.into_error());
+                }
+                None => reference = None,
+            }
+        }
+        self.slowmode_check(actor, ch, perms, channel.rate_limit_per_user)?;
+
+        let content = body.content.unwrap_or_default();
+        let mut resolved = self.resolve_mentions(&content, perms, body.allowed_mentions.as_ref());
+        if let Some(t) = &replied_to {
+            let ping = body.allowed_mentions.as_ref().and_then(|a| a.replied_user).unwrap_or(true);
+            if ping && !resolved.users.contains(&t.author_id) && self.state.members.contains_key(&t.author_id) {
+                resolved.users.push(t.author_id);
+            }
+        }
+        let embeds = if perms.contains(Permissions::EMBED_LINKS) { body.embeds.unwrap_or_default() } else { Vec::new() };
+        let record = MessageRecord {
+            id: self.ctx.ids.next_id(),
+            channel_id: ch,
+            guild_id: Some(self.state.id()),
+            author_id: actor,
+            content,
+            edited_timestamp: None,
+            tts: body.tts.unwrap_or(false) && perms.contains(Permissions::SEND_TTS_MESSAGES),
+            mention_everyone: resolved.everyone,
+            mentions: resolved.users,
+            mention_roles: resolved.roles,
+            attachments: Vec::new(),
+            embeds,
+            pinned: false,
+            kind: if reference.is_some() { message_type::REPLY } else { message_type::DEFAULT },
+            flags: body.flags.unwrap_or(0) & SETTABLE_FLAGS,
+            nonce: body.nonce.clone(),
+            message_reference: reference,
+        };
+        let author = self.ctx.users.get_or_deleted(actor).await.map_err(GuildContext::store_error)?;
+        let mentions = self.ctx.users.get_many(&record.mentions).await.map_err(GuildContext::store_error)?;
+        let mut message = to_wire(record.clone(), author.clone(), mentions, Vec::new());
+        if let Some(t) = replied_to {
+            message.referenced_message = Some(Some(Box::new(hydrate_flat(&self.ctx, t, actor).await?)));
+        }
+        let message = Arc::new(message);
+        if let Some(n) = body.nonce
+            && body.enforce_nonce == Some(true)
+        {
+            self.remember_nonce((ch, actor, n), message.clone());
+        }
+        self.last_message.insert(ch, record.id);
+        let member = GuildState::wire_member(self.state.member(actor)?, None);
+        Ok(Prepared::New { record, message, member })
+    }
+
+    async fn load_message(&self, ch: Snowflake, id: Snowflake) -> Result<MessageRecord, ApiError> {
+        self.ctx
+            .stores
+            .messages
+            .get_message(ch, id)
+            .await
+            .map_err(GuildContext::store_error)?
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownMessage))
+    }
+
+    pub(super) async fn edit_message(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, body: EditMessage, port: RpcReplyPort<GuildResult>) {
+        let prepared = async {
+            let now = self.now();
+            let perms = self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, now)?;
+            body.validate()?;
+            let mut rec = self.load_message(ch, id).await?;
+            if rec.author_id != actor {
+                return Err(ApiError::new(403, ErrorCode::CannotEditOthersMessage, "Cannot edit a message authored by another user"));
+            }
+            if let Some(content) = body.content {
+                rec.content = content.unwrap_or_default();
+                let r = self.resolve_mentions(&rec.content, perms, None);
+                rec.mentions = r.users;
+                rec.mention_roles = r.roles;
+                rec.mention_everyone = r.everyone;
+            }
+            if let Some(embeds) = body.embeds {
+                rec.embeds = if perms.contains(Permissions::EMBED_LINKS) { embeds.unwrap_or_default() } else { Vec::new() };
+            }
+            if let Some(flags) = body.flags {
+                rec.flags = flags.unwrap_or(0) & SETTABLE_FLAGS;
+            }
+            if rec.content.trim().is_empty() && rec.embeds.is_empty() && rec.attachments.is_empty() {
+                return Err(ApiError::new(400, ErrorCode::EmptyMessage, "Cannot send an empty message"));
+            }
+            rec.edited_timestamp = Some(now);
+            Ok::<_, ApiError>(rec)
+        }
+        .await;
+        let rec = match prepared {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = port.send(Err(e));
+                return;
+            }
+        };
+        let ctx = self.ctx.clone();
+        let gid = self.state.id();
+        self.commits
+            .submit(
+                async move {
+                    let result = async {
+                        ctx.stores.messages.put_message(&rec).await.map_err(GuildContext::store_error)?;
+                        hydrate(&ctx, rec, actor, true).await
+                    }
+                    .await;
+                    Box::new(move || match result {
+                        Ok(message) => {
+                            let _ = port.send(Ok(Reply::Message(message.clone())));
+                            ctx.bus.publish(Dispatch {
+                                guild_id: gid,
+                                audience: Audience::Channel(ch),
+                                event: GuildEvent::MessageUpdate(MessageData { message, member: None }),
+                            });
+                        }
+                        Err(e) => {
+                            let _ = port.send(Err(e));
+                        }
+                    }) as Completion
+                }
+                .boxed(),
+            )
+            .await;
+    }
+
+    pub(super) async fn delete_message(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, port: RpcReplyPort<GuildResult>) {
+        let checked = async {
+            let perms = self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now())?;
+            let rec = self.load_message(ch, id).await?;
+            if rec.author_id != actor && !perms.contains(Permissions::MANAGE_MESSAGES) {
+                return Err(ApiError::missing_permissions());
+            }
+            Ok::<_, ApiError>(())
+        }
+        .await;
+        if let Err(e) = checked {
+            let _ = port.send(Err(e));
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let gid = self.state.id();
+        self.commits
+            .submit(
+                async move {
+                    let result = ctx.stores.messages.delete_messages(ch, &[id]).await;
+                    Box::new(move || match result {
+                        Ok(_) => {
+                            let _ = port.send(Ok(Reply::Done));
+                            ctx.bus.publish(Dispatch {
+                                guild_id: gid,
+                                audience: Audience::Channel(ch),
+                                event: GuildEvent::MessageDelete(MessageDeleteData { id, channel_id: ch, guild_id: gid }),
+                            });
+                        }
+                        Err(e) => {
+                            let _ = port.send(Err(GuildContext::store_error(e)));
+                        }
+                    }) as Completion
+                }
+                .boxed(),
+            )
+            .await;
+    }
+
+    /// Checks read access in the actor, then reads in a task of its own.
+    fn spawn_read<F, Fut>(&self, actor: Snowflake, ch: Snowflake, port: RpcReplyPort<GuildResult>, empty_without_history: bool, read: F)
+    where
+        F: FnOnce(Arc<GuildContext>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = GuildResult> + Send,
+    {
+        let perms = match self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now()) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = port.send(Err(e));
+                return;
+            }
+        };
+        if !perms.contains(Permissions::READ_MESSAGE_HISTORY) {
+            let r = if empty_without_history { Ok(Reply::Messages(Vec::new())) } else { Err(ApiError::missing_permissions()) };
+            let _ = port.send(r);
+            return;
+        }
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let _ = port.send(read(ctx).await);
+        });
+    }
+
+    pub(super) fn get_message(&self, actor: Snowflake, ch: Snowflake, id: Snowflake, port: RpcReplyPort<GuildResult>) {
+        self.spawn_read(actor, ch, port, false, move |ctx| async move {
+            let rec = ctx
+                .stores
+                .messages
+                .get_message(ch, id)
+                .await
+                .map_err(GuildContext::store_error)?
+                .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownMessage))?;
+            Ok(Reply::Message(hydrate(&ctx, rec, actor, true).await?))
+        });
+    }
+
+    pub(super) fn list_messages(&self, actor: Snowflake, ch: Snowflake, anchor: HistoryAnchor, limit: usize, port: RpcReplyPort<GuildResult>) {
+        self.spawn_read(actor, ch, port, true, move |ctx| async move {
+            let started = Instant::now();
+            let records = ctx.stores.messages.list_messages(ch, anchor, limit).await.map_err(GuildContext::store_error)?;
+            metrics::histogram!("enrichment_store_seconds", "op" => "list_messages").record(started.elapsed().as_secs_f64());
+            let mut out = Vec::with_capacity(records.len());
+            for r in records {
+                out.push(hydrate(&ctx, r, actor, true).await?);
+            }
+            Ok(Reply::Messages(out))
+        });
+    }
+
+    pub(super) fn list_pins(&self, actor: Snowflake, ch: Snowflake, port: RpcReplyPort<GuildResult>) {
+        self.spawn_read(actor, ch, port, true, move |ctx| async move {
+            let records = ctx.stores.messages.list_pins(ch).await.map_err(GuildContext::store_error)?;
+            let mut out = Vec::with_capacity(records.len());
+            for r in records {
+                out.push(hydrate(&ctx, r, actor, true).await?);
+            }
+            Ok(Reply::Messages(out))
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn list_reactions(
+        &self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        emoji: String,
+        after: Snowflake,
+        limit: usize,
+        port: RpcReplyPort<GuildResult>,
+    ) {
+        let key = match parse_reaction_emoji(&emoji) {
+            Ok((k, _)) => k,
+            Err(e) => {
+                let _ = port.send(Err(e));
+                return;
+            }
+        };
+        self.spawn_read(actor, ch, port, false, move |ctx| async move {
+            let store = &ctx.stores.messages;
+            if store.get_message(ch, id).await.map_err(GuildContext::store_error)?.is_none() {
+                return Err(ApiError::unknown(ErrorCode::UnknownMessage));
+            }
+            let ids = store.reaction_users(ch, id, &key, after, limit).await.map_err(GuildContext::store_error)?;
+            Ok(Reply::Users(ctx.users.get_many(&ids).await.map_err(GuildContext::store_error)?))
+        });
+    }
+
+    pub(super) async fn bulk_delete(&mut self, actor: Snowflake, ch: Snowflake, mut ids: Vec<Snowflake>) -> GuildResult {
+        self.state.require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
+        let oldest_allowed = (self.now().unix_ms().max(0) as u64).saturating_sub(BULK_DELETE_MAX_AGE_MS);
+        if ids.iter().any(|id| id.unix_ms() < oldest_allowed) {
+            return Err(ApiError::new(400, ErrorCode::MessageTooOldToBulkDelete, "You can only bulk delete messages that are under 14 days old."));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let deleted = self.ctx.stores.messages.delete_messages(ch, &ids).await.map_err(GuildContext::store_error)?;
+        if !deleted.is_empty() {
+            self.emit(Audience::Channel(ch), GuildEvent::MessageDeleteBulk(MessageDeleteBulkData { ids: deleted, channel_id: ch, guild_id: self.state.id() }));
+        }
+        Ok(Reply::Done)
+    }
+
+    fn reaction_data(&self, user: Snowflake, ch: Snowflake, id: Snowflake, key: &str, with_member: bool) -> ReactionData {
+        ReactionData {
+            user_id: user,
+            channel_id: ch,
+            message_id: id,
+            guild_id: self.state.id(),
+            member: if with_member { self.state.members.get(&user).map(|m| GuildState::wire_member(m, self.ctx.users.cached(user))) } else { None },
+            emoji: emoji_of_key(key),
+            burst: false,
+            kind: 0,
+        }
+    }
+
+    pub(super) async fn add_reaction(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, emoji: String) -> GuildResult {
+        let perms = self.state.require_channel(actor, ch, Permissions::READ_MESSAGE_HISTORY, self.now())?;
+        let (key, _) = parse_reaction_emoji(&emoji)?;
+        self.load_message(ch, id).await?;
+        let store = &self.ctx.stores.messages;
+        let counts = store.reaction_counts(ch, id, actor).await.map_err(GuildContext::store_error)?;
+        if !counts.iter().any(|c| c.emoji == key) {
+            // Adding a new emoji needs ADD_REACTIONS; joining an existing one does not.
+            if !perms.contains(Permissions::ADD_REACTIONS) {
+                return Err(ApiError::missing_permissions());
+            }
+            if counts.len() >= self.ctx.limits.max_reactions_per_message {
+                return Err(ApiError::new(400, ErrorCode::MaxReactions, "Maximum number of reactions reached (20)"));
+            }
+        }
+        if store.add_reaction(ch, id, &key, actor).await.map_err(GuildContext::store_error)? {
+            self.emit(Audience::Channel(ch), GuildEvent::ReactionAdd(self.reaction_data(actor, ch, id, &key, true)));
+        }
+        Ok(Reply::Done)
+    }
+
+    pub(super) async fn remove_reaction(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, emoji: String, user: Snowflake) -> GuildResult {
+        let need = if user == actor { Permissions::VIEW_CHANNEL } else { Permissions::MANAGE_MESSAGES };
+        self.state.require_channel(actor, ch, need, self.now())?;
+        let (key, _) = parse_reaction_emoji(&emoji)?;
+        self.load_message(ch, id).await?;
+        if self.ctx.stores.messages.remove_reaction(ch, id, &key, user).await.map_err(GuildContext::store_error)? {
+            self.emit(Audience::Channel(ch), GuildEvent::ReactionRemove(self.reaction_data(user, ch, id, &key, false)));
+        }
+        Ok(Reply::Done)
+    }
+
+    pub(super) async fn remove_all_reactions(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, emoji: Option<String>) -> GuildResult {
+        self.state.require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
+        let key = emoji.as_deref().map(parse_reaction_emoji).transpose()?.map(|(k, _)| k);
+        self.load_message(ch, id).await?;
+        self.ctx.stores.messages.remove_reactions(ch, id, key.as_deref()).await.map_err(GuildContext::store_error)?;
+        let gid = self.state.id();
+        let event = match key {
+            Some(k) => GuildEvent::ReactionRemoveEmoji(ReactionRemoveEmojiData { channel_id: ch, guild_id: gid, message_id: id, emoji: emoji_of_key(&k) }),
+            None => GuildEvent::ReactionRemoveAll(ReactionRemoveAllData { channel_id: ch, message_id: id, guild_id: gid }),
+        };
+        self.emit(Audience::Channel(ch), event);
+        Ok(Reply::Done)
+    }
+
+    pub(super) async fn set_pin(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, pin: bool) -> GuildResult {
+        let now = self.now();
+        let perms = self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, now)?;
+        if !perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::PIN_MESSAGES) {
+            return Err(ApiError::missing_permissions());
+        }
+        let rec = self.load_message(ch, id).await?;
+        if rec.pinned == pin {
+            return Ok(Reply::Done);
+        }
+        let store = &self.ctx.stores.messages;
+        if pin && store.list_pins(ch).await.map_err(GuildContext::store_error)?.len() >= self.ctx.limits.max_pins {
+            return Err(ApiError::new(400, ErrorCode::MaxPins, "Maximum number of pins reached (50)"));
+        }
+        if !store.set_pinned(ch, id, pin).await.map_err(GuildContext::store_error)? {
+            return Err(ApiError::unknown(ErrorCode::UnknownMessage));
+        }
+        let mut channel = self.state.channel(ch)?.clone();
+        if pin {
+            channel.last_pin_timestamp = Some(now);
+            self.write(vec![GuildWrite::PutChannel(channel.clone())]).await?;
+            self.state.channels.insert(ch, channel.clone());
+        }
+        self.emit(
+            Audience::Channel(ch),
+            GuildEvent::ChannelPinsUpdate(ChannelPinsData { guild_id: self.state.id(), channel_id: ch, last_pin_timestamp: channel.last_pin_timestamp }),
+        );
+        Ok(Reply::Done)
+    }
+
+    pub(super) async fn typing(&mut self, actor: Snowflake, ch: Snowflake) -> GuildResult {
+        self.state.require_channel(actor, ch, Permissions::SEND_MESSAGES, self.now())?;
+        let member = self.state.member(actor)?;
+        let data = TypingStartData {
+            channel_id: ch,
+            guild_id: self.state.id(),
+            user_id: actor,
+            timestamp: (Timestamp::now().unix_ms().max(0) / 1000) as u64,
+            member: Some(GuildState::wire_member(member, self.ctx.users.cached(actor))),
+        };
+        self.emit(Audience::Channel(ch), GuildEvent::TypingStart(data));
+        Ok(Reply::Done)
+    }
+}
+
+/// Message flags a sender may set: SUPPRESS_EMBEDS (1<<2) and SUPPRESS_NOTIFICATIONS (1<<12).
+const SETTABLE_FLAGS: u64 = (1 << 2) | (1 << 12);
+
+enum Prepared {
+    Duplicate(Arc<Message>),
+    New { record: MessageRecord, message: Arc<Message>, member: enrichment_protocol::models::Member },
+}

@@ -1,0 +1,237 @@
+//! Routing commands to guild actors.
+//!
+//! [`GuildRouter`] is the one way the REST layer reaches a guild; it hides where the guild's
+//! actor lives. [`LocalGuildRouter`] runs every guild on this node: a supervisor actor starts
+//! guild actors lazily, restarts one from storage if it fails, and forgets one that stopped
+//! (idle or deleted) so the next command starts it afresh. The cluster layer will provide a
+//! ring-aware implementation of the same trait.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use enrichment_protocol::{ApiError, ErrorCode, Snowflake};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::guild::actor::UnknownGuild;
+use crate::guild::{GuildActor, GuildContext, GuildMsg, GuildRequest, GuildResult};
+
+#[async_trait]
+pub trait GuildRouter: Send + Sync + 'static {
+    /// Sends a command to the guild's actor and waits for its answer.
+    async fn request(&self, guild_id: Snowflake, request: GuildRequest) -> GuildResult;
+    /// The guild a channel belongs to (404 Unknown Channel if none).
+    async fn guild_of_channel(&self, channel_id: Snowflake) -> Result<Snowflake, ApiError>;
+    /// The guild an invite code belongs to (404 Unknown Invite if none).
+    async fn guild_of_invite(&self, code: &str) -> Result<Snowflake, ApiError>;
+    /// Guild actors running on this node.
+    fn local_actor_count(&self) -> usize;
+}
+
+/// Messages to the supervisor.
+pub enum SupervisorMsg {
+    /// The running actor for a guild, started if needed.
+    Get(Snowflake, RpcReplyPort<Result<ActorRef<GuildMsg>, ApiError>>),
+}
+
+impl std::fmt::Debug for SupervisorMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SupervisorMsg::Get(id, _) => write!(f, "Get({id})"),
+        }
+    }
+}
+
+/// Starts, supervises and forgets guild actors.
+#[derive(Debug)]
+pub struct GuildSupervisor;
+
+#[derive(Debug)]
+pub struct SupervisorState {
+    ctx: Arc<GuildContext>,
+    actors: Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
+}
+
+impl SupervisorState {
+    async fn start(&self, myself: &ActorRef<SupervisorMsg>, guild_id: Snowflake) -> Result<ActorRef<GuildMsg>, ApiError> {
+        match Actor::spawn_linked(None, GuildActor, (guild_id, self.ctx.clone()), myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.actors.insert(guild_id, actor.clone());
+                Ok(actor)
+            }
+            Err(ractor::SpawnErr::StartupFailed(e)) if e.downcast_ref::<UnknownGuild>().is_some() => {
+                Err(ApiError::unknown(ErrorCode::UnknownGuild))
+            }
+            Err(e) => {
+                tracing::error!(%guild_id, error = %e, "guild actor failed to start");
+                Err(ApiError::unavailable("Guild temporarily unavailable"))
+            }
+        }
+    }
+
+    /// The guild an actor serves, if it is still in the map.
+    fn guild_of(&self, cell: &ractor::ActorCell) -> Option<Snowflake> {
+        self.actors.iter().find(|e| e.value().get_id() == cell.get_id()).map(|e| *e.key())
+    }
+}
+
+impl Actor for GuildSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = (Arc<GuildContext>, Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>);
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, (ctx, actors): Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState { ctx, actors })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Get(guild_id, port) => {
+                let existing = state.actors.get(&guild_id).map(|a| a.clone());
+                let result = match existing {
+                    Some(a) if a.get_status() == ractor::ActorStatus::Running => Ok(a),
+                    _ => state.start(&myself, guild_id).await,
+                };
+                let _ = port.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(g) = state.guild_of(&cell) {
+                    tracing::debug!(guild_id = %g, ?reason, "guild actor stopped");
+                    state.actors.remove(&g);
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(g) = state.guild_of(&cell) {
+                    tracing::error!(guild_id = %g, %error, "guild actor failed; restarting from storage");
+                    metrics::counter!("enrichment_guild_actor_restarts_total").increment(1);
+                    state.actors.remove(&g);
+                    // Restart at once so the guild is live again before the next command; a
+                    // failure here is logged and the next command tries again.
+                    let _ = state.start(&myself, g).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Runs every guild on this node.
+pub struct LocalGuildRouter {
+    ctx: Arc<GuildContext>,
+    supervisor: ActorRef<SupervisorMsg>,
+    actors: Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
+    channels: DashMap<Snowflake, Snowflake>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for LocalGuildRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalGuildRouter").field("actors", &self.actors.len()).finish()
+    }
+}
+
+impl LocalGuildRouter {
+    /// Starts the supervisor on the current tokio runtime.
+    pub async fn start(ctx: Arc<GuildContext>, timeout: Duration) -> Result<Arc<Self>, ractor::SpawnErr> {
+        let actors = Arc::new(DashMap::new());
+        let (supervisor, _) = Actor::spawn(None, GuildSupervisor, (ctx.clone(), actors.clone())).await?;
+        Ok(Arc::new(LocalGuildRouter { ctx, supervisor, actors, channels: DashMap::new(), timeout }))
+    }
+
+    pub fn context(&self) -> &Arc<GuildContext> {
+        &self.ctx
+    }
+
+    async fn actor_for(&self, guild_id: Snowflake) -> Result<ActorRef<GuildMsg>, ApiError> {
+        if let Some(a) = self.actors.get(&guild_id) {
+            return Ok(a.clone());
+        }
+        match ractor::call_t!(self.supervisor, SupervisorMsg::Get, self.timeout.as_millis() as u64, guild_id) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(%guild_id, error = %e, "guild supervisor did not answer");
+                Err(ApiError::unavailable("Guild temporarily unavailable"))
+            }
+        }
+    }
+
+    /// Stops every guild actor and the supervisor (node shutdown).
+    pub fn stop(&self) {
+        self.supervisor.stop(Some("shutdown".into()));
+    }
+}
+
+#[async_trait]
+impl GuildRouter for LocalGuildRouter {
+    async fn request(&self, guild_id: Snowflake, request: GuildRequest) -> GuildResult {
+        let started = Instant::now();
+        // A cached actor may have stopped (idle, or failed) since; one retry reaches its
+        // successor. The command was not processed in that case, so retrying is safe.
+        for attempt in 0..2 {
+            let actor = self.actor_for(guild_id).await?;
+            let req = request.clone();
+            match actor.call(move |port| GuildMsg::Request(req, port), Some(self.timeout)).await {
+                Ok(CallResult::Success(result)) => {
+                    metrics::histogram!("enrichment_guild_command_seconds").record(started.elapsed().as_secs_f64());
+                    return result;
+                }
+                Ok(CallResult::Timeout) => {
+                    tracing::warn!(%guild_id, "guild command timed out");
+                    return Err(ApiError::unavailable("Guild did not answer in time"));
+                }
+                Ok(CallResult::SenderError) | Err(_) => {
+                    self.actors.remove_if(&guild_id, |_, a| a.get_id() == actor.get_id());
+                    tracing::debug!(%guild_id, attempt, "guild actor gone, retrying");
+                }
+            }
+        }
+        Err(ApiError::unavailable("Guild temporarily unavailable"))
+    }
+
+    async fn guild_of_channel(&self, channel_id: Snowflake) -> Result<Snowflake, ApiError> {
+        if let Some(g) = self.channels.get(&channel_id) {
+            return Ok(*g);
+        }
+        let g = self
+            .ctx
+            .stores
+            .guilds
+            .channel_guild(channel_id)
+            .await
+            .map_err(GuildContext::store_error)?
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownChannel))?;
+        // A channel never moves between guilds, so a found mapping stays true; a deleted
+        // channel is answered by its guild's actor, which no longer knows it.
+        self.channels.insert(channel_id, g);
+        Ok(g)
+    }
+
+    async fn guild_of_invite(&self, code: &str) -> Result<Snowflake, ApiError> {
+        self.ctx
+            .stores
+            .guilds
+            .get_invite(code)
+            .await
+            .map_err(GuildContext::store_error)?
+            .map(|i| i.guild_id)
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownInvite))
+    }
+
+    fn local_actor_count(&self) -> usize {
+        self.actors.len()
+    }
+}
