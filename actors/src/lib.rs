@@ -7,6 +7,7 @@
 //! - [`auth`]: the cryptographic primitives behind authentication;
 //! - [`users`]: the shared cache of public user objects.
 
+pub mod accounts;
 pub mod auth;
 pub mod events;
 pub mod guild;

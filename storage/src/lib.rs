@@ -87,8 +87,8 @@ pub struct RefreshTokenRecord {
 /// The result of presenting a refresh token for rotation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The old token is now spent and the new one stored.
-    Rotated { user_id: Snowflake },
+    /// The old token is now spent and the new one stored in its family.
+    Rotated { user_id: Snowflake, family_id: Snowflake },
     /// The token had already been rotated: its whole family is now revoked.
     Reused { family_id: Snowflake },
     /// Unknown, expired, or its family was revoked.
@@ -108,6 +108,7 @@ pub trait UserStore: Send + Sync + 'static {
     async fn put_credentials(&self, credentials: &Credentials) -> StoreResult<()>;
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
     /// Atomically spends `old_hash` and stores `new` in the same family; see [`RotateOutcome`].
+    /// `new.family_id` and `new.user_id` are ignored: the old token's are used.
     async fn rotate_refresh_token(
         &self,
         old_hash: &str,

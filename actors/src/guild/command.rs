@@ -5,7 +5,7 @@
 //! route; each route knows which variant its command yields (see the `expect_*` helpers).
 
 use enrichment_protocol::models::{
-    Ban, Channel, Guild, Invite, Member, Message, Role, User,
+    Ban, Channel, Guild, Invite, Member, Message, PartialGuild, Role, User,
 };
 use enrichment_protocol::rest::{
     ChannelPosition, CreateChannel, CreateInvite, CreateMessage, EditMessage, EditOverwrite,
@@ -25,6 +25,8 @@ pub struct GuildRequest {
 #[derive(Clone, Debug)]
 pub enum Command {
     GetGuild,
+    /// The caller's view for `GET /users/@me/guilds`: name, icon, ownership, permissions.
+    PartialGuild,
     ModifyGuild(ModifyGuild),
     DeleteGuild,
     ListChannels,
@@ -83,6 +85,7 @@ pub enum Command {
 pub enum Reply {
     Done,
     Guild(Guild),
+    PartialGuild(PartialGuild),
     Channel(Channel),
     Channels(Vec<Channel>),
     Role(Role),
@@ -120,6 +123,7 @@ macro_rules! expect {
 
 expect! {
     into_guild => Guild(Guild),
+    into_partial_guild => PartialGuild(PartialGuild),
     into_channel => Channel(Channel),
     into_channels => Channels(Vec<Channel>),
     into_role => Role(Role),

@@ -1,6 +1,6 @@
 //! Guild, channel and role commands, and the dispatch of every command to its handler.
 
-use enrichment_protocol::models::{Channel, ChannelType, PermissionOverwrite, Role};
+use enrichment_protocol::models::{Channel, ChannelType, PartialGuild, PermissionOverwrite, Role};
 use enrichment_protocol::rest::{
     ChannelPosition, CreateChannel, EditOverwrite, ModifyChannel, ModifyGuild, RoleBody, RolePosition,
 };
@@ -31,6 +31,7 @@ impl GuildActorState {
             }
             Command::ListPins(ch) => return self.list_pins(actor, ch, port),
             Command::GetGuild => self.get_guild(actor),
+            Command::PartialGuild => self.partial_guild(actor),
             Command::ModifyGuild(body) => self.modify_guild(actor, body).await,
             Command::DeleteGuild => self.delete_guild(actor).await,
             Command::ListChannels => self.list_channels(actor),
@@ -91,6 +92,20 @@ impl GuildActorState {
     fn get_guild(&self, actor: Snowflake) -> GuildResult {
         self.state.guild_permissions(actor, self.now())?;
         Ok(Reply::Guild(self.state.wire_guild()))
+    }
+
+    fn partial_guild(&self, actor: Snowflake) -> GuildResult {
+        let permissions = self.state.guild_permissions(actor, self.now())?;
+        let g = &self.state.guild;
+        Ok(Reply::PartialGuild(PartialGuild {
+            id: g.id,
+            name: g.name.clone(),
+            icon: g.icon.clone(),
+            banner: g.banner.clone(),
+            owner: g.owner_id == actor,
+            permissions,
+            features: g.features.clone(),
+        }))
     }
 
     async fn modify_guild(&mut self, actor: Snowflake, body: ModifyGuild) -> GuildResult {

@@ -1,0 +1,553 @@
+//! Accounts: users, sessions, MFA, applications and bots.
+//!
+//! The policy around the primitives in [`crate::auth`]:
+//! - a login opens a **session**, a refresh-token family; access tokens are short-lived JWTs
+//!   naming that family (`sid`), refresh tokens are opaque, stored hashed, and rotated on every
+//!   use; presenting an already-rotated refresh token revokes the whole family (theft
+//!   detection);
+//! - logout revokes the family; revoked families are also kept in memory so their unexpired
+//!   access tokens stop working at once on this node;
+//! - TOTP codes are accepted once (the last accepted time step is stored), backup codes once;
+//! - failed logins are throttled per account and per client IP;
+//! - bot tokens are opaque, stored hashed, and resolved through a small cache.
+//!
+//! Password hashing is CPU-heavy by design, so it runs on the blocking pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use enrichment_protocol::models::{Application, User};
+use enrichment_protocol::rest::{
+    BackupCode, CreateApplication, EnableTotpResponse, LoginRequest, LoginResponse, ModifyCurrentUser,
+    RegisterRequest, RegisterResponse, TokenResponse,
+};
+use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Snowflake, SnowflakeGenerator, Timestamp};
+use enrichment_storage::{ApplicationRecord, BackupCodeRecord, Credentials, RefreshTokenRecord, RotateOutcome, StoreError, Stores};
+
+use crate::auth::{self, JwtKeys, PasswordParams};
+use crate::users::UserDirectory;
+
+/// Who is calling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Snowflake,
+    pub bot: bool,
+    /// The session (refresh family) of a user token; `None` for bots.
+    pub session: Option<Snowflake>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountConfig {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub password: PasswordParams,
+    pub login_attempts_per_account: u32,
+    pub login_attempts_per_ip: u32,
+    pub login_window: Duration,
+}
+
+pub struct AccountService {
+    stores: Stores,
+    users: UserDirectory,
+    keys: Arc<JwtKeys>,
+    ids: Arc<SnowflakeGenerator>,
+    config: AccountConfig,
+    /// token hash -> bot user id.
+    bot_tokens: DashMap<String, Snowflake>,
+    /// Sessions revoked while their access tokens may still be unexpired.
+    revoked_sessions: DashMap<Snowflake, Instant>,
+    /// Failed logins per key (`account:{id}` / `ip:{addr}`) in the current window.
+    login_failures: DashMap<String, (Instant, u32)>,
+}
+
+impl std::fmt::Debug for AccountService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountService").finish_non_exhaustive()
+    }
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    crate::guild::GuildContext::store_error(e)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn invalid_login() -> ApiError {
+    let mut e = FormErrors::default();
+    e.add(&["login"], "INVALID_LOGIN", "Login or password is invalid.");
+    e.add(&["password"], "INVALID_LOGIN", "Login or password is invalid.");
+    e.into_error()
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::new(400, ErrorCode::InvalidTwoFactorCode, "Invalid two-factor code")
+}
+
+impl AccountService {
+    pub fn new(stores: Stores, users: UserDirectory, keys: Arc<JwtKeys>, ids: Arc<SnowflakeGenerator>, config: AccountConfig) -> Self {
+        AccountService {
+            stores,
+            users,
+            keys,
+            ids,
+            config,
+            bot_tokens: DashMap::new(),
+            revoked_sessions: DashMap::new(),
+            login_failures: DashMap::new(),
+        }
+    }
+
+    pub fn users(&self) -> &UserDirectory {
+        &self.users
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, ApiError> {
+        let params = self.config.password.clone();
+        tokio::task::spawn_blocking(move || params.hash_password(&password))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                ApiError::internal()
+            })
+    }
+
+    async fn verify_password(password: String, phc: String) -> bool {
+        tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc)).await.unwrap_or(false)
+    }
+
+    /// Opens a new session for a user: a refresh family with its first token.
+    async fn open_session(&self, user_id: Snowflake) -> Result<TokenResponse, ApiError> {
+        let family = self.ids.next_id();
+        let refresh = auth::new_refresh_token();
+        let rec = RefreshTokenRecord {
+            token_hash: auth::hash_token(&refresh),
+            family_id: family,
+            user_id,
+            expires_at: Timestamp::now().plus_secs(self.config.refresh_ttl.as_secs() as i64),
+        };
+        self.stores.users.insert_refresh_token(&rec).await.map_err(store_err)?;
+        Ok(TokenResponse { token: self.access_token(user_id, family)?, refresh_token: refresh })
+    }
+
+    fn access_token(&self, user_id: Snowflake, family: Snowflake) -> Result<String, ApiError> {
+        self.keys.issue_for(user_id.get(), family.get(), self.config.access_ttl).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            ApiError::internal()
+        })
+    }
+
+    // ------------------------------------------------------------ login throttling
+
+    fn throttled(&self, key: &str, allowed: u32) -> Option<Duration> {
+        let entry = self.login_failures.get(key)?;
+        let (start, count) = *entry;
+        let elapsed = start.elapsed();
+        (elapsed < self.config.login_window && count >= allowed).then(|| self.config.login_window - elapsed)
+    }
+
+    fn record_failure(&self, key: String) {
+        let window = self.config.login_window;
+        let mut e = self.login_failures.entry(key).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= window {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+
+    fn check_throttle(&self, account: Option<Snowflake>, ip: &str) -> Result<(), ApiError> {
+        let by_ip = self.throttled(&format!("ip:{ip}"), self.config.login_attempts_per_ip);
+        let by_account = account.and_then(|a| self.throttled(&format!("account:{a}"), self.config.login_attempts_per_account));
+        match by_ip.or(by_account) {
+            Some(wait) => {
+                metrics::counter!("enrichment_login_throttled_total").increment(1);
+                Err(ApiError::new(429, ErrorCode::General, format!("Too many failed login attempts; try again in {} seconds.", wait.as_secs().max(1))))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn fail_login(&self, account: Option<Snowflake>, ip: &str) {
+        self.record_failure(format!("ip:{ip}"));
+        if let Some(a) = account {
+            self.record_failure(format!("account:{a}"));
+        }
+    }
+
+    /// Drops old throttle windows and expired revocations (called periodically).
+    pub fn housekeep(&self) {
+        let window = self.config.login_window;
+        self.login_failures.retain(|_, (start, _)| start.elapsed() < window);
+        let ttl = self.config.access_ttl;
+        self.revoked_sessions.retain(|_, at| at.elapsed() < ttl);
+    }
+
+    // ------------------------------------------------------------ register / login
+
+    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, ApiError> {
+        req.validate()?;
+        let id = self.ids.next_id();
+        let user = User {
+            id,
+            username: req.username.clone(),
+            discriminator: "0".into(),
+            global_name: req.global_name.clone(),
+            avatar: None,
+            bot: false,
+            system: false,
+            banner: None,
+            accent_color: None,
+            public_flags: 0,
+            flags: 0,
+            mfa_enabled: Some(false),
+            email: Some(req.email.clone()),
+            verified: Some(false),
+            locale: Some("en-US".into()),
+            premium_type: Some(0),
+        };
+        let creds = Credentials {
+            user_id: id,
+            password_hash: self.hash_password(req.password).await?,
+            totp_secret: None,
+            totp_last_step: 0,
+            backup_codes: Vec::new(),
+        };
+        match self.stores.users.create_user(&user, &creds).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(field)) => {
+                let (code, message) = match field {
+                    "email" => ("EMAIL_ALREADY_REGISTERED", "Email is already registered."),
+                    _ => ("USERNAME_ALREADY_TAKEN", "Username is unavailable. Try adding numbers, letters, underscores _ , or periods."),
+                };
+                return Err(ApiError::form(&[field], code, message));
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+        self.users.refresh(&user);
+        let tokens = self.open_session(id).await?;
+        Ok(RegisterResponse { token: tokens.token, refresh_token: tokens.refresh_token, user: Some(user) })
+    }
+
+    pub async fn login(&self, req: LoginRequest, ip: &str) -> Result<LoginResponse, ApiError> {
+        let user_id = self.stores.users.find_user_by_login(req.login.trim()).await.map_err(store_err)?;
+        self.check_throttle(user_id, ip)?;
+        let creds = match user_id {
+            Some(id) => self.stores.users.get_credentials(id).await.map_err(store_err)?,
+            None => None,
+        };
+        let Some(creds) = creds else {
+            self.fail_login(user_id, ip);
+            return Err(invalid_login());
+        };
+        if !Self::verify_password(req.password, creds.password_hash.clone()).await {
+            self.fail_login(Some(creds.user_id), ip);
+            return Err(invalid_login());
+        }
+        if creds.totp_secret.is_some() {
+            let ticket = self.keys.issue_mfa_ticket(creds.user_id.get(), Duration::from_secs(300)).map_err(|_| ApiError::internal())?;
+            return Ok(LoginResponse {
+                user_id: creds.user_id,
+                mfa: true,
+                ticket: Some(ticket),
+                totp: true,
+                backup: creds.backup_codes.iter().any(|b| !b.consumed),
+                ..Default::default()
+            });
+        }
+        let tokens = self.open_session(creds.user_id).await?;
+        Ok(LoginResponse { user_id: creds.user_id, token: Some(tokens.token), refresh_token: Some(tokens.refresh_token), ..Default::default() })
+    }
+
+    /// Accepts a TOTP code (once per time step) or an unused backup code, and records it.
+    async fn consume_second_factor(&self, creds: &mut Credentials, code: &str) -> Result<(), ApiError> {
+        let secret = creds.totp_secret.clone().ok_or_else(invalid_code)?;
+        let code = code.trim().replace(['-', ' '], "");
+        if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+            let step = auth::verify_totp(&secret, &code, unix_now(), creds.totp_last_step).map_err(|_| invalid_code())?;
+            creds.totp_last_step = step;
+        } else {
+            let hash = auth::hash_token(&code.to_ascii_lowercase());
+            let slot = creds.backup_codes.iter_mut().find(|b| !b.consumed && b.code_hash == hash).ok_or_else(invalid_code)?;
+            slot.consumed = true;
+        }
+        // Persisting the spent code before answering is what makes a replay fail.
+        self.stores.users.put_credentials(creds).await.map_err(store_err)
+    }
+
+    pub async fn login_mfa(&self, ticket: &str, code: &str, ip: &str) -> Result<TokenResponse, ApiError> {
+        let user_id = Snowflake(
+            self.keys
+                .verify_mfa_ticket(ticket)
+                .map_err(|_| ApiError::new(400, ErrorCode::InvalidTwoFactorTicket, "Invalid two-factor login ticket"))?,
+        );
+        self.check_throttle(Some(user_id), ip)?;
+        let mut creds = self.stores.users.get_credentials(user_id).await.map_err(store_err)?.ok_or_else(ApiError::unauthorized)?;
+        if let Err(e) = self.consume_second_factor(&mut creds, code).await {
+            self.fail_login(Some(user_id), ip);
+            return Err(e);
+        }
+        self.open_session(user_id).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, ApiError> {
+        let new_token = auth::new_refresh_token();
+        let rec = RefreshTokenRecord {
+            token_hash: auth::hash_token(&new_token),
+            // The store takes family and user from the token being rotated.
+            family_id: Snowflake(0),
+            user_id: Snowflake(0),
+            expires_at: Timestamp::now().plus_secs(self.config.refresh_ttl.as_secs() as i64),
+        };
+        let old = auth::hash_token(refresh_token);
+        match self.stores.users.rotate_refresh_token(&old, &rec, Timestamp::now()).await.map_err(store_err)? {
+            RotateOutcome::Rotated { user_id, family_id } => {
+                if self.revoked_sessions.contains_key(&family_id) {
+                    return Err(ApiError::unauthorized());
+                }
+                Ok(TokenResponse { token: self.access_token(user_id, family_id)?, refresh_token: new_token })
+            }
+            RotateOutcome::Reused { family_id } => {
+                tracing::warn!(%family_id, "refresh token reused; session revoked");
+                metrics::counter!("enrichment_refresh_reuse_total").increment(1);
+                self.revoked_sessions.insert(family_id, Instant::now());
+                Err(ApiError::unauthorized())
+            }
+            RotateOutcome::Invalid => Err(ApiError::unauthorized()),
+        }
+    }
+
+    /// Ends the caller's session: its refresh tokens and access tokens stop working.
+    pub async fn logout(&self, who: Principal) -> Result<(), ApiError> {
+        if let Some(family) = who.session {
+            self.stores.users.revoke_refresh_family(family).await.map_err(store_err)?;
+            self.revoked_sessions.insert(family, Instant::now());
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ MFA
+
+    pub async fn enable_totp(&self, who: Principal, secret: &str, code: &str, password: String) -> Result<EnableTotpResponse, ApiError> {
+        let mut creds = self.stores.users.get_credentials(who.user_id).await.map_err(store_err)?.ok_or_else(|| ApiError::new(403, ErrorCode::InvalidAccountType, "Bots cannot use this endpoint"))?;
+        if creds.totp_secret.is_some() {
+            return Err(ApiError::form(&["secret"], "MFA_ALREADY_ENABLED", "Two-factor authentication is already enabled."));
+        }
+        if !Self::verify_password(password, creds.password_hash.clone()).await {
+            return Err(ApiError::form(&["password"], "PASSWORD_DOES_NOT_MATCH", "Password does not match."));
+        }
+        let step = auth::verify_totp(secret, code.trim(), unix_now(), 0).map_err(|_| invalid_code())?;
+        let codes = auth::new_backup_codes();
+        creds.totp_secret = Some(secret.to_owned());
+        creds.totp_last_step = step;
+        creds.backup_codes = codes.iter().map(|c| BackupCodeRecord { code_hash: auth::hash_token(c), consumed: false }).collect();
+        self.stores.users.put_credentials(&creds).await.map_err(store_err)?;
+        self.set_mfa_flag(who.user_id, true).await?;
+        let family = who.session.unwrap_or_else(|| self.ids.next_id());
+        Ok(EnableTotpResponse {
+            token: self.access_token(who.user_id, family)?,
+            backup_codes: codes.into_iter().map(|code| BackupCode { user_id: who.user_id, code, consumed: false }).collect(),
+        })
+    }
+
+    pub async fn disable_totp(&self, who: Principal, code: &str) -> Result<TokenResponse, ApiError> {
+        let mut creds = self.stores.users.get_credentials(who.user_id).await.map_err(store_err)?.ok_or_else(invalid_code)?;
+        self.consume_second_factor(&mut creds, code).await?;
+        creds.totp_secret = None;
+        creds.backup_codes.clear();
+        self.stores.users.put_credentials(&creds).await.map_err(store_err)?;
+        self.set_mfa_flag(who.user_id, false).await?;
+        let family = who.session.unwrap_or_else(|| self.ids.next_id());
+        Ok(TokenResponse { token: self.access_token(who.user_id, family)?, refresh_token: String::new() })
+    }
+
+    async fn set_mfa_flag(&self, user_id: Snowflake, on: bool) -> Result<(), ApiError> {
+        let mut user = self.stores.users.get_user(user_id).await.map_err(store_err)?.ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))?;
+        user.mfa_enabled = Some(on);
+        self.stores.users.update_user(&user).await.map_err(store_err)?;
+        self.users.refresh(&user);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ authentication
+
+    /// Resolves an `Authorization` header: `Bot <token>`, `Bearer <jwt>` or a bare token.
+    pub async fn authenticate(&self, header: &str) -> Result<Principal, ApiError> {
+        let header = header.trim();
+        if let Some(token) = header.strip_prefix("Bot ") {
+            return self.authenticate_bot(token.trim()).await;
+        }
+        let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+        match self.keys.verify(token) {
+            Ok(claims) => {
+                let session = Snowflake(claims.sid);
+                if self.revoked_sessions.contains_key(&session) {
+                    return Err(ApiError::unauthorized());
+                }
+                Ok(Principal { user_id: Snowflake(claims.sub), bot: false, session: Some(session) })
+            }
+            // A bare bot token is accepted too, as Discord's own API does for old clients.
+            Err(_) if auth::bot_token_user_id(token).is_some() => self.authenticate_bot(token).await,
+            Err(_) => Err(ApiError::unauthorized()),
+        }
+    }
+
+    async fn authenticate_bot(&self, token: &str) -> Result<Principal, ApiError> {
+        let hash = auth::hash_token(token);
+        if let Some(id) = self.bot_tokens.get(&hash) {
+            return Ok(Principal { user_id: *id, bot: true, session: None });
+        }
+        let id = self.stores.applications.bot_by_token_hash(&hash).await.map_err(store_err)?.ok_or_else(ApiError::unauthorized)?;
+        self.bot_tokens.insert(hash, id);
+        Ok(Principal { user_id: id, bot: true, session: None })
+    }
+
+    // ------------------------------------------------------------ users
+
+    pub async fn me(&self, who: Principal) -> Result<User, ApiError> {
+        self.stores.users.get_user(who.user_id).await.map_err(store_err)?.ok_or_else(ApiError::unauthorized)
+    }
+
+    pub async fn user(&self, id: Snowflake) -> Result<User, ApiError> {
+        self.users.get(id).await.map_err(store_err)?.ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))
+    }
+
+    pub async fn modify_me(&self, who: Principal, body: ModifyCurrentUser) -> Result<User, ApiError> {
+        body.validate()?;
+        let mut user = self.me(who).await?;
+        if let Some(u) = body.username {
+            user.username = u;
+        }
+        if let Some(g) = body.global_name {
+            user.global_name = g;
+        }
+        if let Some(a) = body.avatar {
+            user.avatar = a;
+        }
+        match self.stores.users.update_user(&user).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::form(&["username"], "USERNAME_ALREADY_TAKEN", "Username is unavailable."));
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+        self.users.refresh(&user);
+        Ok(user)
+    }
+
+    // ------------------------------------------------------------ applications
+
+    fn wire_application(rec: &ApplicationRecord, owner: Option<User>, bot: Option<User>) -> Application {
+        Application {
+            id: rec.id,
+            name: rec.name.clone(),
+            icon: None,
+            description: rec.description.clone(),
+            bot_public: true,
+            bot_require_code_grant: false,
+            verify_key: rec.verify_key.clone(),
+            flags: rec.flags,
+            owner,
+            bot,
+        }
+    }
+
+    async fn application_view(&self, rec: &ApplicationRecord) -> Result<Application, ApiError> {
+        let owner = self.users.get(rec.owner_id).await.map_err(store_err)?;
+        let bot = self.users.get(rec.bot_user_id).await.map_err(store_err)?;
+        Ok(Self::wire_application(rec, owner, bot))
+    }
+
+    /// Creates an application and its bot user (no token yet: reset one to get it).
+    pub async fn create_application(&self, who: Principal, body: CreateApplication) -> Result<Application, ApiError> {
+        if who.bot {
+            return Err(ApiError::new(403, ErrorCode::BotsCannotUse, "Bots cannot use this endpoint"));
+        }
+        body.validate()?;
+        let id = self.ids.next_id();
+        let bot_id = self.ids.next_id();
+        let base: String = body
+            .name
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' })
+            .take(24)
+            .collect();
+        let bot = User {
+            id: bot_id,
+            // Usernames are unique; the id suffix keeps two bots of the same name apart.
+            username: format!("{}_{:04}", base.trim_matches('.'), bot_id.get() % 10_000),
+            discriminator: "0".into(),
+            global_name: Some(body.name.clone()),
+            avatar: None,
+            bot: true,
+            system: false,
+            banner: None,
+            accent_color: None,
+            public_flags: 0,
+            flags: 0,
+            mfa_enabled: Some(false),
+            email: None,
+            verified: Some(true),
+            locale: None,
+            premium_type: None,
+        };
+        let rec = ApplicationRecord {
+            id,
+            name: body.name,
+            description: body.description.unwrap_or_default(),
+            owner_id: who.user_id,
+            bot_user_id: bot_id,
+            verify_key: auth::hash_token(&auth::new_refresh_token()),
+            flags: 0,
+        };
+        self.stores.applications.create_application(&rec, &bot).await.map_err(store_err)?;
+        self.users.refresh(&bot);
+        self.application_view(&rec).await
+    }
+
+    /// An application its owner may see; anyone else gets 404, never data.
+    pub async fn owned_application(&self, who: Principal, id: Snowflake) -> Result<ApplicationRecord, ApiError> {
+        match self.stores.applications.get_application(id).await.map_err(store_err)? {
+            Some(app) if app.owner_id == who.user_id => Ok(app),
+            _ => Err(ApiError::unknown(ErrorCode::UnknownApplication)),
+        }
+    }
+
+    pub async fn get_application(&self, who: Principal, id: Snowflake) -> Result<Application, ApiError> {
+        let rec = self.owned_application(who, id).await?;
+        self.application_view(&rec).await
+    }
+
+    /// Issues a new bot token; the previous one stops working at once.
+    pub async fn reset_bot_token(&self, who: Principal, id: Snowflake) -> Result<String, ApiError> {
+        let rec = self.owned_application(who, id).await?;
+        let token = auth::new_bot_token(rec.bot_user_id.get());
+        self.stores.applications.set_bot_token(rec.bot_user_id, &auth::hash_token(&token)).await.map_err(store_err)?;
+        self.bot_tokens.retain(|_, bot| *bot != rec.bot_user_id);
+        Ok(token)
+    }
+
+    /// `GET /oauth2/applications/@me`: the calling bot's application.
+    pub async fn current_application(&self, who: Principal) -> Result<Application, ApiError> {
+        let rec = self
+            .stores
+            .applications
+            .application_by_bot(who.user_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownApplication))?;
+        self.application_view(&rec).await
+    }
+
+    pub async fn application(&self, id: Snowflake) -> Result<ApplicationRecord, ApiError> {
+        self.stores
+            .applications
+            .get_application(id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownApplication))
+    }
+}

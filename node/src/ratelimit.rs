@@ -1,0 +1,258 @@
+//! HTTP rate limits with Discord's semantics and headers.
+//!
+//! Two checks per request, both GCRA limiters from `governor`:
+//! - a **global** limit per token (per client IP when unauthenticated);
+//! - a **route bucket** keyed like Discord's: the route with its minor ids folded away, the
+//!   major id (`channel_id`, `guild_id`, webhook id) kept, per token.
+//!
+//! Every response carries `X-RateLimit-Limit`, `-Remaining`, `-Reset`, `-Reset-After` and
+//! `-Bucket`; a refused request gets 429 with `{message, retry_after, global}`, `Retry-After`,
+//! `X-RateLimit-Global` (for the global limit) and `X-RateLimit-Scope`. Tokens are keyed by a
+//! hash of the `Authorization` header, so limiting needs no token verification.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Limit, RateLimitConfig};
+
+type Keyed = RateLimiter<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// Which allowance a route falls under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    MessageCreate,
+    Reactions,
+    Default,
+}
+
+/// A bucket: the limiter and the allowance it enforces.
+struct Bucket {
+    limiter: Keyed,
+    limit: Limit,
+}
+
+impl Bucket {
+    fn new(limit: Limit) -> Self {
+        let per_token = Duration::from_secs_f64(limit.per_secs / f64::from(limit.limit));
+        let burst = NonZeroU32::new(limit.limit).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(per_token).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst);
+        Bucket { limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(), limit }
+    }
+
+    /// `Ok(remaining)` or `Err(wait)`.
+    fn check(&self, key: &str) -> Result<u32, Duration> {
+        match self.limiter.check_key(&key.to_owned()) {
+            Ok(snapshot) => Ok(snapshot.remaining_burst_capacity()),
+            Err(not_until) => Err(not_until.wait_time_from(self.limiter.clock().now())),
+        }
+    }
+
+    /// Time until the bucket is full again, given what remains.
+    fn reset_after(&self, remaining: u32) -> Duration {
+        let used = self.limit.limit.saturating_sub(remaining);
+        Duration::from_secs_f64(self.limit.per_secs * f64::from(used) / f64::from(self.limit.limit))
+    }
+}
+
+/// All limiters of a node.
+pub struct RateLimits {
+    enabled: bool,
+    global: Bucket,
+    message_create: Bucket,
+    reactions: Bucket,
+    default_route: Bucket,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits").field("enabled", &self.enabled).finish()
+    }
+}
+
+impl RateLimits {
+    pub fn new(cfg: &RateLimitConfig) -> Self {
+        RateLimits {
+            enabled: cfg.enabled,
+            global: Bucket::new(cfg.global),
+            message_create: Bucket::new(cfg.message_create),
+            reactions: Bucket::new(cfg.reactions),
+            default_route: Bucket::new(cfg.default_route),
+        }
+    }
+
+    fn bucket(&self, class: Class) -> &Bucket {
+        match class {
+            Class::MessageCreate => &self.message_create,
+            Class::Reactions => &self.reactions,
+            Class::Default => &self.default_route,
+        }
+    }
+
+    /// Drops idle keys so the maps do not grow with every token ever seen.
+    pub fn housekeep(&self) {
+        for b in [&self.global, &self.message_create, &self.reactions, &self.default_route] {
+            b.limiter.retain_recent();
+            b.limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// A route's bucket: `(template, major id, class)`.
+fn classify(method: &str, path: &str) -> (String, String, Class) {
+    let rest = ["/api/v10", "/api/v9", "/api"]
+        .iter()
+        .find_map(|p| path.strip_prefix(p))
+        .unwrap_or(path);
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let mut template = String::from(method);
+    let mut major = String::new();
+    let mut after_reactions = 0usize;
+    for (i, seg) in segments.iter().enumerate() {
+        template.push('/');
+        let is_major_root = i == 1 && matches!(segments[0], "channels" | "guilds" | "webhooks");
+        if is_major_root {
+            major = (*seg).to_owned();
+            template.push_str("{major}");
+        } else if after_reactions == 1 {
+            template.push_str(":emoji");
+            after_reactions += 1;
+        } else if seg.bytes().all(|b| b.is_ascii_digit()) {
+            template.push_str(":id");
+        } else {
+            template.push_str(seg);
+        }
+        if *seg == "reactions" || after_reactions > 0 {
+            after_reactions += 1;
+        }
+    }
+    let class = if method == "POST" && segments.len() == 3 && segments[0] == "channels" && segments[2] == "messages" {
+        Class::MessageCreate
+    } else if segments.contains(&"reactions") {
+        Class::Reactions
+    } else {
+        Class::Default
+    };
+    (template, major, class)
+}
+
+fn principal(req: &ServiceRequest) -> String {
+    match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        Some(v) => format!("t:{}", short_hash(v.as_bytes())),
+        None => format!("ip:{}", req.connection_info().realip_remote_addr().unwrap_or("unknown")),
+    }
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn epoch_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn refused(wait: Duration, global: bool, bucket: &str, limit: u32) -> HttpResponse {
+    let retry_after = (wait.as_secs_f64() * 1000.0).ceil() / 1000.0;
+    let mut res = HttpResponse::TooManyRequests();
+    res.insert_header(("Retry-After", retry_after.ceil().max(1.0).to_string()))
+        .insert_header(("X-RateLimit-Limit", limit.to_string()))
+        .insert_header(("X-RateLimit-Remaining", "0"))
+        .insert_header(("X-RateLimit-Reset-After", format!("{retry_after:.3}")))
+        .insert_header(("X-RateLimit-Reset", format!("{:.3}", epoch_secs() + retry_after)))
+        .insert_header(("X-RateLimit-Bucket", bucket.to_owned()))
+        .insert_header(("X-RateLimit-Scope", if global { "global" } else { "user" }));
+    if global {
+        res.insert_header(("X-RateLimit-Global", "true"));
+    }
+    metrics::counter!("enrichment_http_rate_limited_total", "scope" => if global { "global" } else { "user" }).increment(1);
+    res.json(serde_json::json!({
+        "message": "You are being rate limited.",
+        "retry_after": retry_after,
+        "global": global,
+    }))
+}
+
+/// The middleware (`actix_web::middleware::from_fn`).
+pub async fn enforce(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(limits) = req.app_data::<web::Data<Arc<RateLimits>>>().cloned() else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    if !limits.enabled {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    let who = principal(&req);
+    let (template, major, class) = classify(req.method().as_str(), req.path());
+    let bucket_id = short_hash(template.as_bytes());
+    if let Err(wait) = limits.global.check(&who) {
+        let res = refused(wait, true, &bucket_id, limits.global.limit.limit);
+        return Ok(req.into_response(res));
+    }
+    let bucket = limits.bucket(class);
+    let remaining = match bucket.check(&format!("{template}|{major}|{who}")) {
+        Ok(r) => r,
+        Err(wait) => {
+            let res = refused(wait, false, &bucket_id, bucket.limit.limit);
+            return Ok(req.into_response(res));
+        }
+    };
+    let reset_after = bucket.reset_after(remaining).as_secs_f64();
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    let headers = res.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", bucket.limit.limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", format!("{:.3}", epoch_secs() + reset_after)),
+        ("x-ratelimit-reset-after", format!("{reset_after:.3}")),
+        ("x-ratelimit-bucket", bucket_id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_keep_major_ids_and_fold_minor_ones() {
+        let (t, major, class) = classify("POST", "/api/v10/channels/123/messages");
+        assert_eq!((t.as_str(), major.as_str(), class), ("POST/channels/{major}/messages", "123", Class::MessageCreate));
+        let (t1, _, _) = classify("GET", "/api/v10/channels/1/messages/55");
+        let (t2, _, _) = classify("GET", "/api/channels/2/messages/66");
+        assert_eq!(t1, t2);
+        assert_eq!(t1, "GET/channels/{major}/messages/:id");
+        let (t, _, class) = classify("PUT", "/api/v10/channels/1/messages/2/reactions/%F0%9F%91%8D/@me");
+        assert_eq!(t, "PUT/channels/{major}/messages/:id/reactions/:emoji/@me");
+        assert_eq!(class, Class::Reactions);
+        let (_, major, class) = classify("GET", "/api/v10/users/@me");
+        assert_eq!((major.as_str(), class), ("", Class::Default));
+    }
+
+    #[test]
+    fn bucket_counts_down_then_refuses_with_a_wait() {
+        let b = Bucket::new(Limit { limit: 3, per_secs: 30.0 });
+        assert_eq!(b.check("k"), Ok(2));
+        assert_eq!(b.check("k"), Ok(1));
+        assert_eq!(b.check("k"), Ok(0));
+        let wait = b.check("k").unwrap_err();
+        assert!(wait > Duration::from_secs(5) && wait <= Duration::from_secs(10), "{wait:?}");
+        // Another key has its own allowance.
+        assert_eq!(b.check("other"), Ok(2));
+        assert_eq!(b.reset_after(0), Duration::from_secs(30));
+    }
+}

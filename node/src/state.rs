@@ -1,0 +1,87 @@
+//! What every request handler shares, and the extractors that authenticate callers.
+
+use std::sync::Arc;
+
+use actix_web::{FromRequest, HttpRequest, web};
+use enrichment_actors::accounts::{AccountService, Principal};
+use enrichment_actors::guild::{Command, GuildContext, GuildRequest, Reply};
+use enrichment_actors::router::GuildRouter;
+use enrichment_protocol::{ApiError, Snowflake};
+use futures::future::LocalBoxFuture;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::error::HttpError;
+
+/// Shared by all handlers (behind `web::Data`).
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub accounts: Arc<AccountService>,
+    pub router: Arc<dyn GuildRouter>,
+    pub guilds: Arc<GuildContext>,
+    pub metrics: PrometheusHandle,
+    pub gateway_url: String,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("gateway_url", &self.gateway_url).finish_non_exhaustive()
+    }
+}
+
+pub type State = web::Data<AppState>;
+
+impl AppState {
+    /// Sends a command to a guild on behalf of `who`.
+    pub async fn guild(&self, guild_id: Snowflake, who: &Principal, command: Command) -> Result<Reply, HttpError> {
+        self.guild_with_reason(guild_id, who, None, command).await
+    }
+
+    pub async fn guild_with_reason(&self, guild_id: Snowflake, who: &Principal, reason: Option<String>, command: Command) -> Result<Reply, HttpError> {
+        let req = GuildRequest { actor: who.user_id, reason, command };
+        Ok(self.router.request(guild_id, req).await?)
+    }
+
+    /// Sends a command to the guild that owns `channel_id`.
+    pub async fn channel(&self, channel_id: Snowflake, who: &Principal, command: Command) -> Result<Reply, HttpError> {
+        let guild_id = self.router.guild_of_channel(channel_id).await?;
+        self.guild(guild_id, who, command).await
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Authed(pub Principal);
+
+impl FromRequest for Authed {
+    type Error = HttpError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<State>().cloned();
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| HttpError(ApiError::internal()))?;
+            let header = header.ok_or_else(|| HttpError(ApiError::unauthorized()))?;
+            let who = state.accounts.authenticate(&header).await?;
+            tracing::Span::current().record("user_id", tracing::field::display(who.user_id));
+            Ok(Authed(who))
+        })
+    }
+}
+
+/// The client's IP as seen by this node (for login throttling).
+pub fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// `X-Audit-Log-Reason`, percent-decoded as Discord clients send it.
+pub fn audit_reason(req: &HttpRequest) -> Option<String> {
+    let raw = req.headers().get("X-Audit-Log-Reason")?.to_str().ok()?;
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    Some(decoded.chars().take(512).collect())
+}
