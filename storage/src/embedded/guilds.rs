@@ -1,0 +1,199 @@
+//! Guild metadata on fjall: one key range per guild plus the global indexes.
+
+use async_trait::async_trait;
+use enrichment_protocol::Snowflake;
+use fjall::Readable;
+
+use super::keys::{GuildRow, guild_row, id, read_id, user_guild};
+use super::{EmbeddedStore, Ks, Tx, decode, lock};
+use crate::{GuildSnapshot, GuildStore, GuildWrite, InviteRecord, StoreError, StoreResult};
+
+fn apply(tx: &mut Tx<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreResult<()> {
+    match write {
+        GuildWrite::PutGuild(mut guild) => {
+            guild.roles.clear();
+            tx.put_json(
+                Ks::Guilds,
+                guild_row(guild.id, GuildRow::Guild, &[]),
+                &guild,
+            )?;
+        }
+        GuildWrite::DeleteGuild(guild_id) => delete_guild(tx, guild_id)?,
+        GuildWrite::PutRole { guild_id, role } => {
+            tx.put_json(
+                Ks::Guilds,
+                guild_row(guild_id, GuildRow::Role, &id(role.id)),
+                &role,
+            )?;
+        }
+        GuildWrite::DeleteRole { guild_id, role_id } => {
+            tx.del(
+                Ks::Guilds,
+                guild_row(guild_id, GuildRow::Role, &id(role_id)),
+            );
+        }
+        GuildWrite::PutChannel(channel) => {
+            let guild_id = channel.guild_id.unwrap_or(batch_guild);
+            tx.put_json(
+                Ks::Guilds,
+                guild_row(guild_id, GuildRow::Channel, &id(channel.id)),
+                &channel,
+            )?;
+            tx.put(Ks::ChannelGuild, id(channel.id), id(guild_id));
+        }
+        GuildWrite::DeleteChannel {
+            guild_id,
+            channel_id,
+        } => {
+            tx.del(
+                Ks::Guilds,
+                guild_row(guild_id, GuildRow::Channel, &id(channel_id)),
+            );
+            tx.del(Ks::ChannelGuild, id(channel_id));
+        }
+        GuildWrite::PutMember(member) => {
+            let key = guild_row(member.guild_id, GuildRow::Member, &id(member.user_id));
+            tx.put_json(Ks::Guilds, key, &member)?;
+            tx.put(
+                Ks::UserGuilds,
+                user_guild(member.user_id, member.guild_id),
+                Vec::new(),
+            );
+        }
+        GuildWrite::DeleteMember { guild_id, user_id } => {
+            tx.del(
+                Ks::Guilds,
+                guild_row(guild_id, GuildRow::Member, &id(user_id)),
+            );
+            tx.del(Ks::UserGuilds, user_guild(user_id, guild_id));
+        }
+        GuildWrite::PutBan(ban) => {
+            tx.put_json(
+                Ks::Guilds,
+                guild_row(ban.guild_id, GuildRow::Ban, &id(ban.user_id)),
+                &ban,
+            )?;
+        }
+        GuildWrite::DeleteBan { guild_id, user_id } => {
+            tx.del(Ks::Guilds, guild_row(guild_id, GuildRow::Ban, &id(user_id)));
+        }
+        GuildWrite::PutInvite(invite) => {
+            let code = invite.code.as_bytes();
+            if let Some(held) = tx.get_json::<InviteRecord>(Ks::Invites, code)?
+                && held.guild_id != invite.guild_id
+            {
+                return Err(StoreError::Conflict("code"));
+            }
+            tx.put(
+                Ks::Guilds,
+                guild_row(invite.guild_id, GuildRow::Invite, code),
+                Vec::new(),
+            );
+            tx.put_json(Ks::Invites, code.to_vec(), &invite)?;
+        }
+        GuildWrite::DeleteInvite { code } => {
+            if let Some(held) = tx.get_json::<InviteRecord>(Ks::Invites, code.as_bytes())? {
+                tx.del(
+                    Ks::Guilds,
+                    guild_row(held.guild_id, GuildRow::Invite, code.as_bytes()),
+                );
+            }
+            tx.del(Ks::Invites, code.into_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every row under the guild's prefix, and the index entries each row owns.
+fn delete_guild(tx: &mut Tx<'_>, guild_id: Snowflake) -> StoreResult<()> {
+    for key in tx.keys_with_prefix(Ks::Guilds, &id(guild_id))? {
+        let sub = key.get(9..).unwrap_or_default();
+        match key.get(8).copied().and_then(GuildRow::from_byte) {
+            Some(GuildRow::Channel) => tx.del(Ks::ChannelGuild, sub.to_vec()),
+            Some(GuildRow::Member) => {
+                tx.del(Ks::UserGuilds, user_guild(read_id(sub, 0)?, guild_id))
+            }
+            Some(GuildRow::Invite) => tx.del(Ks::Invites, sub.to_vec()),
+            _ => {}
+        }
+        tx.del(Ks::Guilds, key);
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl GuildStore for EmbeddedStore {
+    async fn write_guild(&self, guild_id: Snowflake, writes: Vec<GuildWrite>) -> StoreResult<()> {
+        self.write(move |inner| {
+            let _guard = lock(&inner.guilds_lock);
+            let mut tx = Tx::new(inner);
+            for write in writes {
+                apply(&mut tx, guild_id, write)?;
+            }
+            Ok(((), tx.commit()?))
+        })
+        .await
+    }
+
+    async fn load_guild(&self, guild_id: Snowflake) -> StoreResult<Option<GuildSnapshot>> {
+        self.blocking(move |inner| {
+            // One snapshot, so a batch committed mid-scan is seen entirely or not at all.
+            let snap = inner.db.snapshot();
+            let guilds = inner.ks(Ks::Guilds);
+            let Some(row) = snap.get(guilds, guild_row(guild_id, GuildRow::Guild, &[]))? else {
+                return Ok(None);
+            };
+            let mut out = GuildSnapshot {
+                guild: Some(decode(&row)?),
+                ..GuildSnapshot::default()
+            };
+            for entry in snap.prefix(guilds, id(guild_id)) {
+                let (key, value) = entry.into_inner()?;
+                match key.get(8).copied().and_then(GuildRow::from_byte) {
+                    Some(GuildRow::Guild) => {}
+                    Some(GuildRow::Role) => out.roles.push(decode(&value)?),
+                    Some(GuildRow::Channel) => out.channels.push(decode(&value)?),
+                    Some(GuildRow::Member) => out.members.push(decode(&value)?),
+                    Some(GuildRow::Ban) => out.bans.push(decode(&value)?),
+                    Some(GuildRow::Invite) => {
+                        let code = key.get(9..).unwrap_or_default();
+                        match snap.get(inner.ks(Ks::Invites), code)? {
+                            Some(invite) => out.invites.push(decode(&invite)?),
+                            None => return Err(StoreError::Corrupt("dangling invite row".into())),
+                        }
+                    }
+                    None => return Err(StoreError::Corrupt("unknown guild row kind".into())),
+                }
+            }
+            Ok(Some(out))
+        })
+        .await
+    }
+
+    async fn user_guilds(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>> {
+        self.blocking(move |inner| {
+            inner
+                .ks(Ks::UserGuilds)
+                .prefix(id(user_id))
+                .map(|entry| read_id(&entry.key()?, 8))
+                .collect()
+        })
+        .await
+    }
+
+    async fn channel_guild(&self, channel_id: Snowflake) -> StoreResult<Option<Snowflake>> {
+        self.blocking(move |inner| {
+            inner
+                .get(Ks::ChannelGuild, &id(channel_id))?
+                .map(|v| read_id(&v, 0))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>> {
+        let code = code.as_bytes().to_vec();
+        self.blocking(move |inner| inner.get_json(Ks::Invites, &code))
+            .await
+    }
+}

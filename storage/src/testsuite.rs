@@ -1,0 +1,2527 @@
+//! The conformance suite every storage backend runs unchanged (feature `testsuite`).
+//!
+//! The traits in this crate say what a store must do; this module checks it, with exact expected
+//! values, so that the embedded store and the database-backed ones behave the same to the domain
+//! above them. A backend invokes it from an integration test with a factory:
+//!
+//! ```ignore
+//! async fn open(dir: std::path::PathBuf) -> enrichment_storage::Stores {
+//!     // Open the backend at `dir` (a file-based backend) or ignore `dir` and connect to the test
+//!     // database (a server-based one).
+//! }
+//! enrichment_storage::conformance_tests!(open);
+//! ```
+//!
+//! [`conformance_tests!`](crate::conformance_tests) expands into one `#[test]` per case, each on
+//! its own multi-threaded tokio runtime, so failures are reported case by case and the backend's
+//! test crate needs no tokio of its own.
+//!
+//! The factory is called with a fresh temporary directory per case, and called **twice** with
+//! the same directory by [`restart_keeps_everything`], after the first [`Stores`] was dropped: a
+//! backend must then see everything written before. A file-based backend must therefore release
+//! its files (locks, threads) when the last handle drops.
+//!
+//! Where the trait docs leave room, the suite pins down one behaviour so backends agree:
+//! - `Around(x)` with limit `n`: `n / 2` older messages, x if it exists, and at most `n / 2`
+//!   newer ones within what is left of `n` (so an even limit with x present takes `n / 2 - 1`
+//!   newer); a short side is not made up from the other. Limit 1 returns just x.
+//! - Refresh tokens: `now >= expires_at` is expired; presenting a spent token revokes the family
+//!   (`Reused`) and any later attempt in that family is `Invalid`; `refresh_token_family` is
+//!   `None` for a spent token or a revoked family.
+//! - Reactions: an emoji whose last reaction is removed disappears from `reaction_counts`; while
+//!   it has reactions it keeps its place.
+//! - Pins: re-pinning after an unpin counts as the most recent pin; `put_message` of a record
+//!   read back (with `pinned: true`) keeps it pinned.
+//! - `load_guild` returns the guild row with empty `roles` (roles are their own rows); the order
+//!   of its lists is not checked.
+//! - Records round-trip exactly, except `MessageReference::fail_if_not_exists`, which the wire
+//!   type never serializes and so reads back as its default, `true`.
+//!
+//! Cases never assume an empty store: every id, name, email, code and token is fresh per run
+//! (see [`fresh_id`]), so a server-based backend can share one database across cases running in
+//! parallel and across runs.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic is a failed case")]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use enrichment_protocol::models::{
+    Attachment, Channel, ChannelType, Embed, EmbedField, Guild, MessageReference, Nonce,
+    PermissionOverwrite, Role, User,
+};
+use enrichment_protocol::rest::HistoryAnchor;
+use enrichment_protocol::{Permissions, Snowflake, Timestamp};
+
+use crate::{
+    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite,
+    InviteRecord, MemberRecord, MessageRecord, ReactionCount, RefreshTokenRecord, RotateOutcome,
+    StoreError, Stores, bucket_of,
+};
+
+/// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
+/// [`Stores`](crate::Stores) under test. `$open` is a path to an
+/// `async fn(std::path::PathBuf) -> Stores` (or any `Fn(PathBuf) -> impl Future<Output = Stores>`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:path) => {
+        $crate::conformance_tests!(@cases $open;
+            users_create_and_get,
+            users_unique_case_insensitive,
+            users_find_by_login,
+            users_update_user,
+            users_credentials_round_trip,
+            refresh_rotate_and_reuse,
+            refresh_expired_and_unknown,
+            refresh_revoke_family,
+            applications_round_trip,
+            applications_bot_username_conflict,
+            guild_batch_round_trip,
+            guild_deletes_update_indexes,
+            guild_batch_applies_in_order,
+            guild_invite_conflict_is_atomic,
+            guild_delete_removes_everything,
+            messages_order_and_cursors,
+            messages_around,
+            messages_bucket_boundaries,
+            messages_edit_and_delete,
+            messages_delete_channel,
+            reactions_counts_and_order,
+            reactions_users_paging,
+            reactions_remove,
+            pins_order_and_flag,
+            restart_keeps_everything,
+            concurrent_create_user_same_username,
+            concurrent_put_message,
+            concurrent_rotate_refresh_token,
+            concurrent_invite_code,
+            concurrent_reactions,
+        );
+    };
+    (@cases $open:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testsuite::run($crate::testsuite::$case(&$open));
+            }
+        )*
+    };
+}
+
+/// Runs one case on a fresh multi-threaded runtime (two workers, like the CI machines).
+pub fn run(case: impl Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(case);
+}
+
+// ------------------------------------------------------------------ fixtures
+
+/// An id no earlier run or concurrent case has used: the current time in snowflake form, the
+/// process id in the worker bits, then a counter.
+pub fn fresh_id() -> Snowflake {
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        let now = Snowflake::from_unix_ms(Timestamp::now().unix_ms() as u64);
+        now.get() | ((u64::from(std::process::id()) & 0x3FF) << 12)
+    });
+    Snowflake(base + NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The message id minted at `ms` (snowflake time) with increment `seq`.
+pub fn id_at(ms: u64, seq: u64) -> Snowflake {
+    Snowflake((ms << 22) | seq)
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    stores: Stores,
+}
+
+async fn env<F, Fut>(open: &F) -> Env
+where
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+{
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let stores = open(dir.path().to_path_buf()).await;
+    Env { dir, stores }
+}
+
+fn user(id: Snowflake, username: &str, email: Option<&str>) -> User {
+    User {
+        id,
+        username: username.to_owned(),
+        discriminator: "0".into(),
+        global_name: Some(format!("Global {username}")),
+        avatar: Some("a_0123456789abcdef".into()),
+        bot: false,
+        system: false,
+        banner: None,
+        accent_color: Some(0x12_34_56),
+        public_flags: 64,
+        flags: 64,
+        mfa_enabled: Some(false),
+        email: email.map(str::to_owned),
+        verified: Some(true),
+        locale: Some("en-US".into()),
+        premium_type: Some(0),
+    }
+}
+
+fn credentials(user_id: Snowflake) -> Credentials {
+    Credentials {
+        user_id,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$hash{user_id}"),
+        totp_secret: None,
+        totp_last_step: 0,
+        backup_codes: Vec::new(),
+    }
+}
+
+/// A user with a fresh id, a username `{prefix}{id}` and an email `{prefix}{id}@Example.com`.
+fn fresh_user(prefix: &str) -> User {
+    let id = fresh_id();
+    user(
+        id,
+        &format!("{prefix}{id}"),
+        Some(&format!("{prefix}{id}@Example.com")),
+    )
+}
+
+fn token(
+    hash: &str,
+    family_id: Snowflake,
+    user_id: Snowflake,
+    expires_at: Timestamp,
+) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_hash: hash.to_owned(),
+        family_id,
+        user_id,
+        expires_at,
+    }
+}
+
+fn later() -> Timestamp {
+    Timestamp::now().plus_secs(3600)
+}
+
+fn guild(id: Snowflake, owner_id: Snowflake, roles: Vec<Role>) -> Guild {
+    Guild {
+        id,
+        name: format!("Guild {id}"),
+        icon: None,
+        splash: None,
+        discovery_splash: None,
+        owner_id,
+        afk_channel_id: None,
+        afk_timeout: 300,
+        verification_level: 1,
+        default_message_notifications: 0,
+        explicit_content_filter: 0,
+        roles,
+        emojis: Vec::new(),
+        features: vec!["COMMUNITY".into()],
+        mfa_level: 0,
+        application_id: None,
+        system_channel_id: None,
+        system_channel_flags: 0,
+        rules_channel_id: None,
+        vanity_url_code: None,
+        description: Some("a guild".into()),
+        banner: None,
+        premium_tier: 0,
+        preferred_locale: "en-US".into(),
+        public_updates_channel_id: None,
+        nsfw_level: 0,
+        premium_progress_bar_enabled: false,
+        safety_alerts_channel_id: None,
+        stickers: Vec::new(),
+        approximate_member_count: None,
+    }
+}
+
+fn role(id: Snowflake, name: &str, position: i32) -> Role {
+    Role {
+        id,
+        name: name.to_owned(),
+        color: 0xFF_00_00,
+        hoist: true,
+        icon: None,
+        unicode_emoji: None,
+        position,
+        permissions: Permissions::from_bits_retain(0x6_4004_0E41),
+        managed: false,
+        mentionable: true,
+        tags: None,
+        flags: 0,
+    }
+}
+
+fn channel(id: Snowflake, guild_id: Snowflake, name: &str) -> Channel {
+    Channel {
+        id,
+        kind: ChannelType::GUILD_TEXT,
+        guild_id: Some(guild_id),
+        position: 1,
+        permission_overwrites: vec![PermissionOverwrite {
+            id: guild_id,
+            kind: 0,
+            allow: Permissions::from_bits_retain(1 << 10),
+            deny: Permissions::from_bits_retain(1 << 11),
+        }],
+        name: name.to_owned(),
+        topic: Some("topic".into()),
+        nsfw: false,
+        last_message_id: None,
+        bitrate: None,
+        user_limit: None,
+        rate_limit_per_user: 0,
+        parent_id: None,
+        last_pin_timestamp: None,
+        flags: 0,
+    }
+}
+
+fn member(guild_id: Snowflake, user_id: Snowflake) -> MemberRecord {
+    MemberRecord {
+        guild_id,
+        user_id,
+        nick: Some(format!("nick{user_id}")),
+        avatar: None,
+        roles: vec![guild_id],
+        joined_at: Timestamp::from_unix_ms(1_700_000_000_123),
+        deaf: false,
+        mute: true,
+        flags: 0,
+        communication_disabled_until: None,
+    }
+}
+
+fn invite(
+    code: &str,
+    guild_id: Snowflake,
+    channel_id: Snowflake,
+    inviter_id: Snowflake,
+) -> InviteRecord {
+    InviteRecord {
+        code: code.to_owned(),
+        guild_id,
+        channel_id,
+        inviter_id,
+        max_age: 86_400,
+        max_uses: 10,
+        uses: 0,
+        temporary: false,
+        created_at: Timestamp::from_unix_ms(1_700_000_000_000),
+    }
+}
+
+fn fresh_code() -> String {
+    format!("code{}", fresh_id())
+}
+
+fn msg(channel_id: Snowflake, id: Snowflake, content: &str) -> MessageRecord {
+    MessageRecord {
+        id,
+        channel_id,
+        guild_id: None,
+        author_id: Snowflake(42),
+        content: content.to_owned(),
+        edited_timestamp: None,
+        tts: false,
+        mention_everyone: false,
+        mentions: Vec::new(),
+        mention_roles: Vec::new(),
+        attachments: Vec::new(),
+        embeds: Vec::new(),
+        pinned: false,
+        kind: 0,
+        flags: 0,
+        nonce: None,
+        message_reference: None,
+    }
+}
+
+/// A message with every optional part filled, to catch lossy encodings.
+fn rich_msg(channel_id: Snowflake, id: Snowflake) -> MessageRecord {
+    MessageRecord {
+        guild_id: Some(Snowflake(7)),
+        mentions: vec![Snowflake(8), Snowflake(9)],
+        mention_roles: vec![Snowflake(10)],
+        mention_everyone: true,
+        tts: true,
+        attachments: vec![Attachment {
+            id: Snowflake(11),
+            filename: "cat.png".into(),
+            description: Some("a cat".into()),
+            content_type: Some("image/png".into()),
+            size: 1234,
+            url: "https://cdn.example/cat.png".into(),
+            proxy_url: "https://media.example/cat.png".into(),
+            height: Some(10),
+            width: Some(20),
+        }],
+        embeds: vec![Embed {
+            title: Some("title".into()),
+            kind: Some("rich".into()),
+            description: Some("déjà vu 🎉".into()),
+            url: None,
+            timestamp: Some(Timestamp::from_unix_ms(1_700_000_000_500)),
+            color: Some(0xABCDEF),
+            footer: None,
+            author: None,
+            fields: vec![EmbedField {
+                name: "n".into(),
+                value: "v".into(),
+                inline: true,
+            }],
+            image: Some(serde_json::json!({"url": "https://cdn.example/i.png", "width": 5})),
+            thumbnail: None,
+        }],
+        kind: 19,
+        flags: 4,
+        nonce: Some(Nonce::Str("nonce-1".into())),
+        message_reference: Some(MessageReference {
+            kind: Some(0),
+            message_id: Some(Snowflake(12)),
+            channel_id: Some(channel_id),
+            guild_id: None,
+            // Request-only on the wire (never serialized), so it reads back as its default.
+            fail_if_not_exists: true,
+        }),
+        edited_timestamp: Some(Timestamp::from_unix_ms(1_700_000_000_999)),
+        ..msg(channel_id, id, "rich content")
+    }
+}
+
+fn ids(messages: &[MessageRecord]) -> Vec<Snowflake> {
+    messages.iter().map(|m| m.id).collect()
+}
+
+fn rc(emoji: &str, count: u32, me: bool) -> ReactionCount {
+    ReactionCount {
+        emoji: emoji.to_owned(),
+        count,
+        me,
+    }
+}
+
+fn is_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, field: &str) -> bool {
+    matches!(result, Err(StoreError::Conflict(f)) if f == field)
+}
+
+// ------------------------------------------------------------------ users
+
+pub async fn users_create_and_get<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let alice = fresh_user("Alice");
+    let creds = credentials(alice.id);
+    s.users.create_user(&alice, &creds).await.unwrap();
+
+    assert_eq!(
+        s.users.get_user(alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        s.users.get_credentials(alice.id).await.unwrap(),
+        Some(creds)
+    );
+    let nobody = fresh_id();
+    assert_eq!(s.users.get_user(nobody).await.unwrap(), None);
+    assert_eq!(s.users.get_credentials(nobody).await.unwrap(), None);
+
+    // No email at all is allowed, and two users without one do not conflict.
+    for _ in 0..2 {
+        let id = fresh_id();
+        let u = user(id, &format!("noemail{id}"), None);
+        s.users.create_user(&u, &credentials(id)).await.unwrap();
+        assert_eq!(s.users.get_user(id).await.unwrap(), Some(u));
+    }
+}
+
+pub async fn users_unique_case_insensitive<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let alice = fresh_user("Alice");
+    s.users
+        .create_user(&alice, &credentials(alice.id))
+        .await
+        .unwrap();
+
+    let id = fresh_id();
+    let same_name = user(
+        id,
+        &alice.username.to_uppercase(),
+        Some(&format!("other{id}@example.com")),
+    );
+    assert!(is_conflict(
+        s.users.create_user(&same_name, &credentials(id)).await,
+        "username"
+    ));
+    // The failed create left nothing behind.
+    assert_eq!(s.users.get_user(id).await.unwrap(), None);
+    assert_eq!(s.users.get_credentials(id).await.unwrap(), None);
+    assert_eq!(
+        s.users
+            .find_user_by_login(&format!("other{id}@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let id = fresh_id();
+    let alice_email = alice.email.clone().unwrap();
+    let same_email = user(id, &format!("bob{id}"), Some(&alice_email.to_lowercase()));
+    assert!(is_conflict(
+        s.users.create_user(&same_email, &credentials(id)).await,
+        "email"
+    ));
+    assert_eq!(s.users.get_user(id).await.unwrap(), None);
+    assert_eq!(
+        s.users
+            .find_user_by_login(&format!("bob{id}"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The loser's username is still free.
+    let bob = user(
+        id,
+        &format!("bob{id}"),
+        Some(&format!("bob{id}@example.com")),
+    );
+    s.users.create_user(&bob, &credentials(id)).await.unwrap();
+    assert_eq!(
+        s.users.find_user_by_login(&bob.username).await.unwrap(),
+        Some(id)
+    );
+}
+
+pub async fn users_find_by_login<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let id = fresh_id();
+    let u = user(
+        id,
+        &format!("MiXeD{id}"),
+        Some(&format!("Mixed.Case{id}@Example.COM")),
+    );
+    s.users.create_user(&u, &credentials(id)).await.unwrap();
+
+    for login in [
+        u.username.clone(),
+        u.username.to_lowercase(),
+        u.username.to_uppercase(),
+        u.email.clone().unwrap(),
+        u.email.clone().unwrap().to_lowercase(),
+        u.email.clone().unwrap().to_uppercase(),
+    ] {
+        assert_eq!(
+            s.users.find_user_by_login(&login).await.unwrap(),
+            Some(id),
+            "{login}"
+        );
+    }
+    assert_eq!(
+        s.users
+            .find_user_by_login(&format!("nobody{id}"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.users
+            .find_user_by_login(&format!("nobody{id}@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn users_update_user<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let a = fresh_user("A");
+    let b = fresh_user("B");
+    s.users.create_user(&a, &credentials(a.id)).await.unwrap();
+    s.users.create_user(&b, &credentials(b.id)).await.unwrap();
+
+    let renamed = User {
+        username: format!("Renamed{}", a.id),
+        ..a.clone()
+    };
+    s.users.update_user(&renamed).await.unwrap();
+    assert_eq!(s.users.get_user(a.id).await.unwrap(), Some(renamed.clone()));
+    assert_eq!(s.users.find_user_by_login(&a.username).await.unwrap(), None);
+    assert_eq!(
+        s.users
+            .find_user_by_login(&renamed.username.to_lowercase())
+            .await
+            .unwrap(),
+        Some(a.id)
+    );
+
+    // The old name is free again.
+    let id = fresh_id();
+    let c = user(id, &a.username, Some(&format!("c{id}@example.com")));
+    s.users.create_user(&c, &credentials(id)).await.unwrap();
+    assert_eq!(
+        s.users.find_user_by_login(&a.username).await.unwrap(),
+        Some(id)
+    );
+
+    // The new name is taken, in any case; the failed update changes nothing.
+    let clash = User {
+        username: renamed.username.to_uppercase(),
+        ..b.clone()
+    };
+    assert!(is_conflict(s.users.update_user(&clash).await, "username"));
+    assert_eq!(s.users.get_user(b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        s.users.find_user_by_login(&b.username).await.unwrap(),
+        Some(b.id)
+    );
+    assert_eq!(
+        s.users.find_user_by_login(&renamed.username).await.unwrap(),
+        Some(a.id)
+    );
+
+    // Changing only the case of one's own name is not a conflict.
+    let recased = User {
+        username: renamed.username.to_lowercase(),
+        ..renamed.clone()
+    };
+    s.users.update_user(&recased).await.unwrap();
+    assert_eq!(s.users.get_user(a.id).await.unwrap(), Some(recased.clone()));
+    assert_eq!(
+        s.users.find_user_by_login(&renamed.username).await.unwrap(),
+        Some(a.id)
+    );
+
+    // Emails move the same way.
+    let new_email = format!("new{}@example.com", a.id);
+    let moved = User {
+        email: Some(new_email.clone()),
+        ..recased.clone()
+    };
+    s.users.update_user(&moved).await.unwrap();
+    assert_eq!(
+        s.users
+            .find_user_by_login(a.email.as_deref().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.users
+            .find_user_by_login(&new_email.to_uppercase())
+            .await
+            .unwrap(),
+        Some(a.id)
+    );
+    let steal = User {
+        email: Some(new_email.to_uppercase()),
+        ..b.clone()
+    };
+    assert!(is_conflict(s.users.update_user(&steal).await, "email"));
+    assert_eq!(s.users.get_user(b.id).await.unwrap(), Some(b));
+}
+
+pub async fn users_credentials_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let u = fresh_user("Creds");
+    s.users.create_user(&u, &credentials(u.id)).await.unwrap();
+
+    let with_mfa = Credentials {
+        user_id: u.id,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$newhash".into(),
+        totp_secret: Some("JBSWY3DPEHPK3PXP".into()),
+        totp_last_step: 56_789_012,
+        backup_codes: vec![
+            BackupCodeRecord {
+                code_hash: "h1".into(),
+                consumed: false,
+            },
+            BackupCodeRecord {
+                code_hash: "h2".into(),
+                consumed: true,
+            },
+        ],
+    };
+    s.users.put_credentials(&with_mfa).await.unwrap();
+    assert_eq!(
+        s.users.get_credentials(u.id).await.unwrap(),
+        Some(with_mfa.clone())
+    );
+
+    let without = Credentials {
+        totp_secret: None,
+        backup_codes: Vec::new(),
+        ..with_mfa
+    };
+    s.users.put_credentials(&without).await.unwrap();
+    assert_eq!(s.users.get_credentials(u.id).await.unwrap(), Some(without));
+    // Credentials do not touch the user.
+    assert_eq!(s.users.get_user(u.id).await.unwrap(), Some(u));
+}
+
+// ------------------------------------------------------------------ refresh tokens
+
+pub async fn refresh_rotate_and_reuse<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let user_id = fresh_id();
+    let family = fresh_id();
+    let h = |n: u32| format!("rt{family}-{n}");
+    let now = Timestamp::now();
+
+    s.users
+        .insert_refresh_token(&token(&h(1), family, user_id, later()))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.users.refresh_token_family(&h(1)).await.unwrap(),
+        Some(family)
+    );
+
+    let r = s
+        .users
+        .rotate_refresh_token(&h(1), &token(&h(2), family, user_id, later()), now)
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+    assert_eq!(
+        s.users.refresh_token_family(&h(1)).await.unwrap(),
+        None,
+        "a spent token is not live"
+    );
+    assert_eq!(
+        s.users.refresh_token_family(&h(2)).await.unwrap(),
+        Some(family)
+    );
+
+    let r = s
+        .users
+        .rotate_refresh_token(&h(2), &token(&h(3), family, user_id, later()), now)
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+
+    // Presenting a spent token again: the whole family goes.
+    let r = s
+        .users
+        .rotate_refresh_token(&h(1), &token(&h(4), family, user_id, later()), now)
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Reused { family_id: family });
+    assert_eq!(s.users.refresh_token_family(&h(3)).await.unwrap(), None);
+    assert_eq!(
+        s.users.refresh_token_family(&h(4)).await.unwrap(),
+        None,
+        "the reuse stored nothing"
+    );
+    let r = s
+        .users
+        .rotate_refresh_token(&h(3), &token(&h(5), family, user_id, later()), now)
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Invalid);
+    let r = s
+        .users
+        .rotate_refresh_token(&h(4), &token(&h(6), family, user_id, later()), now)
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Invalid);
+    assert_eq!(s.users.refresh_token_family(&h(5)).await.unwrap(), None);
+
+    // Another family of the same user is untouched.
+    let other = fresh_id();
+    let o1 = format!("rt{other}-1");
+    s.users
+        .insert_refresh_token(&token(&o1, other, user_id, later()))
+        .await
+        .unwrap();
+    let r = s
+        .users
+        .rotate_refresh_token(
+            &o1,
+            &token(&format!("rt{other}-2"), other, user_id, later()),
+            now,
+        )
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+}
+
+pub async fn refresh_expired_and_unknown<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let user_id = fresh_id();
+    let family = fresh_id();
+    let expires = Timestamp::from_unix_ms(1_800_000_000_000);
+    let h = |n: u32| format!("rt{family}-{n}");
+
+    let r = s
+        .users
+        .rotate_refresh_token(
+            &h(0),
+            &token(&h(9), family, user_id, later()),
+            Timestamp::now(),
+        )
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Invalid, "unknown token");
+    assert_eq!(s.users.refresh_token_family(&h(9)).await.unwrap(), None);
+    assert_eq!(s.users.refresh_token_family(&h(0)).await.unwrap(), None);
+
+    s.users
+        .insert_refresh_token(&token(&h(1), family, user_id, expires))
+        .await
+        .unwrap();
+    // Expiry is inclusive: at `expires_at` the token is dead.
+    for now in [expires, expires.plus_secs(1)] {
+        let r = s
+            .users
+            .rotate_refresh_token(&h(1), &token(&h(2), family, user_id, later()), now)
+            .await;
+        assert_eq!(r.unwrap(), RotateOutcome::Invalid, "expired at {now}");
+        assert_eq!(s.users.refresh_token_family(&h(2)).await.unwrap(), None);
+    }
+    // An invalid attempt did not spend it: just before expiry it still rotates.
+    let just_before = Timestamp::from_unix_ms(expires.unix_ms() as u64 - 1);
+    let r = s
+        .users
+        .rotate_refresh_token(&h(1), &token(&h(3), family, user_id, later()), just_before)
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+}
+
+pub async fn refresh_revoke_family<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let user_id = fresh_id();
+    let family = fresh_id();
+    let other = fresh_id();
+    let a = format!("rt{family}-a");
+    let b = format!("rt{family}-b");
+    let c = format!("rt{other}-c");
+    for (hash, fam) in [(&a, family), (&b, family), (&c, other)] {
+        s.users
+            .insert_refresh_token(&token(hash, fam, user_id, later()))
+            .await
+            .unwrap();
+    }
+    s.users.revoke_refresh_family(family).await.unwrap();
+    assert_eq!(s.users.refresh_token_family(&a).await.unwrap(), None);
+    assert_eq!(s.users.refresh_token_family(&b).await.unwrap(), None);
+    assert_eq!(s.users.refresh_token_family(&c).await.unwrap(), Some(other));
+    let r = s
+        .users
+        .rotate_refresh_token(
+            &a,
+            &token(&format!("{a}2"), family, user_id, later()),
+            Timestamp::now(),
+        )
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Invalid);
+    let r = s
+        .users
+        .rotate_refresh_token(
+            &c,
+            &token(&format!("{c}2"), other, user_id, later()),
+            Timestamp::now(),
+        )
+        .await;
+    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+    // Revoking twice, or an unknown family, is fine.
+    s.users.revoke_refresh_family(family).await.unwrap();
+    s.users.revoke_refresh_family(fresh_id()).await.unwrap();
+}
+
+// ------------------------------------------------------------------ applications
+
+fn app_with_bot(owner_id: Snowflake) -> (ApplicationRecord, User) {
+    let bot_id = fresh_id();
+    let bot = User {
+        bot: true,
+        email: None,
+        verified: None,
+        mfa_enabled: None,
+        ..user(bot_id, &format!("Bot{bot_id}"), None)
+    };
+    let app = ApplicationRecord {
+        id: fresh_id(),
+        name: format!("App {bot_id}"),
+        description: "does things".into(),
+        owner_id,
+        bot_user_id: bot_id,
+        verify_key: "abcdef0123456789".into(),
+        flags: 1 << 23,
+    };
+    (app, bot)
+}
+
+pub async fn applications_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let owner = fresh_user("Owner");
+    s.users
+        .create_user(&owner, &credentials(owner.id))
+        .await
+        .unwrap();
+    let (app, bot) = app_with_bot(owner.id);
+    s.applications.create_application(&app, &bot).await.unwrap();
+
+    assert_eq!(
+        s.applications.get_application(app.id).await.unwrap(),
+        Some(app.clone())
+    );
+    assert_eq!(
+        s.applications.application_by_bot(bot.id).await.unwrap(),
+        Some(app.clone())
+    );
+    assert_eq!(s.users.get_user(bot.id).await.unwrap(), Some(bot.clone()));
+    assert_eq!(
+        s.users
+            .find_user_by_login(&bot.username.to_lowercase())
+            .await
+            .unwrap(),
+        Some(bot.id)
+    );
+    assert_eq!(
+        s.applications.get_application(fresh_id()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.applications.application_by_bot(owner.id).await.unwrap(),
+        None
+    );
+
+    let h1 = format!("bt{}-1", bot.id);
+    let h2 = format!("bt{}-2", bot.id);
+    assert_eq!(s.applications.bot_by_token_hash(&h1).await.unwrap(), None);
+    s.applications.set_bot_token(bot.id, &h1).await.unwrap();
+    assert_eq!(
+        s.applications.bot_by_token_hash(&h1).await.unwrap(),
+        Some(bot.id)
+    );
+    s.applications.set_bot_token(bot.id, &h2).await.unwrap();
+    assert_eq!(
+        s.applications.bot_by_token_hash(&h1).await.unwrap(),
+        None,
+        "the old token is revoked"
+    );
+    assert_eq!(
+        s.applications.bot_by_token_hash(&h2).await.unwrap(),
+        Some(bot.id)
+    );
+    s.applications.set_bot_token(bot.id, &h2).await.unwrap();
+    assert_eq!(
+        s.applications.bot_by_token_hash(&h2).await.unwrap(),
+        Some(bot.id)
+    );
+
+    // A second bot's token is independent.
+    let (app2, bot2) = app_with_bot(owner.id);
+    s.applications
+        .create_application(&app2, &bot2)
+        .await
+        .unwrap();
+    let h3 = format!("bt{}-3", bot2.id);
+    s.applications.set_bot_token(bot2.id, &h3).await.unwrap();
+    assert_eq!(
+        s.applications.bot_by_token_hash(&h2).await.unwrap(),
+        Some(bot.id)
+    );
+    assert_eq!(
+        s.applications.bot_by_token_hash(&h3).await.unwrap(),
+        Some(bot2.id)
+    );
+}
+
+pub async fn applications_bot_username_conflict<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let owner = fresh_user("Owner");
+    s.users
+        .create_user(&owner, &credentials(owner.id))
+        .await
+        .unwrap();
+
+    let (app, bot) = app_with_bot(owner.id);
+    let bot = User {
+        username: owner.username.to_uppercase(),
+        ..bot
+    };
+    assert!(is_conflict(
+        s.applications.create_application(&app, &bot).await,
+        "username"
+    ));
+    assert_eq!(s.applications.get_application(app.id).await.unwrap(), None);
+    assert_eq!(
+        s.applications.application_by_bot(bot.id).await.unwrap(),
+        None
+    );
+    assert_eq!(s.users.get_user(bot.id).await.unwrap(), None);
+
+    // A bot name also blocks later users and bots.
+    let (app2, bot2) = app_with_bot(owner.id);
+    s.applications
+        .create_application(&app2, &bot2)
+        .await
+        .unwrap();
+    let id = fresh_id();
+    let human = user(
+        id,
+        &bot2.username.to_lowercase(),
+        Some(&format!("h{id}@example.com")),
+    );
+    assert!(is_conflict(
+        s.users.create_user(&human, &credentials(id)).await,
+        "username"
+    ));
+    let (app3, bot3) = app_with_bot(owner.id);
+    let bot3 = User {
+        username: bot2.username.clone(),
+        ..bot3
+    };
+    assert!(is_conflict(
+        s.applications.create_application(&app3, &bot3).await,
+        "username"
+    ));
+    assert_eq!(s.applications.get_application(app3.id).await.unwrap(), None);
+}
+
+// ------------------------------------------------------------------ guilds
+
+/// A full guild: two roles, two channels, two members, a ban, two invites.
+struct GuildFixture {
+    guild: Guild,
+    roles: Vec<Role>,
+    channels: Vec<Channel>,
+    members: Vec<MemberRecord>,
+    bans: Vec<BanRecord>,
+    invites: Vec<InviteRecord>,
+}
+
+impl GuildFixture {
+    fn new(owner: Snowflake) -> GuildFixture {
+        let id = fresh_id();
+        let everyone = role(id, "@everyone", 0);
+        let mods = role(fresh_id(), "mods", 1);
+        let channels = vec![
+            channel(fresh_id(), id, "general"),
+            channel(fresh_id(), id, "random"),
+        ];
+        let mut members = vec![member(id, owner), member(id, fresh_id())];
+        members.sort_by_key(|m| m.user_id);
+        let bans = vec![BanRecord {
+            guild_id: id,
+            user_id: fresh_id(),
+            reason: Some("spam".into()),
+        }];
+        let mut invites = vec![
+            invite(&fresh_code(), id, channels[0].id, owner),
+            invite(&fresh_code(), id, channels[1].id, owner),
+        ];
+        invites.sort_by(|a, b| a.code.cmp(&b.code));
+        GuildFixture {
+            guild: guild(id, owner, vec![everyone.clone(), mods.clone()]),
+            roles: vec![everyone, mods],
+            channels,
+            members,
+            bans,
+            invites,
+        }
+    }
+
+    fn id(&self) -> Snowflake {
+        self.guild.id
+    }
+
+    fn writes(&self) -> Vec<GuildWrite> {
+        let mut w = vec![GuildWrite::PutGuild(self.guild.clone())];
+        w.extend(self.roles.iter().map(|r| GuildWrite::PutRole {
+            guild_id: self.id(),
+            role: r.clone(),
+        }));
+        w.extend(self.channels.iter().cloned().map(GuildWrite::PutChannel));
+        w.extend(self.members.iter().cloned().map(GuildWrite::PutMember));
+        w.extend(self.bans.iter().cloned().map(GuildWrite::PutBan));
+        w.extend(self.invites.iter().cloned().map(GuildWrite::PutInvite));
+        w
+    }
+}
+
+/// A snapshot with every list in key order (ids ascending, invites by code), since the trait
+/// leaves the order of `load_guild`'s lists open.
+fn sorted(mut snap: crate::GuildSnapshot) -> crate::GuildSnapshot {
+    snap.roles.sort_by_key(|r| r.id);
+    snap.channels.sort_by_key(|c| c.id);
+    snap.members.sort_by_key(|m| m.user_id);
+    snap.bans.sort_by_key(|b| b.user_id);
+    snap.invites.sort_by(|a, b| a.code.cmp(&b.code));
+    snap
+}
+
+async fn load(s: &Stores, guild_id: Snowflake) -> Option<crate::GuildSnapshot> {
+    s.guilds.load_guild(guild_id).await.unwrap().map(sorted)
+}
+
+pub async fn guild_batch_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let owner = fresh_id();
+    let g = GuildFixture::new(owner);
+    s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+
+    let snap = load(s, g.id()).await.expect("guild exists");
+    // The guild row does not carry roles; they come back as rows of their own.
+    assert_eq!(
+        snap.guild,
+        Some(Guild {
+            roles: Vec::new(),
+            ..g.guild.clone()
+        })
+    );
+    assert_eq!(snap.roles, g.roles);
+    assert_eq!(snap.channels, g.channels);
+    assert_eq!(snap.members, g.members);
+    assert_eq!(snap.bans, g.bans);
+    assert_eq!(snap.invites, g.invites);
+    assert_eq!(s.guilds.load_guild(fresh_id()).await.unwrap(), None);
+
+    for c in &g.channels {
+        assert_eq!(s.guilds.channel_guild(c.id).await.unwrap(), Some(g.id()));
+    }
+    assert_eq!(s.guilds.channel_guild(fresh_id()).await.unwrap(), None);
+    for i in &g.invites {
+        assert_eq!(s.guilds.get_invite(&i.code).await.unwrap(), Some(i.clone()));
+    }
+    assert_eq!(s.guilds.get_invite(&fresh_code()).await.unwrap(), None);
+    assert_eq!(
+        s.guilds.user_guilds(g.members[1].user_id).await.unwrap(),
+        vec![g.id()]
+    );
+    assert_eq!(
+        s.guilds.user_guilds(fresh_id()).await.unwrap(),
+        Vec::<Snowflake>::new()
+    );
+
+    // user_guilds is ascending whatever the order of joining.
+    let later_ids: Vec<Snowflake> = (0..3).map(|_| fresh_id()).collect();
+    for gid in later_ids.iter().rev() {
+        let writes = vec![
+            GuildWrite::PutGuild(guild(*gid, owner, Vec::new())),
+            GuildWrite::PutMember(member(*gid, owner)),
+        ];
+        s.guilds.write_guild(*gid, writes).await.unwrap();
+    }
+    let mut expected = vec![g.id()];
+    expected.extend(&later_ids);
+    assert_eq!(s.guilds.user_guilds(owner).await.unwrap(), expected);
+
+    // Puts replace.
+    let renamed = Guild {
+        name: "renamed".into(),
+        roles: Vec::new(),
+        ..g.guild.clone()
+    };
+    let nick = MemberRecord {
+        nick: Some("new nick".into()),
+        roles: Vec::new(),
+        ..g.members[1].clone()
+    };
+    let used = InviteRecord {
+        uses: 3,
+        ..g.invites[0].clone()
+    };
+    let writes = vec![
+        GuildWrite::PutGuild(renamed.clone()),
+        GuildWrite::PutMember(nick.clone()),
+        GuildWrite::PutInvite(used.clone()),
+    ];
+    s.guilds.write_guild(g.id(), writes).await.unwrap();
+    let snap = load(s, g.id()).await.unwrap();
+    assert_eq!(snap.guild, Some(renamed));
+    assert_eq!(snap.members, vec![g.members[0].clone(), nick]);
+    assert_eq!(snap.invites, vec![used.clone(), g.invites[1].clone()]);
+    assert_eq!(s.guilds.get_invite(&used.code).await.unwrap(), Some(used));
+    assert_eq!(
+        s.guilds.user_guilds(g.members[1].user_id).await.unwrap(),
+        vec![g.id()]
+    );
+}
+
+pub async fn guild_deletes_update_indexes<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let g = GuildFixture::new(fresh_id());
+    s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+
+    let gone_member = g.members[1].user_id;
+    let writes = vec![
+        GuildWrite::DeleteRole {
+            guild_id: g.id(),
+            role_id: g.roles[1].id,
+        },
+        GuildWrite::DeleteChannel {
+            guild_id: g.id(),
+            channel_id: g.channels[1].id,
+        },
+        GuildWrite::DeleteMember {
+            guild_id: g.id(),
+            user_id: gone_member,
+        },
+        GuildWrite::DeleteBan {
+            guild_id: g.id(),
+            user_id: g.bans[0].user_id,
+        },
+        GuildWrite::DeleteInvite {
+            code: g.invites[1].code.clone(),
+        },
+    ];
+    s.guilds.write_guild(g.id(), writes).await.unwrap();
+
+    let snap = load(s, g.id()).await.unwrap();
+    assert_eq!(snap.roles, vec![g.roles[0].clone()]);
+    assert_eq!(snap.channels, vec![g.channels[0].clone()]);
+    assert_eq!(snap.members, vec![g.members[0].clone()]);
+    assert_eq!(snap.bans, Vec::new());
+    assert_eq!(snap.invites, vec![g.invites[0].clone()]);
+    assert_eq!(
+        s.guilds.user_guilds(gone_member).await.unwrap(),
+        Vec::<Snowflake>::new()
+    );
+    assert_eq!(
+        s.guilds.user_guilds(g.members[0].user_id).await.unwrap(),
+        vec![g.id()]
+    );
+    assert_eq!(
+        s.guilds.channel_guild(g.channels[1].id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.guilds.channel_guild(g.channels[0].id).await.unwrap(),
+        Some(g.id())
+    );
+    assert_eq!(s.guilds.get_invite(&g.invites[1].code).await.unwrap(), None);
+    assert_eq!(
+        s.guilds.get_invite(&g.invites[0].code).await.unwrap(),
+        Some(g.invites[0].clone())
+    );
+
+    // Deleting what is not there is not an error.
+    let writes = vec![
+        GuildWrite::DeleteRole {
+            guild_id: g.id(),
+            role_id: fresh_id(),
+        },
+        GuildWrite::DeleteMember {
+            guild_id: g.id(),
+            user_id: fresh_id(),
+        },
+        GuildWrite::DeleteInvite { code: fresh_code() },
+    ];
+    s.guilds.write_guild(g.id(), writes).await.unwrap();
+    assert_eq!(
+        load(s, g.id()).await.unwrap().members,
+        vec![g.members[0].clone()]
+    );
+}
+
+pub async fn guild_batch_applies_in_order<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let g = GuildFixture::new(fresh_id());
+    s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+
+    let (joined_left, left_joined) = (fresh_id(), fresh_id());
+    let code = fresh_code();
+    let writes = vec![
+        GuildWrite::PutMember(member(g.id(), joined_left)),
+        GuildWrite::DeleteMember {
+            guild_id: g.id(),
+            user_id: joined_left,
+        },
+        GuildWrite::DeleteMember {
+            guild_id: g.id(),
+            user_id: left_joined,
+        },
+        GuildWrite::PutMember(member(g.id(), left_joined)),
+        GuildWrite::PutInvite(invite(&code, g.id(), g.channels[0].id, joined_left)),
+        GuildWrite::DeleteInvite { code: code.clone() },
+    ];
+    s.guilds.write_guild(g.id(), writes).await.unwrap();
+    let snap = load(s, g.id()).await.unwrap();
+    let member_ids: Vec<Snowflake> = snap.members.iter().map(|m| m.user_id).collect();
+    let mut expected = vec![g.members[0].user_id, g.members[1].user_id, left_joined];
+    expected.sort();
+    assert_eq!(member_ids, expected);
+    assert_eq!(
+        s.guilds.user_guilds(joined_left).await.unwrap(),
+        Vec::<Snowflake>::new()
+    );
+    assert_eq!(
+        s.guilds.user_guilds(left_joined).await.unwrap(),
+        vec![g.id()]
+    );
+    assert_eq!(s.guilds.get_invite(&code).await.unwrap(), None);
+    assert_eq!(snap.invites, g.invites);
+
+    // A guild created and deleted in one batch leaves nothing.
+    let h = GuildFixture::new(fresh_id());
+    let mut writes = h.writes();
+    writes.push(GuildWrite::DeleteGuild(h.id()));
+    s.guilds.write_guild(h.id(), writes).await.unwrap();
+    assert_eq!(s.guilds.load_guild(h.id()).await.unwrap(), None);
+    assert_eq!(
+        s.guilds.user_guilds(h.members[1].user_id).await.unwrap(),
+        Vec::<Snowflake>::new()
+    );
+    assert_eq!(
+        s.guilds.channel_guild(h.channels[0].id).await.unwrap(),
+        None
+    );
+    assert_eq!(s.guilds.get_invite(&h.invites[0].code).await.unwrap(), None);
+}
+
+pub async fn guild_invite_conflict_is_atomic<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let a = GuildFixture::new(fresh_id());
+    s.guilds.write_guild(a.id(), a.writes()).await.unwrap();
+    let taken = a.invites[0].clone();
+
+    let b = GuildFixture::new(fresh_id());
+    let mut writes = b.writes();
+    writes.push(GuildWrite::PutInvite(InviteRecord {
+        guild_id: b.id(),
+        channel_id: b.channels[0].id,
+        ..taken.clone()
+    }));
+    assert!(is_conflict(
+        s.guilds.write_guild(b.id(), writes).await,
+        "code"
+    ));
+
+    // Nothing of the failed batch is visible, not even the writes before the conflict.
+    assert_eq!(s.guilds.load_guild(b.id()).await.unwrap(), None);
+    for c in &b.channels {
+        assert_eq!(s.guilds.channel_guild(c.id).await.unwrap(), None);
+    }
+    for m in &b.members {
+        assert_eq!(
+            s.guilds.user_guilds(m.user_id).await.unwrap(),
+            Vec::<Snowflake>::new()
+        );
+    }
+    for i in &b.invites {
+        assert_eq!(s.guilds.get_invite(&i.code).await.unwrap(), None);
+    }
+    assert_eq!(
+        s.guilds.get_invite(&taken.code).await.unwrap(),
+        Some(taken.clone())
+    );
+    assert_eq!(load(s, a.id()).await.unwrap().invites, a.invites);
+
+    // The owner of a code may replace its invite.
+    let bumped = InviteRecord {
+        uses: 5,
+        ..taken.clone()
+    };
+    s.guilds
+        .write_guild(a.id(), vec![GuildWrite::PutInvite(bumped.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.guilds.get_invite(&taken.code).await.unwrap(),
+        Some(bumped)
+    );
+
+    // Without the clash, the same batch goes through.
+    s.guilds.write_guild(b.id(), b.writes()).await.unwrap();
+    assert_eq!(load(s, b.id()).await.unwrap().invites, b.invites);
+}
+
+pub async fn guild_delete_removes_everything<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let owner = fresh_id();
+    let g = GuildFixture::new(owner);
+    let other = GuildFixture::new(owner);
+    s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+    s.guilds
+        .write_guild(other.id(), other.writes())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.guilds.user_guilds(owner).await.unwrap(),
+        vec![g.id(), other.id()]
+    );
+
+    s.guilds
+        .write_guild(g.id(), vec![GuildWrite::DeleteGuild(g.id())])
+        .await
+        .unwrap();
+
+    assert_eq!(s.guilds.load_guild(g.id()).await.unwrap(), None);
+    assert_eq!(s.guilds.user_guilds(owner).await.unwrap(), vec![other.id()]);
+    assert_eq!(
+        s.guilds.user_guilds(g.members[1].user_id).await.unwrap(),
+        Vec::<Snowflake>::new()
+    );
+    for c in &g.channels {
+        assert_eq!(s.guilds.channel_guild(c.id).await.unwrap(), None);
+    }
+    for i in &g.invites {
+        assert_eq!(s.guilds.get_invite(&i.code).await.unwrap(), None);
+    }
+    // The other guild is whole.
+    let snap = load(s, other.id()).await.unwrap();
+    assert_eq!(snap.roles, other.roles);
+    assert_eq!(snap.channels, other.channels);
+    assert_eq!(snap.members, other.members);
+    assert_eq!(snap.bans, other.bans);
+    assert_eq!(snap.invites, other.invites);
+
+    // A deleted guild's codes are free for others.
+    let reused = invite(&g.invites[0].code, other.id(), other.channels[0].id, owner);
+    s.guilds
+        .write_guild(other.id(), vec![GuildWrite::PutInvite(reused.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.guilds.get_invite(&reused.code).await.unwrap(),
+        Some(reused)
+    );
+
+    // Deleting a guild that does not exist is fine.
+    s.guilds
+        .write_guild(g.id(), vec![GuildWrite::DeleteGuild(g.id())])
+        .await
+        .unwrap();
+}
+
+// ------------------------------------------------------------------ messages
+
+/// Ten messages 10 ms apart inside one bucket, stored out of order; `m[i]` is message `i`.
+async fn ten_messages(s: &Stores, channel_id: Snowflake) -> Vec<Snowflake> {
+    let base = 50 * BUCKET_MS + 1_000;
+    let m: Vec<Snowflake> = (0..=10).map(|i| id_at(base + i * 10, 0)).collect();
+    for i in [4, 9, 1, 10, 7, 2, 3, 8, 5, 6] {
+        s.messages
+            .put_message(&msg(channel_id, m[i], &format!("message {i}")))
+            .await
+            .unwrap();
+    }
+    m
+}
+
+async fn list(
+    s: &Stores,
+    channel_id: Snowflake,
+    anchor: HistoryAnchor,
+    limit: usize,
+) -> Vec<Snowflake> {
+    ids(&s
+        .messages
+        .list_messages(channel_id, anchor, limit)
+        .await
+        .unwrap())
+}
+
+pub async fn messages_order_and_cursors<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    use HistoryAnchor::{After, Before, Latest};
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    let r = |idx: &[usize]| idx.iter().map(|&i| m[i]).collect::<Vec<_>>();
+    // Between message 5 and message 6, and not stored.
+    let gap = Snowflake(m[5].get() + 7);
+
+    let all = s.messages.list_messages(ch, Latest, 100).await.unwrap();
+    assert_eq!(ids(&all), r(&[10, 9, 8, 7, 6, 5, 4, 3, 2, 1]));
+    assert_eq!(all[0], msg(ch, m[10], "message 10"));
+    assert_eq!(list(s, ch, Latest, 3).await, r(&[10, 9, 8]));
+    assert_eq!(list(s, ch, Latest, 1).await, r(&[10]));
+    assert_eq!(list(s, ch, Latest, 0).await, r(&[]));
+
+    assert_eq!(list(s, ch, Before(m[7]), 3).await, r(&[6, 5, 4]));
+    assert_eq!(list(s, ch, Before(m[3]), 5).await, r(&[2, 1]));
+    assert_eq!(list(s, ch, Before(m[1]), 5).await, r(&[]));
+    assert_eq!(list(s, ch, Before(gap), 2).await, r(&[5, 4]));
+    assert_eq!(
+        list(s, ch, Before(Snowflake(u64::MAX)), 2).await,
+        r(&[10, 9])
+    );
+    assert_eq!(list(s, ch, Before(Snowflake(0)), 2).await, r(&[]));
+    assert_eq!(list(s, ch, Before(m[7]), 0).await, r(&[]));
+
+    assert_eq!(
+        list(s, ch, After(m[3]), 3).await,
+        r(&[6, 5, 4]),
+        "the oldest three after, newest first"
+    );
+    assert_eq!(list(s, ch, After(m[8]), 5).await, r(&[10, 9]));
+    assert_eq!(list(s, ch, After(m[10]), 5).await, r(&[]));
+    assert_eq!(list(s, ch, After(gap), 2).await, r(&[7, 6]));
+    assert_eq!(list(s, ch, After(Snowflake(0)), 2).await, r(&[2, 1]));
+    assert_eq!(
+        list(s, ch, After(Snowflake(0)), 100).await,
+        r(&[10, 9, 8, 7, 6, 5, 4, 3, 2, 1])
+    );
+    assert_eq!(list(s, ch, After(Snowflake(u64::MAX)), 5).await, r(&[]));
+    assert_eq!(list(s, ch, After(m[3]), 0).await, r(&[]));
+
+    // Paging backwards with Before visits every message exactly once.
+    let mut seen = Vec::new();
+    let mut anchor = Latest;
+    loop {
+        let page = list(s, ch, anchor, 3).await;
+        let Some(&last) = page.last() else { break };
+        seen.extend(page);
+        anchor = Before(last);
+    }
+    assert_eq!(seen, r(&[10, 9, 8, 7, 6, 5, 4, 3, 2, 1]));
+
+    // An empty channel.
+    assert_eq!(list(s, fresh_id(), Latest, 50).await, r(&[]));
+}
+
+pub async fn messages_around<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    use HistoryAnchor::Around;
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    let r = |idx: &[usize]| idx.iter().map(|&i| m[i]).collect::<Vec<_>>();
+    let gap = Snowflake(m[5].get() + 7);
+
+    // limit/2 older, the anchor, and what is left (at most limit/2) newer.
+    assert_eq!(list(s, ch, Around(m[5]), 5).await, r(&[7, 6, 5, 4, 3]));
+    assert_eq!(list(s, ch, Around(m[5]), 4).await, r(&[6, 5, 4, 3]));
+    assert_eq!(list(s, ch, Around(m[5]), 3).await, r(&[6, 5, 4]));
+    assert_eq!(list(s, ch, Around(m[5]), 2).await, r(&[5, 4]));
+    assert_eq!(list(s, ch, Around(m[5]), 1).await, r(&[5]));
+    assert_eq!(list(s, ch, Around(m[5]), 0).await, r(&[]));
+    // Short sides are not made up from the other side.
+    assert_eq!(list(s, ch, Around(m[1]), 5).await, r(&[3, 2, 1]));
+    assert_eq!(list(s, ch, Around(m[10]), 5).await, r(&[10, 9, 8]));
+    assert_eq!(
+        list(s, ch, Around(m[5]), 100).await,
+        r(&[10, 9, 8, 7, 6, 5, 4, 3, 2, 1])
+    );
+    // An anchor that does not exist: limit/2 on each side.
+    assert_eq!(list(s, ch, Around(gap), 4).await, r(&[7, 6, 5, 4]));
+    assert_eq!(list(s, ch, Around(gap), 5).await, r(&[7, 6, 5, 4]));
+    assert_eq!(list(s, ch, Around(gap), 3).await, r(&[6, 5]));
+    assert_eq!(list(s, ch, Around(gap), 1).await, r(&[]));
+    assert_eq!(list(s, ch, Around(Snowflake(0)), 4).await, r(&[2, 1]));
+    assert_eq!(
+        list(s, ch, Around(Snowflake(u64::MAX)), 4).await,
+        r(&[10, 9])
+    );
+}
+
+pub async fn messages_bucket_boundaries<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    use HistoryAnchor::{After, Around, Before, Latest};
+    let env = env(open).await;
+    let s = &env.stores;
+    let b = BUCKET_MS;
+    // Buckets 100 (first and last millisecond), 101, 103 and 110; 102 and 104–109 are empty.
+    let a = [
+        id_at(100 * b, 0),
+        id_at(100 * b + b - 1, 4095),
+        id_at(101 * b, 0),
+        id_at(101 * b, 1),
+        id_at(103 * b + 5, 0),
+        id_at(110 * b, 0),
+    ];
+    let buckets: Vec<u32> = a.iter().map(|&id| bucket_of(id)).collect();
+    assert_eq!(buckets, vec![100, 100, 101, 101, 103, 110]);
+
+    // Channels on either side of `ch`, with messages in the same and in neighbouring buckets.
+    let ch = Snowflake(fresh_id().get() + (1 << 20));
+    let below = Snowflake(ch.get() - 1);
+    let above = Snowflake(ch.get() + 1);
+    for &id in a.iter().rev() {
+        s.messages.put_message(&msg(ch, id, "a")).await.unwrap();
+    }
+    let noise = [
+        id_at(99 * b, 0),
+        id_at(100 * b + 7, 0),
+        id_at(102 * b, 0),
+        id_at(111 * b, 0),
+    ];
+    for c in [below, above] {
+        for &id in &noise {
+            s.messages.put_message(&msg(c, id, "noise")).await.unwrap();
+        }
+    }
+    let r = |idx: &[usize]| idx.iter().map(|&i| a[i]).collect::<Vec<_>>();
+
+    assert_eq!(list(s, ch, Latest, 10).await, r(&[5, 4, 3, 2, 1, 0]));
+    assert_eq!(list(s, ch, Latest, 3).await, r(&[5, 4, 3]));
+    assert_eq!(list(s, ch, Before(a[4]), 2).await, r(&[3, 2]));
+    assert_eq!(list(s, ch, Before(a[2]), 10).await, r(&[1, 0]));
+    assert_eq!(
+        list(s, ch, Before(id_at(102 * b, 0)), 10).await,
+        r(&[3, 2, 1, 0])
+    );
+    assert_eq!(list(s, ch, Before(id_at(120 * b, 0)), 2).await, r(&[5, 4]));
+    assert_eq!(list(s, ch, After(a[1]), 2).await, r(&[3, 2]));
+    assert_eq!(list(s, ch, After(a[3]), 10).await, r(&[5, 4]));
+    assert_eq!(list(s, ch, After(id_at(104 * b, 0)), 10).await, r(&[5]));
+    assert_eq!(list(s, ch, After(id_at(99 * b, 0)), 3).await, r(&[2, 1, 0]));
+    assert_eq!(list(s, ch, Around(a[2]), 3).await, r(&[3, 2, 1]));
+    assert_eq!(
+        list(s, ch, Around(id_at(102 * b, 0)), 4).await,
+        r(&[5, 4, 3, 2])
+    );
+
+    let n = noise.to_vec();
+    let newest_first: Vec<Snowflake> = n.iter().rev().copied().collect();
+    for c in [below, above] {
+        assert_eq!(list(s, c, Latest, 10).await, newest_first);
+        assert_eq!(
+            list(s, c, Before(id_at(101 * b, 0)), 10).await,
+            vec![n[1], n[0]]
+        );
+        assert_eq!(
+            list(s, c, After(id_at(100 * b, 0)), 10).await,
+            vec![n[3], n[2], n[1]]
+        );
+    }
+}
+
+pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+
+    // Every field survives the round trip.
+    let rich = rich_msg(ch, m[0]);
+    s.messages.put_message(&rich).await.unwrap();
+    assert_eq!(s.messages.get_message(ch, m[0]).await.unwrap(), Some(rich));
+    assert_eq!(
+        s.messages.get_message(fresh_id(), m[0]).await.unwrap(),
+        None,
+        "keyed by channel too"
+    );
+    assert_eq!(
+        s.messages
+            .get_message(ch, Snowflake(m[0].get() + 1))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // An edit replaces the message in place.
+    let edited = MessageRecord {
+        content: "edited".into(),
+        edited_timestamp: Some(Timestamp::from_unix_ms(1_700_000_001_000)),
+        ..msg(ch, m[5], "message 5")
+    };
+    s.messages.put_message(&edited).await.unwrap();
+    assert_eq!(
+        s.messages.get_message(ch, m[5]).await.unwrap(),
+        Some(edited.clone())
+    );
+    let all = s
+        .messages
+        .list_messages(ch, HistoryAnchor::Latest, 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 11);
+    assert_eq!(all[5], edited);
+
+    // Deleting returns only what existed, and takes reactions and pins along.
+    s.messages
+        .add_reaction(ch, m[2], "👍", Snowflake(1))
+        .await
+        .unwrap();
+    s.messages
+        .add_reaction(ch, m[2], "🎉", Snowflake(2))
+        .await
+        .unwrap();
+    assert!(s.messages.set_pinned(ch, m[3], true).await.unwrap());
+    assert!(s.messages.set_pinned(ch, m[4], true).await.unwrap());
+    let missing = Snowflake(m[2].get() + 1);
+    let mut deleted = s
+        .messages
+        .delete_messages(ch, &[m[2], missing, m[3], m[2]])
+        .await
+        .unwrap();
+    deleted.sort();
+    assert_eq!(deleted, vec![m[2], m[3]]);
+    assert_eq!(s.messages.get_message(ch, m[2]).await.unwrap(), None);
+    assert_eq!(s.messages.get_message(ch, m[3]).await.unwrap(), None);
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[2], Snowflake(1))
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    assert_eq!(
+        s.messages
+            .reaction_users(ch, m[2], "👍", Snowflake(0), 100)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    assert_eq!(ids(&s.messages.list_pins(ch).await.unwrap()), vec![m[4]]);
+    assert_eq!(
+        ids(&s
+            .messages
+            .list_messages(ch, HistoryAnchor::Latest, 100)
+            .await
+            .unwrap())
+        .len(),
+        9
+    );
+    assert_eq!(
+        s.messages
+            .delete_messages(ch, &[m[2], missing])
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    assert_eq!(
+        s.messages.delete_messages(ch, &[]).await.unwrap(),
+        Vec::new()
+    );
+
+    // A message stored again under a deleted id starts clean.
+    s.messages
+        .put_message(&msg(ch, m[2], "again"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[2], Snowflake(1))
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    assert!(
+        s.messages
+            .add_reaction(ch, m[2], "👍", Snowflake(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[2], Snowflake(1))
+            .await
+            .unwrap(),
+        vec![rc("👍", 1, true)]
+    );
+}
+
+pub async fn messages_delete_channel<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let keep = fresh_id();
+    let m = ten_messages(s, ch).await;
+    let k = ten_messages(s, keep).await;
+    for (c, x) in [(ch, &m), (keep, &k)] {
+        s.messages
+            .add_reaction(c, x[1], "👍", Snowflake(5))
+            .await
+            .unwrap();
+        assert!(s.messages.set_pinned(c, x[2], true).await.unwrap());
+    }
+
+    s.messages.delete_channel(ch).await.unwrap();
+    assert_eq!(list(s, ch, HistoryAnchor::Latest, 100).await, Vec::new());
+    assert_eq!(s.messages.get_message(ch, m[1]).await.unwrap(), None);
+    assert_eq!(s.messages.list_pins(ch).await.unwrap(), Vec::new());
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[1], Snowflake(5))
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    assert_eq!(
+        s.messages
+            .reaction_users(ch, m[1], "👍", Snowflake(0), 10)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+
+    assert_eq!(list(s, keep, HistoryAnchor::Latest, 100).await.len(), 10);
+    assert_eq!(ids(&s.messages.list_pins(keep).await.unwrap()), vec![k[2]]);
+    assert_eq!(
+        s.messages
+            .reaction_counts(keep, k[1], Snowflake(5))
+            .await
+            .unwrap(),
+        vec![rc("👍", 1, true)]
+    );
+    s.messages.delete_channel(fresh_id()).await.unwrap();
+}
+
+// ------------------------------------------------------------------ reactions
+
+pub async fn reactions_counts_and_order<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    let (u1, u2, u3) = (Snowflake(101), Snowflake(102), Snowflake(103));
+    // First-added order differs from byte order: 😀 > 👍 > "custom:123" as bytes.
+    let (grin, thumbs, custom) = ("😀", "👍", "custom:123");
+
+    assert!(s.messages.add_reaction(ch, m[1], grin, u2).await.unwrap());
+    assert!(s.messages.add_reaction(ch, m[1], thumbs, u1).await.unwrap());
+    assert!(
+        !s.messages.add_reaction(ch, m[1], thumbs, u1).await.unwrap(),
+        "a duplicate is not added"
+    );
+    assert!(s.messages.add_reaction(ch, m[1], custom, u3).await.unwrap());
+    assert!(s.messages.add_reaction(ch, m[1], thumbs, u2).await.unwrap());
+    assert!(s.messages.add_reaction(ch, m[1], thumbs, u3).await.unwrap());
+
+    let counts = s.messages.reaction_counts(ch, m[1], u1).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            rc(grin, 1, false),
+            rc(thumbs, 3, true),
+            rc(custom, 1, false)
+        ]
+    );
+    let counts = s.messages.reaction_counts(ch, m[1], u3).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![rc(grin, 1, false), rc(thumbs, 3, true), rc(custom, 1, true)]
+    );
+    let counts = s
+        .messages
+        .reaction_counts(ch, m[1], Snowflake(999))
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            rc(grin, 1, false),
+            rc(thumbs, 3, false),
+            rc(custom, 1, false)
+        ]
+    );
+
+    // An emoji keeps its place while anyone still reacts with it.
+    assert!(
+        s.messages
+            .remove_reaction(ch, m[1], grin, u2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[1], u2).await.unwrap(),
+        vec![rc(thumbs, 3, true), rc(custom, 1, false)],
+        "an emoji with no reactions left is gone"
+    );
+    assert!(
+        s.messages
+            .remove_reaction(ch, m[1], thumbs, u1)
+            .await
+            .unwrap()
+    );
+    assert!(s.messages.add_reaction(ch, m[1], thumbs, u1).await.unwrap());
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[1], u1).await.unwrap(),
+        vec![rc(thumbs, 3, true), rc(custom, 1, false)]
+    );
+
+    // Reactions belong to one message of one channel.
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[2], u1).await.unwrap(),
+        Vec::new()
+    );
+    assert_eq!(
+        s.messages
+            .reaction_counts(fresh_id(), m[1], u1)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    assert!(
+        s.messages.add_reaction(ch, m[2], thumbs, u1).await.unwrap(),
+        "same user, other message"
+    );
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[2], u1).await.unwrap(),
+        vec![rc(thumbs, 1, true)]
+    );
+}
+
+pub async fn reactions_users_paging<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    let users: Vec<Snowflake> = [50, 10, 40, 20, 30].into_iter().map(Snowflake).collect();
+    for &u in &users {
+        assert!(s.messages.add_reaction(ch, m[1], "a", u).await.unwrap());
+    }
+    // "ab" starts with "a": its users must not show up under "a".
+    assert!(
+        s.messages
+            .add_reaction(ch, m[1], "ab", Snowflake(15))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.messages
+            .add_reaction(ch, m[1], "a", Snowflake(u64::MAX))
+            .await
+            .unwrap()
+    );
+
+    let get = |after: u64, limit: usize| {
+        s.messages
+            .reaction_users(ch, m[1], "a", Snowflake(after), limit)
+    };
+    let ids = |v: &[u64]| v.iter().copied().map(Snowflake).collect::<Vec<_>>();
+    assert_eq!(
+        get(0, 100).await.unwrap(),
+        ids(&[10, 20, 30, 40, 50, u64::MAX])
+    );
+    assert_eq!(get(0, 2).await.unwrap(), ids(&[10, 20]));
+    assert_eq!(get(20, 2).await.unwrap(), ids(&[30, 40]));
+    assert_eq!(get(25, 2).await.unwrap(), ids(&[30, 40]));
+    assert_eq!(get(40, 100).await.unwrap(), ids(&[50, u64::MAX]));
+    assert_eq!(get(u64::MAX, 100).await.unwrap(), ids(&[]));
+    assert_eq!(get(0, 0).await.unwrap(), ids(&[]));
+    let ab = s
+        .messages
+        .reaction_users(ch, m[1], "ab", Snowflake(0), 100)
+        .await
+        .unwrap();
+    assert_eq!(ab, ids(&[15]));
+    let none = s
+        .messages
+        .reaction_users(ch, m[1], "b", Snowflake(0), 100)
+        .await
+        .unwrap();
+    assert_eq!(none, ids(&[]));
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[1], Snowflake(15))
+            .await
+            .unwrap(),
+        vec![rc("a", 6, false), rc("ab", 1, true)]
+    );
+}
+
+pub async fn reactions_remove<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    let (u1, u2) = (Snowflake(1), Snowflake(2));
+    for (emoji, user) in [("x", u1), ("x", u2), ("y", u1), ("z", u2)] {
+        assert!(
+            s.messages
+                .add_reaction(ch, m[1], emoji, user)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(s.messages.add_reaction(ch, m[2], "x", u1).await.unwrap());
+
+    assert!(s.messages.remove_reaction(ch, m[1], "x", u1).await.unwrap());
+    assert!(
+        !s.messages.remove_reaction(ch, m[1], "x", u1).await.unwrap(),
+        "already removed"
+    );
+    assert!(
+        !s.messages.remove_reaction(ch, m[1], "w", u1).await.unwrap(),
+        "never added"
+    );
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[1], u1).await.unwrap(),
+        vec![rc("x", 1, false), rc("y", 1, true), rc("z", 1, false)]
+    );
+    assert_eq!(
+        s.messages
+            .reaction_users(ch, m[1], "x", Snowflake(0), 10)
+            .await
+            .unwrap(),
+        vec![u2]
+    );
+
+    s.messages
+        .remove_reactions(ch, m[1], Some("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[1], u1).await.unwrap(),
+        vec![rc("y", 1, true), rc("z", 1, false)]
+    );
+    assert_eq!(
+        s.messages
+            .reaction_users(ch, m[1], "x", Snowflake(0), 10)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    // The same emoji on another message is untouched.
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[2], u1).await.unwrap(),
+        vec![rc("x", 1, true)]
+    );
+
+    s.messages.remove_reactions(ch, m[1], None).await.unwrap();
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[1], u1).await.unwrap(),
+        Vec::new()
+    );
+    assert_eq!(
+        s.messages
+            .reaction_users(ch, m[1], "y", Snowflake(0), 10)
+            .await
+            .unwrap(),
+        Vec::new()
+    );
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[2], u1).await.unwrap(),
+        vec![rc("x", 1, true)]
+    );
+    // Removing from a message with no reactions is fine, and adding works again after.
+    s.messages.remove_reactions(ch, m[1], None).await.unwrap();
+    s.messages
+        .remove_reactions(ch, m[1], Some("q"))
+        .await
+        .unwrap();
+    assert!(s.messages.add_reaction(ch, m[1], "y", u1).await.unwrap());
+    assert_eq!(
+        s.messages.reaction_counts(ch, m[1], u2).await.unwrap(),
+        vec![rc("y", 1, false)]
+    );
+}
+
+// ------------------------------------------------------------------ pins
+
+pub async fn pins_order_and_flag<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    assert_eq!(s.messages.list_pins(ch).await.unwrap(), Vec::new());
+
+    // Pinned in quick succession (possibly within one millisecond), not in id order.
+    for i in [2, 7, 1] {
+        assert!(s.messages.set_pinned(ch, m[i], true).await.unwrap());
+    }
+    let pins = s.messages.list_pins(ch).await.unwrap();
+    assert_eq!(
+        ids(&pins),
+        vec![m[1], m[7], m[2]],
+        "most recently pinned first"
+    );
+    assert!(pins.iter().all(|p| p.pinned));
+    assert_eq!(
+        pins[1],
+        MessageRecord {
+            pinned: true,
+            ..msg(ch, m[7], "message 7")
+        }
+    );
+    assert!(
+        s.messages
+            .get_message(ch, m[2])
+            .await
+            .unwrap()
+            .unwrap()
+            .pinned
+    );
+    assert!(
+        !s.messages
+            .get_message(ch, m[3])
+            .await
+            .unwrap()
+            .unwrap()
+            .pinned
+    );
+
+    assert!(s.messages.set_pinned(ch, m[7], false).await.unwrap());
+    assert_eq!(
+        ids(&s.messages.list_pins(ch).await.unwrap()),
+        vec![m[1], m[2]]
+    );
+    assert!(
+        !s.messages
+            .get_message(ch, m[7])
+            .await
+            .unwrap()
+            .unwrap()
+            .pinned
+    );
+    assert!(
+        s.messages.set_pinned(ch, m[7], false).await.unwrap(),
+        "unpinning twice is fine"
+    );
+
+    assert!(
+        !s.messages
+            .set_pinned(ch, Snowflake(m[7].get() + 1), true)
+            .await
+            .unwrap()
+    );
+    assert!(!s.messages.set_pinned(fresh_id(), m[7], true).await.unwrap());
+    assert_eq!(
+        ids(&s.messages.list_pins(ch).await.unwrap()),
+        vec![m[1], m[2]]
+    );
+
+    // Re-pinning puts it first again; editing a pinned message keeps it pinned.
+    assert!(s.messages.set_pinned(ch, m[7], true).await.unwrap());
+    assert_eq!(
+        ids(&s.messages.list_pins(ch).await.unwrap()),
+        vec![m[7], m[1], m[2]]
+    );
+    let mut edited = s.messages.get_message(ch, m[1]).await.unwrap().unwrap();
+    edited.content = "edited while pinned".into();
+    s.messages.put_message(&edited).await.unwrap();
+    let pins = s.messages.list_pins(ch).await.unwrap();
+    assert_eq!(ids(&pins), vec![m[7], m[1], m[2]]);
+    assert_eq!(pins[1], edited);
+}
+
+// ------------------------------------------------------------------ restart
+
+pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let Env { dir, stores } = env(open).await;
+    let path = dir.path().to_path_buf();
+
+    let alice = fresh_user("Alice");
+    let creds = Credentials {
+        totp_secret: Some("JBSWY3DPEHPK3PXP".into()),
+        ..credentials(alice.id)
+    };
+    let family = fresh_id();
+    let (r1, r2) = (format!("rt{family}-1"), format!("rt{family}-2"));
+    let (app, bot) = app_with_bot(alice.id);
+    let bot_token = format!("bt{}", bot.id);
+    let g = GuildFixture::new(alice.id);
+    let ch = g.channels[0].id;
+    let m: Vec<Snowflake> = (0..5).map(|i| id_at(200 * BUCKET_MS - 2 + i, 0)).collect();
+    {
+        let s = &stores;
+        s.users.create_user(&alice, &creds).await.unwrap();
+        s.users
+            .insert_refresh_token(&token(&r1, family, alice.id, later()))
+            .await
+            .unwrap();
+        let r = s
+            .users
+            .rotate_refresh_token(
+                &r1,
+                &token(&r2, family, alice.id, later()),
+                Timestamp::now(),
+            )
+            .await;
+        assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id: alice.id });
+        s.applications.create_application(&app, &bot).await.unwrap();
+        s.applications
+            .set_bot_token(bot.id, &bot_token)
+            .await
+            .unwrap();
+        s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+        for &id in &m {
+            s.messages
+                .put_message(&msg(ch, id, "persisted"))
+                .await
+                .unwrap();
+        }
+        s.messages
+            .add_reaction(ch, m[1], "👍", alice.id)
+            .await
+            .unwrap();
+        s.messages
+            .add_reaction(ch, m[1], "🎉", bot.id)
+            .await
+            .unwrap();
+        assert!(s.messages.set_pinned(ch, m[3], true).await.unwrap());
+        assert!(s.messages.set_pinned(ch, m[0], true).await.unwrap());
+        s.messages.delete_messages(ch, &[m[4]]).await.unwrap();
+    }
+    drop(stores);
+
+    let s = open(path).await;
+    assert_eq!(
+        s.users.get_user(alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        s.users.get_credentials(alice.id).await.unwrap(),
+        Some(creds)
+    );
+    assert_eq!(
+        s.users
+            .find_user_by_login(&alice.username.to_uppercase())
+            .await
+            .unwrap(),
+        Some(alice.id)
+    );
+    assert_eq!(
+        s.users.refresh_token_family(&r2).await.unwrap(),
+        Some(family)
+    );
+    let r = s
+        .users
+        .rotate_refresh_token(
+            &r1,
+            &token("x", family, alice.id, later()),
+            Timestamp::now(),
+        )
+        .await;
+    assert_eq!(
+        r.unwrap(),
+        RotateOutcome::Reused { family_id: family },
+        "spent state survived"
+    );
+    assert_eq!(
+        s.applications.get_application(app.id).await.unwrap(),
+        Some(app.clone())
+    );
+    assert_eq!(
+        s.applications.application_by_bot(bot.id).await.unwrap(),
+        Some(app)
+    );
+    assert_eq!(
+        s.applications.bot_by_token_hash(&bot_token).await.unwrap(),
+        Some(bot.id)
+    );
+
+    let snap = load(&s, g.id()).await.unwrap();
+    assert_eq!(
+        snap.guild,
+        Some(Guild {
+            roles: Vec::new(),
+            ..g.guild.clone()
+        })
+    );
+    assert_eq!(
+        (
+            snap.roles,
+            snap.channels,
+            snap.members,
+            snap.bans,
+            snap.invites
+        ),
+        (
+            g.roles.clone(),
+            g.channels.clone(),
+            g.members.clone(),
+            g.bans.clone(),
+            g.invites.clone()
+        )
+    );
+    assert_eq!(s.guilds.user_guilds(alice.id).await.unwrap(), vec![g.id()]);
+    assert_eq!(s.guilds.channel_guild(ch).await.unwrap(), Some(g.id()));
+    assert_eq!(
+        s.guilds.get_invite(&g.invites[1].code).await.unwrap(),
+        Some(g.invites[1].clone())
+    );
+
+    assert_eq!(
+        list(&s, ch, HistoryAnchor::Latest, 10).await,
+        vec![m[3], m[2], m[1], m[0]]
+    );
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[1], alice.id)
+            .await
+            .unwrap(),
+        vec![rc("👍", 1, true), rc("🎉", 1, false)]
+    );
+    assert_eq!(
+        ids(&s.messages.list_pins(ch).await.unwrap()),
+        vec![m[0], m[3]]
+    );
+    assert!(
+        s.messages
+            .get_message(ch, m[3])
+            .await
+            .unwrap()
+            .unwrap()
+            .pinned
+    );
+    assert_eq!(s.messages.get_message(ch, m[4]).await.unwrap(), None);
+
+    // And the reopened store takes writes.
+    s.messages
+        .put_message(&msg(ch, m[4], "after restart"))
+        .await
+        .unwrap();
+    assert_eq!(list(&s, ch, HistoryAnchor::Latest, 1).await, vec![m[4]]);
+    drop(s);
+    drop(dir);
+}
+
+// ------------------------------------------------------------------ concurrency
+
+pub async fn concurrent_create_user_same_username<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let name = format!("Racer{}", fresh_id());
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let users = env.stores.users.clone();
+        let id = fresh_id();
+        // Every other contender differs only in case.
+        let username = if i % 2 == 0 {
+            name.clone()
+        } else {
+            name.to_uppercase()
+        };
+        let u = user(id, &username, Some(&format!("racer{id}@example.com")));
+        tasks.push(tokio::spawn(async move {
+            (id, users.create_user(&u, &credentials(id)).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (id, result) = task.await.unwrap();
+        match result {
+            Ok(()) => winners.push(id),
+            Err(StoreError::Conflict("username")) => {
+                assert_eq!(env.stores.users.get_user(id).await.unwrap(), None);
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one create wins");
+    assert_eq!(
+        env.stores.users.find_user_by_login(&name).await.unwrap(),
+        Some(winners[0])
+    );
+}
+
+pub async fn concurrent_put_message<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let ch = fresh_id();
+    let base = 300 * BUCKET_MS - 100;
+    // Spans two buckets.
+    let all: Vec<Snowflake> = (0..200).map(|i| id_at(base + i, i % 3)).collect();
+    let mut tasks = Vec::new();
+    for &id in &all {
+        let messages = env.stores.messages.clone();
+        tasks.push(tokio::spawn(async move {
+            messages.put_message(&msg(ch, id, "concurrent")).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let newest_first: Vec<Snowflake> = all.iter().rev().copied().collect();
+    let page1 = list(&env.stores, ch, HistoryAnchor::Latest, 100).await;
+    assert_eq!(page1, newest_first[..100]);
+    let page2 = list(&env.stores, ch, HistoryAnchor::Before(page1[99]), 100).await;
+    assert_eq!(page2, newest_first[100..]);
+    assert_eq!(
+        list(&env.stores, ch, HistoryAnchor::Before(all[0]), 100).await,
+        Vec::new()
+    );
+}
+
+pub async fn concurrent_rotate_refresh_token<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let user_id = fresh_id();
+    let family = fresh_id();
+    let old = format!("rt{family}-old");
+    env.stores
+        .users
+        .insert_refresh_token(&token(&old, family, user_id, later()))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let users = env.stores.users.clone();
+        let old = old.clone();
+        let new = token(&format!("rt{family}-{i}"), family, user_id, later());
+        tasks.push(tokio::spawn(async move {
+            (
+                new.token_hash.clone(),
+                users
+                    .rotate_refresh_token(&old, &new, Timestamp::now())
+                    .await,
+            )
+        }));
+    }
+    let (mut rotated, mut reused, mut invalid) = (Vec::new(), 0, 0);
+    for task in tasks {
+        let (hash, outcome) = task.await.unwrap();
+        match outcome.unwrap() {
+            RotateOutcome::Rotated { user_id: u } => {
+                assert_eq!(u, user_id);
+                rotated.push(hash);
+            }
+            RotateOutcome::Reused { family_id } => {
+                assert_eq!(family_id, family);
+                reused += 1;
+            }
+            RotateOutcome::Invalid => invalid += 1,
+        }
+    }
+    // One rotation spends the token, the first replay revokes the family, and every later replay
+    // finds the family revoked.
+    assert_eq!((rotated.len(), reused, invalid), (1, 1, 18));
+    // The replays revoked the family, winner included.
+    assert_eq!(
+        env.stores
+            .users
+            .refresh_token_family(&rotated[0])
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn concurrent_invite_code<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let code = fresh_code();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let guilds = env.stores.guilds.clone();
+        let g = GuildFixture::new(fresh_id());
+        let mut writes = g.writes();
+        writes.push(GuildWrite::PutInvite(invite(
+            &code,
+            g.id(),
+            g.channels[0].id,
+            g.guild.owner_id,
+        )));
+        tasks.push(tokio::spawn(async move {
+            (g.id(), guilds.write_guild(g.id(), writes).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (id, Ok(())) => winners.push(id),
+            (id, Err(StoreError::Conflict("code"))) => losers.push(id),
+            (_, Err(e)) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one guild gets the code");
+    assert_eq!(
+        env.stores
+            .guilds
+            .get_invite(&code)
+            .await
+            .unwrap()
+            .unwrap()
+            .guild_id,
+        winners[0]
+    );
+    for id in losers {
+        assert_eq!(env.stores.guilds.load_guild(id).await.unwrap(), None);
+    }
+}
+
+pub async fn concurrent_reactions<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let ch = fresh_id();
+    let m = ten_messages(&env.stores, ch).await;
+    let mut tasks = Vec::new();
+    // 50 users, each reacting twice at the same time.
+    for n in 0..100u64 {
+        let messages = env.stores.messages.clone();
+        let (id, user) = (m[1], Snowflake(1000 + n % 50));
+        tasks.push(tokio::spawn(async move {
+            messages.add_reaction(ch, id, "🔥", user).await
+        }));
+    }
+    let mut added = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 50);
+    assert_eq!(
+        env.stores
+            .messages
+            .reaction_counts(ch, m[1], Snowflake(1000))
+            .await
+            .unwrap(),
+        vec![rc("🔥", 50, true)]
+    );
+    let users = env
+        .stores
+        .messages
+        .reaction_users(ch, m[1], "🔥", Snowflake(0), 100)
+        .await
+        .unwrap();
+    let expected: Vec<Snowflake> = (1000..1050).map(Snowflake).collect();
+    assert_eq!(users, expected);
+    let unique: HashSet<Snowflake> = users.into_iter().collect();
+    assert_eq!(unique.len(), 50);
+}
