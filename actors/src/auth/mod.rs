@@ -20,10 +20,12 @@
 
 use std::path::PathBuf;
 
+pub mod jwt;
 pub mod password;
 pub mod tokens;
 pub mod totp;
 
+pub use jwt::{AccessClaims, JwtKeys};
 pub use password::{PasswordParams, hash_password, verify_password};
 pub use tokens::{
     bot_token_user_id, hash_token, new_backup_codes, new_bot_token, new_refresh_token,
