@@ -257,7 +257,13 @@ pub fn channel_permissions(
     }
     let (mut allow, mut deny) = (Permissions::empty(), Permissions::empty());
     for o in overwrites {
-        if o.kind == OverwriteKind::Role && o.id != guild_id && member.role_ids.contains(&o.id) {
+        // A stale role id on the member (the role was deleted) must not revive a leftover
+        // overwrite for it: like `guild_permissions`, only roles the guild has count.
+        if o.kind == OverwriteKind::Role
+            && o.id != guild_id
+            && member.role_ids.contains(&o.id)
+            && guild.role_permissions(o.id).is_some()
+        {
             allow |= o.allow;
             deny |= o.deny;
         }
