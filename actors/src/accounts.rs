@@ -19,11 +19,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use enrichment_protocol::models::{Application, User};
 use enrichment_protocol::rest::{
-    BackupCode, CreateApplication, EnableTotpResponse, LoginRequest, LoginResponse, ModifyCurrentUser,
-    RegisterRequest, RegisterResponse, TokenResponse,
+    BackupCode, CreateApplication, EnableTotpResponse, LoginRequest, LoginResponse,
+    ModifyCurrentUser, RegisterRequest, RegisterResponse, TokenResponse,
 };
-use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Snowflake, SnowflakeGenerator, Timestamp};
-use enrichment_storage::{ApplicationRecord, BackupCodeRecord, Credentials, RefreshTokenRecord, RotateOutcome, StoreError, Stores};
+use enrichment_protocol::{
+    ApiError, ErrorCode, FormErrors, Snowflake, SnowflakeGenerator, Timestamp,
+};
+use enrichment_storage::{
+    ApplicationRecord, BackupCodeRecord, Credentials, RefreshTokenRecord, RotateOutcome,
+    StoreError, Stores,
+};
 
 use crate::auth::{self, JwtKeys, PasswordParams};
 use crate::users::UserDirectory;
@@ -72,22 +77,39 @@ fn store_err(e: StoreError) -> ApiError {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn invalid_login() -> ApiError {
     let mut e = FormErrors::default();
     e.add(&["login"], "INVALID_LOGIN", "Login or password is invalid.");
-    e.add(&["password"], "INVALID_LOGIN", "Login or password is invalid.");
+    e.add(
+        &["password"],
+        "INVALID_LOGIN",
+        "Login or password is invalid.",
+    );
     e.into_error()
 }
 
 fn invalid_code() -> ApiError {
-    ApiError::new(400, ErrorCode::InvalidTwoFactorCode, "Invalid two-factor code")
+    ApiError::new(
+        400,
+        ErrorCode::InvalidTwoFactorCode,
+        "Invalid two-factor code",
+    )
 }
 
 impl AccountService {
-    pub fn new(stores: Stores, users: UserDirectory, keys: Arc<JwtKeys>, ids: Arc<SnowflakeGenerator>, config: AccountConfig) -> Self {
+    pub fn new(
+        stores: Stores,
+        users: UserDirectory,
+        keys: Arc<JwtKeys>,
+        ids: Arc<SnowflakeGenerator>,
+        config: AccountConfig,
+    ) -> Self {
         AccountService {
             stores,
             users,
@@ -116,7 +138,9 @@ impl AccountService {
     }
 
     async fn verify_password(password: String, phc: String) -> bool {
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc)).await.unwrap_or(false)
+        tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
+            .await
+            .unwrap_or(false)
     }
 
     /// Opens a new session for a user: a refresh family with its first token.
@@ -129,15 +153,24 @@ impl AccountService {
             user_id,
             expires_at: Timestamp::now().plus_secs(self.config.refresh_ttl.as_secs() as i64),
         };
-        self.stores.users.insert_refresh_token(&rec).await.map_err(store_err)?;
-        Ok(TokenResponse { token: self.access_token(user_id, family)?, refresh_token: refresh })
+        self.stores
+            .users
+            .insert_refresh_token(&rec)
+            .await
+            .map_err(store_err)?;
+        Ok(TokenResponse {
+            token: self.access_token(user_id, family)?,
+            refresh_token: refresh,
+        })
     }
 
     fn access_token(&self, user_id: Snowflake, family: Snowflake) -> Result<String, ApiError> {
-        self.keys.issue_for(user_id.get(), family.get(), self.config.access_ttl).map_err(|e| {
-            tracing::error!(error = %e, "token signing failed");
-            ApiError::internal()
-        })
+        self.keys
+            .issue_for(user_id.get(), family.get(), self.config.access_ttl)
+            .map_err(|e| {
+                tracing::error!(error = %e, "token signing failed");
+                ApiError::internal()
+            })
     }
 
     // ------------------------------------------------------------ login throttling
@@ -146,12 +179,16 @@ impl AccountService {
         let entry = self.login_failures.get(key)?;
         let (start, count) = *entry;
         let elapsed = start.elapsed();
-        (elapsed < self.config.login_window && count >= allowed).then(|| self.config.login_window - elapsed)
+        (elapsed < self.config.login_window && count >= allowed)
+            .then(|| self.config.login_window - elapsed)
     }
 
     fn record_failure(&self, key: String) {
         let window = self.config.login_window;
-        let mut e = self.login_failures.entry(key).or_insert((Instant::now(), 0));
+        let mut e = self
+            .login_failures
+            .entry(key)
+            .or_insert((Instant::now(), 0));
         if e.0.elapsed() >= window {
             *e = (Instant::now(), 0);
         }
@@ -160,11 +197,23 @@ impl AccountService {
 
     fn check_throttle(&self, account: Option<Snowflake>, ip: &str) -> Result<(), ApiError> {
         let by_ip = self.throttled(&format!("ip:{ip}"), self.config.login_attempts_per_ip);
-        let by_account = account.and_then(|a| self.throttled(&format!("account:{a}"), self.config.login_attempts_per_account));
+        let by_account = account.and_then(|a| {
+            self.throttled(
+                &format!("account:{a}"),
+                self.config.login_attempts_per_account,
+            )
+        });
         match by_ip.or(by_account) {
             Some(wait) => {
                 metrics::counter!("enrichment_login_throttled_total").increment(1);
-                Err(ApiError::new(429, ErrorCode::General, format!("Too many failed login attempts; try again in {} seconds.", wait.as_secs().max(1))))
+                Err(ApiError::new(
+                    429,
+                    ErrorCode::General,
+                    format!(
+                        "Too many failed login attempts; try again in {} seconds.",
+                        wait.as_secs().max(1)
+                    ),
+                ))
             }
             None => Ok(()),
         }
@@ -180,7 +229,8 @@ impl AccountService {
     /// Drops old throttle windows and expired revocations (called periodically).
     pub fn housekeep(&self) {
         let window = self.config.login_window;
-        self.login_failures.retain(|_, (start, _)| start.elapsed() < window);
+        self.login_failures
+            .retain(|_, (start, _)| start.elapsed() < window);
         let ttl = self.config.access_ttl;
         self.revoked_sessions.retain(|_, at| at.elapsed() < ttl);
     }
@@ -220,7 +270,10 @@ impl AccountService {
             Err(StoreError::Conflict(field)) => {
                 let (code, message) = match field {
                     "email" => ("EMAIL_ALREADY_REGISTERED", "Email is already registered."),
-                    _ => ("USERNAME_ALREADY_TAKEN", "Username is unavailable. Try adding numbers, letters, underscores _ , or periods."),
+                    _ => (
+                        "USERNAME_ALREADY_TAKEN",
+                        "Username is unavailable. Try adding numbers, letters, underscores _ , or periods.",
+                    ),
                 };
                 return Err(ApiError::form(&[field], code, message));
             }
@@ -228,14 +281,28 @@ impl AccountService {
         }
         self.users.refresh(&user);
         let tokens = self.open_session(id).await?;
-        Ok(RegisterResponse { token: tokens.token, refresh_token: tokens.refresh_token, user: Some(user) })
+        Ok(RegisterResponse {
+            token: tokens.token,
+            refresh_token: tokens.refresh_token,
+            user: Some(user),
+        })
     }
 
     pub async fn login(&self, req: LoginRequest, ip: &str) -> Result<LoginResponse, ApiError> {
-        let user_id = self.stores.users.find_user_by_login(req.login.trim()).await.map_err(store_err)?;
+        let user_id = self
+            .stores
+            .users
+            .find_user_by_login(req.login.trim())
+            .await
+            .map_err(store_err)?;
         self.check_throttle(user_id, ip)?;
         let creds = match user_id {
-            Some(id) => self.stores.users.get_credentials(id).await.map_err(store_err)?,
+            Some(id) => self
+                .stores
+                .users
+                .get_credentials(id)
+                .await
+                .map_err(store_err)?,
             None => None,
         };
         let Some(creds) = creds else {
@@ -247,7 +314,10 @@ impl AccountService {
             return Err(invalid_login());
         }
         if creds.totp_secret.is_some() {
-            let ticket = self.keys.issue_mfa_ticket(creds.user_id.get(), Duration::from_secs(300)).map_err(|_| ApiError::internal())?;
+            let ticket = self
+                .keys
+                .issue_mfa_ticket(creds.user_id.get(), Duration::from_secs(300))
+                .map_err(|_| ApiError::internal())?;
             return Ok(LoginResponse {
                 user_id: creds.user_id,
                 mfa: true,
@@ -258,33 +328,64 @@ impl AccountService {
             });
         }
         let tokens = self.open_session(creds.user_id).await?;
-        Ok(LoginResponse { user_id: creds.user_id, token: Some(tokens.token), refresh_token: Some(tokens.refresh_token), ..Default::default() })
+        Ok(LoginResponse {
+            user_id: creds.user_id,
+            token: Some(tokens.token),
+            refresh_token: Some(tokens.refresh_token),
+            ..Default::default()
+        })
     }
 
     /// Accepts a TOTP code (once per time step) or an unused backup code, and records it.
-    async fn consume_second_factor(&self, creds: &mut Credentials, code: &str) -> Result<(), ApiError> {
+    async fn consume_second_factor(
+        &self,
+        creds: &mut Credentials,
+        code: &str,
+    ) -> Result<(), ApiError> {
         let secret = creds.totp_secret.clone().ok_or_else(invalid_code)?;
         let code = code.trim().replace(['-', ' '], "");
         if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-            let step = auth::verify_totp(&secret, &code, unix_now(), creds.totp_last_step).map_err(|_| invalid_code())?;
+            let step = auth::verify_totp(&secret, &code, unix_now(), creds.totp_last_step)
+                .map_err(|_| invalid_code())?;
             creds.totp_last_step = step;
         } else {
             let hash = auth::hash_token(&code.to_ascii_lowercase());
-            let slot = creds.backup_codes.iter_mut().find(|b| !b.consumed && b.code_hash == hash).ok_or_else(invalid_code)?;
+            let slot = creds
+                .backup_codes
+                .iter_mut()
+                .find(|b| !b.consumed && b.code_hash == hash)
+                .ok_or_else(invalid_code)?;
             slot.consumed = true;
         }
         // Persisting the spent code before answering is what makes a replay fail.
-        self.stores.users.put_credentials(creds).await.map_err(store_err)
+        self.stores
+            .users
+            .put_credentials(creds)
+            .await
+            .map_err(store_err)
     }
 
-    pub async fn login_mfa(&self, ticket: &str, code: &str, ip: &str) -> Result<TokenResponse, ApiError> {
-        let user_id = Snowflake(
-            self.keys
-                .verify_mfa_ticket(ticket)
-                .map_err(|_| ApiError::new(400, ErrorCode::InvalidTwoFactorTicket, "Invalid two-factor login ticket"))?,
-        );
+    pub async fn login_mfa(
+        &self,
+        ticket: &str,
+        code: &str,
+        ip: &str,
+    ) -> Result<TokenResponse, ApiError> {
+        let user_id = Snowflake(self.keys.verify_mfa_ticket(ticket).map_err(|_| {
+            ApiError::new(
+                400,
+                ErrorCode::InvalidTwoFactorTicket,
+                "Invalid two-factor login ticket",
+            )
+        })?);
         self.check_throttle(Some(user_id), ip)?;
-        let mut creds = self.stores.users.get_credentials(user_id).await.map_err(store_err)?.ok_or_else(ApiError::unauthorized)?;
+        let mut creds = self
+            .stores
+            .users
+            .get_credentials(user_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(ApiError::unauthorized)?;
         if let Err(e) = self.consume_second_factor(&mut creds, code).await {
             self.fail_login(Some(user_id), ip);
             return Err(e);
@@ -302,12 +403,21 @@ impl AccountService {
             expires_at: Timestamp::now().plus_secs(self.config.refresh_ttl.as_secs() as i64),
         };
         let old = auth::hash_token(refresh_token);
-        match self.stores.users.rotate_refresh_token(&old, &rec, Timestamp::now()).await.map_err(store_err)? {
+        match self
+            .stores
+            .users
+            .rotate_refresh_token(&old, &rec, Timestamp::now())
+            .await
+            .map_err(store_err)?
+        {
             RotateOutcome::Rotated { user_id, family_id } => {
                 if self.revoked_sessions.contains_key(&family_id) {
                     return Err(ApiError::unauthorized());
                 }
-                Ok(TokenResponse { token: self.access_token(user_id, family_id)?, refresh_token: new_token })
+                Ok(TokenResponse {
+                    token: self.access_token(user_id, family_id)?,
+                    refresh_token: new_token,
+                })
             }
             RotateOutcome::Reused { family_id } => {
                 tracing::warn!(%family_id, "refresh token reused; session revoked");
@@ -322,7 +432,11 @@ impl AccountService {
     /// Ends the caller's session: its refresh tokens and access tokens stop working.
     pub async fn logout(&self, who: Principal) -> Result<(), ApiError> {
         if let Some(family) = who.session {
-            self.stores.users.revoke_refresh_family(family).await.map_err(store_err)?;
+            self.stores
+                .users
+                .revoke_refresh_family(family)
+                .await
+                .map_err(store_err)?;
             self.revoked_sessions.insert(family, Instant::now());
         }
         Ok(())
@@ -330,43 +444,114 @@ impl AccountService {
 
     // ------------------------------------------------------------ MFA
 
-    pub async fn enable_totp(&self, who: Principal, secret: &str, code: &str, password: String) -> Result<EnableTotpResponse, ApiError> {
-        let mut creds = self.stores.users.get_credentials(who.user_id).await.map_err(store_err)?.ok_or_else(|| ApiError::new(403, ErrorCode::InvalidAccountType, "Bots cannot use this endpoint"))?;
+    pub async fn enable_totp(
+        &self,
+        who: Principal,
+        secret: &str,
+        code: &str,
+        password: String,
+    ) -> Result<EnableTotpResponse, ApiError> {
+        let mut creds = self
+            .stores
+            .users
+            .get_credentials(who.user_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    403,
+                    ErrorCode::InvalidAccountType,
+                    "Bots cannot use this endpoint",
+                )
+            })?;
         if creds.totp_secret.is_some() {
-            return Err(ApiError::form(&["secret"], "MFA_ALREADY_ENABLED", "Two-factor authentication is already enabled."));
+            return Err(ApiError::form(
+                &["secret"],
+                "MFA_ALREADY_ENABLED",
+                "Two-factor authentication is already enabled.",
+            ));
         }
         if !Self::verify_password(password, creds.password_hash.clone()).await {
-            return Err(ApiError::form(&["password"], "PASSWORD_DOES_NOT_MATCH", "Password does not match."));
+            return Err(ApiError::form(
+                &["password"],
+                "PASSWORD_DOES_NOT_MATCH",
+                "Password does not match.",
+            ));
         }
-        let step = auth::verify_totp(secret, code.trim(), unix_now(), 0).map_err(|_| invalid_code())?;
+        let step =
+            auth::verify_totp(secret, code.trim(), unix_now(), 0).map_err(|_| invalid_code())?;
         let codes = auth::new_backup_codes();
         creds.totp_secret = Some(secret.to_owned());
         creds.totp_last_step = step;
-        creds.backup_codes = codes.iter().map(|c| BackupCodeRecord { code_hash: auth::hash_token(c), consumed: false }).collect();
-        self.stores.users.put_credentials(&creds).await.map_err(store_err)?;
+        creds.backup_codes = codes
+            .iter()
+            .map(|c| BackupCodeRecord {
+                code_hash: auth::hash_token(c),
+                consumed: false,
+            })
+            .collect();
+        self.stores
+            .users
+            .put_credentials(&creds)
+            .await
+            .map_err(store_err)?;
         self.set_mfa_flag(who.user_id, true).await?;
         let family = who.session.unwrap_or_else(|| self.ids.next_id());
         Ok(EnableTotpResponse {
             token: self.access_token(who.user_id, family)?,
-            backup_codes: codes.into_iter().map(|code| BackupCode { user_id: who.user_id, code, consumed: false }).collect(),
+            backup_codes: codes
+                .into_iter()
+                .map(|code| BackupCode {
+                    user_id: who.user_id,
+                    code,
+                    consumed: false,
+                })
+                .collect(),
         })
     }
 
-    pub async fn disable_totp(&self, who: Principal, code: &str) -> Result<TokenResponse, ApiError> {
-        let mut creds = self.stores.users.get_credentials(who.user_id).await.map_err(store_err)?.ok_or_else(invalid_code)?;
+    pub async fn disable_totp(
+        &self,
+        who: Principal,
+        code: &str,
+    ) -> Result<TokenResponse, ApiError> {
+        let mut creds = self
+            .stores
+            .users
+            .get_credentials(who.user_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(invalid_code)?;
         self.consume_second_factor(&mut creds, code).await?;
         creds.totp_secret = None;
         creds.backup_codes.clear();
-        self.stores.users.put_credentials(&creds).await.map_err(store_err)?;
+        self.stores
+            .users
+            .put_credentials(&creds)
+            .await
+            .map_err(store_err)?;
         self.set_mfa_flag(who.user_id, false).await?;
         let family = who.session.unwrap_or_else(|| self.ids.next_id());
-        Ok(TokenResponse { token: self.access_token(who.user_id, family)?, refresh_token: String::new() })
+        Ok(TokenResponse {
+            token: self.access_token(who.user_id, family)?,
+            refresh_token: String::new(),
+        })
     }
 
     async fn set_mfa_flag(&self, user_id: Snowflake, on: bool) -> Result<(), ApiError> {
-        let mut user = self.stores.users.get_user(user_id).await.map_err(store_err)?.ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))?;
+        let mut user = self
+            .stores
+            .users
+            .get_user(user_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))?;
         user.mfa_enabled = Some(on);
-        self.stores.users.update_user(&user).await.map_err(store_err)?;
+        self.stores
+            .users
+            .update_user(&user)
+            .await
+            .map_err(store_err)?;
         self.users.refresh(&user);
         Ok(())
     }
@@ -386,10 +571,16 @@ impl AccountService {
                 if self.revoked_sessions.contains_key(&session) {
                     return Err(ApiError::unauthorized());
                 }
-                Ok(Principal { user_id: Snowflake(claims.sub), bot: false, session: Some(session) })
+                Ok(Principal {
+                    user_id: Snowflake(claims.sub),
+                    bot: false,
+                    session: Some(session),
+                })
             }
             // A bare bot token is accepted too, as Discord's own API does for old clients.
-            Err(_) if auth::bot_token_user_id(token).is_some() => self.authenticate_bot(token).await,
+            Err(_) if auth::bot_token_user_id(token).is_some() => {
+                self.authenticate_bot(token).await
+            }
             Err(_) => Err(ApiError::unauthorized()),
         }
     }
@@ -397,24 +588,51 @@ impl AccountService {
     async fn authenticate_bot(&self, token: &str) -> Result<Principal, ApiError> {
         let hash = auth::hash_token(token);
         if let Some(id) = self.bot_tokens.get(&hash) {
-            return Ok(Principal { user_id: *id, bot: true, session: None });
+            return Ok(Principal {
+                user_id: *id,
+                bot: true,
+                session: None,
+            });
         }
-        let id = self.stores.applications.bot_by_token_hash(&hash).await.map_err(store_err)?.ok_or_else(ApiError::unauthorized)?;
+        let id = self
+            .stores
+            .applications
+            .bot_by_token_hash(&hash)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(ApiError::unauthorized)?;
         self.bot_tokens.insert(hash, id);
-        Ok(Principal { user_id: id, bot: true, session: None })
+        Ok(Principal {
+            user_id: id,
+            bot: true,
+            session: None,
+        })
     }
 
     // ------------------------------------------------------------ users
 
     pub async fn me(&self, who: Principal) -> Result<User, ApiError> {
-        self.stores.users.get_user(who.user_id).await.map_err(store_err)?.ok_or_else(ApiError::unauthorized)
+        self.stores
+            .users
+            .get_user(who.user_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(ApiError::unauthorized)
     }
 
     pub async fn user(&self, id: Snowflake) -> Result<User, ApiError> {
-        self.users.get(id).await.map_err(store_err)?.ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))
+        self.users
+            .get(id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))
     }
 
-    pub async fn modify_me(&self, who: Principal, body: ModifyCurrentUser) -> Result<User, ApiError> {
+    pub async fn modify_me(
+        &self,
+        who: Principal,
+        body: ModifyCurrentUser,
+    ) -> Result<User, ApiError> {
         body.validate()?;
         let mut user = self.me(who).await?;
         if let Some(u) = body.username {
@@ -429,7 +647,11 @@ impl AccountService {
         match self.stores.users.update_user(&user).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
-                return Err(ApiError::form(&["username"], "USERNAME_ALREADY_TAKEN", "Username is unavailable."));
+                return Err(ApiError::form(
+                    &["username"],
+                    "USERNAME_ALREADY_TAKEN",
+                    "Username is unavailable.",
+                ));
             }
             Err(e) => return Err(store_err(e)),
         }
@@ -439,7 +661,11 @@ impl AccountService {
 
     // ------------------------------------------------------------ applications
 
-    fn wire_application(rec: &ApplicationRecord, owner: Option<User>, bot: Option<User>) -> Application {
+    fn wire_application(
+        rec: &ApplicationRecord,
+        owner: Option<User>,
+        bot: Option<User>,
+    ) -> Application {
         Application {
             id: rec.id,
             name: rec.name.clone(),
@@ -461,9 +687,17 @@ impl AccountService {
     }
 
     /// Creates an application and its bot user (no token yet: reset one to get it).
-    pub async fn create_application(&self, who: Principal, body: CreateApplication) -> Result<Application, ApiError> {
+    pub async fn create_application(
+        &self,
+        who: Principal,
+        body: CreateApplication,
+    ) -> Result<Application, ApiError> {
         if who.bot {
-            return Err(ApiError::new(403, ErrorCode::BotsCannotUse, "Bots cannot use this endpoint"));
+            return Err(ApiError::new(
+                403,
+                ErrorCode::BotsCannotUse,
+                "Bots cannot use this endpoint",
+            ));
         }
         body.validate()?;
         let id = self.ids.next_id();
@@ -472,7 +706,13 @@ impl AccountService {
             .name
             .to_lowercase()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(24)
             .collect();
         let bot = User {
@@ -503,20 +743,38 @@ impl AccountService {
             verify_key: auth::hash_token(&auth::new_refresh_token()),
             flags: 0,
         };
-        self.stores.applications.create_application(&rec, &bot).await.map_err(store_err)?;
+        self.stores
+            .applications
+            .create_application(&rec, &bot)
+            .await
+            .map_err(store_err)?;
         self.users.refresh(&bot);
         self.application_view(&rec).await
     }
 
     /// An application its owner may see; anyone else gets 404, never data.
-    pub async fn owned_application(&self, who: Principal, id: Snowflake) -> Result<ApplicationRecord, ApiError> {
-        match self.stores.applications.get_application(id).await.map_err(store_err)? {
+    pub async fn owned_application(
+        &self,
+        who: Principal,
+        id: Snowflake,
+    ) -> Result<ApplicationRecord, ApiError> {
+        match self
+            .stores
+            .applications
+            .get_application(id)
+            .await
+            .map_err(store_err)?
+        {
             Some(app) if app.owner_id == who.user_id => Ok(app),
             _ => Err(ApiError::unknown(ErrorCode::UnknownApplication)),
         }
     }
 
-    pub async fn get_application(&self, who: Principal, id: Snowflake) -> Result<Application, ApiError> {
+    pub async fn get_application(
+        &self,
+        who: Principal,
+        id: Snowflake,
+    ) -> Result<Application, ApiError> {
         let rec = self.owned_application(who, id).await?;
         self.application_view(&rec).await
     }
@@ -525,7 +783,11 @@ impl AccountService {
     pub async fn reset_bot_token(&self, who: Principal, id: Snowflake) -> Result<String, ApiError> {
         let rec = self.owned_application(who, id).await?;
         let token = auth::new_bot_token(rec.bot_user_id.get());
-        self.stores.applications.set_bot_token(rec.bot_user_id, &auth::hash_token(&token)).await.map_err(store_err)?;
+        self.stores
+            .applications
+            .set_bot_token(rec.bot_user_id, &auth::hash_token(&token))
+            .await
+            .map_err(store_err)?;
         self.bot_tokens.retain(|_, bot| *bot != rec.bot_user_id);
         Ok(token)
     }

@@ -253,9 +253,9 @@ impl GuildEvent {
             | GuildEvent::RoleCreate(_)
             | GuildEvent::RoleUpdate(_)
             | GuildEvent::RoleDelete(_) => GUILDS,
-            GuildEvent::MemberAdd(_) | GuildEvent::MemberUpdate(_) | GuildEvent::MemberRemove(_) => {
-                GUILD_MEMBERS
-            }
+            GuildEvent::MemberAdd(_)
+            | GuildEvent::MemberUpdate(_)
+            | GuildEvent::MemberRemove(_) => GUILD_MEMBERS,
             GuildEvent::BanAdd(_) | GuildEvent::BanRemove(_) => GUILD_MODERATION,
             GuildEvent::InviteCreate(_) | GuildEvent::InviteDelete(_) => GUILD_INVITES,
             GuildEvent::MessageCreate(_)

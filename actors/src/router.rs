@@ -33,7 +33,10 @@ pub trait GuildRouter: Send + Sync + 'static {
 /// Messages to the supervisor.
 pub enum SupervisorMsg {
     /// The running actor for a guild, started if needed.
-    Get(Snowflake, RpcReplyPort<Result<ActorRef<GuildMsg>, ApiError>>),
+    Get(
+        Snowflake,
+        RpcReplyPort<Result<ActorRef<GuildMsg>, ApiError>>,
+    ),
 }
 
 impl std::fmt::Debug for SupervisorMsg {
@@ -55,13 +58,26 @@ pub struct SupervisorState {
 }
 
 impl SupervisorState {
-    async fn start(&self, myself: &ActorRef<SupervisorMsg>, guild_id: Snowflake) -> Result<ActorRef<GuildMsg>, ApiError> {
-        match Actor::spawn_linked(None, GuildActor, (guild_id, self.ctx.clone()), myself.get_cell()).await {
+    async fn start(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        guild_id: Snowflake,
+    ) -> Result<ActorRef<GuildMsg>, ApiError> {
+        match Actor::spawn_linked(
+            None,
+            GuildActor,
+            (guild_id, self.ctx.clone()),
+            myself.get_cell(),
+        )
+        .await
+        {
             Ok((actor, _)) => {
                 self.actors.insert(guild_id, actor.clone());
                 Ok(actor)
             }
-            Err(ractor::SpawnErr::StartupFailed(e)) if e.downcast_ref::<UnknownGuild>().is_some() => {
+            Err(ractor::SpawnErr::StartupFailed(e))
+                if e.downcast_ref::<UnknownGuild>().is_some() =>
+            {
                 Err(ApiError::unknown(ErrorCode::UnknownGuild))
             }
             Err(e) => {
@@ -73,20 +89,35 @@ impl SupervisorState {
 
     /// The guild an actor serves, if it is still in the map.
     fn guild_of(&self, cell: &ractor::ActorCell) -> Option<Snowflake> {
-        self.actors.iter().find(|e| e.value().get_id() == cell.get_id()).map(|e| *e.key())
+        self.actors
+            .iter()
+            .find(|e| e.value().get_id() == cell.get_id())
+            .map(|e| *e.key())
     }
 }
 
 impl Actor for GuildSupervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = (Arc<GuildContext>, Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>);
+    type Arguments = (
+        Arc<GuildContext>,
+        Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
+    );
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, (ctx, actors): Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (ctx, actors): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SupervisorState { ctx, actors })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Get(guild_id, port) => {
                 let existing = state.actors.get(&guild_id).map(|a| a.clone());
@@ -140,16 +171,28 @@ pub struct LocalGuildRouter {
 
 impl std::fmt::Debug for LocalGuildRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalGuildRouter").field("actors", &self.actors.len()).finish()
+        f.debug_struct("LocalGuildRouter")
+            .field("actors", &self.actors.len())
+            .finish()
     }
 }
 
 impl LocalGuildRouter {
     /// Starts the supervisor on the current tokio runtime.
-    pub async fn start(ctx: Arc<GuildContext>, timeout: Duration) -> Result<Arc<Self>, ractor::SpawnErr> {
+    pub async fn start(
+        ctx: Arc<GuildContext>,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, ractor::SpawnErr> {
         let actors = Arc::new(DashMap::new());
-        let (supervisor, _) = Actor::spawn(None, GuildSupervisor, (ctx.clone(), actors.clone())).await?;
-        Ok(Arc::new(LocalGuildRouter { ctx, supervisor, actors, channels: DashMap::new(), timeout }))
+        let (supervisor, _) =
+            Actor::spawn(None, GuildSupervisor, (ctx.clone(), actors.clone())).await?;
+        Ok(Arc::new(LocalGuildRouter {
+            ctx,
+            supervisor,
+            actors,
+            channels: DashMap::new(),
+            timeout,
+        }))
     }
 
     pub fn context(&self) -> &Arc<GuildContext> {
@@ -160,7 +203,12 @@ impl LocalGuildRouter {
         if let Some(a) = self.actors.get(&guild_id) {
             return Ok(a.clone());
         }
-        match ractor::call_t!(self.supervisor, SupervisorMsg::Get, self.timeout.as_millis() as u64, guild_id) {
+        match ractor::call_t!(
+            self.supervisor,
+            SupervisorMsg::Get,
+            self.timeout.as_millis() as u64,
+            guild_id
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(%guild_id, error = %e, "guild supervisor did not answer");
@@ -184,9 +232,13 @@ impl GuildRouter for LocalGuildRouter {
         for attempt in 0..2 {
             let actor = self.actor_for(guild_id).await?;
             let req = request.clone();
-            match actor.call(move |port| GuildMsg::Request(req, port), Some(self.timeout)).await {
+            match actor
+                .call(move |port| GuildMsg::Request(req, port), Some(self.timeout))
+                .await
+            {
                 Ok(CallResult::Success(result)) => {
-                    metrics::histogram!("enrichment_guild_command_seconds").record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("enrichment_guild_command_seconds")
+                        .record(started.elapsed().as_secs_f64());
                     return result;
                 }
                 Ok(CallResult::Timeout) => {
@@ -194,7 +246,8 @@ impl GuildRouter for LocalGuildRouter {
                     return Err(ApiError::unavailable("Guild did not answer in time"));
                 }
                 Ok(CallResult::SenderError) | Err(_) => {
-                    self.actors.remove_if(&guild_id, |_, a| a.get_id() == actor.get_id());
+                    self.actors
+                        .remove_if(&guild_id, |_, a| a.get_id() == actor.get_id());
                     tracing::debug!(%guild_id, attempt, "guild actor gone, retrying");
                 }
             }

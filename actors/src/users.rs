@@ -19,13 +19,18 @@ pub struct UserDirectory {
 
 impl std::fmt::Debug for UserDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserDirectory").field("cached", &self.cache.len()).finish()
+        f.debug_struct("UserDirectory")
+            .field("cached", &self.cache.len())
+            .finish()
     }
 }
 
 impl UserDirectory {
     pub fn new(store: Arc<dyn UserStore>) -> Self {
-        UserDirectory { store, cache: Arc::new(DashMap::new()) }
+        UserDirectory {
+            store,
+            cache: Arc::new(DashMap::new()),
+        }
     }
 
     /// The public view of a user, or `None` if no such user exists.

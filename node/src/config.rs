@@ -15,7 +15,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the embedded store, JWT keys and other local state live.
     pub data_dir: PathBuf,
-    /// The WebSocket URL `GET /gateway` returns; derived from `listen` when unset.
+    /// Where the WebSocket gateway listens (its own listener, as Discord's is).
+    pub gateway_listen: SocketAddr,
+    /// The WebSocket URL `GET /gateway` returns; `ws://{gateway_listen}` when unset.
     pub gateway_url: Option<String>,
     /// `text` or `json`.
     pub log_format: LogFormat,
@@ -105,10 +107,22 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
             enabled: true,
-            global: Limit { limit: 50, per_secs: 1.0 },
-            message_create: Limit { limit: 5, per_secs: 5.0 },
-            reactions: Limit { limit: 10, per_secs: 2.5 },
-            default_route: Limit { limit: 30, per_secs: 10.0 },
+            global: Limit {
+                limit: 50,
+                per_secs: 1.0,
+            },
+            message_create: Limit {
+                limit: 5,
+                per_secs: 5.0,
+            },
+            reactions: Limit {
+                limit: 10,
+                per_secs: 2.5,
+            },
+            default_route: Limit {
+                limit: 30,
+                per_secs: 10.0,
+            },
         }
     }
 }
@@ -146,6 +160,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            gateway_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             gateway_url: None,
             log_format: LogFormat::Text,
             worker_id: 0,
@@ -164,23 +179,36 @@ impl Config {
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
     }
 
     /// Checks values that would only fail later, so they fail at startup instead.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.worker_id < 32, "worker_id must be below 32");
         anyhow::ensure!(self.process_id < 32, "process_id must be below 32");
-        anyhow::ensure!(self.max_json_bytes >= 1024, "max_json_bytes must be at least 1024");
-        anyhow::ensure!(self.auth.access_ttl_secs > 0, "auth.access_ttl_secs must be positive");
-        anyhow::ensure!(self.auth.refresh_ttl_secs > 0, "auth.refresh_ttl_secs must be positive");
+        anyhow::ensure!(
+            self.max_json_bytes >= 1024,
+            "max_json_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.auth.access_ttl_secs > 0,
+            "auth.access_ttl_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.auth.refresh_ttl_secs > 0,
+            "auth.refresh_ttl_secs must be positive"
+        );
         for (name, l) in [
             ("global", self.rate_limits.global),
             ("message_create", self.rate_limits.message_create),
             ("reactions", self.rate_limits.reactions),
             ("default_route", self.rate_limits.default_route),
         ] {
-            anyhow::ensure!(l.limit > 0 && l.per_secs > 0.0, "rate_limits.{name} needs a positive limit and per_secs");
+            anyhow::ensure!(
+                l.limit > 0 && l.per_secs > 0.0,
+                "rate_limits.{name} needs a positive limit and per_secs"
+            );
         }
         Ok(())
     }

@@ -47,7 +47,9 @@ fn form_error_from_path(err: serde_path_to_error::Error<serde_json::Error>) -> A
     let segments: Vec<String> = if path == "." {
         Vec::new()
     } else {
-        path.split('.').map(|s| s.trim_matches(|c| c == '[' || c == ']').to_owned()).collect()
+        path.split('.')
+            .map(|s| s.trim_matches(|c| c == '[' || c == ']').to_owned())
+            .collect()
     };
     let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let message = inner.to_string();
@@ -60,7 +62,10 @@ fn form_error_from_path(err: serde_path_to_error::Error<serde_json::Error>) -> A
     };
     // serde reports a missing field at its parent: name the field itself, as Discord does.
     let mut e = FormErrors::default();
-    if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next())
+    {
         let mut full = refs.clone();
         full.push(field);
         e.add(&full, code, "This field is required");
@@ -79,7 +84,11 @@ fn strip_position(message: &str) -> String {
 
 /// Parses JSON from bytes with per-field errors; an empty body reads as `{}`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(form_error_from_path)?;
     Ok(value)
@@ -98,20 +107,35 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map(|l| l.0).unwrap_or(256 * 1024);
+        let limit = req
+            .app_data::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(256 * 1024);
         let content_type = req
             .headers()
             .get(actix_web::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if let Some(ct) = content_type
                 && ct != "application/json"
             {
-                return Err(HttpError(ApiError::form(&["content_type"], "CONTENT_TYPE_INVALID", "Expected application/json")));
+                return Err(HttpError(ApiError::form(
+                    &["content_type"],
+                    "CONTENT_TYPE_INVALID",
+                    "Expected application/json",
+                )));
             }
-            let bytes = body.await.map_err(|_| HttpError(payload_too_large(limit)))?;
+            let bytes = body
+                .await
+                .map_err(|_| HttpError(payload_too_large(limit)))?;
             if bytes.len() > limit {
                 return Err(HttpError(payload_too_large(limit)));
             }
@@ -121,7 +145,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 }
 
 pub fn payload_too_large(limit: usize) -> ApiError {
-    ApiError::new(413, ErrorCode::General, format!("Request entity too large (limit {limit} bytes)"))
+    ApiError::new(
+        413,
+        ErrorCode::General,
+        format!("Request entity too large (limit {limit} bytes)"),
+    )
 }
 
 /// Handlers for actix's own extractor failures, so they answer with Discord bodies too.
@@ -131,14 +159,22 @@ pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix
     HttpError(ApiError::form(&["path"], "NUMBER_TYPE_COERCE", message)).into()
 }
 
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     let message = err.to_string();
     let field = message
         .split('`')
         .nth(1)
         .map(str::to_owned)
         .unwrap_or_else(|| "query".to_owned());
-    HttpError(ApiError::form(&[&field], "BASE_TYPE_INVALID", strip_position(&message))).into()
+    HttpError(ApiError::form(
+        &[&field],
+        "BASE_TYPE_INVALID",
+        strip_position(&message),
+    ))
+    .into()
 }
 
 pub fn payload_config_limit(limit: usize) -> web::PayloadConfig {
@@ -158,13 +194,22 @@ mod tests {
         let missing = parse_json::<CreateChannel>(b"{}").unwrap_err();
         assert_eq!(missing.code(), 50035);
         let body = serde_json::to_value(&missing.body).unwrap();
-        assert_eq!(body["errors"]["name"]["_errors"][0]["code"], "BASE_TYPE_REQUIRED");
+        assert_eq!(
+            body["errors"]["name"]["_errors"][0]["code"],
+            "BASE_TYPE_REQUIRED"
+        );
         let wrong = parse_json::<CreateChannel>(br#"{"name":"x","nsfw":"yes"}"#).unwrap_err();
         let body = serde_json::to_value(&wrong.body).unwrap();
-        assert_eq!(body["errors"]["nsfw"]["_errors"][0]["code"], "BASE_TYPE_INVALID");
+        assert_eq!(
+            body["errors"]["nsfw"]["_errors"][0]["code"],
+            "BASE_TYPE_INVALID"
+        );
         let nested = parse_json::<CreateChannel>(br#"{"name":"x","permission_overwrites":[{"id":"abc","type":0,"allow":"0","deny":"0"}]}"#).unwrap_err();
         let body = serde_json::to_value(&nested.body).unwrap();
-        assert!(body["errors"]["permission_overwrites"]["0"]["id"]["_errors"].is_array(), "{body}");
+        assert!(
+            body["errors"]["permission_overwrites"]["0"]["id"]["_errors"].is_array(),
+            "{body}"
+        );
         assert!(parse_json::<CreateChannel>(br#"{"name":"ok"}"#).is_ok());
     }
 }

@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Limit, RateLimitConfig};
 
-type Keyed = RateLimiter<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 /// Which allowance a route falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +48,13 @@ impl Bucket {
     fn new(limit: Limit) -> Self {
         let per_token = Duration::from_secs_f64(limit.per_secs / f64::from(limit.limit));
         let burst = NonZeroU32::new(limit.limit).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(per_token).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst);
-        Bucket { limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(), limit }
+        let quota = Quota::with_period(per_token)
+            .unwrap_or_else(|| Quota::per_second(burst))
+            .allow_burst(burst);
+        Bucket {
+            limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
+            limit,
+        }
     }
 
     /// `Ok(remaining)` or `Err(wait)`.
@@ -77,7 +83,9 @@ pub struct RateLimits {
 
 impl std::fmt::Debug for RateLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimits").field("enabled", &self.enabled).finish()
+        f.debug_struct("RateLimits")
+            .field("enabled", &self.enabled)
+            .finish()
     }
 }
 
@@ -102,7 +110,12 @@ impl RateLimits {
 
     /// Drops idle keys so the maps do not grow with every token ever seen.
     pub fn housekeep(&self) {
-        for b in [&self.global, &self.message_create, &self.reactions, &self.default_route] {
+        for b in [
+            &self.global,
+            &self.message_create,
+            &self.reactions,
+            &self.default_route,
+        ] {
             b.limiter.retain_recent();
             b.limiter.shrink_to_fit();
         }
@@ -137,7 +150,11 @@ fn classify(method: &str, path: &str) -> (String, String, Class) {
             after_reactions += 1;
         }
     }
-    let class = if method == "POST" && segments.len() == 3 && segments[0] == "channels" && segments[2] == "messages" {
+    let class = if method == "POST"
+        && segments.len() == 3
+        && segments[0] == "channels"
+        && segments[2] == "messages"
+    {
         Class::MessageCreate
     } else if segments.contains(&"reactions") {
         Class::Reactions
@@ -150,7 +167,12 @@ fn classify(method: &str, path: &str) -> (String, String, Class) {
 fn principal(req: &ServiceRequest) -> String {
     match req.headers().get(actix_web::http::header::AUTHORIZATION) {
         Some(v) => format!("t:{}", short_hash(v.as_bytes())),
-        None => format!("ip:{}", req.connection_info().realip_remote_addr().unwrap_or("unknown")),
+        None => format!(
+            "ip:{}",
+            req.connection_info()
+                .realip_remote_addr()
+                .unwrap_or("unknown")
+        ),
     }
 }
 
@@ -160,7 +182,10 @@ fn short_hash(bytes: &[u8]) -> String {
 }
 
 fn epoch_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn refused(wait: Duration, global: bool, bucket: &str, limit: u32) -> HttpResponse {
@@ -170,7 +195,10 @@ fn refused(wait: Duration, global: bool, bucket: &str, limit: u32) -> HttpRespon
         .insert_header(("X-RateLimit-Limit", limit.to_string()))
         .insert_header(("X-RateLimit-Remaining", "0"))
         .insert_header(("X-RateLimit-Reset-After", format!("{retry_after:.3}")))
-        .insert_header(("X-RateLimit-Reset", format!("{:.3}", epoch_secs() + retry_after)))
+        .insert_header((
+            "X-RateLimit-Reset",
+            format!("{:.3}", epoch_secs() + retry_after),
+        ))
         .insert_header(("X-RateLimit-Bucket", bucket.to_owned()))
         .insert_header(("X-RateLimit-Scope", if global { "global" } else { "user" }));
     if global {
@@ -185,12 +213,21 @@ fn refused(wait: Duration, global: bool, bucket: &str, limit: u32) -> HttpRespon
 }
 
 /// The middleware (`actix_web::middleware::from_fn`).
-pub async fn enforce(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn enforce(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(limits) = req.app_data::<web::Data<Arc<RateLimits>>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     if !limits.enabled {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     }
     let who = principal(&req);
     let (template, major, class) = classify(req.method().as_str(), req.path());
@@ -213,7 +250,10 @@ pub async fn enforce(req: ServiceRequest, next: Next<impl MessageBody + 'static>
     for (name, value) in [
         ("x-ratelimit-limit", bucket.limit.limit.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
-        ("x-ratelimit-reset", format!("{:.3}", epoch_secs() + reset_after)),
+        (
+            "x-ratelimit-reset",
+            format!("{:.3}", epoch_secs() + reset_after),
+        ),
         ("x-ratelimit-reset-after", format!("{reset_after:.3}")),
         ("x-ratelimit-bucket", bucket_id),
     ] {
@@ -231,12 +271,22 @@ mod tests {
     #[test]
     fn buckets_keep_major_ids_and_fold_minor_ones() {
         let (t, major, class) = classify("POST", "/api/v10/channels/123/messages");
-        assert_eq!((t.as_str(), major.as_str(), class), ("POST/channels/{major}/messages", "123", Class::MessageCreate));
+        assert_eq!(
+            (t.as_str(), major.as_str(), class),
+            (
+                "POST/channels/{major}/messages",
+                "123",
+                Class::MessageCreate
+            )
+        );
         let (t1, _, _) = classify("GET", "/api/v10/channels/1/messages/55");
         let (t2, _, _) = classify("GET", "/api/channels/2/messages/66");
         assert_eq!(t1, t2);
         assert_eq!(t1, "GET/channels/{major}/messages/:id");
-        let (t, _, class) = classify("PUT", "/api/v10/channels/1/messages/2/reactions/%F0%9F%91%8D/@me");
+        let (t, _, class) = classify(
+            "PUT",
+            "/api/v10/channels/1/messages/2/reactions/%F0%9F%91%8D/@me",
+        );
         assert_eq!(t, "PUT/channels/{major}/messages/:id/reactions/:emoji/@me");
         assert_eq!(class, Class::Reactions);
         let (_, major, class) = classify("GET", "/api/v10/users/@me");
@@ -245,12 +295,18 @@ mod tests {
 
     #[test]
     fn bucket_counts_down_then_refuses_with_a_wait() {
-        let b = Bucket::new(Limit { limit: 3, per_secs: 30.0 });
+        let b = Bucket::new(Limit {
+            limit: 3,
+            per_secs: 30.0,
+        });
         assert_eq!(b.check("k"), Ok(2));
         assert_eq!(b.check("k"), Ok(1));
         assert_eq!(b.check("k"), Ok(0));
         let wait = b.check("k").unwrap_err();
-        assert!(wait > Duration::from_secs(5) && wait <= Duration::from_secs(10), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
         // Another key has its own allowance.
         assert_eq!(b.check("other"), Ok(2));
         assert_eq!(b.reset_after(0), Duration::from_secs(30));

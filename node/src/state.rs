@@ -25,7 +25,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("gateway_url", &self.gateway_url).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("gateway_url", &self.gateway_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -33,17 +35,37 @@ pub type State = web::Data<AppState>;
 
 impl AppState {
     /// Sends a command to a guild on behalf of `who`.
-    pub async fn guild(&self, guild_id: Snowflake, who: &Principal, command: Command) -> Result<Reply, HttpError> {
+    pub async fn guild(
+        &self,
+        guild_id: Snowflake,
+        who: &Principal,
+        command: Command,
+    ) -> Result<Reply, HttpError> {
         self.guild_with_reason(guild_id, who, None, command).await
     }
 
-    pub async fn guild_with_reason(&self, guild_id: Snowflake, who: &Principal, reason: Option<String>, command: Command) -> Result<Reply, HttpError> {
-        let req = GuildRequest { actor: who.user_id, reason, command };
+    pub async fn guild_with_reason(
+        &self,
+        guild_id: Snowflake,
+        who: &Principal,
+        reason: Option<String>,
+        command: Command,
+    ) -> Result<Reply, HttpError> {
+        let req = GuildRequest {
+            actor: who.user_id,
+            reason,
+            command,
+        };
         Ok(self.router.request(guild_id, req).await?)
     }
 
     /// Sends a command to the guild that owns `channel_id`.
-    pub async fn channel(&self, channel_id: Snowflake, who: &Principal, command: Command) -> Result<Reply, HttpError> {
+    pub async fn channel(
+        &self,
+        channel_id: Snowflake,
+        who: &Principal,
+        command: Command,
+    ) -> Result<Reply, HttpError> {
         let guild_id = self.router.guild_of_channel(channel_id).await?;
         self.guild(guild_id, who, command).await
     }
@@ -76,12 +98,16 @@ impl FromRequest for Authed {
 
 /// The client's IP as seen by this node (for login throttling).
 pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `X-Audit-Log-Reason`, percent-decoded as Discord clients send it.
 pub fn audit_reason(req: &HttpRequest) -> Option<String> {
     let raw = req.headers().get("X-Audit-Log-Reason")?.to_str().ok()?;
-    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
     Some(decoded.chars().take(512).collect())
 }

@@ -127,7 +127,11 @@ impl ApiError {
     }
 
     pub fn invalid_json() -> Self {
-        ApiError::new(400, ErrorCode::InvalidJson, "The request body contains invalid JSON.")
+        ApiError::new(
+            400,
+            ErrorCode::InvalidJson,
+            "The request body contains invalid JSON.",
+        )
     }
 
     pub fn internal() -> Self {
@@ -249,14 +253,23 @@ mod tests {
             json["errors"]["activities"]["0"]["platform"]["_errors"][0]["code"],
             "BASE_TYPE_CHOICES"
         );
-        assert_eq!(json["errors"]["content"]["_errors"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            json["errors"]["content"]["_errors"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn empty_form_errors_pass_and_simple_errors_omit_errors_field() {
         assert!(FormErrors::default().finish().is_ok());
         let json = serde_json::to_value(ApiError::unknown(ErrorCode::UnknownChannel).body).unwrap();
-        assert_eq!(json, serde_json::json!({"code": 10003, "message": "Unknown Channel"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"code": 10003, "message": "Unknown Channel"})
+        );
     }
 
     #[test]
@@ -269,8 +282,17 @@ mod tests {
         e.check_range(&["limit"], 0, 1, 100);
         e.check_range(&["max"], 101, 1, 100);
         let body = serde_json::to_value(e.into_error().body).unwrap();
-        assert_eq!(body["errors"]["name"]["_errors"][0]["code"], "BASE_TYPE_BAD_LENGTH");
-        assert_eq!(body["errors"]["limit"]["_errors"][0]["code"], "NUMBER_TYPE_MIN");
-        assert_eq!(body["errors"]["max"]["_errors"][0]["code"], "NUMBER_TYPE_MAX");
+        assert_eq!(
+            body["errors"]["name"]["_errors"][0]["code"],
+            "BASE_TYPE_BAD_LENGTH"
+        );
+        assert_eq!(
+            body["errors"]["limit"]["_errors"][0]["code"],
+            "NUMBER_TYPE_MIN"
+        );
+        assert_eq!(
+            body["errors"]["max"]["_errors"][0]["code"],
+            "NUMBER_TYPE_MAX"
+        );
     }
 }

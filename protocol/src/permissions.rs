@@ -96,7 +96,7 @@ impl Permissions {
             | Permissions::CREATE_PRIVATE_THREADS.bits()
             | Permissions::SEND_MESSAGES_IN_THREADS.bits()
             | Permissions::SEND_POLLS.bits(),
-        );
+    );
 
     /// Removed when SEND_MESSAGES is missing.
     const SEND_DEPENDENT: Permissions = Permissions::from_bits_retain(
@@ -215,9 +215,7 @@ pub fn guild_permissions(guild: &impl RoleLookup, member: MemberRef<'_>) -> Perm
     if member.user_id == guild.owner_id() {
         return Permissions::all();
     }
-    let mut perms = guild
-        .role_permissions(guild.guild_id())
-        .unwrap_or_default();
+    let mut perms = guild.role_permissions(guild.guild_id()).unwrap_or_default();
     for role in member.role_ids {
         if let Some(p) = guild.role_permissions(*role) {
             perms |= p;
@@ -242,7 +240,13 @@ pub fn channel_permissions(
     if member.user_id == guild.owner_id() {
         return Permissions::all();
     }
-    let base = guild_permissions(guild, MemberRef { timed_out: false, ..member });
+    let base = guild_permissions(
+        guild,
+        MemberRef {
+            timed_out: false,
+            ..member
+        },
+    );
     if base.contains(Permissions::ADMINISTRATOR) {
         return Permissions::all();
     }

@@ -8,9 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::error::{ApiError, FormErrors};
-use crate::models::{
-    ChannelType, Embed, MessageReference, Nonce, PermissionOverwrite, User,
-};
+use crate::models::{ChannelType, Embed, MessageReference, Nonce, PermissionOverwrite, User};
 use crate::{Permissions, Snowflake, Timestamp};
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -49,7 +47,11 @@ impl RegisterRequest {
         let mut e = FormErrors::default();
         validate_username(&mut e, &["username"], &self.username);
         if !looks_like_email(&self.email) || self.email.len() > 254 {
-            e.add(&["email"], "EMAIL_TYPE_INVALID_EMAIL", "Not a well formed email address.");
+            e.add(
+                &["email"],
+                "EMAIL_TYPE_INVALID_EMAIL",
+                "Not a well formed email address.",
+            );
         }
         e.check_len(&["password"], &self.password, 8, 72);
         if let Some(g) = &self.global_name {
@@ -65,7 +67,11 @@ pub fn validate_username(e: &mut FormErrors, path: &[&str], name: &str) {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
     if name.len() < 2 || name.len() > 32 {
-        e.add(path, "BASE_TYPE_BAD_LENGTH", "Must be between 2 and 32 in length.");
+        e.add(
+            path,
+            "BASE_TYPE_BAD_LENGTH",
+            "Must be between 2 and 32 in length.",
+        );
     } else if !ok_chars || name.contains("..") {
         e.add(
             path,
@@ -338,7 +344,11 @@ impl ModifyGuild {
         if let Some(t) = self.afk_timeout
             && ![60, 300, 900, 1800, 3600].contains(&t)
         {
-            e.add(&["afk_timeout"], "BASE_TYPE_CHOICES", "Value must be one of {60, 300, 900, 1800, 3600}.");
+            e.add(
+                &["afk_timeout"],
+                "BASE_TYPE_CHOICES",
+                "Value must be one of {60, 300, 900, 1800, 3600}.",
+            );
         }
         if let Some(v) = self.verification_level {
             e.check_range(&["verification_level"], v.into(), 0, 4);
@@ -392,19 +402,31 @@ fn validate_channel_fields(
     if let Some(k) = kind
         && !k.is_supported_guild_type()
     {
-        e.add(&["type"], "BASE_TYPE_CHOICES", "Value must be one of {0, 2, 4, 5, 13}.");
+        e.add(
+            &["type"],
+            "BASE_TYPE_CHOICES",
+            "Value must be one of {0, 2, 4, 5, 13}.",
+        );
     }
     if let Some(t) = topic {
         e.check_len(&["topic"], t, 0, 1024);
     }
     if let Some(o) = overwrites {
         if o.len() > 100 {
-            e.add(&["permission_overwrites"], "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.");
+            e.add(
+                &["permission_overwrites"],
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 100 or fewer in length.",
+            );
         }
         for (i, ow) in o.iter().enumerate() {
             if ow.kind > 1 {
                 let i = i.to_string();
-                e.add(&["permission_overwrites", &i, "type"], "BASE_TYPE_CHOICES", "Value must be one of {0, 1}.");
+                e.add(
+                    &["permission_overwrites", &i, "type"],
+                    "BASE_TYPE_CHOICES",
+                    "Value must be one of {0, 1}.",
+                );
             }
         }
     }
@@ -496,7 +518,11 @@ impl EditOverwrite {
     pub fn validate(&self) -> Result<(), ApiError> {
         let mut e = FormErrors::default();
         if self.kind > 1 {
-            e.add(&["type"], "BASE_TYPE_CHOICES", "Value must be one of {0, 1}.");
+            e.add(
+                &["type"],
+                "BASE_TYPE_CHOICES",
+                "Value must be one of {0, 1}.",
+            );
         }
         e.finish()
     }
@@ -696,14 +722,26 @@ fn validate_message_parts(e: &mut FormErrors, content: Option<&str>, embeds: Opt
     if let Some(c) = content
         && c.chars().count() > MAX_CONTENT_CHARS
     {
-        e.add(&["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.");
+        e.add(
+            &["content"],
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 2000 or fewer in length.",
+        );
     }
     if let Some(list) = embeds {
         if list.len() > MAX_EMBEDS {
-            e.add(&["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.");
+            e.add(
+                &["embeds"],
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 10 or fewer in length.",
+            );
         }
         if list.iter().map(Embed::text_len).sum::<usize>() > MAX_EMBED_CHARS {
-            e.add(&["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000");
+            e.add(
+                &["embeds"],
+                "MAX_EMBED_SIZE_EXCEEDED",
+                "Embed size exceeds maximum size of 6000",
+            );
         }
         for (i, em) in list.iter().enumerate() {
             let i = i.to_string();
@@ -714,7 +752,11 @@ fn validate_message_parts(e: &mut FormErrors, content: Option<&str>, embeds: Opt
                 e.check_len(&["embeds", &i, "description"], d, 0, 4096);
             }
             if em.fields.len() > 25 {
-                e.add(&["embeds", &i, "fields"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.");
+                e.add(
+                    &["embeds", &i, "fields"],
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 25 or fewer in length.",
+                );
             }
         }
     }
@@ -727,7 +769,11 @@ impl CreateMessage {
         if let Some(Nonce::Str(n)) = &self.nonce
             && n.chars().count() > 25
         {
-            e.add(&["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.");
+            e.add(
+                &["nonce"],
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 25 or fewer in length.",
+            );
         }
         e.finish()?;
         let empty_content = self.content.as_deref().is_none_or(|c| c.trim().is_empty());
@@ -779,9 +825,17 @@ impl BulkDelete {
     pub fn validate(&self) -> Result<(), ApiError> {
         let mut e = FormErrors::default();
         if self.messages.len() < 2 {
-            e.add(&["messages"], "BASE_TYPE_MIN_LENGTH", "Must be 2 or more in length.");
+            e.add(
+                &["messages"],
+                "BASE_TYPE_MIN_LENGTH",
+                "Must be 2 or more in length.",
+            );
         } else if self.messages.len() > 100 {
-            e.add(&["messages"], "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.");
+            e.add(
+                &["messages"],
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 100 or fewer in length.",
+            );
         }
         e.finish()
     }
@@ -816,12 +870,20 @@ impl MessagesQuery {
         let mut e = FormErrors::default();
         let limit = self.limit.unwrap_or(50);
         e.check_range(&["limit"], limit, 1, 100);
-        let anchors = [self.before.is_some(), self.after.is_some(), self.around.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let anchors = [
+            self.before.is_some(),
+            self.after.is_some(),
+            self.around.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if anchors > 1 {
-            e.add(&["around"], "BASE_TYPE_CHOICES", "Only one of before, after and around may be given.");
+            e.add(
+                &["around"],
+                "BASE_TYPE_CHOICES",
+                "Only one of before, after and around may be given.",
+            );
         }
         e.finish()?;
         let anchor = match (self.before, self.after, self.around) {
@@ -890,12 +952,21 @@ mod tests {
 
     #[test]
     fn message_limits() {
-        let ok = CreateMessage { content: Some("a".repeat(2000)), ..Default::default() };
+        let ok = CreateMessage {
+            content: Some("a".repeat(2000)),
+            ..Default::default()
+        };
         assert!(ok.validate().is_ok());
-        let long = CreateMessage { content: Some("é".repeat(2001)), ..Default::default() };
+        let long = CreateMessage {
+            content: Some("é".repeat(2001)),
+            ..Default::default()
+        };
         let err = long.validate().unwrap_err();
         assert_eq!(err.code(), 50035);
-        let empty = CreateMessage { content: Some("  ".into()), ..Default::default() };
+        let empty = CreateMessage {
+            content: Some("  ".into()),
+            ..Default::default()
+        };
         assert_eq!(empty.validate().unwrap_err().code(), 50006);
         let nonce = CreateMessage {
             content: Some("x".into()),
@@ -928,7 +999,10 @@ mod tests {
         };
         let body = serde_json::to_value(r.validate().unwrap_err().body).unwrap();
         for f in ["username", "email", "password"] {
-            assert!(body["errors"][f]["_errors"].is_array(), "{f} missing: {body}");
+            assert!(
+                body["errors"][f]["_errors"].is_array(),
+                "{f} missing: {body}"
+            );
         }
         let good = RegisterRequest {
             username: "alice.b_2".into(),
@@ -941,14 +1015,22 @@ mod tests {
 
     #[test]
     fn bulk_delete_bounds_and_ban_seconds() {
-        let b = |n: u64| BulkDelete { messages: (0..n).map(Snowflake).collect() };
+        let b = |n: u64| BulkDelete {
+            messages: (0..n).map(Snowflake).collect(),
+        };
         assert!(b(1).validate().is_err());
         assert!(b(2).validate().is_ok());
         assert!(b(100).validate().is_ok());
         assert!(b(101).validate().is_err());
-        let ban = CreateBan { delete_message_days: Some(2), ..Default::default() };
+        let ban = CreateBan {
+            delete_message_days: Some(2),
+            ..Default::default()
+        };
         assert_eq!(ban.delete_seconds().unwrap(), 172_800);
-        let bad = CreateBan { delete_message_seconds: Some(604_801), ..Default::default() };
+        let bad = CreateBan {
+            delete_message_seconds: Some(604_801),
+            ..Default::default()
+        };
         assert!(bad.delete_seconds().is_err());
     }
 }

@@ -194,19 +194,36 @@ mod tests {
         assert_eq!(id.worker_id(), 1);
         assert_eq!(id.process_id(), 0);
         assert_eq!(id.increment(), 7);
-        assert_eq!(id.timestamp().to_string(), "2016-04-30T11:18:25.796000+00:00");
+        assert_eq!(
+            id.timestamp().to_string(),
+            "2016-04-30T11:18:25.796000+00:00"
+        );
     }
 
     #[test]
     fn serializes_as_string_and_accepts_numbers() {
         let id = Snowflake(175928847299117063);
-        assert_eq!(serde_json::to_string(&id).unwrap(), "\"175928847299117063\"");
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"175928847299117063\""
+        );
         let a: Snowflake = serde_json::from_str("\"175928847299117063\"").unwrap();
         let b: Snowflake = serde_json::from_str("175928847299117063").unwrap();
         assert_eq!(a, id);
         assert_eq!(b, id);
-        for bad in ["\"\"", "\"abc\"", "\"+1\"", "\"-1\"", "-5", "\"18446744073709551616\"", "1.5"] {
-            assert!(serde_json::from_str::<Snowflake>(bad).is_err(), "{bad} accepted");
+        for bad in [
+            "\"\"",
+            "\"abc\"",
+            "\"+1\"",
+            "\"-1\"",
+            "-5",
+            "\"18446744073709551616\"",
+            "1.5",
+        ] {
+            assert!(
+                serde_json::from_str::<Snowflake>(bad).is_err(),
+                "{bad} accepted"
+            );
         }
     }
 

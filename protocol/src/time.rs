@@ -27,7 +27,9 @@ impl Timestamp {
     }
 
     fn datetime(self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.0).single().unwrap_or_default()
+        Utc.timestamp_millis_opt(self.0)
+            .single()
+            .unwrap_or_default()
     }
 
     /// Parses any RFC 3339 timestamp; returns `None` for anything else.
@@ -40,7 +42,11 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.datetime().format("%Y-%m-%dT%H:%M:%S%.6f+00:00"))
+        write!(
+            f,
+            "{}",
+            self.datetime().format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+        )
     }
 }
 

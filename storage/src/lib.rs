@@ -88,7 +88,10 @@ pub struct RefreshTokenRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RotateOutcome {
     /// The old token is now spent and the new one stored in its family.
-    Rotated { user_id: Snowflake, family_id: Snowflake },
+    Rotated {
+        user_id: Snowflake,
+        family_id: Snowflake,
+    },
     /// The token had already been rotated: its whole family is now revoked.
     Reused { family_id: Snowflake },
     /// Unknown, expired, or its family was revoked.
@@ -139,7 +142,10 @@ pub trait ApplicationStore: Send + Sync + 'static {
     /// Creates the application and its bot user together (the bot's username must be unique).
     async fn create_application(&self, app: &ApplicationRecord, bot: &User) -> StoreResult<()>;
     async fn get_application(&self, id: Snowflake) -> StoreResult<Option<ApplicationRecord>>;
-    async fn application_by_bot(&self, bot_user_id: Snowflake) -> StoreResult<Option<ApplicationRecord>>;
+    async fn application_by_bot(
+        &self,
+        bot_user_id: Snowflake,
+    ) -> StoreResult<Option<ApplicationRecord>>;
     /// Sets the bot's token hash, replacing (and so invalidating) any previous one.
     async fn set_bot_token(&self, bot_user_id: Snowflake, token_hash: &str) -> StoreResult<()>;
     async fn bot_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Snowflake>>;
@@ -201,18 +207,35 @@ pub enum GuildWrite {
     /// Removes the guild and every row that belongs to it (roles, channels, members, bans,
     /// invites, the members' guild index). Messages are removed with [`MessageStore::delete_channel`].
     DeleteGuild(Snowflake),
-    PutRole { guild_id: Snowflake, role: Role },
-    DeleteRole { guild_id: Snowflake, role_id: Snowflake },
+    PutRole {
+        guild_id: Snowflake,
+        role: Role,
+    },
+    DeleteRole {
+        guild_id: Snowflake,
+        role_id: Snowflake,
+    },
     /// `channel.guild_id` must be set.
     PutChannel(Channel),
-    DeleteChannel { guild_id: Snowflake, channel_id: Snowflake },
+    DeleteChannel {
+        guild_id: Snowflake,
+        channel_id: Snowflake,
+    },
     PutMember(MemberRecord),
-    DeleteMember { guild_id: Snowflake, user_id: Snowflake },
+    DeleteMember {
+        guild_id: Snowflake,
+        user_id: Snowflake,
+    },
     PutBan(BanRecord),
-    DeleteBan { guild_id: Snowflake, user_id: Snowflake },
+    DeleteBan {
+        guild_id: Snowflake,
+        user_id: Snowflake,
+    },
     /// Inserts or replaces an invite; codes are unique across guilds.
     PutInvite(InviteRecord),
-    DeleteInvite { code: String },
+    DeleteInvite {
+        code: String,
+    },
 }
 
 /// Everything a guild actor loads when it starts.
@@ -278,7 +301,11 @@ pub struct ReactionCount {
 pub trait MessageStore: Send + Sync + 'static {
     /// Inserts or replaces a message (edits and pin state go through here too).
     async fn put_message(&self, message: &MessageRecord) -> StoreResult<()>;
-    async fn get_message(&self, channel_id: Snowflake, message_id: Snowflake) -> StoreResult<Option<MessageRecord>>;
+    async fn get_message(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+    ) -> StoreResult<Option<MessageRecord>>;
     /// Up to `limit` messages, **newest first**, walking buckets as needed:
     /// `Latest` the newest; `Before(x)`/`After(x)` the nearest strictly before/after x;
     /// `Around(x)` up to `limit/2` on each side plus x itself if it exists (Discord's rule).
@@ -289,15 +316,36 @@ pub trait MessageStore: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<MessageRecord>>;
     /// Deletes messages with their reactions and pins; returns the ids that existed.
-    async fn delete_messages(&self, channel_id: Snowflake, ids: &[Snowflake]) -> StoreResult<Vec<Snowflake>>;
+    async fn delete_messages(
+        &self,
+        channel_id: Snowflake,
+        ids: &[Snowflake],
+    ) -> StoreResult<Vec<Snowflake>>;
     /// Deletes every message, reaction and pin of a channel.
     async fn delete_channel(&self, channel_id: Snowflake) -> StoreResult<()>;
     /// Adds a reaction; `false` if the user had already reacted with that emoji.
-    async fn add_reaction(&self, channel_id: Snowflake, message_id: Snowflake, emoji: &str, user_id: Snowflake) -> StoreResult<bool>;
+    async fn add_reaction(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool>;
     /// Removes one user's reaction; `false` if there was none.
-    async fn remove_reaction(&self, channel_id: Snowflake, message_id: Snowflake, emoji: &str, user_id: Snowflake) -> StoreResult<bool>;
+    async fn remove_reaction(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool>;
     /// Removes all reactions, or all of one emoji.
-    async fn remove_reactions(&self, channel_id: Snowflake, message_id: Snowflake, emoji: Option<&str>) -> StoreResult<()>;
+    async fn remove_reactions(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: Option<&str>,
+    ) -> StoreResult<()>;
     /// Users who reacted with `emoji`, ascending by user id, strictly after `after`.
     async fn reaction_users(
         &self,
@@ -308,10 +356,20 @@ pub trait MessageStore: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<Snowflake>>;
     /// Per-emoji counts in the order each emoji was first added.
-    async fn reaction_counts(&self, channel_id: Snowflake, message_id: Snowflake, viewer: Snowflake) -> StoreResult<Vec<ReactionCount>>;
+    async fn reaction_counts(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        viewer: Snowflake,
+    ) -> StoreResult<Vec<ReactionCount>>;
     /// Pins or unpins, updating the message's `pinned` flag and the pin index together.
     /// Returns `false` when the message does not exist.
-    async fn set_pinned(&self, channel_id: Snowflake, message_id: Snowflake, pinned: bool) -> StoreResult<bool>;
+    async fn set_pinned(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        pinned: bool,
+    ) -> StoreResult<bool>;
     /// Pinned messages, most recently pinned first.
     async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<MessageRecord>>;
 }

@@ -706,7 +706,13 @@ pub async fn refresh_rotate_and_reuse<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
         .users
         .rotate_refresh_token(&h(1), &token(&h(2), family, user_id, later()), now)
         .await;
-    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+    assert_eq!(
+        r.unwrap(),
+        RotateOutcome::Rotated {
+            user_id,
+            family_id: family
+        }
+    );
     assert_eq!(
         s.users.refresh_token_family(&h(1)).await.unwrap(),
         None,
@@ -719,9 +725,15 @@ pub async fn refresh_rotate_and_reuse<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
 
     let r = s
         .users
-        .rotate_refresh_token(&h(2), &token(&h(3), family, user_id, later()), now)
+        .rotate_refresh_token(&h(2), &token(&h(3), fresh_id(), fresh_id(), later()), now)
         .await;
-    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+    assert_eq!(
+        r.unwrap(),
+        RotateOutcome::Rotated {
+            user_id,
+            family_id: family
+        }
+    );
 
     // Presenting a spent token again: the whole family goes.
     let r = s
@@ -762,7 +774,13 @@ pub async fn refresh_rotate_and_reuse<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
             now,
         )
         .await;
-    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+    assert_eq!(
+        r.unwrap(),
+        RotateOutcome::Rotated {
+            user_id,
+            family_id: other
+        }
+    );
 }
 
 pub async fn refresh_expired_and_unknown<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
@@ -806,7 +824,13 @@ pub async fn refresh_expired_and_unknown<F: Fn(PathBuf) -> Fut, Fut: Future<Outp
         .users
         .rotate_refresh_token(&h(1), &token(&h(3), family, user_id, later()), just_before)
         .await;
-    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+    assert_eq!(
+        r.unwrap(),
+        RotateOutcome::Rotated {
+            user_id,
+            family_id: family
+        }
+    );
 }
 
 pub async fn refresh_revoke_family<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
@@ -845,7 +869,13 @@ pub async fn refresh_revoke_family<F: Fn(PathBuf) -> Fut, Fut: Future<Output = S
             Timestamp::now(),
         )
         .await;
-    assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id });
+    assert_eq!(
+        r.unwrap(),
+        RotateOutcome::Rotated {
+            user_id,
+            family_id: other
+        }
+    );
     // Revoking twice, or an unknown family, is fine.
     s.users.revoke_refresh_family(family).await.unwrap();
     s.users.revoke_refresh_family(fresh_id()).await.unwrap();
@@ -2176,7 +2206,13 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
                 Timestamp::now(),
             )
             .await;
-        assert_eq!(r.unwrap(), RotateOutcome::Rotated { user_id: alice.id });
+        assert_eq!(
+            r.unwrap(),
+            RotateOutcome::Rotated {
+                user_id: alice.id,
+                family_id: family
+            }
+        );
         s.applications.create_application(&app, &bot).await.unwrap();
         s.applications
             .set_bot_token(bot.id, &bot_token)
@@ -2418,7 +2454,11 @@ pub async fn concurrent_rotate_refresh_token<
     for task in tasks {
         let (hash, outcome) = task.await.unwrap();
         match outcome.unwrap() {
-            RotateOutcome::Rotated { user_id: u } => {
+            RotateOutcome::Rotated {
+                user_id: u,
+                family_id: f,
+            } => {
+                assert_eq!(f, family);
                 assert_eq!(u, user_id);
                 rotated.push(hash);
             }

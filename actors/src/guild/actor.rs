@@ -61,7 +61,11 @@ pub struct GuildContext {
 impl GuildContext {
     pub fn store_error(e: StoreError) -> ApiError {
         match e {
-            StoreError::Conflict(field) => ApiError::form(&[field], "ALREADY_EXISTS", format!("{field} is already taken.")),
+            StoreError::Conflict(field) => ApiError::form(
+                &[field],
+                "ALREADY_EXISTS",
+                format!("{field} is already taken."),
+            ),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal()
@@ -120,12 +124,17 @@ impl GuildActorState {
             .write_guild(self.state.id(), writes)
             .await
             .map_err(GuildContext::store_error);
-        metrics::histogram!("enrichment_store_seconds", "op" => "write_guild").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("enrichment_store_seconds", "op" => "write_guild")
+            .record(started.elapsed().as_secs_f64());
         r
     }
 
     pub(super) fn emit(&self, audience: Audience, event: GuildEvent) {
-        self.ctx.bus.publish(Dispatch { guild_id: self.state.id(), audience, event });
+        self.ctx.bus.publish(Dispatch {
+            guild_id: self.state.id(),
+            audience,
+            event,
+        });
     }
 }
 
@@ -173,7 +182,11 @@ impl Actor for GuildActor {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         metrics::gauge!("enrichment_guild_actors").decrement(1.0);
         Ok(())
     }

@@ -9,11 +9,24 @@ use super::actor::GuildContext;
 
 /// Creates a guild owned by `owner` with an @everyone role (id = guild id) and a `general`
 /// text channel that is also the system channel, all in one atomic batch.
-pub async fn create_guild(ctx: &GuildContext, owner: Snowflake, body: CreateGuild) -> Result<Guild, ApiError> {
+pub async fn create_guild(
+    ctx: &GuildContext,
+    owner: Snowflake,
+    body: CreateGuild,
+) -> Result<Guild, ApiError> {
     body.validate()?;
-    let joined = ctx.stores.guilds.user_guilds(owner).await.map_err(GuildContext::store_error)?;
+    let joined = ctx
+        .stores
+        .guilds
+        .user_guilds(owner)
+        .await
+        .map_err(GuildContext::store_error)?;
     if joined.len() >= ctx.limits.max_guilds_per_user {
-        return Err(ApiError::new(400, ErrorCode::MaxGuilds, "Maximum number of guilds reached (100)"));
+        return Err(ApiError::new(
+            400,
+            ErrorCode::MaxGuilds,
+            "Maximum number of guilds reached (100)",
+        ));
     }
     let id = ctx.ids.next_id();
     let general = Channel {
@@ -97,12 +110,18 @@ pub async fn create_guild(ctx: &GuildContext, owner: Snowflake, body: CreateGuil
             id,
             vec![
                 GuildWrite::PutGuild(guild.clone()),
-                GuildWrite::PutRole { guild_id: id, role: everyone.clone() },
+                GuildWrite::PutRole {
+                    guild_id: id,
+                    role: everyone.clone(),
+                },
                 GuildWrite::PutChannel(general),
                 GuildWrite::PutMember(member),
             ],
         )
         .await
         .map_err(GuildContext::store_error)?;
-    Ok(Guild { roles: vec![everyone], ..guild })
+    Ok(Guild {
+        roles: vec![everyone],
+        ..guild
+    })
 }

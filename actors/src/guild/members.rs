@@ -19,13 +19,29 @@ use crate::events::{
 
 impl GuildActorState {
     pub(super) async fn wire_member(&self, m: &MemberRecord) -> Result<Member, ApiError> {
-        let user = self.ctx.users.get_or_deleted(m.user_id).await.map_err(GuildContext::store_error)?;
+        let user = self
+            .ctx
+            .users
+            .get_or_deleted(m.user_id)
+            .await
+            .map_err(GuildContext::store_error)?;
         Ok(GuildState::wire_member(m, Some(user)))
     }
 
-    pub(super) async fn list_members(&self, actor: Snowflake, limit: usize, after: Snowflake) -> GuildResult {
+    pub(super) async fn list_members(
+        &self,
+        actor: Snowflake,
+        limit: usize,
+        after: Snowflake,
+    ) -> GuildResult {
         self.state.guild_permissions(actor, self.now())?;
-        let mut ids: Vec<Snowflake> = self.state.members.keys().copied().filter(|id| *id > after).collect();
+        let mut ids: Vec<Snowflake> = self
+            .state
+            .members
+            .keys()
+            .copied()
+            .filter(|id| *id > after)
+            .collect();
         ids.sort_unstable();
         ids.truncate(limit);
         let mut out = Vec::with_capacity(ids.len());
@@ -41,12 +57,23 @@ impl GuildActorState {
         Ok(Reply::Member(self.wire_member(m).await?))
     }
 
-    pub(super) async fn modify_member(&mut self, actor: Snowflake, user: Snowflake, body: ModifyMember) -> GuildResult {
+    pub(super) async fn modify_member(
+        &mut self,
+        actor: Snowflake,
+        user: Snowflake,
+        body: ModifyMember,
+    ) -> GuildResult {
         let now = self.now();
         body.validate(now)?;
         let held = self.state.guild_permissions(actor, now)?;
         let mut m = self.state.member(user)?.clone();
-        let need = |p: Permissions| if held.contains(p) { Ok(()) } else { Err(ApiError::missing_permissions()) };
+        let need = |p: Permissions| {
+            if held.contains(p) {
+                Ok(())
+            } else {
+                Err(ApiError::missing_permissions())
+            }
+        };
         if let Some(nick) = body.nick {
             if user == actor {
                 if !held.intersects(Permissions::CHANGE_NICKNAME | Permissions::MANAGE_NICKNAMES) {
@@ -67,7 +94,11 @@ impl GuildActorState {
             roles.dedup();
             let gid = self.state.id();
             let before = m.roles.clone();
-            for r in before.iter().filter(|r| !roles.contains(r)).chain(roles.iter().filter(|r| !before.contains(r))) {
+            for r in before
+                .iter()
+                .filter(|r| !roles.contains(r))
+                .chain(roles.iter().filter(|r| !before.contains(r)))
+            {
                 let role = self.state.role(*r)?;
                 if role.id == gid || role.managed || !self.state.can_manage_role(actor, role) {
                     return Err(ApiError::missing_permissions());
@@ -86,7 +117,10 @@ impl GuildActorState {
         if let Some(until) = body.communication_disabled_until {
             need(Permissions::MODERATE_MEMBERS)?;
             // Nobody can time out the owner, an administrator, or someone at or above them.
-            let target_admin = self.state.guild_permissions(user, now)?.contains(Permissions::ADMINISTRATOR);
+            let target_admin = self
+                .state
+                .guild_permissions(user, now)?
+                .contains(Permissions::ADMINISTRATOR);
             if target_admin || !self.state.can_moderate(actor, user) {
                 return Err(ApiError::missing_permissions());
             }
@@ -95,20 +129,45 @@ impl GuildActorState {
         self.put_member(m).await.map(Reply::Member)
     }
 
-    pub(super) async fn modify_current_member(&mut self, actor: Snowflake, nick: Option<Option<String>>) -> GuildResult {
-        self.modify_member(actor, actor, ModifyMember { nick, ..Default::default() }).await
+    pub(super) async fn modify_current_member(
+        &mut self,
+        actor: Snowflake,
+        nick: Option<Option<String>>,
+    ) -> GuildResult {
+        self.modify_member(
+            actor,
+            actor,
+            ModifyMember {
+                nick,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     async fn put_member(&mut self, m: MemberRecord) -> Result<Member, ApiError> {
         self.write(vec![GuildWrite::PutMember(m.clone())]).await?;
         self.state.members.insert(m.user_id, m.clone());
         let wire = self.wire_member(&m).await?;
-        self.emit(Audience::Guild, GuildEvent::MemberUpdate(MemberData { guild_id: self.state.id(), member: wire.clone() }));
+        self.emit(
+            Audience::Guild,
+            GuildEvent::MemberUpdate(MemberData {
+                guild_id: self.state.id(),
+                member: wire.clone(),
+            }),
+        );
         Ok(wire)
     }
 
-    pub(super) async fn member_role(&mut self, actor: Snowflake, user: Snowflake, role_id: Snowflake, add: bool) -> GuildResult {
-        self.state.require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
+    pub(super) async fn member_role(
+        &mut self,
+        actor: Snowflake,
+        user: Snowflake,
+        role_id: Snowflake,
+        add: bool,
+    ) -> GuildResult {
+        self.state
+            .require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
         let role = self.state.role(role_id)?;
         if role.id == self.state.id() || role.managed || !self.state.can_manage_role(actor, role) {
             return Err(ApiError::missing_permissions());
@@ -128,25 +187,50 @@ impl GuildActorState {
     }
 
     /// Removes a member and tells the guild and the removed user.
-    async fn remove_member(&mut self, user: Snowflake, extra: Vec<GuildWrite>) -> Result<(), ApiError> {
+    async fn remove_member(
+        &mut self,
+        user: Snowflake,
+        extra: Vec<GuildWrite>,
+    ) -> Result<(), ApiError> {
         let gid = self.state.id();
         let mut writes = extra;
         let was_member = self.state.members.contains_key(&user);
         if was_member {
-            writes.push(GuildWrite::DeleteMember { guild_id: gid, user_id: user });
+            writes.push(GuildWrite::DeleteMember {
+                guild_id: gid,
+                user_id: user,
+            });
         }
         self.write(writes).await?;
         if was_member {
             self.state.members.remove(&user);
-            let u = self.ctx.users.get_or_deleted(user).await.map_err(GuildContext::store_error)?;
-            self.emit(Audience::Guild, GuildEvent::MemberRemove(GuildUserData { guild_id: gid, user: u }));
-            self.emit(Audience::Users(vec![user]), GuildEvent::GuildDelete(GuildDeleteData { id: gid, unavailable: false }));
+            let u = self
+                .ctx
+                .users
+                .get_or_deleted(user)
+                .await
+                .map_err(GuildContext::store_error)?;
+            self.emit(
+                Audience::Guild,
+                GuildEvent::MemberRemove(GuildUserData {
+                    guild_id: gid,
+                    user: u,
+                }),
+            );
+            self.emit(
+                Audience::Users(vec![user]),
+                GuildEvent::GuildDelete(GuildDeleteData {
+                    id: gid,
+                    unavailable: false,
+                }),
+            );
         }
         Ok(())
     }
 
     pub(super) async fn kick(&mut self, actor: Snowflake, user: Snowflake) -> GuildResult {
-        self.state.require_guild(actor, Permissions::KICK_MEMBERS, self.now())?;
+        self.state
+            .require_guild(actor, Permissions::KICK_MEMBERS, self.now())?;
         self.state.member(user)?;
         if !self.state.can_moderate(actor, user) {
             return Err(ApiError::missing_permissions());
@@ -156,21 +240,36 @@ impl GuildActorState {
     }
 
     pub(super) async fn leave(&mut self, actor: Snowflake) -> GuildResult {
-        self.state.member(actor).map_err(|_| ApiError::unknown(ErrorCode::UnknownGuild))?;
+        self.state
+            .member(actor)
+            .map_err(|_| ApiError::unknown(ErrorCode::UnknownGuild))?;
         if actor == self.state.guild.owner_id {
-            return Err(ApiError::form(&["guild_id"], "GUILD_OWNER_CANNOT_LEAVE", "The owner cannot leave; transfer ownership or delete the guild."));
+            return Err(ApiError::form(
+                &["guild_id"],
+                "GUILD_OWNER_CANNOT_LEAVE",
+                "The owner cannot leave; transfer ownership or delete the guild.",
+            ));
         }
         self.remove_member(actor, Vec::new()).await?;
         Ok(Reply::Done)
     }
 
     async fn wire_ban(&self, b: &BanRecord) -> Result<Ban, ApiError> {
-        let user = self.ctx.users.get_or_deleted(b.user_id).await.map_err(GuildContext::store_error)?;
-        Ok(Ban { reason: b.reason.clone(), user })
+        let user = self
+            .ctx
+            .users
+            .get_or_deleted(b.user_id)
+            .await
+            .map_err(GuildContext::store_error)?;
+        Ok(Ban {
+            reason: b.reason.clone(),
+            user,
+        })
     }
 
     pub(super) async fn list_bans(&self, actor: Snowflake) -> GuildResult {
-        self.state.require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
+        self.state
+            .require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
         let mut bans: Vec<&BanRecord> = self.state.bans.values().collect();
         bans.sort_by_key(|b| b.user_id);
         let mut out = Vec::with_capacity(bans.len());
@@ -181,28 +280,59 @@ impl GuildActorState {
     }
 
     pub(super) async fn get_ban(&self, actor: Snowflake, user: Snowflake) -> GuildResult {
-        self.state.require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
-        let b = self.state.bans.get(&user).ok_or_else(|| ApiError::unknown(ErrorCode::UnknownBan))?;
+        self.state
+            .require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
+        let b = self
+            .state
+            .bans
+            .get(&user)
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownBan))?;
         Ok(Reply::Ban(self.wire_ban(b).await?))
     }
 
-    pub(super) async fn ban(&mut self, actor: Snowflake, user: Snowflake, delete_secs: u32, reason: Option<String>) -> GuildResult {
+    pub(super) async fn ban(
+        &mut self,
+        actor: Snowflake,
+        user: Snowflake,
+        delete_secs: u32,
+        reason: Option<String>,
+    ) -> GuildResult {
         let now = self.now();
-        self.state.require_guild(actor, Permissions::BAN_MEMBERS, now)?;
-        if self.ctx.users.get(user).await.map_err(GuildContext::store_error)?.is_none() {
+        self.state
+            .require_guild(actor, Permissions::BAN_MEMBERS, now)?;
+        if self
+            .ctx
+            .users
+            .get(user)
+            .await
+            .map_err(GuildContext::store_error)?
+            .is_none()
+        {
             return Err(ApiError::unknown(ErrorCode::UnknownUser));
         }
         if user == actor || !self.state.can_moderate(actor, user) {
             return Err(ApiError::missing_permissions());
         }
         let gid = self.state.id();
-        let ban = BanRecord { guild_id: gid, user_id: user, reason: reason.map(|r| r.chars().take(512).collect()) };
-        self.remove_member(user, vec![GuildWrite::PutBan(ban.clone())]).await?;
+        let ban = BanRecord {
+            guild_id: gid,
+            user_id: user,
+            reason: reason.map(|r| r.chars().take(512).collect()),
+        };
+        self.remove_member(user, vec![GuildWrite::PutBan(ban.clone())])
+            .await?;
         self.state.bans.insert(user, ban.clone());
         let wire = self.wire_ban(&ban).await?;
-        self.emit(Audience::Guild, GuildEvent::BanAdd(GuildUserData { guild_id: gid, user: wire.user }));
+        self.emit(
+            Audience::Guild,
+            GuildEvent::BanAdd(GuildUserData {
+                guild_id: gid,
+                user: wire.user,
+            }),
+        );
         if delete_secs > 0 {
-            self.delete_recent_messages_of(user, now.plus_secs(-i64::from(delete_secs))).await;
+            self.delete_recent_messages_of(user, now.plus_secs(-i64::from(delete_secs)))
+                .await;
         }
         Ok(Reply::Done)
     }
@@ -211,19 +341,34 @@ impl GuildActorState {
     async fn delete_recent_messages_of(&self, user: Snowflake, since: Timestamp) {
         let store = &self.ctx.stores.messages;
         let from = Snowflake::from_unix_ms(since.unix_ms().max(0) as u64);
-        let channels: Vec<Snowflake> = self.state.channels.values().filter(|c| c.kind.is_text_based()).map(|c| c.id).collect();
+        let channels: Vec<Snowflake> = self
+            .state
+            .channels
+            .values()
+            .filter(|c| c.kind.is_text_based())
+            .map(|c| c.id)
+            .collect();
         for ch in channels {
             let mut cursor = from;
             let mut doomed = Vec::new();
             loop {
-                let page = match store.list_messages(ch, enrichment_protocol::rest::HistoryAnchor::After(cursor), 100).await {
+                let page = match store
+                    .list_messages(
+                        ch,
+                        enrichment_protocol::rest::HistoryAnchor::After(cursor),
+                        100,
+                    )
+                    .await
+                {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(channel_id = %ch, error = %e, "ban cleanup could not list messages");
                         break;
                     }
                 };
-                let Some(newest) = page.first().map(|m| m.id) else { break };
+                let Some(newest) = page.first().map(|m| m.id) else {
+                    break;
+                };
                 doomed.extend(page.iter().filter(|m| m.author_id == user).map(|m| m.id));
                 cursor = newest;
                 if page.len() < 100 {
@@ -234,39 +379,83 @@ impl GuildActorState {
                 match store.delete_messages(ch, chunk).await {
                     Ok(ids) if !ids.is_empty() => self.emit(
                         Audience::Channel(ch),
-                        GuildEvent::MessageDeleteBulk(MessageDeleteBulkData { ids, channel_id: ch, guild_id: self.state.id() }),
+                        GuildEvent::MessageDeleteBulk(MessageDeleteBulkData {
+                            ids,
+                            channel_id: ch,
+                            guild_id: self.state.id(),
+                        }),
                     ),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(channel_id = %ch, error = %e, "ban cleanup could not delete messages"),
+                    Err(e) => {
+                        tracing::warn!(channel_id = %ch, error = %e, "ban cleanup could not delete messages")
+                    }
                 }
             }
         }
     }
 
     pub(super) async fn unban(&mut self, actor: Snowflake, user: Snowflake) -> GuildResult {
-        self.state.require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
+        self.state
+            .require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
         if !self.state.bans.contains_key(&user) {
             return Err(ApiError::unknown(ErrorCode::UnknownBan));
         }
         let gid = self.state.id();
-        self.write(vec![GuildWrite::DeleteBan { guild_id: gid, user_id: user }]).await?;
+        self.write(vec![GuildWrite::DeleteBan {
+            guild_id: gid,
+            user_id: user,
+        }])
+        .await?;
         self.state.bans.remove(&user);
-        let u = self.ctx.users.get_or_deleted(user).await.map_err(GuildContext::store_error)?;
-        self.emit(Audience::Guild, GuildEvent::BanRemove(GuildUserData { guild_id: gid, user: u }));
+        let u = self
+            .ctx
+            .users
+            .get_or_deleted(user)
+            .await
+            .map_err(GuildContext::store_error)?;
+        self.emit(
+            Audience::Guild,
+            GuildEvent::BanRemove(GuildUserData {
+                guild_id: gid,
+                user: u,
+            }),
+        );
         Ok(Reply::Done)
     }
 
     // ------------------------------------------------------------ invites
 
     /// The invite as Discord shows it; `with_meta` adds uses and limits for managers.
-    pub(super) async fn wire_invite(&self, i: &InviteRecord, with_meta: bool) -> Result<Invite, ApiError> {
-        let channel = self.state.channels.get(&i.channel_id).map(|c| InviteChannel { id: c.id, name: c.name.clone(), kind: c.kind });
-        let inviter = self.ctx.users.get(i.inviter_id).await.map_err(GuildContext::store_error)?;
+    pub(super) async fn wire_invite(
+        &self,
+        i: &InviteRecord,
+        with_meta: bool,
+    ) -> Result<Invite, ApiError> {
+        let channel = self
+            .state
+            .channels
+            .get(&i.channel_id)
+            .map(|c| InviteChannel {
+                id: c.id,
+                name: c.name.clone(),
+                kind: c.kind,
+            });
+        let inviter = self
+            .ctx
+            .users
+            .get(i.inviter_id)
+            .await
+            .map_err(GuildContext::store_error)?;
         let g = &self.state.guild;
         Ok(Invite {
             kind: 0,
             code: i.code.clone(),
-            guild: Some(InviteGuild { id: g.id, name: g.name.clone(), icon: g.icon.clone(), features: g.features.clone() }),
+            guild: Some(InviteGuild {
+                id: g.id,
+                name: g.name.clone(),
+                icon: g.icon.clone(),
+                features: g.features.clone(),
+            }),
             channel,
             inviter,
             expires_at: i.expires_at(),
@@ -279,27 +468,46 @@ impl GuildActorState {
         })
     }
 
-    pub(super) async fn create_invite(&mut self, actor: Snowflake, ch: Snowflake, body: CreateInvite) -> GuildResult {
+    pub(super) async fn create_invite(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        body: CreateInvite,
+    ) -> GuildResult {
         let now = self.now();
-        self.state.require_channel(actor, ch, Permissions::CREATE_INSTANT_INVITE, now)?;
+        self.state
+            .require_channel(actor, ch, Permissions::CREATE_INSTANT_INVITE, now)?;
         body.validate()?;
         let max_age = body.max_age.unwrap_or(86_400);
         let max_uses = body.max_uses.unwrap_or(0);
         let temporary = body.temporary.unwrap_or(false);
         if !body.unique.unwrap_or(false)
             && let Some(existing) = self.state.invites.values().find(|i| {
-                i.channel_id == ch && i.inviter_id == actor && i.max_age == max_age && i.max_uses == max_uses && i.temporary == temporary && !i.is_expired(now)
+                i.channel_id == ch
+                    && i.inviter_id == actor
+                    && i.max_age == max_age
+                    && i.max_uses == max_uses
+                    && i.temporary == temporary
+                    && !i.is_expired(now)
             })
         {
             return Ok(Reply::Invite(self.wire_invite(existing, true).await?));
         }
         if self.state.invites.len() >= self.ctx.limits.max_invites {
-            return Err(ApiError::new(400, ErrorCode::MaxInvites, "Maximum number of invites reached (1000)"));
+            return Err(ApiError::new(
+                400,
+                ErrorCode::MaxInvites,
+                "Maximum number of invites reached (1000)",
+            ));
         }
         // A fresh random code colliding is rare; a few tries make failure practically impossible.
         let mut last_err = None;
         for _ in 0..4 {
-            let code: String = rand::rng().sample_iter(&Alphanumeric).take(8).map(char::from).collect();
+            let code: String = rand::rng()
+                .sample_iter(&Alphanumeric)
+                .take(8)
+                .map(char::from)
+                .collect();
             let rec = InviteRecord {
                 code: code.clone(),
                 guild_id: self.state.id(),
@@ -311,11 +519,24 @@ impl GuildActorState {
                 temporary,
                 created_at: now,
             };
-            match self.ctx.stores.guilds.write_guild(self.state.id(), vec![GuildWrite::PutInvite(rec.clone())]).await {
+            match self
+                .ctx
+                .stores
+                .guilds
+                .write_guild(self.state.id(), vec![GuildWrite::PutInvite(rec.clone())])
+                .await
+            {
                 Ok(()) => {
                     self.state.invites.insert(code, rec.clone());
                     let invite = self.wire_invite(&rec, true).await?;
-                    self.emit(Audience::ChannelManagers(ch), GuildEvent::InviteCreate(InviteCreateData::from_invite(self.state.id(), ch, &invite)));
+                    self.emit(
+                        Audience::ChannelManagers(ch),
+                        GuildEvent::InviteCreate(InviteCreateData::from_invite(
+                            self.state.id(),
+                            ch,
+                            &invite,
+                        )),
+                    );
                     return Ok(Reply::Invite(invite));
                 }
                 Err(StoreError::Conflict(_)) => last_err = Some(ApiError::internal()),
@@ -327,7 +548,12 @@ impl GuildActorState {
 
     async fn wire_invites(&self, filter: impl Fn(&InviteRecord) -> bool) -> GuildResult {
         let now = self.now();
-        let mut list: Vec<&InviteRecord> = self.state.invites.values().filter(|i| filter(i) && !i.is_expired(now)).collect();
+        let mut list: Vec<&InviteRecord> = self
+            .state
+            .invites
+            .values()
+            .filter(|i| filter(i) && !i.is_expired(now))
+            .collect();
         list.sort_by_key(|i| (i.created_at, i.code.clone()));
         let mut out = Vec::with_capacity(list.len());
         for i in list {
@@ -337,27 +563,51 @@ impl GuildActorState {
     }
 
     pub(super) async fn list_guild_invites(&self, actor: Snowflake) -> GuildResult {
-        self.state.require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
+        self.state
+            .require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
         self.wire_invites(|_| true).await
     }
 
-    pub(super) async fn list_channel_invites(&self, actor: Snowflake, ch: Snowflake) -> GuildResult {
-        self.state.require_channel(actor, ch, Permissions::MANAGE_CHANNELS, self.now())?;
+    pub(super) async fn list_channel_invites(
+        &self,
+        actor: Snowflake,
+        ch: Snowflake,
+    ) -> GuildResult {
+        self.state
+            .require_channel(actor, ch, Permissions::MANAGE_CHANNELS, self.now())?;
         self.wire_invites(|i| i.channel_id == ch).await
     }
 
     pub(super) async fn delete_invite(&mut self, actor: Snowflake, code: String) -> GuildResult {
         let now = self.now();
-        let rec = self.state.invites.get(&code).cloned().ok_or_else(|| ApiError::unknown(ErrorCode::UnknownInvite))?;
+        let rec = self
+            .state
+            .invites
+            .get(&code)
+            .cloned()
+            .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownInvite))?;
         let guild_level = self.state.guild_permissions(actor, now)?;
-        let in_channel = self.state.channel_permissions(actor, rec.channel_id, now).unwrap_or_default();
-        if !guild_level.contains(Permissions::MANAGE_GUILD) && !in_channel.contains(Permissions::MANAGE_CHANNELS) {
+        let in_channel = self
+            .state
+            .channel_permissions(actor, rec.channel_id, now)
+            .unwrap_or_default();
+        if !guild_level.contains(Permissions::MANAGE_GUILD)
+            && !in_channel.contains(Permissions::MANAGE_CHANNELS)
+        {
             return Err(ApiError::missing_permissions());
         }
-        self.write(vec![GuildWrite::DeleteInvite { code: code.clone() }]).await?;
+        self.write(vec![GuildWrite::DeleteInvite { code: code.clone() }])
+            .await?;
         let wire = self.wire_invite(&rec, false).await?;
         self.state.invites.remove(&code);
-        self.emit(Audience::ChannelManagers(rec.channel_id), GuildEvent::InviteDelete(InviteDeleteData { channel_id: rec.channel_id, guild_id: self.state.id(), code }));
+        self.emit(
+            Audience::ChannelManagers(rec.channel_id),
+            GuildEvent::InviteDelete(InviteDeleteData {
+                channel_id: rec.channel_id,
+                guild_id: self.state.id(),
+                code,
+            }),
+        );
         Ok(Reply::Invite(wire))
     }
 
@@ -378,7 +628,11 @@ impl GuildActorState {
     pub(super) async fn accept_invite(&mut self, actor: Snowflake, code: String) -> GuildResult {
         let mut rec = self.live_invite(&code)?;
         if self.state.bans.contains_key(&actor) {
-            return Err(ApiError::new(403, ErrorCode::Banned, "You are banned from this guild."));
+            return Err(ApiError::new(
+                403,
+                ErrorCode::Banned,
+                "You are banned from this guild.",
+            ));
         }
         if self.state.members.contains_key(&actor) {
             return Ok(Reply::Invite(self.wire_invite(&rec, false).await?));
@@ -386,16 +640,31 @@ impl GuildActorState {
         self.guild_count_allows(actor).await?;
         rec.uses += 1;
         let member = self.new_member(actor, Vec::new());
-        self.write(vec![GuildWrite::PutMember(member.clone()), GuildWrite::PutInvite(rec.clone())]).await?;
+        self.write(vec![
+            GuildWrite::PutMember(member.clone()),
+            GuildWrite::PutInvite(rec.clone()),
+        ])
+        .await?;
         self.state.invites.insert(code, rec.clone());
         self.add_member_state(member).await?;
         Ok(Reply::Invite(self.wire_invite(&rec, false).await?))
     }
 
     async fn guild_count_allows(&self, user: Snowflake) -> Result<(), ApiError> {
-        let n = self.ctx.stores.guilds.user_guilds(user).await.map_err(GuildContext::store_error)?.len();
+        let n = self
+            .ctx
+            .stores
+            .guilds
+            .user_guilds(user)
+            .await
+            .map_err(GuildContext::store_error)?
+            .len();
         if n >= self.ctx.limits.max_guilds_per_user {
-            return Err(ApiError::new(400, ErrorCode::MaxGuilds, "Maximum number of guilds reached (100)"));
+            return Err(ApiError::new(
+                400,
+                ErrorCode::MaxGuilds,
+                "Maximum number of guilds reached (100)",
+            ));
         }
         Ok(())
     }
@@ -418,19 +687,40 @@ impl GuildActorState {
     async fn add_member_state(&mut self, member: MemberRecord) -> Result<(), ApiError> {
         self.state.members.insert(member.user_id, member.clone());
         let wire = self.wire_member(&member).await?;
-        self.emit(Audience::Guild, GuildEvent::MemberAdd(MemberData { guild_id: self.state.id(), member: wire }));
+        self.emit(
+            Audience::Guild,
+            GuildEvent::MemberAdd(MemberData {
+                guild_id: self.state.id(),
+                member: wire,
+            }),
+        );
         Ok(())
     }
 
-    pub(super) async fn add_bot(&mut self, actor: Snowflake, bot: Snowflake, app_name: String, permissions: Permissions) -> GuildResult {
-        let held = self.state.require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
+    pub(super) async fn add_bot(
+        &mut self,
+        actor: Snowflake,
+        bot: Snowflake,
+        app_name: String,
+        permissions: Permissions,
+    ) -> GuildResult {
+        let held = self
+            .state
+            .require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
         if self.state.bans.contains_key(&bot) {
-            return Err(ApiError::new(403, ErrorCode::Banned, "This bot is banned from the guild."));
+            return Err(ApiError::new(
+                403,
+                ErrorCode::Banned,
+                "This bot is banned from the guild.",
+            ));
         }
         if self.state.members.contains_key(&bot) {
             return Ok(Reply::Done);
         }
-        if !(actor == self.state.guild.owner_id || held.contains(Permissions::ADMINISTRATOR) || held.contains(permissions)) {
+        if !(actor == self.state.guild.owner_id
+            || held.contains(Permissions::ADMINISTRATOR)
+            || held.contains(permissions))
+        {
             return Err(ApiError::missing_permissions());
         }
         // The managed role and the membership are written in one batch: all or nothing.

@@ -8,9 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enrichment_protocol::models::{
-    Message, Nonce, Reaction, ReactionCountDetails, message_type,
-};
+use enrichment_protocol::models::{Message, Nonce, Reaction, ReactionCountDetails, message_type};
 use enrichment_protocol::rest::{CreateMessage, EditMessage, HistoryAnchor};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
 use enrichment_storage::{GuildWrite, MessageRecord};
@@ -24,7 +22,8 @@ use super::state::GuildState;
 use super::text::{emoji_of_key, parse_mentions, parse_reaction_emoji};
 use crate::events::{
     Audience, ChannelPinsData, Dispatch, GuildEvent, MessageData, MessageDeleteBulkData,
-    MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, TypingStartData,
+    MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData,
+    TypingStartData,
 };
 
 /// Discord refuses to bulk-delete messages older than two weeks.
@@ -38,12 +37,23 @@ pub(super) async fn hydrate(
     with_reference: bool,
 ) -> Result<Message, ApiError> {
     let store_err = GuildContext::store_error;
-    let referenced = match (&rec.message_reference, with_reference && rec.kind == message_type::REPLY) {
+    let referenced = match (
+        &rec.message_reference,
+        with_reference && rec.kind == message_type::REPLY,
+    ) {
         (Some(r), true) => match r.message_id {
-            Some(id) => Some(match ctx.stores.messages.get_message(rec.channel_id, id).await.map_err(store_err)? {
-                Some(m) => Some(Box::new(hydrate_flat(ctx, m, viewer).await?)),
-                None => None,
-            }),
+            Some(id) => Some(
+                match ctx
+                    .stores
+                    .messages
+                    .get_message(rec.channel_id, id)
+                    .await
+                    .map_err(store_err)?
+                {
+                    Some(m) => Some(Box::new(hydrate_flat(ctx, m, viewer).await?)),
+                    None => None,
+                },
+            ),
             None => None,
         },
         _ => None,
@@ -53,9 +63,17 @@ pub(super) async fn hydrate(
     Ok(msg)
 }
 
-async fn hydrate_flat(ctx: &GuildContext, rec: MessageRecord, viewer: Snowflake) -> Result<Message, ApiError> {
+async fn hydrate_flat(
+    ctx: &GuildContext,
+    rec: MessageRecord,
+    viewer: Snowflake,
+) -> Result<Message, ApiError> {
     let store_err = GuildContext::store_error;
-    let author = ctx.users.get_or_deleted(rec.author_id).await.map_err(store_err)?;
+    let author = ctx
+        .users
+        .get_or_deleted(rec.author_id)
+        .await
+        .map_err(store_err)?;
     let mentions = ctx.users.get_many(&rec.mentions).await.map_err(store_err)?;
     let reactions = ctx
         .stores
@@ -66,7 +84,10 @@ async fn hydrate_flat(ctx: &GuildContext, rec: MessageRecord, viewer: Snowflake)
         .into_iter()
         .map(|r| Reaction {
             count: r.count,
-            count_details: ReactionCountDetails { burst: 0, normal: r.count },
+            count_details: ReactionCountDetails {
+                burst: 0,
+                normal: r.count,
+            },
             me: r.me,
             me_burst: false,
             emoji: emoji_of_key(&r.emoji),
@@ -128,29 +149,67 @@ impl GuildActorState {
         let may_everyone = perms.contains(Permissions::MENTION_EVERYONE);
         // Without `allowed_mentions` every parsed mention counts; with it, only what its
         // `parse` kinds or explicit id lists allow.
-        let by_parse = |kind: &str| allowed.is_none_or(|a| a.parse.as_ref().is_some_and(|p| p.iter().any(|x| x == kind)));
-        let user_ok = |id: &Snowflake| by_parse("users") || allowed.is_some_and(|a| a.users.as_ref().is_some_and(|u| u.contains(id)));
-        let role_ok = |id: &Snowflake| by_parse("roles") || allowed.is_some_and(|a| a.roles.as_ref().is_some_and(|r| r.contains(id)));
+        let by_parse = |kind: &str| {
+            allowed.is_none_or(|a| {
+                a.parse
+                    .as_ref()
+                    .is_some_and(|p| p.iter().any(|x| x == kind))
+            })
+        };
+        let user_ok = |id: &Snowflake| {
+            by_parse("users")
+                || allowed.is_some_and(|a| a.users.as_ref().is_some_and(|u| u.contains(id)))
+        };
+        let role_ok = |id: &Snowflake| {
+            by_parse("roles")
+                || allowed.is_some_and(|a| a.roles.as_ref().is_some_and(|r| r.contains(id)))
+        };
         Resolved {
-            users: parsed.users.into_iter().filter(|u| self.state.members.contains_key(u) && user_ok(u)).collect(),
+            users: parsed
+                .users
+                .into_iter()
+                .filter(|u| self.state.members.contains_key(u) && user_ok(u))
+                .collect(),
             roles: parsed
                 .roles
                 .into_iter()
-                .filter(|r| self.state.roles.get(r).is_some_and(|role| role.mentionable || may_everyone) && role_ok(r))
+                .filter(|r| {
+                    self.state
+                        .roles
+                        .get(r)
+                        .is_some_and(|role| role.mentionable || may_everyone)
+                        && role_ok(r)
+                })
                 .collect(),
             everyone: parsed.everyone && may_everyone && by_parse("everyone"),
         }
     }
 
-    fn slowmode_check(&mut self, actor: Snowflake, ch: Snowflake, perms: Permissions, seconds: u32) -> Result<(), ApiError> {
-        if seconds == 0 || perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::MANAGE_CHANNELS | Permissions::BYPASS_SLOWMODE) {
+    fn slowmode_check(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        perms: Permissions,
+        seconds: u32,
+    ) -> Result<(), ApiError> {
+        if seconds == 0
+            || perms.intersects(
+                Permissions::MANAGE_MESSAGES
+                    | Permissions::MANAGE_CHANNELS
+                    | Permissions::BYPASS_SLOWMODE,
+            )
+        {
             return Ok(());
         }
         let window = Duration::from_secs(seconds.into());
         if let Some(at) = self.last_sent.get(&(ch, actor))
             && at.elapsed() < window
         {
-            return Err(ApiError::new(429, ErrorCode::General, "This action cannot be performed due to slowmode rate limit."));
+            return Err(ApiError::new(
+                429,
+                ErrorCode::General,
+                "This action cannot be performed due to slowmode rate limit.",
+            ));
         }
         self.last_sent.insert((ch, actor), Instant::now());
         Ok(())
@@ -166,28 +225,49 @@ impl GuildActorState {
         self.nonces.insert(key, msg);
     }
 
-    pub(super) async fn create_message(&mut self, actor: Snowflake, ch: Snowflake, body: CreateMessage, port: RpcReplyPort<GuildResult>) {
+    pub(super) async fn create_message(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        body: CreateMessage,
+        port: RpcReplyPort<GuildResult>,
+    ) {
         match self.prepare_message(actor, ch, body).await {
             Ok(Prepared::Duplicate(msg)) => {
                 // Answered after the original's write, through the same ordered queue.
                 self.commits
-                    .submit(async move { Box::new(move || { let _ = port.send(Ok(Reply::Message((*msg).clone()))); }) as Completion }.boxed())
+                    .submit(
+                        async move {
+                            Box::new(move || {
+                                let _ = port.send(Ok(Reply::Message((*msg).clone())));
+                            }) as Completion
+                        }
+                        .boxed(),
+                    )
                     .await;
             }
-            Ok(Prepared::New { record, message, member }) => {
+            Ok(Prepared::New {
+                record,
+                message,
+                member,
+            }) => {
                 let store = self.ctx.stores.messages.clone();
                 let bus = self.ctx.bus.clone();
                 let dispatch = Dispatch {
                     guild_id: self.state.id(),
                     audience: Audience::Channel(ch),
-                    event: GuildEvent::MessageCreate(MessageData { message: (*message).clone(), member: Some(member) }),
+                    event: GuildEvent::MessageCreate(MessageData {
+                        message: (*message).clone(),
+                        member: Some(member),
+                    }),
                 };
                 let started = Instant::now();
                 self.commits
                     .submit(
                         async move {
                             let result = store.put_message(&record).await;
-                            metrics::histogram!("enrichment_store_seconds", "op" => "put_message").record(started.elapsed().as_secs_f64());
+                            metrics::histogram!("enrichment_store_seconds", "op" => "put_message")
+                                .record(started.elapsed().as_secs_f64());
                             Box::new(move || match result {
                                 Ok(()) => {
                                     let _ = port.send(Ok(Reply::Message((*message).clone())));
@@ -208,12 +288,23 @@ impl GuildActorState {
         }
     }
 
-    async fn prepare_message(&mut self, actor: Snowflake, ch: Snowflake, body: CreateMessage) -> Result<Prepared, ApiError> {
+    async fn prepare_message(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        body: CreateMessage,
+    ) -> Result<Prepared, ApiError> {
         let now = self.now();
-        let perms = self.state.require_channel(actor, ch, Permissions::SEND_MESSAGES, now)?;
+        let perms = self
+            .state
+            .require_channel(actor, ch, Permissions::SEND_MESSAGES, now)?;
         let channel = self.state.channel(ch)?.clone();
         if !channel.kind.is_text_based() {
-            return Err(ApiError::new(400, ErrorCode::General, "Cannot send messages in a non-text channel"));
+            return Err(ApiError::new(
+                400,
+                ErrorCode::General,
+                "Cannot send messages in a non-text channel",
+            ));
         }
         body.validate()?;
         if let (Some(nonce), Some(true)) = (&body.nonce, body.enforce_nonce)
@@ -225,12 +316,20 @@ impl GuildActorState {
         let mut replied_to = None;
         if let Some(r) = &mut reference {
             if !perms.contains(Permissions::READ_MESSAGE_HISTORY) {
-                return Err(ApiError::new(403, ErrorCode::ReplyWithoutHistory, "Cannot reply without permission to read message history"));
+                return Err(ApiError::new(
+                    403,
+                    ErrorCode::ReplyWithoutHistory,
+                    "Cannot reply without permission to read message history",
+                ));
             }
             let target = match r.message_id {
-                Some(id) if r.channel_id.is_none_or(|c| c == ch) => {
-                    self.ctx.stores.messages.get_message(ch, id).await.map_err(GuildContext::store_error)?
-                }
+                Some(id) if r.channel_id.is_none_or(|c| c == ch) => self
+                    .ctx
+                    .stores
+                    .messages
+                    .get_message(ch, id)
+                    .await
+                    .map_err(GuildContext::store_error)?,
                 _ => None,
             };
             match target {
@@ -242,7 +341,11 @@ impl GuildActorState {
                 }
                 None if r.fail_if_not_exists => {
                     let mut e = FormErrors::default();
-                    e.add(&["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message");
+                    e.add(
+                        &["message_reference"],
+                        "REPLIES_UNKNOWN_MESSAGE",
+                        "Unknown message",
+                    );
                     return Err(e.into_error());
                 }
                 None => reference = None,
@@ -253,12 +356,23 @@ impl GuildActorState {
         let content = body.content.unwrap_or_default();
         let mut resolved = self.resolve_mentions(&content, perms, body.allowed_mentions.as_ref());
         if let Some(t) = &replied_to {
-            let ping = body.allowed_mentions.as_ref().and_then(|a| a.replied_user).unwrap_or(true);
-            if ping && !resolved.users.contains(&t.author_id) && self.state.members.contains_key(&t.author_id) {
+            let ping = body
+                .allowed_mentions
+                .as_ref()
+                .and_then(|a| a.replied_user)
+                .unwrap_or(true);
+            if ping
+                && !resolved.users.contains(&t.author_id)
+                && self.state.members.contains_key(&t.author_id)
+            {
                 resolved.users.push(t.author_id);
             }
         }
-        let embeds = if perms.contains(Permissions::EMBED_LINKS) { body.embeds.unwrap_or_default() } else { Vec::new() };
+        let embeds = if perms.contains(Permissions::EMBED_LINKS) {
+            body.embeds.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let record = MessageRecord {
             id: self.ctx.ids.next_id(),
             channel_id: ch,
@@ -273,16 +387,31 @@ impl GuildActorState {
             attachments: Vec::new(),
             embeds,
             pinned: false,
-            kind: if reference.is_some() { message_type::REPLY } else { message_type::DEFAULT },
+            kind: if reference.is_some() {
+                message_type::REPLY
+            } else {
+                message_type::DEFAULT
+            },
             flags: body.flags.unwrap_or(0) & SETTABLE_FLAGS,
             nonce: body.nonce.clone(),
             message_reference: reference,
         };
-        let author = self.ctx.users.get_or_deleted(actor).await.map_err(GuildContext::store_error)?;
-        let mentions = self.ctx.users.get_many(&record.mentions).await.map_err(GuildContext::store_error)?;
+        let author = self
+            .ctx
+            .users
+            .get_or_deleted(actor)
+            .await
+            .map_err(GuildContext::store_error)?;
+        let mentions = self
+            .ctx
+            .users
+            .get_many(&record.mentions)
+            .await
+            .map_err(GuildContext::store_error)?;
         let mut message = to_wire(record.clone(), author.clone(), mentions, Vec::new());
         if let Some(t) = replied_to {
-            message.referenced_message = Some(Some(Box::new(hydrate_flat(&self.ctx, t, actor).await?)));
+            message.referenced_message =
+                Some(Some(Box::new(hydrate_flat(&self.ctx, t, actor).await?)));
         }
         let message = Arc::new(message);
         if let Some(n) = body.nonce
@@ -292,7 +421,11 @@ impl GuildActorState {
         }
         self.last_message.insert(ch, record.id);
         let member = GuildState::wire_member(self.state.member(actor)?, None);
-        Ok(Prepared::New { record, message, member })
+        Ok(Prepared::New {
+            record,
+            message,
+            member,
+        })
     }
 
     async fn load_message(&self, ch: Snowflake, id: Snowflake) -> Result<MessageRecord, ApiError> {
@@ -305,14 +438,27 @@ impl GuildActorState {
             .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownMessage))
     }
 
-    pub(super) async fn edit_message(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, body: EditMessage, port: RpcReplyPort<GuildResult>) {
+    pub(super) async fn edit_message(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        body: EditMessage,
+        port: RpcReplyPort<GuildResult>,
+    ) {
         let prepared = async {
             let now = self.now();
-            let perms = self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, now)?;
+            let perms = self
+                .state
+                .require_channel(actor, ch, Permissions::VIEW_CHANNEL, now)?;
             body.validate()?;
             let mut rec = self.load_message(ch, id).await?;
             if rec.author_id != actor {
-                return Err(ApiError::new(403, ErrorCode::CannotEditOthersMessage, "Cannot edit a message authored by another user"));
+                return Err(ApiError::new(
+                    403,
+                    ErrorCode::CannotEditOthersMessage,
+                    "Cannot edit a message authored by another user",
+                ));
             }
             if let Some(content) = body.content {
                 rec.content = content.unwrap_or_default();
@@ -322,13 +468,22 @@ impl GuildActorState {
                 rec.mention_everyone = r.everyone;
             }
             if let Some(embeds) = body.embeds {
-                rec.embeds = if perms.contains(Permissions::EMBED_LINKS) { embeds.unwrap_or_default() } else { Vec::new() };
+                rec.embeds = if perms.contains(Permissions::EMBED_LINKS) {
+                    embeds.unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
             }
             if let Some(flags) = body.flags {
                 rec.flags = flags.unwrap_or(0) & SETTABLE_FLAGS;
             }
-            if rec.content.trim().is_empty() && rec.embeds.is_empty() && rec.attachments.is_empty() {
-                return Err(ApiError::new(400, ErrorCode::EmptyMessage, "Cannot send an empty message"));
+            if rec.content.trim().is_empty() && rec.embeds.is_empty() && rec.attachments.is_empty()
+            {
+                return Err(ApiError::new(
+                    400,
+                    ErrorCode::EmptyMessage,
+                    "Cannot send an empty message",
+                ));
             }
             rec.edited_timestamp = Some(now);
             Ok::<_, ApiError>(rec)
@@ -347,7 +502,11 @@ impl GuildActorState {
             .submit(
                 async move {
                     let result = async {
-                        ctx.stores.messages.put_message(&rec).await.map_err(GuildContext::store_error)?;
+                        ctx.stores
+                            .messages
+                            .put_message(&rec)
+                            .await
+                            .map_err(GuildContext::store_error)?;
                         hydrate(&ctx, rec, actor, true).await
                     }
                     .await;
@@ -357,7 +516,10 @@ impl GuildActorState {
                             ctx.bus.publish(Dispatch {
                                 guild_id: gid,
                                 audience: Audience::Channel(ch),
-                                event: GuildEvent::MessageUpdate(MessageData { message, member: None }),
+                                event: GuildEvent::MessageUpdate(MessageData {
+                                    message,
+                                    member: None,
+                                }),
                             });
                         }
                         Err(e) => {
@@ -370,9 +532,17 @@ impl GuildActorState {
             .await;
     }
 
-    pub(super) async fn delete_message(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, port: RpcReplyPort<GuildResult>) {
+    pub(super) async fn delete_message(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        port: RpcReplyPort<GuildResult>,
+    ) {
         let checked = async {
-            let perms = self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now())?;
+            let perms =
+                self.state
+                    .require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now())?;
             let rec = self.load_message(ch, id).await?;
             if rec.author_id != actor && !perms.contains(Permissions::MANAGE_MESSAGES) {
                 return Err(ApiError::missing_permissions());
@@ -396,7 +566,11 @@ impl GuildActorState {
                             ctx.bus.publish(Dispatch {
                                 guild_id: gid,
                                 audience: Audience::Channel(ch),
-                                event: GuildEvent::MessageDelete(MessageDeleteData { id, channel_id: ch, guild_id: gid }),
+                                event: GuildEvent::MessageDelete(MessageDeleteData {
+                                    id,
+                                    channel_id: ch,
+                                    guild_id: gid,
+                                }),
                             });
                         }
                         Err(e) => {
@@ -410,20 +584,34 @@ impl GuildActorState {
     }
 
     /// Checks read access in the actor, then reads in a task of its own.
-    fn spawn_read<F, Fut>(&self, actor: Snowflake, ch: Snowflake, port: RpcReplyPort<GuildResult>, empty_without_history: bool, read: F)
-    where
+    fn spawn_read<F, Fut>(
+        &self,
+        actor: Snowflake,
+        ch: Snowflake,
+        port: RpcReplyPort<GuildResult>,
+        empty_without_history: bool,
+        read: F,
+    ) where
         F: FnOnce(Arc<GuildContext>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = GuildResult> + Send,
     {
-        let perms = match self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now()) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = port.send(Err(e));
-                return;
-            }
-        };
+        let perms =
+            match self
+                .state
+                .require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now())
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = port.send(Err(e));
+                    return;
+                }
+            };
         if !perms.contains(Permissions::READ_MESSAGE_HISTORY) {
-            let r = if empty_without_history { Ok(Reply::Messages(Vec::new())) } else { Err(ApiError::missing_permissions()) };
+            let r = if empty_without_history {
+                Ok(Reply::Messages(Vec::new()))
+            } else {
+                Err(ApiError::missing_permissions())
+            };
             let _ = port.send(r);
             return;
         }
@@ -433,7 +621,13 @@ impl GuildActorState {
         });
     }
 
-    pub(super) fn get_message(&self, actor: Snowflake, ch: Snowflake, id: Snowflake, port: RpcReplyPort<GuildResult>) {
+    pub(super) fn get_message(
+        &self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        port: RpcReplyPort<GuildResult>,
+    ) {
         self.spawn_read(actor, ch, port, false, move |ctx| async move {
             let rec = ctx
                 .stores
@@ -446,11 +640,24 @@ impl GuildActorState {
         });
     }
 
-    pub(super) fn list_messages(&self, actor: Snowflake, ch: Snowflake, anchor: HistoryAnchor, limit: usize, port: RpcReplyPort<GuildResult>) {
+    pub(super) fn list_messages(
+        &self,
+        actor: Snowflake,
+        ch: Snowflake,
+        anchor: HistoryAnchor,
+        limit: usize,
+        port: RpcReplyPort<GuildResult>,
+    ) {
         self.spawn_read(actor, ch, port, true, move |ctx| async move {
             let started = Instant::now();
-            let records = ctx.stores.messages.list_messages(ch, anchor, limit).await.map_err(GuildContext::store_error)?;
-            metrics::histogram!("enrichment_store_seconds", "op" => "list_messages").record(started.elapsed().as_secs_f64());
+            let records = ctx
+                .stores
+                .messages
+                .list_messages(ch, anchor, limit)
+                .await
+                .map_err(GuildContext::store_error)?;
+            metrics::histogram!("enrichment_store_seconds", "op" => "list_messages")
+                .record(started.elapsed().as_secs_f64());
             let mut out = Vec::with_capacity(records.len());
             for r in records {
                 out.push(hydrate(&ctx, r, actor, true).await?);
@@ -459,9 +666,19 @@ impl GuildActorState {
         });
     }
 
-    pub(super) fn list_pins(&self, actor: Snowflake, ch: Snowflake, port: RpcReplyPort<GuildResult>) {
+    pub(super) fn list_pins(
+        &self,
+        actor: Snowflake,
+        ch: Snowflake,
+        port: RpcReplyPort<GuildResult>,
+    ) {
         self.spawn_read(actor, ch, port, true, move |ctx| async move {
-            let records = ctx.stores.messages.list_pins(ch).await.map_err(GuildContext::store_error)?;
+            let records = ctx
+                .stores
+                .messages
+                .list_pins(ch)
+                .await
+                .map_err(GuildContext::store_error)?;
             let mut out = Vec::with_capacity(records.len());
             for r in records {
                 out.push(hydrate(&ctx, r, actor, true).await?);
@@ -490,91 +707,218 @@ impl GuildActorState {
         };
         self.spawn_read(actor, ch, port, false, move |ctx| async move {
             let store = &ctx.stores.messages;
-            if store.get_message(ch, id).await.map_err(GuildContext::store_error)?.is_none() {
+            if store
+                .get_message(ch, id)
+                .await
+                .map_err(GuildContext::store_error)?
+                .is_none()
+            {
                 return Err(ApiError::unknown(ErrorCode::UnknownMessage));
             }
-            let ids = store.reaction_users(ch, id, &key, after, limit).await.map_err(GuildContext::store_error)?;
-            Ok(Reply::Users(ctx.users.get_many(&ids).await.map_err(GuildContext::store_error)?))
+            let ids = store
+                .reaction_users(ch, id, &key, after, limit)
+                .await
+                .map_err(GuildContext::store_error)?;
+            Ok(Reply::Users(
+                ctx.users
+                    .get_many(&ids)
+                    .await
+                    .map_err(GuildContext::store_error)?,
+            ))
         });
     }
 
-    pub(super) async fn bulk_delete(&mut self, actor: Snowflake, ch: Snowflake, mut ids: Vec<Snowflake>) -> GuildResult {
-        self.state.require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
-        let oldest_allowed = (self.now().unix_ms().max(0) as u64).saturating_sub(BULK_DELETE_MAX_AGE_MS);
+    pub(super) async fn bulk_delete(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        mut ids: Vec<Snowflake>,
+    ) -> GuildResult {
+        self.state
+            .require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
+        let oldest_allowed =
+            (self.now().unix_ms().max(0) as u64).saturating_sub(BULK_DELETE_MAX_AGE_MS);
         if ids.iter().any(|id| id.unix_ms() < oldest_allowed) {
-            return Err(ApiError::new(400, ErrorCode::MessageTooOldToBulkDelete, "You can only bulk delete messages that are under 14 days old."));
+            return Err(ApiError::new(
+                400,
+                ErrorCode::MessageTooOldToBulkDelete,
+                "You can only bulk delete messages that are under 14 days old.",
+            ));
         }
         ids.sort_unstable();
         ids.dedup();
-        let deleted = self.ctx.stores.messages.delete_messages(ch, &ids).await.map_err(GuildContext::store_error)?;
+        let deleted = self
+            .ctx
+            .stores
+            .messages
+            .delete_messages(ch, &ids)
+            .await
+            .map_err(GuildContext::store_error)?;
         if !deleted.is_empty() {
-            self.emit(Audience::Channel(ch), GuildEvent::MessageDeleteBulk(MessageDeleteBulkData { ids: deleted, channel_id: ch, guild_id: self.state.id() }));
+            self.emit(
+                Audience::Channel(ch),
+                GuildEvent::MessageDeleteBulk(MessageDeleteBulkData {
+                    ids: deleted,
+                    channel_id: ch,
+                    guild_id: self.state.id(),
+                }),
+            );
         }
         Ok(Reply::Done)
     }
 
-    fn reaction_data(&self, user: Snowflake, ch: Snowflake, id: Snowflake, key: &str, with_member: bool) -> ReactionData {
+    fn reaction_data(
+        &self,
+        user: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        key: &str,
+        with_member: bool,
+    ) -> ReactionData {
         ReactionData {
             user_id: user,
             channel_id: ch,
             message_id: id,
             guild_id: self.state.id(),
-            member: if with_member { self.state.members.get(&user).map(|m| GuildState::wire_member(m, self.ctx.users.cached(user))) } else { None },
+            member: if with_member {
+                self.state
+                    .members
+                    .get(&user)
+                    .map(|m| GuildState::wire_member(m, self.ctx.users.cached(user)))
+            } else {
+                None
+            },
             emoji: emoji_of_key(key),
             burst: false,
             kind: 0,
         }
     }
 
-    pub(super) async fn add_reaction(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, emoji: String) -> GuildResult {
-        let perms = self.state.require_channel(actor, ch, Permissions::READ_MESSAGE_HISTORY, self.now())?;
+    pub(super) async fn add_reaction(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        emoji: String,
+    ) -> GuildResult {
+        let perms =
+            self.state
+                .require_channel(actor, ch, Permissions::READ_MESSAGE_HISTORY, self.now())?;
         let (key, _) = parse_reaction_emoji(&emoji)?;
         self.load_message(ch, id).await?;
         let store = &self.ctx.stores.messages;
-        let counts = store.reaction_counts(ch, id, actor).await.map_err(GuildContext::store_error)?;
+        let counts = store
+            .reaction_counts(ch, id, actor)
+            .await
+            .map_err(GuildContext::store_error)?;
         if !counts.iter().any(|c| c.emoji == key) {
             // Adding a new emoji needs ADD_REACTIONS; joining an existing one does not.
             if !perms.contains(Permissions::ADD_REACTIONS) {
                 return Err(ApiError::missing_permissions());
             }
             if counts.len() >= self.ctx.limits.max_reactions_per_message {
-                return Err(ApiError::new(400, ErrorCode::MaxReactions, "Maximum number of reactions reached (20)"));
+                return Err(ApiError::new(
+                    400,
+                    ErrorCode::MaxReactions,
+                    "Maximum number of reactions reached (20)",
+                ));
             }
         }
-        if store.add_reaction(ch, id, &key, actor).await.map_err(GuildContext::store_error)? {
-            self.emit(Audience::Channel(ch), GuildEvent::ReactionAdd(self.reaction_data(actor, ch, id, &key, true)));
+        if store
+            .add_reaction(ch, id, &key, actor)
+            .await
+            .map_err(GuildContext::store_error)?
+        {
+            self.emit(
+                Audience::Channel(ch),
+                GuildEvent::ReactionAdd(self.reaction_data(actor, ch, id, &key, true)),
+            );
         }
         Ok(Reply::Done)
     }
 
-    pub(super) async fn remove_reaction(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, emoji: String, user: Snowflake) -> GuildResult {
-        let need = if user == actor { Permissions::VIEW_CHANNEL } else { Permissions::MANAGE_MESSAGES };
+    pub(super) async fn remove_reaction(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        emoji: String,
+        user: Snowflake,
+    ) -> GuildResult {
+        let need = if user == actor {
+            Permissions::VIEW_CHANNEL
+        } else {
+            Permissions::MANAGE_MESSAGES
+        };
         self.state.require_channel(actor, ch, need, self.now())?;
         let (key, _) = parse_reaction_emoji(&emoji)?;
         self.load_message(ch, id).await?;
-        if self.ctx.stores.messages.remove_reaction(ch, id, &key, user).await.map_err(GuildContext::store_error)? {
-            self.emit(Audience::Channel(ch), GuildEvent::ReactionRemove(self.reaction_data(user, ch, id, &key, false)));
+        if self
+            .ctx
+            .stores
+            .messages
+            .remove_reaction(ch, id, &key, user)
+            .await
+            .map_err(GuildContext::store_error)?
+        {
+            self.emit(
+                Audience::Channel(ch),
+                GuildEvent::ReactionRemove(self.reaction_data(user, ch, id, &key, false)),
+            );
         }
         Ok(Reply::Done)
     }
 
-    pub(super) async fn remove_all_reactions(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, emoji: Option<String>) -> GuildResult {
-        self.state.require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
-        let key = emoji.as_deref().map(parse_reaction_emoji).transpose()?.map(|(k, _)| k);
+    pub(super) async fn remove_all_reactions(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        emoji: Option<String>,
+    ) -> GuildResult {
+        self.state
+            .require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
+        let key = emoji
+            .as_deref()
+            .map(parse_reaction_emoji)
+            .transpose()?
+            .map(|(k, _)| k);
         self.load_message(ch, id).await?;
-        self.ctx.stores.messages.remove_reactions(ch, id, key.as_deref()).await.map_err(GuildContext::store_error)?;
+        self.ctx
+            .stores
+            .messages
+            .remove_reactions(ch, id, key.as_deref())
+            .await
+            .map_err(GuildContext::store_error)?;
         let gid = self.state.id();
         let event = match key {
-            Some(k) => GuildEvent::ReactionRemoveEmoji(ReactionRemoveEmojiData { channel_id: ch, guild_id: gid, message_id: id, emoji: emoji_of_key(&k) }),
-            None => GuildEvent::ReactionRemoveAll(ReactionRemoveAllData { channel_id: ch, message_id: id, guild_id: gid }),
+            Some(k) => GuildEvent::ReactionRemoveEmoji(ReactionRemoveEmojiData {
+                channel_id: ch,
+                guild_id: gid,
+                message_id: id,
+                emoji: emoji_of_key(&k),
+            }),
+            None => GuildEvent::ReactionRemoveAll(ReactionRemoveAllData {
+                channel_id: ch,
+                message_id: id,
+                guild_id: gid,
+            }),
         };
         self.emit(Audience::Channel(ch), event);
         Ok(Reply::Done)
     }
 
-    pub(super) async fn set_pin(&mut self, actor: Snowflake, ch: Snowflake, id: Snowflake, pin: bool) -> GuildResult {
+    pub(super) async fn set_pin(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        id: Snowflake,
+        pin: bool,
+    ) -> GuildResult {
         let now = self.now();
-        let perms = self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, now)?;
+        let perms = self
+            .state
+            .require_channel(actor, ch, Permissions::VIEW_CHANNEL, now)?;
         if !perms.intersects(Permissions::MANAGE_MESSAGES | Permissions::PIN_MESSAGES) {
             return Err(ApiError::missing_permissions());
         }
@@ -583,34 +927,58 @@ impl GuildActorState {
             return Ok(Reply::Done);
         }
         let store = &self.ctx.stores.messages;
-        if pin && store.list_pins(ch).await.map_err(GuildContext::store_error)?.len() >= self.ctx.limits.max_pins {
-            return Err(ApiError::new(400, ErrorCode::MaxPins, "Maximum number of pins reached (50)"));
+        if pin
+            && store
+                .list_pins(ch)
+                .await
+                .map_err(GuildContext::store_error)?
+                .len()
+                >= self.ctx.limits.max_pins
+        {
+            return Err(ApiError::new(
+                400,
+                ErrorCode::MaxPins,
+                "Maximum number of pins reached (50)",
+            ));
         }
-        if !store.set_pinned(ch, id, pin).await.map_err(GuildContext::store_error)? {
+        if !store
+            .set_pinned(ch, id, pin)
+            .await
+            .map_err(GuildContext::store_error)?
+        {
             return Err(ApiError::unknown(ErrorCode::UnknownMessage));
         }
         let mut channel = self.state.channel(ch)?.clone();
         if pin {
             channel.last_pin_timestamp = Some(now);
-            self.write(vec![GuildWrite::PutChannel(channel.clone())]).await?;
+            self.write(vec![GuildWrite::PutChannel(channel.clone())])
+                .await?;
             self.state.channels.insert(ch, channel.clone());
         }
         self.emit(
             Audience::Channel(ch),
-            GuildEvent::ChannelPinsUpdate(ChannelPinsData { guild_id: self.state.id(), channel_id: ch, last_pin_timestamp: channel.last_pin_timestamp }),
+            GuildEvent::ChannelPinsUpdate(ChannelPinsData {
+                guild_id: self.state.id(),
+                channel_id: ch,
+                last_pin_timestamp: channel.last_pin_timestamp,
+            }),
         );
         Ok(Reply::Done)
     }
 
     pub(super) async fn typing(&mut self, actor: Snowflake, ch: Snowflake) -> GuildResult {
-        self.state.require_channel(actor, ch, Permissions::SEND_MESSAGES, self.now())?;
+        self.state
+            .require_channel(actor, ch, Permissions::SEND_MESSAGES, self.now())?;
         let member = self.state.member(actor)?;
         let data = TypingStartData {
             channel_id: ch,
             guild_id: self.state.id(),
             user_id: actor,
             timestamp: (Timestamp::now().unix_ms().max(0) / 1000) as u64,
-            member: Some(GuildState::wire_member(member, self.ctx.users.cached(actor))),
+            member: Some(GuildState::wire_member(
+                member,
+                self.ctx.users.cached(actor),
+            )),
         };
         self.emit(Audience::Channel(ch), GuildEvent::TypingStart(data));
         Ok(Reply::Done)
@@ -622,5 +990,9 @@ const SETTABLE_FLAGS: u64 = (1 << 2) | (1 << 12);
 
 enum Prepared {
     Duplicate(Arc<Message>),
-    New { record: MessageRecord, message: Arc<Message>, member: enrichment_protocol::models::Member },
+    New {
+        record: MessageRecord,
+        message: Arc<Message>,
+        member: enrichment_protocol::models::Member,
+    },
 }

@@ -2,7 +2,8 @@
 
 use enrichment_protocol::models::{Channel, ChannelType, PartialGuild, PermissionOverwrite, Role};
 use enrichment_protocol::rest::{
-    ChannelPosition, CreateChannel, EditOverwrite, ModifyChannel, ModifyGuild, RoleBody, RolePosition,
+    ChannelPosition, CreateChannel, EditOverwrite, ModifyChannel, ModifyGuild, RoleBody,
+    RolePosition,
 };
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake};
 use enrichment_storage::GuildWrite;
@@ -19,15 +20,33 @@ impl GuildActorState {
     pub(super) async fn dispatch(&mut self, req: GuildRequest, port: RpcReplyPort<GuildResult>) {
         let actor = req.actor;
         let result = match req.command {
-            Command::CreateMessage(ch, body) => return self.create_message(actor, ch, *body, port).await,
-            Command::EditMessage(ch, id, body) => return self.edit_message(actor, ch, id, body, port).await,
-            Command::DeleteMessage(ch, id) => return self.delete_message(actor, ch, id, port).await,
+            Command::CreateMessage(ch, body) => {
+                return self.create_message(actor, ch, *body, port).await;
+            }
+            Command::EditMessage(ch, id, body) => {
+                return self.edit_message(actor, ch, id, body, port).await;
+            }
+            Command::DeleteMessage(ch, id) => {
+                return self.delete_message(actor, ch, id, port).await;
+            }
             Command::GetMessage(ch, id) => return self.get_message(actor, ch, id, port),
-            Command::ListMessages { channel_id, anchor, limit } => {
+            Command::ListMessages {
+                channel_id,
+                anchor,
+                limit,
+            } => {
                 return self.list_messages(actor, channel_id, anchor, limit, port);
             }
-            Command::ListReactions { channel_id, message_id, emoji, after, limit } => {
-                return self.list_reactions(actor, channel_id, message_id, emoji, after, limit, port).await;
+            Command::ListReactions {
+                channel_id,
+                message_id,
+                emoji,
+                after,
+                limit,
+            } => {
+                return self
+                    .list_reactions(actor, channel_id, message_id, emoji, after, limit, port)
+                    .await;
             }
             Command::ListPins(ch) => return self.list_pins(actor, ch, port),
             Command::GetGuild => self.get_guild(actor),
@@ -40,8 +59,14 @@ impl GuildActorState {
             Command::GetChannel(ch) => self.get_channel(actor, ch),
             Command::ModifyChannel(ch, body) => self.modify_channel(actor, ch, body).await,
             Command::DeleteChannel(ch) => self.delete_channel(actor, ch).await,
-            Command::EditOverwrite { channel_id, target, body } => self.edit_overwrite(actor, channel_id, target, body).await,
-            Command::DeleteOverwrite { channel_id, target } => self.delete_overwrite(actor, channel_id, target).await,
+            Command::EditOverwrite {
+                channel_id,
+                target,
+                body,
+            } => self.edit_overwrite(actor, channel_id, target, body).await,
+            Command::DeleteOverwrite { channel_id, target } => {
+                self.delete_overwrite(actor, channel_id, target).await
+            }
             Command::ListRoles => self.list_roles(actor),
             Command::CreateRole(body) => self.create_role(actor, body).await,
             Command::ModifyRole(id, body) => self.modify_role(actor, id, body).await,
@@ -51,34 +76,65 @@ impl GuildActorState {
             Command::GetMember(u) => self.get_member(actor, u).await,
             Command::ModifyMember(u, body) => self.modify_member(actor, u, body).await,
             Command::ModifyCurrentMember { nick } => self.modify_current_member(actor, nick).await,
-            Command::AddMemberRole { user_id, role_id } => self.member_role(actor, user_id, role_id, true).await,
-            Command::RemoveMemberRole { user_id, role_id } => self.member_role(actor, user_id, role_id, false).await,
+            Command::AddMemberRole { user_id, role_id } => {
+                self.member_role(actor, user_id, role_id, true).await
+            }
+            Command::RemoveMemberRole { user_id, role_id } => {
+                self.member_role(actor, user_id, role_id, false).await
+            }
             Command::Kick(u) => self.kick(actor, u).await,
             Command::Leave => self.leave(actor).await,
             Command::ListBans => self.list_bans(actor).await,
             Command::GetBan(u) => self.get_ban(actor, u).await,
-            Command::Ban { user_id, delete_message_seconds } => {
-                self.ban(actor, user_id, delete_message_seconds, req.reason).await
+            Command::Ban {
+                user_id,
+                delete_message_seconds,
+            } => {
+                self.ban(actor, user_id, delete_message_seconds, req.reason)
+                    .await
             }
             Command::Unban(u) => self.unban(actor, u).await,
-            Command::CreateInvite { channel_id, body } => self.create_invite(actor, channel_id, body).await,
+            Command::CreateInvite { channel_id, body } => {
+                self.create_invite(actor, channel_id, body).await
+            }
             Command::ListGuildInvites => self.list_guild_invites(actor).await,
             Command::ListChannelInvites(ch) => self.list_channel_invites(actor, ch).await,
             Command::DeleteInvite(code) => self.delete_invite(actor, code).await,
             Command::GetInvite(code) => self.get_invite(code).await,
             Command::AcceptInvite(code) => self.accept_invite(actor, code).await,
-            Command::AddBot { bot_user_id, application_name, permissions } => {
-                self.add_bot(actor, bot_user_id, application_name, permissions).await
+            Command::AddBot {
+                bot_user_id,
+                application_name,
+                permissions,
+            } => {
+                self.add_bot(actor, bot_user_id, application_name, permissions)
+                    .await
             }
             Command::BulkDelete(ch, ids) => self.bulk_delete(actor, ch, ids).await,
-            Command::AddReaction { channel_id, message_id, emoji } => {
-                self.add_reaction(actor, channel_id, message_id, emoji).await
+            Command::AddReaction {
+                channel_id,
+                message_id,
+                emoji,
+            } => {
+                self.add_reaction(actor, channel_id, message_id, emoji)
+                    .await
             }
-            Command::RemoveReaction { channel_id, message_id, emoji, user_id } => {
-                self.remove_reaction(actor, channel_id, message_id, emoji, user_id).await
+            Command::RemoveReaction {
+                channel_id,
+                message_id,
+                emoji,
+                user_id,
+            } => {
+                self.remove_reaction(actor, channel_id, message_id, emoji, user_id)
+                    .await
             }
-            Command::RemoveAllReactions { channel_id, message_id, emoji } => {
-                self.remove_all_reactions(actor, channel_id, message_id, emoji).await
+            Command::RemoveAllReactions {
+                channel_id,
+                message_id,
+                emoji,
+            } => {
+                self.remove_all_reactions(actor, channel_id, message_id, emoji)
+                    .await
             }
             Command::Pin(ch, id) => self.set_pin(actor, ch, id, true).await,
             Command::Unpin(ch, id) => self.set_pin(actor, ch, id, false).await,
@@ -109,7 +165,8 @@ impl GuildActorState {
     }
 
     async fn modify_guild(&mut self, actor: Snowflake, body: ModifyGuild) -> GuildResult {
-        self.state.require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
+        self.state
+            .require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
         let mut g = self.state.guild.clone();
         let mut e = FormErrors::default();
         if let Some(n) = body.name {
@@ -122,7 +179,11 @@ impl GuildActorState {
             g.icon = i;
         }
         for (field, value, target) in [
-            ("system_channel_id", body.system_channel_id, &mut g.system_channel_id),
+            (
+                "system_channel_id",
+                body.system_channel_id,
+                &mut g.system_channel_id,
+            ),
             ("afk_channel_id", body.afk_channel_id, &mut g.afk_channel_id),
         ] {
             if let Some(v) = value {
@@ -154,7 +215,11 @@ impl GuildActorState {
                 return Err(ApiError::missing_permissions());
             }
             if !self.state.members.contains_key(&owner) {
-                e.add(&["owner_id"], "GUILD_OWNER_INVALID", "The new owner must be a member.");
+                e.add(
+                    &["owner_id"],
+                    "GUILD_OWNER_INVALID",
+                    "The new owner must be a member.",
+                );
             }
             g.owner_id = owner;
         }
@@ -185,7 +250,13 @@ impl GuildActorState {
                 }
             }
         });
-        self.emit(Audience::Users(members), GuildEvent::GuildDelete(GuildDeleteData { id, unavailable: false }));
+        self.emit(
+            Audience::Users(members),
+            GuildEvent::GuildDelete(GuildDeleteData {
+                id,
+                unavailable: false,
+            }),
+        );
         self.deleted = true;
         Ok(Reply::Done)
     }
@@ -193,9 +264,17 @@ impl GuildActorState {
     // ------------------------------------------------------------ channels
 
     fn sorted_channels(&self, filter: impl Fn(&Channel) -> bool) -> Vec<Channel> {
-        let mut list: Vec<Channel> = self.state.channels.values().filter(|c| filter(c)).cloned().collect();
+        let mut list: Vec<Channel> = self
+            .state
+            .channels
+            .values()
+            .filter(|c| filter(c))
+            .cloned()
+            .collect();
         list.sort_by_key(|c| (c.position, c.id));
-        list.into_iter().map(|c| self.with_last_message(c)).collect()
+        list.into_iter()
+            .map(|c| self.with_last_message(c))
+            .collect()
     }
 
     pub(super) fn with_last_message(&self, mut c: Channel) -> Channel {
@@ -205,44 +284,80 @@ impl GuildActorState {
 
     fn list_channels(&self, actor: Snowflake) -> GuildResult {
         let now = self.now();
-        let member = self.state.members.get(&actor).ok_or_else(ApiError::missing_access)?;
+        let member = self
+            .state
+            .members
+            .get(&actor)
+            .ok_or_else(ApiError::missing_access)?;
         Ok(Reply::Channels(self.sorted_channels(|c| {
-            self.state.channel_permissions_of(member, c, now).contains(Permissions::VIEW_CHANNEL)
+            self.state
+                .channel_permissions_of(member, c, now)
+                .contains(Permissions::VIEW_CHANNEL)
         })))
     }
 
     fn check_parent(&self, e: &mut FormErrors, kind: ChannelType, parent: Option<Snowflake>) {
         if let Some(p) = parent {
             match self.state.channels.get(&p) {
-                Some(c) if c.kind == ChannelType::GUILD_CATEGORY && kind != ChannelType::GUILD_CATEGORY => {}
-                _ => e.add(&["parent_id"], "CHANNEL_PARENT_INVALID", "Invalid parent channel."),
+                Some(c)
+                    if c.kind == ChannelType::GUILD_CATEGORY
+                        && kind != ChannelType::GUILD_CATEGORY => {}
+                _ => e.add(
+                    &["parent_id"],
+                    "CHANNEL_PARENT_INVALID",
+                    "Invalid parent channel.",
+                ),
             }
         }
     }
 
     /// Overwrites may only name existing roles or members, and a non-administrator may only
     /// allow or deny permissions it holds itself.
-    fn check_overwrites(&self, actor: Snowflake, held: Permissions, list: &[PermissionOverwrite]) -> Result<(), ApiError> {
+    fn check_overwrites(
+        &self,
+        actor: Snowflake,
+        held: Permissions,
+        list: &[PermissionOverwrite],
+    ) -> Result<(), ApiError> {
         let mut e = FormErrors::default();
         for (i, o) in list.iter().enumerate() {
-            let known = if o.kind == 0 { self.state.roles.contains_key(&o.id) } else { self.state.members.contains_key(&o.id) };
+            let known = if o.kind == 0 {
+                self.state.roles.contains_key(&o.id)
+            } else {
+                self.state.members.contains_key(&o.id)
+            };
             if !known {
                 let i = i.to_string();
-                e.add(&["permission_overwrites", &i, "id"], "UNKNOWN_OVERWRITE_TARGET", "Unknown role or member.");
+                e.add(
+                    &["permission_overwrites", &i, "id"],
+                    "UNKNOWN_OVERWRITE_TARGET",
+                    "Unknown role or member.",
+                );
             }
         }
         e.finish()?;
-        let wants = list.iter().fold(Permissions::empty(), |acc, o| acc | o.allow | o.deny);
-        if actor != self.state.guild.owner_id && !held.contains(Permissions::ADMINISTRATOR) && !held.contains(wants) {
+        let wants = list
+            .iter()
+            .fold(Permissions::empty(), |acc, o| acc | o.allow | o.deny);
+        if actor != self.state.guild.owner_id
+            && !held.contains(Permissions::ADMINISTRATOR)
+            && !held.contains(wants)
+        {
             return Err(ApiError::missing_permissions());
         }
         Ok(())
     }
 
     async fn create_channel(&mut self, actor: Snowflake, body: CreateChannel) -> GuildResult {
-        let held = self.state.require_guild(actor, Permissions::MANAGE_CHANNELS, self.now())?;
+        let held = self
+            .state
+            .require_guild(actor, Permissions::MANAGE_CHANNELS, self.now())?;
         if self.state.channels.len() >= self.ctx.limits.max_channels {
-            return Err(ApiError::new(400, ErrorCode::MaxChannels, "Maximum number of guild channels reached (500)"));
+            return Err(ApiError::new(
+                400,
+                ErrorCode::MaxChannels,
+                "Maximum number of guild channels reached (500)",
+            ));
         }
         let kind = body.kind.unwrap_or(ChannelType::GUILD_TEXT);
         let mut e = FormErrors::default();
@@ -255,9 +370,14 @@ impl GuildActorState {
             }
             self.check_overwrites(actor, held, &overwrites)?;
         }
-        let position = body
-            .position
-            .unwrap_or_else(|| self.state.channels.values().map(|c| c.position + 1).max().unwrap_or(0));
+        let position = body.position.unwrap_or_else(|| {
+            self.state
+                .channels
+                .values()
+                .map(|c| c.position + 1)
+                .max()
+                .unwrap_or(0)
+        });
         let channel = Channel {
             id: self.ctx.ids.next_id(),
             kind,
@@ -268,21 +388,34 @@ impl GuildActorState {
             topic: body.topic.filter(|t| !t.is_empty()),
             nsfw: body.nsfw.unwrap_or(false),
             last_message_id: None,
-            bitrate: kind.is_voice().then(|| body.bitrate.unwrap_or(64_000).clamp(8_000, 384_000)),
-            user_limit: kind.is_voice().then(|| body.user_limit.unwrap_or(0).min(99)),
+            bitrate: kind
+                .is_voice()
+                .then(|| body.bitrate.unwrap_or(64_000).clamp(8_000, 384_000)),
+            user_limit: kind
+                .is_voice()
+                .then(|| body.user_limit.unwrap_or(0).min(99)),
             rate_limit_per_user: body.rate_limit_per_user.unwrap_or(0),
             parent_id: body.parent_id,
             last_pin_timestamp: None,
             flags: 0,
         };
-        self.write(vec![GuildWrite::PutChannel(channel.clone())]).await?;
+        self.write(vec![GuildWrite::PutChannel(channel.clone())])
+            .await?;
         self.state.channels.insert(channel.id, channel.clone());
-        self.emit(Audience::Channel(channel.id), GuildEvent::ChannelCreate(channel.clone()));
+        self.emit(
+            Audience::Channel(channel.id),
+            GuildEvent::ChannelCreate(channel.clone()),
+        );
         Ok(Reply::Channel(channel))
     }
 
-    async fn channel_positions(&mut self, actor: Snowflake, body: Vec<ChannelPosition>) -> GuildResult {
-        self.state.require_guild(actor, Permissions::MANAGE_CHANNELS, self.now())?;
+    async fn channel_positions(
+        &mut self,
+        actor: Snowflake,
+        body: Vec<ChannelPosition>,
+    ) -> GuildResult {
+        self.state
+            .require_guild(actor, Permissions::MANAGE_CHANNELS, self.now())?;
         let mut changed = Vec::new();
         let mut e = FormErrors::default();
         for (i, p) in body.iter().enumerate() {
@@ -306,7 +439,14 @@ impl GuildActorState {
             changed.push(c);
         }
         e.finish()?;
-        self.write(changed.iter().cloned().map(GuildWrite::PutChannel).collect()).await?;
+        self.write(
+            changed
+                .iter()
+                .cloned()
+                .map(GuildWrite::PutChannel)
+                .collect(),
+        )
+        .await?;
         for c in changed {
             self.state.channels.insert(c.id, c.clone());
             let c = self.with_last_message(c);
@@ -316,12 +456,22 @@ impl GuildActorState {
     }
 
     fn get_channel(&self, actor: Snowflake, ch: Snowflake) -> GuildResult {
-        self.state.require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now())?;
-        Ok(Reply::Channel(self.with_last_message(self.state.channel(ch)?.clone())))
+        self.state
+            .require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now())?;
+        Ok(Reply::Channel(
+            self.with_last_message(self.state.channel(ch)?.clone()),
+        ))
     }
 
-    async fn modify_channel(&mut self, actor: Snowflake, ch: Snowflake, body: ModifyChannel) -> GuildResult {
-        let held = self.state.require_channel(actor, ch, Permissions::MANAGE_CHANNELS, self.now())?;
+    async fn modify_channel(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        body: ModifyChannel,
+    ) -> GuildResult {
+        let held =
+            self.state
+                .require_channel(actor, ch, Permissions::MANAGE_CHANNELS, self.now())?;
         let mut c = self.state.channel(ch)?.clone();
         let mut e = FormErrors::default();
         if let Some(n) = body.name {
@@ -367,19 +517,36 @@ impl GuildActorState {
     }
 
     async fn delete_channel(&mut self, actor: Snowflake, ch: Snowflake) -> GuildResult {
-        self.state.require_channel(actor, ch, Permissions::MANAGE_CHANNELS, self.now())?;
+        self.state
+            .require_channel(actor, ch, Permissions::MANAGE_CHANNELS, self.now())?;
         let c = self.state.channel(ch)?.clone();
         let gid = self.state.id();
-        let mut writes = vec![GuildWrite::DeleteChannel { guild_id: gid, channel_id: ch }];
-        let codes: Vec<String> = self.state.invites.values().filter(|i| i.channel_id == ch).map(|i| i.code.clone()).collect();
-        writes.extend(codes.iter().map(|code| GuildWrite::DeleteInvite { code: code.clone() }));
+        let mut writes = vec![GuildWrite::DeleteChannel {
+            guild_id: gid,
+            channel_id: ch,
+        }];
+        let codes: Vec<String> = self
+            .state
+            .invites
+            .values()
+            .filter(|i| i.channel_id == ch)
+            .map(|i| i.code.clone())
+            .collect();
+        writes.extend(
+            codes
+                .iter()
+                .map(|code| GuildWrite::DeleteInvite { code: code.clone() }),
+        );
         // Children of a deleted category become top-level, as on Discord.
         let orphans: Vec<Channel> = self
             .state
             .channels
             .values()
             .filter(|o| o.parent_id == Some(ch))
-            .map(|o| Channel { parent_id: None, ..o.clone() })
+            .map(|o| Channel {
+                parent_id: None,
+                ..o.clone()
+            })
             .collect();
         writes.extend(orphans.iter().cloned().map(GuildWrite::PutChannel));
         let mut guild = self.state.guild.clone();
@@ -405,7 +572,10 @@ impl GuildActorState {
             self.state.invites.remove(&code);
         }
         for o in orphans {
-            self.emit(Audience::Channel(o.id), GuildEvent::ChannelUpdate(o.clone()));
+            self.emit(
+                Audience::Channel(o.id),
+                GuildEvent::ChannelUpdate(o.clone()),
+            );
             self.state.channels.insert(o.id, o);
         }
         if guild_changed {
@@ -417,8 +587,16 @@ impl GuildActorState {
         Ok(Reply::Channel(c))
     }
 
-    async fn edit_overwrite(&mut self, actor: Snowflake, ch: Snowflake, target: Snowflake, body: EditOverwrite) -> GuildResult {
-        let held = self.state.require_channel(actor, ch, Permissions::MANAGE_ROLES, self.now())?;
+    async fn edit_overwrite(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        target: Snowflake,
+        body: EditOverwrite,
+    ) -> GuildResult {
+        let held = self
+            .state
+            .require_channel(actor, ch, Permissions::MANAGE_ROLES, self.now())?;
         let ow = PermissionOverwrite {
             id: target,
             kind: body.kind,
@@ -433,8 +611,14 @@ impl GuildActorState {
         Ok(Reply::Done)
     }
 
-    async fn delete_overwrite(&mut self, actor: Snowflake, ch: Snowflake, target: Snowflake) -> GuildResult {
-        self.state.require_channel(actor, ch, Permissions::MANAGE_ROLES, self.now())?;
+    async fn delete_overwrite(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        target: Snowflake,
+    ) -> GuildResult {
+        self.state
+            .require_channel(actor, ch, Permissions::MANAGE_ROLES, self.now())?;
         let mut c = self.state.channel(ch)?.clone();
         let before = c.permission_overwrites.len();
         c.permission_overwrites.retain(|o| o.id != target);
@@ -460,8 +644,16 @@ impl GuildActorState {
     }
 
     /// A non-administrator may only hand out permissions it holds.
-    fn check_grantable(&self, actor: Snowflake, held: Permissions, wanted: Permissions) -> Result<(), ApiError> {
-        if actor == self.state.guild.owner_id || held.contains(Permissions::ADMINISTRATOR) || held.contains(wanted) {
+    fn check_grantable(
+        &self,
+        actor: Snowflake,
+        held: Permissions,
+        wanted: Permissions,
+    ) -> Result<(), ApiError> {
+        if actor == self.state.guild.owner_id
+            || held.contains(Permissions::ADMINISTRATOR)
+            || held.contains(wanted)
+        {
             Ok(())
         } else {
             Err(ApiError::missing_permissions())
@@ -469,11 +661,19 @@ impl GuildActorState {
     }
 
     async fn create_role(&mut self, actor: Snowflake, body: RoleBody) -> GuildResult {
-        let held = self.state.require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
+        let held = self
+            .state
+            .require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
         if self.state.roles.len() >= self.ctx.limits.max_roles {
-            return Err(ApiError::new(400, ErrorCode::MaxRoles, "Maximum number of server roles reached (250)"));
+            return Err(ApiError::new(
+                400,
+                ErrorCode::MaxRoles,
+                "Maximum number of server roles reached (250)",
+            ));
         }
-        let permissions = body.permissions.unwrap_or(self.state.role_permissions_or_default());
+        let permissions = body
+            .permissions
+            .unwrap_or(self.state.role_permissions_or_default());
         self.check_grantable(actor, held, permissions)?;
         let role = Role {
             id: self.ctx.ids.next_id(),
@@ -505,7 +705,10 @@ impl GuildActorState {
                 .roles
                 .values()
                 .filter(|r| r.id != gid && r.position >= 1)
-                .map(|r| Role { position: r.position + 1, ..r.clone() }),
+                .map(|r| Role {
+                    position: r.position + 1,
+                    ..r.clone()
+                }),
         );
         rows
     }
@@ -518,17 +721,35 @@ impl GuildActorState {
             self.state.roles.insert(r.id, r);
         }
         if let Some(role) = created {
-            self.emit(Audience::Guild, GuildEvent::RoleCreate(RoleData { guild_id: gid, role }));
+            self.emit(
+                Audience::Guild,
+                GuildEvent::RoleCreate(RoleData {
+                    guild_id: gid,
+                    role,
+                }),
+            );
         }
     }
 
     pub(super) fn role_writes(&self, rows: &[Role]) -> Vec<GuildWrite> {
         let gid = self.state.id();
-        rows.iter().map(|r| GuildWrite::PutRole { guild_id: gid, role: r.clone() }).collect()
+        rows.iter()
+            .map(|r| GuildWrite::PutRole {
+                guild_id: gid,
+                role: r.clone(),
+            })
+            .collect()
     }
 
-    async fn modify_role(&mut self, actor: Snowflake, id: Snowflake, body: RoleBody) -> GuildResult {
-        let held = self.state.require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
+    async fn modify_role(
+        &mut self,
+        actor: Snowflake,
+        id: Snowflake,
+        body: RoleBody,
+    ) -> GuildResult {
+        let held = self
+            .state
+            .require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
         let mut role = self.state.role(id)?.clone();
         if !self.state.can_manage_role(actor, &role) {
             return Err(ApiError::missing_permissions());
@@ -556,23 +777,41 @@ impl GuildActorState {
             role.unicode_emoji = u;
         }
         let gid = self.state.id();
-        self.write(vec![GuildWrite::PutRole { guild_id: gid, role: role.clone() }]).await?;
+        self.write(vec![GuildWrite::PutRole {
+            guild_id: gid,
+            role: role.clone(),
+        }])
+        .await?;
         self.state.roles.insert(id, role.clone());
-        self.emit(Audience::Guild, GuildEvent::RoleUpdate(RoleData { guild_id: gid, role: role.clone() }));
+        self.emit(
+            Audience::Guild,
+            GuildEvent::RoleUpdate(RoleData {
+                guild_id: gid,
+                role: role.clone(),
+            }),
+        );
         Ok(Reply::Role(role))
     }
 
     async fn delete_role(&mut self, actor: Snowflake, id: Snowflake) -> GuildResult {
-        self.state.require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
+        self.state
+            .require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
         let gid = self.state.id();
         let role = self.state.role(id)?.clone();
         if id == gid {
-            return Err(ApiError::form(&["role_id"], "ROLE_INVALID", "The @everyone role cannot be deleted."));
+            return Err(ApiError::form(
+                &["role_id"],
+                "ROLE_INVALID",
+                "The @everyone role cannot be deleted.",
+            ));
         }
         if role.managed || !self.state.can_manage_role(actor, &role) {
             return Err(ApiError::missing_permissions());
         }
-        let mut writes = vec![GuildWrite::DeleteRole { guild_id: gid, role_id: id }];
+        let mut writes = vec![GuildWrite::DeleteRole {
+            guild_id: gid,
+            role_id: id,
+        }];
         let members: Vec<_> = self
             .state
             .members
@@ -604,14 +843,24 @@ impl GuildActorState {
         }
         for c in channels {
             self.state.channels.insert(c.id, c.clone());
-            self.emit(Audience::Channel(c.id), GuildEvent::ChannelUpdate(self.with_last_message(c)));
+            self.emit(
+                Audience::Channel(c.id),
+                GuildEvent::ChannelUpdate(self.with_last_message(c)),
+            );
         }
-        self.emit(Audience::Guild, GuildEvent::RoleDelete(RoleDeleteData { guild_id: gid, role_id: id }));
+        self.emit(
+            Audience::Guild,
+            GuildEvent::RoleDelete(RoleDeleteData {
+                guild_id: gid,
+                role_id: id,
+            }),
+        );
         Ok(Reply::Done)
     }
 
     async fn role_positions(&mut self, actor: Snowflake, body: Vec<RolePosition>) -> GuildResult {
-        self.state.require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
+        self.state
+            .require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
         let gid = self.state.id();
         let ceiling = self.state.highest_position(actor);
         let mut changed = Vec::new();
@@ -622,9 +871,15 @@ impl GuildActorState {
                 e.add(&[&i, "id"], "ROLE_INVALID", "Unknown role.");
                 continue;
             };
-            let Some(Some(pos)) = p.position else { continue };
+            let Some(Some(pos)) = p.position else {
+                continue;
+            };
             if role.id == gid || pos < 1 {
-                e.add(&[&i, "position"], "ROLE_POSITION_INVALID", "Invalid role position.");
+                e.add(
+                    &[&i, "position"],
+                    "ROLE_POSITION_INVALID",
+                    "Invalid role position.",
+                );
                 continue;
             }
             if !self.state.can_manage_role(actor, &role) || i64::from(pos) >= ceiling {
@@ -634,11 +889,25 @@ impl GuildActorState {
             changed.push(role);
         }
         e.finish()?;
-        self.write(changed.iter().map(|r| GuildWrite::PutRole { guild_id: gid, role: r.clone() }).collect())
-            .await?;
+        self.write(
+            changed
+                .iter()
+                .map(|r| GuildWrite::PutRole {
+                    guild_id: gid,
+                    role: r.clone(),
+                })
+                .collect(),
+        )
+        .await?;
         for r in changed {
             self.state.roles.insert(r.id, r.clone());
-            self.emit(Audience::Guild, GuildEvent::RoleUpdate(RoleData { guild_id: gid, role: r }));
+            self.emit(
+                Audience::Guild,
+                GuildEvent::RoleUpdate(RoleData {
+                    guild_id: gid,
+                    role: r,
+                }),
+            );
         }
         Ok(Reply::Roles(self.state.sorted_roles()))
     }
@@ -647,7 +916,9 @@ impl GuildActorState {
 impl super::state::GuildState {
     /// A new role's default permissions: those of @everyone, as Discord's client does.
     fn role_permissions_or_default(&self) -> Permissions {
-        self.roles.get(&self.id()).map(|r| r.permissions).unwrap_or_default()
+        self.roles
+            .get(&self.id())
+            .map(|r| r.permissions)
+            .unwrap_or_default()
     }
 }
-

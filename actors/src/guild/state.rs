@@ -59,7 +59,10 @@ impl GuildState {
     }
 
     pub fn wire_guild(&self) -> Guild {
-        Guild { roles: self.sorted_roles(), ..self.guild.clone() }
+        Guild {
+            roles: self.sorted_roles(),
+            ..self.guild.clone()
+        }
     }
 
     pub fn member(&self, user_id: Snowflake) -> Result<&MemberRecord, ApiError> {
@@ -89,9 +92,19 @@ impl GuildState {
     }
 
     /// Guild-level permissions of a member; a non-member gets `Missing Access`.
-    pub fn guild_permissions(&self, user_id: Snowflake, now: Timestamp) -> Result<Permissions, ApiError> {
-        let m = self.members.get(&user_id).ok_or_else(ApiError::missing_access)?;
-        Ok(permissions::guild_permissions(self, self.member_ref(m, now)))
+    pub fn guild_permissions(
+        &self,
+        user_id: Snowflake,
+        now: Timestamp,
+    ) -> Result<Permissions, ApiError> {
+        let m = self
+            .members
+            .get(&user_id)
+            .ok_or_else(ApiError::missing_access)?;
+        Ok(permissions::guild_permissions(
+            self,
+            self.member_ref(m, now),
+        ))
     }
 
     /// Permissions in a channel; a non-member gets `Missing Access`, an unknown channel 404.
@@ -101,20 +114,37 @@ impl GuildState {
         channel_id: Snowflake,
         now: Timestamp,
     ) -> Result<Permissions, ApiError> {
-        let m = self.members.get(&user_id).ok_or_else(ApiError::missing_access)?;
+        let m = self
+            .members
+            .get(&user_id)
+            .ok_or_else(ApiError::missing_access)?;
         let c = self.channel(channel_id)?;
         Ok(self.channel_permissions_of(m, c, now))
     }
 
-    pub fn channel_permissions_of(&self, m: &MemberRecord, c: &Channel, now: Timestamp) -> Permissions {
+    pub fn channel_permissions_of(
+        &self,
+        m: &MemberRecord,
+        c: &Channel,
+        now: Timestamp,
+    ) -> Permissions {
         let ows: Vec<_> = c.permission_overwrites.iter().map(|o| o.as_ref()).collect();
         permissions::channel_permissions(self, self.member_ref(m, now), &ows, c.kind.is_voice())
     }
 
     /// Requires guild-level permissions.
-    pub fn require_guild(&self, user_id: Snowflake, need: Permissions, now: Timestamp) -> Result<Permissions, ApiError> {
+    pub fn require_guild(
+        &self,
+        user_id: Snowflake,
+        need: Permissions,
+        now: Timestamp,
+    ) -> Result<Permissions, ApiError> {
         let p = self.guild_permissions(user_id, now)?;
-        if p.contains(need) { Ok(p) } else { Err(ApiError::missing_permissions()) }
+        if p.contains(need) {
+            Ok(p)
+        } else {
+            Err(ApiError::missing_permissions())
+        }
     }
 
     /// Requires VIEW_CHANNEL (else `Missing Access`, as Discord answers) and then `need`.
@@ -129,7 +159,11 @@ impl GuildState {
         if !p.contains(Permissions::VIEW_CHANNEL) {
             return Err(ApiError::missing_access());
         }
-        if p.contains(need) { Ok(p) } else { Err(ApiError::missing_permissions()) }
+        if p.contains(need) {
+            Ok(p)
+        } else {
+            Err(ApiError::missing_permissions())
+        }
     }
 
     /// The member's highest role position; the owner ranks above every role.
@@ -183,10 +217,15 @@ impl GuildState {
 
     /// Members who can view a channel (the recipient set fanout will use).
     pub fn viewers(&self, channel_id: Snowflake, now: Timestamp) -> Vec<Snowflake> {
-        let Some(c) = self.channels.get(&channel_id) else { return Vec::new() };
+        let Some(c) = self.channels.get(&channel_id) else {
+            return Vec::new();
+        };
         self.members
             .values()
-            .filter(|m| self.channel_permissions_of(m, c, now).contains(Permissions::VIEW_CHANNEL))
+            .filter(|m| {
+                self.channel_permissions_of(m, c, now)
+                    .contains(Permissions::VIEW_CHANNEL)
+            })
             .map(|m| m.user_id)
             .collect()
     }

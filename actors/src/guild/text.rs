@@ -9,7 +9,11 @@ pub fn normalize_channel_name(kind: ChannelType, name: &str) -> String {
     if kind == ChannelType::GUILD_TEXT || kind == ChannelType::GUILD_ANNOUNCEMENT {
         let lowered = name.trim().to_lowercase();
         let dashed: String = lowered.split_whitespace().collect::<Vec<_>>().join("-");
-        if dashed.is_empty() { "channel".into() } else { dashed }
+        if dashed.is_empty() {
+            "channel".into()
+        } else {
+            dashed
+        }
     } else {
         name.trim().to_owned()
     }
@@ -40,7 +44,11 @@ pub fn parse_mentions(content: &str) -> Mentions {
         };
         let Some(end) = body.find('>') else { break };
         if let Ok(id) = body[..end].parse::<Snowflake>() {
-            let list = if is_role { &mut out.roles } else { &mut out.users };
+            let list = if is_role {
+                &mut out.roles
+            } else {
+                &mut out.users
+            };
             if !list.contains(&id) {
                 list.push(id);
             }
@@ -56,15 +64,31 @@ pub fn parse_mentions(content: &str) -> Mentions {
 /// they get Discord's "Unknown Emoji".
 pub fn parse_reaction_emoji(raw: &str) -> Result<(String, Emoji), ApiError> {
     let unknown = || ApiError::new(400, ErrorCode::UnknownEmoji, "Unknown Emoji");
-    if raw.is_empty() || raw.len() > 64 || raw.contains(':') || raw.chars().any(char::is_whitespace) || raw.is_ascii() {
+    if raw.is_empty()
+        || raw.len() > 64
+        || raw.contains(':')
+        || raw.chars().any(char::is_whitespace)
+        || raw.is_ascii()
+    {
         return Err(unknown());
     }
-    Ok((raw.to_owned(), Emoji { id: None, name: Some(raw.to_owned()), animated: false }))
+    Ok((
+        raw.to_owned(),
+        Emoji {
+            id: None,
+            name: Some(raw.to_owned()),
+            animated: false,
+        },
+    ))
 }
 
 /// The emoji object for a stored reaction key.
 pub fn emoji_of_key(key: &str) -> Emoji {
-    Emoji { id: None, name: Some(key.to_owned()), animated: false }
+    Emoji {
+        id: None,
+        name: Some(key.to_owned()),
+        animated: false,
+    }
 }
 
 #[cfg(test)]
@@ -84,9 +108,18 @@ mod tests {
 
     #[test]
     fn channel_names_follow_discord_rules() {
-        assert_eq!(normalize_channel_name(ChannelType::GUILD_TEXT, "  My Cool  Channel "), "my-cool-channel");
-        assert_eq!(normalize_channel_name(ChannelType::GUILD_VOICE, " Lounge Room "), "Lounge Room");
-        assert_eq!(normalize_channel_name(ChannelType::GUILD_TEXT, "   "), "channel");
+        assert_eq!(
+            normalize_channel_name(ChannelType::GUILD_TEXT, "  My Cool  Channel "),
+            "my-cool-channel"
+        );
+        assert_eq!(
+            normalize_channel_name(ChannelType::GUILD_VOICE, " Lounge Room "),
+            "Lounge Room"
+        );
+        assert_eq!(
+            normalize_channel_name(ChannelType::GUILD_TEXT, "   "),
+            "channel"
+        );
     }
 
     #[test]
@@ -94,7 +127,11 @@ mod tests {
         assert_eq!(parse_reaction_emoji("👍").unwrap().0, "👍");
         assert!(parse_reaction_emoji("🇫🇷").is_ok());
         for bad in ["", "abc", "name:123", "👍 👍", &"👍".repeat(20)] {
-            assert_eq!(parse_reaction_emoji(bad).unwrap_err().code(), 10014, "{bad}");
+            assert_eq!(
+                parse_reaction_emoji(bad).unwrap_err().code(),
+                10014,
+                "{bad}"
+            );
         }
     }
 }

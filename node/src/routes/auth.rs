@@ -1,11 +1,12 @@
 //! `/auth/*` and MFA routes, in Discord's user-client shapes.
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use enrichment_protocol::rest::{
-    DisableTotpRequest, EnableTotpRequest, EnableTotpResponse, LoginRequest, LoginResponse, LogoutRequest,
-    MfaTotpRequest, RefreshRequest, RegisterRequest, RegisterResponse, TokenResponse,
-};
 use enrichment_protocol::ErrorBody;
+use enrichment_protocol::rest::{
+    DisableTotpRequest, EnableTotpRequest, EnableTotpResponse, LoginRequest, LoginResponse,
+    LogoutRequest, MfaTotpRequest, RefreshRequest, RegisterRequest, RegisterResponse,
+    TokenResponse,
+};
 
 use crate::error::{ApiResult, Json};
 use crate::state::{Authed, State, client_ip};
@@ -33,7 +34,11 @@ pub async fn register(state: State, body: Json<RegisterRequest>) -> ApiResult<Ht
 #[utoipa::path(tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 #[post("/auth/login")]
-pub async fn login(state: State, req: HttpRequest, body: Json<LoginRequest>) -> ApiResult<HttpResponse> {
+pub async fn login(
+    state: State,
+    req: HttpRequest,
+    body: Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
     let res = state.accounts.login(body.0, &client_ip(&req)).await?;
     Ok(HttpResponse::Ok().json(res))
 }
@@ -42,8 +47,15 @@ pub async fn login(state: State, req: HttpRequest, body: Json<LoginRequest>) -> 
 #[utoipa::path(tag = "auth", request_body = MfaTotpRequest,
     responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody)))]
 #[post("/auth/mfa/totp")]
-pub async fn login_mfa(state: State, req: HttpRequest, body: Json<MfaTotpRequest>) -> ApiResult<HttpResponse> {
-    let res = state.accounts.login_mfa(&body.0.ticket, &body.0.code, &client_ip(&req)).await?;
+pub async fn login_mfa(
+    state: State,
+    req: HttpRequest,
+    body: Json<MfaTotpRequest>,
+) -> ApiResult<HttpResponse> {
+    let res = state
+        .accounts
+        .login_mfa(&body.0.ticket, &body.0.code, &client_ip(&req))
+        .await?;
     Ok(HttpResponse::Ok().json(res))
 }
 
@@ -60,7 +72,11 @@ pub async fn refresh(state: State, body: Json<RefreshRequest>) -> ApiResult<Http
 #[utoipa::path(tag = "auth", request_body = LogoutRequest, responses((status = 204), (status = 401, body = ErrorBody)),
     security(("token" = [])))]
 #[post("/auth/logout")]
-pub async fn logout(state: State, who: Authed, _body: Json<LogoutRequest>) -> ApiResult<HttpResponse> {
+pub async fn logout(
+    state: State,
+    who: Authed,
+    _body: Json<LogoutRequest>,
+) -> ApiResult<HttpResponse> {
     state.accounts.logout(who.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -69,9 +85,16 @@ pub async fn logout(state: State, who: Authed, _body: Json<LogoutRequest>) -> Ap
 #[utoipa::path(tag = "auth", request_body = EnableTotpRequest,
     responses((status = 200, body = EnableTotpResponse), (status = 400, body = ErrorBody)), security(("token" = [])))]
 #[post("/users/@me/mfa/totp/enable")]
-pub async fn enable_totp(state: State, who: Authed, body: Json<EnableTotpRequest>) -> ApiResult<HttpResponse> {
+pub async fn enable_totp(
+    state: State,
+    who: Authed,
+    body: Json<EnableTotpRequest>,
+) -> ApiResult<HttpResponse> {
     let b = body.0;
-    let res = state.accounts.enable_totp(who.0, &b.secret, &b.code, b.password).await?;
+    let res = state
+        .accounts
+        .enable_totp(who.0, &b.secret, &b.code, b.password)
+        .await?;
     Ok(HttpResponse::Ok().json(res))
 }
 
@@ -79,7 +102,11 @@ pub async fn enable_totp(state: State, who: Authed, body: Json<EnableTotpRequest
 #[utoipa::path(tag = "auth", request_body = DisableTotpRequest,
     responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody)), security(("token" = [])))]
 #[post("/users/@me/mfa/totp/disable")]
-pub async fn disable_totp(state: State, who: Authed, body: Json<DisableTotpRequest>) -> ApiResult<HttpResponse> {
+pub async fn disable_totp(
+    state: State,
+    who: Authed,
+    body: Json<DisableTotpRequest>,
+) -> ApiResult<HttpResponse> {
     let res = state.accounts.disable_totp(who.0, &body.0.code).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "token": res.token })))
 }

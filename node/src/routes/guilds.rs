@@ -4,8 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use enrichment_actors::guild::{Command, create_guild};
 use enrichment_protocol::models::{Ban, Channel, Guild, Invite, Member, Role};
 use enrichment_protocol::rest::{
-    ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery, ModifyCurrentMember, ModifyGuild,
-    ModifyMember, RoleBody, RolePosition,
+    ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery, ModifyCurrentMember,
+    ModifyGuild, ModifyMember, RoleBody, RolePosition,
 };
 use enrichment_protocol::{ErrorBody, Snowflake};
 
@@ -56,23 +56,46 @@ pub async fn create(state: State, who: Authed, body: Json<CreateGuild>) -> ApiRe
 #[utoipa::path(tag = "guilds", responses((status = 200, body = Guild), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 #[get("/guilds/{guild_id}")]
-pub async fn get_guild(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::GetGuild).await?.into_guild()?))
+pub async fn get_guild(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::GetGuild)
+            .await?
+            .into_guild()?,
+    ))
 }
 
 /// Needs MANAGE_GUILD; transferring ownership needs to be the owner.
 #[utoipa::path(tag = "guilds", request_body = ModifyGuild, responses((status = 200, body = Guild), (status = 403, body = ErrorBody)),
     security(("token" = [])))]
 #[patch("/guilds/{guild_id}")]
-pub async fn modify_guild(state: State, who: Authed, path: web::Path<Snowflake>, body: Json<ModifyGuild>) -> ApiResult<HttpResponse> {
+pub async fn modify_guild(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<ModifyGuild>,
+) -> ApiResult<HttpResponse> {
     body.0.validate()?;
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::ModifyGuild(body.0)).await?.into_guild()?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::ModifyGuild(body.0))
+            .await?
+            .into_guild()?,
+    ))
 }
 
 /// Owner only.
 #[utoipa::path(tag = "guilds", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[delete("/guilds/{guild_id}")]
-pub async fn delete_guild(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
+pub async fn delete_guild(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
     state.guild(*path, &who.0, Command::DeleteGuild).await?;
     Ok(no_content())
 }
@@ -80,17 +103,34 @@ pub async fn delete_guild(state: State, who: Authed, path: web::Path<Snowflake>)
 /// Channels the caller can view, by position.
 #[utoipa::path(tag = "channels", responses((status = 200, body = Vec<Channel>), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/channels")]
-pub async fn list_channels(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::ListChannels).await?.into_channels()?))
+pub async fn list_channels(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::ListChannels)
+            .await?
+            .into_channels()?,
+    ))
 }
 
 /// Needs MANAGE_CHANNELS (and MANAGE_ROLES to set overwrites).
 #[utoipa::path(tag = "channels", request_body = CreateChannel, responses((status = 201, body = Channel), (status = 400, body = ErrorBody)),
     security(("token" = [])))]
 #[post("/guilds/{guild_id}/channels")]
-pub async fn create_channel(state: State, who: Authed, path: web::Path<Snowflake>, body: Json<CreateChannel>) -> ApiResult<HttpResponse> {
+pub async fn create_channel(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<CreateChannel>,
+) -> ApiResult<HttpResponse> {
     body.0.validate()?;
-    let c = state.guild(*path, &who.0, Command::CreateChannel(body.0)).await?.into_channel()?;
+    let c = state
+        .guild(*path, &who.0, Command::CreateChannel(body.0))
+        .await?
+        .into_channel()?;
     Ok(HttpResponse::Created().json(c))
 }
 
@@ -98,54 +138,113 @@ pub async fn create_channel(state: State, who: Authed, path: web::Path<Snowflake
 #[utoipa::path(tag = "channels", request_body = Vec<ChannelPosition>, responses((status = 204), (status = 400, body = ErrorBody)),
     security(("token" = [])))]
 #[patch("/guilds/{guild_id}/channels")]
-pub async fn channel_positions(state: State, who: Authed, path: web::Path<Snowflake>, body: Json<Vec<ChannelPosition>>) -> ApiResult<HttpResponse> {
-    state.guild(*path, &who.0, Command::ChannelPositions(body.0)).await?;
+pub async fn channel_positions(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<Vec<ChannelPosition>>,
+) -> ApiResult<HttpResponse> {
+    state
+        .guild(*path, &who.0, Command::ChannelPositions(body.0))
+        .await?;
     Ok(no_content())
 }
 
 #[utoipa::path(tag = "roles", responses((status = 200, body = Vec<Role>)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/roles")]
-pub async fn list_roles(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::ListRoles).await?.into_roles()?))
+pub async fn list_roles(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::ListRoles)
+            .await?
+            .into_roles()?,
+    ))
 }
 
 /// Needs MANAGE_ROLES; only permissions the caller holds can be granted.
 #[utoipa::path(tag = "roles", request_body = RoleBody, responses((status = 200, body = Role), (status = 403, body = ErrorBody)),
     security(("token" = [])))]
 #[post("/guilds/{guild_id}/roles")]
-pub async fn create_role(state: State, who: Authed, path: web::Path<Snowflake>, body: Json<RoleBody>) -> ApiResult<HttpResponse> {
+pub async fn create_role(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<RoleBody>,
+) -> ApiResult<HttpResponse> {
     body.0.validate()?;
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::CreateRole(body.0)).await?.into_role()?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::CreateRole(body.0))
+            .await?
+            .into_role()?,
+    ))
 }
 
 /// Moves roles; only roles below the caller's highest role.
 #[utoipa::path(tag = "roles", request_body = Vec<RolePosition>, responses((status = 200, body = Vec<Role>)), security(("token" = [])))]
 #[patch("/guilds/{guild_id}/roles")]
-pub async fn role_positions(state: State, who: Authed, path: web::Path<Snowflake>, body: Json<Vec<RolePosition>>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::RolePositions(body.0)).await?.into_roles()?))
+pub async fn role_positions(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<Vec<RolePosition>>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::RolePositions(body.0))
+            .await?
+            .into_roles()?,
+    ))
 }
 
 #[utoipa::path(tag = "roles", responses((status = 200, body = Role), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/roles/{role_id}")]
-pub async fn get_role(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn get_role(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, r) = *path;
-    let roles = state.guild(g, &who.0, Command::ListRoles).await?.into_roles()?;
-    let role = roles.into_iter().find(|x| x.id == r).ok_or_else(|| enrichment_protocol::ApiError::unknown(enrichment_protocol::ErrorCode::UnknownRole))?;
+    let roles = state
+        .guild(g, &who.0, Command::ListRoles)
+        .await?
+        .into_roles()?;
+    let role = roles.into_iter().find(|x| x.id == r).ok_or_else(|| {
+        enrichment_protocol::ApiError::unknown(enrichment_protocol::ErrorCode::UnknownRole)
+    })?;
     Ok(HttpResponse::Ok().json(role))
 }
 
 #[utoipa::path(tag = "roles", request_body = RoleBody, responses((status = 200, body = Role), (status = 403, body = ErrorBody)),
     security(("token" = [])))]
 #[patch("/guilds/{guild_id}/roles/{role_id}")]
-pub async fn modify_role(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake)>, body: Json<RoleBody>) -> ApiResult<HttpResponse> {
+pub async fn modify_role(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+    body: Json<RoleBody>,
+) -> ApiResult<HttpResponse> {
     body.0.validate()?;
     let (g, r) = *path;
-    Ok(HttpResponse::Ok().json(state.guild(g, &who.0, Command::ModifyRole(r, body.0)).await?.into_role()?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(g, &who.0, Command::ModifyRole(r, body.0))
+            .await?
+            .into_role()?,
+    ))
 }
 
 #[utoipa::path(tag = "roles", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[delete("/guilds/{guild_id}/roles/{role_id}")]
-pub async fn delete_role(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn delete_role(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, r) = *path;
     state.guild(g, &who.0, Command::DeleteRole(r)).await?;
     Ok(no_content())
@@ -154,86 +253,184 @@ pub async fn delete_role(state: State, who: Authed, path: web::Path<(Snowflake, 
 /// Members by user id (`limit` 1–1000, default 1; `after`).
 #[utoipa::path(tag = "members", params(MembersQuery), responses((status = 200, body = Vec<Member>)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/members")]
-pub async fn list_members(state: State, who: Authed, path: web::Path<Snowflake>, q: web::Query<MembersQuery>) -> ApiResult<HttpResponse> {
+pub async fn list_members(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    q: web::Query<MembersQuery>,
+) -> ApiResult<HttpResponse> {
     let (limit, after) = q.validated()?;
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::ListMembers { limit, after }).await?.into_members()?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::ListMembers { limit, after })
+            .await?
+            .into_members()?,
+    ))
 }
 
 #[utoipa::path(tag = "members", request_body = ModifyCurrentMember, responses((status = 200, body = Member)), security(("token" = [])))]
 #[patch("/guilds/{guild_id}/members/@me")]
-pub async fn modify_current_member(state: State, who: Authed, path: web::Path<Snowflake>, body: Json<ModifyCurrentMember>) -> ApiResult<HttpResponse> {
-    let m = state.guild(*path, &who.0, Command::ModifyCurrentMember { nick: body.0.nick }).await?.into_member()?;
+pub async fn modify_current_member(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<ModifyCurrentMember>,
+) -> ApiResult<HttpResponse> {
+    let m = state
+        .guild(
+            *path,
+            &who.0,
+            Command::ModifyCurrentMember { nick: body.0.nick },
+        )
+        .await?
+        .into_member()?;
     Ok(HttpResponse::Ok().json(m))
 }
 
 #[utoipa::path(tag = "members", responses((status = 200, body = Member), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/members/{user_id}")]
-pub async fn get_member(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn get_member(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
-    Ok(HttpResponse::Ok().json(state.guild(g, &who.0, Command::GetMember(u)).await?.into_member()?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(g, &who.0, Command::GetMember(u))
+            .await?
+            .into_member()?,
+    ))
 }
 
 /// Nick, roles, mute/deaf and timeouts, each under its own permission and the role hierarchy.
 #[utoipa::path(tag = "members", request_body = ModifyMember, responses((status = 200, body = Member), (status = 403, body = ErrorBody)),
     security(("token" = [])))]
 #[patch("/guilds/{guild_id}/members/{user_id}")]
-pub async fn modify_member(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake)>, body: Json<ModifyMember>) -> ApiResult<HttpResponse> {
+pub async fn modify_member(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+    body: Json<ModifyMember>,
+) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
-    Ok(HttpResponse::Ok().json(state.guild(g, &who.0, Command::ModifyMember(u, body.0)).await?.into_member()?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(g, &who.0, Command::ModifyMember(u, body.0))
+            .await?
+            .into_member()?,
+    ))
 }
 
 /// Kicks a member (KICK_MEMBERS, below the caller in the hierarchy).
 #[utoipa::path(tag = "members", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[delete("/guilds/{guild_id}/members/{user_id}")]
-pub async fn kick(state: State, who: Authed, req: HttpRequest, path: web::Path<(Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn kick(
+    state: State,
+    who: Authed,
+    req: HttpRequest,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
-    state.guild_with_reason(g, &who.0, audit_reason(&req), Command::Kick(u)).await?;
+    state
+        .guild_with_reason(g, &who.0, audit_reason(&req), Command::Kick(u))
+        .await?;
     Ok(no_content())
 }
 
 #[utoipa::path(tag = "members", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[put("/guilds/{guild_id}/members/{user_id}/roles/{role_id}")]
-pub async fn add_member_role(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn add_member_role(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, user_id, role_id) = *path;
-    state.guild(g, &who.0, Command::AddMemberRole { user_id, role_id }).await?;
+    state
+        .guild(g, &who.0, Command::AddMemberRole { user_id, role_id })
+        .await?;
     Ok(no_content())
 }
 
 #[utoipa::path(tag = "members", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[delete("/guilds/{guild_id}/members/{user_id}/roles/{role_id}")]
-pub async fn remove_member_role(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn remove_member_role(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, user_id, role_id) = *path;
-    state.guild(g, &who.0, Command::RemoveMemberRole { user_id, role_id }).await?;
+    state
+        .guild(g, &who.0, Command::RemoveMemberRole { user_id, role_id })
+        .await?;
     Ok(no_content())
 }
 
 #[utoipa::path(tag = "bans", responses((status = 200, body = Vec<Ban>), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/bans")]
-pub async fn list_bans(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::ListBans).await?.into_bans()?))
+pub async fn list_bans(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::ListBans)
+            .await?
+            .into_bans()?,
+    ))
 }
 
 #[utoipa::path(tag = "bans", responses((status = 200, body = Ban), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/bans/{user_id}")]
-pub async fn get_ban(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn get_ban(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
-    Ok(HttpResponse::Ok().json(state.guild(g, &who.0, Command::GetBan(u)).await?.into_ban()?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(g, &who.0, Command::GetBan(u))
+            .await?
+            .into_ban()?,
+    ))
 }
 
 /// Bans a user, optionally deleting their recent messages; the reason comes from
 /// `X-Audit-Log-Reason`.
 #[utoipa::path(tag = "bans", request_body = CreateBan, responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[put("/guilds/{guild_id}/bans/{user_id}")]
-pub async fn ban(state: State, who: Authed, req: HttpRequest, path: web::Path<(Snowflake, Snowflake)>, body: Json<CreateBan>) -> ApiResult<HttpResponse> {
+pub async fn ban(
+    state: State,
+    who: Authed,
+    req: HttpRequest,
+    path: web::Path<(Snowflake, Snowflake)>,
+    body: Json<CreateBan>,
+) -> ApiResult<HttpResponse> {
     let (g, user_id) = *path;
     let delete_message_seconds = body.0.delete_seconds()?;
-    state.guild_with_reason(g, &who.0, audit_reason(&req), Command::Ban { user_id, delete_message_seconds }).await?;
+    state
+        .guild_with_reason(
+            g,
+            &who.0,
+            audit_reason(&req),
+            Command::Ban {
+                user_id,
+                delete_message_seconds,
+            },
+        )
+        .await?;
     Ok(no_content())
 }
 
 #[utoipa::path(tag = "bans", responses((status = 204), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[delete("/guilds/{guild_id}/bans/{user_id}")]
-pub async fn unban(state: State, who: Authed, path: web::Path<(Snowflake, Snowflake)>) -> ApiResult<HttpResponse> {
+pub async fn unban(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
     state.guild(g, &who.0, Command::Unban(u)).await?;
     Ok(no_content())
@@ -242,6 +439,15 @@ pub async fn unban(state: State, who: Authed, path: web::Path<(Snowflake, Snowfl
 /// Live invites of the guild (MANAGE_GUILD).
 #[utoipa::path(tag = "invites", responses((status = 200, body = Vec<Invite>), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[get("/guilds/{guild_id}/invites")]
-pub async fn list_invites(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, Command::ListGuildInvites).await?.into_invites()?))
+pub async fn list_invites(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who.0, Command::ListGuildInvites)
+            .await?
+            .into_invites()?,
+    ))
 }

@@ -4,8 +4,8 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use enrichment_actors::guild::Command;
 use enrichment_protocol::models::{Application, Member, PartialGuild, User};
 use enrichment_protocol::rest::{
-    AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse, ModifyCurrentUser,
-    SessionStartLimit,
+    AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse,
+    ModifyCurrentUser, SessionStartLimit,
 };
 use enrichment_protocol::{ApiError, ErrorBody, ErrorCode, FormErrors, Permissions, Snowflake};
 use serde::Deserialize;
@@ -41,7 +41,11 @@ pub async fn get_me(state: State, who: Authed) -> ApiResult<HttpResponse> {
 #[utoipa::path(tag = "users", request_body = ModifyCurrentUser,
     responses((status = 200, body = User), (status = 400, body = ErrorBody)), security(("token" = [])))]
 #[patch("/users/@me")]
-pub async fn modify_me(state: State, who: Authed, body: Json<ModifyCurrentUser>) -> ApiResult<HttpResponse> {
+pub async fn modify_me(
+    state: State,
+    who: Authed,
+    body: Json<ModifyCurrentUser>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.accounts.modify_me(who.0, body.0).await?))
 }
 
@@ -58,12 +62,22 @@ pub struct GuildsQuery {
 /// Guilds the caller is in (`limit` 1–200, default 200; `before`/`after` cursors).
 #[utoipa::path(tag = "users", params(GuildsQuery), responses((status = 200, body = Vec<PartialGuild>)), security(("token" = [])))]
 #[get("/users/@me/guilds")]
-pub async fn my_guilds(state: State, who: Authed, q: web::Query<GuildsQuery>) -> ApiResult<HttpResponse> {
+pub async fn my_guilds(
+    state: State,
+    who: Authed,
+    q: web::Query<GuildsQuery>,
+) -> ApiResult<HttpResponse> {
     let mut e = FormErrors::default();
     let limit = q.limit.unwrap_or(200);
     e.check_range(&["limit"], limit, 1, 200);
     e.finish()?;
-    let ids = state.guilds.stores.guilds.user_guilds(who.0.user_id).await.map_err(enrichment_actors::guild::GuildContext::store_error)?;
+    let ids = state
+        .guilds
+        .stores
+        .guilds
+        .user_guilds(who.0.user_id)
+        .await
+        .map_err(enrichment_actors::guild::GuildContext::store_error)?;
     let ids: Vec<Snowflake> = ids
         .into_iter()
         .filter(|id| q.after.is_none_or(|a| *id > a) && q.before.is_none_or(|b| *id < b))
@@ -71,7 +85,12 @@ pub async fn my_guilds(state: State, who: Authed, q: web::Query<GuildsQuery>) ->
         .collect();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        out.push(state.guild(id, &who.0, Command::PartialGuild).await?.into_partial_guild()?);
+        out.push(
+            state
+                .guild(id, &who.0, Command::PartialGuild)
+                .await?
+                .into_partial_guild()?,
+        );
     }
     Ok(HttpResponse::Ok().json(out))
 }
@@ -79,15 +98,26 @@ pub async fn my_guilds(state: State, who: Authed, q: web::Query<GuildsQuery>) ->
 /// The caller's member object in a guild.
 #[utoipa::path(tag = "users", responses((status = 200, body = Member), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[get("/users/@me/guilds/{guild_id}/member")]
-pub async fn my_member(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
-    let m = state.guild(*path, &who.0, Command::GetMember(who.0.user_id)).await?.into_member()?;
+pub async fn my_member(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    let m = state
+        .guild(*path, &who.0, Command::GetMember(who.0.user_id))
+        .await?
+        .into_member()?;
     Ok(HttpResponse::Ok().json(m))
 }
 
 /// Leaves a guild.
 #[utoipa::path(tag = "users", responses((status = 204), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[delete("/users/@me/guilds/{guild_id}")]
-pub async fn leave_guild(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
+pub async fn leave_guild(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
     state.guild(*path, &who.0, Command::Leave).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -95,7 +125,11 @@ pub async fn leave_guild(state: State, who: Authed, path: web::Path<Snowflake>) 
 /// Any user's public profile.
 #[utoipa::path(tag = "users", responses((status = 200, body = User), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[get("/users/{user_id}")]
-pub async fn get_user(state: State, _who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
+pub async fn get_user(
+    state: State,
+    _who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.accounts.user(*path).await?))
 }
 
@@ -103,7 +137,11 @@ pub async fn get_user(state: State, _who: Authed, path: web::Path<Snowflake>) ->
 #[utoipa::path(tag = "applications", request_body = CreateApplication,
     responses((status = 201, body = Application), (status = 400, body = ErrorBody)), security(("token" = [])))]
 #[post("/applications")]
-pub async fn create_application(state: State, who: Authed, body: Json<CreateApplication>) -> ApiResult<HttpResponse> {
+pub async fn create_application(
+    state: State,
+    who: Authed,
+    body: Json<CreateApplication>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(state.accounts.create_application(who.0, body.0).await?))
 }
 
@@ -124,14 +162,22 @@ pub async fn current_application_alias(state: State, who: Authed) -> ApiResult<H
 /// An application owned by the caller.
 #[utoipa::path(tag = "applications", responses((status = 200, body = Application), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[get("/applications/{application_id}")]
-pub async fn get_application(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
+pub async fn get_application(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.accounts.get_application(who.0, *path).await?))
 }
 
 /// Issues a new bot token; the old one stops working.
 #[utoipa::path(tag = "applications", responses((status = 200, body = BotTokenResponse), (status = 404, body = ErrorBody)), security(("token" = [])))]
 #[post("/applications/{application_id}/bot/reset")]
-pub async fn reset_bot_token(state: State, who: Authed, path: web::Path<Snowflake>) -> ApiResult<HttpResponse> {
+pub async fn reset_bot_token(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
     let token = state.accounts.reset_bot_token(who.0, *path).await?;
     Ok(HttpResponse::Ok().json(BotTokenResponse { token }))
 }
@@ -150,15 +196,31 @@ pub struct AuthorizeQuery {
 #[utoipa::path(tag = "applications", params(AuthorizeQuery), request_body = AuthorizeBot,
     responses((status = 200, description = "`{location}`"), (status = 403, body = ErrorBody)), security(("token" = [])))]
 #[post("/oauth2/authorize")]
-pub async fn authorize(state: State, who: Authed, q: web::Query<AuthorizeQuery>, body: Json<AuthorizeBot>) -> ApiResult<HttpResponse> {
+pub async fn authorize(
+    state: State,
+    who: Authed,
+    q: web::Query<AuthorizeQuery>,
+    body: Json<AuthorizeBot>,
+) -> ApiResult<HttpResponse> {
     if who.0.bot {
-        return Err(ApiError::new(403, ErrorCode::BotsCannotUse, "Bots cannot use this endpoint").into());
+        return Err(ApiError::new(
+            403,
+            ErrorCode::BotsCannotUse,
+            "Bots cannot use this endpoint",
+        )
+        .into());
     }
     if !q.scope.split([' ', '+']).any(|s| s == "bot") {
-        return Err(ApiError::form(&["scope"], "OAUTH2_SCOPE_INVALID", "Only the bot scope is supported.").into());
+        return Err(ApiError::form(
+            &["scope"],
+            "OAUTH2_SCOPE_INVALID",
+            "Only the bot scope is supported.",
+        )
+        .into());
     }
     if !body.0.authorize {
-        return Ok(HttpResponse::Ok().json(serde_json::json!({ "location": "about:blank#error=access_denied" })));
+        return Ok(HttpResponse::Ok()
+            .json(serde_json::json!({ "location": "about:blank#error=access_denied" })));
     }
     let app = state.accounts.application(q.client_id).await?;
     let permissions = body.0.permissions.or(q.permissions).unwrap_or_default();
@@ -166,7 +228,11 @@ pub async fn authorize(state: State, who: Authed, q: web::Query<AuthorizeQuery>,
         .guild(
             body.0.guild_id,
             &who.0,
-            Command::AddBot { bot_user_id: app.bot_user_id, application_name: app.name.clone(), permissions },
+            Command::AddBot {
+                bot_user_id: app.bot_user_id,
+                application_name: app.name.clone(),
+                permissions,
+            },
         )
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "location": "about:blank#authorized" })))
@@ -176,7 +242,9 @@ pub async fn authorize(state: State, who: Authed, q: web::Query<AuthorizeQuery>,
 #[utoipa::path(tag = "gateway", responses((status = 200, body = GatewayResponse)))]
 #[get("/gateway")]
 pub async fn gateway(state: State) -> HttpResponse {
-    HttpResponse::Ok().json(GatewayResponse { url: state.gateway_url.clone() })
+    HttpResponse::Ok().json(GatewayResponse {
+        url: state.gateway_url.clone(),
+    })
 }
 
 /// The gateway URL with sharding advice and the identify budget, for bots.

@@ -186,7 +186,13 @@ impl UserStore for EmbeddedStore {
                 new.record.token_hash.clone().into_bytes(),
                 &new,
             )?;
-            Ok((RotateOutcome::Rotated { user_id }, tx.commit()?))
+            Ok((
+                RotateOutcome::Rotated {
+                    user_id,
+                    family_id: family,
+                },
+                tx.commit()?,
+            ))
         })
         .await
     }

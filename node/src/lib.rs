@@ -1,0 +1,227 @@
+//! The `enrichment` node: configuration, the REST API on actix-web, and the wiring of stores,
+//! accounts and guild actors. It adapts HTTP to the actors and holds no business rules.
+//!
+//! [`Node::start`] boots a complete node on the current tokio runtime and returns once it is
+//! listening, which is what the binary and the integration tests both use.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use enrichment_actors::accounts::{AccountConfig, AccountService};
+use enrichment_actors::auth::{JwtKeys, PasswordParams};
+use enrichment_actors::events::EventBus;
+use enrichment_actors::guild::{GuildContext, GuildLimits};
+use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
+use enrichment_actors::users::UserDirectory;
+use enrichment_protocol::SnowflakeGenerator;
+use enrichment_storage::Stores;
+use enrichment_storage::embedded::EmbeddedStore;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub mod config;
+pub mod error;
+mod openapi;
+mod ops;
+pub mod ratelimit;
+mod routes;
+mod state;
+
+pub use config::Config;
+use state::AppState;
+
+/// One process-wide metrics recorder; several nodes in one test process share it.
+fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ])
+        .context("metrics buckets")?
+        .install_recorder()
+        .or_else(|e| HANDLE.get().cloned().ok_or(e))
+        .context("installing the metrics recorder")?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// A running node.
+pub struct Node {
+    /// The bound REST address (useful with port 0).
+    pub addr: SocketAddr,
+    pub gateway_url: String,
+    server: actix_web::dev::ServerHandle,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    router: Arc<LocalGuildRouter>,
+    housekeeping: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the stores, starts the actors and binds the listener.
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let store_dir = config.data_dir.join("store");
+        let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_dir))
+            .await?
+            .context("opening the embedded store (data_dir/store)")?;
+        let stores: Stores = Arc::new(store).stores();
+        let keys = JwtKeys::load_or_create(
+            &config.data_dir,
+            config.auth.issuer.clone(),
+            config.auth.audience.clone(),
+        )
+        .context("loading JWT signing keys (data_dir/jwt)")?;
+        let metrics = metrics_handle()?;
+        let ids = Arc::new(SnowflakeGenerator::new(config.worker_id, config.process_id));
+        let users = UserDirectory::new(stores.users.clone());
+        let guild_ctx = Arc::new(GuildContext {
+            stores: stores.clone(),
+            users: users.clone(),
+            bus: EventBus::new(config.guilds.event_buffer),
+            ids: ids.clone(),
+            limits: GuildLimits {
+                max_pins: config.guilds.max_pins,
+                max_guilds_per_user: config.guilds.max_guilds_per_user,
+                commit_depth: config.guilds.commit_depth,
+                idle_timeout: config.idle_timeout(),
+                ..GuildLimits::default()
+            },
+        });
+        let router = LocalGuildRouter::start(
+            guild_ctx.clone(),
+            Duration::from_secs(config.guilds.command_timeout_secs),
+        )
+        .await
+        .context("starting the guild supervisor")?;
+        let a = &config.auth;
+        let accounts = Arc::new(AccountService::new(
+            stores,
+            users,
+            Arc::new(keys),
+            ids,
+            AccountConfig {
+                access_ttl: Duration::from_secs(a.access_ttl_secs),
+                refresh_ttl: Duration::from_secs(a.refresh_ttl_secs),
+                password: PasswordParams {
+                    memory_kib: a.argon2_memory_kib,
+                    iterations: a.argon2_iterations,
+                    parallelism: a.argon2_lanes,
+                },
+                login_attempts_per_account: a.login_attempts_per_account,
+                login_attempts_per_ip: a.login_attempts_per_ip,
+                login_window: Duration::from_secs(a.login_window_secs),
+            },
+        ));
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let gateway_url = config
+            .gateway_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://{}", config.gateway_listen));
+        let limits = Arc::new(ratelimit::RateLimits::new(&config.rate_limits));
+        let state = web::Data::new(AppState {
+            config: Arc::new(config.clone()),
+            accounts: accounts.clone(),
+            router: router.clone() as Arc<dyn GuildRouter>,
+            guilds: guild_ctx,
+            metrics,
+            gateway_url: gateway_url.clone(),
+        });
+        let limits_data = web::Data::new(limits.clone());
+        let max_json = config.max_json_bytes;
+        let mut server = HttpServer::new(move || {
+            let api = |prefix: &str| {
+                web::scope(prefix)
+                    .wrap(from_fn(ratelimit::enforce))
+                    .service(ops::openapi)
+                    .configure(routes::configure)
+            };
+            App::new()
+                .app_data(state.clone())
+                .app_data(limits_data.clone())
+                .app_data(error::BodyLimit(max_json))
+                .app_data(web::PayloadConfig::new(max_json))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .wrap(from_fn(ops::observe))
+                .service(ops::healthz)
+                .service(ops::readyz)
+                .service(ops::prometheus)
+                .service(api("/api/v10"))
+                .service(api("/api/v9"))
+                .service(api("/api"))
+                .default_service(web::to(ops::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10);
+        if config.http_workers > 0 {
+            server = server.workers(config.http_workers);
+        }
+        let server = server.run();
+        let handle = server.handle();
+        let serving = tokio::spawn(server);
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.housekeep();
+                accounts.housekeep();
+            }
+        });
+        tracing::info!(%addr, %gateway_url, "enrichment node listening");
+        Ok(Node {
+            addr,
+            gateway_url,
+            server: handle,
+            serving,
+            router,
+            housekeeping,
+        })
+    }
+
+    /// Base URL of the REST API, e.g. `http://127.0.0.1:8080/api/v10`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api/v10", self.addr)
+    }
+
+    /// Stops accepting, finishes in-flight requests, stops the actors.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.serving.await;
+        self.housekeeping.abort();
+        self.router.stop();
+        // Give actors a moment to drain their commit queues before the stores drop.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Runs until the server stops (actix handles SIGINT and SIGTERM by draining).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let Node {
+            serving,
+            housekeeping,
+            router,
+            ..
+        } = self;
+        let result = serving.await;
+        housekeeping.abort();
+        router.stop();
+        result??;
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! `/invites/{code}`: look at, accept and delete invites.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use enrichment_actors::guild::Command;
+use enrichment_protocol::ErrorBody;
+use enrichment_protocol::models::Invite;
+
+use crate::error::ApiResult;
+use crate::state::{Authed, State};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_invite)
+        .service(accept_invite)
+        .service(delete_invite);
+}
+
+/// Anyone with the code (and a token) may look; expired codes are unknown.
+#[utoipa::path(tag = "invites", responses((status = 200, body = Invite), (status = 404, body = ErrorBody)), security(("token" = [])))]
+#[get("/invites/{code}")]
+pub async fn get_invite(
+    state: State,
+    who: Authed,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let code = path.into_inner();
+    let guild = state.router.guild_of_invite(&code).await?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(guild, &who.0, Command::GetInvite(code))
+            .await?
+            .into_invite()?,
+    ))
+}
+
+/// Joins the invite's guild (refused when banned).
+#[utoipa::path(tag = "invites", responses((status = 200, body = Invite), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+#[post("/invites/{code}")]
+pub async fn accept_invite(
+    state: State,
+    who: Authed,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let code = path.into_inner();
+    let guild = state.router.guild_of_invite(&code).await?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(guild, &who.0, Command::AcceptInvite(code))
+            .await?
+            .into_invite()?,
+    ))
+}
+
+/// Deletes an invite (MANAGE_CHANNELS on its channel, or MANAGE_GUILD).
+#[utoipa::path(tag = "invites", responses((status = 200, body = Invite), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[delete("/invites/{code}")]
+pub async fn delete_invite(
+    state: State,
+    who: Authed,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let code = path.into_inner();
+    let guild = state.router.guild_of_invite(&code).await?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(guild, &who.0, Command::DeleteInvite(code))
+            .await?
+            .into_invite()?,
+    ))
+}

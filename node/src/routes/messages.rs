@@ -1,0 +1,366 @@
+//! `/channels/{id}/messages`, reactions and pins.
+
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use enrichment_actors::guild::Command;
+use enrichment_protocol::models::{Message, User};
+use enrichment_protocol::rest::{
+    BulkDelete, CreateMessage, EditMessage, MessagesQuery, ReactionsQuery,
+};
+use enrichment_protocol::{ErrorBody, Snowflake};
+
+use crate::error::{ApiResult, Json};
+use crate::state::{Authed, State};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Literal segments (`bulk-delete`, `pins`) before `{message_id}` so they match first.
+    cfg.service(bulk_delete)
+        .service(pin_new)
+        .service(unpin_new)
+        .service(list_pins)
+        .service(pin)
+        .service(unpin)
+        .service(list_messages)
+        .service(create_message)
+        .service(get_message)
+        .service(edit_message)
+        .service(delete_message)
+        .service(add_reaction)
+        .service(remove_own_reaction)
+        .service(remove_user_reaction)
+        .service(list_reactions)
+        .service(remove_all_reactions)
+        .service(remove_emoji_reactions);
+}
+
+fn no_content() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+/// History, newest first: `limit` 1–100 (default 50), one of `before`/`after`/`around`.
+/// Without READ_MESSAGE_HISTORY the list is empty.
+#[utoipa::path(tag = "messages", params(MessagesQuery), responses((status = 200, body = Vec<Message>), (status = 403, body = ErrorBody)),
+    security(("token" = [])))]
+#[get("/channels/{channel_id}/messages")]
+pub async fn list_messages(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    q: web::Query<MessagesQuery>,
+) -> ApiResult<HttpResponse> {
+    let (anchor, limit) = q.anchor()?;
+    let channel_id = *path;
+    let list = state
+        .channel(
+            channel_id,
+            &who.0,
+            Command::ListMessages {
+                channel_id,
+                anchor,
+                limit,
+            },
+        )
+        .await?
+        .into_messages()?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Sends a message (VIEW_CHANNEL + SEND_MESSAGES, not in timeout). The answer means the message
+/// is durable. `enforce_nonce` with a repeated `nonce` returns the first message instead.
+#[utoipa::path(tag = "messages", request_body = CreateMessage,
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, description = "rate limited")),
+    security(("token" = [])))]
+#[post("/channels/{channel_id}/messages")]
+pub async fn create_message(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<CreateMessage>,
+) -> ApiResult<HttpResponse> {
+    body.0.validate()?;
+    let m = state
+        .channel(
+            *path,
+            &who.0,
+            Command::CreateMessage(*path, Box::new(body.0)),
+        )
+        .await?
+        .into_message()?;
+    Ok(HttpResponse::Ok().json(m))
+}
+
+#[utoipa::path(tag = "messages", responses((status = 200, body = Message), (status = 404, body = ErrorBody)), security(("token" = [])))]
+#[get("/channels/{channel_id}/messages/{message_id}")]
+pub async fn get_message(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (c, m) = *path;
+    Ok(HttpResponse::Ok().json(
+        state
+            .channel(c, &who.0, Command::GetMessage(c, m))
+            .await?
+            .into_message()?,
+    ))
+}
+
+/// Edits the caller's own message.
+#[utoipa::path(tag = "messages", request_body = EditMessage, responses((status = 200, body = Message), (status = 403, body = ErrorBody)),
+    security(("token" = [])))]
+#[patch("/channels/{channel_id}/messages/{message_id}")]
+pub async fn edit_message(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+    body: Json<EditMessage>,
+) -> ApiResult<HttpResponse> {
+    let (c, m) = *path;
+    Ok(HttpResponse::Ok().json(
+        state
+            .channel(c, &who.0, Command::EditMessage(c, m, body.0))
+            .await?
+            .into_message()?,
+    ))
+}
+
+/// Deletes a message (its author, or MANAGE_MESSAGES).
+#[utoipa::path(tag = "messages", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[delete("/channels/{channel_id}/messages/{message_id}")]
+pub async fn delete_message(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (c, m) = *path;
+    state
+        .channel(c, &who.0, Command::DeleteMessage(c, m))
+        .await?;
+    Ok(no_content())
+}
+
+/// Deletes 2–100 messages, none older than 14 days (MANAGE_MESSAGES).
+#[utoipa::path(tag = "messages", request_body = BulkDelete, responses((status = 204), (status = 400, body = ErrorBody)), security(("token" = [])))]
+#[post("/channels/{channel_id}/messages/bulk-delete")]
+pub async fn bulk_delete(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<BulkDelete>,
+) -> ApiResult<HttpResponse> {
+    body.0.validate()?;
+    state
+        .channel(*path, &who.0, Command::BulkDelete(*path, body.0.messages))
+        .await?;
+    Ok(no_content())
+}
+
+/// Reacts with a Unicode emoji (ADD_REACTIONS for a new emoji on the message).
+#[utoipa::path(tag = "reactions", responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("token" = [])))]
+#[put("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me")]
+pub async fn add_reaction(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake, String)>,
+) -> ApiResult<HttpResponse> {
+    let (channel_id, message_id, emoji) = path.into_inner();
+    state
+        .channel(
+            channel_id,
+            &who.0,
+            Command::AddReaction {
+                channel_id,
+                message_id,
+                emoji,
+            },
+        )
+        .await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(tag = "reactions", responses((status = 204)), security(("token" = [])))]
+#[delete("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me")]
+pub async fn remove_own_reaction(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake, String)>,
+) -> ApiResult<HttpResponse> {
+    let (channel_id, message_id, emoji) = path.into_inner();
+    let user_id = who.0.user_id;
+    state
+        .channel(
+            channel_id,
+            &who.0,
+            Command::RemoveReaction {
+                channel_id,
+                message_id,
+                emoji,
+                user_id,
+            },
+        )
+        .await?;
+    Ok(no_content())
+}
+
+/// Removes another user's reaction (MANAGE_MESSAGES).
+#[utoipa::path(tag = "reactions", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[delete("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/{user_id}")]
+pub async fn remove_user_reaction(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake, String, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (channel_id, message_id, emoji, user_id) = path.into_inner();
+    state
+        .channel(
+            channel_id,
+            &who.0,
+            Command::RemoveReaction {
+                channel_id,
+                message_id,
+                emoji,
+                user_id,
+            },
+        )
+        .await?;
+    Ok(no_content())
+}
+
+/// Users who reacted with an emoji (`limit` 1–100, default 25; `after`).
+#[utoipa::path(tag = "reactions", params(ReactionsQuery), responses((status = 200, body = Vec<User>)), security(("token" = [])))]
+#[get("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}")]
+pub async fn list_reactions(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake, String)>,
+    q: web::Query<ReactionsQuery>,
+) -> ApiResult<HttpResponse> {
+    let (channel_id, message_id, emoji) = path.into_inner();
+    let (limit, after) = q.validated()?;
+    let users = state
+        .channel(
+            channel_id,
+            &who.0,
+            Command::ListReactions {
+                channel_id,
+                message_id,
+                emoji,
+                after,
+                limit,
+            },
+        )
+        .await?
+        .into_users()?;
+    Ok(HttpResponse::Ok().json(users))
+}
+
+/// Removes every reaction (MANAGE_MESSAGES).
+#[utoipa::path(tag = "reactions", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[delete("/channels/{channel_id}/messages/{message_id}/reactions")]
+pub async fn remove_all_reactions(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (channel_id, message_id) = *path;
+    state
+        .channel(
+            channel_id,
+            &who.0,
+            Command::RemoveAllReactions {
+                channel_id,
+                message_id,
+                emoji: None,
+            },
+        )
+        .await?;
+    Ok(no_content())
+}
+
+/// Removes every reaction of one emoji (MANAGE_MESSAGES).
+#[utoipa::path(tag = "reactions", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[delete("/channels/{channel_id}/messages/{message_id}/reactions/{emoji}")]
+pub async fn remove_emoji_reactions(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake, String)>,
+) -> ApiResult<HttpResponse> {
+    let (channel_id, message_id, emoji) = path.into_inner();
+    state
+        .channel(
+            channel_id,
+            &who.0,
+            Command::RemoveAllReactions {
+                channel_id,
+                message_id,
+                emoji: Some(emoji),
+            },
+        )
+        .await?;
+    Ok(no_content())
+}
+
+/// Pinned messages, most recently pinned first (legacy route).
+#[utoipa::path(tag = "pins", responses((status = 200, body = Vec<Message>)), security(("token" = [])))]
+#[get("/channels/{channel_id}/pins")]
+pub async fn list_pins(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .channel(*path, &who.0, Command::ListPins(*path))
+            .await?
+            .into_messages()?,
+    ))
+}
+
+/// Pins a message (MANAGE_MESSAGES or PIN_MESSAGES; at most 50 per channel).
+#[utoipa::path(tag = "pins", responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[put("/channels/{channel_id}/pins/{message_id}")]
+pub async fn pin(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (c, m) = *path;
+    state.channel(c, &who.0, Command::Pin(c, m)).await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(tag = "pins", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[delete("/channels/{channel_id}/pins/{message_id}")]
+pub async fn unpin(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (c, m) = *path;
+    state.channel(c, &who.0, Command::Unpin(c, m)).await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(tag = "pins", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[put("/channels/{channel_id}/messages/pins/{message_id}")]
+pub async fn pin_new(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (c, m) = *path;
+    state.channel(c, &who.0, Command::Pin(c, m)).await?;
+    Ok(no_content())
+}
+
+#[utoipa::path(tag = "pins", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[delete("/channels/{channel_id}/messages/pins/{message_id}")]
+pub async fn unpin_new(
+    state: State,
+    who: Authed,
+    path: web::Path<(Snowflake, Snowflake)>,
+) -> ApiResult<HttpResponse> {
+    let (c, m) = *path;
+    state.channel(c, &who.0, Command::Unpin(c, m)).await?;
+    Ok(no_content())
+}
