@@ -127,7 +127,7 @@ impl AccountService {
     }
 
     async fn hash_password(&self, password: String) -> Result<String, ApiError> {
-        let params = self.config.password.clone();
+        let params = self.config.password;
         tokio::task::spawn_blocking(move || params.hash_password(&password))
             .await
             .map_err(|_| ApiError::internal())?

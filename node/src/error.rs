@@ -39,18 +39,20 @@ pub type ApiResult<T> = Result<T, HttpError>;
 
 /// Maps a serde error at a JSON path to a 50035 form error, Discord style.
 fn form_error_from_path(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = err.path().to_string();
+    let segments: Vec<String> = err
+        .path()
+        .iter()
+        .filter_map(|seg| match seg {
+            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect();
     let inner = err.into_inner();
     if inner.is_syntax() || inner.is_eof() {
         return ApiError::invalid_json();
     }
-    let segments: Vec<String> = if path == "." {
-        Vec::new()
-    } else {
-        path.split('.')
-            .map(|s| s.trim_matches(|c| c == '[' || c == ']').to_owned())
-            .collect()
-    };
     let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let message = inner.to_string();
     let code = if message.contains("missing field") {

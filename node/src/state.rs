@@ -6,7 +6,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use enrichment_actors::accounts::{AccountService, Principal};
 use enrichment_actors::guild::{Command, GuildContext, GuildRequest, Reply};
 use enrichment_actors::router::GuildRouter;
-use enrichment_protocol::{ApiError, Snowflake};
+use enrichment_protocol::{ApiError, ErrorCode, Snowflake};
 use futures::future::LocalBoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -67,7 +67,14 @@ impl AppState {
         command: Command,
     ) -> Result<Reply, HttpError> {
         let guild_id = self.router.guild_of_channel(channel_id).await?;
-        self.guild(guild_id, who, command).await
+        // A channel whose guild is gone is an unknown channel, whether or not its mapping was
+        // still cached.
+        match self.guild(guild_id, who, command).await {
+            Err(HttpError(e)) if e.code() == ErrorCode::UnknownGuild.as_u32() => {
+                Err(ApiError::unknown(ErrorCode::UnknownChannel).into())
+            }
+            other => other,
+        }
     }
 }
 

@@ -1,0 +1,16 @@
+//! Integration tests: real nodes on ephemeral ports, driven over HTTP.
+
+// Test helpers panic on anything unexpected; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod guilds;
+mod isolation;
+mod messages;
+mod ops;
+mod permissions;
+mod ratelimits;
+mod restart;

@@ -1,0 +1,238 @@
+//! Boots real nodes in-process on ephemeral ports and drives them over HTTP.
+
+use std::time::Duration;
+
+use enrichment_node::{Config, Node};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub struct TestNode {
+    pub node: Option<Node>,
+    /// Kept so the data directory lives as long as the node.
+    _dir: TempDir,
+    pub config: Config,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn ok(self, status: u16) -> Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self.body
+    }
+
+    /// Asserts a Discord error: status and JSON code.
+    #[track_caller]
+    pub fn err(&self, status: u16, code: u64) {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["code"].as_u64(),
+            Some(code),
+            "unexpected error body: {}",
+            self.body
+        );
+        assert!(
+            self.body["message"].is_string(),
+            "error without message: {}",
+            self.body
+        );
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.to_path_buf(),
+        http_workers: 1,
+        ..Config::default()
+    };
+    // The cheapest argon2id parameters: tests hash many passwords.
+    c.auth.argon2_memory_kib = 8;
+    c.auth.argon2_iterations = 1;
+    c.rate_limits.enabled = false;
+    c
+}
+
+impl TestNode {
+    pub async fn start() -> TestNode {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let node = Node::start(config.clone()).await.expect("node starts");
+        let base = node.api_url();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        TestNode {
+            node: Some(node),
+            _dir: dir,
+            config,
+            base,
+            http,
+        }
+    }
+
+    /// Stops the node and starts a new one on the same data directory.
+    pub async fn restart(&mut self) {
+        if let Some(n) = self.node.take() {
+            n.stop().await;
+        }
+        let node = Node::start(self.config.clone())
+            .await
+            .expect("node restarts");
+        self.base = node.api_url();
+        self.node = Some(node);
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn register(&self, username: &str) -> User {
+        let body = self
+            .call(
+                Method::POST,
+                "/auth/register",
+                None,
+                Some(json!({"username": username, "email": format!("{username}@example.com"), "password": "correct horse battery"})),
+            )
+            .await
+            .ok(201);
+        User {
+            id: body["user"]["id"].as_str().expect("user id").to_owned(),
+            token: body["token"].as_str().expect("token").to_owned(),
+            refresh_token: body["refresh_token"].as_str().expect("refresh").to_owned(),
+        }
+    }
+
+    /// Creates a guild owned by `owner`; returns (guild id, general channel id).
+    pub async fn guild(&self, owner: &User, name: &str) -> (String, String) {
+        let g = self
+            .post("/guilds", &owner.token, json!({"name": name}))
+            .await
+            .ok(201);
+        let gid = g["id"].as_str().expect("guild id").to_owned();
+        let chans = self
+            .get(&format!("/guilds/{gid}/channels"), &owner.token)
+            .await
+            .ok(200);
+        (gid, chans[0]["id"].as_str().expect("channel id").to_owned())
+    }
+
+    /// Makes `user` a member of the guild of `channel` through an invite from `inviter`.
+    pub async fn join(&self, inviter: &User, channel: &str, user: &User) {
+        let inv = self
+            .post(
+                &format!("/channels/{channel}/invites"),
+                &inviter.token,
+                json!({}),
+            )
+            .await
+            .ok(200);
+        let code = inv["code"].as_str().expect("code");
+        self.post(&format!("/invites/{code}"), &user.token, json!({}))
+            .await
+            .ok(200);
+    }
+
+    pub async fn send(&self, user: &User, channel: &str, content: &str) -> Value {
+        self.post(
+            &format!("/channels/{channel}/messages"),
+            &user.token,
+            json!({"content": content}),
+        )
+        .await
+        .ok(200)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // Nodes are stopped explicitly in restart tests; the rest end with the test runtime.
+        let _ = self.node.take();
+    }
+}
+
+pub fn id_of(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_owned()
+}
