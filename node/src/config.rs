@@ -217,3 +217,30 @@ impl Config {
         Duration::from_secs(self.guilds.idle_timeout_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/enrichment.example.toml");
+        let parsed = Config::from_file(&path).unwrap();
+        parsed.validate().unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(&defaults).unwrap(),
+            "the example documents the defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("listne = \"1.2.3.4:5\"").is_err());
+        let c: Config = toml::from_str("worker_id = 40").unwrap();
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("[rate_limits]\nglobal = { limit = 0, per_secs = 1.0 }").unwrap();
+        assert!(c.validate().is_err());
+    }
+}
