@@ -224,7 +224,8 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_matches_defaults() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/enrichment.example.toml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/enrichment.example.toml");
         let parsed = Config::from_file(&path).unwrap();
         parsed.validate().unwrap();
         let defaults = Config::default();
@@ -240,7 +241,8 @@ mod tests {
         assert!(toml::from_str::<Config>("listne = \"1.2.3.4:5\"").is_err());
         let c: Config = toml::from_str("worker_id = 40").unwrap();
         assert!(c.validate().is_err());
-        let c: Config = toml::from_str("[rate_limits]\nglobal = { limit = 0, per_secs = 1.0 }").unwrap();
+        let c: Config =
+            toml::from_str("[rate_limits]\nglobal = { limit = 0, per_secs = 1.0 }").unwrap();
         assert!(c.validate().is_err());
     }
 }
