@@ -1,6 +1,9 @@
 //! Account rules against the real embedded store: sessions, refresh rotation and theft
 //! detection, logout, TOTP and backup-code replay, bot tokens.
 
+// Test helpers panic on anything unexpected; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
