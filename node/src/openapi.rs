@@ -74,6 +74,7 @@ use crate::routes;
         routes::messages::edit_message,
         routes::messages::delete_message,
         routes::messages::bulk_delete,
+        routes::messages::list_pins_new,
         routes::messages::add_reaction,
         routes::messages::remove_own_reaction,
         routes::messages::remove_user_reaction,

@@ -439,6 +439,22 @@ wire! {
     }
 }
 
+wire! {
+    /// An entry of `GET /channels/{id}/messages/pins`.
+    pub struct PinnedMessage {
+        pub pinned_at: Timestamp,
+        pub message: Message,
+    }
+}
+
+wire! {
+    /// `GET /channels/{id}/messages/pins`: newest pins first.
+    pub struct PinList {
+        pub items: Vec<PinnedMessage>,
+        pub has_more: bool,
+    }
+}
+
 /// Message types this server produces.
 pub mod message_type {
     pub const DEFAULT: u8 = 0;

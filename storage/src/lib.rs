@@ -287,6 +287,13 @@ pub struct MessageRecord {
     pub message_reference: Option<MessageReference>,
 }
 
+/// A pinned message and when it was pinned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PinnedMessage {
+    pub pinned_at: Timestamp,
+    pub message: MessageRecord,
+}
+
 /// Reactions of one emoji on a message, as seen by one viewer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReactionCount {
@@ -370,8 +377,9 @@ pub trait MessageStore: Send + Sync + 'static {
         message_id: Snowflake,
         pinned: bool,
     ) -> StoreResult<bool>;
-    /// Pinned messages, most recently pinned first.
-    async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<MessageRecord>>;
+    /// Pinned messages with the time each was pinned, most recently pinned first. Pin times are
+    /// strictly decreasing along the list (ties are broken by nudging a millisecond).
+    async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<PinnedMessage>>;
 }
 
 /// The set of stores a node runs on.

@@ -58,8 +58,8 @@ use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 
 use crate::{
     ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite,
-    InviteRecord, MemberRecord, MessageRecord, ReactionCount, RefreshTokenRecord, RotateOutcome,
-    StoreError, Stores, bucket_of,
+    InviteRecord, MemberRecord, MessageRecord, PinnedMessage, ReactionCount, RefreshTokenRecord,
+    RotateOutcome, StoreError, Stores, bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -401,6 +401,10 @@ fn rich_msg(channel_id: Snowflake, id: Snowflake) -> MessageRecord {
         edited_timestamp: Some(Timestamp::from_unix_ms(1_700_000_000_999)),
         ..msg(channel_id, id, "rich content")
     }
+}
+
+fn pin_records(pins: Vec<PinnedMessage>) -> Vec<MessageRecord> {
+    pins.into_iter().map(|p| p.message).collect()
 }
 
 fn ids(messages: &[MessageRecord]) -> Vec<Snowflake> {
@@ -1743,7 +1747,10 @@ pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
             .unwrap(),
         Vec::new()
     );
-    assert_eq!(ids(&s.messages.list_pins(ch).await.unwrap()), vec![m[4]]);
+    assert_eq!(
+        ids(&pin_records(s.messages.list_pins(ch).await.unwrap())),
+        vec![m[4]]
+    );
     assert_eq!(
         ids(&s
             .messages
@@ -1812,7 +1819,10 @@ pub async fn messages_delete_channel<F: Fn(PathBuf) -> Fut, Fut: Future<Output =
     s.messages.delete_channel(ch).await.unwrap();
     assert_eq!(list(s, ch, HistoryAnchor::Latest, 100).await, Vec::new());
     assert_eq!(s.messages.get_message(ch, m[1]).await.unwrap(), None);
-    assert_eq!(s.messages.list_pins(ch).await.unwrap(), Vec::new());
+    assert_eq!(
+        pin_records(s.messages.list_pins(ch).await.unwrap()),
+        Vec::new()
+    );
     assert_eq!(
         s.messages
             .reaction_counts(ch, m[1], Snowflake(5))
@@ -1829,7 +1839,10 @@ pub async fn messages_delete_channel<F: Fn(PathBuf) -> Fut, Fut: Future<Output =
     );
 
     assert_eq!(list(s, keep, HistoryAnchor::Latest, 100).await.len(), 10);
-    assert_eq!(ids(&s.messages.list_pins(keep).await.unwrap()), vec![k[2]]);
+    assert_eq!(
+        ids(&pin_records(s.messages.list_pins(keep).await.unwrap())),
+        vec![k[2]]
+    );
     assert_eq!(
         s.messages
             .reaction_counts(keep, k[1], Snowflake(5))
@@ -2090,13 +2103,34 @@ pub async fn pins_order_and_flag<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Sto
     let s = &env.stores;
     let ch = fresh_id();
     let m = ten_messages(s, ch).await;
-    assert_eq!(s.messages.list_pins(ch).await.unwrap(), Vec::new());
+    assert_eq!(
+        pin_records(s.messages.list_pins(ch).await.unwrap()),
+        Vec::new()
+    );
 
     // Pinned in quick succession (possibly within one millisecond), not in id order.
+    let before = Timestamp::now();
     for i in [2, 7, 1] {
         assert!(s.messages.set_pinned(ch, m[i], true).await.unwrap());
     }
-    let pins = s.messages.list_pins(ch).await.unwrap();
+    let times: Vec<Timestamp> = s
+        .messages
+        .list_pins(ch)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.pinned_at)
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] > w[1]),
+        "pin times strictly decrease: {times:?}"
+    );
+    // Ties are nudged by a millisecond at most per pin.
+    assert!(
+        times[2] >= before && times[0].unix_ms() <= Timestamp::now().unix_ms() + 3,
+        "{times:?}"
+    );
+    let pins = pin_records(s.messages.list_pins(ch).await.unwrap());
     assert_eq!(
         ids(&pins),
         vec![m[1], m[7], m[2]],
@@ -2129,7 +2163,7 @@ pub async fn pins_order_and_flag<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Sto
 
     assert!(s.messages.set_pinned(ch, m[7], false).await.unwrap());
     assert_eq!(
-        ids(&s.messages.list_pins(ch).await.unwrap()),
+        ids(&pin_records(s.messages.list_pins(ch).await.unwrap())),
         vec![m[1], m[2]]
     );
     assert!(
@@ -2153,20 +2187,20 @@ pub async fn pins_order_and_flag<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Sto
     );
     assert!(!s.messages.set_pinned(fresh_id(), m[7], true).await.unwrap());
     assert_eq!(
-        ids(&s.messages.list_pins(ch).await.unwrap()),
+        ids(&pin_records(s.messages.list_pins(ch).await.unwrap())),
         vec![m[1], m[2]]
     );
 
     // Re-pinning puts it first again; editing a pinned message keeps it pinned.
     assert!(s.messages.set_pinned(ch, m[7], true).await.unwrap());
     assert_eq!(
-        ids(&s.messages.list_pins(ch).await.unwrap()),
+        ids(&pin_records(s.messages.list_pins(ch).await.unwrap())),
         vec![m[7], m[1], m[2]]
     );
     let mut edited = s.messages.get_message(ch, m[1]).await.unwrap().unwrap();
     edited.content = "edited while pinned".into();
     s.messages.put_message(&edited).await.unwrap();
-    let pins = s.messages.list_pins(ch).await.unwrap();
+    let pins = pin_records(s.messages.list_pins(ch).await.unwrap());
     assert_eq!(ids(&pins), vec![m[7], m[1], m[2]]);
     assert_eq!(pins[1], edited);
 }
@@ -2328,7 +2362,7 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
         vec![rc("👍", 1, true), rc("🎉", 1, false)]
     );
     assert_eq!(
-        ids(&s.messages.list_pins(ch).await.unwrap()),
+        ids(&pin_records(s.messages.list_pins(ch).await.unwrap())),
         vec![m[0], m[3]]
     );
     assert!(

@@ -5,7 +5,7 @@
 //! route; each route knows which variant its command yields (see the `expect_*` helpers).
 
 use enrichment_protocol::models::{
-    Ban, Channel, Guild, Invite, Member, Message, PartialGuild, Role, User,
+    Ban, Channel, Guild, Invite, Member, Message, PartialGuild, PinnedMessage, Role, User,
 };
 use enrichment_protocol::rest::{
     ChannelPosition, CreateChannel, CreateInvite, CreateMessage, EditMessage, EditOverwrite,
@@ -149,6 +149,7 @@ pub enum Reply {
     Invites(Vec<Invite>),
     Message(Message),
     Messages(Vec<Message>),
+    Pins(Vec<PinnedMessage>),
     Users(Vec<User>),
 }
 
@@ -187,5 +188,6 @@ expect! {
     into_invites => Invites(Vec<Invite>),
     into_message => Message(Message),
     into_messages => Messages(Vec<Message>),
+    into_pins => Pins(Vec<PinnedMessage>),
     into_users => Users(Vec<User>),
 }

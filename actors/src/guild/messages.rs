@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enrichment_protocol::models::{Message, Nonce, Reaction, ReactionCountDetails, message_type};
+use enrichment_protocol::models::{
+    Message, Nonce, PinnedMessage, Reaction, ReactionCountDetails, message_type,
+};
 use enrichment_protocol::rest::{CreateMessage, EditMessage, HistoryAnchor};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
 use enrichment_storage::{GuildWrite, MessageRecord};
@@ -589,7 +591,7 @@ impl GuildActorState {
         actor: Snowflake,
         ch: Snowflake,
         port: RpcReplyPort<GuildResult>,
-        empty_without_history: bool,
+        without_history: Option<Reply>,
         read: F,
     ) where
         F: FnOnce(Arc<GuildContext>) -> Fut + Send + 'static,
@@ -607,11 +609,7 @@ impl GuildActorState {
                 }
             };
         if !perms.contains(Permissions::READ_MESSAGE_HISTORY) {
-            let r = if empty_without_history {
-                Ok(Reply::Messages(Vec::new()))
-            } else {
-                Err(ApiError::missing_permissions())
-            };
+            let r = without_history.ok_or_else(ApiError::missing_permissions);
             let _ = port.send(r);
             return;
         }
@@ -628,7 +626,7 @@ impl GuildActorState {
         id: Snowflake,
         port: RpcReplyPort<GuildResult>,
     ) {
-        self.spawn_read(actor, ch, port, false, move |ctx| async move {
+        self.spawn_read(actor, ch, port, None, move |ctx| async move {
             let rec = ctx
                 .stores
                 .messages
@@ -648,22 +646,28 @@ impl GuildActorState {
         limit: usize,
         port: RpcReplyPort<GuildResult>,
     ) {
-        self.spawn_read(actor, ch, port, true, move |ctx| async move {
-            let started = Instant::now();
-            let records = ctx
-                .stores
-                .messages
-                .list_messages(ch, anchor, limit)
-                .await
-                .map_err(GuildContext::store_error)?;
-            metrics::histogram!("enrichment_store_seconds", "op" => "list_messages")
-                .record(started.elapsed().as_secs_f64());
-            let mut out = Vec::with_capacity(records.len());
-            for r in records {
-                out.push(hydrate(&ctx, r, actor, true).await?);
-            }
-            Ok(Reply::Messages(out))
-        });
+        self.spawn_read(
+            actor,
+            ch,
+            port,
+            Some(Reply::Messages(Vec::new())),
+            move |ctx| async move {
+                let started = Instant::now();
+                let records = ctx
+                    .stores
+                    .messages
+                    .list_messages(ch, anchor, limit)
+                    .await
+                    .map_err(GuildContext::store_error)?;
+                metrics::histogram!("enrichment_store_seconds", "op" => "list_messages")
+                    .record(started.elapsed().as_secs_f64());
+                let mut out = Vec::with_capacity(records.len());
+                for r in records {
+                    out.push(hydrate(&ctx, r, actor, true).await?);
+                }
+                Ok(Reply::Messages(out))
+            },
+        );
     }
 
     pub(super) fn list_pins(
@@ -672,19 +676,28 @@ impl GuildActorState {
         ch: Snowflake,
         port: RpcReplyPort<GuildResult>,
     ) {
-        self.spawn_read(actor, ch, port, true, move |ctx| async move {
-            let records = ctx
-                .stores
-                .messages
-                .list_pins(ch)
-                .await
-                .map_err(GuildContext::store_error)?;
-            let mut out = Vec::with_capacity(records.len());
-            for r in records {
-                out.push(hydrate(&ctx, r, actor, true).await?);
-            }
-            Ok(Reply::Messages(out))
-        });
+        self.spawn_read(
+            actor,
+            ch,
+            port,
+            Some(Reply::Pins(Vec::new())),
+            move |ctx| async move {
+                let records = ctx
+                    .stores
+                    .messages
+                    .list_pins(ch)
+                    .await
+                    .map_err(GuildContext::store_error)?;
+                let mut out = Vec::with_capacity(records.len());
+                for r in records {
+                    out.push(PinnedMessage {
+                        pinned_at: r.pinned_at,
+                        message: hydrate(&ctx, r.message, actor, true).await?,
+                    });
+                }
+                Ok(Reply::Pins(out))
+            },
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -705,7 +718,7 @@ impl GuildActorState {
                 return;
             }
         };
-        self.spawn_read(actor, ch, port, false, move |ctx| async move {
+        self.spawn_read(actor, ch, port, None, move |ctx| async move {
             let store = &ctx.stores.messages;
             if store
                 .get_message(ch, id)
@@ -938,7 +951,10 @@ impl GuildActorState {
             return Err(ApiError::new(
                 400,
                 ErrorCode::MaxPins,
-                "Maximum number of pins reached (50)",
+                format!(
+                    "Maximum number of pins reached ({})",
+                    self.ctx.limits.max_pins
+                ),
             ));
         }
         if !store
@@ -948,9 +964,16 @@ impl GuildActorState {
         {
             return Err(ApiError::unknown(ErrorCode::UnknownMessage));
         }
+        // `last_pin_timestamp` follows the newest remaining pin, as Discord reports it.
+        let newest = store
+            .list_pins(ch)
+            .await
+            .map_err(GuildContext::store_error)?
+            .first()
+            .map(|p| p.pinned_at);
         let mut channel = self.state.channel(ch)?.clone();
-        if pin {
-            channel.last_pin_timestamp = Some(now);
+        if channel.last_pin_timestamp != newest {
+            channel.last_pin_timestamp = newest;
             self.write(vec![GuildWrite::PutChannel(channel.clone())])
                 .await?;
             self.state.channels.insert(ch, channel.clone());

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use enrichment_actors::guild::Command;
-use enrichment_protocol::models::{Message, User};
+use enrichment_protocol::models::{Message, PinList, User};
 use enrichment_protocol::rest::{
     BulkDelete, CreateMessage, EditMessage, MessagesQuery, ReactionsQuery,
 };
@@ -14,6 +14,7 @@ use crate::state::{Authed, State};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Literal segments (`bulk-delete`, `pins`) before `{message_id}` so they match first.
     cfg.service(bulk_delete)
+        .service(list_pins_new)
         .service(pin_new)
         .service(unpin_new)
         .service(list_pins)
@@ -308,12 +309,12 @@ pub async fn list_pins(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(
-        state
-            .channel(*path, &who.0, Command::ListPins(*path))
-            .await?
-            .into_messages()?,
-    ))
+    let pins = state
+        .channel(*path, &who.0, Command::ListPins(*path))
+        .await?
+        .into_pins()?;
+    let messages: Vec<Message> = pins.into_iter().map(|p| p.message).collect();
+    Ok(HttpResponse::Ok().json(messages))
 }
 
 /// Pins a message (MANAGE_MESSAGES or PIN_MESSAGES; at most 50 per channel).
@@ -339,6 +340,24 @@ pub async fn unpin(
     let (c, m) = *path;
     state.channel(c, &who.0, Command::Unpin(c, m)).await?;
     Ok(no_content())
+}
+
+/// Pinned messages with their pin times, most recently pinned first.
+#[utoipa::path(tag = "pins", responses((status = 200, body = PinList)), security(("token" = [])))]
+#[get("/channels/{channel_id}/messages/pins")]
+pub async fn list_pins_new(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+) -> ApiResult<HttpResponse> {
+    let items = state
+        .channel(*path, &who.0, Command::ListPins(*path))
+        .await?
+        .into_pins()?;
+    Ok(HttpResponse::Ok().json(PinList {
+        items,
+        has_more: false,
+    }))
 }
 
 #[utoipa::path(tag = "pins", responses((status = 204), (status = 403, body = ErrorBody)), security(("token" = [])))]

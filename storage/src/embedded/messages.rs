@@ -15,15 +15,15 @@ use std::ops::Bound;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use enrichment_protocol::Snowflake;
 use enrichment_protocol::rest::HistoryAnchor;
+use enrichment_protocol::{Snowflake, Timestamp};
 use fjall::{Iter, Readable, Snapshot};
 
 use super::keys::{
     self, channel_message, concat, id, message, message_max, pin, read_id, read_u64,
 };
 use super::{Committed, EmbeddedStore, Inner, Ks, Tx, decode, lock};
-use crate::{MessageRecord, MessageStore, ReactionCount, StoreError, StoreResult};
+use crate::{MessageRecord, MessageStore, PinnedMessage, ReactionCount, StoreError, StoreResult};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -425,16 +425,21 @@ impl MessageStore for EmbeddedStore {
         .await
     }
 
-    async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<MessageRecord>> {
+    async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<PinnedMessage>> {
         self.blocking(move |inner| {
             let snap = inner.db.snapshot();
             let mut out = Vec::new();
             for entry in snap.prefix(inner.ks(Ks::Pins), id(channel_id)).rev() {
-                let message_id = read_id(&entry.key()?, 16)?;
+                let key = entry.key()?;
+                let pinned_at = Timestamp::from_unix_ms(read_u64(&key, 8)?);
+                let message_id = read_id(&key, 16)?;
                 if let Some(v) =
                     snap.get(inner.ks(Ks::Messages), message(channel_id, message_id))?
                 {
-                    out.push(decode(&v)?);
+                    out.push(PinnedMessage {
+                        pinned_at,
+                        message: decode(&v)?,
+                    });
                 }
             }
             Ok(out)
