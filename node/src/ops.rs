@@ -17,11 +17,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers a read.
+/// Ready when the store answers a read; also reports this node's running guild actors.
 #[get("/readyz")]
 pub async fn readyz(state: State) -> HttpResponse {
     match state.guilds.stores.guilds.user_guilds(Snowflake(0)).await {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "guild_actors": state.router.local_actor_count(),
+        })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "unavailable" }))

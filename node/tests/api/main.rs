@@ -12,5 +12,6 @@ mod isolation;
 mod messages;
 mod ops;
 mod permissions;
+mod process;
 mod ratelimits;
 mod restart;

@@ -83,3 +83,44 @@ async fn health_metrics_openapi_gateway() {
         .unwrap();
     assert_eq!(bare.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_guild_actors_stop_and_start_again_from_storage() {
+    let t = TestNode::start_with(|c| c.guilds.idle_timeout_secs = 1).await;
+    let a = t.register("idler").await;
+    let (gid, c) = t.guild(&a, "Idle").await;
+    t.send(&a, &c, "before the nap").await;
+    let root = t.base.trim_end_matches("/api/v10").to_owned();
+    // `/readyz` reports this node's own count (the Prometheus gauge is process-wide, and other
+    // tests run nodes in this process too).
+    let actors = || {
+        let http = t.http.clone();
+        let url = format!("{root}/readyz");
+        async move {
+            let body: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            body["guild_actors"].as_u64().unwrap()
+        }
+    };
+    assert!(actors().await >= 1);
+    // Ticks come every quarter of the timeout; wait for the stop, bounded.
+    let mut stopped = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if actors().await == 0 {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "the idle guild actor did not stop");
+    // The next command starts it again from storage, with everything in place.
+    let history = t
+        .get(&format!("/channels/{c}/messages"), &a.token)
+        .await
+        .ok(200);
+    assert_eq!(history[0]["content"], "before the nap");
+    assert_eq!(
+        t.get(&format!("/guilds/{gid}"), &a.token).await.ok(200)["name"],
+        "Idle"
+    );
+    assert!(actors().await >= 1);
+}
