@@ -64,6 +64,8 @@ pub struct AccountService {
     revoked_sessions: DashMap<Snowflake, Instant>,
     /// Failed logins per key (`account:{id}` / `ip:{addr}`) in the current window.
     login_failures: DashMap<String, (Instant, u32)>,
+    /// A hash with the configured cost, verified against when a login names no account.
+    decoy_hash: String,
 }
 
 impl std::fmt::Debug for AccountService {
@@ -110,6 +112,10 @@ impl AccountService {
         ids: Arc<SnowflakeGenerator>,
         config: AccountConfig,
     ) -> Self {
+        let decoy_hash = config
+            .password
+            .hash_password(&auth::new_refresh_token())
+            .unwrap_or_default();
         AccountService {
             stores,
             users,
@@ -119,6 +125,7 @@ impl AccountService {
             bot_tokens: DashMap::new(),
             revoked_sessions: DashMap::new(),
             login_failures: DashMap::new(),
+            decoy_hash,
         }
     }
 
@@ -306,6 +313,9 @@ impl AccountService {
             None => None,
         };
         let Some(creds) = creds else {
+            // Spend the same hashing time as a real check, so response times do not tell
+            // which logins exist.
+            let _ = Self::verify_password(req.password, self.decoy_hash.clone()).await;
             self.fail_login(user_id, ip);
             return Err(invalid_login());
         };

@@ -169,9 +169,10 @@ fn principal(req: &ServiceRequest) -> String {
         Some(v) => format!("t:{}", short_hash(v.as_bytes())),
         None => format!(
             "ip:{}",
-            req.connection_info()
-                .realip_remote_addr()
-                .unwrap_or("unknown")
+            // The socket's peer, not `X-Forwarded-For`: a client must not pick its own key.
+            req.peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|| "unknown".into())
         ),
     }
 }
