@@ -33,21 +33,22 @@ mod state;
 pub use config::Config;
 use state::AppState;
 
-/// One process-wide metrics recorder; several nodes in one test process share it.
+/// One process-wide metrics recorder; several nodes in one process (tests) share it. The
+/// install runs inside `get_or_init`, so concurrent starts cannot race to install twice.
 fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(h) = HANDLE.get() {
-        return Ok(h.clone());
-    }
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        ])
-        .context("metrics buckets")?
-        .install_recorder()
-        .or_else(|e| HANDLE.get().cloned().ok_or(e))
-        .context("installing the metrics recorder")?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .map_err(|e| e.to_string())?
+                .install_recorder()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))
 }
 
 /// A running node.
