@@ -171,6 +171,13 @@ impl AccountService {
         })
     }
 
+    /// A fresh access token in the caller's current session (MFA changes hand one out, as
+    /// Discord does). Only user sessions get here: bots have no credentials.
+    fn session_token(&self, who: Principal) -> Result<String, ApiError> {
+        let family = who.session.ok_or_else(ApiError::unauthorized)?;
+        self.access_token(who.user_id, family)
+    }
+
     fn access_token(&self, user_id: Snowflake, family: Snowflake) -> Result<String, ApiError> {
         self.keys
             .issue_for(user_id.get(), family.get(), self.config.access_ttl)
@@ -506,9 +513,8 @@ impl AccountService {
             .await
             .map_err(store_err)?;
         self.set_mfa_flag(who.user_id, true).await?;
-        let family = who.session.unwrap_or_else(|| self.ids.next_id());
         Ok(EnableTotpResponse {
-            token: self.access_token(who.user_id, family)?,
+            token: self.session_token(who)?,
             backup_codes: codes
                 .into_iter()
                 .map(|code| BackupCode {
@@ -520,11 +526,8 @@ impl AccountService {
         })
     }
 
-    pub async fn disable_totp(
-        &self,
-        who: Principal,
-        code: &str,
-    ) -> Result<TokenResponse, ApiError> {
+    /// Turns MFA off after one more valid code; answers with a fresh access token.
+    pub async fn disable_totp(&self, who: Principal, code: &str) -> Result<String, ApiError> {
         let mut creds = self
             .stores
             .users
@@ -541,11 +544,7 @@ impl AccountService {
             .await
             .map_err(store_err)?;
         self.set_mfa_flag(who.user_id, false).await?;
-        let family = who.session.unwrap_or_else(|| self.ids.next_id());
-        Ok(TokenResponse {
-            token: self.access_token(who.user_id, family)?,
-            refresh_token: String::new(),
-        })
+        self.session_token(who)
     }
 
     async fn set_mfa_flag(&self, user_id: Snowflake, on: bool) -> Result<(), ApiError> {

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enrichment_protocol::models::{Message, Nonce};
+use enrichment_protocol::models::{Message, Nonce, User};
 use enrichment_protocol::{ApiError, Snowflake, SnowflakeGenerator, Timestamp};
 use enrichment_storage::{GuildWrite, StoreError, Stores};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -127,6 +127,15 @@ impl GuildActorState {
         metrics::histogram!("enrichment_store_seconds", "op" => "write_guild")
             .record(started.elapsed().as_secs_f64());
         r
+    }
+
+    /// A user for display, or Discord's "Deleted User" when the account is gone.
+    pub(super) async fn user_or_deleted(&self, id: Snowflake) -> Result<User, ApiError> {
+        self.ctx
+            .users
+            .get_or_deleted(id)
+            .await
+            .map_err(GuildContext::store_error)
     }
 
     pub(super) fn emit(&self, audience: Audience, event: GuildEvent) {

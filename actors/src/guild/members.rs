@@ -19,12 +19,7 @@ use crate::events::{
 
 impl GuildActorState {
     pub(super) async fn wire_member(&self, m: &MemberRecord) -> Result<Member, ApiError> {
-        let user = self
-            .ctx
-            .users
-            .get_or_deleted(m.user_id)
-            .await
-            .map_err(GuildContext::store_error)?;
+        let user = self.user_or_deleted(m.user_id).await?;
         Ok(GuildState::wire_member(m, Some(user)))
     }
 
@@ -204,12 +199,7 @@ impl GuildActorState {
         self.write(writes).await?;
         if was_member {
             self.state.members.remove(&user);
-            let u = self
-                .ctx
-                .users
-                .get_or_deleted(user)
-                .await
-                .map_err(GuildContext::store_error)?;
+            let u = self.user_or_deleted(user).await?;
             self.emit(
                 Audience::Guild,
                 GuildEvent::MemberRemove(GuildUserData {
@@ -255,12 +245,7 @@ impl GuildActorState {
     }
 
     async fn wire_ban(&self, b: &BanRecord) -> Result<Ban, ApiError> {
-        let user = self
-            .ctx
-            .users
-            .get_or_deleted(b.user_id)
-            .await
-            .map_err(GuildContext::store_error)?;
+        let user = self.user_or_deleted(b.user_id).await?;
         Ok(Ban {
             reason: b.reason.clone(),
             user,
@@ -407,12 +392,7 @@ impl GuildActorState {
         }])
         .await?;
         self.state.bans.remove(&user);
-        let u = self
-            .ctx
-            .users
-            .get_or_deleted(user)
-            .await
-            .map_err(GuildContext::store_error)?;
+        let u = self.user_or_deleted(user).await?;
         self.emit(
             Audience::Guild,
             GuildEvent::BanRemove(GuildUserData {

@@ -398,12 +398,7 @@ impl GuildActorState {
             nonce: body.nonce.clone(),
             message_reference: reference,
         };
-        let author = self
-            .ctx
-            .users
-            .get_or_deleted(actor)
-            .await
-            .map_err(GuildContext::store_error)?;
+        let author = self.user_or_deleted(actor).await?;
         let mentions = self
             .ctx
             .users

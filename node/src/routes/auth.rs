@@ -100,13 +100,13 @@ pub async fn enable_totp(
 
 /// Turns off TOTP MFA after one more valid code.
 #[utoipa::path(tag = "auth", request_body = DisableTotpRequest,
-    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody)), security(("token" = [])))]
+    responses((status = 200, description = "`{token}`"), (status = 400, body = ErrorBody)), security(("token" = [])))]
 #[post("/users/@me/mfa/totp/disable")]
 pub async fn disable_totp(
     state: State,
     who: Authed,
     body: Json<DisableTotpRequest>,
 ) -> ApiResult<HttpResponse> {
-    let res = state.accounts.disable_totp(who.0, &body.0.code).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "token": res.token })))
+    let token = state.accounts.disable_totp(who.0, &body.0.code).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "token": token })))
 }
