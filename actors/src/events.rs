@@ -305,3 +305,49 @@ impl EventBus {
         self.tx.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typing(n: u64) -> Dispatch {
+        Dispatch {
+            guild_id: Snowflake(1),
+            audience: Audience::Guild,
+            event: GuildEvent::TypingStart(TypingStartData {
+                channel_id: Snowflake(2),
+                guild_id: Snowflake(1),
+                user_id: Snowflake(n),
+                timestamp: n,
+                member: None,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_loses_the_oldest_events_and_is_told() {
+        let bus = EventBus::new(2);
+        let mut rx = bus.subscribe();
+        for n in 0..5 {
+            bus.publish(typing(n));
+        }
+        match rx.recv().await {
+            Err(broadcast::error::RecvError::Lagged(missed)) => assert_eq!(missed, 3),
+            other => panic!("expected a lag notice, got {other:?}"),
+        }
+        let next = rx.recv().await.unwrap();
+        assert!(matches!(&next.event, GuildEvent::TypingStart(t) if t.user_id == Snowflake(3)));
+    }
+
+    #[test]
+    fn events_serialize_to_discord_dispatch_payloads() {
+        let d = typing(9);
+        assert_eq!(d.event.name(), "TYPING_START");
+        assert_eq!(d.event.intent(), intents::GUILD_MESSAGE_TYPING);
+        let json = serde_json::to_value(&d.event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"channel_id": "2", "guild_id": "1", "user_id": "9", "timestamp": 9, "member": null})
+        );
+    }
+}

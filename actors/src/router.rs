@@ -5,6 +5,10 @@
 //! guild actors lazily, restarts one from storage if it fails, and forgets one that stopped
 //! (idle or deleted) so the next command starts it afresh. The cluster layer will provide a
 //! ring-aware implementation of the same trait.
+//!
+//! ractor mailboxes are unbounded. They stay bounded in practice because every command is a
+//! call: its sender waits for the answer (at most `command_timeout`), so a guild's mailbox
+//! never holds more commands than there are requests in flight, which the HTTP server caps.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

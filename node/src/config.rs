@@ -138,7 +138,14 @@ pub struct GuildConfig {
     pub commit_depth: usize,
     pub max_pins: usize,
     pub max_guilds_per_user: usize,
-    /// Bounded buffer of the in-process event bus.
+    pub max_roles: usize,
+    pub max_channels: usize,
+    pub max_invites: usize,
+    /// Distinct emoji per message.
+    pub max_reactions_per_message: usize,
+    /// Recent `(channel, author, nonce)` triples remembered per guild for `enforce_nonce`.
+    pub nonce_memory: usize,
+    /// Bounded buffer of the in-process event bus; a subscriber further behind loses events.
     pub event_buffer: usize,
 }
 
@@ -150,6 +157,11 @@ impl Default for GuildConfig {
             commit_depth: 256,
             max_pins: 50,
             max_guilds_per_user: 100,
+            max_roles: 250,
+            max_channels: 500,
+            max_invites: 1000,
+            max_reactions_per_message: 20,
+            nonce_memory: 4096,
             event_buffer: 4096,
         }
     }

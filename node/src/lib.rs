@@ -98,9 +98,13 @@ impl Node {
             limits: GuildLimits {
                 max_pins: config.guilds.max_pins,
                 max_guilds_per_user: config.guilds.max_guilds_per_user,
+                max_roles: config.guilds.max_roles,
+                max_channels: config.guilds.max_channels,
+                max_invites: config.guilds.max_invites,
+                max_reactions_per_message: config.guilds.max_reactions_per_message,
+                nonce_memory: config.guilds.nonce_memory,
                 commit_depth: config.guilds.commit_depth,
                 idle_timeout: config.idle_timeout(),
-                ..GuildLimits::default()
             },
         });
         let router = LocalGuildRouter::start(

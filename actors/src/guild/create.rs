@@ -25,7 +25,10 @@ pub async fn create_guild(
         return Err(ApiError::new(
             400,
             ErrorCode::MaxGuilds,
-            "Maximum number of guilds reached (100)",
+            format!(
+                "Maximum number of guilds reached ({})",
+                ctx.limits.max_guilds_per_user
+            ),
         ));
     }
     let id = ctx.ids.next_id();

@@ -477,7 +477,10 @@ impl GuildActorState {
             return Err(ApiError::new(
                 400,
                 ErrorCode::MaxInvites,
-                "Maximum number of invites reached (1000)",
+                format!(
+                    "Maximum number of invites reached ({})",
+                    self.ctx.limits.max_invites
+                ),
             ));
         }
         // A fresh random code colliding is rare; a few tries make failure practically impossible.
@@ -643,7 +646,10 @@ impl GuildActorState {
             return Err(ApiError::new(
                 400,
                 ErrorCode::MaxGuilds,
-                "Maximum number of guilds reached (100)",
+                format!(
+                    "Maximum number of guilds reached ({})",
+                    self.ctx.limits.max_guilds_per_user
+                ),
             ));
         }
         Ok(())

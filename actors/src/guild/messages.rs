@@ -828,7 +828,10 @@ impl GuildActorState {
                 return Err(ApiError::new(
                     400,
                     ErrorCode::MaxReactions,
-                    "Maximum number of reactions reached (20)",
+                    format!(
+                        "Maximum number of reactions reached ({})",
+                        self.ctx.limits.max_reactions_per_message
+                    ),
                 ));
             }
         }

@@ -356,7 +356,10 @@ impl GuildActorState {
             return Err(ApiError::new(
                 400,
                 ErrorCode::MaxChannels,
-                "Maximum number of guild channels reached (500)",
+                format!(
+                    "Maximum number of guild channels reached ({})",
+                    self.ctx.limits.max_channels
+                ),
             ));
         }
         let kind = body.kind.unwrap_or(ChannelType::GUILD_TEXT);
@@ -668,7 +671,10 @@ impl GuildActorState {
             return Err(ApiError::new(
                 400,
                 ErrorCode::MaxRoles,
-                "Maximum number of server roles reached (250)",
+                format!(
+                    "Maximum number of server roles reached ({})",
+                    self.ctx.limits.max_roles
+                ),
             ));
         }
         let permissions = body

@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod guilds;
 mod isolation;
+mod limits;
 mod messages;
 mod ops;
 mod permissions;
