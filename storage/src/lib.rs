@@ -369,6 +369,21 @@ pub trait MessageStore: Send + Sync + 'static {
         message_id: Snowflake,
         viewer: Snowflake,
     ) -> StoreResult<Vec<ReactionCount>>;
+    /// [`MessageStore::reaction_counts`] for several messages of one channel, in the order of
+    /// `message_ids` (empty for a message without reactions or unknown). A history page asks
+    /// once instead of once per message; the default does ask per message.
+    async fn reaction_counts_many(
+        &self,
+        channel_id: Snowflake,
+        message_ids: &[Snowflake],
+        viewer: Snowflake,
+    ) -> StoreResult<Vec<Vec<ReactionCount>>> {
+        let mut out = Vec::with_capacity(message_ids.len());
+        for id in message_ids {
+            out.push(self.reaction_counts(channel_id, *id, viewer).await?);
+        }
+        Ok(out)
+    }
     /// Pins or unpins, updating the message's `pinned` flag and the pin index together.
     /// Returns `false` when the message does not exist.
     async fn set_pinned(

@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             messages_edit_and_delete,
             messages_delete_channel,
             reactions_counts_and_order,
+            reactions_counts_for_a_page,
             reactions_users_paging,
             reactions_remove,
             pins_order_and_flag,
@@ -1947,6 +1948,45 @@ pub async fn reactions_counts_and_order<F: Fn(PathBuf) -> Fut, Fut: Future<Outpu
     assert_eq!(
         s.messages.reaction_counts(ch, m[2], u1).await.unwrap(),
         vec![rc(thumbs, 1, true)]
+    );
+}
+
+/// Counts for a whole page equal the per-message counts, in the order asked.
+pub async fn reactions_counts_for_a_page<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    let (u1, u2) = (Snowflake(201), Snowflake(202));
+    s.messages.add_reaction(ch, m[2], "👍", u1).await.unwrap();
+    s.messages.add_reaction(ch, m[2], "😀", u2).await.unwrap();
+    s.messages.add_reaction(ch, m[7], "😀", u1).await.unwrap();
+    // Another channel's reactions never leak into this one.
+    s.messages
+        .add_reaction(fresh_id(), m[3], "👍", u1)
+        .await
+        .unwrap();
+    let unknown = fresh_id();
+    let page = [m[7], m[3], m[2], unknown];
+    let many = s
+        .messages
+        .reaction_counts_many(ch, &page, u1)
+        .await
+        .unwrap();
+    let mut one_by_one = Vec::new();
+    for id in page {
+        one_by_one.push(s.messages.reaction_counts(ch, id, u1).await.unwrap());
+    }
+    assert_eq!(many, one_by_one);
+    assert_eq!(many[0], vec![rc("😀", 1, true)]);
+    assert_eq!(many[1], Vec::new());
+    assert_eq!(many[2], vec![rc("👍", 1, true), rc("😀", 1, false)]);
+    assert_eq!(many[3], Vec::new());
+    assert_eq!(
+        s.messages.reaction_counts_many(ch, &[], u1).await.unwrap(),
+        Vec::<Vec<ReactionCount>>::new()
     );
 }
 

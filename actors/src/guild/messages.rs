@@ -13,7 +13,7 @@ use enrichment_protocol::models::{
 };
 use enrichment_protocol::rest::{CreateMessage, EditMessage, HistoryAnchor};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
-use enrichment_storage::{GuildWrite, MessageRecord};
+use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount};
 use futures::FutureExt;
 use ractor::RpcReplyPort;
 
@@ -38,37 +38,85 @@ pub(super) async fn hydrate(
     viewer: Snowflake,
     with_reference: bool,
 ) -> Result<Message, ApiError> {
-    let store_err = GuildContext::store_error;
-    let referenced = match (
-        &rec.message_reference,
-        with_reference && rec.kind == message_type::REPLY,
-    ) {
-        (Some(r), true) => match r.message_id {
-            Some(id) => Some(
-                match ctx
-                    .stores
-                    .messages
-                    .get_message(rec.channel_id, id)
-                    .await
-                    .map_err(store_err)?
-                {
-                    Some(m) => Some(Box::new(hydrate_flat(ctx, m, viewer).await?)),
-                    None => None,
-                },
-            ),
-            None => None,
-        },
-        _ => None,
+    let counts = ctx
+        .stores
+        .messages
+        .reaction_counts(rec.channel_id, rec.id, viewer)
+        .await
+        .map_err(GuildContext::store_error)?;
+    assemble(ctx, rec, counts, viewer, with_reference).await
+}
+
+/// A page of one channel's messages, with one reaction read for the whole page: a history
+/// read must not cost a storage round trip per message.
+pub(super) async fn hydrate_page(
+    ctx: &GuildContext,
+    records: Vec<MessageRecord>,
+    viewer: Snowflake,
+) -> Result<Vec<Message>, ApiError> {
+    let Some(channel) = records.first().map(|r| r.channel_id) else {
+        return Ok(Vec::new());
     };
-    let mut msg = hydrate_flat(ctx, rec, viewer).await?;
+    let ids: Vec<Snowflake> = records.iter().map(|r| r.id).collect();
+    let counts = ctx
+        .stores
+        .messages
+        .reaction_counts_many(channel, &ids, viewer)
+        .await
+        .map_err(GuildContext::store_error)?;
+    let mut out = Vec::with_capacity(records.len());
+    for (rec, counts) in records.into_iter().zip(counts) {
+        out.push(assemble(ctx, rec, counts, viewer, true).await?);
+    }
+    Ok(out)
+}
+
+/// Builds the wire message; a reply also gets its referenced message (one level deep).
+async fn assemble(
+    ctx: &GuildContext,
+    rec: MessageRecord,
+    counts: Vec<ReactionCount>,
+    viewer: Snowflake,
+    with_reference: bool,
+) -> Result<Message, ApiError> {
+    let store_err = GuildContext::store_error;
+    let target = rec
+        .message_reference
+        .as_ref()
+        .and_then(|r| r.message_id)
+        .filter(|_| with_reference && rec.kind == message_type::REPLY);
+    let referenced = match target {
+        Some(id) => Some(
+            match ctx
+                .stores
+                .messages
+                .get_message(rec.channel_id, id)
+                .await
+                .map_err(store_err)?
+            {
+                Some(m) => {
+                    let counts = ctx
+                        .stores
+                        .messages
+                        .reaction_counts(m.channel_id, m.id, viewer)
+                        .await
+                        .map_err(store_err)?;
+                    Some(Box::new(assemble_flat(ctx, m, counts).await?))
+                }
+                None => None,
+            },
+        ),
+        None => None,
+    };
+    let mut msg = assemble_flat(ctx, rec, counts).await?;
     msg.referenced_message = referenced;
     Ok(msg)
 }
 
-async fn hydrate_flat(
+async fn assemble_flat(
     ctx: &GuildContext,
     rec: MessageRecord,
-    viewer: Snowflake,
+    counts: Vec<ReactionCount>,
 ) -> Result<Message, ApiError> {
     let store_err = GuildContext::store_error;
     let author = ctx
@@ -77,12 +125,7 @@ async fn hydrate_flat(
         .await
         .map_err(store_err)?;
     let mentions = ctx.users.get_many(&rec.mentions).await.map_err(store_err)?;
-    let reactions = ctx
-        .stores
-        .messages
-        .reaction_counts(rec.channel_id, rec.id, viewer)
-        .await
-        .map_err(store_err)?
+    let reactions = counts
         .into_iter()
         .map(|r| Reaction {
             count: r.count,
@@ -408,7 +451,7 @@ impl GuildActorState {
         let mut message = to_wire(record.clone(), author.clone(), mentions, Vec::new());
         if let Some(t) = replied_to {
             message.referenced_message =
-                Some(Some(Box::new(hydrate_flat(&self.ctx, t, actor).await?)));
+                Some(Some(Box::new(hydrate(&self.ctx, t, actor, false).await?)));
         }
         let message = Arc::new(message);
         if let Some(n) = body.nonce
@@ -656,11 +699,7 @@ impl GuildActorState {
                     .map_err(GuildContext::store_error)?;
                 metrics::histogram!("enrichment_store_seconds", "op" => "list_messages")
                     .record(started.elapsed().as_secs_f64());
-                let mut out = Vec::with_capacity(records.len());
-                for r in records {
-                    out.push(hydrate(&ctx, r, actor, true).await?);
-                }
-                Ok(Reply::Messages(out))
+                Ok(Reply::Messages(hydrate_page(&ctx, records, actor).await?))
             },
         );
     }
@@ -683,14 +722,16 @@ impl GuildActorState {
                     .list_pins(ch)
                     .await
                     .map_err(GuildContext::store_error)?;
-                let mut out = Vec::with_capacity(records.len());
-                for r in records {
-                    out.push(PinnedMessage {
-                        pinned_at: r.pinned_at,
-                        message: hydrate(&ctx, r.message, actor, true).await?,
-                    });
-                }
-                Ok(Reply::Pins(out))
+                let times: Vec<Timestamp> = records.iter().map(|p| p.pinned_at).collect();
+                let messages = records.into_iter().map(|p| p.message).collect();
+                let page = hydrate_page(&ctx, messages, actor).await?;
+                Ok(Reply::Pins(
+                    times
+                        .into_iter()
+                        .zip(page)
+                        .map(|(pinned_at, message)| PinnedMessage { pinned_at, message })
+                        .collect(),
+                ))
             },
         );
     }

@@ -46,6 +46,30 @@ fn emoji_meta(seq: u64, count: u32) -> Vec<u8> {
     concat(&[&seq.to_be_bytes(), &count.to_be_bytes()])
 }
 
+/// Per-emoji counts of one message, read from `snap`, in first-added order.
+fn reaction_counts_in(
+    inner: &Inner,
+    snap: &Snapshot,
+    channel_id: Snowflake,
+    message_id: Snowflake,
+    viewer: Snowflake,
+) -> StoreResult<Vec<ReactionCount>> {
+    let cm = channel_message(channel_id, message_id);
+    let mut out = Vec::new();
+    for entry in snap.prefix(inner.ks(Ks::ReactionOrder), &cm) {
+        let emoji = String::from_utf8(entry.value()?.to_vec())
+            .map_err(|_| StoreError::Corrupt("emoji is not UTF-8".into()))?;
+        let emoji_key = concat(&[&cm, &keys::emoji(&emoji)?]);
+        let Some(meta) = snap.get(inner.ks(Ks::ReactionEmoji), &emoji_key)? else {
+            return Err(StoreError::Corrupt("reaction order without count".into()));
+        };
+        let (_, count) = read_emoji_meta(&meta)?;
+        let me = snap.contains_key(inner.ks(Ks::Reactions), concat(&[&emoji_key, &id(viewer)]))?;
+        out.push(ReactionCount { emoji, count, me });
+    }
+    Ok(out)
+}
+
 /// Makes the pin index agree with `pinned`. Callers hold `messages_lock`.
 fn sync_pin(
     tx: &mut Tx<'_>,
@@ -382,22 +406,25 @@ impl MessageStore for EmbeddedStore {
         viewer: Snowflake,
     ) -> StoreResult<Vec<ReactionCount>> {
         self.blocking(move |inner| {
+            reaction_counts_in(inner, &inner.db.snapshot(), channel_id, message_id, viewer)
+        })
+        .await
+    }
+
+    async fn reaction_counts_many(
+        &self,
+        channel_id: Snowflake,
+        message_ids: &[Snowflake],
+        viewer: Snowflake,
+    ) -> StoreResult<Vec<Vec<ReactionCount>>> {
+        let message_ids = message_ids.to_vec();
+        // One blocking call and one snapshot for the whole page.
+        self.blocking(move |inner| {
             let snap = inner.db.snapshot();
-            let cm = channel_message(channel_id, message_id);
-            let mut out = Vec::new();
-            for entry in snap.prefix(inner.ks(Ks::ReactionOrder), &cm) {
-                let emoji = String::from_utf8(entry.value()?.to_vec())
-                    .map_err(|_| StoreError::Corrupt("emoji is not UTF-8".into()))?;
-                let emoji_key = concat(&[&cm, &keys::emoji(&emoji)?]);
-                let Some(meta) = snap.get(inner.ks(Ks::ReactionEmoji), &emoji_key)? else {
-                    return Err(StoreError::Corrupt("reaction order without count".into()));
-                };
-                let (_, count) = read_emoji_meta(&meta)?;
-                let me =
-                    snap.contains_key(inner.ks(Ks::Reactions), concat(&[&emoji_key, &id(viewer)]))?;
-                out.push(ReactionCount { emoji, count, me });
-            }
-            Ok(out)
+            message_ids
+                .iter()
+                .map(|m| reaction_counts_in(inner, &snap, channel_id, *m, viewer))
+                .collect()
         })
         .await
     }
