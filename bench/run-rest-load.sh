@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Builds the server and the load generator (release), starts `enrichment serve` on a free
+# loopback port with a fresh data dir and rate limits off, runs `enrichment-load` against it,
+# prints the results and the server's latency histograms, and stops the server.
+#
+# Usage: bench/run-rest-load.sh [enrichment-load flags...]
+#   e.g. bench/run-rest-load.sh --rate 2000 --duration 30 --warmup 5 --mix create=50,list=50
+# Everything but --api is passed through to enrichment-load (see `enrichment-load --help`).
+#
+# Environment:
+#   CARGO_TARGET_DIR   honoured (default: <repo>/target)
+#   NO_BUILD=1         reuse the existing release binaries
+#   HTTP_WORKERS=N     passed to `enrichment serve --http-workers` (default: server's choice)
+#   KEEP_DATA=1        keep the data dir and server log instead of deleting them
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+target="${CARGO_TARGET_DIR:-$repo/target}"
+case "$target" in
+  /*) ;;
+  *) target="$repo/$target" ;;
+esac
+
+if [[ "${NO_BUILD:-0}" != "1" ]]; then
+  cargo build --release -p enrichment-node -p enrichment-bench
+fi
+server_bin="$target/release/enrichment"
+load_bin="$target/release/enrichment-load"
+for b in "$server_bin" "$load_bin"; do
+  [[ -x "$b" ]] || { echo "missing binary: $b" >&2; exit 1; }
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/enrichment-load.XXXXXX")"
+server_pid=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [[ "${KEEP_DATA:-0}" == "1" ]]; then
+    echo "kept data dir and server log in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+serve_args=(serve --listen 127.0.0.1:0 --data-dir "$work/data" --no-rate-limits)
+if [[ -n "${HTTP_WORKERS:-}" ]]; then
+  serve_args+=(--http-workers "$HTTP_WORKERS")
+fi
+ENRICHMENT_LOG="${ENRICHMENT_LOG:-warn}" "$server_bin" "${serve_args[@]}" >"$work/server.log" 2>&1 &
+server_pid=$!
+
+# Port 0 lets the kernel pick a free port; the server prints the address it bound.
+base=""
+for _ in $(seq 1 300); do
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "server exited during startup:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+  fi
+  base="$(sed -n 's|^enrichment listening on \(http://[^ ]*\) .*|\1|p' "$work/server.log" | head -n1)"
+  if [[ -n "$base" ]] && curl -fsS "$base/healthz" >/dev/null 2>&1; then
+    break
+  fi
+  base=""
+  sleep 0.1
+done
+[[ -n "$base" ]] || { echo "server did not become healthy" >&2; cat "$work/server.log" >&2; exit 1; }
+echo "server up at $base (pid $server_pid, data in $work/data)" >&2
+
+"$load_bin" --api "$base/api/v10" "$@"
+
+# Where the time went, from the server's side (Prometheus histograms, seconds).
+echo
+echo "# server metrics after the run (enrichment_store_seconds, enrichment_http_request_seconds)"
+curl -fsS "$base/metrics" >"$work/metrics.txt" || true
+# One line per series: count, mean, and the share of observations at or under each bucket bound.
+# (Counts include setup and warmup traffic.)
+awk '
+  /^enrichment_(store|http_request)_seconds_(bucket|sum|count)\{/ {
+    line = $1; v = $2
+    name = line; sub(/\{.*/, "", name)
+    labels = line; sub(/^[^{]*\{/, "", labels); sub(/\}$/, "", labels)
+    le = ""
+    if (match(labels, /,?le="[^"]*"/)) {
+      le = substr(labels, RSTART, RLENGTH); sub(/^,?le="/, "", le); sub(/"$/, "", le)
+      labels = substr(labels, 1, RSTART - 1) substr(labels, RSTART + RLENGTH)
+    }
+    base = name; sub(/_(bucket|sum|count)$/, "", base)
+    key = base "{" labels "}"
+    if (!(key in seen)) { seen[key] = 1; order[n++] = key }
+    if (name ~ /_sum$/) sum[key] = v
+    else if (name ~ /_count$/) cnt[key] = v
+    else bucket[key, le] = v
+  }
+  END {
+    split("0.001 0.0025 0.005 0.01 0.025 0.1", bounds, " ")
+    printf "%-90s %8s %9s  %s\n", "series", "count", "mean ms", "share <= 1 / 2.5 / 5 / 10 / 25 / 100 ms"
+    for (i = 0; i < n; i++) {
+      k = order[i]; c = cnt[k] + 0
+      if (c == 0) continue
+      shares = ""
+      for (j = 1; j <= 6; j++) shares = shares sprintf(" %5.1f%%", 100 * bucket[k, bounds[j]] / c)
+      printf "%-90s %8d %9.3f %s\n", k, c, 1000 * sum[k] / c, shares
+    }
+  }' "$work/metrics.txt" || true
+
+problems="$(grep -cE 'panicked|ERROR' "$work/server.log" || true)"
+echo
+echo "# server log: ${problems:-0} ERROR/panic lines" >&2
+if [[ "${problems:-0}" != "0" ]]; then
+  grep -E 'panicked|ERROR' "$work/server.log" | head -n 20 >&2
+fi
