@@ -36,6 +36,9 @@
 //! - **dispatch lag**: how late the generator itself started each request after its scheduled
 //!   time (timer granularity, a busy CPU). It is already included in the latencies; it is shown
 //!   separately so a saturated generator can be told apart from a slow server.
+//! - **timeline** (`--timeline`, always in `--json`): the same counters and p50/p99/max per second
+//!   of the measured window, bucketed by scheduled time, to show stalls that whole-run
+//!   percentiles average away.
 //!
 //! Warmup requests (`--warmup` seconds) run on the same schedule but are not recorded.
 //! The run is bounded: the schedule ends after warmup + duration, in-flight requests are then

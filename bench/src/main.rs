@@ -63,9 +63,12 @@ struct Cli {
     /// Generator worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the table (it always includes the timeline).
     #[arg(long)]
     json: bool,
+    /// Also print a per-second timeline (by scheduled time) after the table.
+    #[arg(long)]
+    timeline: bool,
 }
 
 fn check_loopback(api: &str) -> anyhow::Result<()> {
@@ -171,6 +174,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     } else {
         print!("{}", report.to_table());
+        if cli.timeline {
+            print!("{}", report.timeline_table());
+        }
     }
     Ok(())
 }

@@ -58,6 +58,21 @@ pub struct OpReport {
     pub latency_ms: Latency,
 }
 
+/// One second of the measured window (by scheduled time).
+#[derive(Clone, Debug, Serialize)]
+pub struct SecondReport {
+    /// Seconds since the start of the measured window.
+    pub t: usize,
+    pub scheduled: u64,
+    pub dropped: u64,
+    pub responses: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
 /// The configuration echoed back in the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -98,6 +113,7 @@ pub struct Report {
     pub all: OpReport,
     pub dispatch_lag_ms: Latency,
     pub error_samples: Vec<String>,
+    pub timeline: Vec<SecondReport>,
 }
 
 fn op_report(name: &str, s: &OpStats, window_s: f64) -> OpReport {
@@ -162,6 +178,25 @@ impl Report {
             all,
             dispatch_lag_ms: Latency::from_hist(&rec.dispatch_lag),
             error_samples: rec.error_samples.clone(),
+            timeline: rec
+                .timeline
+                .iter()
+                .enumerate()
+                .map(|(t, s)| {
+                    let l = Latency::from_hist(&s.latency);
+                    SecondReport {
+                        t,
+                        scheduled: s.scheduled,
+                        dropped: s.dropped,
+                        responses: s.responses,
+                        non_2xx: s.non_2xx,
+                        errors: s.errors,
+                        p50_ms: l.p50,
+                        p99_ms: l.p99,
+                        max_ms: l.max,
+                    }
+                })
+                .collect(),
             config,
         })
     }
@@ -244,6 +279,40 @@ impl Report {
         );
         for e in &self.error_samples {
             let _ = writeln!(out, "error sample: {e}");
+        }
+        out
+    }
+
+    /// Per-second lines, to spot stalls and latency cliffs.
+    pub fn timeline_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:>4} {:>9} {:>7} {:>9} {:>7} {:>6} {:>8} {:>8} {:>8}",
+            "s",
+            "scheduled",
+            "dropped",
+            "responses",
+            "non-2xx",
+            "err",
+            "p50 ms",
+            "p99 ms",
+            "max ms"
+        );
+        for s in &self.timeline {
+            let _ = writeln!(
+                out,
+                "{:>4} {:>9} {:>7} {:>9} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2}",
+                s.t,
+                s.scheduled,
+                s.dropped,
+                s.responses,
+                s.non_2xx,
+                s.errors,
+                s.p50_ms,
+                s.p99_ms,
+                s.max_ms
+            );
         }
         out
     }

@@ -89,6 +89,31 @@ impl OpStats {
     }
 }
 
+/// One second of the measured window, by *scheduled* time: shows stalls and cliffs that the
+/// whole-run percentiles average away.
+#[derive(Debug)]
+pub struct Second {
+    pub scheduled: u64,
+    pub dropped: u64,
+    pub responses: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl Second {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Second {
+            scheduled: 0,
+            dropped: 0,
+            responses: 0,
+            non_2xx: 0,
+            errors: 0,
+            latency: new_histogram()?,
+        })
+    }
+}
+
 /// Everything recorded during a run.
 #[derive(Debug)]
 pub struct Recorded {
@@ -105,10 +130,12 @@ pub struct Recorded {
     /// The peak number of requests in flight at once.
     pub peak_in_flight: usize,
     pub error_samples: Vec<String>,
+    /// Per second of the measured window.
+    pub timeline: Vec<Second>,
 }
 
 impl Recorded {
-    fn new() -> anyhow::Result<Self> {
+    fn new(seconds: usize) -> anyhow::Result<Self> {
         Ok(Recorded {
             ops: Op::ALL
                 .iter()
@@ -121,7 +148,17 @@ impl Recorded {
             last_response: None,
             peak_in_flight: 0,
             error_samples: Vec::new(),
+            timeline: (0..seconds)
+                .map(|_| Second::new())
+                .collect::<anyhow::Result<_>>()?,
         })
+    }
+
+    /// The timeline slot of a request scheduled at `at`, if it is in the measured window.
+    fn second(&mut self, at: Instant) -> Option<&mut Second> {
+        let start = self.measure_start?;
+        let i = usize::try_from(at.checked_duration_since(start)?.as_secs()).ok()?;
+        self.timeline.get_mut(i)
     }
 }
 
@@ -172,6 +209,16 @@ async fn execute(client: Client, job: Job, rec: Arc<Mutex<Recorded>>) {
     let lag = micros(dispatched.saturating_duration_since(job.scheduled));
     let mut r = lock(&rec);
     r.dispatch_lag.saturating_record(lag.max(1));
+    if let Some(sec) = r.second(job.scheduled) {
+        match &outcome {
+            Ok(status) => {
+                sec.responses += 1;
+                sec.non_2xx += u64::from(!status.is_success());
+                sec.latency.saturating_record(latency.max(1));
+            }
+            Err(_) => sec.errors += 1,
+        }
+    }
     let stats = &mut r.ops[job.op.index()];
     match outcome {
         Ok(status) => {
@@ -239,6 +286,10 @@ fn schedule(s: Schedule) -> anyhow::Result<()> {
                 let st = &mut r.ops[op.index()];
                 st.scheduled += 1;
                 st.dropped += 1;
+                if let Some(sec) = r.second(scheduled) {
+                    sec.scheduled += 1;
+                    sec.dropped += 1;
+                }
             } else {
                 r.warmup_dropped += 1;
             }
@@ -250,6 +301,9 @@ fn schedule(s: Schedule) -> anyhow::Result<()> {
             if measured {
                 r.ops[op.index()].scheduled += 1;
                 r.peak_in_flight = r.peak_in_flight.max(in_flight);
+                if let Some(sec) = r.second(scheduled) {
+                    sec.scheduled += 1;
+                }
             } else {
                 r.warmup_sent += 1;
             }
@@ -302,7 +356,8 @@ pub async fn run_load(
     let total = (total_secs * plan.rate).round() as u64;
     let warmup_n = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
 
-    let rec = Arc::new(Mutex::new(Recorded::new()?));
+    let seconds = plan.duration.as_secs_f64().ceil() as usize;
+    let rec = Arc::new(Mutex::new(Recorded::new(seconds)?));
     let sem = Arc::new(Semaphore::new(plan.connections));
     let connections = u32::try_from(plan.connections).context("--connections is too large")?;
     // Start a little in the future so request 0 is not already late.
