@@ -6,6 +6,7 @@
 # Usage: bench/run-rest-load.sh [enrichment-load flags...]
 #   e.g. bench/run-rest-load.sh --rate 2000 --duration 30 --warmup 5 --mix create=50,list=50
 # Everything but --api is passed through to enrichment-load (see `enrichment-load --help`).
+# stdout carries only enrichment-load's output; CPU use and server metrics go to stderr.
 #
 # Environment:
 #   CARGO_TARGET_DIR   honoured (default: <repo>/target)
@@ -79,9 +80,37 @@ done
 [[ -n "$base" ]] || { echo "server did not become healthy" >&2; cat "$work/server.log" >&2; exit 1; }
 echo "server up at $base (pid $server_pid, data in $work/data)" >&2
 
+# CPU seconds (user+system) of a process, from /proc/<pid>/stat fields 14 and 15.
+cpu_seconds() {
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / tck }' "/proc/$1/stat"
+}
+# Children's CPU seconds so far, from the `times` builtin (second line: children user, system).
+# `times` must run in this shell (not a subshell), hence the file.
+children_cpu_seconds() {
+  awk 'NR == 2 {
+    split($1, u, /[ms]/); split($2, s, /[ms]/)
+    printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"
+}
+
+server_cpu0="$(cpu_seconds "$server_pid")"
+times >"$work/times0"
+children_cpu0="$(children_cpu_seconds "$work/times0")"
+started="$(date +%s.%N)"
 "$load_bin" --api "$base/api/v10" "$@"
+ended="$(date +%s.%N)"
+server_cpu1="$(cpu_seconds "$server_pid")"
+times >"$work/times1"
+children_cpu1="$(children_cpu_seconds "$work/times1")"
+awk -v s0="$server_cpu0" -v s1="$server_cpu1" -v c0="$children_cpu0" -v c1="$children_cpu1" \
+    -v t0="$started" -v t1="$ended" -v cores="$(nproc)" 'BEGIN {
+  wall = t1 - t0
+  printf "\n# CPU during enrichment-load (setup + warmup + run, %.1f s wall, %d cores = %.1f CPU-s available):\n", wall, cores, wall * cores
+  printf "#   server %.1f CPU-s (%.0f%% of one core), load generator %.1f CPU-s (%.0f%% of one core)\n",
+    s1 - s0, 100 * (s1 - s0) / wall, c1 - c0, 100 * (c1 - c0) / wall }' >&2
 
 # Where the time went, from the server's side (Prometheus histograms, seconds).
+# Everything below goes to stderr, so stdout stays the harness's own output (e.g. --json).
+exec 3>&1 1>&2
 echo
 echo "# server metrics after the run (enrichment_store_seconds, enrichment_http_request_seconds)"
 curl -fsS "$base/metrics" >"$work/metrics.txt" || true
