@@ -92,6 +92,11 @@ children_cpu_seconds() {
     printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"
 }
 
+# Machine-wide jiffies from /proc/stat: user+nice, system+irq+softirq, idle+iowait, steal.
+# Steal is time the hypervisor ran someone else while this VM wanted the CPU.
+cpu_jiffies() { awk '/^cpu / { print $2 + $3, $4 + $7 + $8, $5 + $6, $9 }' /proc/stat; }
+
+stat0="$(cpu_jiffies)"
 server_cpu0="$(cpu_seconds "$server_pid")"
 times >"$work/times0"
 children_cpu0="$(children_cpu_seconds "$work/times0")"
@@ -99,6 +104,7 @@ started="$(date +%s.%N)"
 "$load_bin" --api "$base/api/v10" "$@"
 ended="$(date +%s.%N)"
 server_cpu1="$(cpu_seconds "$server_pid")"
+stat1="$(cpu_jiffies)"
 times >"$work/times1"
 children_cpu1="$(children_cpu_seconds "$work/times1")"
 awk -v s0="$server_cpu0" -v s1="$server_cpu1" -v c0="$children_cpu0" -v c1="$children_cpu1" \
@@ -107,6 +113,11 @@ awk -v s0="$server_cpu0" -v s1="$server_cpu1" -v c0="$children_cpu0" -v c1="$chi
   printf "\n# CPU during enrichment-load (setup + warmup + run, %.1f s wall, %d cores = %.1f CPU-s available):\n", wall, cores, wall * cores
   printf "#   server %.1f CPU-s (%.0f%% of one core), load generator %.1f CPU-s (%.0f%% of one core)\n",
     s1 - s0, 100 * (s1 - s0) / wall, c1 - c0, 100 * (c1 - c0) / wall }' >&2
+awk -v a="$stat0" -v b="$stat1" 'BEGIN {
+  split(a, x, " "); split(b, y, " ")
+  u = y[1] - x[1]; s = y[2] - x[2]; i = y[3] - x[3]; st = y[4] - x[4]; t = u + s + i + st
+  if (t > 0) printf "#   machine (/proc/stat): user %.0f%%, system %.0f%%, idle %.0f%%, steal %.0f%% (steal = CPU taken by the hypervisor)\n",
+    100 * u / t, 100 * s / t, 100 * i / t, 100 * st / t }' >&2
 
 # Where the time went, from the server's side (Prometheus histograms, seconds).
 # Everything below goes to stderr, so stdout stays the harness's own output (e.g. --json).
