@@ -8,6 +8,21 @@ use enrichment_protocol::models::Invite;
 use crate::error::ApiResult;
 use crate::state::{Authed, State};
 
+/// Sends an invite command to the guild that owns the code.
+async fn on_invite(
+    state: State,
+    who: Authed,
+    code: String,
+    command: fn(String) -> Command,
+) -> ApiResult<HttpResponse> {
+    let guild = state.router.guild_of_invite(&code).await?;
+    let invite = state
+        .guild(guild, &who.0, command(code))
+        .await?
+        .into_invite()?;
+    Ok(HttpResponse::Ok().json(invite))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_invite)
         .service(accept_invite)
@@ -22,14 +37,7 @@ pub async fn get_invite(
     who: Authed,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let code = path.into_inner();
-    let guild = state.router.guild_of_invite(&code).await?;
-    Ok(HttpResponse::Ok().json(
-        state
-            .guild(guild, &who.0, Command::GetInvite(code))
-            .await?
-            .into_invite()?,
-    ))
+    on_invite(state, who, path.into_inner(), Command::GetInvite).await
 }
 
 /// Joins the invite's guild (refused when banned).
@@ -41,14 +49,7 @@ pub async fn accept_invite(
     who: Authed,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let code = path.into_inner();
-    let guild = state.router.guild_of_invite(&code).await?;
-    Ok(HttpResponse::Ok().json(
-        state
-            .guild(guild, &who.0, Command::AcceptInvite(code))
-            .await?
-            .into_invite()?,
-    ))
+    on_invite(state, who, path.into_inner(), Command::AcceptInvite).await
 }
 
 /// Deletes an invite (MANAGE_CHANNELS on its channel, or MANAGE_GUILD).
@@ -59,12 +60,5 @@ pub async fn delete_invite(
     who: Authed,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let code = path.into_inner();
-    let guild = state.router.guild_of_invite(&code).await?;
-    Ok(HttpResponse::Ok().json(
-        state
-            .guild(guild, &who.0, Command::DeleteInvite(code))
-            .await?
-            .into_invite()?,
-    ))
+    on_invite(state, who, path.into_inner(), Command::DeleteInvite).await
 }
