@@ -255,22 +255,13 @@ impl AccountService {
         req.validate()?;
         let id = self.ids.next_id();
         let user = User {
-            id,
-            username: req.username.clone(),
-            discriminator: "0".into(),
             global_name: req.global_name.clone(),
-            avatar: None,
-            bot: false,
-            system: false,
-            banner: None,
-            accent_color: None,
-            public_flags: 0,
-            flags: 0,
             mfa_enabled: Some(false),
             email: Some(req.email.clone()),
             verified: Some(false),
             locale: Some("en-US".into()),
             premium_type: Some(0),
+            ..User::new(id, req.username.clone())
         };
         let creds = Credentials {
             user_id: id,
@@ -724,24 +715,14 @@ impl AccountService {
             })
             .take(24)
             .collect();
+        // Usernames are unique; the id suffix keeps two bots of the same name apart.
+        let username = format!("{}_{:04}", base.trim_matches('.'), bot_id.get() % 10_000);
         let bot = User {
-            id: bot_id,
-            // Usernames are unique; the id suffix keeps two bots of the same name apart.
-            username: format!("{}_{:04}", base.trim_matches('.'), bot_id.get() % 10_000),
-            discriminator: "0".into(),
             global_name: Some(body.name.clone()),
-            avatar: None,
             bot: true,
-            system: false,
-            banner: None,
-            accent_color: None,
-            public_flags: 0,
-            flags: 0,
             mfa_enabled: Some(false),
-            email: None,
             verified: Some(true),
-            locale: None,
-            premium_type: None,
+            ..User::new(bot_id, username)
         };
         let rec = ApplicationRecord {
             id,

@@ -74,21 +74,7 @@ impl UserDirectory {
 
 pub fn deleted_user(id: Snowflake) -> User {
     User {
-        id,
-        username: "deleted_user".into(),
-        discriminator: "0".into(),
         global_name: Some("Deleted User".into()),
-        avatar: None,
-        bot: false,
-        system: false,
-        banner: None,
-        accent_color: None,
-        public_flags: 0,
-        flags: 0,
-        mfa_enabled: None,
-        email: None,
-        verified: None,
-        locale: None,
-        premium_type: None,
+        ..User::new(id, "deleted_user")
     }
 }

@@ -54,6 +54,28 @@ wire! {
 }
 
 impl User {
+    /// A plain user with Discord's defaults: no avatar, no flags, discriminator "0".
+    pub fn new(id: Snowflake, username: impl Into<String>) -> User {
+        User {
+            id,
+            username: username.into(),
+            discriminator: "0".into(),
+            global_name: None,
+            avatar: None,
+            bot: false,
+            system: false,
+            banner: None,
+            accent_color: None,
+            public_flags: 0,
+            flags: 0,
+            mfa_enabled: None,
+            email: None,
+            verified: None,
+            locale: None,
+            premium_type: None,
+        }
+    }
+
     /// The public view of a user (no email, MFA state or locale).
     pub fn public(&self) -> User {
         User {
