@@ -512,11 +512,7 @@ impl GuildActorState {
             self.check_overwrites(actor, held, &ows)?;
             c.permission_overwrites = ows;
         }
-        self.write(vec![GuildWrite::PutChannel(c.clone())]).await?;
-        self.state.channels.insert(ch, c.clone());
-        let c = self.with_last_message(c);
-        self.emit(Audience::Channel(ch), GuildEvent::ChannelUpdate(c.clone()));
-        Ok(Reply::Channel(c))
+        Ok(Reply::Channel(self.put_channel_update(c).await?))
     }
 
     async fn delete_channel(&mut self, actor: Snowflake, ch: Snowflake) -> GuildResult {
@@ -631,12 +627,16 @@ impl GuildActorState {
         Ok(Reply::Done)
     }
 
-    async fn put_channel_update(&mut self, c: Channel) -> Result<(), ApiError> {
+    /// Persists a changed channel, keeps it, and announces it; returns the announced form.
+    async fn put_channel_update(&mut self, c: Channel) -> Result<Channel, ApiError> {
         self.write(vec![GuildWrite::PutChannel(c.clone())]).await?;
         self.state.channels.insert(c.id, c.clone());
         let c = self.with_last_message(c);
-        self.emit(Audience::Channel(c.id), GuildEvent::ChannelUpdate(c));
-        Ok(())
+        self.emit(
+            Audience::Channel(c.id),
+            GuildEvent::ChannelUpdate(c.clone()),
+        );
+        Ok(c)
     }
 
     // ------------------------------------------------------------ roles

@@ -1,7 +1,7 @@
 //! `/channels/{id}/messages`, reactions and pins.
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
-use enrichment_actors::guild::Command;
+use enrichment_actors::guild::{Command, Reply};
 use enrichment_protocol::models::{Message, PinList, User};
 use enrichment_protocol::rest::{
     BulkDelete, CreateMessage, EditMessage, MessagesQuery, ReactionsQuery,
@@ -35,6 +35,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn no_content() -> HttpResponse {
     HttpResponse::NoContent().finish()
+}
+
+/// Sends a command about one message of a channel to the channel's guild.
+async fn on_message(
+    state: State,
+    who: Authed,
+    (channel_id, message_id): (Snowflake, Snowflake),
+    command: fn(Snowflake, Snowflake) -> Command,
+) -> ApiResult<Reply> {
+    state
+        .channel(channel_id, &who.0, command(channel_id, message_id))
+        .await
 }
 
 /// History, newest first: `limit` 1–100 (default 50), one of `before`/`after`/`around`.
@@ -96,13 +108,10 @@ pub async fn get_message(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    let (c, m) = *path;
-    Ok(HttpResponse::Ok().json(
-        state
-            .channel(c, &who.0, Command::GetMessage(c, m))
-            .await?
-            .into_message()?,
-    ))
+    let message = on_message(state, who, *path, Command::GetMessage)
+        .await?
+        .into_message()?;
+    Ok(HttpResponse::Ok().json(message))
 }
 
 /// Edits the caller's own message.
@@ -132,10 +141,7 @@ pub async fn delete_message(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    let (c, m) = *path;
-    state
-        .channel(c, &who.0, Command::DeleteMessage(c, m))
-        .await?;
+    on_message(state, who, *path, Command::DeleteMessage).await?;
     Ok(no_content())
 }
 
@@ -325,8 +331,7 @@ pub async fn pin(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    let (c, m) = *path;
-    state.channel(c, &who.0, Command::Pin(c, m)).await?;
+    on_message(state, who, *path, Command::Pin).await?;
     Ok(no_content())
 }
 
@@ -337,8 +342,7 @@ pub async fn unpin(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    let (c, m) = *path;
-    state.channel(c, &who.0, Command::Unpin(c, m)).await?;
+    on_message(state, who, *path, Command::Unpin).await?;
     Ok(no_content())
 }
 
@@ -367,8 +371,7 @@ pub async fn pin_new(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    let (c, m) = *path;
-    state.channel(c, &who.0, Command::Pin(c, m)).await?;
+    on_message(state, who, *path, Command::Pin).await?;
     Ok(no_content())
 }
 
@@ -379,7 +382,6 @@ pub async fn unpin_new(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    let (c, m) = *path;
-    state.channel(c, &who.0, Command::Unpin(c, m)).await?;
+    on_message(state, who, *path, Command::Unpin).await?;
     Ok(no_content())
 }
