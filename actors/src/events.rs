@@ -7,23 +7,13 @@
 
 use std::sync::Arc;
 
+use enrichment_protocol::gateway::Presence;
 use enrichment_protocol::models::{Channel, Emoji, Guild, Invite, Member, Message, Role, User};
 use enrichment_protocol::{Snowflake, Timestamp};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// Gateway intent bits (Discord's values) that gate each event.
-pub mod intents {
-    pub const GUILDS: u64 = 1 << 0;
-    pub const GUILD_MEMBERS: u64 = 1 << 1;
-    pub const GUILD_MODERATION: u64 = 1 << 2;
-    pub const GUILD_INVITES: u64 = 1 << 6;
-    pub const GUILD_PRESENCES: u64 = 1 << 8;
-    pub const GUILD_MESSAGES: u64 = 1 << 9;
-    pub const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
-    pub const GUILD_MESSAGE_TYPING: u64 = 1 << 11;
-    pub const MESSAGE_CONTENT: u64 = 1 << 15;
-}
+pub use enrichment_protocol::gateway::intents;
 
 /// Who may receive an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,6 +196,7 @@ pub enum GuildEvent {
     ReactionRemoveAll(ReactionRemoveAllData),
     ReactionRemoveEmoji(ReactionRemoveEmojiData),
     TypingStart(TypingStartData),
+    PresenceUpdate(Presence),
 }
 
 impl GuildEvent {
@@ -237,6 +228,7 @@ impl GuildEvent {
             GuildEvent::ReactionRemoveAll(_) => "MESSAGE_REACTION_REMOVE_ALL",
             GuildEvent::ReactionRemoveEmoji(_) => "MESSAGE_REACTION_REMOVE_EMOJI",
             GuildEvent::TypingStart(_) => "TYPING_START",
+            GuildEvent::PresenceUpdate(_) => "PRESENCE_UPDATE",
         }
     }
 
@@ -267,6 +259,7 @@ impl GuildEvent {
             | GuildEvent::ReactionRemoveAll(_)
             | GuildEvent::ReactionRemoveEmoji(_) => GUILD_MESSAGE_REACTIONS,
             GuildEvent::TypingStart(_) => GUILD_MESSAGE_TYPING,
+            GuildEvent::PresenceUpdate(_) => GUILD_PRESENCES,
         }
     }
 }
@@ -279,7 +272,8 @@ pub struct Dispatch {
     pub event: GuildEvent,
 }
 
-/// Where guild actors publish their events. The gateway's fanout subscribes here.
+/// Where guild actors also publish their events, for consumers that are not sessions (search
+/// indexing, analytics); sessions receive them straight from the guild actor's fanout.
 ///
 /// A bounded broadcast channel: a subscriber that falls more than `capacity` events behind
 /// loses the oldest ones and is told so (`RecvError::Lagged`), so no subscriber can make the

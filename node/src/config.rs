@@ -31,6 +31,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
     pub guilds: GuildConfig,
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -58,9 +59,6 @@ pub struct AuthConfig {
     pub login_attempts_per_account: u32,
     pub login_attempts_per_ip: u32,
     pub login_window_secs: u64,
-    /// `session_start_limit` reported by `GET /gateway/bot`.
-    pub identify_total: u32,
-    pub identify_max_concurrency: u32,
 }
 
 impl Default for AuthConfig {
@@ -76,8 +74,6 @@ impl Default for AuthConfig {
             login_attempts_per_account: 5,
             login_attempts_per_ip: 20,
             login_window_secs: 60,
-            identify_total: 1000,
-            identify_max_concurrency: 1,
         }
     }
 }
@@ -167,6 +163,70 @@ impl Default for GuildConfig {
     }
 }
 
+/// The WebSocket gateway: timings, limits and buffer sizes (Discord's values by default).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Sent in HELLO; a client silent for 1.5 intervals is closed as a zombie (4009).
+    pub heartbeat_interval_ms: u64,
+    /// How long a session without a connection stays resumable.
+    pub resume_window_secs: u64,
+    /// Largest frame a client may send (4002 above).
+    pub max_inbound_bytes: usize,
+    /// Frames a client may send per `inbound_window_secs` (4008 above).
+    pub inbound_per_window: u32,
+    pub inbound_window_secs: u64,
+    /// IDENTIFYs per user per day, and per `identify_window_secs` per rate-limit bucket
+    /// (`shard_id % identify_max_concurrency`); over either, INVALID_SESSION.
+    pub identify_per_day: u32,
+    pub identify_max_concurrency: u32,
+    pub identify_window_secs: u64,
+    /// Dispatches (and bytes) a session keeps for RESUME.
+    pub replay_frames: usize,
+    pub replay_bytes: usize,
+    /// Dispatches (and bytes) queued for one connection before it is closed as a slow
+    /// consumer (resumable).
+    pub outbox_frames: usize,
+    pub outbox_bytes: usize,
+    /// A write that cannot complete for this long closes the connection as a slow consumer.
+    pub write_timeout_secs: u64,
+    /// Guilds per shard before IDENTIFY needs sharding (4011).
+    pub max_guilds_per_shard: usize,
+    /// Members per GUILD_MEMBERS_CHUNK.
+    pub member_chunk_size: usize,
+    /// Open gateway connections this node accepts; further ones are refused at once.
+    pub max_connections: usize,
+    /// Initial read buffer per connection (grows for larger frames).
+    pub read_buffer_bytes: usize,
+    /// Queued frames are written once this many bytes are buffered, and at every flush.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            heartbeat_interval_ms: 41_250,
+            resume_window_secs: 180,
+            max_inbound_bytes: 4096,
+            inbound_per_window: 120,
+            inbound_window_secs: 60,
+            identify_per_day: 1000,
+            identify_max_concurrency: 1,
+            identify_window_secs: 5,
+            replay_frames: 4096,
+            replay_bytes: 4 << 20,
+            outbox_frames: 2048,
+            outbox_bytes: 2 << 20,
+            write_timeout_secs: 10,
+            max_guilds_per_shard: 2500,
+            member_chunk_size: 1000,
+            max_connections: 100_000,
+            read_buffer_bytes: 512,
+            write_buffer_bytes: 4096,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -182,6 +242,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
             guilds: GuildConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -222,7 +283,62 @@ impl Config {
                 "rate_limits.{name} needs a positive limit and per_secs"
             );
         }
+        let g = &self.gateway;
+        anyhow::ensure!(
+            g.heartbeat_interval_ms >= 100,
+            "gateway.heartbeat_interval_ms must be at least 100"
+        );
+        anyhow::ensure!(
+            g.max_inbound_bytes >= 512,
+            "gateway.max_inbound_bytes must be at least 512"
+        );
+        anyhow::ensure!(
+            g.inbound_per_window > 0 && g.inbound_window_secs > 0,
+            "gateway.inbound_per_window and inbound_window_secs must be positive"
+        );
+        anyhow::ensure!(
+            g.identify_per_day > 0 && g.identify_max_concurrency > 0,
+            "gateway.identify_per_day and identify_max_concurrency must be positive"
+        );
+        anyhow::ensure!(
+            g.replay_frames > 0 && g.outbox_frames > 0 && g.replay_bytes > 0 && g.outbox_bytes > 0,
+            "gateway replay and outbox caps must be positive"
+        );
+        anyhow::ensure!(
+            g.member_chunk_size > 0 && g.max_connections > 0 && g.write_timeout_secs > 0,
+            "gateway.member_chunk_size, max_connections and write_timeout_secs must be positive"
+        );
         Ok(())
+    }
+
+    /// The actors' view of the gateway settings.
+    pub fn gateway_settings(
+        &self,
+        resume_url: String,
+    ) -> enrichment_actors::gateway::GatewayConfig {
+        use enrichment_actors::gateway::{IdentifyLimits, SessionLimits};
+        let g = &self.gateway;
+        enrichment_actors::gateway::GatewayConfig {
+            heartbeat_interval: Duration::from_millis(g.heartbeat_interval_ms),
+            resume_window: Duration::from_secs(g.resume_window_secs),
+            max_inbound_bytes: g.max_inbound_bytes,
+            inbound_per_window: g.inbound_per_window,
+            inbound_window: Duration::from_secs(g.inbound_window_secs),
+            identify: IdentifyLimits {
+                per_day: g.identify_per_day,
+                max_concurrency: g.identify_max_concurrency,
+                concurrency_window: Duration::from_secs(g.identify_window_secs),
+            },
+            session: SessionLimits {
+                replay_frames: g.replay_frames,
+                replay_bytes: g.replay_bytes,
+                outbox_frames: g.outbox_frames,
+                outbox_bytes: g.outbox_bytes,
+            },
+            max_guilds_per_shard: g.max_guilds_per_shard,
+            member_chunk_size: g.member_chunk_size,
+            resume_url,
+        }
     }
 
     pub fn idle_timeout(&self) -> Duration {

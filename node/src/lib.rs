@@ -14,6 +14,7 @@ use anyhow::Context;
 use enrichment_actors::accounts::{AccountConfig, AccountService};
 use enrichment_actors::auth::{JwtKeys, PasswordParams};
 use enrichment_actors::events::EventBus;
+use enrichment_actors::gateway::{GatewayService, SessionRegistry};
 use enrichment_actors::guild::{GuildContext, GuildLimits};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
@@ -24,6 +25,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod config;
 pub mod error;
+pub mod gateway;
 mod openapi;
 mod ops;
 pub mod ratelimit;
@@ -56,6 +58,9 @@ pub struct Node {
     /// The bound REST address (useful with port 0).
     pub addr: SocketAddr,
     pub gateway_url: String,
+    /// The bound gateway address (useful with port 0).
+    pub gateway_addr: SocketAddr,
+    gateway: gateway::GatewayServer,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     router: Arc<LocalGuildRouter>,
@@ -90,10 +95,12 @@ impl Node {
         let metrics = metrics_handle()?;
         let ids = Arc::new(SnowflakeGenerator::new(config.worker_id, config.process_id));
         let users = UserDirectory::new(stores.users.clone());
+        let sessions = Arc::new(SessionRegistry::new());
         let guild_ctx = Arc::new(GuildContext {
             stores: stores.clone(),
             users: users.clone(),
             bus: EventBus::new(config.guilds.event_buffer),
+            sessions: sessions.clone(),
             ids: ids.clone(),
             limits: GuildLimits {
                 max_pins: config.guilds.max_pins,
@@ -105,6 +112,7 @@ impl Node {
                 nonce_memory: config.guilds.nonce_memory,
                 commit_depth: config.guilds.commit_depth,
                 idle_timeout: config.idle_timeout(),
+                member_chunk_size: config.gateway.member_chunk_size,
             },
         });
         let router = LocalGuildRouter::start(
@@ -135,18 +143,33 @@ impl Node {
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        // The gateway binds first so that `GET /gateway` can report the port it really got.
+        let gateway_listener =
+            std::net::TcpListener::bind(config.gateway_listen).with_context(|| {
+                format!("cannot listen for the gateway on {}", config.gateway_listen)
+            })?;
+        let gateway_addr = gateway_listener.local_addr()?;
         let gateway_url = config
             .gateway_url
             .clone()
-            .unwrap_or_else(|| format!("ws://{}", config.gateway_listen));
+            .unwrap_or_else(|| format!("ws://{gateway_addr}"));
+        let gateway_svc = Arc::new(GatewayService::new(
+            config.gateway_settings(gateway_url.clone()),
+            sessions,
+            accounts.clone(),
+            router.clone() as Arc<dyn GuildRouter>,
+            guild_ctx.stores.clone(),
+        ));
+        let gateway =
+            gateway::GatewayServer::start(gateway_listener, gateway_svc.clone(), &config.gateway)?;
         let limits = Arc::new(ratelimit::RateLimits::new(&config.rate_limits));
         let state = web::Data::new(AppState {
-            config: Arc::new(config.clone()),
             accounts: accounts.clone(),
             router: router.clone() as Arc<dyn GuildRouter>,
             guilds: guild_ctx,
             metrics,
             gateway_url: gateway_url.clone(),
+            gateway: gateway_svc,
         });
         let limits_data = web::Data::new(limits.clone());
         let max_json = config.max_json_bytes;
@@ -174,6 +197,8 @@ impl Node {
                 .default_service(web::to(ops::not_found))
         })
         .listen(listener)?
+        // Signals are handled by `Node::wait`, which drains the gateway before HTTP stops.
+        .disable_signals()
         .shutdown_timeout(10);
         if config.http_workers > 0 {
             server = server.workers(config.http_workers);
@@ -193,6 +218,8 @@ impl Node {
         Ok(Node {
             addr,
             gateway_url,
+            gateway_addr,
+            gateway,
             server: handle,
             serving,
             router,
@@ -205,8 +232,15 @@ impl Node {
         format!("http://{}/api/v10", self.addr)
     }
 
-    /// Stops accepting, finishes in-flight requests, stops the actors.
+    /// Gateway connections open now.
+    pub fn gateway_connections(&self) -> usize {
+        self.gateway.connections()
+    }
+
+    /// Sends RECONNECT to every gateway connection and closes them, stops accepting, finishes
+    /// in-flight requests, stops the actors.
     pub async fn stop(self) {
+        self.gateway.drain(Duration::from_secs(5)).await;
         self.server.stop(true).await;
         let _ = self.serving.await;
         self.housekeeping.abort();
@@ -215,18 +249,17 @@ impl Node {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    /// Runs until the server stops (actix handles SIGINT and SIGTERM by draining).
+    /// Runs until SIGINT or SIGTERM, then drains: gateway clients get RECONNECT (op 7) and a
+    /// resumable close, in-flight HTTP requests finish, actors stop.
     pub async fn wait(self) -> anyhow::Result<()> {
-        let Node {
-            serving,
-            housekeeping,
-            router,
-            ..
-        } = self;
-        let result = serving.await;
-        housekeeping.abort();
-        router.stop();
-        result??;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+        self.stop().await;
         Ok(())
     }
 }

@@ -10,17 +10,16 @@ use enrichment_protocol::{ApiError, ErrorCode, Snowflake};
 use futures::future::LocalBoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::config::Config;
 use crate::error::HttpError;
 
 /// Shared by all handlers (behind `web::Data`).
 pub struct AppState {
-    pub config: Arc<Config>,
     pub accounts: Arc<AccountService>,
     pub router: Arc<dyn GuildRouter>,
     pub guilds: Arc<GuildContext>,
     pub metrics: PrometheusHandle,
     pub gateway_url: String,
+    pub gateway: Arc<enrichment_actors::gateway::GatewayService>,
 }
 
 impl std::fmt::Debug for AppState {

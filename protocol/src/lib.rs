@@ -6,10 +6,13 @@
 //! - [`time`]: ISO8601 timestamps in Discord's exact format;
 //! - [`permissions`]: the bitfield and Discord's computation order;
 //! - [`models`]: users, guilds, channels, roles, members, messages, invites, applications;
+//! - [`gateway`]: gateway opcodes, close codes, payloads and frame codecs (JSON, MessagePack,
+//!   zlib-stream);
 //! - [`rest`]: request/response bodies and their validation limits;
 //! - [`error`]: the `{code, message, errors}` body and the codes we send.
 
 pub mod error;
+pub mod gateway;
 pub mod models;
 pub mod permissions;
 pub mod rest;

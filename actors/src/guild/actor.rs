@@ -11,9 +11,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::command::{GuildRequest, GuildResult};
 use super::commit::CommitQueue;
+use super::fanout::{self, Fanout, Recipients};
 use super::state::GuildState;
 use crate::events::{Audience, Dispatch, EventBus, GuildEvent};
+use crate::gateway::SessionRegistry;
 use crate::users::UserDirectory;
+use enrichment_protocol::gateway::Presence;
 
 /// Limits a guild enforces; Discord's values by default.
 #[derive(Clone, Debug)]
@@ -28,8 +31,11 @@ pub struct GuildLimits {
     pub commit_depth: usize,
     /// Remembered (channel, author, nonce) triples for `enforce_nonce`.
     pub nonce_memory: usize,
-    /// An actor with no command for this long stops; the next command starts it again.
+    /// An actor with no command and no subscribed session for this long stops; the next
+    /// command starts it again.
     pub idle_timeout: Duration,
+    /// Members per GUILD_MEMBERS_CHUNK dispatch.
+    pub member_chunk_size: usize,
 }
 
 impl Default for GuildLimits {
@@ -44,6 +50,7 @@ impl Default for GuildLimits {
             commit_depth: 256,
             nonce_memory: 4096,
             idle_timeout: Duration::from_secs(300),
+            member_chunk_size: 1000,
         }
     }
 }
@@ -54,6 +61,9 @@ pub struct GuildContext {
     pub stores: Stores,
     pub users: UserDirectory,
     pub bus: EventBus,
+    /// The node's gateway sessions, for fanout to members who join and for restoring
+    /// subscriptions when an actor restarts.
+    pub sessions: Arc<SessionRegistry>,
     pub ids: Arc<SnowflakeGenerator>,
     pub limits: GuildLimits,
 }
@@ -108,6 +118,10 @@ pub struct GuildActorState {
     pub(super) nonce_order: VecDeque<(Snowflake, Snowflake, Nonce)>,
     /// Set when the guild was deleted: the actor stops after answering.
     pub(super) deleted: bool,
+    /// The gateway sessions following this guild.
+    pub(super) fanout: Fanout,
+    /// Members visible as online, with their presence.
+    pub(super) online: HashMap<Snowflake, Presence>,
 }
 
 impl GuildActorState {
@@ -138,13 +152,56 @@ impl GuildActorState {
             .map_err(GuildContext::store_error)
     }
 
-    pub(super) fn emit(&self, audience: Audience, event: GuildEvent) {
+    /// Recipients for an event about to be committed through the ordered queue; the
+    /// completion hands them to [`fanout::deliver`].
+    pub(super) fn recipients(&mut self, audience: &Audience) -> Recipients {
+        let now = self.now();
+        self.fanout.recipients(&self.state, audience, now)
+    }
+
+    /// Publishes an event whose change is already durable and applied to the state.
+    pub(super) fn emit(&mut self, audience: Audience, event: GuildEvent) {
+        if changes_visibility(&event) {
+            self.fanout.invalidate();
+        }
+        let recipients = self.recipients(&audience);
+        fanout::deliver(&recipients, &event);
+        let gid = self.state.id();
+        if let GuildEvent::GuildDelete(_) = &event {
+            let gone = match &audience {
+                Audience::Users(ids) => ids
+                    .iter()
+                    .flat_map(|u| self.fanout.remove_user(*u))
+                    .collect(),
+                _ => self.fanout.clear(),
+            };
+            for s in gone {
+                s.unfollow(gid);
+            }
+        }
         self.ctx.bus.publish(Dispatch {
-            guild_id: self.state.id(),
+            guild_id: gid,
             audience,
             event,
         });
     }
+}
+
+/// Events after which who-may-see-what must be recomputed.
+fn changes_visibility(event: &GuildEvent) -> bool {
+    matches!(
+        event,
+        GuildEvent::ChannelCreate(_)
+            | GuildEvent::ChannelUpdate(_)
+            | GuildEvent::ChannelDelete(_)
+            | GuildEvent::RoleCreate(_)
+            | GuildEvent::RoleUpdate(_)
+            | GuildEvent::RoleDelete(_)
+            | GuildEvent::MemberAdd(_)
+            | GuildEvent::MemberUpdate(_)
+            | GuildEvent::MemberRemove(_)
+            | GuildEvent::GuildUpdate(_)
+    )
 }
 
 impl Actor for GuildActor {
@@ -176,6 +233,20 @@ impl Actor for GuildActor {
         for m in state.members.keys() {
             ctx.users.get(*m).await?;
         }
+        // Sessions that already followed this guild (the actor restarted, or stopped while
+        // they were detached) are picked up again.
+        let mut fanout = Fanout::default();
+        let mut online = HashMap::new();
+        for m in state.members.keys() {
+            for s in ctx.sessions.sessions_of(*m) {
+                if s.follows(state.id()) {
+                    fanout.add(s);
+                }
+            }
+            if ctx.sessions.is_online(*m) {
+                online.insert(*m, ctx.sessions.presence(*m));
+            }
+        }
         myself.send_interval(tick_period(ctx.limits.idle_timeout), || GuildMsg::Tick);
         metrics::gauge!("enrichment_guild_actors").increment(1.0);
         Ok(GuildActorState {
@@ -188,6 +259,8 @@ impl Actor for GuildActor {
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
             deleted: false,
+            fanout,
+            online,
         })
     }
 
@@ -217,7 +290,10 @@ impl Actor for GuildActor {
                 }
             }
             GuildMsg::Tick => {
-                if state.last_activity.elapsed() >= state.ctx.limits.idle_timeout {
+                state.fanout.prune();
+                if state.fanout.is_empty()
+                    && state.last_activity.elapsed() >= state.ctx.limits.idle_timeout
+                {
                     tracing::debug!(guild_id = %state.state.id(), "guild actor idle, stopping");
                     myself.stop(Some("idle".into()));
                 }

@@ -11,7 +11,12 @@ use enrichment_protocol::rest::{
     ChannelPosition, CreateChannel, CreateInvite, CreateMessage, EditMessage, EditOverwrite,
     HistoryAnchor, ModifyChannel, ModifyGuild, ModifyMember, RoleBody, RolePosition,
 };
+use std::sync::Arc;
+
+use enrichment_protocol::gateway::{Presence, RequestGuildMembers};
 use enrichment_protocol::{ApiError, Permissions, Snowflake};
+
+use crate::gateway::Session;
 
 /// A command for one guild, on behalf of `actor`.
 #[derive(Clone, Debug)]
@@ -130,6 +135,13 @@ pub enum Command {
     Unpin(Snowflake, Snowflake),
     ListPins(Snowflake),
     Typing(Snowflake),
+    /// A gateway session (of `actor`) starts following the guild: it gets GUILD_CREATE, then
+    /// the guild's events.
+    Subscribe(Arc<Session>),
+    /// `actor`'s visible presence changed.
+    Presence(Presence),
+    /// Op 8 from a session of `actor`; answered with GUILD_MEMBERS_CHUNK dispatches.
+    RequestMembers(RequestGuildMembers, Arc<Session>),
 }
 
 #[derive(Clone, Debug)]

@@ -323,8 +323,8 @@ impl GuildActorState {
     }
 
     /// Deletes a user's messages newer than `since` in every text channel (ban cleanup).
-    async fn delete_recent_messages_of(&self, user: Snowflake, since: Timestamp) {
-        let store = &self.ctx.stores.messages;
+    async fn delete_recent_messages_of(&mut self, user: Snowflake, since: Timestamp) {
+        let store = self.ctx.stores.messages.clone();
         let from = Snowflake::from_unix_ms(since.unix_ms().max(0) as u64);
         let channels: Vec<Snowflake> = self
             .state
@@ -680,6 +680,7 @@ impl GuildActorState {
                 member: wire,
             }),
         );
+        self.welcome(member.user_id).await;
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use ractor::RpcReplyPort;
 use super::actor::{GuildActorState, GuildContext};
 use super::command::{GuildResult, Reply};
 use super::commit::Completion;
+use super::fanout;
 use super::state::GuildState;
 use super::text::{emoji_of_key, parse_mentions, parse_reaction_emoji};
 use crate::events::{
@@ -298,6 +299,7 @@ impl GuildActorState {
             }) => {
                 let store = self.ctx.stores.messages.clone();
                 let bus = self.ctx.bus.clone();
+                let recipients = self.recipients(&Audience::Channel(ch));
                 let dispatch = Dispatch {
                     guild_id: self.state.id(),
                     audience: Audience::Channel(ch),
@@ -316,6 +318,7 @@ impl GuildActorState {
                             Box::new(move || match result {
                                 Ok(()) => {
                                     let _ = port.send(Ok(Reply::Message((*message).clone())));
+                                    fanout::deliver(&recipients, &dispatch.event);
                                     bus.publish(dispatch);
                                 }
                                 Err(e) => {
@@ -538,6 +541,7 @@ impl GuildActorState {
         };
         let ctx = self.ctx.clone();
         let gid = self.state.id();
+        let recipients = self.recipients(&Audience::Channel(ch));
         self.commits
             .submit(
                 async move {
@@ -553,13 +557,15 @@ impl GuildActorState {
                     Box::new(move || match result {
                         Ok(message) => {
                             let _ = port.send(Ok(Reply::Message(message.clone())));
+                            let event = GuildEvent::MessageUpdate(MessageData {
+                                message,
+                                member: None,
+                            });
+                            fanout::deliver(&recipients, &event);
                             ctx.bus.publish(Dispatch {
                                 guild_id: gid,
                                 audience: Audience::Channel(ch),
-                                event: GuildEvent::MessageUpdate(MessageData {
-                                    message,
-                                    member: None,
-                                }),
+                                event,
                             });
                         }
                         Err(e) => {
@@ -596,6 +602,7 @@ impl GuildActorState {
         }
         let ctx = self.ctx.clone();
         let gid = self.state.id();
+        let recipients = self.recipients(&Audience::Channel(ch));
         self.commits
             .submit(
                 async move {
@@ -603,14 +610,16 @@ impl GuildActorState {
                     Box::new(move || match result {
                         Ok(_) => {
                             let _ = port.send(Ok(Reply::Done));
+                            let event = GuildEvent::MessageDelete(MessageDeleteData {
+                                id,
+                                channel_id: ch,
+                                guild_id: gid,
+                            });
+                            fanout::deliver(&recipients, &event);
                             ctx.bus.publish(Dispatch {
                                 guild_id: gid,
                                 audience: Audience::Channel(ch),
-                                event: GuildEvent::MessageDelete(MessageDeleteData {
-                                    id,
-                                    channel_id: ch,
-                                    guild_id: gid,
-                                }),
+                                event,
                             });
                         }
                         Err(e) => {

@@ -7,11 +7,17 @@
 //! actor validates and hands the durable write to the queue, then moves on to the next command,
 //! so concurrent sends share group commits while replies and events still leave in snowflake
 //! order.
+//!
+//! Each actor also fans its events out to the gateway sessions that follow the guild
+//! ([`fanout`]), and answers those sessions' own requests (GUILD_CREATE, member chunks,
+//! presence).
 
 pub mod actor;
 pub mod command;
 pub mod commit;
 pub mod create;
+pub mod fanout;
+mod gateway;
 mod members;
 mod messages;
 mod ops;

@@ -139,6 +139,9 @@ impl GuildActorState {
             Command::Pin(ch, id) => self.set_pin(actor, ch, id, true).await,
             Command::Unpin(ch, id) => self.set_pin(actor, ch, id, false).await,
             Command::Typing(ch) => self.typing(actor, ch).await,
+            Command::Subscribe(session) => self.subscribe(session).await,
+            Command::Presence(p) => self.presence(actor, p),
+            Command::RequestMembers(req, session) => self.request_members(session, req).await,
         };
         let _ = port.send(result);
     }

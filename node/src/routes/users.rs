@@ -46,7 +46,9 @@ pub async fn modify_me(
     who: Authed,
     body: Json<ModifyCurrentUser>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.accounts.modify_me(who.0, body.0).await?))
+    let user = state.accounts.modify_me(who.0, body.0).await?;
+    state.gateway.user_updated(&user);
+    Ok(HttpResponse::Ok().json(user))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -250,16 +252,21 @@ pub async fn gateway(state: State) -> HttpResponse {
 /// The gateway URL with sharding advice and the identify budget, for bots.
 #[utoipa::path(tag = "gateway", responses((status = 200, body = GatewayBotResponse), (status = 401, body = ErrorBody)), security(("token" = [])))]
 #[get("/gateway/bot")]
-pub async fn gateway_bot(state: State, _who: Authed) -> HttpResponse {
-    let auth = &state.config.auth;
+pub async fn gateway_bot(state: State, who: Authed) -> HttpResponse {
+    let gw = &state.gateway;
+    let limit = gw.registry.start_limit(
+        who.0.user_id,
+        &gw.config.identify,
+        std::time::Instant::now(),
+    );
     HttpResponse::Ok().json(GatewayBotResponse {
         url: state.gateway_url.clone(),
         shards: 1,
         session_start_limit: SessionStartLimit {
-            total: auth.identify_total,
-            remaining: auth.identify_total,
-            reset_after: 24 * 3600 * 1000,
-            max_concurrency: auth.identify_max_concurrency,
+            total: limit.total,
+            remaining: limit.remaining,
+            reset_after: limit.reset_after.as_millis() as u64,
+            max_concurrency: limit.max_concurrency,
         },
     })
 }

@@ -658,7 +658,10 @@ async fn applications_bots_and_oauth2_authorization() {
     );
     let gw = t.get("/gateway/bot", &bot_auth).await.ok(200);
     assert!(gw["url"].as_str().unwrap().starts_with("ws://"));
-    assert_eq!(gw["session_start_limit"]["max_concurrency"], 1);
+    assert_eq!(
+        gw["session_start_limit"]["max_concurrency"],
+        t.config.gateway.identify_max_concurrency
+    );
     // Authorizing into a guild needs MANAGE_GUILD there.
     let q = format!("/oauth2/authorize?client_id={app_id}&scope=bot&permissions=3072");
     t.post(

@@ -3,10 +3,12 @@
 // Test helpers panic on anything unexpected; that is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod gw;
 mod support;
 
 mod auth;
 mod bad_input;
+mod gateway;
 mod guilds;
 mod isolation;
 mod limits;

@@ -75,9 +75,13 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     let mut c = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_path_buf(),
+        gateway_listen: "127.0.0.1:0".parse().expect("addr"),
         http_workers: 1,
         ..Config::default()
     };
+    // Tests identify many sessions of the same user quickly; the limit has its own test.
+    c.gateway.identify_max_concurrency = 10_000;
+    c.gateway.identify_window_secs = 1;
     // The cheapest argon2id parameters: tests hash many passwords.
     c.auth.argon2_memory_kib = 8;
     c.auth.argon2_iterations = 1;
@@ -223,6 +227,50 @@ impl TestNode {
         )
         .await
         .ok(200)
+    }
+}
+
+/// A bot authorized into a guild.
+#[derive(Clone, Debug)]
+pub struct Bot {
+    pub app_id: String,
+    pub user_id: String,
+    /// `Bot <token>`, ready for an Authorization header or IDENTIFY.
+    pub token: String,
+}
+
+impl TestNode {
+    /// Creates an application owned by `owner`, issues its bot token and authorizes the bot
+    /// into `guild_id` with `permissions`.
+    pub async fn bot(&self, owner: &User, name: &str, guild_id: &str, permissions: u64) -> Bot {
+        let app = self
+            .post("/applications", &owner.token, json!({"name": name}))
+            .await
+            .ok(201);
+        let app_id = id_of(&app);
+        let token = self
+            .post(
+                &format!("/applications/{app_id}/bot/reset"),
+                &owner.token,
+                json!({}),
+            )
+            .await
+            .ok(200)["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        self.post(
+            &format!("/oauth2/authorize?client_id={app_id}&scope=bot&permissions={permissions}"),
+            &owner.token,
+            json!({"guild_id": guild_id, "authorize": true}),
+        )
+        .await
+        .ok(200);
+        Bot {
+            app_id,
+            user_id: app["bot"]["id"].as_str().expect("bot id").to_owned(),
+            token: format!("Bot {token}"),
+        }
     }
 }
 

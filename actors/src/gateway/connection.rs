@@ -1,0 +1,568 @@
+//! One WebSocket's gateway state machine, and the node-wide [`GatewayService`] it calls.
+//!
+//! The socket owner (the node's listener) calls [`Connection::receive`] with each inbound
+//! message, [`Connection::tick`] when [`Connection::next_tick`] comes, and
+//! [`Connection::drain`] whenever the session signals new dispatches; it writes what those
+//! return and closes the socket with the [`Close`] they fail with. Everything the protocol
+//! decides (which opcode is allowed when, heartbeats and zombies, the 120-per-minute limit,
+//! IDENTIFY and RESUME checks, every close code) is decided here.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use enrichment_protocol::gateway::{
+    self, CloseCode, ConnectParams, Encoding, Hello, Identify, PresenceUpdate, Ready,
+    ReadyApplication, RequestGuildMembers, Resume, UnavailableGuild, app_flags, intents, op,
+};
+use enrichment_protocol::models::User;
+use enrichment_protocol::{ApiError, Snowflake};
+use enrichment_storage::Stores;
+use futures::StreamExt;
+
+use super::GatewayConfig;
+use super::registry::SessionRegistry;
+use super::session::{Detach, ResumeError, Session, SessionInfo};
+use crate::accounts::AccountService;
+use crate::guild::{Command, GuildRequest};
+use crate::router::GuildRouter;
+
+/// How and why to close a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl From<CloseCode> for Close {
+    fn from(c: CloseCode) -> Self {
+        Close {
+            code: c.code(),
+            reason: c.reason(),
+        }
+    }
+}
+
+impl Close {
+    const SLOW_CONSUMER: Close = Close {
+        code: 4000,
+        reason: "Outbound queue full; resume to continue.",
+    };
+    const SUPERSEDED: Close = Close {
+        code: 4000,
+        reason: "Session resumed on another connection.",
+    };
+    const ENDED: Close = Close {
+        code: 4009,
+        reason: "Session ended.",
+    };
+    /// The node is draining: reconnect (op 7 was sent first).
+    pub const RECONNECT: Close = Close {
+        code: 4000,
+        reason: "Node is restarting; reconnect and resume.",
+    };
+}
+
+/// Inbound message kinds the state machine distinguishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound<'a> {
+    Text(&'a [u8]),
+    Binary(&'a [u8]),
+}
+
+/// What every connection on the node shares.
+pub struct GatewayService {
+    pub config: GatewayConfig,
+    pub registry: Arc<SessionRegistry>,
+    accounts: Arc<AccountService>,
+    router: Arc<dyn GuildRouter>,
+    stores: Stores,
+}
+
+impl std::fmt::Debug for GatewayService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayService")
+            .field("sessions", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+enum IdentifyOutcome {
+    Ready(Arc<Session>),
+    /// Refused for now (identify limits): op 9 with `d=false`, connection stays open.
+    Invalid,
+}
+
+impl GatewayService {
+    pub fn new(
+        config: GatewayConfig,
+        registry: Arc<SessionRegistry>,
+        accounts: Arc<AccountService>,
+        router: Arc<dyn GuildRouter>,
+        stores: Stores,
+    ) -> Self {
+        GatewayService {
+            config,
+            registry,
+            accounts,
+            router,
+            stores,
+        }
+    }
+
+    async fn identify(
+        self: &Arc<Self>,
+        id: Identify,
+        encoding: Encoding,
+        now: Instant,
+    ) -> Result<IdentifyOutcome, Close> {
+        if id.intents & !intents::ALL != 0 {
+            return Err(CloseCode::InvalidIntents.into());
+        }
+        let who = self
+            .accounts
+            .authenticate(&id.token)
+            .await
+            .map_err(|_| Close::from(CloseCode::AuthenticationFailed))?;
+        let user = self
+            .accounts
+            .me(who)
+            .await
+            .map_err(|_| Close::from(CloseCode::AuthenticationFailed))?;
+        let application = if who.bot {
+            let app = self
+                .stores
+                .applications
+                .application_by_bot(who.user_id)
+                .await
+                .map_err(|_| Close::from(CloseCode::UnknownError))?
+                .ok_or(Close::from(CloseCode::AuthenticationFailed))?;
+            let privileged = id.intents & intents::PRIVILEGED;
+            if privileged & !app_flags::allowed_intents(app.flags) != 0 {
+                return Err(CloseCode::DisallowedIntents.into());
+            }
+            Some(ReadyApplication {
+                id: app.id,
+                flags: app.flags,
+            })
+        } else {
+            None
+        };
+        let shard = match id.shard {
+            Some([shard_id, count]) if count == 0 || shard_id >= count => {
+                return Err(CloseCode::InvalidShard.into());
+            }
+            other => other,
+        };
+        let shard_id = shard.map_or(0, |s| s[0]);
+        if !self
+            .registry
+            .try_identify(who.user_id, shard_id, &self.config.identify, now)
+        {
+            return Ok(IdentifyOutcome::Invalid);
+        }
+        let key = self.registry.next_key();
+        let info = SessionInfo {
+            session_id: session_id(key),
+            user_id: who.user_id,
+            bot: who.bot,
+            intents: id.intents,
+            encoding,
+            shard,
+            large_threshold: id.large_threshold.unwrap_or(50).clamp(50, 250),
+        };
+        let guilds: Vec<Snowflake> = self
+            .stores
+            .guilds
+            .user_guilds(who.user_id)
+            .await
+            .map_err(|_| Close::from(CloseCode::UnknownError))?
+            .into_iter()
+            .filter(|g| info.carries(*g))
+            .collect();
+        if guilds.len() > self.config.max_guilds_per_shard {
+            return Err(CloseCode::ShardingRequired.into());
+        }
+        let session = Arc::new(Session::new(
+            info,
+            key,
+            self.config.session,
+            id.presence.unwrap_or_default(),
+        ));
+        let ready = Ready {
+            v: 10,
+            user,
+            guilds: guilds
+                .iter()
+                .map(|g| UnavailableGuild {
+                    id: *g,
+                    unavailable: true,
+                })
+                .collect(),
+            session_id: session.info.session_id.clone(),
+            resume_gateway_url: self.config.resume_url.clone(),
+            shard,
+            application,
+            private_channels: Vec::new(),
+            relationships: Vec::new(),
+        };
+        session.send_event("READY", &ready);
+        self.registry.insert(session.clone());
+        metrics::counter!("enrichment_gateway_identifies_total").increment(1);
+        // GUILD_CREATEs follow READY; the connection keeps writing while they are built.
+        let svc = self.clone();
+        let s = session.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(guilds)
+                .for_each_concurrent(16, |g| svc.subscribe(g, s.clone()))
+                .await;
+            svc.presence_changed(s.user_id()).await;
+        });
+        Ok(IdentifyOutcome::Ready(session))
+    }
+
+    /// Asks a guild's actor to send the session its GUILD_CREATE and start fanning out to it.
+    pub async fn subscribe(&self, guild_id: Snowflake, session: Arc<Session>) {
+        let user = session.user_id();
+        let r = self
+            .router
+            .request(
+                guild_id,
+                GuildRequest {
+                    actor: user,
+                    reason: None,
+                    command: Command::Subscribe(session),
+                },
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(%guild_id, %user, code = e.body.code, "guild subscription refused");
+        }
+    }
+
+    /// A user joined (or created) a guild: its live sessions on the right shard follow it.
+    pub async fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake) {
+        for s in self.registry.sessions_of(user_id) {
+            if s.info.carries(guild_id) && !s.follows(guild_id) {
+                self.subscribe(guild_id, s).await;
+            }
+        }
+    }
+
+    /// USER_UPDATE to the user's own sessions.
+    pub fn user_updated(&self, user: &User) {
+        for s in self.registry.sessions_of(user.id) {
+            s.send_event("USER_UPDATE", user);
+        }
+    }
+
+    /// Recomputes a user's visible presence; if it changed, every guild of the user announces it.
+    pub async fn presence_changed(&self, user_id: Snowflake) {
+        let Some(presence) = self.registry.recompute_presence(user_id) else {
+            return;
+        };
+        let guilds = match self.stores.guilds.user_guilds(user_id).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(%user_id, error = %e, "cannot list guilds for a presence update");
+                return;
+            }
+        };
+        for g in guilds {
+            let r = self
+                .router
+                .request(
+                    g,
+                    GuildRequest {
+                        actor: user_id,
+                        reason: None,
+                        command: Command::Presence(presence.clone()),
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(guild_id = %g, code = e.body.code, "presence update not delivered");
+            }
+        }
+    }
+
+    /// Ends a session for good and updates the user's presence.
+    pub async fn end_session(&self, session: &Session) {
+        self.registry.remove(session);
+        self.presence_changed(session.user_id()).await;
+    }
+
+    /// Ends sessions whose resume window has passed. Returns how many.
+    pub async fn sweep(&self, now: Instant) -> usize {
+        let expired = self.registry.expired(self.config.resume_window, now);
+        for s in &expired {
+            self.end_session(s).await;
+        }
+        self.registry.housekeep(now);
+        expired.len()
+    }
+
+    async fn request_members(&self, session: &Arc<Session>, req: RequestGuildMembers) {
+        let guild_id = req.guild_id;
+        let r = self
+            .router
+            .request(
+                guild_id,
+                GuildRequest {
+                    actor: session.user_id(),
+                    reason: None,
+                    command: Command::RequestMembers(req, session.clone()),
+                },
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(%guild_id, code = e.body.code, "member request refused");
+        }
+    }
+}
+
+fn session_id(key: u64) -> String {
+    use rand::Rng;
+    let salt: u64 = rand::rng().random();
+    format!("{key:x}{salt:016x}")
+}
+
+/// The state of one socket.
+pub struct Connection {
+    svc: Arc<GatewayService>,
+    params: ConnectParams,
+    session: Option<Arc<Session>>,
+    generation: u64,
+    /// When the client last heartbeated (or connected).
+    last_beat: Instant,
+    asked_beat: bool,
+    window_start: Instant,
+    window_count: u32,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("params", &self.params)
+            .field(
+                "session",
+                &self.session.as_ref().map(|s| &s.info.session_id),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn control<T: serde::Serialize>(encoding: Encoding, opcode: u8, d: &T) -> Vec<u8> {
+    // Our control payloads are plain structs and literals; encoding them cannot fail.
+    gateway::control_frame(encoding, opcode, d).unwrap_or_default()
+}
+
+impl Connection {
+    pub fn new(svc: Arc<GatewayService>, params: ConnectParams, now: Instant) -> Self {
+        Connection {
+            svc,
+            params,
+            session: None,
+            generation: 0,
+            last_beat: now,
+            asked_beat: false,
+            window_start: now,
+            window_count: 0,
+        }
+    }
+
+    pub fn params(&self) -> ConnectParams {
+        self.params
+    }
+
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        self.session.as_ref()
+    }
+
+    /// The first frame: op 10 with the heartbeat interval.
+    pub fn hello(&self) -> Vec<u8> {
+        control(
+            self.params.encoding,
+            op::HELLO,
+            &Hello {
+                heartbeat_interval: self.svc.config.heartbeat_interval.as_millis() as u64,
+            },
+        )
+    }
+
+    /// Op 7, sent to every connection when the node drains.
+    pub fn reconnect(&self) -> Vec<u8> {
+        control(self.params.encoding, op::RECONNECT, &())
+    }
+
+    /// Handles one inbound message; returns control frames to send now.
+    pub async fn receive(&mut self, msg: Inbound<'_>, now: Instant) -> Result<Vec<Vec<u8>>, Close> {
+        let bytes = match msg {
+            Inbound::Text(b) | Inbound::Binary(b) => b,
+        };
+        if bytes.len() > self.svc.config.max_inbound_bytes {
+            return Err(CloseCode::DecodeError.into());
+        }
+        if now.saturating_duration_since(self.window_start) >= self.svc.config.inbound_window {
+            self.window_start = now;
+            self.window_count = 0;
+        }
+        self.window_count += 1;
+        if self.window_count > self.svc.config.inbound_per_window {
+            return Err(CloseCode::RateLimited.into());
+        }
+        let frame = gateway::Inbound::decode(self.params.encoding, bytes)
+            .map_err(|_| Close::from(CloseCode::DecodeError))?;
+        let enc = self.params.encoding;
+        match frame.op {
+            op::HEARTBEAT => {
+                self.last_beat = now;
+                self.asked_beat = false;
+                if let (Some(s), Some(seq)) = (&self.session, frame.d.as_u64()) {
+                    s.ack(seq);
+                }
+                Ok(vec![control(enc, op::HEARTBEAT_ACK, &())])
+            }
+            op::IDENTIFY => {
+                if self.session.is_some() {
+                    return Err(CloseCode::AlreadyAuthenticated.into());
+                }
+                let id: Identify = frame
+                    .data()
+                    .map_err(|_| Close::from(CloseCode::DecodeError))?;
+                match self.svc.identify(id, enc, now).await? {
+                    IdentifyOutcome::Ready(s) => {
+                        self.session = Some(s);
+                        self.generation = 0;
+                        Ok(Vec::new())
+                    }
+                    IdentifyOutcome::Invalid => Ok(vec![control(enc, op::INVALID_SESSION, &false)]),
+                }
+            }
+            op::RESUME => {
+                if self.session.is_some() {
+                    return Err(CloseCode::AlreadyAuthenticated.into());
+                }
+                let r: Resume = frame
+                    .data()
+                    .map_err(|_| Close::from(CloseCode::DecodeError))?;
+                self.resume(r).await
+            }
+            op::PRESENCE_UPDATE => {
+                let s = self.identified()?.clone();
+                let p: PresenceUpdate = frame
+                    .data()
+                    .map_err(|_| Close::from(CloseCode::DecodeError))?;
+                s.set_presence(p);
+                let svc = self.svc.clone();
+                tokio::spawn(async move { svc.presence_changed(s.user_id()).await });
+                Ok(Vec::new())
+            }
+            op::REQUEST_GUILD_MEMBERS => {
+                let s = self.identified()?.clone();
+                let req: RequestGuildMembers = frame
+                    .data()
+                    .map_err(|_| Close::from(CloseCode::DecodeError))?;
+                if req.query.is_none() && req.user_ids.is_none() {
+                    return Err(CloseCode::DecodeError.into());
+                }
+                let svc = self.svc.clone();
+                tokio::spawn(async move { svc.request_members(&s, req).await });
+                Ok(Vec::new())
+            }
+            // No voice yet: a voice state update is valid and has no effect.
+            op::VOICE_STATE_UPDATE => {
+                self.identified()?;
+                Ok(Vec::new())
+            }
+            _ => Err(CloseCode::UnknownOpcode.into()),
+        }
+    }
+
+    fn identified(&self) -> Result<&Arc<Session>, Close> {
+        self.session
+            .as_ref()
+            .ok_or(Close::from(CloseCode::NotAuthenticated))
+    }
+
+    async fn resume(&mut self, r: Resume) -> Result<Vec<Vec<u8>>, Close> {
+        let enc = self.params.encoding;
+        let who = self
+            .svc
+            .accounts
+            .authenticate(&r.token)
+            .await
+            .map_err(|_: ApiError| Close::from(CloseCode::AuthenticationFailed))?;
+        let invalid = || Ok(vec![control(enc, op::INVALID_SESSION, &false)]);
+        let Some(s) = self.svc.registry.get(&r.session_id) else {
+            return invalid();
+        };
+        if s.user_id() != who.user_id || s.info.encoding != enc {
+            return invalid();
+        }
+        match s.resume(r.seq) {
+            Ok(generation) => {
+                s.send_event("RESUMED", &serde_json::Value::Null);
+                self.session = Some(s);
+                self.generation = generation;
+                metrics::counter!("enrichment_gateway_resumes_total").increment(1);
+                Ok(Vec::new())
+            }
+            Err(ResumeError::InvalidSeq) => Err(CloseCode::InvalidSeq.into()),
+            Err(ResumeError::Lost) => invalid(),
+        }
+    }
+
+    /// When [`Connection::tick`] should next run.
+    pub fn next_tick(&self) -> Instant {
+        let interval = self.svc.config.heartbeat_interval;
+        if self.asked_beat {
+            self.last_beat + interval + interval / 2
+        } else {
+            self.last_beat + interval
+        }
+    }
+
+    /// Heartbeat supervision: after one interval without a heartbeat the server asks for one
+    /// (op 1); after one and a half the connection is a zombie and closes (its session stays
+    /// resumable).
+    pub fn tick(&mut self, now: Instant) -> Result<Option<Vec<u8>>, Close> {
+        let interval = self.svc.config.heartbeat_interval;
+        let silent = now.saturating_duration_since(self.last_beat);
+        if silent >= interval + interval / 2 {
+            return Err(CloseCode::SessionTimedOut.into());
+        }
+        if silent >= interval && !self.asked_beat {
+            self.asked_beat = true;
+            return Ok(Some(control(self.params.encoding, op::HEARTBEAT, &())));
+        }
+        Ok(None)
+    }
+
+    /// Dispatches waiting for this connection, as `(seq, shared prefix)`.
+    pub fn drain(&self, out: &mut Vec<(u64, Bytes)>) -> Result<(), Close> {
+        match &self.session {
+            None => Ok(()),
+            Some(s) => s.take_pending(self.generation, out).map_err(|d| match d {
+                Detach::SlowConsumer => Close::SLOW_CONSUMER,
+                Detach::Superseded => Close::SUPERSEDED,
+                Detach::Ended => Close::ENDED,
+            }),
+        }
+    }
+
+    /// Appends a complete dispatch frame for `(seq, prefix)` in this connection's encoding.
+    pub fn finish(&self, seq: u64, prefix: &[u8], out: &mut bytes::BytesMut) {
+        gateway::finish_dispatch(self.params.encoding, prefix, seq, out);
+    }
+
+    /// The socket is gone. A client close with 1000 or 1001 ends the session; anything else
+    /// (or no close frame at all) leaves it resumable.
+    pub async fn closed(self, client_code: Option<u16>, now: Instant) {
+        let Some(s) = self.session else { return };
+        match client_code {
+            Some(1000 | 1001) => self.svc.end_session(&s).await,
+            _ => s.detach(self.generation, now),
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! A gateway session: the sequence, the replay buffer and the outbox of one identified client.
+//!
+//! A session outlives its connections: when a socket drops, the session stays in the registry,
+//! detached, still receiving dispatches into its replay buffer, until the client resumes or the
+//! resume window passes. Guild actors deliver into it directly ([`Session::deliver`]): each
+//! delivery takes the next sequence number and stores the shared, pre-encoded frame prefix
+//! (a refcounted `Bytes`, so ten thousand sessions hold one copy of an event). The connection
+//! that is attached drains everything after what it last wrote in one go
+//! ([`Session::take_pending`]) and appends each frame's own `s`.
+//!
+//! Both the replay buffer and the unsent backlog are bounded. A client that acknowledges a
+//! sequence number in its heartbeat lets the session forget everything up to it, which is why an
+//! idle session holds almost nothing. A connection whose unsent backlog passes its cap is
+//! closed with a resumable code; the session keeps its replay buffer for the resume.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use enrichment_protocol::Snowflake;
+use enrichment_protocol::gateway::{Encoding, PresenceUpdate, dispatch_prefix};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// Caps on what one session may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Dispatches kept for resume.
+    pub replay_frames: usize,
+    /// Bytes of dispatches kept for resume (counted as if unshared).
+    pub replay_bytes: usize,
+    /// Dispatches queued for the connection before it is closed as too slow.
+    pub outbox_frames: usize,
+    /// Bytes queued for the connection before it is closed as too slow.
+    pub outbox_bytes: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            replay_frames: 4096,
+            replay_bytes: 4 << 20,
+            outbox_frames: 2048,
+            outbox_bytes: 2 << 20,
+        }
+    }
+}
+
+/// Who a session is and what it asked for at IDENTIFY.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub user_id: Snowflake,
+    pub bot: bool,
+    pub intents: u64,
+    pub encoding: Encoding,
+    pub shard: Option<[u32; 2]>,
+    pub large_threshold: u32,
+}
+
+impl SessionInfo {
+    /// Whether this session's shard carries the guild: `(guild_id >> 22) % num_shards`.
+    pub fn carries(&self, guild_id: Snowflake) -> bool {
+        match self.shard {
+            Some([id, count]) if count > 1 => {
+                (guild_id.0 >> 22) % u64::from(count) == u64::from(id)
+            }
+            _ => true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// A connection of this generation drains the outbox.
+    Attached(u64),
+    /// No connection since this instant; resumable until the window passes.
+    Detached(Instant),
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Last sequence number assigned.
+    seq: u64,
+    /// Frame prefixes for `seq - replay.len() + 1 ..= seq`.
+    replay: VecDeque<Bytes>,
+    replay_bytes: usize,
+    /// Last sequence number handed to a connection.
+    written: u64,
+    /// Bytes handed out since `written`, for the outbox cap.
+    pending_bytes: usize,
+    link: Link,
+    generation: u64,
+    /// The unsent backlog passed its cap; the attached connection must close.
+    overflowed: bool,
+    guilds: HashSet<Snowflake>,
+    presence: PresenceUpdate,
+}
+
+/// Why a connection must stop draining a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detach {
+    /// The backlog passed its cap: the client is not reading fast enough.
+    SlowConsumer,
+    /// Another connection resumed the session.
+    Superseded,
+    /// The session ended (logout, invalidation, node drain).
+    Ended,
+}
+
+/// Why a resume was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeError {
+    /// The client claims a sequence number the session never sent (close 4007).
+    InvalidSeq,
+    /// The replay buffer no longer covers the gap, or the session ended (op 9, `d=false`).
+    Lost,
+}
+
+/// One identified client's session. Shared by its connection, the registry and every guild
+/// actor that fans out to it.
+#[derive(Debug)]
+pub struct Session {
+    pub info: SessionInfo,
+    /// Process-unique key, cheaper than the session id string for maps.
+    pub key: u64,
+    limits: SessionLimits,
+    inner: Mutex<Inner>,
+    ended: AtomicBool,
+    wake: Notify,
+}
+
+impl Session {
+    pub fn new(
+        info: SessionInfo,
+        key: u64,
+        limits: SessionLimits,
+        presence: PresenceUpdate,
+    ) -> Self {
+        Session {
+            info,
+            key,
+            limits,
+            inner: Mutex::new(Inner {
+                seq: 0,
+                replay: VecDeque::new(),
+                replay_bytes: 0,
+                written: 0,
+                pending_bytes: 0,
+                link: Link::Attached(0),
+                generation: 0,
+                overflowed: false,
+                guilds: HashSet::new(),
+                presence,
+            }),
+            ended: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn user_id(&self) -> Snowflake {
+        self.info.user_id
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Ends the session: nothing more is delivered and a resume is refused.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        let mut inner = self.inner.lock();
+        inner.replay.clear();
+        inner.replay_bytes = 0;
+        inner.guilds.clear();
+        drop(inner);
+        self.wake.notify_one();
+    }
+
+    /// Appends a dispatch whose frame prefix is already encoded in this session's encoding.
+    /// Returns false when the session has ended (the caller should forget it).
+    pub fn deliver(&self, prefix: Bytes) -> bool {
+        if self.is_ended() {
+            return false;
+        }
+        let len = prefix.len();
+        let mut inner = self.inner.lock();
+        inner.seq += 1;
+        inner.replay.push_back(prefix);
+        inner.replay_bytes += len;
+        while inner.replay.len() > self.limits.replay_frames
+            || (inner.replay_bytes > self.limits.replay_bytes && inner.replay.len() > 1)
+        {
+            if let Some(old) = inner.replay.pop_front() {
+                inner.replay_bytes -= old.len();
+            }
+        }
+        let attached = matches!(inner.link, Link::Attached(_));
+        if attached {
+            inner.pending_bytes += len;
+            let oldest_kept = inner.seq + 1 - inner.replay.len() as u64;
+            let backlog = inner.seq - inner.written;
+            if backlog > self.limits.outbox_frames as u64
+                || inner.pending_bytes > self.limits.outbox_bytes
+                || inner.written + 1 < oldest_kept
+            {
+                inner.overflowed = true;
+            }
+        }
+        drop(inner);
+        if attached {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Encodes and delivers one dispatch meant for this session alone (READY, GUILD_CREATE, ...).
+    pub fn send_event<T: Serialize + ?Sized>(&self, t: &str, d: &T) -> bool {
+        match dispatch_prefix(self.info.encoding, t, d) {
+            Ok(prefix) => self.deliver(prefix),
+            Err(e) => {
+                tracing::error!(event = t, error = %e, "cannot encode dispatch");
+                !self.is_ended()
+            }
+        }
+    }
+
+    /// Moves every dispatch after the last one written into `out` as `(seq, prefix)`.
+    pub fn take_pending(&self, generation: u64, out: &mut Vec<(u64, Bytes)>) -> Result<(), Detach> {
+        if self.is_ended() {
+            return Err(Detach::Ended);
+        }
+        let mut inner = self.inner.lock();
+        if inner.link != Link::Attached(generation) {
+            return Err(Detach::Superseded);
+        }
+        if inner.overflowed {
+            return Err(Detach::SlowConsumer);
+        }
+        let first = inner.seq + 1 - inner.replay.len() as u64;
+        let from = inner.written + 1;
+        let skip = (from - first) as usize;
+        out.extend(
+            inner
+                .replay
+                .iter()
+                .skip(skip)
+                .enumerate()
+                .map(|(i, b)| (from + i as u64, b.clone())),
+        );
+        inner.written = inner.seq;
+        inner.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Waits until there is something to drain (or the session changed state).
+    pub async fn notified(&self) {
+        self.wake.notified().await
+    }
+
+    /// The client has everything up to `seq` (from its heartbeat): forget it.
+    pub fn ack(&self, seq: u64) {
+        let mut inner = self.inner.lock();
+        let upto = seq.min(inner.written);
+        let first = inner.seq + 1 - inner.replay.len() as u64;
+        let mut n = upto.saturating_sub(first - 1);
+        while n > 0 {
+            if let Some(old) = inner.replay.pop_front() {
+                inner.replay_bytes -= old.len();
+            }
+            n -= 1;
+        }
+        if inner.replay.is_empty() {
+            inner.replay = VecDeque::new();
+        }
+    }
+
+    /// The connection went away without ending the session.
+    pub fn detach(&self, generation: u64, now: Instant) {
+        let mut inner = self.inner.lock();
+        if inner.link == Link::Attached(generation) {
+            inner.link = Link::Detached(now);
+        }
+    }
+
+    /// When the session lost its connection, if it has none.
+    pub fn detached_since(&self) -> Option<Instant> {
+        match self.inner.lock().link {
+            Link::Detached(t) => Some(t),
+            Link::Attached(_) => None,
+        }
+    }
+
+    /// Attaches a new connection that has seen everything up to `seq`; returns its generation.
+    /// Any connection still attached is superseded.
+    pub fn resume(&self, seq: u64) -> Result<u64, ResumeError> {
+        if self.is_ended() {
+            return Err(ResumeError::Lost);
+        }
+        let mut inner = self.inner.lock();
+        if seq > inner.seq {
+            return Err(ResumeError::InvalidSeq);
+        }
+        let first = inner.seq + 1 - inner.replay.len() as u64;
+        if seq + 1 < first {
+            return Err(ResumeError::Lost);
+        }
+        inner.generation += 1;
+        let generation = inner.generation;
+        inner.link = Link::Attached(generation);
+        inner.written = seq;
+        inner.overflowed = false;
+        inner.pending_bytes = inner
+            .replay
+            .iter()
+            .skip((seq + 1 - first) as usize)
+            .map(Bytes::len)
+            .sum();
+        drop(inner);
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+        Ok(generation)
+    }
+
+    /// Last sequence number assigned.
+    pub fn seq(&self) -> u64 {
+        self.inner.lock().seq
+    }
+
+    /// Frames held for resume and their bytes.
+    pub fn replay_len(&self) -> (usize, usize) {
+        let inner = self.inner.lock();
+        (inner.replay.len(), inner.replay_bytes)
+    }
+
+    /// Records that the session received GUILD_CREATE for a guild and follows it.
+    pub fn follow(&self, guild_id: Snowflake) -> bool {
+        !self.is_ended() && self.inner.lock().guilds.insert(guild_id)
+    }
+
+    pub fn unfollow(&self, guild_id: Snowflake) {
+        self.inner.lock().guilds.remove(&guild_id);
+    }
+
+    pub fn follows(&self, guild_id: Snowflake) -> bool {
+        self.inner.lock().guilds.contains(&guild_id)
+    }
+
+    pub fn presence(&self) -> PresenceUpdate {
+        self.inner.lock().presence.clone()
+    }
+
+    pub fn set_presence(&self, p: PresenceUpdate) {
+        self.inner.lock().presence = p;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn session(limits: SessionLimits) -> Session {
+        Session::new(
+            SessionInfo {
+                session_id: "s".into(),
+                user_id: Snowflake(1),
+                bot: false,
+                intents: 0,
+                encoding: Encoding::Json,
+                shard: None,
+                large_threshold: 50,
+            },
+            1,
+            limits,
+            PresenceUpdate::default(),
+        )
+    }
+
+    fn frame(n: u64) -> Bytes {
+        Bytes::from(format!("frame{n}"))
+    }
+
+    fn drain(s: &Session, generation: u64) -> Result<Vec<u64>, Detach> {
+        let mut out = Vec::new();
+        s.take_pending(generation, &mut out)?;
+        for (seq, b) in &out {
+            assert_eq!(*b, frame(*seq), "frame {seq} carries its own payload");
+        }
+        Ok(out.into_iter().map(|(s, _)| s).collect())
+    }
+
+    #[test]
+    fn sequence_numbers_increase_by_one_and_drain_once() {
+        let s = session(SessionLimits::default());
+        for n in 1..=3 {
+            assert!(s.deliver(frame(n)));
+        }
+        assert_eq!(drain(&s, 0).unwrap(), vec![1, 2, 3]);
+        assert_eq!(drain(&s, 0).unwrap(), Vec::<u64>::new());
+        s.deliver(frame(4));
+        assert_eq!(drain(&s, 0).unwrap(), vec![4]);
+    }
+
+    #[test]
+    fn resume_replays_exactly_what_the_client_missed() {
+        let s = session(SessionLimits::default());
+        for n in 1..=5 {
+            s.deliver(frame(n));
+        }
+        drain(&s, 0).unwrap();
+        s.detach(0, Instant::now());
+        for n in 6..=8 {
+            s.deliver(frame(n));
+        }
+        // The client saw up to 4 before the drop (5 was written but lost in transit).
+        let g = s.resume(4).unwrap();
+        assert_eq!(drain(&s, g).unwrap(), vec![5, 6, 7, 8]);
+        // The old connection is superseded.
+        assert_eq!(drain(&s, 0), Err(Detach::Superseded));
+    }
+
+    #[test]
+    fn resume_checks_the_claimed_sequence() {
+        let s = session(SessionLimits {
+            replay_frames: 3,
+            ..SessionLimits::default()
+        });
+        for n in 1..=6 {
+            s.deliver(frame(n));
+            drain(&s, 0).unwrap();
+        }
+        assert_eq!(s.resume(7), Err(ResumeError::InvalidSeq));
+        // 4, 5, 6 are kept: resuming from 3 works, from 2 the gap is lost.
+        assert_eq!(s.resume(2), Err(ResumeError::Lost));
+        let g = s.resume(3).unwrap();
+        assert_eq!(drain(&s, g).unwrap(), vec![4, 5, 6]);
+        s.end();
+        assert_eq!(s.resume(6), Err(ResumeError::Lost));
+        assert!(!s.deliver(frame(7)));
+    }
+
+    #[test]
+    fn an_acknowledged_sequence_is_forgotten() {
+        let s = session(SessionLimits::default());
+        for n in 1..=10 {
+            s.deliver(frame(n));
+        }
+        drain(&s, 0).unwrap();
+        s.ack(7);
+        assert_eq!(s.replay_len().0, 3);
+        // Acknowledging what was never written keeps it.
+        s.deliver(frame(11));
+        s.ack(11);
+        assert_eq!(s.replay_len().0, 1);
+        drain(&s, 0).unwrap();
+        s.ack(11);
+        assert_eq!(s.replay_len(), (0, 0));
+    }
+
+    #[test]
+    fn a_slow_reader_overflows_its_outbox_but_keeps_its_replay() {
+        let s = session(SessionLimits {
+            outbox_frames: 4,
+            ..SessionLimits::default()
+        });
+        for n in 1..=5 {
+            s.deliver(frame(n));
+        }
+        assert_eq!(drain(&s, 0), Err(Detach::SlowConsumer));
+        s.detach(0, Instant::now());
+        let g = s.resume(0).unwrap();
+        assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn the_outbox_byte_cap_counts_unsent_bytes() {
+        let s = session(SessionLimits {
+            outbox_bytes: 20,
+            ..SessionLimits::default()
+        });
+        for n in 1..=3 {
+            s.deliver(frame(n)); // 6 bytes each
+        }
+        assert!(drain(&s, 0).is_ok());
+        for n in 4..=7 {
+            s.deliver(frame(n));
+        }
+        assert_eq!(drain(&s, 0), Err(Detach::SlowConsumer));
+    }
+
+    #[test]
+    fn a_detached_session_keeps_a_bounded_replay() {
+        let s = session(SessionLimits {
+            replay_frames: 100,
+            replay_bytes: 60,
+            ..SessionLimits::default()
+        });
+        s.detach(0, Instant::now());
+        for n in 1..=50 {
+            s.deliver(frame(n));
+        }
+        let (frames, bytes) = s.replay_len();
+        assert!(
+            bytes <= 60 && frames <= 10,
+            "{frames} frames, {bytes} bytes"
+        );
+        assert!(s.detached_since().is_some());
+    }
+}

@@ -1,0 +1,226 @@
+//! Who receives a guild's events, and the delivery itself.
+//!
+//! The guild actor keeps the sessions that follow its guild ([`Fanout`]) and, per channel, the
+//! cached list of those allowed to view it. The caches are dropped whenever something that
+//! decides visibility changes (roles, overwrites, channels, membership, subscriptions), so a
+//! revoked user stops receiving with the very next event. [`deliver`] encodes an event at most
+//! once per (encoding, content variant) and hands the same `Bytes` to every recipient, which
+//! splices in its own sequence number when it writes.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use enrichment_protocol::gateway::{Encoding, dispatch_prefix, intents};
+use enrichment_protocol::{Permissions, Snowflake, Timestamp};
+
+use super::state::GuildState;
+use crate::events::{Audience, GuildEvent, MessageData};
+use crate::gateway::Session;
+
+/// A shared, immutable recipient list.
+pub type Recipients = Arc<[Arc<Session>]>;
+
+#[derive(Debug, Default)]
+pub struct Fanout {
+    by_user: HashMap<Snowflake, Vec<Arc<Session>>>,
+    channels: HashMap<Snowflake, Recipients>,
+    members: Option<Recipients>,
+}
+
+impl Fanout {
+    /// Starts fanning out to a session. False if it already was.
+    pub fn add(&mut self, s: Arc<Session>) -> bool {
+        let list = self.by_user.entry(s.user_id()).or_default();
+        if list.iter().any(|x| x.key == s.key) {
+            return false;
+        }
+        list.push(s);
+        self.invalidate();
+        true
+    }
+
+    /// Stops fanning out to a user's sessions; returns them.
+    pub fn remove_user(&mut self, user: Snowflake) -> Vec<Arc<Session>> {
+        let gone = self.by_user.remove(&user).unwrap_or_default();
+        if !gone.is_empty() {
+            self.invalidate();
+        }
+        gone
+    }
+
+    /// Stops fanning out to everyone; returns who was subscribed.
+    pub fn clear(&mut self) -> Vec<Arc<Session>> {
+        self.invalidate();
+        self.by_user.drain().flat_map(|(_, v)| v).collect()
+    }
+
+    /// Forgets sessions that ended. Returns how many.
+    pub fn prune(&mut self) -> usize {
+        let before = self.len();
+        self.by_user.retain(|_, v| {
+            v.retain(|s| !s.is_ended());
+            !v.is_empty()
+        });
+        let pruned = before - self.len();
+        if pruned > 0 {
+            self.invalidate();
+        }
+        pruned
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_user.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
+
+    /// Visibility may have changed: recompute recipient lists on next use.
+    pub fn invalidate(&mut self) {
+        self.channels.clear();
+        self.members = None;
+    }
+
+    pub fn sessions_of(&self, user: Snowflake) -> &[Arc<Session>] {
+        self.by_user.get(&user).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The sessions an event for `audience` goes to, given the guild as it is now.
+    pub fn recipients(
+        &mut self,
+        state: &GuildState,
+        audience: &Audience,
+        now: Timestamp,
+    ) -> Recipients {
+        match audience {
+            Audience::Guild => {
+                if let Some(r) = &self.members {
+                    return r.clone();
+                }
+                let r: Recipients = self
+                    .by_user
+                    .iter()
+                    .filter(|(u, _)| state.members.contains_key(u))
+                    .flat_map(|(_, v)| v.iter().cloned())
+                    .collect();
+                self.members = Some(r.clone());
+                r
+            }
+            Audience::Channel(c) => {
+                if let Some(r) = self.channels.get(c) {
+                    return r.clone();
+                }
+                let r = self.with_permission(state, *c, Permissions::VIEW_CHANNEL, now);
+                self.channels.insert(*c, r.clone());
+                r
+            }
+            Audience::ChannelManagers(c) => self.with_permission(
+                state,
+                *c,
+                Permissions::VIEW_CHANNEL | Permissions::MANAGE_CHANNELS,
+                now,
+            ),
+            Audience::Users(ids) => ids
+                .iter()
+                .flat_map(|u| self.sessions_of(*u).iter().cloned())
+                .collect(),
+        }
+    }
+
+    fn with_permission(
+        &self,
+        state: &GuildState,
+        channel: Snowflake,
+        need: Permissions,
+        now: Timestamp,
+    ) -> Recipients {
+        let Some(c) = state.channels.get(&channel) else {
+            return Arc::from(Vec::new());
+        };
+        self.by_user
+            .iter()
+            .filter(|(u, _)| {
+                state
+                    .members
+                    .get(u)
+                    .is_some_and(|m| state.channel_permissions_of(m, c, now).contains(need))
+            })
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect()
+    }
+}
+
+/// An event's encodings, made on first use: [full, content-stripped] x [json, msgpack].
+#[derive(Default)]
+struct Encoded {
+    slots: [OnceCell<Option<Bytes>>; 4],
+}
+
+impl Encoded {
+    fn get(&self, event: &GuildEvent, stripped: bool, encoding: Encoding) -> Option<Bytes> {
+        let i = usize::from(stripped) * 2 + usize::from(encoding == Encoding::MsgPack);
+        self.slots[i]
+            .get_or_init(|| {
+                let r = if stripped {
+                    dispatch_prefix(encoding, event.name(), &strip_content(event))
+                } else {
+                    dispatch_prefix(encoding, event.name(), event)
+                };
+                r.map_err(|e| tracing::error!(event = event.name(), error = %e, "cannot encode"))
+                    .ok()
+            })
+            .clone()
+    }
+}
+
+/// Whether a session must get the message without its content: a bot without the
+/// MESSAGE_CONTENT intent, unless it wrote the message or is mentioned in it.
+fn hides_content(s: &Session, event: &GuildEvent) -> bool {
+    let (GuildEvent::MessageCreate(m) | GuildEvent::MessageUpdate(m)) = event else {
+        return false;
+    };
+    let me = s.user_id();
+    s.info.bot
+        && s.info.intents & intents::MESSAGE_CONTENT == 0
+        && m.message.author.id != me
+        && !m.message.mentions.iter().any(|u| u.id == me)
+}
+
+fn strip_content(event: &GuildEvent) -> GuildEvent {
+    let strip = |m: &MessageData| {
+        let mut m = m.clone();
+        m.message.content.clear();
+        m.message.embeds.clear();
+        m.message.attachments.clear();
+        m.message.components.clear();
+        m
+    };
+    match event {
+        GuildEvent::MessageCreate(m) => GuildEvent::MessageCreate(strip(m)),
+        GuildEvent::MessageUpdate(m) => GuildEvent::MessageUpdate(strip(m)),
+        other => other.clone(),
+    }
+}
+
+/// Delivers an event to each recipient whose intents ask for it. Returns how many got it.
+pub fn deliver(recipients: &[Arc<Session>], event: &GuildEvent) -> usize {
+    let intent = event.intent();
+    let encoded = Encoded::default();
+    let mut delivered = 0;
+    for s in recipients {
+        if intent != 0 && s.info.intents & intent == 0 {
+            continue;
+        }
+        let Some(bytes) = encoded.get(event, hides_content(s, event), s.info.encoding) else {
+            return delivered;
+        };
+        if s.deliver(bytes) {
+            delivered += 1;
+        }
+    }
+    metrics::counter!("enrichment_gateway_deliveries_total").increment(delivered as u64);
+    delivered
+}

@@ -1,0 +1,319 @@
+//! The gateway listener: a lean tokio WebSocket server on its own port.
+//!
+//! Each accepted socket becomes one task — the connection actor — that owns the socket and its
+//! [`Connection`] state machine. The task waits on three things: a frame from the client, its
+//! session's signal that dispatches are queued, and its heartbeat deadline. When woken for
+//! dispatches it takes everything queued, splices each frame's sequence number onto the shared
+//! prefix, and writes the lot with one flush. No task, buffer or timer exists per connection
+//! beyond that one task, the tungstenite stream (whose buffers are sized by
+//! `[gateway] read_buffer_bytes` / `write_buffer_bytes`) and the session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use enrichment_actors::gateway::connection::Inbound;
+use enrichment_actors::gateway::{Close, Connection, GatewayService};
+use enrichment_protocol::gateway::{CloseCode, ConnectParams, Encoding, ZlibStream};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use crate::config::GatewayConfig as ListenerConfig;
+
+/// A running gateway listener.
+#[derive(Debug)]
+pub struct GatewayServer {
+    pub addr: SocketAddr,
+    drain: watch::Sender<bool>,
+    open: Arc<AtomicUsize>,
+    accept: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    ws: WebSocketConfig,
+    write_timeout: Duration,
+    max_connections: usize,
+}
+
+impl GatewayServer {
+    /// Starts accepting on a bound listener.
+    pub fn start(
+        std_listener: std::net::TcpListener,
+        svc: Arc<GatewayService>,
+        cfg: &ListenerConfig,
+    ) -> anyhow::Result<GatewayServer> {
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let listener = TcpListener::from_std(std_listener)?;
+        let mut ws = WebSocketConfig::default();
+        ws.read_buffer_size = cfg.read_buffer_bytes.max(64);
+        ws.write_buffer_size = cfg.write_buffer_bytes;
+        // Bounded per connection: the outbox cap plus one frame of slack.
+        ws.max_write_buffer_size = cfg.outbox_bytes.max(cfg.write_buffer_bytes + 1) + (1 << 20);
+        // Oversized frames are refused with 4002 by the state machine; this cap only stops a
+        // client from making us buffer megabytes first.
+        ws.max_message_size = Some(cfg.max_inbound_bytes.max(4096) * 4);
+        ws.max_frame_size = Some(cfg.max_inbound_bytes.max(4096) * 4);
+        let settings = Settings {
+            ws,
+            write_timeout: Duration::from_secs(cfg.write_timeout_secs),
+            max_connections: cfg.max_connections,
+        };
+        let (drain, drain_rx) = watch::channel(false);
+        let open = Arc::new(AtomicUsize::new(0));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            svc.clone(),
+            settings,
+            drain_rx,
+            open.clone(),
+        ));
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                svc.sweep(Instant::now()).await;
+            }
+        });
+        tracing::info!(%addr, "gateway listening");
+        Ok(GatewayServer {
+            addr,
+            drain,
+            open,
+            accept,
+            sweeper,
+        })
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, sends RECONNECT (op 7) to every connection and closes them, waiting
+    /// at most `grace` for them to finish.
+    pub async fn drain(&self, grace: Duration) {
+        let _ = self.drain.send(true);
+        self.accept.abort();
+        let deadline = Instant::now() + grace;
+        while self.connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.sweeper.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    svc: Arc<GatewayService>,
+    settings: Settings,
+    drain: watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                if open.load(Ordering::Relaxed) >= settings.max_connections {
+                    metrics::counter!("enrichment_gateway_refused_total").increment(1);
+                    drop(stream);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::Relaxed);
+                metrics::gauge!("enrichment_gateway_connections").increment(1.0);
+                let svc = svc.clone();
+                let drain = drain.clone();
+                let open = open.clone();
+                tokio::spawn(async move {
+                    serve(stream, svc, settings, drain).await;
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    metrics::gauge!("enrichment_gateway_connections").decrement(1.0);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tracing::warn!(error = %e, "gateway accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Per-connection output: the zlib context (when asked for) and scratch buffers.
+struct Writer {
+    encoding: Encoding,
+    zlib: Option<Box<ZlibStream>>,
+    pending: Vec<(u64, Bytes)>,
+}
+
+impl Writer {
+    fn message(&mut self, frame: Bytes) -> Message {
+        if let Some(z) = &mut self.zlib {
+            return Message::Binary(z.compress(&frame).into());
+        }
+        match self.encoding {
+            Encoding::Json => match Utf8Bytes::try_from(frame) {
+                Ok(text) => Message::Text(text),
+                Err(e) => {
+                    tracing::error!(error = %e, "a JSON frame was not UTF-8");
+                    Message::Text(Utf8Bytes::from_static("{}"))
+                }
+            },
+            Encoding::MsgPack => Message::Binary(frame),
+        }
+    }
+
+    /// Sends control frames, then every queued dispatch, with one flush.
+    async fn write(
+        &mut self,
+        ws: &mut Ws,
+        conn: &Connection,
+        controls: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(), Close> {
+        conn.drain(&mut self.pending)?;
+        if controls.is_empty() && self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut frames = Vec::with_capacity(controls.len() + self.pending.len());
+        frames.extend(controls.into_iter().map(Bytes::from));
+        for (seq, prefix) in self.pending.drain(..) {
+            let mut buf = BytesMut::with_capacity(prefix.len() + 21);
+            conn.finish(seq, &prefix, &mut buf);
+            frames.push(buf.freeze());
+        }
+        if self.pending.capacity() > 64 {
+            self.pending = Vec::new();
+        }
+        let batch = frames.len();
+        let send = async {
+            for f in frames {
+                let m = self.message(f);
+                ws.feed(m).await?;
+            }
+            ws.flush().await
+        };
+        match tokio::time::timeout(timeout, send).await {
+            Ok(Ok(())) => {
+                metrics::histogram!("enrichment_gateway_write_batch").record(batch as f64);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(Close::from(CloseCode::UnknownError)),
+            Err(_) => Err(Close {
+                code: 4000,
+                reason: "Write timed out; resume to continue.",
+            }),
+        }
+    }
+}
+
+async fn close(ws: &mut Ws, close: Close) {
+    let frame = CloseFrame {
+        code: WsCloseCode::from(close.code),
+        reason: close.reason.into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+}
+
+async fn serve(
+    stream: TcpStream,
+    svc: Arc<GatewayService>,
+    settings: Settings,
+    mut drain: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut query: Option<String> = None;
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        |req: &Request, resp: Response| {
+            query = req.uri().query().map(str::to_owned);
+            Ok(resp)
+        },
+        Some(settings.ws),
+    );
+    let mut ws = match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "gateway handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let params = match ConnectParams::parse(query.as_deref()) {
+        Ok(p) => p,
+        Err(code) => return close(&mut ws, code.into()).await,
+    };
+    drop(query);
+    let mut conn = Connection::new(svc, params, Instant::now());
+    let mut writer = Writer {
+        encoding: params.encoding,
+        zlib: params.zlib_stream.then(|| Box::new(ZlibStream::new())),
+        pending: Vec::new(),
+    };
+    let hello = conn.hello();
+    if writer
+        .write(&mut ws, &conn, vec![hello], settings.write_timeout)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut client_code = None;
+    loop {
+        let deadline = tokio::time::Instant::from_std(conn.next_tick());
+        let session = conn.session().cloned();
+        let outcome: Result<Vec<Vec<u8>>, Close> = tokio::select! {
+            _ = drain.changed() => {
+                let reconnect = conn.reconnect();
+                let _ = writer.write(&mut ws, &conn, vec![reconnect], settings.write_timeout).await;
+                Err(Close::RECONNECT)
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => conn.receive(Inbound::Text(t.as_bytes()), Instant::now()).await,
+                Some(Ok(Message::Binary(b))) => conn.receive(Inbound::Binary(&b), Instant::now()).await,
+                Some(Ok(Message::Close(frame))) => {
+                    client_code = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                Some(Ok(_)) => Ok(Vec::new()),
+                Some(Err(WsError::Capacity(_))) => Err(CloseCode::DecodeError.into()),
+                Some(Err(_)) | None => break,
+            },
+            _ = async {
+                match &session {
+                    Some(s) => s.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => Ok(Vec::new()),
+            _ = tokio::time::sleep_until(deadline) => conn.tick(Instant::now()).map(|f| f.into_iter().collect()),
+        };
+        drop(session);
+        let result = match outcome {
+            Ok(controls) => {
+                writer
+                    .write(&mut ws, &conn, controls, settings.write_timeout)
+                    .await
+            }
+            Err(c) => Err(c),
+        };
+        if let Err(c) = result {
+            if c.code == 4000 && c.reason.starts_with("Outbound") {
+                metrics::counter!("enrichment_gateway_slow_consumers_total").increment(1);
+            }
+            close(&mut ws, c).await;
+            break;
+        }
+    }
+    conn.closed(client_code, Instant::now()).await;
+}

@@ -1,0 +1,248 @@
+//! A real WebSocket gateway client for tests (tokio-tungstenite), speaking JSON, MessagePack
+//! and zlib-stream exactly as a Discord library would.
+
+use std::time::Duration;
+
+use enrichment_protocol::gateway::{Encoding, Outbound, ZlibInflater, client_frame, intents, op};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::support::TestNode;
+
+/// Every non-privileged intent plus the privileged ones (users may use them all).
+pub const ALL: u64 = intents::ALL;
+
+pub struct Gw {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub encoding: Encoding,
+    zlib: Option<ZlibInflater>,
+    pub seq: Option<u64>,
+    pub session_id: String,
+    pub resume_url: String,
+    pub heartbeat_interval: u64,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed(Option<u16>),
+    Dropped,
+}
+
+impl Gw {
+    /// Connects to the node's gateway with the given query string and reads HELLO.
+    pub async fn connect(node: &TestNode, query: &str) -> Gw {
+        let url = format!("{}/?{query}", gateway_url(node));
+        Self::connect_url(&url).await
+    }
+
+    pub async fn connect_url(url: &str) -> Gw {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("gateway connects");
+        let encoding = if url.contains("encoding=msgpack") {
+            Encoding::MsgPack
+        } else {
+            Encoding::Json
+        };
+        let zlib = url.contains("compress=zlib-stream").then(ZlibInflater::new);
+        let mut gw = Gw {
+            ws,
+            encoding,
+            zlib,
+            seq: None,
+            session_id: String::new(),
+            resume_url: String::new(),
+            heartbeat_interval: 0,
+        };
+        let hello = gw.recv().await;
+        assert_eq!(hello.op, op::HELLO, "first frame is HELLO: {hello:?}");
+        gw.heartbeat_interval = hello.d["heartbeat_interval"].as_u64().expect("interval");
+        gw
+    }
+
+    /// Connects with JSON and identifies; returns READY's `d`.
+    pub async fn identify(node: &TestNode, token: &str, intents: u64) -> (Gw, Value) {
+        let mut gw = Gw::connect(node, "v=10&encoding=json").await;
+        let ready = gw.send_identify(token, intents).await;
+        (gw, ready)
+    }
+
+    pub async fn send_identify(&mut self, token: &str, intents: u64) -> Value {
+        self.send(
+            op::IDENTIFY,
+            json!({"token": token, "intents": intents, "properties": {"os": "linux", "browser": "test", "device": "test"}}),
+        )
+        .await;
+        let ready = self.dispatch("READY").await;
+        self.session_id = ready["session_id"].as_str().expect("session_id").to_owned();
+        self.resume_url = ready["resume_gateway_url"]
+            .as_str()
+            .expect("resume url")
+            .to_owned();
+        ready
+    }
+
+    pub async fn send(&mut self, opcode: u8, d: Value) {
+        let bytes = client_frame(self.encoding, opcode, &d).expect("encodes");
+        self.send_raw(bytes).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        let msg = match self.encoding {
+            Encoding::Json => Message::Text(String::from_utf8(bytes).expect("utf8").into()),
+            Encoding::MsgPack => Message::Binary(bytes.into()),
+        };
+        self.ws.send(msg).await.expect("frame sent");
+    }
+
+    /// The next frame (panics after 10 s or if the connection ends).
+    pub async fn recv(&mut self) -> Outbound {
+        match self.try_recv(Duration::from_secs(10)).await {
+            Ok(Some(f)) => f,
+            Ok(None) => panic!("no frame within 10 s"),
+            Err(end) => panic!("connection ended: {end:?}"),
+        }
+    }
+
+    /// The next frame within `wait`; `Ok(None)` on silence, `Err` when the connection ended.
+    pub async fn try_recv(&mut self, wait: Duration) -> Result<Option<Outbound>, Ended> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => return Err(Ended::Dropped),
+                Ok(Some(Err(_))) => return Err(Ended::Dropped),
+                Ok(Some(Ok(m))) => m,
+            };
+            let bytes: Vec<u8> = match msg {
+                Message::Text(t) => t.as_bytes().to_vec(),
+                Message::Binary(b) => b.to_vec(),
+                Message::Close(frame) => {
+                    return Err(Ended::Closed(frame.map(|f| u16::from(f.code))));
+                }
+                _ => continue,
+            };
+            let bytes = match &mut self.zlib {
+                Some(z) => match z.push(&bytes).expect("inflates") {
+                    Some(b) => b,
+                    None => continue,
+                },
+                None => bytes,
+            };
+            let f = Outbound::decode(self.encoding, &bytes).expect("server frame decodes");
+            if let Some(s) = f.s {
+                if let Some(prev) = self.seq {
+                    assert_eq!(s, prev + 1, "sequence numbers increase by exactly one");
+                }
+                self.seq = Some(s);
+            }
+            return Ok(Some(f));
+        }
+    }
+
+    /// The next dispatch named `t`, skipping other frames; returns its `d`.
+    pub async fn dispatch(&mut self, t: &str) -> Value {
+        loop {
+            let f = self.recv().await;
+            if f.op == op::DISPATCH && f.t.as_deref() == Some(t) {
+                return f.d;
+            }
+            if f.op == op::INVALID_SESSION {
+                panic!("INVALID_SESSION while waiting for {t}");
+            }
+        }
+    }
+
+    /// The next dispatch that is not a presence update (those arrive whenever users come and go).
+    pub async fn next_event(&mut self) -> (String, Value) {
+        loop {
+            let f = self.recv().await;
+            if f.op == op::DISPATCH && f.t.as_deref() != Some("PRESENCE_UPDATE") {
+                return (f.t.unwrap_or_default(), f.d);
+            }
+        }
+    }
+
+    /// Asserts that no dispatch other than presence arrives within `wait`.
+    pub async fn expect_quiet(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv(left).await {
+                Ok(None) => return,
+                Ok(Some(f))
+                    if f.op == op::DISPATCH && f.t.as_deref() != Some("PRESENCE_UPDATE") =>
+                {
+                    panic!("unexpected {:?}: {}", f.t, f.d)
+                }
+                Ok(Some(_)) => {}
+                Err(e) => panic!("connection ended while it should stay quiet: {e:?}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.try_recv(Duration::from_secs(10)).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the server did not close within 10 s"),
+                Err(Ended::Closed(code)) => return code,
+                Err(Ended::Dropped) => return None,
+            }
+        }
+    }
+
+    /// Waits for GUILD_CREATE of `guild_id`.
+    pub async fn guild_create(&mut self, guild_id: &str) -> Value {
+        loop {
+            let d = self.dispatch("GUILD_CREATE").await;
+            if d["id"] == guild_id {
+                return d;
+            }
+        }
+    }
+
+    pub async fn heartbeat(&mut self) -> Outbound {
+        let seq = self.seq;
+        self.send(op::HEARTBEAT, json!(seq)).await;
+        loop {
+            let f = self.recv().await;
+            if f.op == op::HEARTBEAT_ACK {
+                return f;
+            }
+        }
+    }
+
+    /// Closes from the client side with `code`.
+    pub async fn close(mut self, code: u16) {
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "".into(),
+            }))
+            .await;
+        // Let the server see the close before the test goes on.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+
+    /// Drops the TCP connection without a close frame (a network failure).
+    pub fn drop_connection(self) {
+        drop(self);
+    }
+}
+
+pub fn gateway_url(node: &TestNode) -> String {
+    let n = node.node.as_ref().expect("node running");
+    n.gateway_url.clone()
+}
