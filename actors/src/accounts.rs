@@ -20,7 +20,7 @@ use dashmap::DashMap;
 use enrichment_protocol::models::{Application, User};
 use enrichment_protocol::rest::{
     BackupCode, CreateApplication, EnableTotpResponse, LoginRequest, LoginResponse,
-    ModifyCurrentUser, RegisterRequest, RegisterResponse, TokenResponse,
+    ModifyApplication, ModifyCurrentUser, RegisterRequest, RegisterResponse, TokenResponse,
 };
 use enrichment_protocol::{
     ApiError, ErrorCode, FormErrors, Snowflake, SnowflakeGenerator, Timestamp,
@@ -780,6 +780,43 @@ impl AccountService {
             .map_err(store_err)?;
         self.bot_tokens.retain(|_, bot| *bot != rec.bot_user_id);
         Ok(token)
+    }
+
+    /// Edits an application's description and limited intent flags. `id` is `None` for the
+    /// calling bot's own application (`@me`); otherwise the caller must own it.
+    pub async fn modify_application(
+        &self,
+        who: Principal,
+        id: Option<Snowflake>,
+        body: ModifyApplication,
+    ) -> Result<Application, ApiError> {
+        let mut rec = match id {
+            Some(id) => self.owned_application(who, id).await?,
+            None => self
+                .stores
+                .applications
+                .application_by_bot(who.user_id)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownApplication))?,
+        };
+        body.validate(rec.flags)?;
+        if let Some(d) = body.description {
+            rec.description = d;
+        }
+        if let Some(f) = body.flags {
+            rec.flags = f;
+        }
+        if !self
+            .stores
+            .applications
+            .update_application(&rec)
+            .await
+            .map_err(store_err)?
+        {
+            return Err(ApiError::unknown(ErrorCode::UnknownApplication));
+        }
+        self.application_view(&rec).await
     }
 
     /// `GET /oauth2/applications/@me`: the calling bot's application.

@@ -242,6 +242,38 @@ impl CreateApplication {
 }
 
 body! {
+    /// `PATCH /applications/@me` (the bot's own application) and `PATCH /applications/{id}`
+    /// (its owner).
+    pub struct ModifyApplication {
+        #[serde(default)]
+        pub description: Option<String>,
+        /// Only the limited gateway-intent flags may change; every other bit must stay as is.
+        #[serde(default)]
+        pub flags: Option<u64>,
+    }
+}
+
+impl ModifyApplication {
+    /// Checks the body against the application's current `flags`.
+    pub fn validate(&self, current_flags: u64) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(d) = &self.description {
+            e.check_len(&["description"], d, 0, 400);
+        }
+        if let Some(f) = self.flags
+            && (f ^ current_flags) & !crate::gateway::app_flags::SELF_SETTABLE != 0
+        {
+            e.add(
+                &["flags"],
+                "APPLICATION_FLAGS_INVALID",
+                "Only the limited gateway intent flags can be changed.",
+            );
+        }
+        e.finish()
+    }
+}
+
+body! {
     /// `POST /applications/{id}/bot/reset` answer.
     pub struct BotTokenResponse {
         pub token: String,

@@ -142,6 +142,9 @@ pub trait ApplicationStore: Send + Sync + 'static {
     /// Creates the application and its bot user together (the bot's username must be unique).
     async fn create_application(&self, app: &ApplicationRecord, bot: &User) -> StoreResult<()>;
     async fn get_application(&self, id: Snowflake) -> StoreResult<Option<ApplicationRecord>>;
+    /// Replaces an existing application's editable fields (description, flags); the bot and
+    /// owner never change. False when the application does not exist.
+    async fn update_application(&self, app: &ApplicationRecord) -> StoreResult<bool>;
     async fn application_by_bot(
         &self,
         bot_user_id: Snowflake,

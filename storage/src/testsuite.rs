@@ -942,6 +942,39 @@ pub async fn applications_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output =
         s.applications.get_application(fresh_id()).await.unwrap(),
         None
     );
+    // Description and flags are editable; owner and bot are not.
+    let edited = ApplicationRecord {
+        description: "edited".into(),
+        flags: 1 << 19,
+        owner_id: fresh_id(),
+        bot_user_id: fresh_id(),
+        ..app.clone()
+    };
+    assert!(s.applications.update_application(&edited).await.unwrap());
+    let stored = s
+        .applications
+        .get_application(app.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.description.as_str(), stored.flags),
+        ("edited", 1 << 19)
+    );
+    assert_eq!(
+        (stored.owner_id, stored.bot_user_id),
+        (app.owner_id, app.bot_user_id)
+    );
+    s.applications.update_application(&app).await.unwrap();
+    assert!(
+        !s.applications
+            .update_application(&ApplicationRecord {
+                id: fresh_id(),
+                ..app.clone()
+            })
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.applications.application_by_bot(owner.id).await.unwrap(),
         None

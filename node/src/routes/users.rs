@@ -5,7 +5,7 @@ use enrichment_actors::guild::Command;
 use enrichment_protocol::models::{Application, Member, PartialGuild, User};
 use enrichment_protocol::rest::{
     AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse,
-    ModifyCurrentUser, SessionStartLimit,
+    ModifyApplication, ModifyCurrentUser, SessionStartLimit,
 };
 use enrichment_protocol::{ApiError, ErrorBody, ErrorCode, FormErrors, Permissions, Snowflake};
 use serde::Deserialize;
@@ -24,7 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(create_application)
         .service(current_application)
         .service(current_application_alias)
+        .service(modify_current_application)
         .service(get_application)
+        .service(modify_application)
         .service(reset_bot_token)
         .service(authorize)
         .service(gateway)
@@ -159,6 +161,42 @@ pub async fn current_application(state: State, who: Authed) -> ApiResult<HttpRes
 #[get("/applications/@me")]
 pub async fn current_application_alias(state: State, who: Authed) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.accounts.current_application(who.0).await?))
+}
+
+/// Edits the calling bot's application: description and the limited gateway-intent flags
+/// (`GATEWAY_PRESENCE_LIMITED`, `GATEWAY_GUILD_MEMBERS_LIMITED`, `GATEWAY_MESSAGE_CONTENT_LIMITED`).
+#[utoipa::path(tag = "applications", request_body = ModifyApplication,
+    responses((status = 200, body = Application), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("token" = [])))]
+#[patch("/applications/@me")]
+pub async fn modify_current_application(
+    state: State,
+    who: Authed,
+    body: Json<ModifyApplication>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .accounts
+            .modify_application(who.0, None, body.0)
+            .await?,
+    ))
+}
+
+/// Edits an application the caller owns (same fields as `PATCH /applications/@me`).
+#[utoipa::path(tag = "applications", request_body = ModifyApplication,
+    responses((status = 200, body = Application), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("token" = [])))]
+#[patch("/applications/{application_id}")]
+pub async fn modify_application(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    body: Json<ModifyApplication>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(
+        state
+            .accounts
+            .modify_application(who.0, Some(*path), body.0)
+            .await?,
+    ))
 }
 
 /// An application owned by the caller.

@@ -57,7 +57,7 @@ async fn health_metrics_openapi_gateway() {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
     let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(operations, 75, "every route handler is documented");
+    assert_eq!(operations, 77, "every route handler is documented");
     assert!(doc["components"]["schemas"]["Message"].is_object());
     // /gateway needs no token; /gateway/bot does.
     let gw = t.call(Method::GET, "/gateway", None, None).await.ok(200);

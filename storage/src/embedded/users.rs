@@ -239,6 +239,24 @@ impl ApplicationStore for EmbeddedStore {
         .await
     }
 
+    async fn update_application(&self, app: &ApplicationRecord) -> StoreResult<bool> {
+        let app = app.clone();
+        self.write(move |inner| {
+            let mut tx = Tx::new(inner);
+            let Some(old) = tx.get_json::<ApplicationRecord>(Ks::Apps, &id(app.id))? else {
+                return Ok((false, tx.commit()?));
+            };
+            let updated = ApplicationRecord {
+                description: app.description,
+                flags: app.flags,
+                ..old
+            };
+            tx.put_json(Ks::Apps, id(app.id), &updated)?;
+            Ok((true, tx.commit()?))
+        })
+        .await
+    }
+
     async fn get_application(&self, app_id: Snowflake) -> StoreResult<Option<ApplicationRecord>> {
         self.blocking(move |inner| inner.get_json(Ks::Apps, &id(app_id)))
             .await
