@@ -200,6 +200,8 @@ pub struct GatewayConfig {
     pub read_buffer_bytes: usize,
     /// Queued frames are written once this many bytes are buffered, and at every flush.
     pub write_buffer_bytes: usize,
+    /// The kernel send buffer per connection (SO_SNDBUF); 0 keeps the OS default.
+    pub send_buffer_bytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -223,6 +225,7 @@ impl Default for GatewayConfig {
             max_connections: 100_000,
             read_buffer_bytes: 512,
             write_buffer_bytes: 4096,
+            send_buffer_bytes: 0,
         }
     }
 }

@@ -41,6 +41,7 @@ pub struct GatewayServer {
 #[derive(Clone, Copy, Debug)]
 struct Settings {
     ws: WebSocketConfig,
+    send_buffer: usize,
     write_timeout: Duration,
     max_connections: usize,
 }
@@ -66,6 +67,7 @@ impl GatewayServer {
         ws.max_frame_size = Some(cfg.max_inbound_bytes.max(4096) * 4);
         let settings = Settings {
             ws,
+            send_buffer: cfg.send_buffer_bytes,
             write_timeout: Duration::from_secs(cfg.write_timeout_secs),
             max_connections: cfg.max_connections,
         };
@@ -210,13 +212,16 @@ impl Writer {
                 Ok(())
             }
             Ok(Err(_)) => Err(Close::from(CloseCode::UnknownError)),
-            Err(_) => Err(Close {
-                code: 4000,
-                reason: "Write timed out; resume to continue.",
-            }),
+            Err(_) => Err(WRITE_TIMEOUT),
         }
     }
 }
+
+/// A write blocked longer than `write_timeout_secs`: the client is not reading.
+const WRITE_TIMEOUT: Close = Close {
+    code: 4000,
+    reason: "Write timed out; resume to continue.",
+};
 
 async fn close(ws: &mut Ws, close: Close) {
     let frame = CloseFrame {
@@ -233,6 +238,9 @@ async fn serve(
     mut drain: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    if settings.send_buffer > 0 {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(settings.send_buffer);
+    }
     let mut query: Option<String> = None;
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(
         stream,
@@ -308,7 +316,7 @@ async fn serve(
             Err(c) => Err(c),
         };
         if let Err(c) = result {
-            if c.code == 4000 && c.reason.starts_with("Outbound") {
+            if c == Close::SLOW_CONSUMER || c == WRITE_TIMEOUT {
                 metrics::counter!("enrichment_gateway_slow_consumers_total").increment(1);
             }
             close(&mut ws, c).await;

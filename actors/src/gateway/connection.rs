@@ -44,7 +44,8 @@ impl From<CloseCode> for Close {
 }
 
 impl Close {
-    const SLOW_CONSUMER: Close = Close {
+    /// The outbox passed its cap.
+    pub const SLOW_CONSUMER: Close = Close {
         code: 4000,
         reason: "Outbound queue full; resume to continue.",
     };
@@ -157,7 +158,7 @@ impl GatewayService {
         let shard_id = shard.map_or(0, |s| s[0]);
         if !self
             .registry
-            .try_identify(who.user_id, shard_id, &self.config.identify, now)
+            .try_identify(who.user_id, who.bot, shard_id, &self.config.identify, now)
         {
             return Ok(IdentifyOutcome::Invalid);
         }
@@ -561,7 +562,8 @@ impl Connection {
     pub async fn closed(self, client_code: Option<u16>, now: Instant) {
         let Some(s) = self.session else { return };
         match client_code {
-            Some(1000 | 1001) => self.svc.end_session(&s).await,
+            // A connection that was already superseded by a resume speaks for nobody.
+            Some(1000 | 1001) if s.is_attached(self.generation) => self.svc.end_session(&s).await,
             _ => s.detach(self.generation, now),
         }
     }

@@ -183,10 +183,13 @@ impl SessionRegistry {
         self.presences.contains_key(&user_id)
     }
 
-    /// Counts an IDENTIFY against the user's limits; `false` means refuse it (op 9).
+    /// Counts an IDENTIFY against the user's limits; `false` means refuse it (op 9). The
+    /// concurrency buckets apply to bots (as Discord's `max_concurrency` does); people opening
+    /// several devices at once are held only to the daily total.
     pub fn try_identify(
         &self,
         user_id: Snowflake,
+        bot: bool,
         shard_id: u32,
         limits: &IdentifyLimits,
         now: Instant,
@@ -202,6 +205,10 @@ impl SessionRegistry {
         }
         if h.day.len() >= limits.per_day as usize {
             return false;
+        }
+        if !bot {
+            h.day.push_back(now);
+            return true;
         }
         let buckets = limits.max_concurrency.max(1) as usize;
         if h.buckets.len() != buckets {
@@ -345,16 +352,28 @@ mod tests {
         };
         let t0 = Instant::now();
         let u = Snowflake(1);
-        assert!(reg.try_identify(u, 0, &limits, t0));
-        assert!(reg.try_identify(u, 1, &limits, t0), "another bucket");
-        assert!(!reg.try_identify(u, 2, &limits, t0), "bucket 0 is busy");
+        assert!(reg.try_identify(u, true, 0, &limits, t0));
+        assert!(reg.try_identify(u, true, 1, &limits, t0), "another bucket");
+        assert!(
+            !reg.try_identify(u, true, 2, &limits, t0),
+            "bucket 0 is busy"
+        );
         let t1 = t0 + Duration::from_secs(5);
-        assert!(reg.try_identify(u, 2, &limits, t1));
+        assert!(reg.try_identify(u, true, 2, &limits, t1));
         let t2 = t1 + Duration::from_secs(5);
-        assert!(!reg.try_identify(u, 0, &limits, t2), "daily total spent");
+        assert!(
+            !reg.try_identify(u, true, 0, &limits, t2),
+            "daily total spent"
+        );
         let s = reg.start_limit(u, &limits, t2);
         assert_eq!((s.total, s.remaining, s.max_concurrency), (3, 0, 2));
         assert!(s.reset_after <= DAY - Duration::from_secs(10));
-        assert!(reg.try_identify(u, 0, &limits, t0 + DAY));
+        assert!(reg.try_identify(u, true, 0, &limits, t0 + DAY));
+        // People are held to the daily total only.
+        let person = Snowflake(2);
+        for _ in 0..3 {
+            assert!(reg.try_identify(person, false, 0, &limits, t0));
+        }
+        assert!(!reg.try_identify(person, false, 0, &limits, t0));
     }
 }

@@ -95,6 +95,9 @@ struct Inner {
     generation: u64,
     /// The unsent backlog passed its cap; the attached connection must close.
     overflowed: bool,
+    /// Frames a resume must replay: exempt from the outbox cap until the first drain, since
+    /// the replay buffer already bounds them.
+    replay_grace: u64,
     guilds: HashSet<Snowflake>,
     presence: PresenceUpdate,
 }
@@ -152,6 +155,7 @@ impl Session {
                 link: Link::Attached(0),
                 generation: 0,
                 overflowed: false,
+                replay_grace: 0,
                 guilds: HashSet::new(),
                 presence,
             }),
@@ -202,7 +206,7 @@ impl Session {
             inner.pending_bytes += len;
             let oldest_kept = inner.seq + 1 - inner.replay.len() as u64;
             let backlog = inner.seq - inner.written;
-            if backlog > self.limits.outbox_frames as u64
+            if backlog > self.limits.outbox_frames as u64 + inner.replay_grace
                 || inner.pending_bytes > self.limits.outbox_bytes
                 || inner.written + 1 < oldest_kept
             {
@@ -252,6 +256,7 @@ impl Session {
         );
         inner.written = inner.seq;
         inner.pending_bytes = 0;
+        inner.replay_grace = 0;
         Ok(())
     }
 
@@ -285,6 +290,11 @@ impl Session {
         }
     }
 
+    /// Whether the connection of this generation is the one attached.
+    pub fn is_attached(&self, generation: u64) -> bool {
+        self.inner.lock().link == Link::Attached(generation)
+    }
+
     /// When the session lost its connection, if it has none.
     pub fn detached_since(&self) -> Option<Instant> {
         match self.inner.lock().link {
@@ -312,12 +322,8 @@ impl Session {
         inner.link = Link::Attached(generation);
         inner.written = seq;
         inner.overflowed = false;
-        inner.pending_bytes = inner
-            .replay
-            .iter()
-            .skip((seq + 1 - first) as usize)
-            .map(Bytes::len)
-            .sum();
+        inner.replay_grace = inner.seq - seq;
+        inner.pending_bytes = 0;
         drop(inner);
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -472,8 +478,18 @@ mod tests {
         }
         assert_eq!(drain(&s, 0), Err(Detach::SlowConsumer));
         s.detach(0, Instant::now());
+        // The replay may exceed the outbox cap: the replay buffer bounds it.
         let g = s.resume(0).unwrap();
-        assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4, 5]);
+        s.deliver(frame(6));
+        assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        for n in 7..=11 {
+            s.deliver(frame(n));
+        }
+        assert_eq!(
+            drain(&s, g),
+            Err(Detach::SlowConsumer),
+            "the cap applies again"
+        );
     }
 
     #[test]

@@ -144,4 +144,34 @@ async fn message_content_is_hidden_from_bots_without_the_intent() {
     )
     .await;
     assert_eq!(gw.closed().await, Some(4014));
+    // The application turns the limited flag on for itself; other flags stay out of reach.
+    node.patch(
+        "/applications/@me",
+        &bot_token,
+        json!({"flags": 1u64 << 23}),
+    )
+    .await
+    .err(400, 50035);
+    let app = node
+        .patch(
+            "/applications/@me",
+            &bot_token,
+            json!({"flags": 1u64 << 19}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(app["flags"], 1u64 << 19);
+    let (mut bot, ready) = Gw::identify(
+        &node,
+        &bot_token,
+        intents::GUILDS | intents::GUILD_MESSAGES | intents::MESSAGE_CONTENT,
+    )
+    .await;
+    assert_eq!(ready["application"]["flags"], 1u64 << 19);
+    bot.guild_create(&gid).await;
+    node.send(&alice, &ch, "now readable").await;
+    assert_eq!(
+        bot.dispatch("MESSAGE_CREATE").await["content"],
+        "now readable"
+    );
 }

@@ -41,6 +41,20 @@ impl Gw {
         Self::connect_url(&url).await
     }
 
+    /// Connects with a query the server refuses; returns the close code it sends instead of
+    /// HELLO.
+    pub async fn connect_raw(node: &TestNode, query: &str) -> Option<u16> {
+        let url = format!("{}/?{query}", gateway_url(node));
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("gateway connects");
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(other))) => panic!("expected a close, got {other:?}"),
+            _ => None,
+        }
+    }
+
     pub async fn connect_url(url: &str) -> Gw {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await

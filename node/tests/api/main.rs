@@ -9,6 +9,8 @@ mod support;
 mod auth;
 mod bad_input;
 mod gateway;
+mod gateway_events;
+mod gateway_limits;
 mod guilds;
 mod isolation;
 mod limits;
