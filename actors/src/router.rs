@@ -221,6 +221,15 @@ impl LocalGuildRouter {
         }
     }
 
+    /// Makes a running guild actor fail so its supervisor restarts it from storage; sessions
+    /// that followed the guild keep receiving its events. False when the guild is not running.
+    pub fn reload(&self, guild_id: Snowflake) -> bool {
+        match self.actors.get(&guild_id) {
+            Some(a) => a.send_message(GuildMsg::Reload).is_ok(),
+            None => false,
+        }
+    }
+
     /// Stops every guild actor and the supervisor (node shutdown).
     pub fn stop(&self) {
         self.supervisor.stop(Some("shutdown".into()));

@@ -88,6 +88,9 @@ pub enum GuildMsg {
     Request(GuildRequest, RpcReplyPort<GuildResult>),
     /// Periodic: stop when idle.
     Tick,
+    /// Fail on purpose so the supervisor reloads the guild from storage: the operator's way to
+    /// pick up changes made to storage behind the actor's back, and the same path a crash takes.
+    Reload,
 }
 
 impl std::fmt::Debug for GuildMsg {
@@ -95,6 +98,7 @@ impl std::fmt::Debug for GuildMsg {
         match self {
             GuildMsg::Request(r, _) => f.debug_tuple("Request").field(r).finish(),
             GuildMsg::Tick => f.write_str("Tick"),
+            GuildMsg::Reload => f.write_str("Reload"),
         }
     }
 }
@@ -289,6 +293,7 @@ impl Actor for GuildActor {
                     myself.stop(Some("guild deleted".into()));
                 }
             }
+            GuildMsg::Reload => return Err(Box::new(ReloadRequested)),
             GuildMsg::Tick => {
                 state.fanout.prune();
                 if state.fanout.is_empty()
@@ -306,6 +311,11 @@ impl Actor for GuildActor {
 fn tick_period(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30))
 }
+
+/// The actor was asked to reload from storage.
+#[derive(Debug, thiserror::Error)]
+#[error("reload requested")]
+pub struct ReloadRequested;
 
 /// `pre_start` failed because the guild does not exist.
 #[derive(Debug, thiserror::Error)]

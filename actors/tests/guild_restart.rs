@@ -1,0 +1,176 @@
+//! A guild actor that fails is restarted from storage by its supervisor; the sessions that
+//! followed the guild keep receiving its events, and other guilds are untouched.
+
+// Test helpers panic on anything unexpected; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use enrichment_actors::events::EventBus;
+use enrichment_actors::gateway::{Session, SessionInfo, SessionLimits, SessionRegistry};
+use enrichment_actors::guild::{Command, GuildContext, GuildLimits, GuildRequest, create_guild};
+use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
+use enrichment_actors::users::UserDirectory;
+use enrichment_protocol::gateway::{Encoding, Outbound, PresenceUpdate, finish_dispatch, intents};
+use enrichment_protocol::models::User;
+use enrichment_protocol::rest::{CreateGuild, CreateMessage};
+use enrichment_protocol::{Snowflake, SnowflakeGenerator};
+use enrichment_storage::embedded::EmbeddedStore;
+use enrichment_storage::{Credentials, Stores};
+
+async fn user(stores: &Stores, id: u64) -> Snowflake {
+    let u = User::new(Snowflake(id), format!("user{id}"));
+    stores
+        .users
+        .create_user(
+            &u,
+            &Credentials {
+                user_id: u.id,
+                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                totp_secret: None,
+                totp_last_step: 0,
+                backup_codes: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    u.id
+}
+
+/// Dispatch names and `d` payloads waiting in a session.
+fn drain(s: &Session) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    s.take_pending(0, &mut out).unwrap();
+    out.into_iter()
+        .map(|(seq, prefix)| {
+            let mut b = BytesMut::new();
+            finish_dispatch(Encoding::Json, &prefix, seq, &mut b);
+            let f = Outbound::decode(Encoding::Json, &b).unwrap();
+            (f.t.unwrap(), f.d)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap()).stores();
+    let sessions = Arc::new(SessionRegistry::new());
+    let ctx = Arc::new(GuildContext {
+        stores: stores.clone(),
+        users: UserDirectory::new(stores.users.clone()),
+        bus: EventBus::new(64),
+        sessions: sessions.clone(),
+        ids: Arc::new(SnowflakeGenerator::new(1, 1)),
+        limits: GuildLimits::default(),
+    });
+    let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let owner = user(&stores, 10).await;
+    let g1 = create_guild(
+        &ctx,
+        owner,
+        serde_json::from_value::<CreateGuild>(serde_json::json!({"name": "one"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let g2 = create_guild(
+        &ctx,
+        owner,
+        serde_json::from_value::<CreateGuild>(serde_json::json!({"name": "two"})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let session = Arc::new(Session::new(
+        SessionInfo {
+            session_id: "s1".into(),
+            user_id: owner,
+            bot: false,
+            intents: intents::ALL,
+            encoding: Encoding::Json,
+            shard: None,
+            large_threshold: 50,
+        },
+        sessions.next_key(),
+        SessionLimits::default(),
+        PresenceUpdate::default(),
+    ));
+    sessions.insert(session.clone());
+    for g in [g1.id, g2.id] {
+        router
+            .request(
+                g,
+                GuildRequest {
+                    actor: owner,
+                    reason: None,
+                    command: Command::Subscribe(session.clone()),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let got = drain(&session);
+    assert_eq!(got.iter().filter(|(t, _)| t == "GUILD_CREATE").count(), 2);
+    let c1 = first_channel(&stores, g1.id).await;
+    let c2 = first_channel(&stores, g2.id).await;
+
+    assert!(router.reload(g1.id), "guild one is running");
+    // The supervisor restarts it; the next command reaches the new actor.
+    let send = |g: Snowflake, c: Snowflake, text: &str| {
+        let req = GuildRequest {
+            actor: owner,
+            reason: None,
+            command: Command::CreateMessage(
+                c,
+                Box::new(
+                    serde_json::from_value::<CreateMessage>(serde_json::json!({"content": text}))
+                        .unwrap(),
+                ),
+            ),
+        };
+        let router = router.clone();
+        async move { router.request(g, req).await }
+    };
+    let mut sent = None;
+    for _ in 0..50 {
+        if let Ok(r) = send(g1.id, c1, "after restart").await {
+            sent = Some(r.into_message().unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = sent.expect("guild one answers again after its restart");
+    send(g2.id, c2, "other guild").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got.extend(drain(&session));
+        if got.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let contents: Vec<_> = got
+        .iter()
+        .filter(|(t, _)| t == "MESSAGE_CREATE")
+        .map(|(_, d)| {
+            (
+                d["id"].as_str().unwrap().to_owned(),
+                d["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        contents.contains(&(sent.id.to_string(), "after restart".to_owned())),
+        "the restarted actor fans out to the session that followed it: {got:?}"
+    );
+    assert!(contents.iter().any(|(_, c)| c == "other guild"));
+    router.stop();
+}
+
+async fn first_channel(stores: &Stores, g: Snowflake) -> Snowflake {
+    let snap = stores.guilds.load_guild(g).await.unwrap().unwrap();
+    snap.channels[0].id
+}
