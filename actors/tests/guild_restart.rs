@@ -53,8 +53,15 @@ fn drain(s: &Session) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
+struct Fixture {
+    stores: Stores,
+    ctx: Arc<GuildContext>,
+    sessions: Arc<SessionRegistry>,
+    router: Arc<LocalGuildRouter>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(limits: GuildLimits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stores = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap()).stores();
     let sessions = Arc::new(SessionRegistry::new());
@@ -64,60 +71,111 @@ async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
         bus: EventBus::new(64),
         sessions: sessions.clone(),
         ids: Arc::new(SnowflakeGenerator::new(1, 1)),
-        limits: GuildLimits::default(),
+        limits,
     });
     let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
         .await
         .unwrap();
-    let owner = user(&stores, 10).await;
-    let g1 = create_guild(
-        &ctx,
-        owner,
-        serde_json::from_value::<CreateGuild>(serde_json::json!({"name": "one"})).unwrap(),
-    )
-    .await
-    .unwrap();
-    let g2 = create_guild(
-        &ctx,
-        owner,
-        serde_json::from_value::<CreateGuild>(serde_json::json!({"name": "two"})).unwrap(),
-    )
-    .await
-    .unwrap();
-    let session = Arc::new(Session::new(
+    Fixture {
+        stores,
+        ctx,
+        sessions,
+        router,
+        _dir: dir,
+    }
+}
+
+async fn guild(ctx: &GuildContext, owner: Snowflake, name: &str) -> Snowflake {
+    let body: CreateGuild = serde_json::from_value(serde_json::json!({ "name": name })).unwrap();
+    create_guild(ctx, owner, body).await.unwrap().id
+}
+
+fn session(sessions: &SessionRegistry, user: Snowflake) -> Arc<Session> {
+    let key = sessions.next_key();
+    let s = Arc::new(Session::new(
         SessionInfo {
-            session_id: "s1".into(),
-            user_id: owner,
+            session_id: format!("s{key}"),
+            user_id: user,
             bot: false,
             intents: intents::ALL,
             encoding: Encoding::Json,
             shard: None,
             large_threshold: 50,
         },
-        sessions.next_key(),
+        key,
         SessionLimits::default(),
         PresenceUpdate::default(),
     ));
-    sessions.insert(session.clone());
-    for g in [g1.id, g2.id] {
-        router
-            .request(
-                g,
-                GuildRequest {
-                    actor: owner,
-                    reason: None,
-                    command: Command::Subscribe(session.clone()),
-                },
-            )
-            .await
-            .unwrap();
+    sessions.insert(s.clone());
+    s
+}
+
+async fn subscribe(router: &LocalGuildRouter, g: Snowflake, s: &Arc<Session>) {
+    router
+        .request(
+            g,
+            GuildRequest {
+                actor: s.user_id(),
+                reason: None,
+                command: Command::Subscribe(s.clone()),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_followed_guild_actor_stays_and_an_unfollowed_one_stops_when_idle() {
+    let f = fixture(GuildLimits {
+        idle_timeout: Duration::from_millis(200),
+        ..GuildLimits::default()
+    })
+    .await;
+    let owner = user(&f.stores, 10).await;
+    let followed = guild(&f.ctx, owner, "followed").await;
+    let quiet = guild(&f.ctx, owner, "quiet").await;
+    let s = session(&f.sessions, owner);
+    subscribe(&f.router, followed, &s).await;
+    let get = GuildRequest {
+        actor: owner,
+        reason: None,
+        command: Command::GetGuild,
+    };
+    f.router.request(quiet, get).await.unwrap();
+    assert_eq!(f.router.local_actor_count(), 2);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        f.router.local_actor_count(),
+        1,
+        "only the followed guild stays"
+    );
+    f.sessions.remove(&s);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        f.router.local_actor_count(),
+        0,
+        "nobody follows it any more"
+    );
+    f.router.stop();
+}
+
+#[tokio::test]
+async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
+    let f = fixture(GuildLimits::default()).await;
+    let (stores, router) = (f.stores.clone(), f.router.clone());
+    let owner = user(&stores, 10).await;
+    let g1 = guild(&f.ctx, owner, "one").await;
+    let g2 = guild(&f.ctx, owner, "two").await;
+    let session = session(&f.sessions, owner);
+    for g in [g1, g2] {
+        subscribe(&router, g, &session).await;
     }
     let got = drain(&session);
     assert_eq!(got.iter().filter(|(t, _)| t == "GUILD_CREATE").count(), 2);
-    let c1 = first_channel(&stores, g1.id).await;
-    let c2 = first_channel(&stores, g2.id).await;
+    let c1 = first_channel(&stores, g1).await;
+    let c2 = first_channel(&stores, g2).await;
 
-    assert!(router.reload(g1.id), "guild one is running");
+    assert!(router.reload(g1), "guild one is running");
     // The supervisor restarts it; the next command reaches the new actor.
     let send = |g: Snowflake, c: Snowflake, text: &str| {
         let req = GuildRequest {
@@ -136,14 +194,14 @@ async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
     };
     let mut sent = None;
     for _ in 0..50 {
-        if let Ok(r) = send(g1.id, c1, "after restart").await {
+        if let Ok(r) = send(g1, c1, "after restart").await {
             sent = Some(r.into_message().unwrap());
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let sent = sent.expect("guild one answers again after its restart");
-    send(g2.id, c2, "other guild").await.unwrap();
+    send(g2, c2, "other guild").await.unwrap();
     let mut got = Vec::new();
     for _ in 0..100 {
         got.extend(drain(&session));
@@ -167,6 +225,7 @@ async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
         "the restarted actor fans out to the session that followed it: {got:?}"
     );
     assert!(contents.iter().any(|(_, c)| c == "other guild"));
+    assert_eq!(router.local_actor_count(), 2);
     router.stop();
 }
 
