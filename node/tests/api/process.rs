@@ -16,11 +16,14 @@ fn free_port() -> u16 {
 async fn binary_serves_with_flags_env_and_json_logs() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let gateway_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_enrichment"))
         .args([
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--gateway-listen",
+            &format!("127.0.0.1:{gateway_port}"),
             "--log-format",
             "json",
         ])
@@ -59,7 +62,12 @@ async fn binary_serves_with_flags_env_and_json_logs() {
         dir.path().join("store").is_dir() && dir.path().join("jwt").is_dir(),
         "data dir from the environment"
     );
-    // SIGTERM drains and exits cleanly.
+    // SIGTERM drains: a gateway client gets RECONNECT and a resumable close; the process exits
+    // cleanly.
+    let mut gw = crate::gw::Gw::connect_url(&format!(
+        "ws://127.0.0.1:{gateway_port}/?v=10&encoding=json"
+    ))
+    .await;
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -68,6 +76,9 @@ async fn binary_serves_with_flags_env_and_json_logs() {
             .unwrap()
             .success()
     );
+    let reconnect = gw.recv().await;
+    assert_eq!(reconnect.op, enrichment_protocol::gateway::op::RECONNECT);
+    assert_eq!(gw.closed().await, Some(4000));
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
     // Every log line is one JSON object with a level and a message.
