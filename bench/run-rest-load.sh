@@ -55,7 +55,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-serve_args=(serve --listen 127.0.0.1:0 --data-dir "$work/data" --no-rate-limits)
+serve_args=(serve --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 --data-dir "$work/data" --no-rate-limits)
 if [[ -n "${HTTP_WORKERS:-}" ]]; then
   serve_args+=(--http-workers "$HTTP_WORKERS")
 fi
