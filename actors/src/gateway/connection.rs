@@ -566,3 +566,6 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
