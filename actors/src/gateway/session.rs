@@ -89,8 +89,12 @@ struct Inner {
     replay_bytes: usize,
     /// Last sequence number handed to a connection.
     written: u64,
-    /// Bytes handed out since `written`, for the outbox cap.
+    /// Bytes delivered for the connection since it last drained or resumed, for the outbox cap.
     pending_bytes: usize,
+    /// Frames up to this seq were handed to the connection by a resume: they are the client's
+    /// backlog (bounded by the replay caps), not dispatches piling up behind a slow reader, so
+    /// the outbox caps count only what comes after them.
+    replayed_to: u64,
     link: Link,
     generation: u64,
     /// The unsent backlog passed its cap; the attached connection must close.
@@ -149,6 +153,7 @@ impl Session {
                 replay_bytes: 0,
                 written: 0,
                 pending_bytes: 0,
+                replayed_to: 0,
                 link: Link::Attached(0),
                 generation: 0,
                 overflowed: false,
@@ -201,7 +206,7 @@ impl Session {
         if attached {
             inner.pending_bytes += len;
             let oldest_kept = inner.seq + 1 - inner.replay.len() as u64;
-            let backlog = inner.seq - inner.written;
+            let backlog = inner.seq - inner.written.max(inner.replayed_to);
             if backlog > self.limits.outbox_frames as u64
                 || inner.pending_bytes > self.limits.outbox_bytes
                 || inner.written + 1 < oldest_kept
@@ -311,13 +316,9 @@ impl Session {
         let generation = inner.generation;
         inner.link = Link::Attached(generation);
         inner.written = seq;
+        inner.replayed_to = inner.seq;
         inner.overflowed = false;
-        inner.pending_bytes = inner
-            .replay
-            .iter()
-            .skip((seq + 1 - first) as usize)
-            .map(Bytes::len)
-            .sum();
+        inner.pending_bytes = 0;
         drop(inner);
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -474,6 +475,29 @@ mod tests {
         s.detach(0, Instant::now());
         let g = s.resume(0).unwrap();
         assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_resume_backlog_larger_than_the_outbox_is_written_whole() {
+        let s = session(SessionLimits {
+            outbox_frames: 4,
+            outbox_bytes: 30,
+            ..SessionLimits::default()
+        });
+        s.detach(0, Instant::now());
+        for n in 1..=10 {
+            s.deliver(frame(n));
+        }
+        // The replay covers the gap: the backlog is the client's, not a slow reader's, and
+        // what follows it (RESUMED, the next events) is what the outbox caps count.
+        let g = s.resume(0).unwrap();
+        s.deliver(frame(11));
+        s.deliver(frame(12));
+        assert_eq!(drain(&s, g).unwrap(), (1..=12).collect::<Vec<_>>());
+        for n in 13..=17 {
+            s.deliver(frame(n));
+        }
+        assert_eq!(drain(&s, g), Err(Detach::SlowConsumer));
     }
 
     #[test]

@@ -1357,3 +1357,34 @@ async fn msgpack_sessions_get_msgpack_dispatches() {
     );
     assert_eq!(got[2].d["content"], json!("packed hello"));
 }
+
+#[tokio::test]
+async fn a_slow_reader_is_closed_resumably_and_resumes() {
+    let f = fixture_with(GatewayConfig {
+        session: crate::gateway::SessionLimits {
+            outbox_frames: 4,
+            ..crate::gateway::SessionLimits::default()
+        },
+        ..config()
+    })
+    .await;
+    let alice = f.user("alice").await;
+    let (conn, got) = f.identified(&alice, f.t0).await;
+    let sid = session_id(&got[0]);
+    let session = conn.session().unwrap().clone();
+    for n in 0..5 {
+        session.send_event("TEST_EVENT", &json!({ "n": n }));
+    }
+    let close = drain(&conn).unwrap_err();
+    assert_eq!(close.code, 4000);
+    conn.closed(None, f.t0).await;
+    let mut conn = f.connect(f.t0);
+    assert!(
+        send(&mut conn, op::RESUME, resume(&alice, &sid, 1), f.t0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let seqs: Vec<u64> = drain(&conn).unwrap().iter().map(|f| f.s.unwrap()).collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6, 7]);
+}
