@@ -500,9 +500,10 @@ impl Connection {
         if s.user_id() != who.user_id || s.info.encoding != enc {
             return invalid();
         }
-        match s.resume(r.seq) {
+        let resumed = gateway::dispatch_prefix(enc, "RESUMED", &serde_json::Value::Null)
+            .map_err(|_| Close::from(CloseCode::UnknownError))?;
+        match s.resume_with(r.seq, resumed) {
             Ok(generation) => {
-                s.send_event("RESUMED", &serde_json::Value::Null);
                 self.session = Some(s);
                 self.generation = generation;
                 metrics::counter!("enrichment_gateway_resumes_total").increment(1);

@@ -301,6 +301,19 @@ impl Session {
     /// Attaches a new connection that has seen everything up to `seq`; returns its generation.
     /// Any connection still attached is superseded.
     pub fn resume(&self, seq: u64) -> Result<u64, ResumeError> {
+        self.attach(seq, None)
+    }
+
+    /// [`Session::resume`], with the RESUMED dispatch queued right behind the replay in the
+    /// same step. RESUMED does not push a frame out of the replay buffer (which may exceed its
+    /// caps by this one frame until the next delivery): the resume was accepted because the
+    /// buffer covered the gap, and the server's own answer must not undo that by evicting the
+    /// oldest frame it is about to replay.
+    pub fn resume_with(&self, seq: u64, resumed: Bytes) -> Result<u64, ResumeError> {
+        self.attach(seq, Some(resumed))
+    }
+
+    fn attach(&self, seq: u64, resumed: Option<Bytes>) -> Result<u64, ResumeError> {
         if self.is_ended() {
             return Err(ResumeError::Lost);
         }
@@ -319,6 +332,26 @@ impl Session {
         inner.replayed_to = inner.seq;
         inner.overflowed = false;
         inner.pending_bytes = 0;
+        if let Some(prefix) = resumed {
+            let len = prefix.len();
+            inner.seq += 1;
+            inner.replay_bytes += len;
+            inner.pending_bytes += len;
+            inner.replay.push_back(prefix);
+            // Past the caps by RESUMED alone is allowed; further (resume after resume with
+            // nothing read) the usual eviction applies, and evicting what the connection has
+            // yet to write makes it a slow consumer.
+            while inner.replay.len() > self.limits.replay_frames + 1
+                || (inner.replay_bytes > self.limits.replay_bytes + len && inner.replay.len() > 1)
+            {
+                if let Some(old) = inner.replay.pop_front() {
+                    inner.replay_bytes -= old.len();
+                }
+            }
+            if seq + 1 < inner.seq + 1 - inner.replay.len() as u64 {
+                inner.overflowed = true;
+            }
+        }
         drop(inner);
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -498,6 +531,44 @@ mod tests {
             s.deliver(frame(n));
         }
         assert_eq!(drain(&s, g), Err(Detach::SlowConsumer));
+    }
+
+    #[test]
+    fn resumed_never_pushes_out_the_replay_it_follows() {
+        let s = session(SessionLimits {
+            replay_frames: 3,
+            ..SessionLimits::default()
+        });
+        s.detach(0, Instant::now());
+        for n in 1..=3 {
+            s.deliver(frame(n));
+        }
+        // 1, 2, 3 fill the buffer; the client saw nothing: covered, exactly.
+        let g = s.resume_with(0, frame(4)).unwrap();
+        assert_eq!(s.replay_len().0, 4);
+        assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4]);
+        // The next delivery brings the buffer back within its caps.
+        s.deliver(frame(5));
+        assert_eq!(s.replay_len().0, 3);
+        assert_eq!(drain(&s, g).unwrap(), vec![5]);
+        // An event arriving before the replay is written still may not evict it unsent: that
+        // connection is too slow for the buffer, and its resume from 5 is lost.
+        s.detach(g, Instant::now());
+        for n in 6..=8 {
+            s.deliver(frame(n));
+        }
+        let g = s.resume_with(5, frame(9)).unwrap();
+        s.deliver(frame(10));
+        assert_eq!(drain(&s, g), Err(Detach::SlowConsumer));
+        assert_eq!(s.resume(5), Err(ResumeError::Lost));
+        // Nor do RESUMEDs pile up past the caps when a client resumes again and again
+        // without reading.
+        let g = s.resume_with(7, frame(11)).unwrap();
+        assert_eq!(s.replay_len().0, 4);
+        let g2 = s.resume_with(7, frame(12)).unwrap();
+        assert_eq!(s.replay_len().0, 4);
+        assert_eq!(drain(&s, g), Err(Detach::Superseded));
+        assert_eq!(drain(&s, g2), Err(Detach::SlowConsumer));
     }
 
     #[test]

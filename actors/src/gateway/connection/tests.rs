@@ -1388,3 +1388,35 @@ async fn a_slow_reader_is_closed_resumably_and_resumes() {
     let seqs: Vec<u64> = drain(&conn).unwrap().iter().map(|f| f.s.unwrap()).collect();
     assert_eq!(seqs, vec![2, 3, 4, 5, 6, 7]);
 }
+
+#[tokio::test]
+async fn a_resume_past_the_replay_buffer_is_an_invalid_session() {
+    let f = fixture_with(GatewayConfig {
+        session: crate::gateway::SessionLimits {
+            replay_frames: 3,
+            ..crate::gateway::SessionLimits::default()
+        },
+        ..config()
+    })
+    .await;
+    let alice = f.user("alice").await;
+    let (conn, got) = f.identified(&alice, f.t0).await;
+    let sid = session_id(&got[0]);
+    conn.closed(None, f.t0).await;
+    let session = f.svc.registry.get(&sid).unwrap();
+    for n in 0..4 {
+        session.send_event("TEST_EVENT", &json!({ "n": n }));
+    }
+    // Kept: 3, 4, 5. From 1, seq 2 is gone.
+    let mut conn = f.connect(f.t0);
+    let r = send(&mut conn, op::RESUME, resume(&alice, &sid, 1), f.t0)
+        .await
+        .unwrap();
+    assert!(invalid_session(&r), "{r:?}");
+    let r = send(&mut conn, op::RESUME, resume(&alice, &sid, 2), f.t0)
+        .await
+        .unwrap();
+    assert!(r.is_empty(), "{r:?}");
+    let seqs: Vec<u64> = drain(&conn).unwrap().iter().map(|f| f.s.unwrap()).collect();
+    assert_eq!(seqs, vec![3, 4, 5, 6]);
+}
