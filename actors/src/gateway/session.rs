@@ -606,3 +606,6 @@ mod tests {
         assert!(s.detached_since().is_some());
     }
 }
+
+#[cfg(test)]
+mod proptests;
