@@ -558,11 +558,12 @@ impl Connection {
     }
 
     /// The socket is gone. A client close with 1000 or 1001 ends the session; anything else
-    /// (or no close frame at all) leaves it resumable.
+    /// (or no close frame at all) leaves it resumable. A connection another one superseded
+    /// by resuming has no say in the session any more.
     pub async fn closed(self, client_code: Option<u16>, now: Instant) {
         let Some(s) = self.session else { return };
         match client_code {
-            Some(1000 | 1001) => self.svc.end_session(&s).await,
+            Some(1000 | 1001) if s.is_attached(self.generation) => self.svc.end_session(&s).await,
             _ => s.detach(self.generation, now),
         }
     }

@@ -290,6 +290,11 @@ impl Session {
         }
     }
 
+    /// Whether the connection of this generation is the one attached (not superseded).
+    pub fn is_attached(&self, generation: u64) -> bool {
+        self.inner.lock().link == Link::Attached(generation)
+    }
+
     /// When the session lost its connection, if it has none.
     pub fn detached_since(&self) -> Option<Instant> {
         match self.inner.lock().link {

@@ -1420,3 +1420,22 @@ async fn a_resume_past_the_replay_buffer_is_an_invalid_session() {
     let seqs: Vec<u64> = drain(&conn).unwrap().iter().map(|f| f.s.unwrap()).collect();
     assert_eq!(seqs, vec![3, 4, 5, 6]);
 }
+
+#[tokio::test]
+async fn a_superseded_connection_closing_with_1000_does_not_end_the_session() {
+    let f = fixture().await;
+    let alice = f.user("alice").await;
+    let (old, got) = f.identified(&alice, f.t0).await;
+    let sid = session_id(&got[0]);
+    let mut new = f.connect(f.t0);
+    assert!(
+        send(&mut new, op::RESUME, resume(&alice, &sid, 1), f.t0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drain(&new).unwrap();
+    old.closed(Some(1000), f.t0).await;
+    conn_alive(&new);
+    assert!(f.svc.registry.get(&sid).is_some());
+}
