@@ -292,6 +292,13 @@ impl GatewayService {
         self.presence_changed(session.user_id()).await;
     }
 
+    /// Whether a session has been without a connection for its whole resume window.
+    fn expired(&self, session: &Session, now: Instant) -> bool {
+        session
+            .detached_since()
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.config.resume_window)
+    }
+
     /// Ends sessions whose resume window has passed. Returns how many.
     pub async fn sweep(&self, now: Instant) -> usize {
         let expired = self.registry.expired(self.config.resume_window, now);
@@ -446,7 +453,7 @@ impl Connection {
                 let r: Resume = frame
                     .data()
                     .map_err(|_| Close::from(CloseCode::DecodeError))?;
-                self.resume(r).await
+                self.resume(r, now).await
             }
             op::PRESENCE_UPDATE => {
                 let s = self.identified()?.clone();
@@ -485,7 +492,7 @@ impl Connection {
             .ok_or(Close::from(CloseCode::NotAuthenticated))
     }
 
-    async fn resume(&mut self, r: Resume) -> Result<Vec<Vec<u8>>, Close> {
+    async fn resume(&mut self, r: Resume, now: Instant) -> Result<Vec<Vec<u8>>, Close> {
         let enc = self.params.encoding;
         let who = self
             .svc
@@ -498,6 +505,11 @@ impl Connection {
             return invalid();
         };
         if s.user_id() != who.user_id || s.info.encoding != enc {
+            return invalid();
+        }
+        // Past its window a session is over, whether or not the sweeper got to it yet.
+        if self.svc.expired(&s, now) {
+            self.svc.end_session(&s).await;
             return invalid();
         }
         let resumed = gateway::dispatch_prefix(enc, "RESUMED", &serde_json::Value::Null)

@@ -1439,3 +1439,33 @@ async fn a_superseded_connection_closing_with_1000_does_not_end_the_session() {
     conn_alive(&new);
     assert!(f.svc.registry.get(&sid).is_some());
 }
+
+#[tokio::test]
+async fn a_session_past_its_resume_window_is_not_resumable_even_before_a_sweep() {
+    let f = fixture().await;
+    let alice = f.user("alice").await;
+    let (conn, got) = f.identified(&alice, f.t0).await;
+    let sid = session_id(&got[0]);
+    conn.closed(None, f.t0).await;
+    let late = f.t0 + RESUME_WINDOW;
+    let mut conn = f.connect(late);
+    let r = send(&mut conn, op::RESUME, resume(&alice, &sid, 1), late)
+        .await
+        .unwrap();
+    assert!(invalid_session(&r), "{r:?}");
+    assert!(
+        f.svc.registry.get(&sid).is_none(),
+        "the expired session is gone"
+    );
+    // A moment earlier it still resumes.
+    let at = f.t0 + Duration::from_secs(10);
+    let (conn, got) = f.identified(&alice, at).await;
+    let sid = session_id(&got[0]);
+    conn.closed(None, at).await;
+    let just_in_time = at + RESUME_WINDOW - Duration::from_millis(1);
+    let mut conn = f.connect(just_in_time);
+    let r = send(&mut conn, op::RESUME, resume(&alice, &sid, 1), just_in_time)
+        .await
+        .unwrap();
+    assert!(r.is_empty(), "{r:?}");
+}
