@@ -1,11 +1,17 @@
 //! Hot paths of the wire layer: permission computation (run on every message send and gateway
-//! fan-out), id minting (every write) and message JSON (every read and every dispatch).
+//! fan-out), id minting (every write), message JSON (every read and every dispatch), and the
+//! gateway's frames: the shared dispatch prefix (once per event and encoding), the sequence
+//! splice (once per receiver) and zlib-stream compression (once per frame on such connections).
 
 use std::collections::HashMap;
 use std::hint::black_box;
 
+use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use enrichment_protocol::models::{Embed, EmbedAuthor, EmbedField, EmbedFooter, Message, User};
+use enrichment_protocol::gateway::{Encoding, ZlibStream, dispatch_prefix, finish_dispatch};
+use enrichment_protocol::models::{
+    Embed, EmbedAuthor, EmbedField, EmbedFooter, Member, Message, User,
+};
 use enrichment_protocol::permissions::{
     MemberRef, OverwriteKind, OverwriteRef, RoleLookup, channel_permissions,
 };
@@ -192,10 +198,100 @@ fn bench_message_json(c: &mut Criterion) {
     group.finish();
 }
 
+/// MESSAGE_CREATE's `d`: the message and its author's member object, as the gateway sends it.
+#[derive(serde::Serialize)]
+struct MessageCreate {
+    #[serde(flatten)]
+    message: Message,
+    member: Member,
+}
+
+fn message_create(n: u64) -> MessageCreate {
+    let mut message = sample_message();
+    message.id = Snowflake(message.id.0 + (n << 22));
+    message.content = format!("{} (#{n})", message.content);
+    MessageCreate {
+        member: Member {
+            user: None,
+            nick: Some("Nelly".to_owned()),
+            avatar: None,
+            roles: vec![role(1), role(4), role(7)],
+            joined_at: Timestamp::from_unix_ms(1_650_000_000_000),
+            premium_since: None,
+            deaf: false,
+            mute: false,
+            flags: 0,
+            pending: false,
+            communication_disabled_until: None,
+        },
+        message,
+    }
+}
+
+const ENCODINGS: [(Encoding, &str); 2] = [(Encoding::Json, "json"), (Encoding::MsgPack, "msgpack")];
+
+fn bench_gateway_frames(c: &mut Criterion) {
+    let d = message_create(0);
+    let mut group = c.benchmark_group("gateway/dispatch_prefix");
+    for (encoding, name) in ENCODINGS {
+        let prefix = dispatch_prefix(encoding, "MESSAGE_CREATE", &d).expect("encodes");
+        group.throughput(Throughput::Bytes(prefix.len() as u64));
+        group.bench_function(format!("message_create/{name}"), |b| {
+            b.iter(|| dispatch_prefix(encoding, "MESSAGE_CREATE", black_box(&d)).expect("encodes"))
+        });
+    }
+    group.finish();
+
+    // Per receiver: the shared prefix plus its own `s`, into a fresh buffer as the writer does.
+    let mut group = c.benchmark_group("gateway/finish_dispatch");
+    for (encoding, name) in ENCODINGS {
+        let prefix = dispatch_prefix(encoding, "MESSAGE_CREATE", &d).expect("encodes");
+        group.throughput(Throughput::Bytes(prefix.len() as u64));
+        let mut seq = 1_000_000u64;
+        group.bench_function(format!("message_create/{name}"), |b| {
+            b.iter(|| {
+                seq += 1;
+                let mut out = BytesMut::with_capacity(prefix.len() + 21);
+                finish_dispatch(encoding, black_box(&prefix), seq, &mut out);
+                out
+            })
+        });
+    }
+    group.finish();
+
+    // One deflate context per connection, as zlib-stream keeps it; the frames differ (ids,
+    // content, seq) as consecutive MESSAGE_CREATEs do, so no frame is a copy of the previous.
+    let frames: Vec<Vec<u8>> = (0..64u64)
+        .map(|n| {
+            let prefix = dispatch_prefix(Encoding::Json, "MESSAGE_CREATE", &message_create(n))
+                .expect("encodes");
+            let mut out = BytesMut::new();
+            finish_dispatch(Encoding::Json, &prefix, 1000 + n, &mut out);
+            out.to_vec()
+        })
+        .collect();
+    let mut group = c.benchmark_group("gateway/zlib_stream");
+    group.throughput(Throughput::Bytes(frames[0].len() as u64));
+    let mut z = ZlibStream::new();
+    let mut i = 0;
+    group.bench_function("compress/message_create_json", |b| {
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            z.compress(black_box(&frames[i]))
+        })
+    });
+    // The first frame of a connection pays for the context.
+    group.bench_function("compress/new_stream_message_create_json", |b| {
+        b.iter(|| ZlibStream::new().compress(black_box(&frames[0])))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_permissions,
     bench_snowflake,
-    bench_message_json
+    bench_message_json,
+    bench_gateway_frames
 );
 criterion_main!(benches);

@@ -293,6 +293,13 @@ impl GatewayService {
         self.presence_changed(session.user_id()).await;
     }
 
+    /// Whether a session has been without a connection for its whole resume window.
+    fn expired(&self, session: &Session, now: Instant) -> bool {
+        session
+            .detached_since()
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.config.resume_window)
+    }
+
     /// Ends sessions whose resume window has passed. Returns how many.
     pub async fn sweep(&self, now: Instant) -> usize {
         let expired = self.registry.expired(self.config.resume_window, now);
@@ -447,7 +454,7 @@ impl Connection {
                 let r: Resume = frame
                     .data()
                     .map_err(|_| Close::from(CloseCode::DecodeError))?;
-                self.resume(r).await
+                self.resume(r, now).await
             }
             op::PRESENCE_UPDATE => {
                 let s = self.identified()?.clone();
@@ -486,7 +493,7 @@ impl Connection {
             .ok_or(Close::from(CloseCode::NotAuthenticated))
     }
 
-    async fn resume(&mut self, r: Resume) -> Result<Vec<Vec<u8>>, Close> {
+    async fn resume(&mut self, r: Resume, now: Instant) -> Result<Vec<Vec<u8>>, Close> {
         let enc = self.params.encoding;
         let who = self
             .svc
@@ -501,9 +508,15 @@ impl Connection {
         if s.user_id() != who.user_id || s.info.encoding != enc {
             return invalid();
         }
-        match s.resume(r.seq) {
+        // Past its window a session is over, whether or not the sweeper got to it yet.
+        if self.svc.expired(&s, now) {
+            self.svc.end_session(&s).await;
+            return invalid();
+        }
+        let resumed = gateway::dispatch_prefix(enc, "RESUMED", &serde_json::Value::Null)
+            .map_err(|_| Close::from(CloseCode::UnknownError))?;
+        match s.resume_with(r.seq, resumed) {
             Ok(generation) => {
-                s.send_event("RESUMED", &serde_json::Value::Null);
                 self.session = Some(s);
                 self.generation = generation;
                 metrics::counter!("enrichment_gateway_resumes_total").increment(1);
@@ -558,13 +571,16 @@ impl Connection {
     }
 
     /// The socket is gone. A client close with 1000 or 1001 ends the session; anything else
-    /// (or no close frame at all) leaves it resumable.
+    /// (or no close frame at all) leaves it resumable. A connection another one superseded
+    /// by resuming has no say in the session any more.
     pub async fn closed(self, client_code: Option<u16>, now: Instant) {
         let Some(s) = self.session else { return };
         match client_code {
-            // A connection that was already superseded by a resume speaks for nobody.
             Some(1000 | 1001) if s.is_attached(self.generation) => self.svc.end_session(&s).await,
             _ => s.detach(self.generation, now),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -89,15 +89,16 @@ struct Inner {
     replay_bytes: usize,
     /// Last sequence number handed to a connection.
     written: u64,
-    /// Bytes handed out since `written`, for the outbox cap.
+    /// Bytes delivered for the connection since it last drained or resumed, for the outbox cap.
     pending_bytes: usize,
+    /// Frames up to this seq were handed to the connection by a resume: they are the client's
+    /// backlog (bounded by the replay caps), not dispatches piling up behind a slow reader, so
+    /// the outbox caps count only what comes after them.
+    replayed_to: u64,
     link: Link,
     generation: u64,
     /// The unsent backlog passed its cap; the attached connection must close.
     overflowed: bool,
-    /// Frames a resume must replay: exempt from the outbox cap until the first drain, since
-    /// the replay buffer already bounds them.
-    replay_grace: u64,
     guilds: HashSet<Snowflake>,
     presence: PresenceUpdate,
 }
@@ -152,10 +153,10 @@ impl Session {
                 replay_bytes: 0,
                 written: 0,
                 pending_bytes: 0,
+                replayed_to: 0,
                 link: Link::Attached(0),
                 generation: 0,
                 overflowed: false,
-                replay_grace: 0,
                 guilds: HashSet::new(),
                 presence,
             }),
@@ -205,8 +206,8 @@ impl Session {
         if attached {
             inner.pending_bytes += len;
             let oldest_kept = inner.seq + 1 - inner.replay.len() as u64;
-            let backlog = inner.seq - inner.written;
-            if backlog > self.limits.outbox_frames as u64 + inner.replay_grace
+            let backlog = inner.seq - inner.written.max(inner.replayed_to);
+            if backlog > self.limits.outbox_frames as u64
                 || inner.pending_bytes > self.limits.outbox_bytes
                 || inner.written + 1 < oldest_kept
             {
@@ -256,7 +257,6 @@ impl Session {
         );
         inner.written = inner.seq;
         inner.pending_bytes = 0;
-        inner.replay_grace = 0;
         Ok(())
     }
 
@@ -290,7 +290,7 @@ impl Session {
         }
     }
 
-    /// Whether the connection of this generation is the one attached.
+    /// Whether the connection of this generation is the one attached (not superseded).
     pub fn is_attached(&self, generation: u64) -> bool {
         self.inner.lock().link == Link::Attached(generation)
     }
@@ -306,6 +306,19 @@ impl Session {
     /// Attaches a new connection that has seen everything up to `seq`; returns its generation.
     /// Any connection still attached is superseded.
     pub fn resume(&self, seq: u64) -> Result<u64, ResumeError> {
+        self.attach(seq, None)
+    }
+
+    /// [`Session::resume`], with the RESUMED dispatch queued right behind the replay in the
+    /// same step. RESUMED does not push a frame out of the replay buffer (which may exceed its
+    /// caps by this one frame until the next delivery): the resume was accepted because the
+    /// buffer covered the gap, and the server's own answer must not undo that by evicting the
+    /// oldest frame it is about to replay.
+    pub fn resume_with(&self, seq: u64, resumed: Bytes) -> Result<u64, ResumeError> {
+        self.attach(seq, Some(resumed))
+    }
+
+    fn attach(&self, seq: u64, resumed: Option<Bytes>) -> Result<u64, ResumeError> {
         if self.is_ended() {
             return Err(ResumeError::Lost);
         }
@@ -321,9 +334,29 @@ impl Session {
         let generation = inner.generation;
         inner.link = Link::Attached(generation);
         inner.written = seq;
+        inner.replayed_to = inner.seq;
         inner.overflowed = false;
-        inner.replay_grace = inner.seq - seq;
         inner.pending_bytes = 0;
+        if let Some(prefix) = resumed {
+            let len = prefix.len();
+            inner.seq += 1;
+            inner.replay_bytes += len;
+            inner.pending_bytes += len;
+            inner.replay.push_back(prefix);
+            // Past the caps by RESUMED alone is allowed; further (resume after resume with
+            // nothing read) the usual eviction applies, and evicting what the connection has
+            // yet to write makes it a slow consumer.
+            while inner.replay.len() > self.limits.replay_frames + 1
+                || (inner.replay_bytes > self.limits.replay_bytes + len && inner.replay.len() > 1)
+            {
+                if let Some(old) = inner.replay.pop_front() {
+                    inner.replay_bytes -= old.len();
+                }
+            }
+            if seq + 1 < inner.seq + 1 - inner.replay.len() as u64 {
+                inner.overflowed = true;
+            }
+        }
         drop(inner);
         self.wake.notify_waiters();
         self.wake.notify_one();
@@ -478,18 +511,69 @@ mod tests {
         }
         assert_eq!(drain(&s, 0), Err(Detach::SlowConsumer));
         s.detach(0, Instant::now());
-        // The replay may exceed the outbox cap: the replay buffer bounds it.
         let g = s.resume(0).unwrap();
-        s.deliver(frame(6));
-        assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4, 5, 6]);
-        for n in 7..=11 {
+        assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_resume_backlog_larger_than_the_outbox_is_written_whole() {
+        let s = session(SessionLimits {
+            outbox_frames: 4,
+            outbox_bytes: 30,
+            ..SessionLimits::default()
+        });
+        s.detach(0, Instant::now());
+        for n in 1..=10 {
             s.deliver(frame(n));
         }
-        assert_eq!(
-            drain(&s, g),
-            Err(Detach::SlowConsumer),
-            "the cap applies again"
-        );
+        // The replay covers the gap: the backlog is the client's, not a slow reader's, and
+        // what follows it (RESUMED, the next events) is what the outbox caps count.
+        let g = s.resume(0).unwrap();
+        s.deliver(frame(11));
+        s.deliver(frame(12));
+        assert_eq!(drain(&s, g).unwrap(), (1..=12).collect::<Vec<_>>());
+        for n in 13..=17 {
+            s.deliver(frame(n));
+        }
+        assert_eq!(drain(&s, g), Err(Detach::SlowConsumer));
+    }
+
+    #[test]
+    fn resumed_never_pushes_out_the_replay_it_follows() {
+        let s = session(SessionLimits {
+            replay_frames: 3,
+            ..SessionLimits::default()
+        });
+        s.detach(0, Instant::now());
+        for n in 1..=3 {
+            s.deliver(frame(n));
+        }
+        // 1, 2, 3 fill the buffer; the client saw nothing: covered, exactly.
+        let g = s.resume_with(0, frame(4)).unwrap();
+        assert_eq!(s.replay_len().0, 4);
+        assert_eq!(drain(&s, g).unwrap(), vec![1, 2, 3, 4]);
+        // The next delivery brings the buffer back within its caps.
+        s.deliver(frame(5));
+        assert_eq!(s.replay_len().0, 3);
+        assert_eq!(drain(&s, g).unwrap(), vec![5]);
+        // An event arriving before the replay is written still may not evict it unsent: that
+        // connection is too slow for the buffer, and its resume from 5 is lost.
+        s.detach(g, Instant::now());
+        for n in 6..=8 {
+            s.deliver(frame(n));
+        }
+        let g = s.resume_with(5, frame(9)).unwrap();
+        s.deliver(frame(10));
+        assert_eq!(drain(&s, g), Err(Detach::SlowConsumer));
+        assert_eq!(s.resume(5), Err(ResumeError::Lost));
+        // Nor do RESUMEDs pile up past the caps when a client resumes again and again
+        // without reading.
+        let g = s.resume_with(7, frame(11)).unwrap();
+        assert_eq!(s.replay_len().0, 4);
+        let g2 = s.resume_with(7, frame(12)).unwrap();
+        assert_eq!(s.replay_len().0, 4);
+        assert_eq!(drain(&s, g), Err(Detach::Superseded));
+        assert_eq!(drain(&s, g2), Err(Detach::SlowConsumer));
     }
 
     #[test]
@@ -527,3 +611,6 @@ mod tests {
         assert!(s.detached_since().is_some());
     }
 }
+
+#[cfg(test)]
+mod proptests;
