@@ -140,13 +140,16 @@ impl Fanout {
         let Some(c) = state.channels.get(&channel) else {
             return Arc::from(Vec::new());
         };
+        let overwrites: Vec<_> = c.permission_overwrites.iter().map(|o| o.as_ref()).collect();
+        let voice = c.kind.is_voice();
         self.by_user
             .iter()
             .filter(|(u, _)| {
-                state
-                    .members
-                    .get(u)
-                    .is_some_and(|m| state.channel_permissions_of(m, c, now).contains(need))
+                state.members.get(u).is_some_and(|m| {
+                    state
+                        .channel_permissions_with(m, &overwrites, voice, now)
+                        .contains(need)
+                })
             })
             .flat_map(|(_, v)| v.iter().cloned())
             .collect()

@@ -129,7 +129,19 @@ impl GuildState {
         now: Timestamp,
     ) -> Permissions {
         let ows: Vec<_> = c.permission_overwrites.iter().map(|o| o.as_ref()).collect();
-        permissions::channel_permissions(self, self.member_ref(m, now), &ows, c.kind.is_voice())
+        self.channel_permissions_with(m, &ows, c.kind.is_voice(), now)
+    }
+
+    /// The same, with the channel's overwrites already gathered: recipient-set computation asks
+    /// this for every member of a channel and gathers them once.
+    pub fn channel_permissions_with(
+        &self,
+        m: &MemberRecord,
+        overwrites: &[permissions::OverwriteRef],
+        is_voice: bool,
+        now: Timestamp,
+    ) -> Permissions {
+        permissions::channel_permissions(self, self.member_ref(m, now), overwrites, is_voice)
     }
 
     /// Requires guild-level permissions.
