@@ -155,6 +155,8 @@ struct Writer {
     encoding: Encoding,
     zlib: Option<Box<ZlibStream>>,
     pending: Vec<(u64, Bytes)>,
+    /// Frames per flush; looked up once, not on every write.
+    batch: metrics::Histogram,
 }
 
 impl Writer {
@@ -206,7 +208,7 @@ impl Writer {
         };
         match tokio::time::timeout(timeout, send).await {
             Ok(Ok(())) => {
-                metrics::histogram!("enrichment_gateway_write_batch").record(batch as f64);
+                self.batch.record(batch as f64);
                 Ok(())
             }
             Ok(Err(_)) => Err(Close::from(CloseCode::UnknownError)),
@@ -234,14 +236,16 @@ async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let mut query: Option<String> = None;
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+    // Boxed, like every rarely taken await below: the task's future is as large as its largest
+    // await, and every idle connection would otherwise carry that size for its whole life.
+    let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
         stream,
         |req: &Request, resp: Response| {
             query = req.uri().query().map(str::to_owned);
             Ok(resp)
         },
         Some(settings.ws),
-    );
+    ));
     let mut ws = match tokio::time::timeout(Duration::from_secs(10), handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -252,7 +256,7 @@ async fn serve(
     };
     let params = match ConnectParams::parse(query.as_deref()) {
         Ok(p) => p,
-        Err(code) => return close(&mut ws, code.into()).await,
+        Err(code) => return Box::pin(close(&mut ws, code.into())).await,
     };
     drop(query);
     let mut conn = Connection::new(svc, params, Instant::now());
@@ -260,6 +264,7 @@ async fn serve(
         encoding: params.encoding,
         zlib: params.zlib_stream.then(|| Box::new(ZlibStream::new())),
         pending: Vec::new(),
+        batch: metrics::histogram!("enrichment_gateway_write_batch"),
     };
     let hello = conn.hello();
     if writer
@@ -270,18 +275,28 @@ async fn serve(
         return;
     }
     let mut client_code = None;
+    // Made once and re-armed only when the heartbeat deadline moves: creating a timer and a
+    // drain subscription on every wake-up costs more than the wake-up's own work when thousands
+    // of connections wake for each event.
+    let heartbeat = tokio::time::sleep_until(tokio::time::Instant::from_std(conn.next_tick()));
+    tokio::pin!(heartbeat);
+    let drained = drain.changed();
+    tokio::pin!(drained);
     loop {
         let deadline = tokio::time::Instant::from_std(conn.next_tick());
+        if heartbeat.deadline() != deadline {
+            heartbeat.as_mut().reset(deadline);
+        }
         let session = conn.session().cloned();
         let outcome: Result<Vec<Vec<u8>>, Close> = tokio::select! {
-            _ = drain.changed() => {
+            _ = &mut drained => {
                 let reconnect = conn.reconnect();
                 let _ = writer.write(&mut ws, &conn, vec![reconnect], settings.write_timeout).await;
                 Err(Close::RECONNECT)
             }
             msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => conn.receive(Inbound::Text(t.as_bytes()), Instant::now()).await,
-                Some(Ok(Message::Binary(b))) => conn.receive(Inbound::Binary(&b), Instant::now()).await,
+                Some(Ok(Message::Text(t))) => Box::pin(conn.receive(Inbound::Text(t.as_bytes()), Instant::now())).await,
+                Some(Ok(Message::Binary(b))) => Box::pin(conn.receive(Inbound::Binary(&b), Instant::now())).await,
                 Some(Ok(Message::Close(frame))) => {
                     client_code = frame.map(|f| u16::from(f.code));
                     break;
@@ -296,7 +311,7 @@ async fn serve(
                     None => std::future::pending().await,
                 }
             } => Ok(Vec::new()),
-            _ = tokio::time::sleep_until(deadline) => conn.tick(Instant::now()).map(|f| f.into_iter().collect()),
+            _ = &mut heartbeat => conn.tick(Instant::now()).map(|f| f.into_iter().collect()),
         };
         drop(session);
         let result = match outcome {
@@ -311,9 +326,9 @@ async fn serve(
             if c.code == 4000 && c.reason.starts_with("Outbound") {
                 metrics::counter!("enrichment_gateway_slow_consumers_total").increment(1);
             }
-            close(&mut ws, c).await;
+            Box::pin(close(&mut ws, c)).await;
             break;
         }
     }
-    conn.closed(client_code, Instant::now()).await;
+    Box::pin(conn.closed(client_code, Instant::now())).await;
 }
