@@ -150,6 +150,9 @@ async fn accept_loop(
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// Frames' worth of `Writer::pending` capacity a connection keeps between wake-ups.
+const PENDING_KEPT: usize = 8;
+
 /// Per-connection output: the zlib context (when asked for) and scratch buffers.
 struct Writer {
     encoding: Encoding,
@@ -195,7 +198,9 @@ impl Writer {
             conn.finish(seq, &prefix, &mut buf);
             frames.push(buf.freeze());
         }
-        if self.pending.capacity() > 64 {
+        // Keep room for the usual few frames; a burst's worth (40 bytes a frame) would
+        // otherwise stay with every connection that ever saw one.
+        if self.pending.capacity() > PENDING_KEPT {
             self.pending = Vec::new();
         }
         let batch = frames.len();
