@@ -44,6 +44,7 @@
 //! The run is bounded: the schedule ends after warmup + duration, in-flight requests are then
 //! awaited (each bounded by `--timeout-ms`), and the process exits.
 
+pub mod gateway;
 pub mod mix;
 pub mod report;
 pub mod run;
@@ -51,3 +52,38 @@ pub mod setup;
 
 pub use mix::{Mix, Op};
 pub use report::Report;
+
+/// Refuses anything but a plain `http://` URL on a loopback address: the harnesses only ever
+/// load local nodes.
+pub fn check_loopback(api: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let url = reqwest::Url::parse(api).with_context(|| format!("--api {api:?} is not a URL"))?;
+    if url.scheme() != "http" {
+        anyhow::bail!("--api must be a plain http:// URL on loopback");
+    }
+    let host = url.host_str().context("--api has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        anyhow::bail!("--api host {host:?} is not loopback; this harness only targets local nodes");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only() {
+        assert!(check_loopback("http://127.0.0.1:8080/api/v10").is_ok());
+        assert!(check_loopback("http://localhost:1/api/v10").is_ok());
+        assert!(check_loopback("http://[::1]:1/api/v10").is_ok());
+        assert!(check_loopback("http://10.0.0.1:8080/api/v10").is_err());
+        assert!(check_loopback("https://127.0.0.1/api/v10").is_err());
+        assert!(check_loopback("http://example.com/api/v10").is_err());
+    }
+}

@@ -3,15 +3,14 @@
 //! See the `enrichment_bench` crate docs for what "open loop" means here and what every number in
 //! the report is. Loopback targets only.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use enrichment_bench::Mix;
 use enrichment_bench::report::{Report, RunConfig};
 use enrichment_bench::run::{LoadPlan, run_load};
 use enrichment_bench::setup::{SETUP_TIMEOUT, SetupPlan, build_world};
+use enrichment_bench::{Mix, check_loopback};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -69,20 +68,6 @@ struct Cli {
     /// Also print a per-second timeline (by scheduled time) after the table.
     #[arg(long)]
     timeline: bool,
-}
-
-fn check_loopback(api: &str) -> anyhow::Result<()> {
-    let url = reqwest::Url::parse(api).with_context(|| format!("--api {api:?} is not a URL"))?;
-    if url.scheme() != "http" {
-        bail!("--api must be a plain http:// URL on loopback");
-    }
-    let host = url.host_str().context("--api has no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        bail!("--api host {host:?} is not loopback; this harness only targets local nodes");
-    }
-    Ok(())
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -190,19 +175,4 @@ fn main() -> anyhow::Result<()> {
     }
     let rt = rt.build().context("starting the runtime")?;
     rt.block_on(run(cli))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_only() {
-        assert!(check_loopback("http://127.0.0.1:8080/api/v10").is_ok());
-        assert!(check_loopback("http://localhost:1/api/v10").is_ok());
-        assert!(check_loopback("http://[::1]:1/api/v10").is_ok());
-        assert!(check_loopback("http://10.0.0.1:8080/api/v10").is_err());
-        assert!(check_loopback("https://127.0.0.1/api/v10").is_err());
-        assert!(check_loopback("http://example.com/api/v10").is_err());
-    }
 }

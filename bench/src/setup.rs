@@ -44,13 +44,13 @@ pub struct World {
 
 /// A thin JSON client for setup calls; every non-expected status is an error with its body.
 #[derive(Clone, Debug)]
-struct Api {
-    client: Client,
-    base: String,
+pub(crate) struct Api {
+    pub(crate) client: Client,
+    pub(crate) base: String,
 }
 
 impl Api {
-    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -87,7 +87,7 @@ impl Api {
 }
 
 /// A short run id so repeated runs against one data dir never collide on usernames.
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -102,7 +102,11 @@ fn run_id() -> String {
 }
 
 /// Runs `f` over `items` with at most `parallelism` in flight, keeping input order.
-async fn bounded<I, T, F, Fut>(items: Vec<I>, parallelism: usize, f: F) -> anyhow::Result<Vec<T>>
+pub(crate) async fn bounded<I, T, F, Fut>(
+    items: Vec<I>,
+    parallelism: usize,
+    f: F,
+) -> anyhow::Result<Vec<T>>
 where
     I: Send + 'static,
     T: Send + 'static,

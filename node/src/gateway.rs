@@ -152,11 +152,16 @@ async fn accept_loop(
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// Frames' worth of `Writer::pending` capacity a connection keeps between wake-ups.
+const PENDING_KEPT: usize = 8;
+
 /// Per-connection output: the zlib context (when asked for) and scratch buffers.
 struct Writer {
     encoding: Encoding,
     zlib: Option<Box<ZlibStream>>,
     pending: Vec<(u64, Bytes)>,
+    /// Frames per flush; looked up once, not on every write.
+    batch: metrics::Histogram,
 }
 
 impl Writer {
@@ -195,7 +200,9 @@ impl Writer {
             conn.finish(seq, &prefix, &mut buf);
             frames.push(buf.freeze());
         }
-        if self.pending.capacity() > 64 {
+        // Keep room for the usual few frames; a burst's worth (40 bytes a frame) would
+        // otherwise stay with every connection that ever saw one.
+        if self.pending.capacity() > PENDING_KEPT {
             self.pending = Vec::new();
         }
         let batch = frames.len();
@@ -208,7 +215,7 @@ impl Writer {
         };
         match tokio::time::timeout(timeout, send).await {
             Ok(Ok(())) => {
-                metrics::histogram!("enrichment_gateway_write_batch").record(batch as f64);
+                self.batch.record(batch as f64);
                 Ok(())
             }
             Ok(Err(_)) => Err(Close::from(CloseCode::UnknownError)),
@@ -242,14 +249,16 @@ async fn serve(
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(settings.send_buffer);
     }
     let mut query: Option<String> = None;
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+    // Boxed, like every rarely taken await below: the task's future is as large as its largest
+    // await, and every idle connection would otherwise carry that size for its whole life.
+    let handshake = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
         stream,
         |req: &Request, resp: Response| {
             query = req.uri().query().map(str::to_owned);
             Ok(resp)
         },
         Some(settings.ws),
-    );
+    ));
     let mut ws = match tokio::time::timeout(Duration::from_secs(10), handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -260,7 +269,7 @@ async fn serve(
     };
     let params = match ConnectParams::parse(query.as_deref()) {
         Ok(p) => p,
-        Err(code) => return close(&mut ws, code.into()).await,
+        Err(code) => return Box::pin(close(&mut ws, code.into())).await,
     };
     drop(query);
     let mut conn = Connection::new(svc, params, Instant::now());
@@ -268,6 +277,7 @@ async fn serve(
         encoding: params.encoding,
         zlib: params.zlib_stream.then(|| Box::new(ZlibStream::new())),
         pending: Vec::new(),
+        batch: metrics::histogram!("enrichment_gateway_write_batch"),
     };
     let hello = conn.hello();
     if writer
@@ -278,18 +288,28 @@ async fn serve(
         return;
     }
     let mut client_code = None;
+    // Made once and re-armed only when the heartbeat deadline moves: creating a timer and a
+    // drain subscription on every wake-up costs more than the wake-up's own work when thousands
+    // of connections wake for each event.
+    let heartbeat = tokio::time::sleep_until(tokio::time::Instant::from_std(conn.next_tick()));
+    tokio::pin!(heartbeat);
+    let drained = drain.changed();
+    tokio::pin!(drained);
     loop {
         let deadline = tokio::time::Instant::from_std(conn.next_tick());
+        if heartbeat.deadline() != deadline {
+            heartbeat.as_mut().reset(deadline);
+        }
         let session = conn.session().cloned();
         let outcome: Result<Vec<Vec<u8>>, Close> = tokio::select! {
-            _ = drain.changed() => {
+            _ = &mut drained => {
                 let reconnect = conn.reconnect();
                 let _ = writer.write(&mut ws, &conn, vec![reconnect], settings.write_timeout).await;
                 Err(Close::RECONNECT)
             }
             msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => conn.receive(Inbound::Text(t.as_bytes()), Instant::now()).await,
-                Some(Ok(Message::Binary(b))) => conn.receive(Inbound::Binary(&b), Instant::now()).await,
+                Some(Ok(Message::Text(t))) => Box::pin(conn.receive(Inbound::Text(t.as_bytes()), Instant::now())).await,
+                Some(Ok(Message::Binary(b))) => Box::pin(conn.receive(Inbound::Binary(&b), Instant::now())).await,
                 Some(Ok(Message::Close(frame))) => {
                     client_code = frame.map(|f| u16::from(f.code));
                     break;
@@ -304,7 +324,7 @@ async fn serve(
                     None => std::future::pending().await,
                 }
             } => Ok(Vec::new()),
-            _ = tokio::time::sleep_until(deadline) => conn.tick(Instant::now()).map(|f| f.into_iter().collect()),
+            _ = &mut heartbeat => conn.tick(Instant::now()).map(|f| f.into_iter().collect()),
         };
         drop(session);
         let result = match outcome {
@@ -319,9 +339,9 @@ async fn serve(
             if c == Close::SLOW_CONSUMER || c == WRITE_TIMEOUT {
                 metrics::counter!("enrichment_gateway_slow_consumers_total").increment(1);
             }
-            close(&mut ws, c).await;
+            Box::pin(close(&mut ws, c)).await;
             break;
         }
     }
-    conn.closed(client_code, Instant::now()).await;
+    Box::pin(conn.closed(client_code, Instant::now())).await;
 }

@@ -163,6 +163,7 @@ impl Node {
         let gateway =
             gateway::GatewayServer::start(gateway_listener, gateway_svc.clone(), &config.gateway)?;
         let limits = Arc::new(ratelimit::RateLimits::new(&config.rate_limits));
+        let upkeep = metrics.clone();
         let state = web::Data::new(AppState {
             accounts: accounts.clone(),
             router: router.clone() as Arc<dyn GuildRouter>,
@@ -207,11 +208,17 @@ impl Node {
         let handle = server.handle();
         let serving = tokio::spawn(server);
         let housekeeping = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
+            // The recorder keeps every histogram sample (each request, store call and gateway
+            // flush) until upkeep folds them into the buckets; without it they pile up for as
+            // long as nobody scrapes /metrics. Every 5 s, as the exporter's own upkeep task does.
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            for n in 0u64.. {
                 tick.tick().await;
-                limits.housekeep();
-                accounts.housekeep();
+                upkeep.run_upkeep();
+                if n % 12 == 0 {
+                    limits.housekeep();
+                    accounts.housekeep();
+                }
             }
         });
         tracing::info!(%addr, %gateway_url, "enrichment node listening");

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Builds the server and the gateway load generator (release), starts `enrichment serve` with its
+# gateway on free loopback ports, a fresh data dir, rate limits off and bench/gateway-bench.toml
+# (IDENTIFY limits raised, cheap password hashing), runs `enrichment-gateway-load` against it,
+# prints the generator's report plus the CPU used over the whole run, and stops the server.
+#
+# Usage: bench/run-gateway-load.sh MODE [enrichment-gateway-load flags...]
+#   bench/run-gateway-load.sh idle --connections 15000 --users 150
+#   bench/run-gateway-load.sh fanout --sessions 10000 --users 100 --burst 200 --events 100
+#   bench/run-gateway-load.sh latency --guilds 100 --members 100 --rate 1000 --duration 20
+# --api and --server-pid are supplied by this script; see `enrichment-gateway-load --help`.
+# stdout carries only the generator's report; progress, CPU use and log checks go to stderr.
+#
+# The generator reads the server's RSS and CPU time from /proc/PID itself, at the points the
+# report names. One generator process holds all connections, so the open-files limit (raised
+# here to the hard limit, at most 20000) bounds a run to about 19,800 connections.
+#
+# Environment:
+#   CARGO_TARGET_DIR   honoured (default: <repo>/target)
+#   NO_BUILD=1         reuse the existing release binaries
+#   CONFIG=FILE        node config instead of bench/gateway-bench.toml
+#   KEEP_DATA=1        keep the data dir and server log instead of deleting them
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+target="${CARGO_TARGET_DIR:-$repo/target}"
+case "$target" in
+  /*) ;;
+  *) target="$repo/$target" ;;
+esac
+
+if [[ "${NO_BUILD:-0}" != "1" ]]; then
+  cargo build --release -p enrichment-node -p enrichment-bench
+fi
+server_bin="$target/release/enrichment"
+load_bin="$target/release/enrichment-gateway-load"
+for b in "$server_bin" "$load_bin"; do
+  [[ -x "$b" ]] || { echo "missing binary: $b" >&2; exit 1; }
+done
+config="${CONFIG:-$repo/bench/gateway-bench.toml}"
+
+# Both processes hold one socket per connection.
+hard="$(ulimit -Hn)"
+want=20000
+if [[ "$hard" != "unlimited" && "$hard" -lt "$want" ]]; then
+  want="$hard"
+fi
+ulimit -n "$want"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/enrichment-gateway-load.XXXXXX")"
+server_pid=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [[ "${KEEP_DATA:-0}" == "1" ]]; then
+    echo "kept data dir and server log in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+ENRICHMENT_LOG="${ENRICHMENT_LOG:-warn}" "$server_bin" serve \
+  --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 --data-dir "$work/data" \
+  --no-rate-limits --config "$config" >"$work/server.log" 2>&1 &
+server_pid=$!
+
+base=""
+for _ in $(seq 1 300); do
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "server exited during startup:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+  fi
+  base="$(sed -n 's|^enrichment listening on \(http://[^ ]*\) .*|\1|p' "$work/server.log" | head -n1)"
+  if [[ -n "$base" ]] && curl -fsS "$base/healthz" >/dev/null 2>&1; then
+    break
+  fi
+  base=""
+  sleep 0.1
+done
+[[ -n "$base" ]] || { echo "server did not become healthy" >&2; cat "$work/server.log" >&2; exit 1; }
+echo "server up at $base (pid $server_pid, open files $(ulimit -n), data in $work/data)" >&2
+
+# CPU seconds (user+system) of a process, from /proc/<pid>/stat fields 14 and 15.
+cpu_seconds() {
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / tck }' "/proc/$1/stat"
+}
+# Machine-wide jiffies from /proc/stat: user+nice, system+irq+softirq, idle+iowait, steal.
+cpu_jiffies() { awk '/^cpu / { print $2 + $3, $4 + $7 + $8, $5 + $6, $9 }' /proc/stat; }
+
+stat0="$(cpu_jiffies)"
+server_cpu0="$(cpu_seconds "$server_pid")"
+started="$(date +%s.%N)"
+mode="${1:?usage: run-gateway-load.sh idle|fanout|latency [flags...]}"
+shift
+"$load_bin" --api "$base/api/v10" --server-pid "$server_pid" "$mode" "$@"
+ended="$(date +%s.%N)"
+server_cpu1="$(cpu_seconds "$server_pid")"
+stat1="$(cpu_jiffies)"
+
+{
+  awk -v s0="$server_cpu0" -v s1="$server_cpu1" -v t0="$started" -v t1="$ended" 'BEGIN {
+    wall = t1 - t0
+    printf "\n# whole run (setup included): %.1f s wall, server %.1f CPU-s (%.0f%% of one core)\n",
+      wall, s1 - s0, 100 * (s1 - s0) / wall }'
+  awk -v a="$stat0" -v b="$stat1" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    u = y[1] - x[1]; s = y[2] - x[2]; i = y[3] - x[3]; st = y[4] - x[4]; t = u + s + i + st
+    if (t > 0) printf "#   machine (/proc/stat): user %.0f%%, system %.0f%%, idle %.0f%%, steal %.0f%%\n",
+      100 * u / t, 100 * s / t, 100 * i / t, 100 * st / t }'
+  echo "#   server: $(grep -E '^(VmRSS|VmHWM|Threads)' "/proc/$server_pid/status" | tr -s ' \t' ' ' | paste -sd';' -)"
+  problems="$(grep -cE 'panicked|ERROR' "$work/server.log" || true)"
+  echo "# server log: ${problems:-0} ERROR/panic lines, $(grep -c WARN "$work/server.log" || true) WARN lines"
+  # The same message repeated shows once, with its count (timestamps stripped).
+  grep -E 'panicked|ERROR|WARN' "$work/server.log" | sed -E 's/^[0-9][0-9T:.Z+-]* +//' |
+    sort | uniq -c | sort -rn | head -n 10 || true
+} >&2

@@ -1,0 +1,497 @@
+//! One gateway client connection, kept cheap so that the generator is not what limits a run.
+//!
+//! Each connection is one task: it connects (from a chosen loopback source address), reads
+//! HELLO, IDENTIFYs, waits for READY and its GUILD_CREATEs, and then only counts what arrives
+//! and heartbeats. Dispatches are recognised by their first bytes (`{"op":0,"t":"NAME"`, the
+//! layout the server writes) and their sequence number is read from the frame's tail, so the
+//! common frame is never parsed as JSON; any frame that does not look like that is decoded in
+//! full instead.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use enrichment_protocol::gateway::{Encoding, Outbound, client_frame, op};
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::run::new_histogram;
+
+/// A counter that wakes one waiter when it reaches an armed target, and remembers when.
+#[derive(Debug, Default)]
+pub struct Gate {
+    count: AtomicU64,
+    target: AtomicU64,
+    reached_at: Mutex<Option<Instant>>,
+    notify: Notify,
+}
+
+impl Gate {
+    pub fn add(&self, n: u64) {
+        let now_count = self.count.fetch_add(n, Ordering::AcqRel) + n;
+        let target = self.target.load(Ordering::Acquire);
+        if target != 0 && now_count >= target && now_count - n < target {
+            *lock(&self.reached_at) = Some(Instant::now());
+            self.notify.notify_one();
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Sets the count to wait for. Arm before starting what will make the count move.
+    pub fn arm(&self, target: u64) {
+        *lock(&self.reached_at) = None;
+        self.target.store(target, Ordering::Release);
+        if self.count() >= target {
+            *lock(&self.reached_at) = Some(Instant::now());
+        }
+    }
+
+    /// Waits until the armed target is reached; returns when it was, or the count at `deadline`.
+    pub async fn wait(&self, deadline: Instant) -> Result<Instant, u64> {
+        let target = self.target.load(Ordering::Acquire);
+        loop {
+            if self.count() >= target {
+                let at = *lock(&self.reached_at);
+                return Ok(at.unwrap_or_else(Instant::now));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.count());
+            }
+            // Re-check at least every 100 ms: a stale wake-up or a race with `arm` only costs
+            // one more loop.
+            let step = (deadline - now).min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(step, self.notify.notified()).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Delivery latencies (µs), in a few shards so receivers rarely wait on one another.
+#[derive(Debug)]
+pub struct Latencies {
+    shards: Vec<Mutex<Histogram<u64>>>,
+    /// Messages whose send timestamp is before this (ns since the epoch) are warmup.
+    pub measure_from_ns: AtomicU64,
+    pub epoch: Instant,
+}
+
+impl Latencies {
+    pub fn new(epoch: Instant) -> anyhow::Result<Latencies> {
+        Ok(Latencies {
+            shards: (0..16)
+                .map(|_| new_histogram().map(Mutex::new))
+                .collect::<anyhow::Result<_>>()?,
+            measure_from_ns: AtomicU64::new(u64::MAX),
+            epoch,
+        })
+    }
+
+    fn record(&self, conn: usize, sent_ns: u64, now: Instant) {
+        if sent_ns < self.measure_from_ns.load(Ordering::Relaxed) {
+            return;
+        }
+        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let us = now_ns.saturating_sub(sent_ns) / 1000;
+        lock(&self.shards[conn % self.shards.len()]).saturating_record(us.max(1));
+    }
+
+    /// All shards merged.
+    pub fn merged(&self) -> anyhow::Result<Histogram<u64>> {
+        let mut h = new_histogram()?;
+        for s in &self.shards {
+            h.add(&*lock(s))
+                .map_err(|e| anyhow::anyhow!("merging histograms: {e}"))?;
+        }
+        Ok(h)
+    }
+}
+
+/// What every connection of a run shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Connections that got READY and all their GUILD_CREATEs.
+    pub identified: Gate,
+    /// MESSAGE_CREATE dispatches received, all connections together.
+    pub messages: Gate,
+    /// Connections that failed to connect or identify, or ended before the run did.
+    pub failed: AtomicU64,
+    pub ended: AtomicU64,
+    /// Every frame received after identifying.
+    pub frames: AtomicU64,
+    pub heartbeats_sent: AtomicU64,
+    pub latencies: Option<Latencies>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    pub fn new(latencies: Option<Latencies>) -> Shared {
+        Shared {
+            identified: Gate::default(),
+            messages: Gate::default(),
+            failed: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            heartbeats_sent: AtomicU64::new(0),
+            latencies,
+            errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn error(&self, msg: String) {
+        let mut e = lock(&self.errors);
+        if e.len() < 8 && !e.contains(&msg) {
+            e.push(msg);
+        }
+    }
+
+    /// Up to eight distinct error messages seen.
+    pub fn error_samples(&self) -> Vec<String> {
+        lock(&self.errors).clone()
+    }
+}
+
+/// Commands the driver broadcasts to every connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Bumped to make every connection heartbeat now (acknowledging what it has received).
+    pub beat: u64,
+    /// Close with 1000 and end.
+    pub stop: bool,
+}
+
+/// How to reach the gateway.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub server: SocketAddr,
+    /// `ws://host:port/?v=10&encoding=json`
+    pub url: String,
+    /// Loopback source addresses, used round-robin (more than one gives more local ports).
+    pub sources: Vec<IpAddr>,
+    pub intents: u64,
+    pub identify_timeout: Duration,
+    /// False: stop after HELLO and only heartbeat (what a connection costs without a session).
+    pub identify: bool,
+}
+
+const DISPATCH: &[u8] = b"{\"op\":0,\"t\":\"";
+
+/// What a server frame is, as far as the harness cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    MessageCreate,
+    Ready,
+    GuildCreate,
+    OtherDispatch,
+    Control(u8),
+    Undecodable,
+}
+
+/// Classifies a JSON server frame and reads its sequence number, without parsing it when it has
+/// the server's usual layout (`{"op":0,"t":"NAME","d":...,"s":N}` or `{"op":N,...}`).
+pub fn peek(bytes: &[u8]) -> (Kind, Option<u64>) {
+    if let Some(rest) = bytes.strip_prefix(DISPATCH)
+        && let Some(end) = rest.iter().position(|&b| b == b'"')
+        && let Some(seq) = tail_seq(bytes)
+    {
+        let kind = match &rest[..end] {
+            b"MESSAGE_CREATE" => Kind::MessageCreate,
+            b"READY" => Kind::Ready,
+            b"GUILD_CREATE" => Kind::GuildCreate,
+            _ => Kind::OtherDispatch,
+        };
+        return (kind, Some(seq));
+    }
+    if let Some(rest) = bytes.strip_prefix(b"{\"op\":") {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0
+            && let Some(code) = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|s| s.parse::<u8>().ok())
+            && code != op::DISPATCH
+        {
+            return (Kind::Control(code), None);
+        }
+    }
+    // Anything else: decode it properly.
+    match Outbound::decode(Encoding::Json, bytes) {
+        Ok(f) if f.op == op::DISPATCH => {
+            let kind = match f.t.as_deref() {
+                Some("MESSAGE_CREATE") => Kind::MessageCreate,
+                Some("READY") => Kind::Ready,
+                Some("GUILD_CREATE") => Kind::GuildCreate,
+                _ => Kind::OtherDispatch,
+            };
+            (kind, f.s)
+        }
+        Ok(f) => (Kind::Control(f.op), f.s),
+        Err(_) => (Kind::Undecodable, None),
+    }
+}
+
+/// The `N` of a frame ending in `,"s":N}`.
+fn tail_seq(bytes: &[u8]) -> Option<u64> {
+    let body = bytes.strip_suffix(b"}")?;
+    let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let (head, num) = body.split_at(body.len() - digits);
+    if !head.ends_with(b",\"s\":") {
+        return None;
+    }
+    std::str::from_utf8(num).ok()?.parse().ok()
+}
+
+/// The content marker latency messages carry: `lat <send ns since the run's epoch> ...`.
+pub const LATENCY_MARK: &str = "lat ";
+
+/// The send timestamp of a latency message, found by a byte search for its content.
+pub fn sent_ns(bytes: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"content\":\"lat ";
+    let at = find(bytes, KEY)? + KEY.len();
+    let rest = &bytes[at..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut from = 0;
+    while from + needle.len() <= hay.len() {
+        let i = from + hay[from..].iter().position(|&b| b == first)?;
+        if hay.get(i..i + needle.len())? == needle {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+    None
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+fn ws_config() -> WebSocketConfig {
+    // tungstenite zero-fills its read buffer up to this size on every read: keep it modest.
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+}
+
+async fn connect(target: &Target, i: usize) -> anyhow::Result<Ws> {
+    let source = target.sources[i % target.sources.len()];
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(target.server).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(ws_config()))
+            .await?;
+    Ok(ws)
+}
+
+async fn send_json(ws: &mut Ws, opcode: u8, d: serde_json::Value) -> anyhow::Result<()> {
+    let bytes = client_frame(Encoding::Json, opcode, &d)?;
+    ws.send(Message::Text(String::from_utf8(bytes)?.into()))
+        .await?;
+    Ok(())
+}
+
+/// The next text frame; an error when the connection ends.
+async fn next_text(ws: &mut Ws) -> anyhow::Result<tokio_tungstenite::tungstenite::Utf8Bytes> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t),
+            Some(Ok(Message::Close(f))) => {
+                anyhow::bail!("closed by the server: {f:?}")
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("connection ended"),
+        }
+    }
+}
+
+/// Connects and identifies; returns the socket, the heartbeat interval and the last sequence.
+async fn identify(
+    target: &Target,
+    i: usize,
+    token: &str,
+    guilds: usize,
+) -> anyhow::Result<(Ws, Duration, Option<u64>)> {
+    let mut ws = connect(target, i).await?;
+    let hello = next_text(&mut ws).await?;
+    let hello = Outbound::decode(Encoding::Json, hello.as_bytes())
+        .map_err(|e| anyhow::anyhow!("HELLO: {e}"))?;
+    anyhow::ensure!(hello.op == op::HELLO, "first frame is op {}", hello.op);
+    let interval = hello.d["heartbeat_interval"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("HELLO without heartbeat_interval"))?;
+    if !target.identify {
+        return Ok((ws, Duration::from_millis(interval), None));
+    }
+    send_json(
+        &mut ws,
+        op::IDENTIFY,
+        json!({
+            "token": token,
+            "intents": target.intents,
+            "properties": {"os": "linux", "browser": "enrichment-gateway-load", "device": "enrichment-gateway-load"},
+        }),
+    )
+    .await?;
+    let mut ready = false;
+    let mut created = 0;
+    let mut seq = None;
+    while !ready || created < guilds {
+        let t = next_text(&mut ws).await?;
+        let (kind, s) = peek(t.as_bytes());
+        seq = s.or(seq);
+        match kind {
+            Kind::Ready => ready = true,
+            Kind::GuildCreate => created += 1,
+            Kind::Control(op::INVALID_SESSION) => anyhow::bail!("INVALID_SESSION on IDENTIFY"),
+            _ => {}
+        }
+    }
+    Ok((ws, Duration::from_millis(interval), seq))
+}
+
+/// One connection, from connect to the end of the run. `permit` (the identify concurrency
+/// slot) is released once identified.
+pub async fn run(
+    i: usize,
+    token: std::sync::Arc<str>,
+    guilds: usize,
+    target: std::sync::Arc<Target>,
+    shared: std::sync::Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+    mut control: watch::Receiver<Control>,
+) {
+    let identified = tokio::time::timeout(
+        target.identify_timeout,
+        identify(&target, i, &token, guilds),
+    )
+    .await;
+    drop(permit);
+    drop(token);
+    let (mut ws, interval, mut seq) = match identified {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared.error(format!("identify: {e:#}"));
+            return;
+        }
+        Err(_) => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared.error("identify: timed out".into());
+            return;
+        }
+    };
+    shared.identified.add(1);
+
+    // Discord clients wait `interval * jitter` before their first heartbeat; spread them so.
+    let jitter = (crate::mix::splitmix64(i as u64) % 1000) as u32;
+    let first = tokio::time::Instant::now() + interval * jitter / 1000;
+    let mut beat = tokio::time::interval_at(first, interval);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = *control.borrow_and_update();
+    let result: anyhow::Result<()> = loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    shared.frames.fetch_add(1, Ordering::Relaxed);
+                    let bytes = t.as_bytes();
+                    let (kind, s) = peek(bytes);
+                    seq = s.or(seq);
+                    match kind {
+                        Kind::MessageCreate => {
+                            if let Some(l) = &shared.latencies
+                                && let Some(ns) = sent_ns(bytes)
+                            {
+                                l.record(i, ns, Instant::now());
+                            }
+                            shared.messages.add(1);
+                        }
+                        Kind::Control(op::HEARTBEAT) => {
+                            if let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await {
+                                break Err(e);
+                            }
+                        }
+                        Kind::Control(op::RECONNECT | op::INVALID_SESSION) => {
+                            break Err(anyhow::anyhow!("server sent op {kind:?}"));
+                        }
+                        Kind::Undecodable => break Err(anyhow::anyhow!("undecodable frame")),
+                        _ => {}
+                    }
+                }
+                Some(Ok(Message::Close(f))) => break Err(anyhow::anyhow!("closed by the server: {f:?}")),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(anyhow::anyhow!("connection ended")),
+            },
+            _ = beat.tick() => {
+                shared.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await {
+                    break Err(e);
+                }
+            }
+            changed = control.changed() => {
+                let now = *control.borrow_and_update();
+                if changed.is_err() || now.stop {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                    break Ok(());
+                }
+                if now.beat != seen.beat {
+                    shared.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await {
+                        break Err(e);
+                    }
+                }
+                seen = now;
+            }
+        }
+    };
+    if let Err(e) = result {
+        shared.ended.fetch_add(1, Ordering::Relaxed);
+        shared.error(format!("after identify: {e:#}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeks_the_server_layout_without_parsing() {
+        let f = br#"{"op":0,"t":"MESSAGE_CREATE","d":{"content":"lat 12345 x","id":"1"},"s":42}"#;
+        assert_eq!(peek(f), (Kind::MessageCreate, Some(42)));
+        assert_eq!(sent_ns(f), Some(12345));
+        let f = br#"{"op":0,"t":"GUILD_CREATE","d":{},"s":2}"#;
+        assert_eq!(peek(f), (Kind::GuildCreate, Some(2)));
+        let f = br#"{"op":11,"d":null,"s":null,"t":null}"#;
+        assert_eq!(peek(f), (Kind::Control(11), None));
+    }
+
+    #[test]
+    fn falls_back_to_decoding_other_layouts() {
+        let f = br#"{"t":"READY","s":1,"op":0,"d":{}}"#;
+        assert_eq!(peek(f), (Kind::Ready, Some(1)));
+        let f = br#"{"d":null,"op":11}"#;
+        assert_eq!(peek(f), (Kind::Control(11), None));
+        assert_eq!(peek(b"nonsense").0, Kind::Undecodable);
+        assert_eq!(sent_ns(br#"{"content":"hello"}"#), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! A fleet of gateway connections: opened in phases with bounded identify concurrency,
+//! commanded together (heartbeat now, stop), and counted through one [`Shared`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use super::client::{self, Control, Shared, Target};
+
+/// How one identify phase went.
+#[derive(Clone, Copy, Debug)]
+pub struct Opened {
+    pub requested: usize,
+    pub identified: usize,
+    pub failed: usize,
+    /// From the first connect to the last GUILD_CREATE.
+    pub elapsed: Duration,
+}
+
+impl Opened {
+    pub fn rate(&self) -> f64 {
+        self.identified as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+#[derive(Debug)]
+pub struct Fleet {
+    pub shared: Arc<Shared>,
+    target: Arc<Target>,
+    control: watch::Sender<Control>,
+    handles: Vec<JoinHandle<()>>,
+    concurrency: Arc<Semaphore>,
+    opened: usize,
+}
+
+impl Fleet {
+    pub fn new(target: Target, shared: Shared, identify_concurrency: usize) -> Fleet {
+        Fleet {
+            shared: Arc::new(shared),
+            target: Arc::new(target),
+            control: watch::channel(Control::default()).0,
+            handles: Vec::new(),
+            concurrency: Arc::new(Semaphore::new(identify_concurrency.max(1))),
+            opened: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.opened
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.opened == 0
+    }
+
+    /// Opens one connection per `(token, guild count)` and waits until each has identified
+    /// (READY and its GUILD_CREATEs) or failed, at most `limit`.
+    pub async fn open(&mut self, conns: Vec<(Arc<str>, usize)>, limit: Duration) -> Opened {
+        let n = conns.len();
+        let before_ok = self.shared.identified.count() as usize;
+        let before_failed = self.failed();
+        self.shared.identified.arm((before_ok + n) as u64);
+        let started = Instant::now();
+        let hard = started + limit;
+        for (token, guilds) in conns {
+            let Ok(permit) = self.concurrency.clone().acquire_owned().await else {
+                break;
+            };
+            let i = self.opened;
+            self.opened += 1;
+            self.handles.push(tokio::spawn(client::run(
+                i,
+                token,
+                guilds,
+                self.target.clone(),
+                self.shared.clone(),
+                permit,
+                self.control.subscribe(),
+            )));
+            if Instant::now() > hard {
+                break;
+            }
+        }
+        let done_at = loop {
+            let step = Instant::now() + Duration::from_millis(200);
+            match self.shared.identified.wait(step).await {
+                Ok(at) => break at,
+                Err(ok) => {
+                    let settled =
+                        ok as usize - before_ok + self.failed().saturating_sub(before_failed);
+                    if settled >= n || Instant::now() > hard {
+                        break Instant::now();
+                    }
+                }
+            }
+        };
+        Opened {
+            requested: n,
+            identified: self.shared.identified.count() as usize - before_ok,
+            failed: self.failed().saturating_sub(before_failed),
+            elapsed: done_at.saturating_duration_since(started),
+        }
+    }
+
+    fn failed(&self) -> usize {
+        self.shared
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+    }
+
+    /// Every connection heartbeats now with the last sequence it saw, so the server may drop
+    /// what it kept for resume.
+    pub fn heartbeat_now(&self) {
+        self.control.send_modify(|c| c.beat += 1);
+    }
+
+    /// Closes every connection (1000) and waits for their tasks, at most `limit`.
+    pub async fn stop(self, limit: Duration) {
+        self.control.send_modify(|c| c.stop = true);
+        let all = futures::future::join_all(self.handles);
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+}

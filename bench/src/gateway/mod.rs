@@ -1,0 +1,24 @@
+//! The gateway load generator (`enrichment-gateway-load`): many WebSocket sessions against one
+//! node, in three modes.
+//!
+//! - **idle**: N identified JSON connections, all in one guild, that only heartbeat. Reports the
+//!   identify rate and the server's resident memory per connection (RSS read from
+//!   `/proc/PID/status` before any connection, at N/2 and at N, after a burst of messages).
+//! - **fanout**: S sessions in one guild with one text channel. Bursts of K concurrently posted
+//!   messages give deliveries per second from the first send to the last delivery; then events
+//!   one at a time give the per-event completion time. Server and generator CPU (from
+//!   `/proc/PID/stat`) are reported per delivery.
+//! - **latency**: G guilds of M members, an open-loop message rate spread over the guilds; each
+//!   message carries its scheduled send time and each receiver records the delivery latency.
+//!
+//! Setup (users, guilds, invites, joins) goes through REST with bounded concurrency. The server
+//! must run with `--no-rate-limits` and IDENTIFY limits raised (see `bench/gateway-bench.toml`).
+//!
+//! Receivers count frames by their first bytes rather than parsing JSON (see [`client::peek`]),
+//! so that the generator, which shares the machine with the server, stays cheap.
+
+pub mod client;
+pub mod fleet;
+pub mod modes;
+pub mod procfs;
+pub mod world;

@@ -1,0 +1,834 @@
+//! The three measurements: `idle` (memory per connection, identify rate), `fanout` (deliveries
+//! per second and server CPU per delivery, batched and one event at a time) and `latency`
+//! (delivery latency under an open-loop message rate).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use enrichment_protocol::Snowflake;
+use enrichment_protocol::rest::CreateMessage;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use reqwest::Client;
+use reqwest::header::HeaderValue;
+use tokio::sync::Semaphore;
+
+use super::client::{LATENCY_MARK, Latencies, Shared, Target};
+use super::fleet::{Fleet, Opened};
+use super::procfs::{self, CpuUsed, CpuWindow};
+use super::world::{self, GwWorld, WorldPlan};
+use crate::run::new_histogram;
+
+/// What every mode needs.
+#[derive(Debug)]
+pub struct Ctx {
+    pub client: Client,
+    pub api: String,
+    pub target: Target,
+    pub server_pid: u32,
+    pub ticks: u64,
+    pub identify_concurrency: usize,
+    pub setup_parallelism: usize,
+    /// Printed as it goes (stderr) and returned at the end (stdout).
+    pub report: String,
+}
+
+impl Ctx {
+    fn note(&mut self, line: impl AsRef<str>) {
+        let line = line.as_ref();
+        eprintln!("{line}");
+        self.report.push_str(line);
+        self.report.push('\n');
+    }
+
+    fn rss(&self) -> anyhow::Result<u64> {
+        procfs::rss_kib(self.server_pid)
+    }
+
+    fn cpu(&self) -> anyhow::Result<CpuWindow> {
+        CpuWindow::start(self.server_pid)
+    }
+
+    fn used(&self, w: &CpuWindow) -> anyhow::Result<CpuUsed> {
+        w.end(self.server_pid, self.ticks)
+    }
+
+    /// The server's gateway write counters, from `/metrics` (zeros if unavailable).
+    async fn counters(&self) -> Counters {
+        let root = self.api.trim_end_matches("/api/v10");
+        let text = match self.client.get(format!("{root}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        Counters {
+            writes: value("enrichment_gateway_write_batch_count"),
+            frames: value("enrichment_gateway_write_batch_sum"),
+            deliveries: value("enrichment_gateway_deliveries_total"),
+        }
+    }
+
+    async fn world(&mut self, plan: WorldPlan) -> anyhow::Result<GwWorld> {
+        let started = Instant::now();
+        let w = tokio::time::timeout(
+            Duration::from_secs(600),
+            world::build(&self.client, &self.api, &plan),
+        )
+        .await
+        .context("setup timed out")??;
+        self.note(format!(
+            "setup: {} users in {} guild(s) ({} per guild) in {:.1} s",
+            w.users.len(),
+            w.guilds.len(),
+            plan.users_per_guild,
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(w)
+    }
+
+    fn opened(&mut self, what: &str, o: &Opened, cpu: &CpuUsed) {
+        self.note(format!(
+            "{what}: {} of {} identified ({} failed) in {:.2} s = {:.0} identifies/s; {}",
+            o.identified,
+            o.requested,
+            o.failed,
+            o.elapsed.as_secs_f64(),
+            o.rate(),
+            cpu.describe()
+        ));
+    }
+
+    fn errors(&mut self, shared: &Shared) {
+        let failed = shared.failed.load(Ordering::Relaxed);
+        let ended = shared.ended.load(Ordering::Relaxed);
+        self.note(format!(
+            "connections: {failed} failed to identify, {ended} ended early; {} heartbeats sent, {} frames received after identify",
+            shared.heartbeats_sent.load(Ordering::Relaxed),
+            shared.frames.load(Ordering::Relaxed)
+        ));
+        for e in shared.error_samples() {
+            self.note(format!("  error: {e}"));
+        }
+    }
+}
+
+/// Gateway counters the server exports: socket writes (one flush each), frames written, and
+/// dispatches fanned out by guild actors.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    writes: f64,
+    frames: f64,
+    deliveries: f64,
+}
+
+impl Counters {
+    fn since(&self, before: &Counters) -> String {
+        let w = self.writes - before.writes;
+        let f = self.frames - before.frames;
+        let d = self.deliveries - before.deliveries;
+        format!(
+            "server fanned out {d:.0} dispatches and wrote {f:.0} frames in {w:.0} flushes ({:.2} frames per write)",
+            f / w.max(1.0)
+        )
+    }
+}
+
+/// The connections of a run: connection `c` belongs to user `c % users` of the world.
+fn sessions(world: &GwWorld, n: usize) -> Vec<(Arc<str>, usize)> {
+    let tokens: Vec<Arc<str>> = world
+        .users
+        .iter()
+        .map(|u| Arc::from(u.token.as_str()))
+        .collect();
+    (0..n)
+        .map(|c| (tokens[c % tokens.len()].clone(), 1))
+        .collect()
+}
+
+async fn post(
+    client: &Client,
+    api: &str,
+    channel: Snowflake,
+    auth: &HeaderValue,
+    content: String,
+) -> anyhow::Result<reqwest::StatusCode> {
+    let body = serde_json::to_vec(&CreateMessage {
+        content: Some(content),
+        ..Default::default()
+    })?;
+    let res = client
+        .post(format!("{api}/channels/{channel}/messages"))
+        .header(reqwest::header::AUTHORIZATION, auth.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = res.status();
+    let _ = res.bytes().await?;
+    Ok(status)
+}
+
+/// Posts `k` messages with at most `concurrency` requests in flight; returns how many got 2xx.
+async fn post_many(
+    ctx: &Ctx,
+    channel: Snowflake,
+    auth: &HeaderValue,
+    k: usize,
+    concurrency: usize,
+    padding: &str,
+) -> usize {
+    futures::stream::iter(0..k)
+        .map(|m| {
+            post(
+                &ctx.client,
+                &ctx.api,
+                channel,
+                auth,
+                format!("burst {m} {padding}"),
+            )
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter(|r| futures::future::ready(matches!(r, Ok(s) if s.is_success())))
+        .count()
+        .await
+}
+
+fn kib(bytes_kib: i64, n: usize) -> String {
+    format!(
+        "{:.0} B ({:.2} KiB)",
+        bytes_kib as f64 * 1024.0 / n.max(1) as f64,
+        bytes_kib as f64 / n.max(1) as f64
+    )
+}
+
+/// Waits for `settle`, then reads the server's RSS.
+async fn settled_rss(ctx: &Ctx, settle: Duration) -> anyhow::Result<u64> {
+    tokio::time::sleep(settle).await;
+    ctx.rss()
+}
+
+#[derive(Clone, Debug)]
+pub struct IdlePlan {
+    pub connections: usize,
+    pub users: usize,
+    pub burst: usize,
+    pub burst_concurrency: usize,
+    pub settle: Duration,
+    pub hold: Duration,
+    pub content_bytes: usize,
+    /// Connections stop after HELLO (no session): the cost of the socket and its task alone.
+    pub hello_only: bool,
+}
+
+/// `idle`: N identified connections in one guild that only heartbeat. Memory before any
+/// connection, at N/2 and N (before and after the first heartbeat acknowledges READY and
+/// GUILD_CREATE), after a burst of messages and after that burst is acknowledged.
+pub async fn idle(ctx: &mut Ctx, plan: IdlePlan) -> anyhow::Result<()> {
+    let n = plan.connections;
+    let world = ctx
+        .world(WorldPlan {
+            guilds: 1,
+            users_per_guild: plan.users,
+            parallelism: ctx.setup_parallelism,
+        })
+        .await?;
+    let guild = world.guilds[0].clone();
+    let sender = world.users[guild.members.start].auth.clone();
+    let mut target = ctx.target.clone();
+    target.identify = !plan.hello_only;
+    if plan.hello_only {
+        ctx.note("connections stop after HELLO: no IDENTIFY, no session, no burst");
+    }
+    let mut fleet = Fleet::new(target, Shared::new(None), ctx.identify_concurrency);
+    let conns = sessions(&world, n);
+    let (first, second) = conns.split_at(n / 2);
+
+    let rss0 = settled_rss(ctx, plan.settle).await?;
+    ctx.note(format!(
+        "server RSS before any connection: {rss0} KiB (threads {})",
+        procfs::threads(ctx.server_pid).unwrap_or(0)
+    ));
+    let limit = Duration::from_secs(300);
+
+    let cpu = ctx.cpu()?;
+    let a = fleet.open(first.to_vec(), limit).await;
+    let cpu_a = ctx.used(&cpu)?;
+    ctx.opened("identify phase 1 (N/2)", &a, &cpu_a);
+    let rss_half_unacked = settled_rss(ctx, plan.settle).await?;
+    fleet.heartbeat_now();
+    let rss_half = settled_rss(ctx, plan.settle).await?;
+
+    let cpu = ctx.cpu()?;
+    let b = fleet.open(second.to_vec(), limit).await;
+    let cpu_b = ctx.used(&cpu)?;
+    ctx.opened("identify phase 2 (rest)", &b, &cpu_b);
+    let rss_full_unacked = settled_rss(ctx, plan.settle).await?;
+    fleet.heartbeat_now();
+    let rss_full = settled_rss(ctx, plan.settle).await?;
+    let open = a.identified + b.identified;
+    let total_elapsed = a.elapsed + b.elapsed;
+    let identify_cpu = cpu_a.server_s + cpu_b.server_s;
+    ctx.note(format!(
+        "identify: {open} connections in {:.2} s = {:.0} identifies/s; server {:.1} µs CPU per identify",
+        total_elapsed.as_secs_f64(),
+        open as f64 / total_elapsed.as_secs_f64().max(1e-9),
+        1e6 * identify_cpu / open.max(1) as f64
+    ));
+
+    // A burst into the guild everyone is in.
+    let burst = if plan.hello_only { 0 } else { plan.burst };
+    let expect = (open * burst) as u64;
+    let before = fleet.shared.messages.count();
+    fleet.shared.messages.arm(before + expect);
+    let padding = "x".repeat(plan.content_bytes);
+    let counters = ctx.counters().await;
+    let cpu = ctx.cpu()?;
+    let t0 = Instant::now();
+    let ok = post_many(
+        ctx,
+        guild.channel,
+        &sender,
+        burst,
+        plan.burst_concurrency,
+        &padding,
+    )
+    .await;
+    let delivered = fleet
+        .shared
+        .messages
+        .wait(Instant::now() + Duration::from_secs(120))
+        .await;
+    let cpu_burst = ctx.used(&cpu)?;
+    let written = ctx.counters().await.since(&counters);
+    match delivered {
+        Ok(at) => ctx.note(format!(
+            "burst: {ok} of {} messages posted, {expect} deliveries in {:.2} s; {written}; {}",
+            plan.burst,
+            at.saturating_duration_since(t0).as_secs_f64(),
+            cpu_burst.describe()
+        )),
+        Err(got) => ctx.note(format!(
+            "burst: {ok} of {} messages posted, only {} of {expect} deliveries arrived within 120 s",
+            plan.burst,
+            got - before
+        )),
+    }
+    let rss_burst = settled_rss(ctx, plan.settle).await?;
+    fleet.heartbeat_now();
+    let rss_burst_acked = settled_rss(ctx, plan.settle).await?;
+
+    let half = a.identified;
+    let rest = b.identified;
+    let d = |x: u64, y: u64| x as i64 - y as i64;
+    ctx.note(format!(
+        "server RSS (KiB): before {rss0}; N/2={half}: {rss_half_unacked} unacked, {rss_half} acked; N={open}: {rss_full_unacked} unacked, {rss_full} acked; after burst {rss_burst}, burst acked {rss_burst_acked}"
+    ));
+    ctx.note(format!(
+        "per connection, (RSS - RSS before) / N: identified+acked {}; identified, READY/GUILD_CREATE not yet acked {}; after the burst {}; burst acked {}",
+        kib(d(rss_full, rss0), open),
+        kib(d(rss_full_unacked, rss0), open),
+        kib(d(rss_burst, rss0), open),
+        kib(d(rss_burst_acked, rss0), open),
+    ));
+    ctx.note(format!(
+        "per connection, marginal (N/2 -> N): acked {}; unacked {}",
+        kib(d(rss_full, rss_half), rest),
+        kib(d(rss_full_unacked, rss_half_unacked), rest),
+    ));
+    if let Some(anon) = procfs::rss_anon_kib(ctx.server_pid) {
+        ctx.note(format!(
+            "server RssAnon now: {anon} KiB; threads {}",
+            procfs::threads(ctx.server_pid).unwrap_or(0)
+        ));
+    }
+    if !plan.hold.is_zero() {
+        let cpu = ctx.cpu()?;
+        tokio::time::sleep(plan.hold).await;
+        let used = ctx.used(&cpu)?;
+        let rss_hold = ctx.rss()?;
+        ctx.note(format!(
+            "holding {open} idle connections: {}; RSS after {rss_hold} KiB",
+            used.describe()
+        ));
+    }
+    ctx.errors(&fleet.shared.clone());
+    fleet.stop(Duration::from_secs(20)).await;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct FanoutPlan {
+    pub sessions: usize,
+    pub users: usize,
+    pub burst: usize,
+    pub burst_rounds: usize,
+    pub burst_concurrency: usize,
+    pub events: usize,
+    pub content_bytes: usize,
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn summary_ms(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no samples".into();
+    }
+    format!(
+        "n={} p50 {:.2} p90 {:.2} p95 {:.2} p99 {:.2} max {:.2} ms (mean {:.2})",
+        h.len(),
+        pct(h, 0.50),
+        pct(h, 0.90),
+        pct(h, 0.95),
+        pct(h, 0.99),
+        h.max() as f64 / 1000.0,
+        h.mean() / 1000.0
+    )
+}
+
+/// `fanout`: S sessions in one guild with one channel. Bursts of K concurrent posts (deliveries
+/// per second from the first send to the last delivery), then events one at a time.
+pub async fn fanout(ctx: &mut Ctx, plan: FanoutPlan) -> anyhow::Result<()> {
+    let s = plan.sessions;
+    let world = ctx
+        .world(WorldPlan {
+            guilds: 1,
+            users_per_guild: plan.users,
+            parallelism: ctx.setup_parallelism,
+        })
+        .await?;
+    let guild = world.guilds[0].clone();
+    let sender = world.users[guild.members.start].auth.clone();
+    let mut fleet = Fleet::new(
+        ctx.target.clone(),
+        Shared::new(None),
+        ctx.identify_concurrency,
+    );
+    let cpu = ctx.cpu()?;
+    let opened = fleet
+        .open(sessions(&world, s), Duration::from_secs(300))
+        .await;
+    let used = ctx.used(&cpu)?;
+    ctx.opened("identify", &opened, &used);
+    let s = opened.identified;
+    anyhow::ensure!(s > 0, "no session identified");
+    fleet.heartbeat_now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let padding = "x".repeat(plan.content_bytes);
+    let deadline = || Instant::now() + Duration::from_secs(120);
+
+    // Warm up: the first message builds the channel's recipient list.
+    let before = fleet.shared.messages.count();
+    fleet.shared.messages.arm(before + s as u64);
+    let t0 = Instant::now();
+    post(
+        &ctx.client,
+        &ctx.api,
+        guild.channel,
+        &sender,
+        format!("warmup {padding}"),
+    )
+    .await?;
+    let warm = fleet.shared.messages.wait(deadline()).await;
+    ctx.note(format!(
+        "warmup message: {}",
+        match warm {
+            Ok(at) => format!(
+                "all {s} sessions had it after {:.1} ms",
+                at.saturating_duration_since(t0).as_secs_f64() * 1e3
+            ),
+            Err(got) => format!("only {} of {s} deliveries", got - before),
+        }
+    ));
+    fleet.heartbeat_now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // (i) Bursts.
+    let mut total_deliveries = 0u64;
+    let mut total_time = Duration::ZERO;
+    let mut total_server = 0.0;
+    let mut total_gen = 0.0;
+    for round in 0..plan.burst_rounds {
+        let expect = (s * plan.burst) as u64;
+        let before = fleet.shared.messages.count();
+        fleet.shared.messages.arm(before + expect);
+        let counters = ctx.counters().await;
+        let cpu = ctx.cpu()?;
+        let t0 = Instant::now();
+        let ok = post_many(
+            ctx,
+            guild.channel,
+            &sender,
+            plan.burst,
+            plan.burst_concurrency,
+            &padding,
+        )
+        .await;
+        let posted = t0.elapsed();
+        let r = fleet.shared.messages.wait(deadline()).await;
+        let used = ctx.used(&cpu)?;
+        let written = ctx.counters().await.since(&counters);
+        match r {
+            Ok(at) => {
+                let took = at.saturating_duration_since(t0);
+                total_deliveries += expect;
+                total_time += took;
+                total_server += used.server_s;
+                total_gen += used.generator_s;
+                ctx.note(format!(
+                    "burst {round}: {ok} of {} posted (last 200 after {:.0} ms), {expect} deliveries in {:.3} s = {:.0} deliveries/s; server {:.2} µs CPU/delivery; {written}; {}",
+                    plan.burst,
+                    posted.as_secs_f64() * 1e3,
+                    took.as_secs_f64(),
+                    expect as f64 / took.as_secs_f64().max(1e-9),
+                    1e6 * used.server_s / expect as f64,
+                    used.describe()
+                ));
+            }
+            Err(got) => ctx.note(format!(
+                "burst {round}: {ok} of {} posted; only {} of {expect} deliveries within 120 s; {}",
+                plan.burst,
+                got - before,
+                used.describe()
+            )),
+        }
+        fleet.heartbeat_now();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if total_deliveries > 0 {
+        ctx.note(format!(
+            "bursts overall: {total_deliveries} deliveries in {:.3} s = {:.0} deliveries/s; server {:.3} µs CPU per delivery, generator {:.3} µs",
+            total_time.as_secs_f64(),
+            total_deliveries as f64 / total_time.as_secs_f64().max(1e-9),
+            1e6 * total_server / total_deliveries as f64,
+            1e6 * total_gen / total_deliveries as f64,
+        ));
+    }
+
+    // (ii) One event at a time.
+    let mut complete = new_histogram()?;
+    let mut http = new_histogram()?;
+    let mut missed = 0;
+    let counters = ctx.counters().await;
+    let cpu = ctx.cpu()?;
+    let t_all = Instant::now();
+    let mut delivered = 0u64;
+    for m in 0..plan.events {
+        let before = fleet.shared.messages.count();
+        fleet.shared.messages.arm(before + s as u64);
+        let t0 = Instant::now();
+        let status = post(
+            &ctx.client,
+            &ctx.api,
+            guild.channel,
+            &sender,
+            format!("event {m} {padding}"),
+        )
+        .await?;
+        http.saturating_record(t0.elapsed().as_micros() as u64);
+        anyhow::ensure!(status.is_success(), "posting a message: {status}");
+        match fleet
+            .shared
+            .messages
+            .wait(Instant::now() + Duration::from_secs(30))
+            .await
+        {
+            Ok(at) => {
+                complete.saturating_record(at.saturating_duration_since(t0).as_micros() as u64);
+                delivered += s as u64;
+            }
+            Err(got) => {
+                missed += 1;
+                delivered += got - before;
+            }
+        }
+        if m % 20 == 19 {
+            fleet.heartbeat_now();
+        }
+    }
+    let wall = t_all.elapsed();
+    let used = ctx.used(&cpu)?;
+    let written = ctx.counters().await.since(&counters);
+    ctx.note(format!(
+        "one at a time: {} events x {s} sessions = {delivered} deliveries in {:.3} s = {:.0} deliveries/s ({missed} events incomplete); server {:.3} µs CPU per delivery, generator {:.3} µs; {written}; {}",
+        plan.events,
+        wall.as_secs_f64(),
+        delivered as f64 / wall.as_secs_f64().max(1e-9),
+        1e6 * used.server_s / delivered.max(1) as f64,
+        1e6 * used.generator_s / delivered.max(1) as f64,
+        used.describe()
+    ));
+    ctx.note(format!(
+        "  per event, send -> last session has it: {}",
+        summary_ms(&complete)
+    ));
+    ctx.note(format!(
+        "  per event, send -> HTTP 200 (durable):  {}",
+        summary_ms(&http)
+    ));
+    ctx.errors(&fleet.shared.clone());
+    fleet.stop(Duration::from_secs(20)).await;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct LatencyPlan {
+    pub guilds: usize,
+    pub members: usize,
+    pub sessions_per_user: usize,
+    pub rate: f64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub in_flight: usize,
+    pub content_bytes: usize,
+}
+
+/// `latency`: G guilds of M members, an open-loop message rate spread over the guilds; every
+/// message carries its scheduled send time and every receiver records its delivery latency.
+pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<()> {
+    let per_user = plan.sessions_per_user.max(1);
+    anyhow::ensure!(
+        plan.members.is_multiple_of(per_user),
+        "--members must be a multiple of --sessions-per-user"
+    );
+    let users_per_guild = plan.members / per_user;
+    let world = ctx
+        .world(WorldPlan {
+            guilds: plan.guilds,
+            users_per_guild,
+            parallelism: ctx.setup_parallelism,
+        })
+        .await?;
+    let epoch = Instant::now();
+    let mut fleet = Fleet::new(
+        ctx.target.clone(),
+        Shared::new(Some(Latencies::new(epoch)?)),
+        ctx.identify_concurrency,
+    );
+    let n = world.users.len() * per_user;
+    let cpu = ctx.cpu()?;
+    let opened = fleet
+        .open(sessions(&world, n), Duration::from_secs(300))
+        .await;
+    let used = ctx.used(&cpu)?;
+    ctx.opened("identify", &opened, &used);
+    fleet.heartbeat_now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let interval_ns = 1e9 / plan.rate;
+    let total = ((plan.warmup + plan.duration).as_secs_f64() * plan.rate).round() as u64;
+    let warmup_n = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
+    let start = Instant::now() + Duration::from_millis(100);
+    let measure_start = start + Duration::from_nanos((warmup_n as f64 * interval_ns) as u64);
+    let lat = fleet
+        .shared
+        .latencies
+        .as_ref()
+        .context("latencies are on")?;
+    lat.measure_from_ns.store(
+        measure_start.saturating_duration_since(epoch).as_nanos() as u64,
+        Ordering::Relaxed,
+    );
+
+    let stats = Arc::new(PostStats::new()?);
+    let sem = Arc::new(Semaphore::new(plan.in_flight.max(1)));
+    let guilds: Vec<(Snowflake, Vec<HeaderValue>)> = world
+        .guilds
+        .iter()
+        .map(|g| {
+            (
+                g.channel,
+                g.members
+                    .clone()
+                    .map(|u| world.users[u].auth.clone())
+                    .collect(),
+            )
+        })
+        .collect();
+    let sched = Schedule {
+        client: ctx.client.clone(),
+        api: ctx.api.clone(),
+        guilds,
+        padding: "x".repeat(plan.content_bytes),
+        epoch,
+        start,
+        interval_ns,
+        total,
+        warmup_n,
+        sem: sem.clone(),
+        stats: stats.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let scheduler = tokio::task::spawn_blocking(move || schedule(sched));
+    tokio::time::sleep_until(tokio::time::Instant::from_std(measure_start)).await;
+    let counters = ctx.counters().await;
+    let cpu = ctx.cpu()?;
+    scheduler.await.context("the scheduler thread failed")?;
+    let used = ctx.used(&cpu)?;
+    let written = ctx.counters().await.since(&counters);
+    let in_flight = u32::try_from(plan.in_flight.max(1)).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(30), sem.acquire_many(in_flight)).await;
+
+    // Every 2xx message reaches every session of its guild.
+    let ok = stats.ok.load(Ordering::Relaxed);
+    let expect = ok * plan.members as u64;
+    fleet.shared.messages.arm(expect);
+    let arrived = fleet
+        .shared
+        .messages
+        .wait(Instant::now() + Duration::from_secs(30))
+        .await;
+    let got = match arrived {
+        Ok(_) => expect,
+        Err(got) => got,
+    };
+    let h = lat.merged()?;
+    let http = stats.merged()?;
+    let measured_msgs = stats.measured.load(Ordering::Relaxed);
+    ctx.note(format!(
+        "offered {} msg/s for {:.0} s (+{:.0} s warmup) over {} guilds x {} sessions: {} posted, {ok} got 2xx, {} non-2xx, {} errors, {} dropped (all {} slots busy)",
+        plan.rate,
+        plan.duration.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        plan.guilds,
+        plan.members,
+        stats.sent.load(Ordering::Relaxed),
+        stats.non_2xx.load(Ordering::Relaxed),
+        stats.errors.load(Ordering::Relaxed),
+        stats.dropped.load(Ordering::Relaxed),
+        plan.in_flight,
+    ));
+    ctx.note(format!(
+        "deliveries: {got} of {expect} expected (whole run); measured window: {measured_msgs} messages, {} deliveries recorded = {:.0} deliveries/s",
+        h.len(),
+        h.len() as f64 / plan.duration.as_secs_f64()
+    ));
+    ctx.note(format!(
+        "delivery latency (scheduled send -> frame read by the receiver): {}; p99.9 {:.2} ms",
+        summary_ms(&h),
+        pct(&h, 0.999)
+    ));
+    ctx.note(format!(
+        "HTTP latency of the posts (scheduled send -> 200): {}",
+        summary_ms(&http)
+    ));
+    ctx.note(format!(
+        "CPU during the measured window: {}; server {:.2} µs per delivery; {written}",
+        used.describe(),
+        1e6 * used.server_s / h.len().max(1) as f64
+    ));
+    ctx.errors(&fleet.shared.clone());
+    fleet.stop(Duration::from_secs(20)).await;
+    Ok(())
+}
+
+struct PostStats {
+    sent: AtomicU64,
+    ok: AtomicU64,
+    non_2xx: AtomicU64,
+    errors: AtomicU64,
+    dropped: AtomicU64,
+    measured: AtomicU64,
+    http: [std::sync::Mutex<Histogram<u64>>; 4],
+}
+
+impl PostStats {
+    fn new() -> anyhow::Result<PostStats> {
+        let h = || new_histogram().map(std::sync::Mutex::new);
+        Ok(PostStats {
+            sent: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            non_2xx: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            measured: AtomicU64::new(0),
+            http: [h()?, h()?, h()?, h()?],
+        })
+    }
+
+    fn merged(&self) -> anyhow::Result<Histogram<u64>> {
+        let mut out = new_histogram()?;
+        for h in &self.http {
+            let h = h.lock().unwrap_or_else(|e| e.into_inner());
+            out.add(&*h)
+                .map_err(|e| anyhow::anyhow!("merging histograms: {e}"))?;
+        }
+        Ok(out)
+    }
+}
+
+struct Schedule {
+    client: Client,
+    api: String,
+    /// Per guild: its channel and its members' `Authorization` headers.
+    guilds: Vec<(Snowflake, Vec<HeaderValue>)>,
+    padding: String,
+    epoch: Instant,
+    start: Instant,
+    interval_ns: f64,
+    total: u64,
+    warmup_n: u64,
+    sem: Arc<Semaphore>,
+    stats: Arc<PostStats>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Sends message `i` at `start + i / rate` to guild `i % G`, by one of its members in turn.
+/// Runs on a thread of its own and sleeps with `std::thread::sleep` (see `crate::run`).
+fn schedule(s: Schedule) {
+    let g = s.guilds.len() as u64;
+    for i in 0..s.total {
+        let scheduled = s.start + Duration::from_nanos((i as f64 * s.interval_ns) as u64);
+        let now = Instant::now();
+        if scheduled > now {
+            std::thread::sleep(scheduled - now);
+        }
+        let Ok(permit) = s.sem.clone().try_acquire_owned() else {
+            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let measured = i >= s.warmup_n;
+        let (channel, members) = &s.guilds[(i % g) as usize];
+        let auth = members[((i / g) % members.len() as u64) as usize].clone();
+        let sent_ns = scheduled.saturating_duration_since(s.epoch).as_nanos() as u64;
+        let mut content = String::with_capacity(40 + s.padding.len());
+        let _ = write!(content, "{LATENCY_MARK}{sent_ns} {i} {}", s.padding);
+        let client = s.client.clone();
+        let api = s.api.clone();
+        let channel = *channel;
+        let stats = s.stats.clone();
+        s.stats.sent.fetch_add(1, Ordering::Relaxed);
+        s.runtime.spawn(async move {
+            let r = post(&client, &api, channel, &auth, content).await;
+            let took = Instant::now().saturating_duration_since(scheduled);
+            match r {
+                Ok(st) if st.is_success() => {
+                    stats.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {
+                    stats.non_2xx.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if measured {
+                stats.measured.fetch_add(1, Ordering::Relaxed);
+                let shard = (i % 4) as usize;
+                stats.http[shard]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .saturating_record((took.as_micros() as u64).max(1));
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,181 @@
+//! The world a gateway run needs, built through the REST API: users, guilds with one text
+//! channel each, and memberships (every guild gets its own disjoint set of members).
+
+use anyhow::Context;
+use enrichment_protocol::Snowflake;
+use enrichment_protocol::models::{Channel, ChannelType, Guild, Invite};
+use enrichment_protocol::rest::{CreateGuild, CreateInvite, RegisterRequest, RegisterResponse};
+use reqwest::header::HeaderValue;
+use reqwest::{Client, Method, StatusCode};
+
+use crate::setup::{Api, bounded, run_id};
+
+/// How many guilds, and how many users in each.
+#[derive(Clone, Copy, Debug)]
+pub struct WorldPlan {
+    pub guilds: usize,
+    pub users_per_guild: usize,
+    /// Concurrent setup requests.
+    pub parallelism: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct GwUser {
+    /// The JWT, as sent in IDENTIFY.
+    pub token: String,
+    /// The same, as an `Authorization` header.
+    pub auth: HeaderValue,
+    /// Index into [`GwWorld::guilds`] of the one guild this user is in.
+    pub guild: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct GwGuild {
+    pub id: Snowflake,
+    /// Its text channel, where messages are posted.
+    pub channel: Snowflake,
+    /// Its members, as indices into [`GwWorld::users`] (the first one owns it).
+    pub members: std::ops::Range<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GwWorld {
+    pub users: Vec<GwUser>,
+    pub guilds: Vec<GwGuild>,
+}
+
+/// Registers `guilds * users_per_guild` users; user `i` is in guild `i / users_per_guild`, the
+/// first user of each guild creates it and the others join it through an invite.
+pub async fn build(client: &Client, base: &str, plan: &WorldPlan) -> anyhow::Result<GwWorld> {
+    anyhow::ensure!(plan.guilds >= 1, "need at least one guild");
+    anyhow::ensure!(
+        plan.users_per_guild >= 1,
+        "need at least one user per guild"
+    );
+    let api = Api {
+        client: client.clone(),
+        base: base.trim_end_matches('/').to_owned(),
+    };
+    let run = run_id();
+    let n = plan.guilds * plan.users_per_guild;
+    let upg = plan.users_per_guild;
+
+    let users = bounded((0..n).collect(), plan.parallelism, |i: usize| {
+        let api = api.clone();
+        let username = format!("gw_{run}_{i}");
+        async move {
+            let req = RegisterRequest {
+                username: username.clone(),
+                email: format!("{username}@load.invalid"),
+                password: format!("load-password-{username}"),
+                global_name: None,
+            };
+            let res: RegisterResponse = api
+                .call(
+                    Method::POST,
+                    "/auth/register",
+                    None,
+                    Some(&req),
+                    StatusCode::CREATED,
+                )
+                .await?;
+            let auth = HeaderValue::from_str(&res.token).context("token is not a header")?;
+            Ok(GwUser {
+                token: res.token,
+                auth,
+                guild: i / upg,
+            })
+        }
+    })
+    .await
+    .context("registering users")?;
+
+    let owners: Vec<(usize, HeaderValue)> = (0..plan.guilds)
+        .map(|g| (g, users[g * upg].auth.clone()))
+        .collect();
+    let created = bounded(owners, plan.parallelism, |(g, auth)| {
+        let api = api.clone();
+        async move {
+            let guild: Guild = api
+                .call(
+                    Method::POST,
+                    "/guilds",
+                    Some(&auth),
+                    Some(&CreateGuild {
+                        name: format!("gateway load {g}"),
+                        ..Default::default()
+                    }),
+                    StatusCode::CREATED,
+                )
+                .await
+                .context("creating a guild")?;
+            let channels: Vec<Channel> = api
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("/guilds/{}/channels", guild.id),
+                    Some(&auth),
+                    None,
+                    StatusCode::OK,
+                )
+                .await
+                .context("listing guild channels")?;
+            let channel = channels
+                .iter()
+                .find(|c| c.kind == ChannelType::GUILD_TEXT)
+                .map(|c| c.id)
+                .context("a new guild has no text channel")?;
+            let invite: Invite = api
+                .call(
+                    Method::POST,
+                    &format!("/channels/{channel}/invites"),
+                    Some(&auth),
+                    Some(&CreateInvite {
+                        max_age: Some(0),
+                        ..Default::default()
+                    }),
+                    StatusCode::OK,
+                )
+                .await
+                .context("creating an invite")?;
+            Ok((
+                GwGuild {
+                    id: guild.id,
+                    channel,
+                    members: g * upg..(g + 1) * upg,
+                },
+                invite.code,
+            ))
+        }
+    })
+    .await
+    .context("creating guilds")?;
+
+    let mut joins = Vec::new();
+    for (guild, code) in &created {
+        for u in guild.members.clone().skip(1) {
+            joins.push((users[u].auth.clone(), code.clone()));
+        }
+    }
+    bounded(joins, plan.parallelism, |(auth, code)| {
+        let api = api.clone();
+        async move {
+            let _: Invite = api
+                .call(
+                    Method::POST,
+                    &format!("/invites/{code}"),
+                    Some(&auth),
+                    Some(&serde_json::json!({})),
+                    StatusCode::OK,
+                )
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+    .context("joining guilds")?;
+
+    Ok(GwWorld {
+        users,
+        guilds: created.into_iter().map(|(g, _)| g).collect(),
+    })
+}

@@ -1,0 +1,279 @@
+//! `enrichment-gateway-load`: many gateway sessions against one node (loopback only).
+//!
+//! See the `enrichment_bench::gateway` module docs for what each mode measures.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use enrichment_bench::check_loopback;
+use enrichment_bench::gateway::client::Target;
+use enrichment_bench::gateway::modes::{self, Ctx, FanoutPlan, IdlePlan, LatencyPlan};
+use enrichment_bench::gateway::procfs;
+use enrichment_protocol::gateway::intents;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "enrichment-gateway-load",
+    version,
+    about = "Gateway sessions against an Enrichment node: idle memory, fanout rate, delivery latency (loopback only)"
+)]
+struct Cli {
+    /// API base URL, e.g. http://127.0.0.1:8080/api/v10 (loopback only).
+    #[arg(long, global = true, default_value = "")]
+    api: String,
+    /// The server's process id, for its RSS and CPU time from /proc.
+    #[arg(long, global = true, default_value_t = 0)]
+    server_pid: u32,
+    /// Loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N).
+    #[arg(long, global = true, default_value_t = 8)]
+    sources: u8,
+    /// Connections identifying at once.
+    #[arg(long, global = true, default_value_t = 256)]
+    identify_concurrency: usize,
+    /// Concurrent REST requests during setup.
+    #[arg(long, global = true, default_value_t = 16)]
+    setup_parallelism: usize,
+    /// Intents sent in IDENTIFY (default: GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT; no
+    /// presences, so users coming online do not fan out to every session).
+    #[arg(long, global = true, default_value_t = intents::GUILDS | intents::GUILD_MESSAGES | intents::MESSAGE_CONTENT)]
+    intents: u64,
+    /// Generator worker threads (0 = one per core).
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// N identified connections in one guild that only heartbeat: identify rate, memory.
+    Idle(IdleArgs),
+    /// S sessions in one guild: deliveries per second, batched and one event at a time.
+    Fanout(FanoutArgs),
+    /// G guilds x M members, open-loop message rate: delivery latency percentiles.
+    Latency(LatencyArgs),
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    #[arg(long, default_value_t = 15_000)]
+    connections: usize,
+    /// Users the connections are spread over (each has connections / users sessions).
+    #[arg(long, default_value_t = 150)]
+    users: usize,
+    /// Messages posted into the guild after everyone is identified.
+    #[arg(long, default_value_t = 50)]
+    burst: usize,
+    #[arg(long, default_value_t = 8)]
+    burst_concurrency: usize,
+    /// Seconds to wait before each memory reading.
+    #[arg(long, default_value_t = 5.0)]
+    settle: f64,
+    /// Seconds to hold the idle connections at the end (server CPU while idle).
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+    /// Padding added to each message's content, in bytes.
+    #[arg(long, default_value_t = 64)]
+    content_bytes: usize,
+    /// Stop each connection after HELLO (no IDENTIFY): what a socket costs without a session.
+    #[arg(long)]
+    hello_only: bool,
+}
+
+#[derive(Args, Debug)]
+struct FanoutArgs {
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Messages per burst, posted concurrently.
+    #[arg(long, default_value_t = 200)]
+    burst: usize,
+    #[arg(long, default_value_t = 3)]
+    burst_rounds: usize,
+    /// HTTP requests in flight during a burst.
+    #[arg(long, default_value_t = 16)]
+    burst_concurrency: usize,
+    /// Messages sent one at a time, each after the previous reached every session.
+    #[arg(long, default_value_t = 100)]
+    events: usize,
+    #[arg(long, default_value_t = 64)]
+    content_bytes: usize,
+}
+
+#[derive(Args, Debug)]
+struct LatencyArgs {
+    #[arg(long, default_value_t = 100)]
+    guilds: usize,
+    /// Sessions per guild.
+    #[arg(long, default_value_t = 100)]
+    members: usize,
+    /// Sessions per user (members / sessions-per-user users per guild).
+    #[arg(long, default_value_t = 1)]
+    sessions_per_user: usize,
+    /// Messages per second, over all guilds.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Warmup seconds at the same rate, not recorded.
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// HTTP posts in flight at most; a message scheduled while all are busy is dropped.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+    #[arg(long, default_value_t = 64)]
+    content_bytes: usize,
+}
+
+fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v).with_context(|| format!("--{name} {v} is not a duration"))
+}
+
+/// `ws://host:port` from `GET /gateway`, resolved to a loopback socket address.
+async fn gateway(client: &reqwest::Client, api: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let body: serde_json::Value = client
+        .get(format!("{api}/gateway"))
+        .send()
+        .await
+        .context("GET /gateway")?
+        .error_for_status()?
+        .json()
+        .await?;
+    let url = body["url"].as_str().context("GET /gateway has no url")?;
+    let hostport = url
+        .strip_prefix("ws://")
+        .context("the gateway URL is not ws://")?
+        .trim_end_matches('/');
+    let addr = hostport
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {hostport}"))?
+        .find(|a| a.is_ipv4())
+        .context("no IPv4 address for the gateway")?;
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "the gateway {addr} is not on loopback"
+    );
+    Ok((addr, format!("ws://{hostport}/?v=10&encoding=json")))
+}
+
+fn connections_needed(mode: &Mode) -> usize {
+    match mode {
+        Mode::Idle(a) => a.connections,
+        Mode::Fanout(a) => a.sessions,
+        Mode::Latency(a) => a.guilds * a.members,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    check_loopback(&cli.api)?;
+    anyhow::ensure!(cli.server_pid != 0, "--server-pid is required");
+    procfs::rss_kib(cli.server_pid).context("--server-pid must be a running process")?;
+    anyhow::ensure!(cli.sources >= 1, "--sources must be at least 1");
+    let need = connections_needed(&cli.mode);
+    if let Some(limit) = procfs::open_files_limit() {
+        anyhow::ensure!(
+            need as u64 + 200 <= limit,
+            "{need} connections need {} open files; this process may open {limit} (raise `ulimit -n`)",
+            need + 200
+        );
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+    let api = cli.api.trim_end_matches('/').to_owned();
+    let (server, url) = gateway(&client, &api).await?;
+    let sources = (1..=cli.sources)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect();
+    let mut ctx = Ctx {
+        client,
+        api,
+        target: Target {
+            server,
+            url,
+            sources,
+            intents: cli.intents,
+            identify_timeout: Duration::from_secs(60),
+            identify: true,
+        },
+        server_pid: cli.server_pid,
+        ticks: procfs::clock_ticks(),
+        identify_concurrency: cli.identify_concurrency,
+        setup_parallelism: cli.setup_parallelism,
+        report: String::new(),
+    };
+    match cli.mode {
+        Mode::Idle(a) => {
+            modes::idle(
+                &mut ctx,
+                IdlePlan {
+                    connections: a.connections,
+                    users: a.users,
+                    burst: a.burst,
+                    burst_concurrency: a.burst_concurrency,
+                    settle: seconds("settle", a.settle)?,
+                    hold: seconds("hold", a.hold)?,
+                    content_bytes: a.content_bytes,
+                    hello_only: a.hello_only,
+                },
+            )
+            .await?
+        }
+        Mode::Fanout(a) => {
+            modes::fanout(
+                &mut ctx,
+                FanoutPlan {
+                    sessions: a.sessions,
+                    users: a.users,
+                    burst: a.burst,
+                    burst_rounds: a.burst_rounds,
+                    burst_concurrency: a.burst_concurrency,
+                    events: a.events,
+                    content_bytes: a.content_bytes,
+                },
+            )
+            .await?
+        }
+        Mode::Latency(a) => {
+            anyhow::ensure!(
+                a.rate.is_finite() && a.rate > 0.0,
+                "--rate must be positive"
+            );
+            modes::latency(
+                &mut ctx,
+                LatencyPlan {
+                    guilds: a.guilds,
+                    members: a.members,
+                    sessions_per_user: a.sessions_per_user,
+                    rate: a.rate,
+                    duration: seconds("duration", a.duration)?,
+                    warmup: seconds("warmup", a.warmup)?,
+                    in_flight: a.in_flight,
+                    content_bytes: a.content_bytes,
+                },
+            )
+            .await?
+        }
+    }
+    print!("{}", ctx.report);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if cli.threads > 0 {
+        rt.worker_threads(cli.threads);
+    }
+    let rt = rt.build().context("starting the runtime")?;
+    rt.block_on(run(cli))
+}
