@@ -48,8 +48,9 @@ pub struct StartLimit {
 struct IdentifyHistory {
     /// Identify times within the last day, oldest first.
     day: VecDeque<Instant>,
-    /// Per rate-limit bucket (`shard_id % max_concurrency`): last identify time.
-    buckets: Vec<Option<Instant>>,
+    /// Rate-limit buckets (`shard_id % max_concurrency`) that identified within the current
+    /// window, with when. Only buckets in use are kept: `max_concurrency` may be large.
+    buckets: Vec<(u32, Instant)>,
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -210,17 +211,14 @@ impl SessionRegistry {
             h.day.push_back(now);
             return true;
         }
-        let buckets = limits.max_concurrency.max(1) as usize;
-        if h.buckets.len() != buckets {
-            h.buckets = vec![None; buckets];
-        }
-        let bucket = shard_id as usize % buckets;
-        if h.buckets[bucket]
-            .is_some_and(|t| now.saturating_duration_since(t) < limits.concurrency_window)
-        {
+        let window = limits.concurrency_window;
+        h.buckets
+            .retain(|(_, t)| now.saturating_duration_since(*t) < window);
+        let bucket = shard_id % limits.max_concurrency.max(1);
+        if h.buckets.iter().any(|(b, _)| *b == bucket) {
             return false;
         }
-        h.buckets[bucket] = Some(now);
+        h.buckets.push((bucket, now));
         h.day.push_back(now);
         true
     }
@@ -375,5 +373,38 @@ mod tests {
             assert!(reg.try_identify(person, false, 0, &limits, t0));
         }
         assert!(!reg.try_identify(person, false, 0, &limits, t0));
+    }
+
+    #[test]
+    fn a_large_max_concurrency_keeps_only_the_buckets_in_use() {
+        let reg = SessionRegistry::new();
+        let limits = IdentifyLimits {
+            per_day: 1_000_000,
+            max_concurrency: u32::MAX,
+            concurrency_window: Duration::from_secs(5),
+        };
+        let t0 = Instant::now();
+        let u = Snowflake(1);
+        assert!(reg.try_identify(u, true, 7, &limits, t0));
+        assert!(
+            !reg.try_identify(u, true, 7, &limits, t0),
+            "bucket 7 is busy"
+        );
+        assert!(reg.try_identify(u, true, 8, &limits, t0));
+        let later = t0 + Duration::from_secs(5);
+        assert!(
+            reg.try_identify(u, true, 7, &limits, later),
+            "the window passed"
+        );
+        let entry = reg.identifies.get(&u).expect("the user has identified");
+        assert_eq!(entry.lock().buckets.len(), 1, "expired buckets are dropped");
+        drop(entry);
+        // A zero window never refuses.
+        let open = IdentifyLimits {
+            concurrency_window: Duration::ZERO,
+            ..limits
+        };
+        assert!(reg.try_identify(u, true, 7, &open, later));
+        assert!(reg.try_identify(u, true, 7, &open, later));
     }
 }

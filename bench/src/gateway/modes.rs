@@ -308,6 +308,7 @@ pub async fn idle(ctx: &mut Ctx, plan: IdlePlan) -> anyhow::Result<()> {
     let cpu_burst = ctx.used(&cpu)?;
     let written = ctx.counters().await.since(&counters);
     match delivered {
+        Ok(_) if burst == 0 => ctx.note("burst: none (no sessions to deliver to)"),
         Ok(at) => ctx.note(format!(
             "burst: {ok} of {} messages posted, {expect} deliveries in {:.2} s; {written}; {}",
             plan.burst,
