@@ -50,6 +50,28 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// Registers `username` (a load-test address and password derived from it); returns the
+    /// access token and the same as an `Authorization` header.
+    pub(crate) async fn register(&self, username: &str) -> anyhow::Result<(String, HeaderValue)> {
+        let req = RegisterRequest {
+            username: username.to_owned(),
+            email: format!("{username}@load.invalid"),
+            password: format!("load-password-{username}"),
+            global_name: None,
+        };
+        let res: RegisterResponse = self
+            .call(
+                Method::POST,
+                "/auth/register",
+                None,
+                Some(&req),
+                StatusCode::CREATED,
+            )
+            .await?;
+        let auth = HeaderValue::from_str(&res.token).context("token is not a header")?;
+        Ok((res.token, auth))
+    }
+
     pub(crate) async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -161,22 +183,7 @@ pub async fn build_world(client: &Client, base: &str, plan: &SetupPlan) -> anyho
         let api = api.clone();
         let username = format!("load_{run}_{i}");
         async move {
-            let req = RegisterRequest {
-                username: username.clone(),
-                email: format!("{username}@load.invalid"),
-                password: format!("load-password-{username}"),
-                global_name: None,
-            };
-            let res: RegisterResponse = api
-                .call(
-                    Method::POST,
-                    "/auth/register",
-                    None,
-                    Some(&req),
-                    StatusCode::CREATED,
-                )
-                .await?;
-            let auth = HeaderValue::from_str(&res.token).context("token is not a header")?;
+            let (_, auth) = api.register(&username).await?;
             Ok(LoadUser { username, auth })
         }
     })

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use enrichment_protocol::Snowflake;
 use enrichment_protocol::models::{Channel, ChannelType, Guild, Invite};
-use enrichment_protocol::rest::{CreateGuild, CreateInvite, RegisterRequest, RegisterResponse};
+use enrichment_protocol::rest::{CreateGuild, CreateInvite};
 use reqwest::header::HeaderValue;
 use reqwest::{Client, Method, StatusCode};
 
@@ -64,24 +64,9 @@ pub async fn build(client: &Client, base: &str, plan: &WorldPlan) -> anyhow::Res
         let api = api.clone();
         let username = format!("gw_{run}_{i}");
         async move {
-            let req = RegisterRequest {
-                username: username.clone(),
-                email: format!("{username}@load.invalid"),
-                password: format!("load-password-{username}"),
-                global_name: None,
-            };
-            let res: RegisterResponse = api
-                .call(
-                    Method::POST,
-                    "/auth/register",
-                    None,
-                    Some(&req),
-                    StatusCode::CREATED,
-                )
-                .await?;
-            let auth = HeaderValue::from_str(&res.token).context("token is not a header")?;
+            let (token, auth) = api.register(&username).await?;
             Ok(GwUser {
-                token: res.token,
+                token,
                 auth,
                 guild: i / upg,
             })

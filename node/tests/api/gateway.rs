@@ -94,24 +94,12 @@ async fn resume_after_a_dropped_connection_replays_the_missed_events() {
         missed.push(node.send(&alice, &ch, &format!("missed {i}")).await["id"].clone());
     }
     let mut gw = Gw::connect_url(&format!("{url}/?v=10&encoding=json")).await;
-    gw.seq = Some(seq);
-    gw.send(
-        op::RESUME,
-        json!({"token": alice.token, "session_id": session, "seq": seq}),
-    )
-    .await;
-    let mut replayed = Vec::new();
-    loop {
-        let f = gw.recv().await;
-        assert_eq!(f.op, op::DISPATCH, "{f:?}");
-        match f.t.as_deref() {
-            Some("MESSAGE_CREATE") => replayed.push(f.d["id"].clone()),
-            Some("RESUMED") => break,
-            Some("PRESENCE_UPDATE") => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(replayed, missed, "exactly the missed messages, in order");
+    gw.send_resume(&alice.token, &session, seq).await;
+    assert_eq!(
+        gw.replayed_messages().await,
+        missed,
+        "exactly the missed messages, in order"
+    );
     node.send(&alice, &ch, "after").await;
     assert_eq!(gw.dispatch("MESSAGE_CREATE").await["content"], "after");
 }

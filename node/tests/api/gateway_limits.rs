@@ -168,11 +168,7 @@ async fn resume_is_refused_when_the_gap_is_lost_or_the_session_expired() {
         node.send(&alice, &ch, &format!("m{i}")).await;
     }
     let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
-    gw.send(
-        op::RESUME,
-        json!({"token": alice.token, "session_id": session, "seq": seq}),
-    )
-    .await;
+    gw.send_resume(&alice.token, &session, seq).await;
     let f = gw.recv().await;
     assert_eq!((f.op, f.d), (op::INVALID_SESSION, json!(false)));
 
@@ -182,11 +178,7 @@ async fn resume_is_refused_when_the_gap_is_lost_or_the_session_expired() {
     let session = gw.session_id.clone();
     gw.drop_connection();
     let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
-    gw.send(
-        op::RESUME,
-        json!({"token": alice.token, "session_id": session, "seq": 999}),
-    )
-    .await;
+    gw.send_resume(&alice.token, &session, 999).await;
     assert_eq!(gw.closed().await, Some(4007));
 
     // Expired: nobody resumed within the window.
@@ -195,11 +187,7 @@ async fn resume_is_refused_when_the_gap_is_lost_or_the_session_expired() {
     gw.drop_connection();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
-    gw.send(
-        op::RESUME,
-        json!({"token": alice.token, "session_id": session, "seq": 1}),
-    )
-    .await;
+    gw.send_resume(&alice.token, &session, 1).await;
     let f = gw.recv().await;
     assert_eq!((f.op, f.d), (op::INVALID_SESSION, json!(false)));
 
@@ -208,11 +196,7 @@ async fn resume_is_refused_when_the_gap_is_lost_or_the_session_expired() {
     let session = gw.session_id.clone();
     gw.close(1000).await;
     let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
-    gw.send(
-        op::RESUME,
-        json!({"token": alice.token, "session_id": session, "seq": 1}),
-    )
-    .await;
+    gw.send_resume(&alice.token, &session, 1).await;
     let f = gw.recv().await;
     assert_eq!(f.op, op::INVALID_SESSION);
 }
@@ -226,27 +210,13 @@ async fn a_silent_client_is_asked_to_heartbeat_then_closed_as_a_zombie_and_can_r
     assert_eq!(gw.heartbeat_interval, 400);
     gw.guild_create(&gid).await;
     // Say nothing: op 1 after one interval, close 4009 after one and a half.
-    let mut asked = false;
-    let code = loop {
-        match gw.try_recv(Duration::from_secs(5)).await {
-            Ok(Some(f)) if f.op == op::HEARTBEAT => asked = true,
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("no zombie close"),
-            Err(Ended::Closed(code)) => break code,
-            Err(Ended::Dropped) => break None,
-        }
-    };
+    let (asked, code) = gw.closed_after(op::HEARTBEAT).await;
     assert!(asked, "the server asked for a heartbeat first");
     assert_eq!(code, Some(4009));
     node.send(&alice, &ch, "while away").await;
     let (seq, session) = (gw.seq.unwrap(), gw.session_id.clone());
     let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
-    gw.seq = Some(seq);
-    gw.send(
-        op::RESUME,
-        json!({"token": alice.token, "session_id": session, "seq": seq}),
-    )
-    .await;
+    gw.send_resume(&alice.token, &session, seq).await;
     assert_eq!(gw.dispatch("MESSAGE_CREATE").await["content"], "while away");
     gw.dispatch("RESUMED").await;
     // A client that heartbeats stays.
@@ -320,22 +290,9 @@ async fn a_client_that_stops_reading_is_cut_off_without_slowing_the_others() {
     assert!(slow >= 1.0, "counted as a slow consumer");
     // Its session kept the backlog: a resume from what it saw gets everything, in order.
     let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
-    gw.seq = Some(seen_by_sleeper);
-    gw.send(
-        op::RESUME,
-        json!({"token": bob.token, "session_id": sleeper.session_id, "seq": seen_by_sleeper}),
-    )
-    .await;
-    let mut replayed = Vec::new();
-    loop {
-        let (t, d) = gw.next_event().await;
-        match t.as_str() {
-            "MESSAGE_CREATE" => replayed.push(d["id"].clone()),
-            "RESUMED" => break,
-            other => panic!("unexpected {other}"),
-        }
-    }
-    assert_eq!(replayed, ids);
+    gw.send_resume(&bob.token, &sleeper.session_id, seen_by_sleeper)
+        .await;
+    assert_eq!(gw.replayed_messages().await, ids);
 }
 
 #[tokio::test]
@@ -346,16 +303,7 @@ async fn draining_sends_reconnect_and_a_resumable_close() {
     let (mut gw, _) = Gw::identify(&node, &alice.token, ALL).await;
     gw.guild_create(&gid).await;
     let stopping = tokio::spawn(node.node.take().unwrap().stop());
-    let mut got_reconnect = false;
-    let code = loop {
-        match gw.try_recv(Duration::from_secs(10)).await {
-            Ok(Some(f)) if f.op == op::RECONNECT => got_reconnect = true,
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("no close while draining"),
-            Err(Ended::Closed(code)) => break code,
-            Err(Ended::Dropped) => break None,
-        }
-    };
+    let (got_reconnect, code) = gw.closed_after(op::RECONNECT).await;
     assert!(got_reconnect, "op 7 before the close");
     assert_eq!(code, Some(4000));
     stopping.await.unwrap();

@@ -223,6 +223,44 @@ impl Gw {
         }
     }
 
+    /// Sends RESUME for `session`, having seen everything up to `seq`.
+    pub async fn send_resume(&mut self, token: &str, session: &str, seq: u64) {
+        self.seq = Some(seq);
+        self.send(
+            op::RESUME,
+            json!({"token": token, "session_id": session, "seq": seq}),
+        )
+        .await;
+    }
+
+    /// The ids of the MESSAGE_CREATEs replayed before RESUMED; any other replayed event (but
+    /// presence) fails the test.
+    pub async fn replayed_messages(&mut self) -> Vec<Value> {
+        let mut ids = Vec::new();
+        loop {
+            let (t, d) = self.next_event().await;
+            match t.as_str() {
+                "MESSAGE_CREATE" => ids.push(d["id"].clone()),
+                "RESUMED" => return ids,
+                other => panic!("unexpected {other} during a resume: {d}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns whether a frame with `opcode` came first, and
+    /// the close code.
+    pub async fn closed_after(&mut self, opcode: u8) -> (bool, Option<u16>) {
+        let mut seen = false;
+        loop {
+            match self.try_recv(Duration::from_secs(10)).await {
+                Ok(Some(f)) => seen |= f.op == opcode,
+                Ok(None) => panic!("the server did not close within 10 s"),
+                Err(Ended::Closed(code)) => return (seen, code),
+                Err(Ended::Dropped) => return (seen, None),
+            }
+        }
+    }
+
     pub async fn heartbeat(&mut self) -> Outbound {
         let seq = self.seq;
         self.send(op::HEARTBEAT, json!(seq)).await;
