@@ -308,3 +308,19 @@ async fn draining_sends_reconnect_and_a_resumable_close() {
     assert_eq!(code, Some(4000));
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn connections_past_max_connections_are_refused() {
+    let node = TestNode::start_with(|c| c.gateway.max_connections = 2).await;
+    let _a = Gw::connect(&node, "v=10&encoding=json").await;
+    let b = Gw::connect(&node, "v=10&encoding=json").await;
+    let url = format!("{}/?v=10&encoding=json", crate::gw::gateway_url(&node));
+    assert!(
+        tokio_tungstenite::connect_async(&url).await.is_err(),
+        "a third connection is refused"
+    );
+    // A slot frees when a connection ends.
+    b.close(1000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _c = Gw::connect(&node, "v=10&encoding=json").await;
+}
