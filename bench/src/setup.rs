@@ -72,6 +72,91 @@ impl Api {
         Ok((res.token, auth))
     }
 
+    /// Creates a guild owned by `auth`; returns it and its text channels.
+    pub(crate) async fn create_guild(
+        &self,
+        auth: &HeaderValue,
+        name: String,
+    ) -> anyhow::Result<(Guild, Vec<Snowflake>)> {
+        let guild: Guild = self
+            .call(
+                Method::POST,
+                "/guilds",
+                Some(auth),
+                Some(&CreateGuild {
+                    name,
+                    ..Default::default()
+                }),
+                StatusCode::CREATED,
+            )
+            .await
+            .context("creating a guild")?;
+        let channels: Vec<Channel> = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("/guilds/{}/channels", guild.id),
+                Some(auth),
+                None,
+                StatusCode::OK,
+            )
+            .await
+            .context("listing guild channels")?;
+        let text = channels
+            .iter()
+            .filter(|c| c.kind == ChannelType::GUILD_TEXT)
+            .map(|c| c.id)
+            .collect();
+        Ok((guild, text))
+    }
+
+    /// A never-expiring invite to `channel`; returns its code.
+    pub(crate) async fn invite(
+        &self,
+        auth: &HeaderValue,
+        channel: Snowflake,
+    ) -> anyhow::Result<String> {
+        let invite: Invite = self
+            .call(
+                Method::POST,
+                &format!("/channels/{channel}/invites"),
+                Some(auth),
+                Some(&CreateInvite {
+                    max_age: Some(0),
+                    ..Default::default()
+                }),
+                StatusCode::OK,
+            )
+            .await
+            .context("creating an invite")?;
+        Ok(invite.code)
+    }
+
+    /// Accepts each `(user, invite code)` pair, `parallelism` at a time.
+    pub(crate) async fn join_all(
+        &self,
+        joins: Vec<(HeaderValue, String)>,
+        parallelism: usize,
+    ) -> anyhow::Result<()> {
+        bounded(joins, parallelism, |(auth, code)| {
+            let api = self.clone();
+            async move {
+                let _: Invite = api
+                    .call(
+                        Method::POST,
+                        &format!("/invites/{code}"),
+                        Some(&auth),
+                        Some(&serde_json::json!({})),
+                        StatusCode::OK,
+                    )
+                    .await?;
+                Ok(())
+            }
+        })
+        .await
+        .context("joining guilds")?;
+        Ok(())
+    }
+
     pub(crate) async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -196,34 +281,9 @@ pub async fn build_world(client: &Client, base: &str, plan: &SetupPlan) -> anyho
     let mut invites = Vec::with_capacity(plan.guilds);
     for g in 0..plan.guilds {
         let owner = &users[g % users.len()];
-        let guild: Guild = api
-            .call(
-                Method::POST,
-                "/guilds",
-                Some(&owner.auth),
-                Some(&CreateGuild {
-                    name: format!("load {run} {g}"),
-                    ..Default::default()
-                }),
-                StatusCode::CREATED,
-            )
-            .await
-            .context("creating a guild")?;
-        let existing: Vec<Channel> = api
-            .call::<(), _>(
-                Method::GET,
-                &format!("/guilds/{}/channels", guild.id),
-                Some(&owner.auth),
-                None,
-                StatusCode::OK,
-            )
-            .await
-            .context("listing guild channels")?;
-        let mut text: Vec<Snowflake> = existing
-            .iter()
-            .filter(|c| c.kind == ChannelType::GUILD_TEXT)
-            .map(|c| c.id)
-            .collect();
+        let (guild, mut text) = api
+            .create_guild(&owner.auth, format!("load {run} {g}"))
+            .await?;
         while text.len() < plan.channels_per_guild {
             let c: Channel = api
                 .call(
@@ -243,22 +303,10 @@ pub async fn build_world(client: &Client, base: &str, plan: &SetupPlan) -> anyho
         }
         text.truncate(plan.channels_per_guild);
         let first = text.first().copied().context("guild has no text channel")?;
-        let invite: Invite = api
-            .call(
-                Method::POST,
-                &format!("/channels/{first}/invites"),
-                Some(&owner.auth),
-                Some(&CreateInvite {
-                    max_age: Some(0),
-                    ..Default::default()
-                }),
-                StatusCode::OK,
-            )
-            .await
-            .context("creating an invite")?;
+        let code = api.invite(&owner.auth, first).await?;
         guilds.push(guild.id);
         channels.extend(text);
-        invites.push((g, invite.code));
+        invites.push((g, code));
     }
 
     // Everyone joins every guild they do not own.
@@ -270,23 +318,7 @@ pub async fn build_world(client: &Client, base: &str, plan: &SetupPlan) -> anyho
             }
         }
     }
-    bounded(joins, plan.parallelism, |(auth, code)| {
-        let api = api.clone();
-        async move {
-            let _: Invite = api
-                .call(
-                    Method::POST,
-                    &format!("/invites/{code}"),
-                    Some(&auth),
-                    Some(&serde_json::json!({})),
-                    StatusCode::OK,
-                )
-                .await?;
-            Ok(())
-        }
-    })
-    .await
-    .context("joining guilds")?;
+    api.join_all(joins, plan.parallelism).await?;
 
     // Seed messages, so the first `list` requests already read a full page.
     let mut seeds = Vec::new();

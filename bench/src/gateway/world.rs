@@ -3,10 +3,8 @@
 
 use anyhow::Context;
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::models::{Channel, ChannelType, Guild, Invite};
-use enrichment_protocol::rest::{CreateGuild, CreateInvite};
+use reqwest::Client;
 use reqwest::header::HeaderValue;
-use reqwest::{Client, Method, StatusCode};
 
 use crate::setup::{Api, bounded, run_id};
 
@@ -81,54 +79,16 @@ pub async fn build(client: &Client, base: &str, plan: &WorldPlan) -> anyhow::Res
     let created = bounded(owners, plan.parallelism, |(g, auth)| {
         let api = api.clone();
         async move {
-            let guild: Guild = api
-                .call(
-                    Method::POST,
-                    "/guilds",
-                    Some(&auth),
-                    Some(&CreateGuild {
-                        name: format!("gateway load {g}"),
-                        ..Default::default()
-                    }),
-                    StatusCode::CREATED,
-                )
-                .await
-                .context("creating a guild")?;
-            let channels: Vec<Channel> = api
-                .call::<(), _>(
-                    Method::GET,
-                    &format!("/guilds/{}/channels", guild.id),
-                    Some(&auth),
-                    None,
-                    StatusCode::OK,
-                )
-                .await
-                .context("listing guild channels")?;
-            let channel = channels
-                .iter()
-                .find(|c| c.kind == ChannelType::GUILD_TEXT)
-                .map(|c| c.id)
-                .context("a new guild has no text channel")?;
-            let invite: Invite = api
-                .call(
-                    Method::POST,
-                    &format!("/channels/{channel}/invites"),
-                    Some(&auth),
-                    Some(&CreateInvite {
-                        max_age: Some(0),
-                        ..Default::default()
-                    }),
-                    StatusCode::OK,
-                )
-                .await
-                .context("creating an invite")?;
+            let (guild, text) = api.create_guild(&auth, format!("gateway load {g}")).await?;
+            let channel = *text.first().context("a new guild has no text channel")?;
+            let code = api.invite(&auth, channel).await?;
             Ok((
                 GwGuild {
                     id: guild.id,
                     channel,
                     members: g * upg..(g + 1) * upg,
                 },
-                invite.code,
+                code,
             ))
         }
     })
@@ -141,23 +101,7 @@ pub async fn build(client: &Client, base: &str, plan: &WorldPlan) -> anyhow::Res
             joins.push((users[u].auth.clone(), code.clone()));
         }
     }
-    bounded(joins, plan.parallelism, |(auth, code)| {
-        let api = api.clone();
-        async move {
-            let _: Invite = api
-                .call(
-                    Method::POST,
-                    &format!("/invites/{code}"),
-                    Some(&auth),
-                    Some(&serde_json::json!({})),
-                    StatusCode::OK,
-                )
-                .await?;
-            Ok(())
-        }
-    })
-    .await
-    .context("joining guilds")?;
+    api.join_all(joins, plan.parallelism).await?;
 
     Ok(GwWorld {
         users,
