@@ -226,19 +226,4 @@ impl GuildState {
             communication_disabled_until: m.communication_disabled_until,
         }
     }
-
-    /// Members who can view a channel (the recipient set fanout will use).
-    pub fn viewers(&self, channel_id: Snowflake, now: Timestamp) -> Vec<Snowflake> {
-        let Some(c) = self.channels.get(&channel_id) else {
-            return Vec::new();
-        };
-        self.members
-            .values()
-            .filter(|m| {
-                self.channel_permissions_of(m, c, now)
-                    .contains(Permissions::VIEW_CHANNEL)
-            })
-            .map(|m| m.user_id)
-            .collect()
-    }
 }
