@@ -326,7 +326,8 @@ impl Client {
         let mut failures = 0u32;
         let mut waits = 0u32;
         loop {
-            inner.limiter.acquire(&key).await;
+            // Held until the answer's headers are in: the bucket's next request waits on it.
+            let mut permit = inner.limiter.acquire(&key).await;
             let mut req = inner
                 .http
                 .request(method.clone(), &url)
@@ -350,7 +351,7 @@ impl Client {
                 Err(e) => return Err(Error::Http(e)),
             };
             let status = res.status();
-            inner.limiter.update(&key, res.headers()).await;
+            inner.limiter.update(&key, &mut permit, res.headers()).await;
             let global_header = res
                 .headers()
                 .get("x-ratelimit-global")
@@ -380,7 +381,7 @@ impl Client {
                     });
                 }
                 tracing::debug!(?retry_after, global, %url, "rate limited; waiting");
-                inner.limiter.limited(&key, retry_after, global).await;
+                inner.limiter.limited(&mut permit, retry_after, global);
                 continue;
             }
             if status.is_server_error() && idempotent && failures < inner.retry.max_retries {

@@ -3,11 +3,12 @@
 //! Requests are grouped by *route* (method plus path with every id but the major one —
 //! channel, guild or webhook — replaced). The server names each route's bucket in
 //! `X-RateLimit-Bucket`; routes that share a bucket then share one state per major id.
-//! Before a request the limiter waits while the token is globally limited, while its own
-//! global quota is spent, or while the bucket has nothing left before its reset; it counts
-//! the request against the bucket at once, so concurrent callers queue instead of racing
-//! into a 429. Every answer refreshes the bucket from its headers; a 429 parks the bucket
-//! (or the whole token, for a global limit) for `retry_after`.
+//! Requests on one bucket go one at a time: a request holds its bucket's [`Permit`] until its
+//! answer's headers are read, so the next one knows what is left instead of racing into a
+//! 429 (requests on different buckets run concurrently). Before sending, a request waits
+//! while the token is globally limited, while the client's own global quota is spent, and
+//! while its bucket has nothing left before its reset. A 429 parks the bucket (or the whole
+//! token, for a global limit) for `retry_after`.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -122,16 +123,24 @@ impl RateLimiter {
         }
     }
 
-    fn bucket(&self, key: &RouteKey) -> Arc<tokio::sync::Mutex<Bucket>> {
-        let id = match self.hashes.lock().get(&key.route) {
+    fn bucket_id(&self, key: &RouteKey) -> String {
+        match self.hashes.lock().get(&key.route) {
             Some(hash) => format!("{hash}:{}", key.major),
             None => key.route.clone(),
-        };
-        self.buckets.lock().entry(id).or_default().clone()
+        }
     }
 
-    /// Waits until a request on this route may be sent, and counts it.
-    pub async fn acquire(&self, key: &RouteKey) {
+    fn bucket(&self, id: &str) -> Arc<tokio::sync::Mutex<Bucket>> {
+        self.buckets
+            .lock()
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Waits until a request on this route may be sent, and counts it. The permit holds the
+    /// bucket until it is dropped, after the answer was read.
+    pub async fn acquire(&self, key: &RouteKey) -> Permit {
         let mut waited_global = false;
         loop {
             let until = *self.global_until.lock();
@@ -152,9 +161,8 @@ impl RateLimiter {
         if waited_global {
             self.counters.global_waits.fetch_add(1, Ordering::Relaxed);
         }
-        let bucket = self.bucket(key);
-        // Held while waiting, so requests on one bucket leave in order.
-        let mut b = bucket.lock().await;
+        let id = self.bucket_id(key);
+        let mut b = self.bucket(&id).lock_owned().await;
         if b.remaining == Some(0) {
             if let Some(reset) = b.reset_at
                 && reset > Instant::now()
@@ -169,10 +177,11 @@ impl RateLimiter {
         if let Some(r) = b.remaining.as_mut() {
             *r = r.saturating_sub(1);
         }
+        Permit { id, bucket: b }
     }
 
-    /// Reads an answer's rate-limit headers into its bucket.
-    pub async fn update(&self, key: &RouteKey, headers: &HeaderMap) {
+    /// Reads an answer's rate-limit headers into the permit's bucket.
+    pub async fn update(&self, key: &RouteKey, permit: &mut Permit, headers: &HeaderMap) {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if let Some(hash) = header("x-ratelimit-bucket") {
             let mut hashes = self.hashes.lock();
@@ -188,23 +197,32 @@ impl RateLimiter {
         let (Some(remaining), Some(reset_after)) = (remaining, reset_after) else {
             return;
         };
-        let reset_at = Instant::now() + Duration::from_secs_f64(reset_after);
-        let bucket = self.bucket(key);
-        let mut b = bucket.lock().await;
-        b.limit = limit.or(b.limit);
-        // Answers can arrive out of order: within one window keep the lowest count seen.
-        let same_window = b
-            .reset_at
-            .is_some_and(|old| old + Duration::from_millis(250) >= reset_at);
-        b.remaining = Some(match (same_window, b.remaining) {
-            (true, Some(old)) => old.min(remaining),
-            _ => remaining,
-        });
-        b.reset_at = Some(reset_at);
+        let limit = limit.or(permit.bucket.limit);
+        let reset_at = Some(Instant::now() + Duration::from_secs_f64(reset_after));
+        // The first answer on a route named its shared bucket: later requests go there, so
+        // it starts from what this answer said. Holders of a hashed bucket never lock a
+        // route's own bucket, so taking this second lock cannot deadlock.
+        let id = self.bucket_id(key);
+        if id != permit.id {
+            let shared = self.bucket(&id);
+            let mut b = shared.lock().await;
+            if b.limit.is_none() {
+                *b = Bucket {
+                    limit,
+                    remaining: Some(remaining),
+                    reset_at,
+                };
+            }
+        }
+        *permit.bucket = Bucket {
+            limit,
+            remaining: Some(remaining),
+            reset_at,
+        };
     }
 
     /// A 429: park the bucket, or the whole token when the limit is global.
-    pub async fn limited(&self, key: &RouteKey, retry_after: Duration, global: bool) {
+    pub fn limited(&self, permit: &mut Permit, retry_after: Duration, global: bool) {
         self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         let until = Instant::now() + retry_after;
         if global {
@@ -214,10 +232,20 @@ impl RateLimiter {
             }
             return;
         }
-        let bucket = self.bucket(key);
-        let mut b = bucket.lock().await;
-        b.remaining = Some(0);
-        b.reset_at = Some(until);
+        permit.bucket.remaining = Some(0);
+        permit.bucket.reset_at = Some(until);
+    }
+}
+
+/// The right to send one request on a bucket, held until its answer has been read.
+pub(crate) struct Permit {
+    id: String,
+    bucket: tokio::sync::OwnedMutexGuard<Bucket>,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit").field("bucket", &self.id).finish()
     }
 }
 
@@ -232,6 +260,15 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).expect("header value"));
         }
         h
+    }
+
+    fn spent(bucket: &str, limit: &str, reset_after: &str) -> HeaderMap {
+        headers(&[
+            ("x-ratelimit-bucket", bucket),
+            ("x-ratelimit-limit", limit),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset-after", reset_after),
+        ])
     }
 
     #[test]
@@ -268,26 +305,50 @@ mod tests {
     async fn an_empty_bucket_waits_for_its_reset() {
         let rl = RateLimiter::new(None);
         let key = RouteKey::new(&Method::POST, "/channels/1/messages");
-        rl.acquire(&key).await;
-        rl.update(
-            &key,
-            &headers(&[
-                ("x-ratelimit-bucket", "abc"),
-                ("x-ratelimit-limit", "2"),
-                ("x-ratelimit-remaining", "0"),
-                ("x-ratelimit-reset-after", "1.5"),
-            ]),
-        )
-        .await;
+        let mut permit = rl.acquire(&key).await;
+        rl.update(&key, &mut permit, &spent("abc", "2", "1.5"))
+            .await;
+        drop(permit);
         let start = Instant::now();
-        rl.acquire(&key).await;
+        drop(rl.acquire(&key).await);
         assert_eq!(start.elapsed(), Duration::from_millis(1500));
         assert_eq!(rl.stats().bucket_waits, 1);
         // After the reset the known limit applies again: one left, no wait.
         let start = Instant::now();
-        rl.acquire(&key).await;
+        drop(rl.acquire(&key).await);
         assert_eq!(start.elapsed(), Duration::ZERO);
         assert_eq!(rl.stats().bucket_waits, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_serves_one_request_at_a_time() {
+        let rl = Arc::new(RateLimiter::new(None));
+        let key = RouteKey::new(&Method::POST, "/channels/1/messages");
+        let first = rl.acquire(&key).await;
+        let second = tokio::spawn({
+            let rl = rl.clone();
+            let key = key.clone();
+            async move {
+                let started = Instant::now();
+                drop(rl.acquire(&key).await);
+                started.elapsed()
+            }
+        });
+        // The first request's answer takes a second; the second waits for it and then for
+        // the reset that answer announced.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut first = first;
+        rl.update(&key, &mut first, &spent("abc", "1", "2")).await;
+        drop(first);
+        let waited = second.await.expect("task");
+        assert_eq!(waited, Duration::from_secs(3));
+        // Another channel was never held up.
+        let start = Instant::now();
+        drop(
+            rl.acquire(&RouteKey::new(&Method::POST, "/channels/2/messages"))
+                .await,
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
@@ -296,36 +357,52 @@ mod tests {
         let a = RouteKey::new(&Method::PATCH, "/channels/1/messages/5");
         let b = RouteKey::new(&Method::DELETE, "/channels/1/messages/6");
         let other = RouteKey::new(&Method::DELETE, "/channels/2/messages/6");
-        let h = headers(&[
-            ("x-ratelimit-bucket", "shared"),
-            ("x-ratelimit-limit", "5"),
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-reset-after", "2"),
-        ]);
-        rl.update(&a, &h).await;
-        rl.update(&b, &h).await;
+        let mut p = rl.acquire(&a).await;
+        rl.update(&a, &mut p, &spent("shared", "5", "2")).await;
+        drop(p);
+        let mut p = rl.acquire(&other).await;
+        rl.update(
+            &other,
+            &mut p,
+            &headers(&[("x-ratelimit-bucket", "shared")]),
+        )
+        .await;
+        drop(p);
         let start = Instant::now();
-        rl.acquire(&other).await;
+        drop(rl.acquire(&other).await);
         assert_eq!(
             start.elapsed(),
             Duration::ZERO,
             "another channel is not limited"
         );
-        rl.acquire(&b).await;
+        // Another route the server put in the same bucket, on the same channel: empty.
+        rl.hashes.lock().insert(b.route.clone(), "shared".into());
+        drop(rl.acquire(&b).await);
         assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_global_429_holds_every_route() {
+    async fn a_429_parks_the_bucket_and_a_global_one_every_route() {
         let rl = RateLimiter::new(None);
         let a = RouteKey::new(&Method::GET, "/users/@me");
         let b = RouteKey::new(&Method::GET, "/guilds/9");
-        rl.limited(&a, Duration::from_secs(3), true).await;
+        let mut p = rl.acquire(&a).await;
+        rl.limited(&mut p, Duration::from_millis(700), false);
+        drop(p);
         let start = Instant::now();
-        rl.acquire(&b).await;
+        drop(rl.acquire(&b).await);
+        assert_eq!(start.elapsed(), Duration::ZERO, "a route's 429 is its own");
+        drop(rl.acquire(&a).await);
+        assert_eq!(start.elapsed(), Duration::from_millis(700));
+
+        let mut p = rl.acquire(&a).await;
+        rl.limited(&mut p, Duration::from_secs(3), true);
+        drop(p);
+        let start = Instant::now();
+        drop(rl.acquire(&b).await);
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         let s = rl.stats();
-        assert_eq!((s.rate_limited, s.global_waits), (1, 1));
+        assert_eq!((s.rate_limited, s.global_waits), (2, 1));
     }
 
     #[tokio::test]
@@ -333,7 +410,7 @@ mod tests {
         let rl = RateLimiter::new(NonZeroU32::new(2));
         let k = RouteKey::new(&Method::GET, "/users/@me");
         for _ in 0..4 {
-            rl.acquire(&k).await;
+            drop(rl.acquire(&k).await);
         }
         // governor keeps its own clock, so only count that the quota made callers wait.
         assert!(rl.stats().global_waits >= 1, "{:?}", rl.stats());
