@@ -29,7 +29,8 @@ pub struct Scenario {
 
 impl Scenario {
     pub async fn start(owner_name: &str, bot_name: &str) -> Scenario {
-        let node = TestNode::start().await;
+        // Rate limits as a real node has them, so the libraries read the X-RateLimit headers.
+        let node = TestNode::start_with(|c| c.rate_limits.enabled = true).await;
         let owner = node.register(owner_name).await;
         let (guild_id, _general) = node.guild(&owner, GUILD_NAME).await;
         let channel = node
