@@ -312,6 +312,9 @@ async fn serve(
                 Some(Ok(Message::Binary(b))) => Box::pin(conn.receive(Inbound::Binary(&b), Instant::now())).await,
                 Some(Ok(Message::Close(frame))) => {
                     client_code = frame.map(|f| u16::from(f.code));
+                    // tungstenite has queued the answering Close frame (RFC 6455 5.5.1);
+                    // send it, so the client sees a clean close rather than a dropped socket.
+                    let _ = Box::pin(tokio::time::timeout(Duration::from_secs(2), ws.flush())).await;
                     break;
                 }
                 Some(Ok(_)) => Ok(Vec::new()),

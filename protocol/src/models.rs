@@ -89,22 +89,108 @@ impl User {
     }
 }
 
+/// A role.
+///
+/// On the wire it also carries Discord's `colors` object (`primary_color`, `secondary_color`,
+/// `tertiary_color`), which libraries read instead of the deprecated `color`. Roles here have
+/// one solid color, so `colors` is derived from `color` when serializing ([`RoleWire`]) and
+/// ignored when reading.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Role {
+    pub id: Snowflake,
+    pub name: String,
+    pub color: u32,
+    pub hoist: bool,
+    pub icon: Option<String>,
+    pub unicode_emoji: Option<String>,
+    pub position: i32,
+    pub permissions: Permissions,
+    pub managed: bool,
+    pub mentionable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<RoleTags>,
+    pub flags: u64,
+}
+
+impl Role {
+    /// Discord's role colors object for this role's solid color.
+    pub fn colors(&self) -> RoleColors {
+        RoleColors {
+            primary_color: self.color,
+            secondary_color: None,
+            tertiary_color: None,
+        }
+    }
+}
+
+/// A [`Role`] as it is written: its fields plus `colors`. Also the role's OpenAPI schema.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct RoleWire<'a> {
+    id: Snowflake,
+    name: &'a str,
+    /// Deprecated by Discord in favour of `colors.primary_color`; the same value.
+    color: u32,
+    colors: RoleColors,
+    hoist: bool,
+    icon: &'a Option<String>,
+    unicode_emoji: &'a Option<String>,
+    position: i32,
+    permissions: Permissions,
+    managed: bool,
+    mentionable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: &'a Option<RoleTags>,
+    flags: u64,
+}
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RoleWire {
+            id: self.id,
+            name: &self.name,
+            color: self.color,
+            colors: self.colors(),
+            hoist: self.hoist,
+            icon: &self.icon,
+            unicode_emoji: &self.unicode_emoji,
+            position: self.position,
+            permissions: self.permissions,
+            managed: self.managed,
+            mentionable: self.mentionable,
+            tags: &self.tags,
+            flags: self.flags,
+        }
+        .serialize(s)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Role {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <RoleWire<'static> as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Role {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <RoleWire<'static> as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 wire! {
-    /// A role.
-    pub struct Role {
-        pub id: Snowflake,
-        pub name: String,
-        pub color: u32,
-        pub hoist: bool,
-        pub icon: Option<String>,
-        pub unicode_emoji: Option<String>,
-        pub position: i32,
-        pub permissions: Permissions,
-        pub managed: bool,
-        pub mentionable: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub tags: Option<RoleTags>,
-        pub flags: u64,
+    /// A role's colors: `secondary_color` makes a gradient, `tertiary_color` a holographic
+    /// style (both null for a solid color).
+    pub struct RoleColors {
+        pub primary_color: u32,
+        pub secondary_color: Option<u32>,
+        pub tertiary_color: Option<u32>,
     }
 }
 

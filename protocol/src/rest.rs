@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::error::{ApiError, FormErrors};
-use crate::models::{ChannelType, Embed, MessageReference, Nonce, PermissionOverwrite, User};
+use crate::models::{
+    ChannelType, Embed, MessageReference, Nonce, PermissionOverwrite, RoleColors, User,
+};
 use crate::{Permissions, Snowflake, Timestamp};
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -567,8 +569,13 @@ body! {
         pub name: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub permissions: Option<Permissions>,
+        /// The older name of `colors.primary_color`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub color: Option<u32>,
+        /// Discord's role colors; only a solid color (`primary_color`) is available, and it
+        /// wins over `color`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub colors: Option<RoleColors>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hoist: Option<bool>,
         #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
@@ -587,7 +594,35 @@ impl RoleBody {
         if let Some(c) = self.color {
             e.check_range(&["color"], c.into(), 0, 0xFF_FFFF);
         }
+        if let Some(c) = &self.colors {
+            e.check_range(
+                &["colors", "primary_color"],
+                c.primary_color.into(),
+                0,
+                0xFF_FFFF,
+            );
+            for (field, value) in [
+                ("secondary_color", c.secondary_color),
+                ("tertiary_color", c.tertiary_color),
+            ] {
+                if value.is_some() {
+                    e.add(
+                        &["colors", field],
+                        "BASE_TYPE_INVALID",
+                        "Gradient and holographic role colors are not available.",
+                    );
+                }
+            }
+        }
         e.finish()
+    }
+
+    /// Folds `colors.primary_color` into `color`, the one color a role has here.
+    pub fn fold_colors(mut self) -> RoleBody {
+        if let Some(c) = self.colors.take() {
+            self.color = Some(c.primary_color);
+        }
+        self
     }
 }
 

@@ -180,7 +180,7 @@ pub async fn create_role(
     body.0.validate()?;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, Command::CreateRole(body.0))
+            .guild(*path, &who.0, Command::CreateRole(body.0.fold_colors()))
             .await?
             .into_role()?,
     ))
@@ -234,7 +234,7 @@ pub async fn modify_role(
     let (g, r) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(g, &who.0, Command::ModifyRole(r, body.0))
+            .guild(g, &who.0, Command::ModifyRole(r, body.0.fold_colors()))
             .await?
             .into_role()?,
     ))

@@ -163,3 +163,37 @@ async fn message_content_is_hidden_from_bots_without_the_intent() {
         "now readable"
     );
 }
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let node = TestNode::start().await;
+    let alice = node.register("alice").await;
+    let (mut gw, _) = Gw::identify(&node, &alice.token, ALL).await;
+    gw.ws
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+    // RFC 6455: the server answers with a Close frame before it closes the TCP connection, so
+    // libraries see a clean close, not a dropped socket (which they treat as a failure).
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match gw.ws.next().await {
+                Some(Ok(Message::Close(frame))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the stream ended".to_owned()),
+            }
+        }
+    })
+    .await
+    .expect("an answer within 5 s");
+    assert_eq!(answer, Ok(Some(1000)));
+}

@@ -720,6 +720,92 @@ async fn applications_bots_and_oauth2_authorization() {
     .err(403, 20001);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_carry_a_colors_object_and_accept_one() {
+    let t = TestNode::start().await;
+    let owner = t.register("colorist").await;
+    let (gid, _) = t.guild(&owner, "Colors").await;
+    let solid =
+        |c: u32| json!({"primary_color": c, "secondary_color": null, "tertiary_color": null});
+    // Every role is written with Discord's `colors` beside the older `color`.
+    let roles = t
+        .get(&format!("/guilds/{gid}/roles"), &owner.token)
+        .await
+        .ok(200);
+    assert_eq!(roles[0]["color"], 0);
+    assert_eq!(roles[0]["colors"], solid(0));
+    // `colors.primary_color` sets the color (libraries send only `colors` now)...
+    let role = t
+        .post(
+            &format!("/guilds/{gid}/roles"),
+            &owner.token,
+            json!({"name": "red", "colors": {"primary_color": 0xFF0000}}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(role["color"], 0xFF0000);
+    assert_eq!(role["colors"], solid(0xFF0000));
+    let rid = id_of(&role);
+    // ...and so does `color`; with both, `colors` wins.
+    let edited = t
+        .patch(
+            &format!("/guilds/{gid}/roles/{rid}"),
+            &owner.token,
+            json!({"color": 0x00FF00}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(edited["colors"], solid(0x00FF00));
+    let edited = t
+        .patch(
+            &format!("/guilds/{gid}/roles/{rid}"),
+            &owner.token,
+            json!({"color": 1, "colors": {"primary_color": 0x0000FF, "secondary_color": null}}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(edited["color"], 0x0000FF);
+    assert_eq!(edited["colors"], solid(0x0000FF));
+    // Gradients and holographic styles are not available; out-of-range colors are refused.
+    let gradient = t
+        .patch(
+            &format!("/guilds/{gid}/roles/{rid}"),
+            &owner.token,
+            json!({"colors": {"primary_color": 1, "secondary_color": 2}}),
+        )
+        .await;
+    gradient.err(400, 50035);
+    assert!(gradient.body["errors"]["colors"]["secondary_color"]["_errors"].is_array());
+    t.post(
+        &format!("/guilds/{gid}/roles"),
+        &owner.token,
+        json!({"colors": {"primary_color": 0x1000000}}),
+    )
+    .await
+    .err(400, 50035);
+    // The gateway writes roles the same way.
+    let (mut gw, _) = crate::gw::Gw::identify(&t, &owner.token, crate::gw::ALL).await;
+    let created = gw.guild_create(&gid).await;
+    let red = created["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == rid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(red["colors"], solid(0x0000FF));
+    // The OpenAPI schema of a role documents `colors`.
+    let doc = t
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await
+        .ok(200);
+    assert!(
+        doc["components"]["schemas"]["Role"]["properties"]["colors"].is_object(),
+        "{}",
+        doc["components"]["schemas"]["Role"]
+    );
+}
+
 impl TestNode {
     pub async fn send_as(&self, auth: &str, channel: &str, content: &str) -> serde_json::Value {
         self.post(
