@@ -7,9 +7,14 @@
 
 use std::sync::Arc;
 
+use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::Presence;
-use enrichment_protocol::models::{Channel, Emoji, Guild, Invite, Member, Message, Role, User};
-use enrichment_protocol::{Snowflake, Timestamp};
+pub use enrichment_protocol::gateway::dispatch::{
+    ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData, InviteDeleteData,
+    MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData, ReactionData,
+    ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData, TypingStartData,
+};
+use enrichment_protocol::models::{Channel, Guild};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -27,144 +32,6 @@ pub enum Audience {
     ChannelManagers(Snowflake),
     /// Exactly these users (e.g. a removed member learning it left).
     Users(Vec<Snowflake>),
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct GuildDeleteData {
-    pub id: Snowflake,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub unavailable: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ChannelPinsData {
-    pub guild_id: Snowflake,
-    pub channel_id: Snowflake,
-    pub last_pin_timestamp: Option<Timestamp>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct RoleData {
-    pub guild_id: Snowflake,
-    pub role: Role,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct RoleDeleteData {
-    pub guild_id: Snowflake,
-    pub role_id: Snowflake,
-}
-
-/// GUILD_MEMBER_ADD / GUILD_MEMBER_UPDATE: the member plus `guild_id`.
-#[derive(Clone, Debug, Serialize)]
-pub struct MemberData {
-    pub guild_id: Snowflake,
-    #[serde(flatten)]
-    pub member: Member,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct GuildUserData {
-    pub guild_id: Snowflake,
-    pub user: User,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct InviteCreateData {
-    pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
-    pub code: String,
-    pub created_at: Option<Timestamp>,
-    pub inviter: Option<User>,
-    pub max_age: Option<u32>,
-    pub max_uses: Option<u32>,
-    pub temporary: Option<bool>,
-    pub uses: Option<u32>,
-}
-
-impl InviteCreateData {
-    pub fn from_invite(guild_id: Snowflake, channel_id: Snowflake, i: &Invite) -> Self {
-        InviteCreateData {
-            channel_id,
-            guild_id,
-            code: i.code.clone(),
-            created_at: i.created_at,
-            inviter: i.inviter.clone(),
-            max_age: i.max_age,
-            max_uses: i.max_uses,
-            temporary: i.temporary,
-            uses: i.uses,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct InviteDeleteData {
-    pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
-    pub code: String,
-}
-
-/// MESSAGE_CREATE / MESSAGE_UPDATE: the message plus the author's `member` (gateway only).
-#[derive(Clone, Debug, Serialize)]
-pub struct MessageData {
-    #[serde(flatten)]
-    pub message: Message,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub member: Option<Member>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct MessageDeleteData {
-    pub id: Snowflake,
-    pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct MessageDeleteBulkData {
-    pub ids: Vec<Snowflake>,
-    pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ReactionData {
-    pub user_id: Snowflake,
-    pub channel_id: Snowflake,
-    pub message_id: Snowflake,
-    pub guild_id: Snowflake,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub member: Option<Member>,
-    pub emoji: Emoji,
-    pub burst: bool,
-    #[serde(rename = "type")]
-    pub kind: u8,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ReactionRemoveAllData {
-    pub channel_id: Snowflake,
-    pub message_id: Snowflake,
-    pub guild_id: Snowflake,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ReactionRemoveEmojiData {
-    pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
-    pub message_id: Snowflake,
-    pub emoji: Emoji,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct TypingStartData {
-    pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
-    pub user_id: Snowflake,
-    /// Unix time in seconds, as Discord sends it.
-    pub timestamp: u64,
-    pub member: Option<Member>,
 }
 
 /// A change in a guild; serializes to the dispatch's `d`.

@@ -280,6 +280,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// A node for tests and tools that start one in-process: REST and gateway on ephemeral
+    /// loopback ports, data under `data_dir`, the cheapest password hashing, no REST rate
+    /// limits and no IDENTIFY pacing (tests that need those turn them back on).
+    pub fn ephemeral(data_dir: &std::path::Path) -> Config {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut c = Config {
+            listen: loopback,
+            data_dir: data_dir.to_path_buf(),
+            gateway_listen: loopback,
+            http_workers: 1,
+            ..Config::default()
+        };
+        c.gateway.identify_max_concurrency = 10_000;
+        c.gateway.identify_window_secs = 0;
+        c.auth.argon2_memory_kib = 8;
+        c.auth.argon2_iterations = 1;
+        c.rate_limits.enabled = false;
+        c
+    }
+
     /// Reads a TOML file; unknown keys are an error so typos do not pass silently.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::models::{Channel, Guild, Member, Role, User};
 use crate::{Snowflake, Timestamp};
 
+pub mod dispatch;
+
 /// Gateway opcodes (Discord's numbers).
 pub mod op {
     pub const DISPATCH: u8 = 0;

@@ -37,7 +37,7 @@ body! {
         pub username: String,
         pub email: String,
         pub password: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub global_name: Option<String>,
     }
 }
@@ -156,7 +156,7 @@ body! {
 body! {
     /// `POST /auth/logout`: optionally names the refresh token to revoke.
     pub struct LogoutRequest {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub refresh_token: Option<String>,
     }
 }
@@ -199,11 +199,11 @@ body! {
 body! {
     /// `PATCH /users/@me`.
     pub struct ModifyCurrentUser {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub username: Option<String>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub global_name: Option<Option<String>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub avatar: Option<Option<String>>,
     }
 }
@@ -225,7 +225,7 @@ body! {
     /// `POST /applications`.
     pub struct CreateApplication {
         pub name: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
     }
 }
@@ -245,10 +245,10 @@ body! {
     /// `PATCH /applications/@me` (the bot's own application) and `PATCH /applications/{id}`
     /// (its owner).
     pub struct ModifyApplication {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
         /// Only the limited gateway-intent flags may change; every other bit must stay as is.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub flags: Option<u64>,
     }
 }
@@ -284,7 +284,7 @@ body! {
     /// `POST /oauth2/authorize` body for the `bot` scope.
     pub struct AuthorizeBot {
         pub guild_id: Snowflake,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub permissions: Option<Permissions>,
         pub authorize: bool,
     }
@@ -321,9 +321,9 @@ body! {
     /// `POST /guilds`.
     pub struct CreateGuild {
         pub name: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub icon: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
     }
 }
@@ -339,27 +339,27 @@ impl CreateGuild {
 body! {
     /// `PATCH /guilds/{id}`.
     pub struct ModifyGuild {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub name: Option<String>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub description: Option<Option<String>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub icon: Option<Option<String>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub system_channel_id: Option<Option<Snowflake>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub afk_channel_id: Option<Option<Snowflake>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub afk_timeout: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub verification_level: Option<u8>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub default_message_notifications: Option<u8>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub explicit_content_filter: Option<u8>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub owner_id: Option<Snowflake>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub preferred_locale: Option<String>,
     }
 }
@@ -399,23 +399,23 @@ body! {
     /// `POST /guilds/{id}/channels`.
     pub struct CreateChannel {
         pub name: String,
-        #[serde(default, rename = "type")]
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
         pub kind: Option<ChannelType>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub topic: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub position: Option<i32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub permission_overwrites: Option<Vec<PermissionOverwrite>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub parent_id: Option<Snowflake>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub nsfw: Option<bool>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rate_limit_per_user: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub bitrate: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub user_limit: Option<u32>,
     }
 }
@@ -485,23 +485,23 @@ impl CreateChannel {
 body! {
     /// `PATCH /channels/{id}`.
     pub struct ModifyChannel {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub name: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub position: Option<i32>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub topic: Option<Option<String>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub nsfw: Option<bool>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rate_limit_per_user: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub permission_overwrites: Option<Vec<PermissionOverwrite>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub parent_id: Option<Option<Snowflake>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub bitrate: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub user_limit: Option<u32>,
     }
 }
@@ -525,11 +525,11 @@ body! {
     /// One entry of `PATCH /guilds/{id}/channels`.
     pub struct ChannelPosition {
         pub id: Snowflake,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub position: Option<Option<i32>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub parent_id: Option<Option<Snowflake>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub lock_permissions: Option<Option<bool>>,
     }
 }
@@ -537,9 +537,9 @@ body! {
 body! {
     /// `PUT /channels/{id}/permissions/{overwrite_id}`.
     pub struct EditOverwrite {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub allow: Option<Permissions>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub deny: Option<Permissions>,
         #[serde(rename = "type")]
         pub kind: u8,
@@ -563,17 +563,17 @@ impl EditOverwrite {
 body! {
     /// `POST /guilds/{id}/roles` and `PATCH /guilds/{id}/roles/{role}`.
     pub struct RoleBody {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub name: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub permissions: Option<Permissions>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub color: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hoist: Option<bool>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub unicode_emoji: Option<Option<String>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub mentionable: Option<bool>,
     }
 }
@@ -595,7 +595,7 @@ body! {
     /// One entry of `PATCH /guilds/{id}/roles` (positions).
     pub struct RolePosition {
         pub id: Snowflake,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub position: Option<Option<i32>>,
     }
 }
@@ -603,15 +603,15 @@ body! {
 body! {
     /// `PATCH /guilds/{id}/members/{user}`.
     pub struct ModifyMember {
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub nick: Option<Option<String>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub roles: Option<Option<Vec<Snowflake>>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub mute: Option<bool>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub deaf: Option<bool>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub communication_disabled_until: Option<Option<Timestamp>>,
     }
 }
@@ -641,7 +641,7 @@ impl ModifyMember {
 body! {
     /// `PATCH /guilds/{id}/members/@me`.
     pub struct ModifyCurrentMember {
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub nick: Option<Option<String>>,
     }
 }
@@ -649,10 +649,10 @@ body! {
 body! {
     /// `PUT /guilds/{id}/bans/{user}`.
     pub struct CreateBan {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub delete_message_seconds: Option<u32>,
         /// Deprecated by Discord but still accepted.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub delete_message_days: Option<u32>,
     }
 }
@@ -678,13 +678,13 @@ impl CreateBan {
 body! {
     /// `POST /channels/{id}/invites`.
     pub struct CreateInvite {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub max_age: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub max_uses: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub temporary: Option<bool>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub unique: Option<bool>,
     }
 }
@@ -707,13 +707,13 @@ impl CreateInvite {
 body! {
     /// `allowed_mentions` on message create.
     pub struct AllowedMentions {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub parse: Option<Vec<String>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub roles: Option<Vec<Snowflake>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub users: Option<Vec<Snowflake>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub replied_user: Option<bool>,
     }
 }
@@ -721,26 +721,26 @@ body! {
 body! {
     /// `POST /channels/{id}/messages`.
     pub struct CreateMessage {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub content: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub nonce: Option<Nonce>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub enforce_nonce: Option<bool>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tts: Option<bool>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub embeds: Option<Vec<Embed>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub allowed_mentions: Option<AllowedMentions>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message_reference: Option<MessageReference>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
         pub components: Option<Vec<Value>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub sticker_ids: Option<Vec<Snowflake>>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub flags: Option<u64>,
     }
 }
@@ -825,11 +825,11 @@ impl CreateMessage {
 body! {
     /// `PATCH /channels/{id}/messages/{id}`.
     pub struct EditMessage {
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub content: Option<Option<String>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub embeds: Option<Option<Vec<Embed>>>,
-        #[serde(default, deserialize_with = "nullable")]
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub flags: Option<Option<u64>>,
     }
 }
@@ -874,16 +874,20 @@ impl BulkDelete {
 }
 
 /// `GET /channels/{id}/messages` query.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct MessagesQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
     #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Snowflake>,
     #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Snowflake>,
     #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub around: Option<Snowflake>,
 }
 
@@ -928,13 +932,30 @@ impl MessagesQuery {
     }
 }
 
+/// `GET /users/@me/guilds` query: `limit` 1–200 (default 200) and `before`/`after` cursors.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct GuildsQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub before: Option<Snowflake>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    pub after: Option<Snowflake>,
+}
+
 /// `GET /guilds/{id}/members` query.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct MembersQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
     #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Snowflake>,
 }
 
@@ -949,12 +970,14 @@ impl MembersQuery {
 }
 
 /// `GET .../reactions/{emoji}` query.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct ReactionsQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
     #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Snowflake>,
 }
 

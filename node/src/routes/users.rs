@@ -5,7 +5,7 @@ use enrichment_actors::guild::Command;
 use enrichment_protocol::models::{Application, Member, PartialGuild, User};
 use enrichment_protocol::rest::{
     AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse,
-    ModifyApplication, ModifyCurrentUser, SessionStartLimit,
+    GuildsQuery, ModifyApplication, ModifyCurrentUser, SessionStartLimit,
 };
 use enrichment_protocol::{ApiError, ErrorBody, ErrorCode, FormErrors, Permissions, Snowflake};
 use serde::Deserialize;
@@ -51,16 +51,6 @@ pub async fn modify_me(
     let user = state.accounts.modify_me(who.0, body.0).await?;
     state.gateway.user_updated(&user);
     Ok(HttpResponse::Ok().json(user))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct GuildsQuery {
-    pub limit: Option<i64>,
-    #[param(value_type = Option<String>)]
-    pub before: Option<Snowflake>,
-    #[param(value_type = Option<String>)]
-    pub after: Option<Snowflake>,
 }
 
 /// Guilds the caller is in (`limit` 1–200, default 200; `before`/`after` cursors).

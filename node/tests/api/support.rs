@@ -72,21 +72,7 @@ pub struct User {
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.to_path_buf(),
-        gateway_listen: "127.0.0.1:0".parse().expect("addr"),
-        http_workers: 1,
-        ..Config::default()
-    };
-    // Tests identify many sessions of the same user quickly; the limit has its own test.
-    c.gateway.identify_max_concurrency = 10_000;
-    c.gateway.identify_window_secs = 0;
-    // The cheapest argon2id parameters: tests hash many passwords.
-    c.auth.argon2_memory_kib = 8;
-    c.auth.argon2_iterations = 1;
-    c.rate_limits.enabled = false;
-    c
+    Config::ephemeral(dir)
 }
 
 impl TestNode {

@@ -1,0 +1,175 @@
+//! Typed gateway events: each dispatch's `d` read into the `protocol` type the server wrote
+//! it from, plus the connection's own lifecycle.
+
+use enrichment_protocol::gateway::dispatch::{
+    ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData, InviteDeleteData,
+    MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData, ReactionData,
+    ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData, TypingStartData,
+};
+use enrichment_protocol::gateway::{GuildCreate, GuildMembersChunk, Presence, Ready};
+use enrichment_protocol::models::{Channel, Guild, User};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Something the gateway told this client. Dispatches are named after Discord's events;
+/// ones this SDK does not know arrive as [`Event::Unknown`] so nothing is lost.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new session started (after IDENTIFY).
+    Ready(Box<Ready>),
+    /// A dropped connection resumed its session; missed events were replayed before this.
+    Resumed,
+    /// A guild became available: at start, on join, or after an outage.
+    GuildCreate(Box<GuildCreate>),
+    /// A guild's settings changed.
+    GuildUpdate(Box<Guild>),
+    /// The client left or lost a guild (`unavailable` when it is an outage).
+    GuildDelete(GuildDeleteData),
+    /// A channel was created.
+    ChannelCreate(Box<Channel>),
+    /// A channel changed.
+    ChannelUpdate(Box<Channel>),
+    /// A channel was deleted.
+    ChannelDelete(Box<Channel>),
+    /// A message was pinned or unpinned.
+    ChannelPinsUpdate(ChannelPinsData),
+    /// A role was created.
+    GuildRoleCreate(Box<RoleData>),
+    /// A role changed.
+    GuildRoleUpdate(Box<RoleData>),
+    /// A role was deleted.
+    GuildRoleDelete(RoleDeleteData),
+    /// Someone joined a guild (needs GUILD_MEMBERS).
+    GuildMemberAdd(Box<MemberData>),
+    /// A member's nick, roles or timeout changed.
+    GuildMemberUpdate(Box<MemberData>),
+    /// Someone left or was removed.
+    GuildMemberRemove(Box<GuildUserData>),
+    /// An answer to [`Gateway::request_guild_members`](crate::gateway::Gateway::request_guild_members).
+    GuildMembersChunk(Box<GuildMembersChunk>),
+    /// A user was banned.
+    GuildBanAdd(Box<GuildUserData>),
+    /// A ban was lifted.
+    GuildBanRemove(Box<GuildUserData>),
+    /// An invite was created.
+    InviteCreate(Box<InviteCreateData>),
+    /// An invite was deleted.
+    InviteDelete(InviteDeleteData),
+    /// A new message; derefs to the [`Message`](enrichment_protocol::models::Message) and
+    /// carries the author's `member`.
+    MessageCreate(Box<MessageData>),
+    /// A message was edited.
+    MessageUpdate(Box<MessageData>),
+    /// A message was deleted.
+    MessageDelete(MessageDeleteData),
+    /// Several messages were deleted at once.
+    MessageDeleteBulk(MessageDeleteBulkData),
+    /// A reaction was added.
+    MessageReactionAdd(Box<ReactionData>),
+    /// A reaction was removed.
+    MessageReactionRemove(Box<ReactionData>),
+    /// Every reaction was removed from a message.
+    MessageReactionRemoveAll(ReactionRemoveAllData),
+    /// Every reaction with one emoji was removed.
+    MessageReactionRemoveEmoji(Box<ReactionRemoveEmojiData>),
+    /// Someone started typing.
+    TypingStart(Box<TypingStartData>),
+    /// A member's status changed (needs GUILD_PRESENCES).
+    PresenceUpdate(Box<Presence>),
+    /// The current user changed.
+    UserUpdate(Box<User>),
+    /// A dispatch this SDK has no type for.
+    Unknown {
+        /// The dispatch name (`t`).
+        name: String,
+        /// Its payload (`d`).
+        data: Value,
+    },
+    /// The connection dropped; the client reconnects by itself and says whether it will
+    /// try to resume (no events lost) or must identify anew (a fresh READY follows).
+    Disconnected {
+        /// The close code, when the server sent one.
+        code: Option<u16>,
+        /// Whether a RESUME will be attempted.
+        resuming: bool,
+    },
+}
+
+impl Event {
+    /// Reads a dispatch. An error means the payload did not match its event's type.
+    pub fn from_dispatch(name: &str, d: Value) -> Result<Event, serde_json::Error> {
+        fn de<T: DeserializeOwned>(d: Value) -> Result<T, serde_json::Error> {
+            serde_json::from_value(d)
+        }
+        Ok(match name {
+            "READY" => Event::Ready(de(d)?),
+            "RESUMED" => Event::Resumed,
+            "GUILD_CREATE" => Event::GuildCreate(de(d)?),
+            "GUILD_UPDATE" => Event::GuildUpdate(de(d)?),
+            "GUILD_DELETE" => Event::GuildDelete(de(d)?),
+            "CHANNEL_CREATE" => Event::ChannelCreate(de(d)?),
+            "CHANNEL_UPDATE" => Event::ChannelUpdate(de(d)?),
+            "CHANNEL_DELETE" => Event::ChannelDelete(de(d)?),
+            "CHANNEL_PINS_UPDATE" => Event::ChannelPinsUpdate(de(d)?),
+            "GUILD_ROLE_CREATE" => Event::GuildRoleCreate(de(d)?),
+            "GUILD_ROLE_UPDATE" => Event::GuildRoleUpdate(de(d)?),
+            "GUILD_ROLE_DELETE" => Event::GuildRoleDelete(de(d)?),
+            "GUILD_MEMBER_ADD" => Event::GuildMemberAdd(de(d)?),
+            "GUILD_MEMBER_UPDATE" => Event::GuildMemberUpdate(de(d)?),
+            "GUILD_MEMBER_REMOVE" => Event::GuildMemberRemove(de(d)?),
+            "GUILD_MEMBERS_CHUNK" => Event::GuildMembersChunk(de(d)?),
+            "GUILD_BAN_ADD" => Event::GuildBanAdd(de(d)?),
+            "GUILD_BAN_REMOVE" => Event::GuildBanRemove(de(d)?),
+            "INVITE_CREATE" => Event::InviteCreate(de(d)?),
+            "INVITE_DELETE" => Event::InviteDelete(de(d)?),
+            "MESSAGE_CREATE" => Event::MessageCreate(de(d)?),
+            "MESSAGE_UPDATE" => Event::MessageUpdate(de(d)?),
+            "MESSAGE_DELETE" => Event::MessageDelete(de(d)?),
+            "MESSAGE_DELETE_BULK" => Event::MessageDeleteBulk(de(d)?),
+            "MESSAGE_REACTION_ADD" => Event::MessageReactionAdd(de(d)?),
+            "MESSAGE_REACTION_REMOVE" => Event::MessageReactionRemove(de(d)?),
+            "MESSAGE_REACTION_REMOVE_ALL" => Event::MessageReactionRemoveAll(de(d)?),
+            "MESSAGE_REACTION_REMOVE_EMOJI" => Event::MessageReactionRemoveEmoji(de(d)?),
+            "TYPING_START" => Event::TypingStart(de(d)?),
+            "PRESENCE_UPDATE" => Event::PresenceUpdate(de(d)?),
+            "USER_UPDATE" => Event::UserUpdate(de(d)?),
+            _ => Event::Unknown {
+                name: name.to_owned(),
+                data: d,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dispatches_read_into_their_types() {
+        let ev = Event::from_dispatch(
+            "MESSAGE_DELETE",
+            json!({"id": "3", "channel_id": "2", "guild_id": "1"}),
+        )
+        .expect("decodes");
+        match ev {
+            Event::MessageDelete(d) => assert_eq!(d.id.0, 3),
+            other => panic!("unexpected {other:?}"),
+        }
+        let ev = Event::from_dispatch("SOMETHING_NEW", json!({"x": 1})).expect("decodes");
+        assert_eq!(
+            ev,
+            Event::Unknown {
+                name: "SOMETHING_NEW".into(),
+                data: json!({"x": 1})
+            }
+        );
+        assert!(Event::from_dispatch("MESSAGE_DELETE", json!({"id": 3})).is_err());
+        assert_eq!(
+            Event::from_dispatch("RESUMED", Value::Null).expect("decodes"),
+            Event::Resumed
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The SDK against real nodes started in-process on ephemeral loopback ports.
+
+mod gateway;
+mod ratelimit;
+mod rest;
+mod support;
