@@ -79,6 +79,37 @@ impl Store {
         &self.path
     }
 
+    /// Reads the file again (another `enrichctl` may have renewed a token since).
+    pub fn reload(&mut self) -> Result<(), CliError> {
+        *self = Store::open(self.path.clone())?;
+        Ok(())
+    }
+
+    /// An exclusive lock shared by every `enrichctl` of this user, held while a token is
+    /// renewed: refresh tokens rotate, and a second process presenting the one just rotated
+    /// would make the server end the whole login. Released when the guard is dropped.
+    pub fn lock(&self) -> Result<fs::File, CliError> {
+        let path = self.path.with_extension("lock");
+        let fail =
+            |e: std::io::Error| CliError::local(format!("cannot lock {}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(fail)?;
+        }
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(fail)?;
+        file.lock().map_err(fail)?;
+        Ok(file)
+    }
+
     pub fn login(&self, server: &str) -> Option<&Login> {
         self.credentials.servers.get(server)
     }

@@ -85,13 +85,27 @@ impl Ctx {
             .cloned()
             .ok_or_else(|| CliError::not_logged_in(&self.server))?;
         let login = if expires_soon(&login.token) {
-            self.refresh(login).await?
+            // One renewal at a time across processes, from what is on disk now: another
+            // `enrichctl` may have renewed (and so rotated the refresh token) meanwhile.
+            let _lock = self.store.lock()?;
+            self.store.reload()?;
+            let login = self
+                .store
+                .login(&self.server)
+                .cloned()
+                .ok_or_else(|| CliError::not_logged_in(&self.server))?;
+            if expires_soon(&login.token) {
+                self.refresh(login).await?
+            } else {
+                login
+            }
         } else {
             login
         };
         Ok(self.builder().token(Token::Bearer(login.token)).build()?)
     }
 
+    /// Exchanges the refresh token (the caller holds the credentials lock).
     async fn refresh(&mut self, login: Login) -> CliResult<Login> {
         let body = RefreshRequest {
             refresh_token: login.refresh_token.clone(),

@@ -1,6 +1,7 @@
 //! `send`, `history` and `tail`.
 
 use std::io::{IsTerminal, Read};
+use std::time::{Duration, Instant};
 
 use enrichment_client::Client;
 use enrichment_client::gateway::{Event, Gateway, GatewayError, GatewayOptions};
@@ -10,7 +11,7 @@ use enrichment_client::protocol::models::Message;
 use enrichment_client::protocol::rest::{CreateMessage, MessagesQuery};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::error::{CliError, CliResult};
+use crate::error::{CliError, CliResult, Exit};
 use crate::output::{BOLD, DIM, paint, short_time, status};
 use crate::session::Ctx;
 
@@ -124,18 +125,21 @@ pub async fn history(
 
 /// Prints the channel's new messages as they arrive. The SDK resumes dropped connections
 /// without losing events; when the session itself is lost, the messages sent meanwhile are
-/// read back over REST so the tail has no gap.
+/// read back over REST so the tail has no gap. An access token that expires while tailing
+/// is refreshed and the gateway connected again.
 pub async fn tail(ctx: &mut Ctx, channel: Snowflake) -> CliResult<()> {
-    let client = ctx.client().await?;
+    let mut client = ctx.client().await?;
     // Fails early, with the right exit code, for an unknown or hidden channel.
     let info = client.get_channel(channel).await?;
     let options = GatewayOptions {
         intents: intents::GUILDS | intents::GUILD_MESSAGES | intents::MESSAGE_CONTENT,
         ..GatewayOptions::default()
     };
-    let mut gateway = Gateway::connect(&client, options).await?;
-    let mut last: Option<Snowflake> = None;
+    let mut gateway = Gateway::connect(&client, options.clone()).await?;
+    // The newest message already in the channel: everything after it is printed, once.
+    let mut last = info.last_message_id.unwrap_or(Snowflake(0));
     let mut sessions = 0u32;
+    let mut renewed: Option<Instant> = None;
     loop {
         let event = tokio::select! {
             e = gateway.next_event() => e,
@@ -146,7 +150,7 @@ pub async fn tail(ctx: &mut Ctx, channel: Snowflake) -> CliResult<()> {
         };
         let Some(event) = event else {
             return Err(CliError::new(
-                crate::error::Exit::Unavailable,
+                Exit::Unavailable,
                 "the gateway session ended",
             ));
         };
@@ -155,6 +159,17 @@ pub async fn tail(ctx: &mut Ctx, channel: Snowflake) -> CliResult<()> {
             // One unreadable dispatch; the session goes on.
             Err(e @ GatewayError::Decode { .. }) => {
                 status(format!("skipped an event: {e}"));
+                continue;
+            }
+            // The token was refused on a reconnect: it expired while tailing. Renew it and
+            // start over (at most once a minute, so a revoked login ends the tail).
+            Err(GatewayError::Closed { code: 4004, .. })
+                if renewed.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) =>
+            {
+                status("the gateway refused the token; renewing the login");
+                renewed = Some(Instant::now());
+                client = ctx.client().await?;
+                gateway = Gateway::connect(&client, options.clone()).await?;
                 continue;
             }
             Err(e) => return Err(enrichment_client::Error::Gateway(e).into()),
@@ -167,10 +182,13 @@ pub async fn tail(ctx: &mut Ctx, channel: Snowflake) -> CliResult<()> {
                         "tailing #{} ({channel}); Ctrl-C to stop",
                         info.name
                     ));
-                } else if let Some(after) = last {
+                } else {
                     status("new gateway session; catching up on missed messages");
-                    last = catch_up(ctx, &client, channel, after).await?.or(last);
+                    // The access token may have expired since the tail started.
+                    client = ctx.client().await?;
                 }
+                // What was sent before this session followed the channel (none, usually).
+                last = catch_up(ctx, &client, channel, last).await?.unwrap_or(last);
             }
             Event::Resumed => status("resumed"),
             Event::Disconnected { resuming, .. } => status(if resuming {
@@ -179,10 +197,8 @@ pub async fn tail(ctx: &mut Ctx, channel: Snowflake) -> CliResult<()> {
                 "connection lost; reconnecting"
             }),
             // Ids only grow within a channel: anything not newer was already shown.
-            Event::MessageCreate(m)
-                if m.message.channel_id == channel && last.is_none_or(|l| m.message.id > l) =>
-            {
-                last = Some(m.message.id);
+            Event::MessageCreate(m) if m.message.channel_id == channel && m.message.id > last => {
+                last = m.message.id;
                 show(ctx, &m.message)?;
             }
             _ => {}

@@ -392,3 +392,79 @@ async fn tail_carries_on_across_a_node_restart() {
     );
     drop(t);
 }
+
+/// The stored access token of `cli` for `server`.
+fn stored_token(cli: &Cli, server: &str) -> String {
+    let creds: Value = serde_json::from_slice(&std::fs::read(cli.credentials()).unwrap()).unwrap();
+    creds["servers"][server]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_access_tokens_are_renewed_even_while_tailing() {
+    // Access tokens live 2 s: every command finds its token about to expire.
+    let t = TestNode::start_with(|c| c.auth.access_ttl_secs = 2).await;
+    let alice = t.user();
+    alice.register("alice").await;
+    let first = stored_token(&alice, &t.server);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        alice.run(&["--json", "whoami"]).await.json()["username"],
+        "alice"
+    );
+    assert_ne!(stored_token(&alice, &t.server), first, "renewed and kept");
+    let gid = id(&alice
+        .run(&["--json", "guild", "create", "Night"])
+        .await
+        .json());
+    let cid = alice.run(&["--json", "channel", "list", &gid]).await.json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut tail = alice
+        .command(&["tail", &cid])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(tail.stderr.take().unwrap()).lines();
+    let mut stdout = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ready.unwrap_or_default().contains("tailing"));
+    // The tail's token expires; then its connection drops, and the server refuses the old
+    // token on the way back.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let t = t.restart().await;
+    alice.run(&["send", &cid, "still there?"]).await.ok();
+    let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    let Some(line) = line else {
+        let _ = tail.start_kill();
+        let mut notes = Vec::new();
+        while let Ok(Some(l)) = stderr.next_line().await {
+            notes.push(l);
+        }
+        panic!("the tail ended: {notes:?}");
+    };
+    assert!(line.ends_with("alice: still there?"), "{line}");
+    tail.kill().await.unwrap();
+    let mut notes = Vec::new();
+    while let Ok(Some(l)) = stderr.next_line().await {
+        notes.push(l);
+    }
+    assert!(
+        notes.iter().any(|n| n.contains("renewing the login")),
+        "{notes:?}"
+    );
+    drop(t);
+}

@@ -23,9 +23,14 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start() -> TestNode {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::ephemeral(dir.path());
         config.admin_token = Some(Secret::new(ADMIN_TOKEN));
+        tweak(&mut config);
         let node = Node::start(config.clone()).await.expect("node starts");
         let server = format!("http://{}", node.addr);
         TestNode {
