@@ -264,6 +264,17 @@ impl Client {
         &self.inner.root
     }
 
+    /// The admin API of the same server, authenticated with the cluster's admin token (not a
+    /// user or bot token). Connections are shared.
+    pub fn admin(&self, token: impl Into<String>) -> crate::admin::AdminClient {
+        crate::admin::AdminClient::new(
+            self.inner.http.clone(),
+            &self.inner.root,
+            token.into(),
+            self.inner.user_agent.clone(),
+        )
+    }
+
     /// What the rate limiter has done so far.
     pub fn rate_limit_stats(&self) -> RateLimitStats {
         self.inner.limiter.stats()
@@ -456,7 +467,7 @@ fn too_many(bytes: &[u8], header: Option<f64>, global_header: bool) -> (Duration
     (Duration::from_secs_f64(secs), global)
 }
 
-fn api_error(status: StatusCode, bytes: &[u8]) -> Error {
+pub(crate) fn api_error(status: StatusCode, bytes: &[u8]) -> Error {
     match serde_json::from_slice::<ErrorBody>(bytes) {
         Ok(b) => Error::Api {
             status: status.as_u16(),
@@ -473,7 +484,7 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> Error {
     }
 }
 
-fn decode<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<T> {
     // Some calls answer 204; read that as JSON null so `()` and `Option` decode.
     let bytes: &[u8] = if bytes.is_empty() { b"null" } else { bytes };
     serde_json::from_slice(bytes).map_err(|e| Error::Decode {

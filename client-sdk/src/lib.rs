@@ -6,6 +6,8 @@
 //! - [`gateway::Gateway`]: a WebSocket session that heartbeats, detects dead connections,
 //!   resumes after drops without losing events, and yields typed [`gateway::Event`]s.
 //! - [`cache::Cache`]: an optional cache of guilds, channels and members fed by events.
+//! - [`admin::AdminClient`]: the operators' admin API (`/admin/v1`: cluster status, the ring,
+//!   draining a node), opened with the admin token through [`Client::admin`].
 //!
 //! ```no_run
 //! use enrichment_client::{Client, Token};
@@ -32,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod api;
 pub mod cache;
 mod client;

@@ -21,6 +21,12 @@ pub struct Config {
     pub gateway_url: Option<String>,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// This node's name in the cluster (admin API, ring): letters, digits, `-`, `_`, `.`, at
+    /// most 64. Unset: generated once (`node-` and 8 hex digits) and kept in `{data_dir}/node-id`.
+    pub node_id: Option<String>,
+    /// Bearer token of the admin API (`/admin/v1`), at least 16 characters. Unset: generated
+    /// once (32 random bytes, hex) into `{data_dir}/admin-token` with mode 0600.
+    pub admin_token: Option<Secret>,
     /// Snowflake worker and process ids (5 bits each): unique per node in a cluster.
     pub worker_id: u8,
     pub process_id: u8,
@@ -32,6 +38,27 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub guilds: GuildConfig,
     pub gateway: GatewayConfig,
+}
+
+/// A value that must not show up in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -238,6 +265,8 @@ impl Default for Config {
             gateway_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             gateway_url: None,
             log_format: LogFormat::Text,
+            node_id: None,
+            admin_token: None,
             worker_id: 0,
             process_id: 0,
             http_workers: 0,
@@ -282,6 +311,19 @@ impl Config {
     /// Checks values that would only fail later, so they fail at startup instead.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.worker_id < 32, "worker_id must be below 32");
+        if let Some(id) = &self.node_id {
+            anyhow::ensure!(
+                valid_node_id(id),
+                "node_id must be 1 to 64 letters, digits, '-', '_' or '.'"
+            );
+        }
+        if let Some(token) = &self.admin_token {
+            let t = token.expose();
+            anyhow::ensure!(
+                t.len() >= 16 && t.len() <= 512 && t.bytes().all(|b| b.is_ascii_graphic()),
+                "admin_token must be 16 to 512 printable characters without spaces"
+            );
+        }
         anyhow::ensure!(self.process_id < 32, "process_id must be below 32");
         anyhow::ensure!(
             self.max_json_bytes >= 1024,
@@ -369,6 +411,14 @@ impl Config {
     }
 }
 
+/// Node ids appear in URLs (`/admin/v1/cluster/nodes/{node_id}/drain`) and logs.
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +442,16 @@ mod tests {
         assert!(toml::from_str::<Config>("listne = \"1.2.3.4:5\"").is_err());
         let c: Config = toml::from_str("worker_id = 40").unwrap();
         assert!(c.validate().is_err());
+        let c: Config = toml::from_str("node_id = \"a/b\"").unwrap();
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("admin_token = \"short\"").unwrap();
+        assert!(c.validate().is_err());
+        let c: Config = toml::from_str("admin_token = \"0123456789abcdef\"").unwrap();
+        c.validate().unwrap();
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "the token stays out of Debug"
+        );
         let c: Config =
             toml::from_str("[rate_limits]\nglobal = { limit = 0, per_secs = 1.0 }").unwrap();
         assert!(c.validate().is_err());

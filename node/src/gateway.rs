@@ -102,10 +102,22 @@ impl GatewayServer {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Whether the listener is draining (see [`GatewayServer::start_draining`]).
+    pub fn is_draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Sends RECONNECT (op 7) and a resumable close (4000) to every connection, and from now on
+    /// refuses new connections (the TCP connection is closed before the WebSocket handshake),
+    /// so clients reconnect to another node. Returns at once; sessions stay resumable.
+    pub fn start_draining(&self) {
+        self.drain.send_replace(true);
+    }
+
     /// Stops accepting, sends RECONNECT (op 7) to every connection and closes them, waiting
     /// at most `grace` for them to finish.
     pub async fn drain(&self, grace: Duration) {
-        let _ = self.drain.send(true);
+        self.drain.send_replace(true);
         self.accept.abort();
         let deadline = Instant::now() + grace;
         while self.connections() > 0 && Instant::now() < deadline {
@@ -125,7 +137,7 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
-                if open.load(Ordering::Relaxed) >= settings.max_connections {
+                if *drain.borrow() || open.load(Ordering::Relaxed) >= settings.max_connections {
                     metrics::counter!("enrichment_gateway_refused_total").increment(1);
                     drop(stream);
                     continue;

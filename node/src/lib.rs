@@ -23,6 +23,7 @@ use enrichment_storage::Stores;
 use enrichment_storage::embedded::EmbeddedStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod gateway;
@@ -60,7 +61,9 @@ pub struct Node {
     pub gateway_url: String,
     /// The bound gateway address (useful with port 0).
     pub gateway_addr: SocketAddr,
-    gateway: gateway::GatewayServer,
+    /// This node's id (config `node_id`, or generated into `{data_dir}/node-id`).
+    pub node_id: String,
+    gateway: Arc<gateway::GatewayServer>,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     router: Arc<LocalGuildRouter>,
@@ -81,6 +84,17 @@ impl Node {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let started = std::time::Instant::now();
+        let node_id = admin::credentials::node_id(&config)?;
+        let (admin_token, token_source) = admin::credentials::admin_token(&config)?;
+        if let admin::credentials::TokenSource::Generated { path, token } = &token_source {
+            // Shown once, on the terminal only; later starts read the file silently.
+            eprintln!(
+                "enrichment: generated an admin token, stored in {} (mode 0600):\n  {token}",
+                path.display()
+            );
+            tracing::info!(path = %path.display(), "generated the admin token");
+        }
         let store_dir = config.data_dir.join("store");
         let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_dir))
             .await?
@@ -160,8 +174,22 @@ impl Node {
             router.clone() as Arc<dyn GuildRouter>,
             guild_ctx.stores.clone(),
         ));
-        let gateway =
-            gateway::GatewayServer::start(gateway_listener, gateway_svc.clone(), &config.gateway)?;
+        let gateway = Arc::new(gateway::GatewayServer::start(
+            gateway_listener,
+            gateway_svc.clone(),
+            &config.gateway,
+        )?);
+        let admin_state = web::Data::new(admin::AdminState {
+            token: admin_token,
+            node_id: node_id.clone(),
+            rest_address: addr,
+            gateway_url: gateway_url.clone(),
+            started,
+            started_at: enrichment_protocol::Timestamp::now(),
+            gateway: gateway.clone(),
+            sessions: gateway_svc.registry.clone(),
+            router: router.clone() as Arc<dyn GuildRouter>,
+        });
         let limits = Arc::new(ratelimit::RateLimits::new(&config.rate_limits));
         let upkeep = metrics.clone();
         let state = web::Data::new(AppState {
@@ -183,6 +211,7 @@ impl Node {
             };
             App::new()
                 .app_data(state.clone())
+                .app_data(admin_state.clone())
                 .app_data(limits_data.clone())
                 .app_data(error::BodyLimit(max_json))
                 .app_data(web::PayloadConfig::new(max_json))
@@ -192,6 +221,7 @@ impl Node {
                 .service(ops::healthz)
                 .service(ops::readyz)
                 .service(ops::prometheus)
+                .configure(admin::configure)
                 .service(api("/api/v10"))
                 .service(api("/api/v9"))
                 .service(api("/api"))
@@ -221,8 +251,9 @@ impl Node {
                 }
             }
         });
-        tracing::info!(%addr, %gateway_url, "enrichment node listening");
+        tracing::info!(%node_id, %addr, %gateway_url, "enrichment node listening");
         Ok(Node {
+            node_id,
             addr,
             gateway_url,
             gateway_addr,
@@ -237,6 +268,15 @@ impl Node {
     /// Base URL of the REST API, e.g. `http://127.0.0.1:8080/api/v10`.
     pub fn api_url(&self) -> String {
         format!("http://{}/api/v10", self.addr)
+    }
+
+    /// Base URL of the admin API, e.g. `http://127.0.0.1:8080/admin/v1`.
+    pub fn admin_url(&self) -> String {
+        format!(
+            "http://{}{}",
+            self.addr,
+            enrichment_protocol::admin::ADMIN_PREFIX
+        )
     }
 
     /// Gateway connections open now.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use enrichment_node::Node;
-use enrichment_node::config::{Config, LogFormat};
+use enrichment_node::config::{Config, LogFormat, Secret};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +47,13 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "ENRICHMENT_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// This node's id in the cluster (default: generated once into {data_dir}/node-id).
+    #[arg(long, env = "ENRICHMENT_NODE_ID")]
+    node_id: Option<String>,
+    /// Admin API bearer token, 16+ characters (default: generated once into
+    /// {data_dir}/admin-token). Prefer the environment variable: flags show up in `ps`.
+    #[arg(long, env = "ENRICHMENT_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Snowflake worker id (0–31), unique per node.
     #[arg(long, env = "ENRICHMENT_WORKER_ID")]
     worker_id: Option<u8>,
@@ -78,6 +85,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.log_format {
             c.log_format = v;
+        }
+        if let Some(v) = self.node_id {
+            c.node_id = Some(v);
+        }
+        if let Some(v) = self.admin_token {
+            c.admin_token = Some(Secret::new(v));
         }
         if let Some(v) = self.worker_id {
             c.worker_id = v;

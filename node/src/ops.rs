@@ -6,10 +6,11 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, get};
+use actix_web::{HttpResponse, get, web};
 use enrichment_protocol::Snowflake;
 use tracing::Instrument;
 
+use crate::admin::AdminState;
 use crate::state::State;
 
 #[get("/healthz")]
@@ -17,9 +18,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers a read; also reports this node's running guild actors.
+/// Ready when the store answers a read and the node is not draining; also reports this
+/// node's running guild actors.
 #[get("/readyz")]
-pub async fn readyz(state: State) -> HttpResponse {
+pub async fn readyz(state: State, admin: web::Data<AdminState>) -> HttpResponse {
+    if admin.gateway.is_draining() {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "draining" }));
+    }
     match state.guilds.stores.guilds.user_guilds(Snowflake(0)).await {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({
             "status": "ready",

@@ -9,8 +9,10 @@
 //! - [`gateway`]: gateway opcodes, close codes, payloads and frame codecs (JSON, MessagePack,
 //!   zlib-stream);
 //! - [`rest`]: request/response bodies and their validation limits;
-//! - [`error`]: the `{code, message, errors}` body and the codes we send.
+//! - [`error`]: the `{code, message, errors}` body and the codes we send;
+//! - [`admin`]: the operators' admin API (`/admin/v1`): cluster status, ring, drain.
 
+pub mod admin;
 pub mod error;
 pub mod gateway;
 pub mod models;

@@ -6,6 +6,7 @@
 mod gw;
 mod support;
 
+mod admin;
 mod auth;
 mod bad_input;
 mod gateway;

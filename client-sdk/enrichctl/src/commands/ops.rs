@@ -1,0 +1,191 @@
+//! `bot create` and the `cluster` commands.
+
+use enrichment_client::AuthorizeQuery;
+use enrichment_client::protocol::Permissions;
+use enrichment_client::protocol::admin::{NodeInfo, NodeStatus};
+use enrichment_client::protocol::rest::{AuthorizeBot, CreateApplication};
+use serde_json::json;
+
+use crate::cli::{BotCmd, ClusterCmd};
+use crate::error::{CliError, CliResult, Exit};
+use comfy_table::{Cell, Color};
+
+use crate::output::{BOLD, YELLOW, duration, paint};
+use crate::session::Ctx;
+
+pub async fn bot(ctx: &mut Ctx, cmd: BotCmd) -> CliResult<()> {
+    let BotCmd::Create {
+        name,
+        guild,
+        permissions,
+    } = cmd;
+    let client = ctx.client().await?;
+    let app = client
+        .create_application(&CreateApplication {
+            name,
+            description: None,
+        })
+        .await?;
+    let token = client.reset_bot_token(app.id).await?.token;
+    let permissions = Permissions::from_bits_retain(permissions);
+    let added = client
+        .authorize_bot(
+            &AuthorizeQuery {
+                client_id: app.id,
+                scope: "bot".into(),
+                permissions: Some(permissions),
+            },
+            &AuthorizeBot {
+                guild_id: guild,
+                permissions: Some(permissions),
+                authorize: true,
+            },
+        )
+        .await;
+    if let Err(e) = added {
+        // The application exists and its token was issued: say so, or the token is lost.
+        let mut err = CliError::from(e);
+        err.message = format!(
+            "created application {} with bot token {token}, but adding the bot to guild {guild} failed: {}",
+            app.id, err.message
+        );
+        return Err(err);
+    }
+    let bot_id = app.bot.as_ref().map(|b| b.id);
+    if ctx.out.json {
+        return ctx.out.value(&json!({
+            "application": app,
+            "bot_user_id": bot_id,
+            "guild_id": guild,
+            "token": token,
+        }));
+    }
+    ctx.out.fields(&[
+        ("bot", paint(BOLD, &app.name)),
+        ("application id", app.id.to_string()),
+        (
+            "bot user id",
+            bot_id.map(|b| b.to_string()).unwrap_or_default(),
+        ),
+        ("added to guild", guild.to_string()),
+        ("permissions", permissions.bits().to_string()),
+    ]);
+    ctx.out.say("");
+    ctx.out.say(format!(
+        "token (shown once; keep it secret): {}",
+        paint(BOLD, &token)
+    ));
+    Ok(())
+}
+
+/// Coloured on a terminal only (comfy-table leaves styles out otherwise).
+fn status_cell(s: NodeStatus) -> Cell {
+    let cell = Cell::new(s);
+    match s {
+        NodeStatus::Healthy => cell.fg(Color::Green),
+        NodeStatus::Draining => cell.fg(Color::Yellow),
+    }
+}
+
+fn node_rows(nodes: &[NodeInfo]) -> Vec<Vec<Cell>> {
+    nodes
+        .iter()
+        .map(|n| {
+            vec![
+                Cell::new(&n.id),
+                status_cell(n.status),
+                Cell::new(&n.rest_address),
+                Cell::new(&n.gateway_url),
+                Cell::new(duration(n.uptime_secs)),
+                Cell::new(&n.version),
+                Cell::new(n.gateway_connections),
+                Cell::new(n.sessions),
+                Cell::new(n.guild_actors),
+            ]
+        })
+        .collect()
+}
+
+const NODE_HEADER: [&str; 9] = [
+    "NODE",
+    "STATUS",
+    "REST",
+    "GATEWAY",
+    "UPTIME",
+    "VERSION",
+    "CONNECTIONS",
+    "SESSIONS",
+    "GUILD ACTORS",
+];
+
+/// Admin errors: a 401 here is about the admin token, not the user's login.
+fn admin_error(e: enrichment_client::Error) -> CliError {
+    if e.is_unauthorized() {
+        return CliError::new(Exit::Unauthorized, "the server refused the admin token").with_hint(
+            "pass the node's admin token with --admin-token or ENRICHMENT_ADMIN_TOKEN (a user's \
+             login does not work here); a node keeps a generated one in {data_dir}/admin-token",
+        );
+    }
+    if e.is_not_found() {
+        return CliError::new(Exit::NotFound, format!("not found: {e}"))
+            .with_hint("`enrichctl cluster status` lists the node ids");
+    }
+    e.into()
+}
+
+pub async fn cluster(ctx: &mut Ctx, cmd: ClusterCmd) -> CliResult<()> {
+    let admin = ctx.admin()?;
+    match cmd {
+        ClusterCmd::Status => {
+            let status = admin.cluster_status().await.map_err(admin_error)?;
+            if ctx.out.json {
+                return ctx.out.value(&status);
+            }
+            ctx.out.table(&NODE_HEADER, node_rows(&status.nodes));
+        }
+        ClusterCmd::Ring { guild } => {
+            let ring = admin.cluster_ring(guild).await.map_err(admin_error)?;
+            if ctx.out.json {
+                return ctx.out.value(&ring);
+            }
+            if let Some(owner) = &ring.owner {
+                let node = ring.nodes.iter().find(|n| n.id == owner.node_id);
+                ctx.out.say(format!(
+                    "guild {} is owned by node {}{}",
+                    owner.guild_id,
+                    paint(BOLD, &owner.node_id),
+                    node.map(|n| format!(" ({}, {})", n.rest_address, n.status))
+                        .unwrap_or_default()
+                ));
+                return Ok(());
+            }
+            let rows = ring
+                .nodes
+                .iter()
+                .map(|n| {
+                    vec![
+                        Cell::new(&n.id),
+                        status_cell(n.status),
+                        Cell::new(&n.rest_address),
+                        Cell::new(&n.gateway_url),
+                    ]
+                })
+                .collect();
+            ctx.out.say(format!("ring epoch {}", ring.epoch));
+            ctx.out.table(&["NODE", "STATUS", "REST", "GATEWAY"], rows);
+        }
+        ClusterCmd::Drain { node } => {
+            let n = admin.drain_node(&node).await.map_err(admin_error)?;
+            if ctx.out.json {
+                return ctx.out.value(&n);
+            }
+            ctx.out.say(format!(
+                "node {} is {}: its {} gateway connection(s) were told to reconnect elsewhere, and it takes no new ones",
+                paint(BOLD, &n.id),
+                paint(YELLOW, n.status),
+                n.gateway_connections
+            ));
+        }
+    }
+    Ok(())
+}

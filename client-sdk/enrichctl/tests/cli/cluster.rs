@@ -1,0 +1,67 @@
+//! `cluster status`, `ring` and `drain` with the admin token, and without it.
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_commands_need_the_admin_token() {
+    let t = TestNode::start().await;
+    let cli = t.user();
+    cli.register("dave").await;
+    // A user's login does not open the admin API.
+    cli.run(&["cluster", "status"])
+        .await
+        .fails(3, "cluster commands need the admin token");
+    cli.run(&["cluster", "status", "--admin-token", "not-the-token"])
+        .await
+        .fails(3, "the server refused the admin token");
+    let with_token = [("ENRICHMENT_ADMIN_TOKEN", ADMIN_TOKEN)];
+
+    let status = cli
+        .run_with(&["--json", "cluster", "status"], &with_token, None)
+        .await
+        .json();
+    let node = &status["nodes"][0];
+    assert_eq!(node["id"], t.node.node_id.as_str());
+    assert_eq!(node["status"], "healthy");
+    let table = cli
+        .run_with(&["cluster", "status"], &with_token, None)
+        .await;
+    assert!(table.ok().contains(&t.node.node_id), "{table:?}");
+    assert!(table.stdout.contains("healthy"));
+    assert!(
+        !table.stdout.contains('\u{1b}'),
+        "no colour codes in a pipe"
+    );
+
+    let ring = cli
+        .run_with(
+            &["--json", "cluster", "ring", "--guild", "175928847299117063"],
+            &with_token,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(ring["owner"]["node_id"], t.node.node_id.as_str());
+    let owner = cli
+        .run_with(&["cluster", "ring", "--guild", "42"], &with_token, None)
+        .await;
+    assert!(owner.ok().contains("is owned by node"), "{owner:?}");
+
+    cli.run_with(&["cluster", "drain", "elsewhere"], &with_token, None)
+        .await
+        .fails(4, "cluster status` lists the node ids");
+    let drained = cli
+        .run_with(
+            &["--json", "cluster", "drain", &t.node.node_id],
+            &with_token,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(drained["status"], "draining");
+    let status = cli
+        .run_with(&["--json", "cluster", "status"], &with_token, None)
+        .await
+        .json();
+    assert_eq!(status["nodes"][0]["status"], "draining");
+}

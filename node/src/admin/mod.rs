@@ -1,0 +1,168 @@
+//! The operators' admin API under `/admin/v1`, on the REST listener but outside `/api/v10`:
+//! no bot rate limits, and only the admin token opens it (`Authorization: Bearer <token>`).
+//! User and bot tokens are refused like any other wrong token: 401 with Discord's body and no
+//! data, for every path under the prefix, before the path is even matched.
+//!
+//! - `GET /cluster/status`: every node (one today) with its gauges;
+//! - `GET /cluster/ring[?guild_id=X]`: the ring, and the owner of guild X when asked;
+//! - `POST /cluster/nodes/{node_id}/drain`: the node tells its gateway clients to reconnect
+//!   (op 7, then close 4000) and refuses new gateway connections; `/readyz` turns 503.
+//!
+//! The wire types live in `enrichment_protocol::admin`, shared with the SDK.
+
+pub mod credentials;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpResponse, get, post, web};
+use enrichment_actors::gateway::SessionRegistry;
+use enrichment_actors::router::GuildRouter;
+use enrichment_protocol::admin::{
+    ADMIN_PREFIX, ClusterRing, ClusterStatus, GuildOwner, NodeInfo, NodeStatus, RingNode, RingQuery,
+};
+use enrichment_protocol::{ApiError, ErrorCode, Timestamp};
+
+pub use credentials::AdminToken;
+
+use crate::error::{ApiResult, HttpError};
+use crate::gateway::GatewayServer;
+
+/// What the admin routes read and act on.
+pub struct AdminState {
+    pub token: AdminToken,
+    pub node_id: String,
+    pub rest_address: SocketAddr,
+    pub gateway_url: String,
+    pub started: Instant,
+    pub started_at: Timestamp,
+    pub gateway: Arc<GatewayServer>,
+    pub sessions: Arc<SessionRegistry>,
+    pub router: Arc<dyn GuildRouter>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    pub fn status(&self) -> NodeStatus {
+        if self.gateway.is_draining() {
+            NodeStatus::Draining
+        } else {
+            NodeStatus::Healthy
+        }
+    }
+
+    /// This node, as the admin API reports it.
+    pub fn node_info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.node_id.clone(),
+            rest_address: self.rest_address.to_string(),
+            gateway_url: self.gateway_url.clone(),
+            status: self.status(),
+            started_at: self.started_at,
+            uptime_secs: self.started.elapsed().as_secs(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            gateway_connections: self.gateway.connections() as u64,
+            sessions: self.sessions.len() as u64,
+            guild_actors: self.router.local_actor_count() as u64,
+        }
+    }
+
+    fn ring_node(&self) -> RingNode {
+        RingNode {
+            id: self.node_id.clone(),
+            rest_address: self.rest_address.to_string(),
+            gateway_url: self.gateway_url.clone(),
+            status: self.status(),
+        }
+    }
+}
+
+type Admin = web::Data<AdminState>;
+
+/// Mounts the admin scope, guarded by the token check.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope(ADMIN_PREFIX)
+            .wrap(from_fn(authenticate))
+            .service(cluster_status)
+            .service(cluster_ring)
+            .service(drain_node),
+    );
+}
+
+/// 401 unless the request carries `Authorization: Bearer <admin token>`.
+async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let allowed = match (req.app_data::<Admin>(), presented) {
+        (Some(admin), Some(token)) => admin.token.matches(token),
+        _ => false,
+    };
+    if !allowed {
+        tracing::debug!(path = %req.path(), "admin request without a valid admin token");
+        let body = ApiError::new(401, ErrorCode::General, "401: Unauthorized").body;
+        let res = HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer"))
+            .json(body);
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[get("/cluster/status")]
+async fn cluster_status(admin: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(ClusterStatus {
+        nodes: vec![admin.node_info()],
+    })
+}
+
+#[get("/cluster/ring")]
+async fn cluster_ring(admin: Admin, query: web::Query<RingQuery>) -> HttpResponse {
+    // One node owns every guild until the cluster's ring exists.
+    let owner = query.guild_id.map(|guild_id| GuildOwner {
+        guild_id,
+        node_id: admin.node_id.clone(),
+    });
+    HttpResponse::Ok().json(ClusterRing {
+        epoch: 0,
+        nodes: vec![admin.ring_node()],
+        owner,
+    })
+}
+
+#[post("/cluster/nodes/{node_id}/drain")]
+async fn drain_node(admin: Admin, node_id: web::Path<String>) -> ApiResult<HttpResponse> {
+    if *node_id != admin.node_id {
+        return Err(HttpError(ApiError::new(
+            404,
+            ErrorCode::General,
+            "Unknown Node",
+        )));
+    }
+    if !admin.gateway.is_draining() {
+        tracing::warn!(node_id = %admin.node_id, connections = admin.gateway.connections(), "draining the gateway on admin request");
+        admin.gateway.start_draining();
+    }
+    Ok(HttpResponse::Ok().json(admin.node_info()))
+}

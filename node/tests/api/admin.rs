@@ -1,0 +1,399 @@
+//! The admin API (`/admin/v1`): the admin token and nothing else opens it; status, ring and
+//! drain report and do what the node really does.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use enrichment_protocol::admin::{ClusterRing, ClusterStatus, NodeInfo, NodeStatus};
+use enrichment_protocol::gateway::op;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::gw::{ALL, Gw};
+use crate::support::*;
+
+fn admin_url(t: &TestNode) -> String {
+    t.node.as_ref().unwrap().admin_url()
+}
+
+/// The token the node generated into its data directory.
+fn file_token(t: &TestNode) -> String {
+    std::fs::read_to_string(t.config.data_dir.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// An admin request with the given `Authorization` header (none when `None`).
+async fn admin(t: &TestNode, method: Method, path: &str, auth: Option<&str>) -> (u16, Value) {
+    let mut req = t.http.request(method, format!("{}{path}", admin_url(t)));
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn status(t: &TestNode, token: &str) -> NodeInfo {
+    let (code, body) = admin(
+        t,
+        Method::GET,
+        "/cluster/status",
+        Some(&format!("Bearer {token}")),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let mut s: ClusterStatus = serde_json::from_value(body).unwrap();
+    assert_eq!(s.nodes.len(), 1);
+    s.nodes.remove(0)
+}
+
+#[tokio::test]
+async fn only_the_admin_token_opens_the_admin_api() {
+    let t = TestNode::start().await;
+    let alice = t.register("alice").await;
+    let (gid, _) = t.guild(&alice, "home").await;
+    let bot = t.bot(&alice, "Helper", &gid, 0).await;
+    let unauthorized = json!({"message": "401: Unauthorized", "code": 0});
+    let jwt = format!("Bearer {}", alice.token);
+    let wrong = format!("Bearer {}x", file_token(&t));
+    for path in [
+        "/cluster/status",
+        "/cluster/ring",
+        "/cluster/ring?guild_id=1",
+        "/no/such/route",
+    ] {
+        for auth in [
+            None,
+            Some("Bearer"),
+            Some(wrong.as_str()),
+            Some(jwt.as_str()),
+            Some(alice.token.as_str()),
+            Some(bot.token.as_str()),
+        ] {
+            let (code, body) = admin(&t, Method::GET, path, auth).await;
+            assert_eq!((code, &body), (401, &unauthorized), "{path} with {auth:?}");
+        }
+    }
+    let node_id = t.node.as_ref().unwrap().node_id.clone();
+    let drain = format!("/cluster/nodes/{node_id}/drain");
+    let (code, body) = admin(&t, Method::POST, &drain, Some(&jwt)).await;
+    assert_eq!((code, body), (401, unauthorized));
+    let me = status(&t, &file_token(&t)).await;
+    assert_eq!(
+        me.status,
+        NodeStatus::Healthy,
+        "a refused drain does nothing"
+    );
+    // The admin token is no user token either.
+    t.get("/users/@me", &format!("Bearer {}", file_token(&t)))
+        .await
+        .err(401, 40001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_the_node_as_it_is_and_is_not_rate_limited() {
+    let t = TestNode::start_with(|c| {
+        c.rate_limits.enabled = true;
+        c.rate_limits.global.limit = 5;
+    })
+    .await;
+    let token = file_token(&t);
+    let node = t.node.as_ref().unwrap();
+    let before = status(&t, &token).await;
+    assert_eq!(before.id, node.node_id);
+    assert_eq!(before.rest_address, node.addr.to_string());
+    assert_eq!(before.gateway_url, node.gateway_url);
+    assert_eq!(before.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(before.status, NodeStatus::Healthy);
+    assert_eq!(
+        (before.gateway_connections, before.sessions),
+        (0, 0),
+        "{before:?}"
+    );
+    let alice = t.register("alice").await;
+    let (gid, _) = t.guild(&alice, "home").await;
+    let (mut gw, _) = Gw::identify(&t, &alice.token, ALL).await;
+    gw.guild_create(&gid).await;
+    let after = status(&t, &token).await;
+    assert_eq!(after.gateway_connections, 1, "{after:?}");
+    assert_eq!(after.sessions, 1, "{after:?}");
+    assert!(after.guild_actors >= 1, "the guild's actor runs: {after:?}");
+    assert_eq!(after.started_at, before.started_at);
+    // Far past the global limit of 5 per second: the admin API has no bot rate limits.
+    for _ in 0..30 {
+        status(&t, &token).await;
+    }
+    gw.close(1000).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&t, &token).await.gateway_connections != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection is no longer counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ring_names_the_owner_of_a_guild() {
+    let t = TestNode::start().await;
+    let bearer = format!("Bearer {}", file_token(&t));
+    let node_id = t.node.as_ref().unwrap().node_id.clone();
+    let (code, body) = admin(&t, Method::GET, "/cluster/ring", Some(&bearer)).await;
+    assert_eq!(code, 200);
+    let ring: ClusterRing = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(ring.nodes.len(), 1);
+    assert_eq!(ring.nodes[0].id, node_id);
+    assert!(
+        ring.owner.is_none() && body.get("owner").is_none(),
+        "{body}"
+    );
+    let (code, body) = admin(
+        &t,
+        Method::GET,
+        "/cluster/ring?guild_id=175928847299117063",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let ring: ClusterRing = serde_json::from_value(body).unwrap();
+    let owner = ring.owner.unwrap();
+    assert_eq!(owner.guild_id.0, 175928847299117063);
+    assert_eq!(owner.node_id, node_id);
+    let (code, body) = admin(
+        &t,
+        Method::GET,
+        "/cluster/ring?guild_id=general",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!((code, body["code"].as_u64()), (400, Some(50035)), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_reconnects_clients_and_refuses_new_connections() {
+    let t = TestNode::start().await;
+    let token = file_token(&t);
+    let bearer = format!("Bearer {token}");
+    let alice = t.register("alice").await;
+    let (gid, _) = t.guild(&alice, "home").await;
+    let (mut gw, _) = Gw::identify(&t, &alice.token, ALL).await;
+    gw.guild_create(&gid).await;
+
+    let (code, body) = admin(
+        &t,
+        Method::POST,
+        "/cluster/nodes/elsewhere/drain",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(
+        (code, body),
+        (404, json!({"message": "Unknown Node", "code": 0}))
+    );
+    assert_eq!(status(&t, &token).await.status, NodeStatus::Healthy);
+
+    let node_id = t.node.as_ref().unwrap().node_id.clone();
+    let drain = format!("/cluster/nodes/{node_id}/drain");
+    let (code, body) = admin(&t, Method::POST, &drain, Some(&bearer)).await;
+    assert_eq!(code, 200, "{body}");
+    let drained: NodeInfo = serde_json::from_value(body).unwrap();
+    assert_eq!(drained.status, NodeStatus::Draining);
+    let (got_reconnect, code) = gw.closed_after(op::RECONNECT).await;
+    assert!(got_reconnect, "op 7 before the close");
+    assert_eq!(code, Some(4000), "a resumable close");
+
+    // New gateway connections are refused; REST keeps answering; readiness says draining.
+    let url = format!("{}/?v=10&encoding=json", crate::gw::gateway_url(&t));
+    assert!(
+        tokio_tungstenite::connect_async(&url).await.is_err(),
+        "a draining node takes no new gateway connections"
+    );
+    t.get("/users/@me", &alice.token).await.ok(200);
+    let root = t.base.trim_end_matches("/api/v10").to_owned();
+    let ready = t.http.get(format!("{root}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "draining"})
+    );
+    let after = status(&t, &token).await;
+    assert_eq!(after.status, NodeStatus::Draining);
+    assert_eq!(after.gateway_connections, 0, "{after:?}");
+    // Draining again is harmless.
+    let (code, _) = admin(&t, Method::POST, &drain, Some(&bearer)).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn generated_token_is_private_and_survives_restarts() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut t = TestNode::start().await;
+    let path = t.config.data_dir.join("admin-token");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only the node's user may read it");
+    let token = file_token(&t);
+    assert_eq!(token.len(), 64, "32 random bytes, hex");
+    let node_id = t.node.as_ref().unwrap().node_id.clone();
+    assert_eq!(status(&t, &token).await.id, node_id);
+    t.restart().await;
+    assert_eq!(file_token(&t), token, "a restart reads the same token");
+    assert_eq!(
+        status(&t, &token).await.id,
+        node_id,
+        "and keeps its node id"
+    );
+
+    // A configured token and node id win over the files.
+    t.node.take().unwrap().stop().await;
+    t.config.admin_token = Some(enrichment_node::config::Secret::new(
+        "configured-admin-token",
+    ));
+    t.config.node_id = Some("edge-1".into());
+    t.restart().await;
+    assert_eq!(status(&t, "configured-admin-token").await.id, "edge-1");
+    let (code, _) = admin(
+        &t,
+        Method::GET,
+        "/cluster/status",
+        Some(&format!("Bearer {token}")),
+    )
+    .await;
+    assert_eq!(code, 401, "the file's token no longer opens it");
+}
+
+/// Runs `enrichment serve` on free ports with `data_dir`; returns it with its REST base URL
+/// once it answers. The caller stops it with [`stop`], which waits for it.
+#[allow(clippy::zombie_processes)]
+async fn spawn_node(
+    data_dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    stderr: std::fs::File,
+) -> (Child, String) {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichment"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--gateway-listen",
+        "127.0.0.1:0",
+    ])
+    .args(extra)
+    .env_remove("ENRICHMENT_ADMIN_TOKEN")
+    .env_remove("ENRICHMENT_NODE_ID")
+    .env("ENRICHMENT_DATA_DIR", data_dir)
+    .stdout(Stdio::null())
+    .stderr(stderr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            return (child, base);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn stop(mut child: Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    child.wait().unwrap();
+}
+
+async fn status_code(base: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/admin/v1/cluster/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_prints_a_generated_token_once_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+
+    let (child, base) = spawn_node(&data, &[], &[], log("first.log")).await;
+    let token = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(status_code(&base, &token).await, 200);
+    stop(child);
+    let first = read("first.log");
+    assert!(
+        first.contains(&token) && first.contains(&data.join("admin-token").display().to_string()),
+        "the first start shows the token and where it is kept: {first}"
+    );
+
+    let (child, base) = spawn_node(&data, &[], &[], log("second.log")).await;
+    assert_eq!(status_code(&base, &token).await, 200);
+    stop(child);
+    assert!(
+        !read("second.log").contains(&token),
+        "later starts stay quiet"
+    );
+
+    // The environment beats the config file, which beats the generated file.
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "admin_token = \"from-the-config-file\"\nnode_id = \"from-file\"\n",
+    )
+    .unwrap();
+    let (child, base) = spawn_node(
+        &data,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("ENRICHMENT_ADMIN_TOKEN", "from-the-environment"),
+            ("ENRICHMENT_NODE_ID", "edge-7"),
+        ],
+        log("third.log"),
+    )
+    .await;
+    assert_eq!(status_code(&base, "from-the-environment").await, 200);
+    assert_eq!(status_code(&base, "from-the-config-file").await, 401);
+    assert_eq!(status_code(&base, &token).await, 401);
+    let s: ClusterStatus = reqwest::Client::new()
+        .get(format!("{base}/admin/v1/cluster/status"))
+        .bearer_auth("from-the-environment")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s.nodes[0].id, "edge-7");
+    stop(child);
+    assert!(!read("third.log").contains("from-the-environment"));
+}
