@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use enrichment_protocol::gateway::{
-    CloseCode, ConnectionProperties, Encoding, Hello, Identify, Outbound, Ready, Resume,
-    ZlibInflater, client_frame, op,
+    CloseCode, ConnectionProperties, Encoding, Hello, Identify, Outbound, Resume, ZlibInflater,
+    client_frame, op,
 };
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
@@ -304,8 +304,10 @@ impl Runner {
                                 self.info.send_modify(|i| i.seq = Some(s));
                             }
                             let name = frame.t.unwrap_or_default();
-                            if name == "READY" {
-                                if let Ok(ready) = serde_json::from_value::<Ready>(frame.d.clone()) {
+                            // Read once; the session's own state comes from the typed event.
+                            let event = Event::from_dispatch(&name, frame.d);
+                            match &event {
+                                Ok(Event::Ready(ready)) => {
                                     self.info.send_modify(|i| {
                                         i.session_id = Some(ready.session_id.clone());
                                         i.resume_url = Some(ready.resume_gateway_url.clone());
@@ -314,15 +316,18 @@ impl Runner {
                                     });
                                     established = true;
                                 }
-                            } else if name == "RESUMED" {
-                                self.info.send_modify(|i| {
-                                    i.resumes += 1;
-                                    i.connected = true;
-                                });
-                                established = true;
+                                Ok(Event::Resumed) => {
+                                    self.info.send_modify(|i| {
+                                        i.resumes += 1;
+                                        i.connected = true;
+                                    });
+                                    established = true;
+                                }
+                                _ => {}
                             }
-                            pending = Some(Event::from_dispatch(&name, frame.d).map_err(|e| {
-                                GatewayError::Decode { event: name.clone(), reason: e.to_string() }
+                            pending = Some(event.map_err(|e| GatewayError::Decode {
+                                event: name,
+                                reason: e.to_string(),
                             }));
                         }
                         op::HEARTBEAT => {
