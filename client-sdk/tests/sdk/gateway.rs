@@ -163,6 +163,15 @@ async fn identifies_again_when_the_session_cannot_resume() {
     assert_eq!(gw.session().identifies, 2);
 }
 
+/// The error a refused session ends with; panics if an event comes first or after 20 s.
+async fn refusal(gw: &mut Gateway) -> GatewayError {
+    timeout(Duration::from_secs(20), gw.next_event())
+        .await
+        .expect("in time")
+        .expect("an item")
+        .expect_err("refused")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unrecoverable_closes_end_the_stream_with_their_code() {
     let t = TestNode::start().await;
@@ -176,11 +185,7 @@ async fn unrecoverable_closes_end_the_stream_with_their_code() {
     )
     .await
     .expect("connect");
-    let err = timeout(Duration::from_secs(20), gw.next_event())
-        .await
-        .expect("in time")
-        .expect("an item")
-        .expect_err("refused");
+    let err = refusal(&mut gw).await;
     assert!(
         matches!(err, GatewayError::Closed { code: 4004, .. }),
         "{err:?}"
@@ -192,11 +197,7 @@ async fn unrecoverable_closes_end_the_stream_with_their_code() {
     let mut gw = Gateway::connect(&owner, options(1 << 40))
         .await
         .expect("connect");
-    let err = timeout(Duration::from_secs(20), gw.next_event())
-        .await
-        .expect("in time")
-        .expect("an item")
-        .expect_err("refused");
+    let err = refusal(&mut gw).await;
     assert!(
         matches!(err, GatewayError::Closed { code: 4013, .. }),
         "{err:?}"

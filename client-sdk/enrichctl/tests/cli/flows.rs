@@ -2,13 +2,11 @@
 //! channel live, invite someone, make a bot.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use enrichment_client::protocol::rest::CreateMessage;
 use enrichment_client::{Client, Token};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::*;
 
@@ -110,14 +108,8 @@ async fn a_user_talks_and_another_tails_live() {
     let joined = bob.run(&["--json", "invite", "accept", code]).await.json();
     assert_eq!(joined["guild"]["id"], gid);
 
-    let mut tail = bob
-        .command(&["--json", "tail", &cid])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tail.stderr.take().unwrap()).lines();
+    let mut tail = bob.spawn(&["--json", "tail", &cid]);
+    let (stderr, stdout) = (&mut tail.stderr, &mut tail.stdout);
     let ready = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
         .await
         .expect("tail reports that it is listening")
@@ -126,7 +118,6 @@ async fn a_user_talks_and_another_tails_live() {
     assert!(ready.contains("tailing #reading-list"), "{ready}");
     alice.run(&["send", &cid, "live from alice"]).await.ok();
     alice.run(&["send", &cid, "and again"]).await.ok();
-    let mut stdout = BufReader::new(tail.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
@@ -139,7 +130,7 @@ async fn a_user_talks_and_another_tails_live() {
         seen.push(m["content"].as_str().unwrap().to_owned());
     }
     assert_eq!(seen, ["live from alice", "and again"]);
-    tail.kill().await.unwrap();
+    tail.child.kill().await.unwrap();
 
     // A bot: created, authorized into the guild, and its token works.
     let bot = alice
@@ -342,15 +333,8 @@ async fn tail_carries_on_across_a_node_restart() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut tail = alice
-        .command(&["tail", &cid])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tail.stderr.take().unwrap()).lines();
-    let mut stdout = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut tail = alice.spawn(&["tail", &cid]);
+    let (stderr, stdout) = (&mut tail.stderr, &mut tail.stdout);
     let line = |l: Option<String>| l.expect("a line");
     let ready = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
         .await
@@ -380,11 +364,8 @@ async fn tail_carries_on_across_a_node_restart() {
         got.push(line(l).rsplit(": ").next().unwrap().to_owned());
     }
     assert_eq!(got, ["while reconnecting", "after"]);
-    tail.kill().await.unwrap();
-    let mut notes = Vec::new();
-    while let Ok(Some(l)) = stderr.next_line().await {
-        notes.push(l);
-    }
+    tail.child.kill().await.unwrap();
+    let notes = tail.notes().await;
     assert!(
         notes.iter().any(|n| n.contains("connection lost"))
             && notes.iter().any(|n| n.contains("catching up")),
@@ -424,15 +405,8 @@ async fn expired_access_tokens_are_renewed_even_while_tailing() {
         .unwrap()
         .to_owned();
 
-    let mut tail = alice
-        .command(&["tail", &cid])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tail.stderr.take().unwrap()).lines();
-    let mut stdout = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut tail = alice.spawn(&["tail", &cid]);
+    let (stderr, stdout) = (&mut tail.stderr, &mut tail.stdout);
     let ready = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
         .await
         .unwrap()
@@ -449,19 +423,13 @@ async fn expired_access_tokens_are_renewed_even_while_tailing() {
         .and_then(Result::ok)
         .flatten();
     let Some(line) = line else {
-        let _ = tail.start_kill();
-        let mut notes = Vec::new();
-        while let Ok(Some(l)) = stderr.next_line().await {
-            notes.push(l);
-        }
+        let _ = tail.child.start_kill();
+        let notes = tail.notes().await;
         panic!("the tail ended: {notes:?}");
     };
     assert!(line.ends_with("alice: still there?"), "{line}");
-    tail.kill().await.unwrap();
-    let mut notes = Vec::new();
-    while let Ok(Some(l)) = stderr.next_line().await {
-        notes.push(l);
-    }
+    tail.child.kill().await.unwrap();
+    let notes = tail.notes().await;
     assert!(
         notes.iter().any(|n| n.contains("renewing the login")),
         "{notes:?}"

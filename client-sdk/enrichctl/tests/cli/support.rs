@@ -9,7 +9,8 @@ use enrichment_node::config::Secret;
 use enrichment_node::{Config, Node};
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{ChildStderr, ChildStdout};
 
 pub const ADMIN_TOKEN: &str = "cli-test-admin-token";
 pub const PASSWORD: &str = "correct horse battery";
@@ -132,6 +133,22 @@ impl Cli {
         cmd
     }
 
+    /// Starts `enrichctl args...` (a `tail`) with its output read line by line.
+    pub fn spawn(&self, args: &[&str]) -> Spawned {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Spawned {
+            stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
+            stderr: BufReader::new(child.stderr.take().unwrap()).lines(),
+            child,
+        }
+    }
+
     /// Runs `enrichctl args...` with `stdin` (empty when `None`) and waits for it.
     pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut cmd = self.command(args);
@@ -190,4 +207,22 @@ impl Cli {
 
 pub fn id(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
+}
+
+/// A running `enrichctl` and its output, line by line.
+pub struct Spawned {
+    pub child: tokio::process::Child,
+    pub stdout: Lines<BufReader<ChildStdout>>,
+    pub stderr: Lines<BufReader<ChildStderr>>,
+}
+
+impl Spawned {
+    /// What the process writes to stderr from here until it ends.
+    pub async fn notes(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        while let Ok(Some(l)) = self.stderr.next_line().await {
+            notes.push(l);
+        }
+        notes
+    }
 }
