@@ -34,10 +34,183 @@ pub struct Config {
     pub http_workers: usize,
     /// Largest accepted JSON body, in bytes.
     pub max_json_bytes: usize,
+    /// Where guilds, users and messages live: `embedded` (fjall in `data_dir`, one node),
+    /// `postgres` or `scylla` (shared by every node of a cluster).
+    pub storage: StorageKind,
+    /// Where attachment bytes live: `fs` (files under `data_dir/blobs`) or `s3`.
+    pub blobs: BlobKind,
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
     pub guilds: GuildConfig,
     pub gateway: GatewayConfig,
+    pub postgres: PostgresConfig,
+    pub scylla: ScyllaConfig,
+    pub redis: RedisConfig,
+    pub s3: S3Config,
+    pub attachments: AttachmentConfig,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    Embedded,
+    Postgres,
+    Scylla,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    #[default]
+    Fs,
+    S3,
+}
+
+/// The PostgreSQL store (`storage = "postgres"`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database`.
+    pub url: Option<Secret>,
+    /// Connections per node.
+    pub pool_size: usize,
+    /// How long startup waits for the server before giving up.
+    pub connect_timeout_secs: u64,
+    /// Most messages written in one group commit.
+    pub message_batch_max: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: None,
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            message_batch_max: 256,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationStrategy {
+    Simple,
+    #[default]
+    NetworkTopology,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    One,
+    LocalOne,
+    Quorum,
+    #[default]
+    LocalQuorum,
+    All,
+}
+
+/// The ScyllaDB store (`storage = "scylla"`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    /// Used when `enrichment migrate` creates the keyspace.
+    pub replication: ReplicationStrategy,
+    pub replication_factor: u32,
+    /// Reads and writes; LOCAL_QUORUM keeps a datacenter consistent with itself.
+    pub consistency: Consistency,
+    /// The datacenter whose replicas are preferred (token- and DC-aware routing).
+    pub local_datacenter: Option<String>,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for ScyllaConfig {
+    fn default() -> Self {
+        ScyllaConfig {
+            nodes: Vec::new(),
+            keyspace: "enrichment".into(),
+            replication: ReplicationStrategy::NetworkTopology,
+            replication_factor: 1,
+            consistency: Consistency::LocalQuorum,
+            local_datacenter: None,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+/// Redis, for what every node must see but may be lost: the gateway session registry,
+/// presence, rate-limit counters and IDENTIFY pacing. Unset: all of it stays in-process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: Option<Secret>,
+    /// Prefix of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// How long startup waits for the server before giving up.
+    pub connect_timeout_secs: u64,
+    /// A command slower than this counts as a failure (the node then degrades, see README).
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            key_prefix: "enrichment".into(),
+            connect_timeout_secs: 5,
+            command_timeout_ms: 500,
+        }
+    }
+}
+
+/// The S3 bucket for attachments (`blobs = "s3"`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// `http(s)://host:port` of any S3-compatible server.
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub region: String,
+    pub access_key: Option<Secret>,
+    pub secret_key: Option<Secret>,
+    /// `http://host/bucket/key` rather than `http://bucket.host/key`.
+    pub path_style: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            bucket: None,
+            region: "us-east-1".into(),
+            access_key: None,
+            secret_key: None,
+            path_style: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttachmentConfig {
+    /// Largest file, in bytes; larger uploads are refused while they stream (40005).
+    pub max_bytes: u64,
+    /// Files per message.
+    pub max_files: usize,
+}
+
+impl Default for AttachmentConfig {
+    fn default() -> Self {
+        AttachmentConfig {
+            max_bytes: 25 * 1024 * 1024,
+            max_files: 10,
+        }
+    }
 }
 
 /// A value that must not show up in logs or `Debug` output.
@@ -271,10 +444,17 @@ impl Default for Config {
             process_id: 0,
             http_workers: 0,
             max_json_bytes: 256 * 1024,
+            storage: StorageKind::Embedded,
+            blobs: BlobKind::Fs,
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
             guilds: GuildConfig::default(),
             gateway: GatewayConfig::default(),
+            postgres: PostgresConfig::default(),
+            scylla: ScyllaConfig::default(),
+            redis: RedisConfig::default(),
+            s3: S3Config::default(),
+            attachments: AttachmentConfig::default(),
         }
     }
 }
@@ -373,6 +553,91 @@ impl Config {
             g.member_chunk_size > 0 && g.max_connections > 0 && g.write_timeout_secs > 0,
             "gateway.member_chunk_size, max_connections and write_timeout_secs must be positive"
         );
+        self.validate_backends()
+    }
+
+    /// The backends a node needs must be fully described before it starts; each error names
+    /// the setting (file key and environment variable) to fix.
+    fn validate_backends(&self) -> anyhow::Result<()> {
+        match self.storage {
+            StorageKind::Embedded => {}
+            StorageKind::Postgres => {
+                let url = self.postgres.url.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "storage = \"postgres\" needs postgres.url (ENRICHMENT_POSTGRES_URL)"
+                    )
+                })?;
+                let u = url.expose();
+                anyhow::ensure!(
+                    u.starts_with("postgres://") || u.starts_with("postgresql://"),
+                    "postgres.url (ENRICHMENT_POSTGRES_URL) must start with postgres:// or postgresql://"
+                );
+                anyhow::ensure!(
+                    self.postgres.pool_size > 0 && self.postgres.message_batch_max > 0,
+                    "postgres.pool_size and postgres.message_batch_max must be positive"
+                );
+            }
+            StorageKind::Scylla => {
+                let s = &self.scylla;
+                anyhow::ensure!(
+                    !s.nodes.is_empty(),
+                    "storage = \"scylla\" needs scylla.nodes (ENRICHMENT_SCYLLA_NODES, host:port,...)"
+                );
+                for node in &s.nodes {
+                    anyhow::ensure!(
+                        node.rsplit_once(':')
+                            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+                        "scylla.nodes (ENRICHMENT_SCYLLA_NODES): {node:?} is not host:port"
+                    );
+                }
+                anyhow::ensure!(
+                    !s.keyspace.is_empty()
+                        && s.keyspace.len() <= 48
+                        && s.keyspace
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        && s.keyspace.as_bytes()[0].is_ascii_alphabetic(),
+                    "scylla.keyspace (ENRICHMENT_SCYLLA_KEYSPACE) must be 1 to 48 letters, digits or '_', starting with a letter"
+                );
+                anyhow::ensure!(
+                    s.replication_factor > 0,
+                    "scylla.replication_factor (ENRICHMENT_SCYLLA_REPLICATION_FACTOR) must be positive"
+                );
+            }
+        }
+        if let Some(url) = &self.redis.url {
+            let u = url.expose();
+            anyhow::ensure!(
+                u.starts_with("redis://") || u.starts_with("rediss://"),
+                "redis.url (ENRICHMENT_REDIS_URL) must start with redis:// or rediss://"
+            );
+            anyhow::ensure!(
+                self.redis.command_timeout_ms > 0,
+                "redis.command_timeout_ms must be positive"
+            );
+        }
+        if self.blobs == BlobKind::S3 {
+            let s3 = &self.s3;
+            let endpoint = s3.endpoint.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("blobs = \"s3\" needs s3.endpoint (ENRICHMENT_S3_ENDPOINT)")
+            })?;
+            anyhow::ensure!(
+                endpoint.starts_with("http://") || endpoint.starts_with("https://"),
+                "s3.endpoint (ENRICHMENT_S3_ENDPOINT) must start with http:// or https://"
+            );
+            anyhow::ensure!(
+                s3.bucket.as_deref().is_some_and(|b| !b.is_empty()),
+                "blobs = \"s3\" needs s3.bucket (ENRICHMENT_S3_BUCKET)"
+            );
+            anyhow::ensure!(
+                s3.access_key.is_some() && s3.secret_key.is_some(),
+                "blobs = \"s3\" needs s3.access_key and s3.secret_key (ENRICHMENT_S3_ACCESS_KEY, ENRICHMENT_S3_SECRET_KEY)"
+            );
+        }
+        anyhow::ensure!(
+            self.attachments.max_bytes > 0 && self.attachments.max_files > 0,
+            "attachments.max_bytes and attachments.max_files must be positive"
+        );
         Ok(())
     }
 
@@ -455,5 +720,51 @@ mod tests {
         let c: Config =
             toml::from_str("[rate_limits]\nglobal = { limit = 0, per_secs = 1.0 }").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[track_caller]
+    fn refused(toml_text: &str, names: &str) {
+        let c: Config = toml::from_str(toml_text).unwrap();
+        let err = c.validate().expect_err(toml_text).to_string();
+        assert!(err.contains(names), "{err:?} should name {names}");
+    }
+
+    #[test]
+    fn backends_must_be_fully_described() {
+        refused("storage = \"postgres\"", "ENRICHMENT_POSTGRES_URL");
+        refused(
+            "storage = \"postgres\"\n[postgres]\nurl = \"mysql://x\"",
+            "ENRICHMENT_POSTGRES_URL",
+        );
+        refused("storage = \"scylla\"", "ENRICHMENT_SCYLLA_NODES");
+        refused(
+            "storage = \"scylla\"\n[scylla]\nnodes = [\"db1\"]",
+            "ENRICHMENT_SCYLLA_NODES",
+        );
+        refused(
+            "storage = \"scylla\"\n[scylla]\nnodes = [\"db1:9042\"]\nkeyspace = \"a-b\"",
+            "ENRICHMENT_SCYLLA_KEYSPACE",
+        );
+        refused("[redis]\nurl = \"http://x\"", "ENRICHMENT_REDIS_URL");
+        refused("blobs = \"s3\"", "ENRICHMENT_S3_ENDPOINT");
+        refused(
+            "blobs = \"s3\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"",
+            "ENRICHMENT_S3_BUCKET",
+        );
+        refused(
+            "blobs = \"s3\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"",
+            "ENRICHMENT_S3_ACCESS_KEY",
+        );
+        let c: Config = toml::from_str(
+            "storage = \"postgres\"\nblobs = \"s3\"\n[postgres]\nurl = \"postgres://u:pw@h:5432/d\"\n\
+             [s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\naccess_key = \"a\"\nsecret_key = \"s\"\n\
+             [redis]\nurl = \"redis://127.0.0.1:6379\"",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "the URL stays out of Debug"
+        );
     }
 }

@@ -20,10 +20,10 @@ use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::SnowflakeGenerator;
 use enrichment_storage::Stores;
-use enrichment_storage::embedded::EmbeddedStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod admin;
+pub mod backends;
 pub mod config;
 pub mod error;
 pub mod gateway;
@@ -95,11 +95,7 @@ impl Node {
             );
             tracing::info!(path = %path.display(), "generated the admin token");
         }
-        let store_dir = config.data_dir.join("store");
-        let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_dir))
-            .await?
-            .context("opening the embedded store (data_dir/store)")?;
-        let stores: Stores = Arc::new(store).stores();
+        let stores: Stores = backends::open_stores(&config).await?;
         let keys = JwtKeys::load_or_create(
             &config.data_dir,
             config.auth.issuer.clone(),

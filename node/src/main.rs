@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use enrichment_node::Node;
-use enrichment_node::config::{Config, LogFormat, Secret};
+use enrichment_node::config::{
+    BlobKind, Config, Consistency, LogFormat, ReplicationStrategy, Secret, StorageKind,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,6 +25,125 @@ struct Cli {
 enum Command {
     /// Runs a node (on the embedded store by default).
     Serve(ServeArgs),
+    /// Brings the configured store's schema up to date (PostgreSQL migrations, ScyllaDB
+    /// keyspace and tables) and exits. `serve` does the same at startup; several nodes may run
+    /// it at once.
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    /// TOML config file.
+    #[arg(long, env = "ENRICHMENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (the embedded store).
+    #[arg(long, env = "ENRICHMENT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    backends: BackendArgs,
+}
+
+/// Which store, blob store and Redis a node uses, and how to reach them.
+#[derive(clap::Args, Debug)]
+struct BackendArgs {
+    /// Store: embedded (one node), postgres or scylla.
+    #[arg(long, env = "ENRICHMENT_STORAGE", value_enum)]
+    storage: Option<StorageKind>,
+    /// postgres://user:password@host:port/database (storage = postgres).
+    #[arg(long, env = "ENRICHMENT_POSTGRES_URL", hide_env_values = true)]
+    postgres_url: Option<String>,
+    /// ScyllaDB contact points, host:port,host:port (storage = scylla).
+    #[arg(long, env = "ENRICHMENT_SCYLLA_NODES", value_delimiter = ',')]
+    scylla_nodes: Option<Vec<String>>,
+    #[arg(long, env = "ENRICHMENT_SCYLLA_KEYSPACE")]
+    scylla_keyspace: Option<String>,
+    /// Replication strategy used when the keyspace is created.
+    #[arg(long, env = "ENRICHMENT_SCYLLA_REPLICATION", value_enum)]
+    scylla_replication: Option<ReplicationStrategy>,
+    #[arg(long, env = "ENRICHMENT_SCYLLA_REPLICATION_FACTOR")]
+    scylla_replication_factor: Option<u32>,
+    #[arg(long, env = "ENRICHMENT_SCYLLA_CONSISTENCY", value_enum)]
+    scylla_consistency: Option<Consistency>,
+    #[arg(long, env = "ENRICHMENT_SCYLLA_LOCAL_DATACENTER")]
+    scylla_local_datacenter: Option<String>,
+    /// redis://host:port: sessions, presence and rate limits shared across nodes.
+    #[arg(long, env = "ENRICHMENT_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Attachment bytes: fs (under the data dir) or s3.
+    #[arg(long, env = "ENRICHMENT_BLOBS", value_enum)]
+    blobs: Option<BlobKind>,
+    #[arg(long, env = "ENRICHMENT_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "ENRICHMENT_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    #[arg(long, env = "ENRICHMENT_S3_REGION")]
+    s3_region: Option<String>,
+    #[arg(long, env = "ENRICHMENT_S3_ACCESS_KEY", hide_env_values = true)]
+    s3_access_key: Option<String>,
+    #[arg(long, env = "ENRICHMENT_S3_SECRET_KEY", hide_env_values = true)]
+    s3_secret_key: Option<String>,
+    /// Path-style S3 URLs (http://host/bucket/key): true or false.
+    #[arg(long, env = "ENRICHMENT_S3_PATH_STYLE")]
+    s3_path_style: Option<bool>,
+    /// Largest attachment, in bytes.
+    #[arg(long, env = "ENRICHMENT_MAX_ATTACHMENT_BYTES")]
+    max_attachment_bytes: Option<u64>,
+}
+
+impl BackendArgs {
+    fn apply(self, c: &mut Config) {
+        if let Some(v) = self.storage {
+            c.storage = v;
+        }
+        if let Some(v) = self.postgres_url {
+            c.postgres.url = Some(Secret::new(v));
+        }
+        if let Some(v) = self.scylla_nodes {
+            c.scylla.nodes = v;
+        }
+        if let Some(v) = self.scylla_keyspace {
+            c.scylla.keyspace = v;
+        }
+        if let Some(v) = self.scylla_replication {
+            c.scylla.replication = v;
+        }
+        if let Some(v) = self.scylla_replication_factor {
+            c.scylla.replication_factor = v;
+        }
+        if let Some(v) = self.scylla_consistency {
+            c.scylla.consistency = v;
+        }
+        if let Some(v) = self.scylla_local_datacenter {
+            c.scylla.local_datacenter = Some(v);
+        }
+        if let Some(v) = self.redis_url {
+            c.redis.url = Some(Secret::new(v));
+        }
+        if let Some(v) = self.blobs {
+            c.blobs = v;
+        }
+        if let Some(v) = self.s3_endpoint {
+            c.s3.endpoint = Some(v);
+        }
+        if let Some(v) = self.s3_bucket {
+            c.s3.bucket = Some(v);
+        }
+        if let Some(v) = self.s3_region {
+            c.s3.region = v;
+        }
+        if let Some(v) = self.s3_access_key {
+            c.s3.access_key = Some(Secret::new(v));
+        }
+        if let Some(v) = self.s3_secret_key {
+            c.s3.secret_key = Some(Secret::new(v));
+        }
+        if let Some(v) = self.s3_path_style {
+            c.s3.path_style = v;
+        }
+        if let Some(v) = self.max_attachment_bytes {
+            c.attachments.max_bytes = v;
+        }
+    }
 }
 
 /// Every flag can also be set through its `ENRICHMENT_*` variable; flags beat the environment,
@@ -63,6 +184,22 @@ struct ServeArgs {
     /// Turn HTTP rate limits off (load tests only).
     #[arg(long, env = "ENRICHMENT_NO_RATE_LIMITS")]
     no_rate_limits: bool,
+    #[command(flatten)]
+    backends: BackendArgs,
+}
+
+impl MigrateArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        self.backends.apply(&mut c);
+        Ok(c)
+    }
 }
 
 impl ServeArgs {
@@ -101,6 +238,7 @@ impl ServeArgs {
         if self.no_rate_limits {
             c.rate_limits.enabled = false;
         }
+        self.backends.apply(&mut c);
         Ok(c)
     }
 }
@@ -135,6 +273,19 @@ fn main() -> anyhow::Result<()> {
                     node.api_url()
                 );
                 node.wait().await
+            })
+        }
+        Command::Migrate(args) => {
+            let config = args.into_config()?;
+            init_logging(LogFormat::Text);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(async move {
+                let report = enrichment_node::backends::migrate(&config).await?;
+                println!("{report}");
+                Ok(())
             })
         }
     }
