@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod shared;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 

@@ -1,0 +1,122 @@
+//! State every node of a cluster must see, but that may be lost: where each gateway session
+//! lives (so a RESUME that lands on the wrong node is sent to the right one), who is online
+//! (presence), and rate-limit counters (so a limit holds across nodes rather than per node).
+//!
+//! Nothing durable lives here. Callers keep an in-process fallback for each use and switch to
+//! it when the shared state is unavailable (see [`SharedState::is_up`]): a single node runs
+//! without any shared state at all, and a cluster keeps serving, with per-node limits and
+//! per-node presence, while Redis is away.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use enrichment_protocol::Snowflake;
+use enrichment_protocol::gateway::Presence;
+use serde::{Deserialize, Serialize};
+
+use crate::StoreResult;
+
+#[cfg(feature = "redis")]
+pub mod redis;
+
+/// An allowance: `limit` requests per `period`, the whole allowance usable as a burst.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+impl RateLimit {
+    /// Time between two requests at the sustained rate (GCRA's emission interval).
+    pub fn interval(&self) -> Duration {
+        self.period / self.limit.max(1)
+    }
+}
+
+/// The answer of a rate-limit check over several keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateOutcome {
+    /// Every key had room; the request counted against each. `remaining` and `reset_after`
+    /// describe the last key (the most specific bucket).
+    Allowed {
+        remaining: u32,
+        reset_after: Duration,
+    },
+    /// The key at `index` had no room; nothing was counted against any key.
+    Limited { index: usize, retry_after: Duration },
+}
+
+/// Where a gateway session lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLocation {
+    pub node_id: String,
+    pub user_id: Snowflake,
+    /// The gateway URL of that node (its `resume_gateway_url`).
+    pub gateway_url: String,
+}
+
+/// A presence change announced by a node to the others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceChange {
+    /// The node where the user's sessions are.
+    pub node_id: String,
+    pub presence: Presence,
+}
+
+#[async_trait]
+pub trait SharedState: Send + Sync + 'static {
+    /// Whether the backend answers now. While it does not, calls fail at once instead of
+    /// waiting for a timeout, and a background probe notices when it is back.
+    fn is_up(&self) -> bool;
+
+    /// GCRA over `keys` in order, atomically: when every key has room the request counts
+    /// against all of them, otherwise against none. Keys of one call must share a hash tag.
+    async fn rate_limit(&self, keys: &[(String, RateLimit)]) -> StoreResult<RateOutcome>;
+
+    /// What is left of a key's allowance, without counting a request: `(remaining,
+    /// reset_after)`, where `reset_after` is the time until the allowance is whole again.
+    async fn rate_peek(&self, key: &str, limit: RateLimit) -> StoreResult<(u32, Duration)>;
+
+    /// Records (or refreshes) where a session lives, for `ttl`.
+    async fn put_session(
+        &self,
+        session_id: &str,
+        location: &SessionLocation,
+        ttl: Duration,
+    ) -> StoreResult<()>;
+
+    async fn session(&self, session_id: &str) -> StoreResult<Option<SessionLocation>>;
+
+    async fn remove_session(&self, session_id: &str) -> StoreResult<()>;
+
+    /// Stores a user's presence for `ttl` (removing it when offline) and announces the
+    /// change to every node.
+    async fn put_presence(&self, change: &PresenceChange, ttl: Duration) -> StoreResult<()>;
+
+    /// The stored presences of these users, in order (`None`: offline or unknown).
+    async fn presences(&self, user_ids: &[Snowflake]) -> StoreResult<Vec<Option<Presence>>>;
+
+    /// Presence changes announced by any node (this one included), from now on. The stream
+    /// survives reconnections of the backend; changes announced while it was away are lost.
+    fn presence_changes(&self) -> tokio::sync::broadcast::Receiver<PresenceChange>;
+}
+
+/// Keys: everything under one prefix; the part in braces is the Redis Cluster hash tag, so
+/// the keys one call touches (a token's rate limits, a user's IDENTIFY budget) share a slot.
+pub mod keys {
+    pub fn rate(prefix: &str, principal: &str, name: &str) -> String {
+        format!("{prefix}:rl:{{{principal}}}:{name}")
+    }
+
+    pub fn session(prefix: &str, session_id: &str) -> String {
+        format!("{prefix}:session:{{{session_id}}}")
+    }
+
+    pub fn presence(prefix: &str, user_id: u64) -> String {
+        format!("{prefix}:presence:{{{user_id}}}")
+    }
+
+    pub fn presence_channel(prefix: &str) -> String {
+        format!("{prefix}:presence-changes")
+    }
+}
