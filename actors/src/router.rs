@@ -32,6 +32,8 @@ pub trait GuildRouter: Send + Sync + 'static {
     async fn guild_of_invite(&self, code: &str) -> Result<Snowflake, ApiError>;
     /// Guild actors running on this node.
     fn local_actor_count(&self) -> usize;
+    /// Whether the guild's actor runs on this node now (without starting it).
+    fn is_running(&self, guild_id: Snowflake) -> bool;
 }
 
 /// Messages to the supervisor.
@@ -299,5 +301,9 @@ impl GuildRouter for LocalGuildRouter {
 
     fn local_actor_count(&self) -> usize {
         self.actors.len()
+    }
+
+    fn is_running(&self, guild_id: Snowflake) -> bool {
+        self.actors.contains_key(&guild_id)
     }
 }

@@ -4,10 +4,13 @@
 //! with a message naming the setting, instead of failing the first request that needs it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use enrichment_storage::Stores;
 use enrichment_storage::embedded::EmbeddedStore;
+use enrichment_storage::shared::SharedState;
+use enrichment_storage::shared::redis::{RedisOptions, RedisShared};
 
 use crate::config::{Config, StorageKind};
 
@@ -28,6 +31,24 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
             )
         }
     }
+}
+
+/// Connects to Redis when `redis.url` is set; `None` keeps sessions, presence and rate limits
+/// in-process. A Redis that cannot be reached at startup stops the node (after the connect
+/// timeout); one that goes away later only degrades it.
+pub async fn open_shared(config: &Config) -> anyhow::Result<Option<Arc<dyn SharedState>>> {
+    let Some(url) = &config.redis.url else {
+        return Ok(None);
+    };
+    let r = &config.redis;
+    let shared = RedisShared::connect(RedisOptions {
+        url: url.expose().to_owned(),
+        key_prefix: r.key_prefix.clone(),
+        connect_timeout: Duration::from_secs(r.connect_timeout_secs.max(1)),
+        command_timeout: Duration::from_millis(r.command_timeout_ms),
+    })
+    .await?;
+    Ok(Some(Arc::new(shared)))
 }
 
 /// What `enrichment migrate` did, for its output.

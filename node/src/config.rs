@@ -67,6 +67,25 @@ pub enum BlobKind {
     S3,
 }
 
+impl StorageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageKind::Embedded => "embedded",
+            StorageKind::Postgres => "postgres",
+            StorageKind::Scylla => "scylla",
+        }
+    }
+}
+
+impl BlobKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Fs => "fs",
+            BlobKind::S3 => "s3",
+        }
+    }
+}
+
 /// The PostgreSQL store (`storage = "postgres"`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -14,7 +14,7 @@ use anyhow::Context;
 use enrichment_actors::accounts::{AccountConfig, AccountService};
 use enrichment_actors::auth::{JwtKeys, PasswordParams};
 use enrichment_actors::events::EventBus;
-use enrichment_actors::gateway::{GatewayService, SessionRegistry};
+use enrichment_actors::gateway::{GatewayService, SessionRegistry, SharedGateway};
 use enrichment_actors::guild::{GuildContext, GuildLimits};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
@@ -68,6 +68,7 @@ pub struct Node {
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     router: Arc<LocalGuildRouter>,
     housekeeping: tokio::task::JoinHandle<()>,
+    shared_upkeep: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -96,6 +97,7 @@ impl Node {
             tracing::info!(path = %path.display(), "generated the admin token");
         }
         let stores: Stores = backends::open_stores(&config).await?;
+        let shared = backends::open_shared(&config).await?;
         let keys = JwtKeys::load_or_create(
             &config.data_dir,
             config.auth.issuer.clone(),
@@ -163,13 +165,21 @@ impl Node {
             .gateway_url
             .clone()
             .unwrap_or_else(|| format!("ws://{gateway_addr}"));
-        let gateway_svc = Arc::new(GatewayService::new(
-            config.gateway_settings(gateway_url.clone()),
-            sessions,
-            accounts.clone(),
-            router.clone() as Arc<dyn GuildRouter>,
-            guild_ctx.stores.clone(),
-        ));
+        let gateway_svc = Arc::new(
+            GatewayService::new(
+                config.gateway_settings(gateway_url.clone()),
+                sessions,
+                accounts.clone(),
+                router.clone() as Arc<dyn GuildRouter>,
+                guild_ctx.stores.clone(),
+            )
+            .with_shared(shared.clone().map(|state| SharedGateway {
+                state,
+                prefix: config.redis.key_prefix.clone(),
+                node_id: node_id.clone(),
+            })),
+        );
+        let shared_upkeep = gateway_svc.spawn_shared_upkeep();
         let gateway = Arc::new(gateway::GatewayServer::start(
             gateway_listener,
             gateway_svc.clone(),
@@ -185,8 +195,14 @@ impl Node {
             gateway: gateway.clone(),
             sessions: gateway_svc.registry.clone(),
             router: router.clone() as Arc<dyn GuildRouter>,
+            storage: config.storage.name(),
+            blobs: config.blobs.name(),
+            shared: shared.clone(),
         });
-        let limits = Arc::new(ratelimit::RateLimits::new(&config.rate_limits));
+        let limits = Arc::new(ratelimit::RateLimits::new(
+            &config.rate_limits,
+            shared.map(|s| (s, config.redis.key_prefix.clone())),
+        ));
         let upkeep = metrics.clone();
         let state = web::Data::new(AppState {
             accounts: accounts.clone(),
@@ -258,6 +274,7 @@ impl Node {
             serving,
             router,
             housekeeping,
+            shared_upkeep,
         })
     }
 
@@ -287,6 +304,9 @@ impl Node {
         self.server.stop(true).await;
         let _ = self.serving.await;
         self.housekeeping.abort();
+        if let Some(upkeep) = &self.shared_upkeep {
+            upkeep.abort();
+        }
         self.router.stop();
         // Give actors a moment to drain their commit queues before the stores drop.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,6 +1,6 @@
 //! HTTP rate limits with Discord's semantics and headers.
 //!
-//! Two checks per request, both GCRA limiters from `governor`:
+//! Two checks per request, both GCRA limiters:
 //! - a **global** limit per token (per client IP when unauthenticated);
 //! - a **route bucket** keyed like Discord's: the route with its minor ids folded away, the
 //!   major id (`channel_id`, `guild_id`, webhook id) kept, per token.
@@ -9,6 +9,10 @@
 //! `-Bucket`; a refused request gets 429 with `{message, retry_after, global}`, `Retry-After`,
 //! `X-RateLimit-Global` (for the global limit) and `X-RateLimit-Scope`. Tokens are keyed by a
 //! hash of the `Authorization` header, so limiting needs no token verification.
+//!
+//! With Redis configured, both checks are one GCRA script call there, so a limit holds across
+//! every node of a cluster. When Redis is down the node falls back to its own `governor`
+//! limiters (each node then enforces the limits alone) until Redis is back.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -24,6 +28,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use sha2::{Digest, Sha256};
+
+use enrichment_storage::shared::{RateLimit, RateOutcome, SharedState, keys};
 
 use crate::config::{Limit, RateLimitConfig};
 
@@ -65,6 +71,13 @@ impl Bucket {
         }
     }
 
+    fn shared_limit(&self) -> RateLimit {
+        RateLimit {
+            limit: self.limit.limit,
+            period: Duration::from_secs_f64(self.limit.per_secs),
+        }
+    }
+
     /// Time until the bucket is full again, given what remains.
     fn reset_after(&self, remaining: u32) -> Duration {
         let used = self.limit.limit.saturating_sub(remaining);
@@ -75,6 +88,8 @@ impl Bucket {
 /// All limiters of a node.
 pub struct RateLimits {
     enabled: bool,
+    /// Cluster-wide counters and their key prefix, when Redis is configured.
+    shared: Option<(Arc<dyn SharedState>, String)>,
     global: Bucket,
     message_create: Bucket,
     reactions: Bucket,
@@ -90,14 +105,55 @@ impl std::fmt::Debug for RateLimits {
 }
 
 impl RateLimits {
-    pub fn new(cfg: &RateLimitConfig) -> Self {
+    pub fn new(cfg: &RateLimitConfig, shared: Option<(Arc<dyn SharedState>, String)>) -> Self {
         RateLimits {
             enabled: cfg.enabled,
+            shared,
             global: Bucket::new(cfg.global),
             message_create: Bucket::new(cfg.message_create),
             reactions: Bucket::new(cfg.reactions),
             default_route: Bucket::new(cfg.default_route),
         }
+    }
+
+    /// Checks the global limit, then the route's; `Ok((remaining, reset_after))` of the
+    /// route bucket, or `Err((wait, global))`.
+    async fn check(
+        &self,
+        who: &str,
+        route_key: &str,
+        class: Class,
+    ) -> Result<(u32, Duration), (Duration, bool)> {
+        let bucket = self.bucket(class);
+        if let Some((shared, prefix)) = &self.shared
+            && shared.is_up()
+        {
+            let checks = [
+                (
+                    keys::rate(prefix, who, "global"),
+                    self.global.shared_limit(),
+                ),
+                (keys::rate(prefix, who, route_key), bucket.shared_limit()),
+            ];
+            match shared.rate_limit(&checks).await {
+                Ok(RateOutcome::Allowed {
+                    remaining,
+                    reset_after,
+                }) => return Ok((remaining, reset_after)),
+                Ok(RateOutcome::Limited { index, retry_after }) => {
+                    return Err((retry_after, index == 0));
+                }
+                Err(_) => {
+                    metrics::counter!("enrichment_http_rate_limit_local_fallbacks_total")
+                        .increment(1);
+                }
+            }
+        }
+        self.global.check(who).map_err(|wait| (wait, true))?;
+        let remaining = bucket
+            .check(&format!("{route_key}|{who}"))
+            .map_err(|wait| (wait, false))?;
+        Ok((remaining, bucket.reset_after(remaining)))
     }
 
     fn bucket(&self, class: Class) -> &Bucket {
@@ -233,19 +289,23 @@ pub async fn enforce(
     let who = principal(&req);
     let (template, major, class) = classify(req.method().as_str(), req.path());
     let bucket_id = short_hash(template.as_bytes());
-    if let Err(wait) = limits.global.check(&who) {
-        let res = refused(wait, true, &bucket_id, limits.global.limit.limit);
-        return Ok(req.into_response(res));
-    }
     let bucket = limits.bucket(class);
-    let remaining = match bucket.check(&format!("{template}|{major}|{who}")) {
+    let (remaining, reset_after) = match limits
+        .check(&who, &format!("{template}|{major}"), class)
+        .await
+    {
         Ok(r) => r,
-        Err(wait) => {
-            let res = refused(wait, false, &bucket_id, bucket.limit.limit);
+        Err((wait, global)) => {
+            let limit = if global {
+                limits.global.limit.limit
+            } else {
+                bucket.limit.limit
+            };
+            let res = refused(wait, global, &bucket_id, limit);
             return Ok(req.into_response(res));
         }
     };
-    let reset_after = bucket.reset_after(remaining).as_secs_f64();
+    let reset_after = reset_after.as_secs_f64();
     let mut res = next.call(req).await?.map_into_boxed_body();
     let headers = res.headers_mut();
     for (name, value) in [

@@ -60,6 +60,16 @@ pub struct NodeInfo {
     pub sessions: u64,
     /// Guild actors running on the node.
     pub guild_actors: u64,
+    /// The store the node runs on: `embedded`, `postgres` or `scylla`.
+    #[serde(default)]
+    pub storage: String,
+    /// Where attachment bytes go: `fs` or `s3`.
+    #[serde(default)]
+    pub blobs: String,
+    /// Cluster-wide sessions, presence and rate limits: `off` (kept in-process), `up`, or
+    /// `down` (Redis is unreachable; the node runs on local state until it is back).
+    #[serde(default)]
+    pub shared_state: String,
 }
 
 /// `GET /admin/v1/cluster/status`.
@@ -120,11 +130,15 @@ mod tests {
                 gateway_connections: 3,
                 sessions: 4,
                 guild_actors: 5,
+                storage: "postgres".into(),
+                blobs: "s3".into(),
+                shared_state: "down".into(),
             }],
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["nodes"][0]["status"], "draining");
         assert_eq!(json["nodes"][0]["gateway_connections"], 3);
+        assert_eq!(json["nodes"][0]["shared_state"], "down");
         let back: ClusterStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, status);
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use enrichment_protocol::gateway::{
-    self, CloseCode, ConnectParams, Encoding, Hello, Identify, PresenceUpdate, Ready,
+    self, CloseCode, ConnectParams, Encoding, Hello, Identify, Presence, PresenceUpdate, Ready,
     ReadyApplication, RequestGuildMembers, Resume, UnavailableGuild, app_flags, intents, op,
 };
 use enrichment_protocol::models::User;
@@ -21,8 +21,9 @@ use enrichment_storage::Stores;
 use futures::StreamExt;
 
 use super::GatewayConfig;
-use super::registry::SessionRegistry;
+use super::registry::{SessionRegistry, StartLimit};
 use super::session::{Detach, ResumeError, Session, SessionInfo};
+use super::shared::{Elsewhere, SharedGateway};
 use crate::accounts::AccountService;
 use crate::guild::{Command, GuildRequest};
 use crate::router::GuildRouter;
@@ -57,6 +58,11 @@ impl Close {
         code: 4009,
         reason: "Session ended.",
     };
+    /// The session lives on another node: reconnect to `resume_gateway_url` and resume there.
+    pub const ELSEWHERE: Close = Close {
+        code: 4000,
+        reason: "Session is held by another node; resume at resume_gateway_url.",
+    };
     /// The node is draining: reconnect (op 7 was sent first).
     pub const RECONNECT: Close = Close {
         code: 4000,
@@ -78,6 +84,8 @@ pub struct GatewayService {
     accounts: Arc<AccountService>,
     router: Arc<dyn GuildRouter>,
     stores: Stores,
+    /// Cluster-wide state (Redis) when configured.
+    shared: Option<SharedGateway>,
 }
 
 impl std::fmt::Debug for GatewayService {
@@ -108,7 +116,26 @@ impl GatewayService {
             accounts,
             router,
             stores,
+            shared: None,
         }
+    }
+
+    /// Shares IDENTIFY budgets, session locations and presence with the other nodes.
+    pub fn with_shared(mut self, shared: Option<SharedGateway>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// The `session_start_limit` of `GET /gateway/bot`: cluster-wide when the shared state
+    /// answers, else this node's count.
+    pub async fn start_limit(&self, user_id: Snowflake, now: Instant) -> StartLimit {
+        if let Some(shared) = &self.shared
+            && let Some(limit) = shared.start_limit(user_id, &self.config.identify).await
+        {
+            return limit;
+        }
+        self.registry
+            .start_limit(user_id, &self.config.identify, now)
     }
 
     async fn identify(
@@ -156,10 +183,18 @@ impl GatewayService {
             other => other,
         };
         let shard_id = shard.map_or(0, |s| s[0]);
-        if !self
-            .registry
-            .try_identify(who.user_id, who.bot, shard_id, &self.config.identify, now)
-        {
+        let shared = match &self.shared {
+            Some(sh) => {
+                sh.try_identify(who.user_id, who.bot, shard_id, &self.config.identify)
+                    .await
+            }
+            None => None,
+        };
+        let allowed = shared.unwrap_or_else(|| {
+            self.registry
+                .try_identify(who.user_id, who.bot, shard_id, &self.config.identify, now)
+        });
+        if !allowed {
             return Ok(IdentifyOutcome::Invalid);
         }
         let key = self.registry.next_key();
@@ -209,6 +244,9 @@ impl GatewayService {
         };
         session.send_event("READY", &ready);
         self.registry.insert(session.clone());
+        if let Some(shared) = &self.shared {
+            shared.session_started(&session, &self.config.resume_url);
+        }
         metrics::counter!("enrichment_gateway_identifies_total").increment(1);
         // GUILD_CREATEs follow READY; the connection keeps writing while they are built.
         let svc = self.clone();
@@ -262,6 +300,55 @@ impl GatewayService {
         let Some(presence) = self.registry.recompute_presence(user_id) else {
             return;
         };
+        if let Some(shared) = &self.shared {
+            shared.presence_changed(presence.clone());
+        }
+        self.announce_presence(user_id, presence, false).await;
+    }
+
+    /// While the service lives: relays presence changes announced by other nodes to the
+    /// guilds here, and rewrites this node's session locations and presences before they
+    /// expire. `None` without shared state.
+    pub fn spawn_shared_upkeep(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let shared = self.shared.clone()?;
+        let mut changes = shared.state.presence_changes();
+        let svc = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut refresh = tokio::time::interval(SharedGateway::refresh_every());
+            refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    change = changes.recv() => {
+                        let Some(svc) = svc.upgrade() else { return };
+                        match change {
+                            Ok(c) if c.node_id != shared.node_id => {
+                                let user_id = c.presence.user.id;
+                                if let Some(p) = svc.registry.remote_presence(c.presence) {
+                                    svc.announce_presence(user_id, p, true).await;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(skipped = n, "presence announcements skipped");
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        }
+                    }
+                    _ = refresh.tick() => {
+                        let Some(svc) = svc.upgrade() else { return };
+                        let sessions = svc.registry.all();
+                        let presences = svc.registry.local_presences();
+                        shared.refresh(&sessions, presences, &svc.config.resume_url).await;
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Tells the user's guilds a presence changed. For a change announced by another node
+    /// (`remote`), only guild actors already running here hear of it: a guild nobody on this
+    /// node follows has nobody to tell.
+    async fn announce_presence(&self, user_id: Snowflake, presence: Presence, remote: bool) {
         let guilds = match self.stores.guilds.user_guilds(user_id).await {
             Ok(g) => g,
             Err(e) => {
@@ -270,6 +357,9 @@ impl GatewayService {
             }
         };
         for g in guilds {
+            if remote && !self.router.is_running(g) {
+                continue;
+            }
             let r = self
                 .router
                 .request(
@@ -290,6 +380,9 @@ impl GatewayService {
     /// Ends a session for good and updates the user's presence.
     pub async fn end_session(&self, session: &Session) {
         self.registry.remove(session);
+        if let Some(shared) = &self.shared {
+            shared.session_ended(&session.info.session_id);
+        }
         self.presence_changed(session.user_id()).await;
     }
 
@@ -503,6 +596,16 @@ impl Connection {
             .map_err(|_: ApiError| Close::from(CloseCode::AuthenticationFailed))?;
         let invalid = || Ok(vec![control(enc, op::INVALID_SESSION, &false)]);
         let Some(s) = self.svc.registry.get(&r.session_id) else {
+            if let Some(shared) = &self.svc.shared
+                && let Elsewhere::Node { node_id, .. } = shared
+                    .locate(&r.session_id, &self.svc.config.resume_url)
+                    .await
+            {
+                // The client reconnects to its `resume_gateway_url`, which is that node's.
+                tracing::debug!(%node_id, "RESUME for a session held by another node");
+                metrics::counter!("enrichment_gateway_resumes_redirected_total").increment(1);
+                return Err(Close::ELSEWHERE);
+            }
             return invalid();
         };
         if s.user_id() != who.user_id || s.info.encoding != enc {

@@ -7,7 +7,9 @@
 //!
 //! - [`session`]: one identified client: sequence, replay buffer, bounded outbox;
 //! - [`registry`]: the node's sessions by id and by user, presence, IDENTIFY limits;
-//! - [`connection`]: the state machine of one socket and the [`GatewayService`] it calls.
+//! - [`connection`]: the state machine of one socket and the [`GatewayService`] it calls;
+//! - [`shared`]: what the gateway keeps in cluster-wide shared state (Redis), with local
+//!   fallbacks.
 //!
 //! Fanout itself (who receives an event) belongs to the guild actors: see
 //! [`crate::guild`]'s `fanout` module.
@@ -17,10 +19,12 @@ use std::time::Duration;
 pub mod connection;
 pub mod registry;
 pub mod session;
+pub mod shared;
 
 pub use connection::{Close, Connection, GatewayService, Inbound};
 pub use registry::{IdentifyLimits, SessionRegistry, StartLimit};
 pub use session::{Detach, ResumeError, Session, SessionInfo, SessionLimits};
+pub use shared::SharedGateway;
 
 /// Gateway limits and timings; Discord's values by default.
 #[derive(Clone, Debug)]

@@ -59,8 +59,10 @@ const DAY: Duration = Duration::from_secs(86_400);
 pub struct SessionRegistry {
     by_id: DashMap<String, Arc<Session>>,
     by_user: DashMap<Snowflake, Vec<Arc<Session>>>,
-    /// The presence others see, per online user.
+    /// The presence others see, per online user with sessions here.
     presences: DashMap<Snowflake, Presence>,
+    /// Presences announced by other nodes, for users without sessions here.
+    remote_presences: DashMap<Snowflake, Presence>,
     identifies: DashMap<Snowflake, Mutex<IdentifyHistory>>,
     next_key: AtomicU64,
 }
@@ -159,7 +161,11 @@ impl SessionRegistry {
             }
         });
         let next = next.unwrap_or_else(|| offline(user_id));
-        let previous = self.presence(user_id);
+        let previous = self
+            .presences
+            .get(&user_id)
+            .map(|p| p.clone())
+            .unwrap_or_else(|| offline(user_id));
         if previous.status == next.status && previous.activities == next.activities {
             return None;
         }
@@ -171,17 +177,48 @@ impl SessionRegistry {
         Some(next)
     }
 
-    /// What others see of a user now.
+    /// What others see of a user now: from its sessions here, else as another node
+    /// announced it.
     pub fn presence(&self, user_id: Snowflake) -> Presence {
         self.presences
             .get(&user_id)
+            .or_else(|| self.remote_presences.get(&user_id))
             .map(|p| p.clone())
             .unwrap_or_else(|| offline(user_id))
     }
 
-    /// Whether a user is visible as anything but offline.
+    /// Whether a user is visible as anything but offline, here or on another node.
     pub fn is_online(&self, user_id: Snowflake) -> bool {
-        self.presences.contains_key(&user_id)
+        self.presences.contains_key(&user_id) || self.remote_presences.contains_key(&user_id)
+    }
+
+    /// Presences of the users with sessions on this node.
+    pub fn local_presences(&self) -> Vec<Presence> {
+        self.presences.iter().map(|e| e.value().clone()).collect()
+    }
+
+    /// Takes in a presence another node announced. Returns it when it changes what this node
+    /// shows, so the user's guilds here can announce it; `None` when the user has sessions
+    /// here (those decide) or nothing changed.
+    pub fn remote_presence(&self, presence: Presence) -> Option<Presence> {
+        let user_id = presence.user.id;
+        if self.presences.contains_key(&user_id) {
+            return None;
+        }
+        let offline = presence.status == Status::Offline;
+        let unchanged = match self.remote_presences.get(&user_id) {
+            Some(p) => p.status == presence.status && p.activities == presence.activities,
+            None => offline,
+        };
+        if unchanged {
+            return None;
+        }
+        if offline {
+            self.remote_presences.remove(&user_id);
+        } else {
+            self.remote_presences.insert(user_id, presence.clone());
+        }
+        Some(presence)
     }
 
     /// Counts an IDENTIFY against the user's limits; `false` means refuse it (op 9). The

@@ -26,6 +26,7 @@ use enrichment_protocol::admin::{
     ADMIN_PREFIX, ClusterRing, ClusterStatus, GuildOwner, NodeInfo, NodeStatus, RingNode, RingQuery,
 };
 use enrichment_protocol::{ApiError, ErrorCode, Timestamp};
+use enrichment_storage::shared::SharedState;
 
 pub use credentials::AdminToken;
 
@@ -43,6 +44,9 @@ pub struct AdminState {
     pub gateway: Arc<GatewayServer>,
     pub sessions: Arc<SessionRegistry>,
     pub router: Arc<dyn GuildRouter>,
+    pub storage: &'static str,
+    pub blobs: &'static str,
+    pub shared: Option<Arc<dyn SharedState>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -75,6 +79,14 @@ impl AdminState {
             gateway_connections: self.gateway.connections() as u64,
             sessions: self.sessions.len() as u64,
             guild_actors: self.router.local_actor_count() as u64,
+            storage: self.storage.to_owned(),
+            blobs: self.blobs.to_owned(),
+            shared_state: match &self.shared {
+                None => "off",
+                Some(s) if s.is_up() => "up",
+                Some(_) => "down",
+            }
+            .to_owned(),
         }
     }
 

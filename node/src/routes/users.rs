@@ -282,11 +282,9 @@ pub async fn gateway(state: State) -> HttpResponse {
 #[get("/gateway/bot")]
 pub async fn gateway_bot(state: State, who: Authed) -> HttpResponse {
     let gw = &state.gateway;
-    let limit = gw.registry.start_limit(
-        who.0.user_id,
-        &gw.config.identify,
-        std::time::Instant::now(),
-    );
+    let limit = gw
+        .start_limit(who.0.user_id, std::time::Instant::now())
+        .await;
     HttpResponse::Ok().json(GatewayBotResponse {
         url: state.gateway_url.clone(),
         shards: 1,

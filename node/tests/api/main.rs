@@ -21,3 +21,4 @@ mod permissions;
 mod process;
 mod ratelimits;
 mod restart;
+mod shared_state;
