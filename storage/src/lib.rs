@@ -7,7 +7,9 @@
 //! - [`GuildStore`]: guild metadata (guild, roles, channels, members, bans, invites), written
 //!   atomically in batches by the guild's single writer, its actor;
 //! - [`MessageStore`]: messages, reactions and pins, keyed like Discord's ScyllaDB layout:
-//!   partition `(channel_id, bucket)`, clustering `message_id`.
+//!   partition `(channel_id, bucket)`, clustering `message_id`;
+//! - [`KeyStore`]: the JWT signing keys, kept in the store so that every node of a cluster signs
+//!   and verifies with the same set.
 //!
 //! Contract shared by all writes: when the future resolves `Ok`, the write is durable (fsynced, or
 //! acknowledged by a quorum) and visible to every later read. A write that fails leaves nothing
@@ -401,6 +403,42 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<PinnedMessage>>;
 }
 
+// ------------------------------------------------------------------ signing keys
+
+/// A JWT signing key as stored: the private key in PKCS#8 PEM, identified by `kid`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub private_pem: String,
+    pub created_at: Timestamp,
+    pub retired: bool,
+}
+
+/// Leaves the private key out, so a record in a log line or a panic message leaks nothing.
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("private_pem", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("retired", &self.retired)
+            .finish()
+    }
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Every key, oldest first (by `created_at`, then `kid`).
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Stores a new key; false (and nothing changes) when `kid` already exists.
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
+    /// Marks a key retired (it no longer signs; it may still verify until removed). False when
+    /// unknown.
+    async fn retire_signing_key(&self, kid: &str) -> StoreResult<bool>;
+    /// Deletes a key. False when unknown.
+    async fn remove_signing_key(&self, kid: &str) -> StoreResult<bool>;
+}
+
 /// The set of stores a node runs on.
 #[derive(Clone)]
 pub struct Stores {
@@ -408,6 +446,7 @@ pub struct Stores {
     pub applications: Arc<dyn ApplicationStore>,
     pub guilds: Arc<dyn GuildStore>,
     pub messages: Arc<dyn MessageStore>,
+    pub keys: Arc<dyn KeyStore>,
 }
 
 impl std::fmt::Debug for Stores {

@@ -32,6 +32,8 @@
 //!   it has reactions it keeps its place.
 //! - Pins: re-pinning after an unpin counts as the most recent pin; `put_message` of a record
 //!   read back (with `pinned: true`) keeps it pinned.
+//! - Signing keys: listed by `created_at`, ties by `kid`; retiring a retired key is `true`; a
+//!   removed kid may be inserted again.
 //! - `load_guild` returns the guild row with empty `roles` (roles are their own rows); the order
 //!   of its lists is not checked.
 //! - Records round-trip exactly, except `MessageReference::fail_if_not_exists`, which the wire
@@ -59,7 +61,7 @@ use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 use crate::{
     ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite,
     InviteRecord, MemberRecord, MessageRecord, PinnedMessage, ReactionCount, RefreshTokenRecord,
-    RotateOutcome, StoreError, Stores, bucket_of,
+    RotateOutcome, SigningKeyRecord, StoreError, Stores, bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -94,12 +96,15 @@ macro_rules! conformance_tests {
             reactions_users_paging,
             reactions_remove,
             pins_order_and_flag,
+            signing_keys_insert_and_order,
+            signing_keys_retire_and_remove,
             restart_keeps_everything,
             concurrent_create_user_same_username,
             concurrent_put_message,
             concurrent_rotate_refresh_token,
             concurrent_invite_code,
             concurrent_reactions,
+            concurrent_insert_signing_key,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {
@@ -2278,6 +2283,137 @@ pub async fn pins_order_and_flag<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Sto
     assert_eq!(pins[1], edited);
 }
 
+// ------------------------------------------------------------------ signing keys
+
+fn signing_key(kid: &str, created_ms: u64) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.to_owned(),
+        private_pem: format!(
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI{kid}\n-----END PRIVATE KEY-----\n"
+        ),
+        created_at: Timestamp::from_unix_ms(created_ms),
+        retired: false,
+    }
+}
+
+/// The stored keys whose kid starts with `prefix`, in the store's order (other cases and runs
+/// share a server-based store).
+async fn keys_with_prefix(s: &Stores, prefix: &str) -> Vec<SigningKeyRecord> {
+    s.keys
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.kid.starts_with(prefix))
+        .collect()
+}
+
+pub async fn signing_keys_insert_and_order<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let prefix = format!("kid{}-", fresh_id());
+    let kid = |n: u32| format!("{prefix}{n}");
+    let t = 1_700_000_000_000;
+    assert_eq!(keys_with_prefix(s, &prefix).await, Vec::new());
+
+    // Inserted out of creation order; "2" and "3" were created in the same millisecond.
+    let keys = [
+        signing_key(&kid(3), t + 5),
+        signing_key(&kid(1), t),
+        signing_key(&kid(2), t + 5),
+        signing_key(&kid(0), t + 9),
+    ];
+    for key in &keys {
+        assert!(s.keys.insert_signing_key(key).await.unwrap());
+    }
+    let expected = vec![
+        keys[1].clone(),
+        keys[2].clone(),
+        keys[0].clone(),
+        keys[3].clone(),
+    ];
+    assert_eq!(
+        keys_with_prefix(s, &prefix).await,
+        expected,
+        "oldest first, ties by kid"
+    );
+
+    // A duplicate kid is refused and changes nothing, even with other contents.
+    let duplicate = SigningKeyRecord {
+        private_pem: "other".into(),
+        created_at: Timestamp::from_unix_ms(t - 1),
+        retired: true,
+        ..keys[1].clone()
+    };
+    assert!(!s.keys.insert_signing_key(&duplicate).await.unwrap());
+    assert_eq!(keys_with_prefix(s, &prefix).await, expected);
+
+    // A key may be stored already retired, and keeps its PEM byte for byte.
+    let retired = SigningKeyRecord {
+        retired: true,
+        ..signing_key(&kid(4), t + 20)
+    };
+    assert!(s.keys.insert_signing_key(&retired).await.unwrap());
+    let all = keys_with_prefix(s, &prefix).await;
+    assert_eq!(all.last(), Some(&retired));
+    assert_eq!(all.len(), 5);
+}
+
+pub async fn signing_keys_retire_and_remove<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let prefix = format!("kid{}-", fresh_id());
+    let (old, new) = (
+        signing_key(&format!("{prefix}old"), 1_700_000_000_000),
+        signing_key(&format!("{prefix}new"), 1_700_000_100_000),
+    );
+    for key in [&old, &new] {
+        assert!(s.keys.insert_signing_key(key).await.unwrap());
+    }
+
+    assert!(s.keys.retire_signing_key(&old.kid).await.unwrap());
+    let retired_old = SigningKeyRecord {
+        retired: true,
+        ..old.clone()
+    };
+    assert_eq!(
+        keys_with_prefix(s, &prefix).await,
+        vec![retired_old.clone(), new.clone()],
+        "a retired key stays listed, in its place"
+    );
+    assert!(
+        s.keys.retire_signing_key(&old.kid).await.unwrap(),
+        "retiring twice is fine"
+    );
+    assert!(
+        !s.keys
+            .retire_signing_key(&format!("{prefix}unknown"))
+            .await
+            .unwrap()
+    );
+    // Kids are exact: a prefix of a stored kid is another kid.
+    assert!(!s.keys.retire_signing_key(&prefix).await.unwrap());
+
+    assert!(s.keys.remove_signing_key(&old.kid).await.unwrap());
+    assert_eq!(keys_with_prefix(s, &prefix).await, vec![new.clone()]);
+    assert!(!s.keys.remove_signing_key(&old.kid).await.unwrap());
+    assert!(!s.keys.retire_signing_key(&old.kid).await.unwrap());
+    assert!(
+        !s.keys
+            .remove_signing_key(&format!("{prefix}unknown"))
+            .await
+            .unwrap()
+    );
+
+    // A removed kid can be stored again.
+    assert!(s.keys.insert_signing_key(&old).await.unwrap());
+    assert_eq!(keys_with_prefix(s, &prefix).await, vec![old, new]);
+}
+
 // ------------------------------------------------------------------ restart
 
 pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
@@ -2298,6 +2434,11 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
     let g = GuildFixture::new(alice.id);
     let ch = g.channels[0].id;
     let m: Vec<Snowflake> = (0..5).map(|i| id_at(200 * BUCKET_MS - 2 + i, 0)).collect();
+    let key_prefix = format!("kid{}-", fresh_id());
+    let kept_key = SigningKeyRecord {
+        retired: true,
+        ..signing_key(&format!("{key_prefix}kept"), 1_700_000_000_000)
+    };
     {
         let s = &stores;
         s.users.create_user(&alice, &creds).await.unwrap();
@@ -2343,6 +2484,20 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
         assert!(s.messages.set_pinned(ch, m[3], true).await.unwrap());
         assert!(s.messages.set_pinned(ch, m[0], true).await.unwrap());
         s.messages.delete_messages(ch, &[m[4]]).await.unwrap();
+        let gone = signing_key(&format!("{key_prefix}gone"), 1_700_000_000_001);
+        for key in [&kept_key, &gone] {
+            assert!(
+                s.keys
+                    .insert_signing_key(&SigningKeyRecord {
+                        retired: false,
+                        ..key.clone()
+                    })
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(s.keys.retire_signing_key(&kept_key.kid).await.unwrap());
+        assert!(s.keys.remove_signing_key(&gone.kid).await.unwrap());
     }
     drop(stores);
 
@@ -2447,6 +2602,7 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
             .pinned
     );
     assert_eq!(s.messages.get_message(ch, m[4]).await.unwrap(), None);
+    assert_eq!(keys_with_prefix(&s, &key_prefix).await, vec![kept_key]);
 
     // And the reopened store takes writes.
     s.messages
@@ -2671,4 +2827,30 @@ pub async fn concurrent_reactions<F: Fn(PathBuf) -> Fut, Fut: Future<Output = St
     assert_eq!(users, expected);
     let unique: HashSet<Snowflake> = users.into_iter().collect();
     assert_eq!(unique.len(), 50);
+}
+
+pub async fn concurrent_insert_signing_key<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let prefix = format!("kid{}-", fresh_id());
+    let kid = format!("{prefix}race");
+    let mut tasks = Vec::new();
+    for n in 0..20u64 {
+        let keys = env.stores.keys.clone();
+        // Every contender brings its own key material under the same kid.
+        let key = signing_key(&kid, 1_700_000_000_000 + n);
+        tasks.push(tokio::spawn(async move {
+            (key.clone(), keys.insert_signing_key(&key).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (key, inserted) = task.await.unwrap();
+        if inserted {
+            winners.push(key);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one insert wins");
+    assert_eq!(keys_with_prefix(&env.stores, &prefix).await, winners);
 }

@@ -26,6 +26,7 @@
 //! | `reaction_order` | `channel \| message \| seq` | emoji |
 //! | `pins` | `channel \| pinned_at_ms \| message` | empty |
 //! | `pin_of` | `channel \| message` | `pinned_at_ms` |
+//! | `signing_keys` | kid | `SigningKeyRecord` |
 //!
 //! Ids are 8 bytes. The message key mirrors the ScyllaDB layout, partition `(channel, bucket)`
 //! and clustering `message_id`; because a bucket is a function of the id, the key order is

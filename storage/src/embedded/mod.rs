@@ -1,9 +1,9 @@
 //! The embedded backend: every store in one [fjall](https://docs.rs/fjall) database on local disk.
 //!
 //! This is what a single node runs on when it has no external database. It owns the on-disk
-//! layout of users, applications, guilds and messages (`keys.rs` documents every key format)
-//! and keeps the crate's contract: a write is durable and visible when its future resolves `Ok`,
-//! and a write that fails leaves nothing behind.
+//! layout of users, applications, guilds, messages and signing keys (`keys.rs` documents every
+//! key format) and keeps the crate's contract: a write is durable and visible when its future
+//! resolves `Ok`, and a write that fails leaves nothing behind.
 //!
 //! # Atomicity
 //!
@@ -46,6 +46,7 @@
 mod guilds;
 mod keys;
 mod messages;
+mod signing_keys;
 mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,10 +91,11 @@ pub(crate) enum Ks {
     ReactionOrder,
     Pins,
     PinOf,
+    SigningKeys,
 }
 
 impl Ks {
-    const ALL: [Ks; 20] = [
+    const ALL: [Ks; 21] = [
         Ks::Users,
         Ks::Credentials,
         Ks::Usernames,
@@ -114,6 +116,7 @@ impl Ks {
         Ks::ReactionOrder,
         Ks::Pins,
         Ks::PinOf,
+        Ks::SigningKeys,
     ];
 
     /// On-disk names; changing one orphans the data stored under it.
@@ -139,6 +142,7 @@ impl Ks {
             Ks::ReactionOrder => "reaction_order",
             Ks::Pins => "pins",
             Ks::PinOf => "pin_of",
+            Ks::SigningKeys => "signing_keys",
         }
     }
 }
@@ -156,6 +160,8 @@ pub(crate) struct Inner {
     guilds_lock: Mutex<()>,
     /// Serializes read-modify-writes on messages, reactions and pins.
     messages_lock: Mutex<()>,
+    /// Serializes the check-then-write sections on signing keys.
+    keys_lock: Mutex<()>,
 }
 
 impl Inner {
@@ -359,7 +365,7 @@ impl Drop for Syncer {
     }
 }
 
-/// All four stores on one fjall database. Cheap to share: wrap it in an [`Arc`] and call
+/// Every store on one fjall database. Cheap to share: wrap it in an [`Arc`] and call
 /// [`EmbeddedStore::stores`].
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
@@ -394,18 +400,20 @@ impl EmbeddedStore {
                 refresh_lock: Mutex::new(()),
                 guilds_lock: Mutex::new(()),
                 messages_lock: Mutex::new(()),
+                keys_lock: Mutex::new(()),
             }),
             syncer,
         })
     }
 
-    /// The four stores, all backed by this one database.
+    /// Every store, all backed by this one database.
     pub fn stores(self: Arc<Self>) -> Stores {
         Stores {
             users: self.clone(),
             applications: self.clone(),
             guilds: self.clone(),
-            messages: self,
+            messages: self.clone(),
+            keys: self,
         }
     }
 
