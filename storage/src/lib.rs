@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "scylla")]
+pub mod scylla;
 pub mod shared;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -14,10 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+#[cfg(feature = "cql")]
+mod cql;
 mod postgres;
 mod redis;
 mod s3;
 
+#[cfg(feature = "cql")]
+pub use cql::CqlServer;
 pub use postgres::Postgres;
 pub use redis::Redis;
 pub use s3::S3Server;

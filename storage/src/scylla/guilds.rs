@@ -1,0 +1,321 @@
+//! Guild metadata: one table per kind of row, each partitioned by guild, plus the indexes the
+//! API reads from the other side (`channel_guild`, `user_guilds`, `invites`).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use enrichment_protocol::Snowflake;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
+
+use super::{ScyllaStore, applied, be, big, from_json, json, sf};
+use crate::{GuildSnapshot, GuildStore, GuildWrite, InviteRecord, StoreError, StoreResult};
+
+/// A row a guild batch touches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Guild(i64),
+    Role(i64, i64),
+    Channel(i64, i64),
+    Member(i64, i64),
+    Ban(i64, i64),
+    Invite(String),
+}
+
+/// The final effect of a batch on one row: its new value, or `None` to delete it.
+type Effects = Vec<(Key, Option<(i64, String)>)>;
+
+/// Folds writes to one effect per row, in first-touched order. Statements of one batch share
+/// a timestamp, so a put and a delete of the same row inside one batch would otherwise be
+/// resolved by Scylla's tie rule (delete wins) instead of by their order.
+fn fold(guild: i64, writes: Vec<GuildWrite>) -> StoreResult<Effects> {
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    let mut out: Effects = Vec::new();
+    let mut set = |key: Key, value: Option<(i64, String)>| match index.get(&key) {
+        Some(&i) => out[i].1 = value,
+        None => {
+            index.insert(key.clone(), out.len());
+            out.push((key, value));
+        }
+    };
+    for w in writes {
+        match w {
+            GuildWrite::PutGuild(mut g) => {
+                g.roles.clear();
+                set(Key::Guild(big(g.id)), Some((big(g.id), json(&g)?)));
+            }
+            GuildWrite::DeleteGuild(_) => {
+                return Err(StoreError::Backend(
+                    "scylla: DeleteGuild is applied in its own segment".into(),
+                ));
+            }
+            GuildWrite::PutRole { guild_id, role } => set(
+                Key::Role(big(guild_id), big(role.id)),
+                Some((big(guild_id), json(&role)?)),
+            ),
+            GuildWrite::DeleteRole { guild_id, role_id } => {
+                set(Key::Role(big(guild_id), big(role_id)), None)
+            }
+            GuildWrite::PutChannel(c) => {
+                let g = c.guild_id.map_or(guild, big);
+                set(Key::Channel(g, big(c.id)), Some((g, json(&c)?)));
+            }
+            GuildWrite::DeleteChannel {
+                guild_id,
+                channel_id,
+            } => set(Key::Channel(big(guild_id), big(channel_id)), None),
+            GuildWrite::PutMember(m) => set(
+                Key::Member(big(m.guild_id), big(m.user_id)),
+                Some((big(m.guild_id), json(&m)?)),
+            ),
+            GuildWrite::DeleteMember { guild_id, user_id } => {
+                set(Key::Member(big(guild_id), big(user_id)), None)
+            }
+            GuildWrite::PutBan(b) => set(
+                Key::Ban(big(b.guild_id), big(b.user_id)),
+                Some((big(b.guild_id), json(&b)?)),
+            ),
+            GuildWrite::DeleteBan { guild_id, user_id } => {
+                set(Key::Ban(big(guild_id), big(user_id)), None)
+            }
+            GuildWrite::PutInvite(i) => set(
+                Key::Invite(i.code.clone()),
+                Some((big(i.guild_id), json(&i)?)),
+            ),
+            GuildWrite::DeleteInvite { code } => set(Key::Invite(code), None),
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a batch at each `DeleteGuild`: a guild deletion removes whole partitions, which
+/// must happen before (and so in another batch than) any write that follows it.
+enum Segment {
+    Writes(Vec<GuildWrite>),
+    Folded(Effects),
+    DeleteGuild(Snowflake),
+}
+
+fn segments(writes: Vec<GuildWrite>) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    for w in writes {
+        if let GuildWrite::DeleteGuild(g) = w {
+            if !current.is_empty() {
+                out.push(Segment::Writes(std::mem::take(&mut current)));
+            }
+            out.push(Segment::DeleteGuild(g));
+        } else {
+            current.push(w);
+        }
+    }
+    if !current.is_empty() {
+        out.push(Segment::Writes(current));
+    }
+    out
+}
+
+fn v(x: i64) -> CqlValue {
+    CqlValue::BigInt(x)
+}
+
+fn t(s: &str) -> CqlValue {
+    CqlValue::Text(s.to_owned())
+}
+
+impl ScyllaStore {
+    /// Claims the codes of new invites; on a code another guild holds, releases what this
+    /// call claimed and fails with `Conflict("code")`.
+    async fn claim_invites(&self, guild: i64, effects: &Effects) -> StoreResult<()> {
+        let st = self.st()?;
+        let mut claimed = Vec::new();
+        for (key, value) in effects {
+            let (Key::Invite(code), Some((g, data))) = (key, value) else {
+                continue;
+            };
+            if applied(self.exec(&st.claim_invite, (code, *g, data)).await?)? {
+                claimed.push(code.clone());
+                continue;
+            }
+            let holder = self
+                .one::<(i64, String)>(&st.get_invite, (code,))
+                .await?
+                .map(|(g, _)| g);
+            if holder.is_some_and(|h| h != *g) {
+                for code in claimed {
+                    self.exec(&st.release_invite, (code, guild)).await?;
+                }
+                return Err(StoreError::Conflict("code"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_effects(&self, guild: i64, effects: Effects) -> StoreResult<()> {
+        let st = self.st()?;
+        let mut batch = Batch::new(BatchType::Logged);
+        let mut values: Vec<Vec<CqlValue>> = Vec::new();
+        let mut add = |s: &PreparedStatement, vals: Vec<CqlValue>| {
+            batch.append_statement(s.clone());
+            values.push(vals);
+        };
+        for (key, value) in effects {
+            match (key, value) {
+                (Key::Guild(g), Some((_, d))) => add(&st.put_guild, vec![v(g), t(&d)]),
+                (Key::Guild(g), None) => add(&st.del_guild, vec![v(g)]),
+                (Key::Role(g, r), Some((_, d))) => add(&st.put_role, vec![v(g), v(r), t(&d)]),
+                (Key::Role(g, r), None) => add(&st.del_role, vec![v(g), v(r)]),
+                (Key::Channel(g, c), Some((_, d))) => {
+                    add(&st.put_channel, vec![v(g), v(c), t(&d)]);
+                    add(&st.put_channel_guild, vec![v(c), v(g)]);
+                }
+                (Key::Channel(g, c), None) => {
+                    add(&st.del_channel, vec![v(g), v(c)]);
+                    add(&st.del_channel_guild, vec![v(c)]);
+                }
+                (Key::Member(g, u), Some((_, d))) => {
+                    add(&st.put_member, vec![v(g), v(u), t(&d)]);
+                    add(&st.put_user_guild, vec![v(u), v(g)]);
+                }
+                (Key::Member(g, u), None) => {
+                    add(&st.del_member, vec![v(g), v(u)]);
+                    add(&st.del_user_guild, vec![v(u), v(g)]);
+                }
+                (Key::Ban(g, u), Some((_, d))) => add(&st.put_ban, vec![v(g), v(u), t(&d)]),
+                (Key::Ban(g, u), None) => add(&st.del_ban, vec![v(g), v(u)]),
+                (Key::Invite(code), Some((g, d))) => {
+                    add(&st.put_guild_invite, vec![v(g), t(&code), t(&d)]);
+                    add(&st.put_invite, vec![t(&code), v(g), t(&d)]);
+                }
+                (Key::Invite(code), None) => {
+                    add(&st.del_guild_invite, vec![v(guild), t(&code)]);
+                    add(&st.del_invite, vec![t(&code)]);
+                }
+            }
+        }
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.session().batch(&batch, values).await.map_err(be)?;
+        Ok(())
+    }
+
+    /// Removes a guild's partitions, then the index rows that point into it.
+    async fn delete_guild(&self, guild_id: Snowflake) -> StoreResult<()> {
+        let st = self.st()?;
+        let g = big(guild_id);
+        let snapshot = self.load_guild(guild_id).await?.unwrap_or_default();
+        let mut batch = Batch::new(BatchType::Logged);
+        for s in [
+            &st.del_guild,
+            &st.del_roles,
+            &st.del_channels,
+            &st.del_members,
+            &st.del_bans,
+            &st.del_guild_invites,
+        ] {
+            batch.append_statement(s.clone());
+        }
+        self.session()
+            .batch(&batch, vec![(g,); 6])
+            .await
+            .map_err(be)?;
+        // A large guild has many index rows: they go out concurrently, not in one batch.
+        let mut index: Vec<(PreparedStatement, Vec<CqlValue>)> = Vec::new();
+        for c in &snapshot.channels {
+            index.push((st.del_channel_guild.clone(), vec![v(big(c.id))]));
+        }
+        for m in &snapshot.members {
+            index.push((st.del_user_guild.clone(), vec![v(big(m.user_id)), v(g)]));
+        }
+        for i in &snapshot.invites {
+            index.push((st.del_invite.clone(), vec![t(&i.code)]));
+        }
+        for chunk in index.chunks(64) {
+            futures::future::try_join_all(chunk.iter().map(|(s, vals)| self.exec(s, vals))).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl GuildStore for ScyllaStore {
+    async fn write_guild(&self, guild_id: Snowflake, writes: Vec<GuildWrite>) -> StoreResult<()> {
+        let g = big(guild_id);
+        let mut steps = Vec::new();
+        for segment in segments(writes) {
+            steps.push(match segment {
+                Segment::Writes(w) => Segment::Folded(fold(g, w)?),
+                other => other,
+            });
+        }
+        // Invite codes are claimed before anything is written, so a conflict leaves nothing.
+        for step in &steps {
+            if let Segment::Folded(effects) = step {
+                self.claim_invites(g, effects).await?;
+            }
+        }
+        for step in steps {
+            match step {
+                Segment::Folded(effects) => self.apply_effects(g, effects).await?,
+                Segment::DeleteGuild(id) => self.delete_guild(id).await?,
+                Segment::Writes(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_guild(&self, guild_id: Snowflake) -> StoreResult<Option<GuildSnapshot>> {
+        let st = self.st()?;
+        let g = big(guild_id);
+        let Some((data,)) = self.one::<(String,)>(&st.get_guild, (g,)).await? else {
+            return Ok(None);
+        };
+        let rows = |s| self.all::<(String,)>(s, (g,));
+        fn parse<T: serde::de::DeserializeOwned>(rows: Vec<(String,)>) -> StoreResult<Vec<T>> {
+            rows.iter().map(|(d,)| from_json(d)).collect()
+        }
+        let (roles, channels, members, bans, invites) = futures::try_join!(
+            rows(&st.list_roles),
+            rows(&st.list_channels),
+            rows(&st.list_members),
+            rows(&st.list_bans),
+            rows(&st.list_guild_invites),
+        )?;
+        Ok(Some(GuildSnapshot {
+            guild: Some(from_json(&data)?),
+            roles: parse(roles)?,
+            channels: parse(channels)?,
+            members: parse(members)?,
+            bans: parse(bans)?,
+            invites: parse(invites)?,
+        }))
+    }
+
+    async fn user_guilds(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>> {
+        let st = self.st()?;
+        Ok(self
+            .all::<(i64,)>(&st.list_user_guilds, (big(user_id),))
+            .await?
+            .into_iter()
+            .map(|(g,)| sf(g))
+            .collect())
+    }
+
+    async fn channel_guild(&self, channel_id: Snowflake) -> StoreResult<Option<Snowflake>> {
+        let st = self.st()?;
+        Ok(self
+            .one::<(i64,)>(&st.get_channel_guild, (big(channel_id),))
+            .await?
+            .map(|(g,)| sf(g)))
+    }
+
+    async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>> {
+        let st = self.st()?;
+        self.one::<(i64, String)>(&st.get_invite, (code,))
+            .await?
+            .map(|(_, d)| from_json(&d))
+            .transpose()
+    }
+}

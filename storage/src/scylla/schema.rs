@@ -1,0 +1,46 @@
+//! The CQL schema: Discord's layout. Every query the stores make reads one partition (or one
+//! row) of a table shaped for it; there is no secondary index and no `ALLOW FILTERING`.
+//!
+//! - `messages`: partition `(channel_id, bucket)`, where the bucket is a fixed 10-day window
+//!   of the message id's timestamp ([`crate::bucket_of`]), clustered by `message_id DESC`, so
+//!   the newest page of a channel is the head of one partition.
+//! - `channel_buckets`: the non-empty buckets of a channel, newest first, so history walks
+//!   only buckets that hold messages instead of every window since the channel was created.
+//! - Uniqueness (`usernames`, `emails`, `invites`) is claimed with lightweight transactions;
+//!   those run on registration, renames and invite creation, never on the message path.
+//! - Records whose fields are never queried (users, guild objects, embeds) are JSON in a
+//!   `data` column, like the other backends.
+
+/// Version of the schema below; `schema_migrations` records it.
+pub const VERSION: i32 = 1;
+
+/// Keyspace-relative DDL, in order; `{ks}` is replaced by the keyspace.
+pub const TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (version int PRIMARY KEY, name text, applied_at bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.users (id bigint PRIMARY KEY, data text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.usernames (login text PRIMARY KEY, user_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.emails (login text PRIMARY KEY, user_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.credentials (user_id bigint PRIMARY KEY, data text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.refresh_tokens (token_hash text PRIMARY KEY, family_id bigint, user_id bigint, expires_at bigint, spent boolean)",
+    "CREATE TABLE IF NOT EXISTS {ks}.revoked_families (family_id bigint PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS {ks}.applications (id bigint PRIMARY KEY, data text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.applications_by_bot (bot_user_id bigint PRIMARY KEY, app_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.bot_tokens (token_hash text PRIMARY KEY, bot_user_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.bot_token_of (bot_user_id bigint PRIMARY KEY, token_hash text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.guilds (guild_id bigint PRIMARY KEY, data text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_roles (guild_id bigint, role_id bigint, data text, PRIMARY KEY (guild_id, role_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_channels (guild_id bigint, channel_id bigint, data text, PRIMARY KEY (guild_id, channel_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.channel_guild (channel_id bigint PRIMARY KEY, guild_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_members (guild_id bigint, user_id bigint, data text, PRIMARY KEY (guild_id, user_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.user_guilds (user_id bigint, guild_id bigint, PRIMARY KEY (user_id, guild_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_bans (guild_id bigint, user_id bigint, data text, PRIMARY KEY (guild_id, user_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_invites (guild_id bigint, code text, data text, PRIMARY KEY (guild_id, code))",
+    "CREATE TABLE IF NOT EXISTS {ks}.invites (code text PRIMARY KEY, guild_id bigint, data text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.messages (channel_id bigint, bucket int, message_id bigint, data text, PRIMARY KEY ((channel_id, bucket), message_id)) WITH CLUSTERING ORDER BY (message_id DESC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.channel_buckets (channel_id bigint, bucket int, PRIMARY KEY (channel_id, bucket)) WITH CLUSTERING ORDER BY (bucket DESC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.reactions (channel_id bigint, message_id bigint, emoji text, user_id bigint, PRIMARY KEY ((channel_id, message_id), emoji, user_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.reaction_emojis (channel_id bigint, message_id bigint, emoji text, seq bigint, PRIMARY KEY ((channel_id, message_id), emoji))",
+    "CREATE TABLE IF NOT EXISTS {ks}.pins (channel_id bigint, pinned_at bigint, message_id bigint, PRIMARY KEY (channel_id, pinned_at, message_id)) WITH CLUSTERING ORDER BY (pinned_at DESC, message_id DESC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.pin_of (channel_id bigint, message_id bigint, pinned_at bigint, PRIMARY KEY (channel_id, message_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.signing_keys (scope text, kid text, private_pem text, created_at bigint, retired boolean, PRIMARY KEY (scope, kid))",
+];

@@ -1,0 +1,150 @@
+//! The ScyllaDB store on the wire: against an in-memory CQL server, the driver connects, the
+//! schema DDL is accepted, every statement prepares, and rows written through the store read
+//! back. The server honours no clustering ranges, ordering or lightweight transactions, so
+//! these checks stick to whole-row and whole-partition reads; the behaviour of the store is
+//! proven by the conformance suite against a real ScyllaDB (`scylla_conformance`).
+
+use std::time::Duration;
+
+use enrichment_protocol::rest::HistoryAnchor;
+use enrichment_storage::scylla::{CqlConsistency, Replication, ScyllaOptions, ScyllaStore, schema};
+use enrichment_storage::testsuite::{channel, credentials, fresh_id, guild, member, msg, user};
+use enrichment_storage::{GuildWrite, SigningKeyRecord, StoreError};
+use enrichment_testkit::CqlServer;
+
+fn options(server: &CqlServer) -> ScyllaOptions {
+    ScyllaOptions {
+        nodes: vec![server.addr().to_string()],
+        keyspace: "enrichment_smoke".into(),
+        replication: Replication::Simple,
+        replication_factor: 1,
+        consistency: CqlConsistency::LocalQuorum,
+        local_datacenter: None,
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn schema_statements_and_round_trips_over_the_wire() {
+    let server = CqlServer::start().expect("start the CQL server");
+    let opts = options(&server);
+    assert_eq!(
+        ScyllaStore::migrate(&opts).await.expect("migrate"),
+        schema::VERSION
+    );
+    // Migrating again changes nothing.
+    ScyllaStore::migrate(&opts).await.expect("migrate again");
+    let store = ScyllaStore::connect(opts)
+        .await
+        .expect("connect and prepare");
+    let s = store.stores();
+
+    let alice = user(fresh_id(), "alice", Some("alice@example.com"));
+    let creds = credentials(alice.id);
+    s.users
+        .create_user(&alice, &creds)
+        .await
+        .expect("create user");
+    assert_eq!(
+        s.users.get_user(alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        s.users.get_credentials(alice.id).await.unwrap(),
+        Some(creds)
+    );
+    assert_eq!(
+        s.users.find_user_by_login("ALICE").await.unwrap(),
+        Some(alice.id)
+    );
+
+    let guild = guild(fresh_id(), alice.id, Vec::new());
+    let channel = channel(fresh_id(), guild.id, "general");
+    let member = member(guild.id, alice.id);
+    s.guilds
+        .write_guild(
+            guild.id,
+            vec![
+                GuildWrite::PutGuild(guild.clone()),
+                GuildWrite::PutChannel(channel.clone()),
+                GuildWrite::PutMember(member.clone()),
+            ],
+        )
+        .await
+        .expect("guild batch");
+    let snap = s.guilds.load_guild(guild.id).await.unwrap().expect("guild");
+    assert_eq!(snap.guild.as_ref(), Some(&guild));
+    assert_eq!(snap.channels, vec![channel.clone()]);
+    assert_eq!(snap.members, vec![member]);
+    assert_eq!(
+        s.guilds.user_guilds(alice.id).await.unwrap(),
+        vec![guild.id]
+    );
+    assert_eq!(
+        s.guilds.channel_guild(channel.id).await.unwrap(),
+        Some(guild.id)
+    );
+
+    let m = msg(channel.id, fresh_id(), "hello over CQL");
+    s.messages.put_message(&m).await.expect("put message");
+    assert_eq!(
+        s.messages.get_message(m.channel_id, m.id).await.unwrap(),
+        Some(m.clone())
+    );
+    let page = s
+        .messages
+        .list_messages(m.channel_id, HistoryAnchor::Latest, 50)
+        .await
+        .unwrap();
+    assert!(page.contains(&m), "{page:?}");
+    assert!(
+        s.messages
+            .add_reaction(m.channel_id, m.id, "👍", alice.id)
+            .await
+            .unwrap()
+    );
+    let counts = s
+        .messages
+        .reaction_counts(m.channel_id, m.id, alice.id)
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!((counts[0].count, counts[0].me), (1, true));
+    assert_eq!(
+        s.messages
+            .delete_messages(m.channel_id, &[m.id])
+            .await
+            .unwrap(),
+        vec![m.id]
+    );
+    assert_eq!(
+        s.messages.get_message(m.channel_id, m.id).await.unwrap(),
+        None
+    );
+
+    let key = SigningKeyRecord {
+        kid: "k1".into(),
+        private_pem: "-----BEGIN PRIVATE KEY-----\n...".into(),
+        created_at: enrichment_protocol::Timestamp::from_unix_ms(1_700_000_000_000),
+        retired: false,
+    };
+    assert!(s.keys.insert_signing_key(&key).await.unwrap());
+    assert_eq!(s.keys.signing_keys().await.unwrap(), vec![key]);
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_fails_naming_the_setting() {
+    let port = enrichment_testkit::free_port().unwrap();
+    let opts = ScyllaOptions {
+        nodes: vec![format!("127.0.0.1:{port}")],
+        connect_timeout: Duration::from_secs(1),
+        ..options(&CqlServer::start().unwrap())
+    };
+    let err = ScyllaStore::connect(opts)
+        .await
+        .expect_err("nothing listens");
+    let StoreError::Backend(msg) = err else {
+        panic!("unexpected error kind");
+    };
+    assert!(msg.contains("ENRICHMENT_SCYLLA_NODES"), "{msg}");
+}
