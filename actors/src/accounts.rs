@@ -30,7 +30,7 @@ use enrichment_storage::{
     StoreError, Stores,
 };
 
-use crate::auth::{self, JwtKeys, PasswordParams};
+use crate::auth::{self, AuthError, JwtKeys, Keyring, PasswordParams};
 use crate::users::UserDirectory;
 
 /// Who is calling.
@@ -55,7 +55,7 @@ pub struct AccountConfig {
 pub struct AccountService {
     stores: Stores,
     users: UserDirectory,
-    keys: Arc<JwtKeys>,
+    keys: Arc<Keyring>,
     ids: Arc<SnowflakeGenerator>,
     config: AccountConfig,
     /// token hash -> bot user id.
@@ -108,7 +108,7 @@ impl AccountService {
     pub fn new(
         stores: Stores,
         users: UserDirectory,
-        keys: Arc<JwtKeys>,
+        keys: Arc<Keyring>,
         ids: Arc<SnowflakeGenerator>,
         config: AccountConfig,
     ) -> Self {
@@ -180,6 +180,7 @@ impl AccountService {
 
     fn access_token(&self, user_id: Snowflake, family: Snowflake) -> Result<String, ApiError> {
         self.keys
+            .keys()
             .issue_for(user_id.get(), family.get(), self.config.access_ttl)
             .map_err(|e| {
                 tracing::error!(error = %e, "token signing failed");
@@ -324,6 +325,7 @@ impl AccountService {
         if creds.totp_secret.is_some() {
             let ticket = self
                 .keys
+                .keys()
                 .issue_mfa_ticket(creds.user_id.get(), Duration::from_secs(300))
                 .map_err(|_| ApiError::internal())?;
             return Ok(LoginResponse {
@@ -379,7 +381,8 @@ impl AccountService {
         code: &str,
         ip: &str,
     ) -> Result<TokenResponse, ApiError> {
-        let user_id = Snowflake(self.keys.verify_mfa_ticket(ticket).map_err(|_| {
+        let verified = self.verify(|k| k.verify_mfa_ticket(ticket)).await;
+        let user_id = Snowflake(verified.map_err(|_| {
             ApiError::new(
                 400,
                 ErrorCode::InvalidTwoFactorTicket,
@@ -558,6 +561,27 @@ impl AccountService {
 
     // ------------------------------------------------------------ authentication
 
+    /// The cluster's JWT keys (for rotation through the admin API).
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keys
+    }
+
+    /// Runs a token check; a token signed by a key this node has not seen yet (another node
+    /// rotated) gets one more try after the keys are read again.
+    async fn verify<T>(
+        &self,
+        check: impl Fn(&JwtKeys) -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        match check(&self.keys.keys()) {
+            Err(AuthError::InvalidToken("unknown key"))
+                if self.keys.reload_for_unknown_kid().await =>
+            {
+                check(&self.keys.keys())
+            }
+            other => other,
+        }
+    }
+
     /// Resolves an `Authorization` header: `Bot <token>`, `Bearer <jwt>` or a bare token.
     pub async fn authenticate(&self, header: &str) -> Result<Principal, ApiError> {
         let header = header.trim();
@@ -565,7 +589,7 @@ impl AccountService {
             return self.authenticate_bot(token.trim()).await;
         }
         let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
-        match self.keys.verify(token) {
+        match self.verify(|k| k.verify(token)).await {
             Ok(claims) => {
                 let session = Snowflake(claims.sid);
                 if self.revoked_sessions.contains_key(&session) {

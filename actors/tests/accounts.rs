@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use enrichment_actors::accounts::{AccountConfig, AccountService};
-use enrichment_actors::auth::{self, JwtKeys, PasswordParams};
+use enrichment_actors::auth::{self, JwtKeys, Keyring, PasswordParams};
 use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::SnowflakeGenerator;
 use enrichment_protocol::rest::{CreateApplication, LoginRequest, RegisterRequest};
@@ -27,7 +27,7 @@ fn fixture() -> Fixture {
     let accounts = AccountService::new(
         stores.clone(),
         UserDirectory::new(stores.users.clone()),
-        Arc::new(keys),
+        Arc::new(Keyring::fixed(keys)),
         Arc::new(SnowflakeGenerator::new(1, 1)),
         AccountConfig {
             access_ttl: Duration::from_secs(60),

@@ -12,7 +12,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use enrichment_actors::accounts::{AccountConfig, AccountService};
-use enrichment_actors::auth::{JwtKeys, PasswordParams};
+use enrichment_actors::auth::{Keyring, PasswordParams};
 use enrichment_actors::events::EventBus;
 use enrichment_actors::gateway::{GatewayService, SessionRegistry, SharedGateway};
 use enrichment_actors::guild::{GuildContext, GuildLimits};
@@ -98,12 +98,15 @@ impl Node {
         }
         let stores: Stores = backends::open_stores(&config).await?;
         let shared = backends::open_shared(&config).await?;
-        let keys = JwtKeys::load_or_create(
-            &config.data_dir,
+        // Keys from earlier versions (in data_dir/jwt) are imported into an empty store once.
+        let keys = Keyring::open(
+            stores.keys.clone(),
+            Some(&config.data_dir),
             config.auth.issuer.clone(),
             config.auth.audience.clone(),
         )
-        .context("loading JWT signing keys (data_dir/jwt)")?;
+        .await
+        .context("loading the JWT signing keys from the store")?;
         let metrics = metrics_handle()?;
         let ids = Arc::new(SnowflakeGenerator::new(config.worker_id, config.process_id));
         let users = UserDirectory::new(stores.users.clone());
@@ -198,6 +201,7 @@ impl Node {
             storage: config.storage.name(),
             blobs: config.blobs.name(),
             shared: shared.clone(),
+            keyring: accounts.keyring().clone(),
         });
         let limits = Arc::new(ratelimit::RateLimits::new(
             &config.rate_limits,
@@ -260,6 +264,10 @@ impl Node {
                 if n % 12 == 0 {
                     limits.housekeep();
                     accounts.housekeep();
+                    // Another node may have rotated the signing key.
+                    if let Err(e) = accounts.keyring().reload().await {
+                        tracing::warn!(error = %e, "cannot reload the JWT keys");
+                    }
                 }
             }
         });

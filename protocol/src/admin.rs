@@ -72,6 +72,16 @@ pub struct NodeInfo {
     pub shared_state: String,
 }
 
+/// `GET /admin/v1/keys` and the answer of `POST /admin/v1/keys/rotate`: the JWT signing
+/// keys every node shares (never the key material).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeys {
+    /// The key new tokens are signed with.
+    pub current_kid: String,
+    /// Every key that verifies, sorted.
+    pub kids: Vec<String>,
+}
+
 /// `GET /admin/v1/cluster/status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {

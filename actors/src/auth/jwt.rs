@@ -30,6 +30,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use enrichment_protocol::Timestamp;
+use enrichment_storage::SigningKeyRecord;
+
 use super::AuthError;
 
 /// `typ` header of access tokens (RFC 9068's media type for JWT access tokens).
@@ -299,6 +302,93 @@ impl JwtKeys {
             issuer.into(),
             audience.into(),
         ))
+    }
+
+    /// The keys as the store holds them: every listed key verifies; the newest one not
+    /// retired signs (by `created_at`, then `kid`).
+    pub fn from_records(
+        records: &[SigningKeyRecord],
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Result<JwtKeys, AuthError> {
+        let place = Path::new("signing keys in the store");
+        let mut keys = HashMap::new();
+        for r in records {
+            let key = from_pem(r.private_pem.as_bytes(), place)?;
+            if kid_of(&key) != r.kid {
+                return Err(AuthError::KeyFile {
+                    path: place.to_owned(),
+                    reason: format!("key {} does not match its kid", r.kid),
+                });
+            }
+            keys.insert(r.kid.clone(), key_pair(&key)?);
+        }
+        let signing_kid = records
+            .iter()
+            .filter(|r| !r.retired)
+            .max_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)))
+            .map(|r| r.kid.clone())
+            .ok_or_else(|| AuthError::KeyFile {
+                path: place.to_owned(),
+                reason: "no key that may sign".into(),
+            })?;
+        Ok(Self::with_keys(
+            keys,
+            signing_kid,
+            issuer.into(),
+            audience.into(),
+        ))
+    }
+
+    /// A freshly generated key, as the store records it.
+    pub fn new_record(created_at: Timestamp) -> Result<SigningKeyRecord, AuthError> {
+        let key = generate_key()?;
+        let pem = to_pem(&key, Path::new("a new signing key"))?;
+        Ok(super::keyring::record(kid_of(&key), pem, created_at))
+    }
+
+    /// The keys an earlier version kept in `dir/jwt/`, as store records; the one `current`
+    /// names is dated last, so it stays the signing key. Empty when there is no such directory.
+    pub fn legacy_records(dir: &Path) -> Result<Vec<SigningKeyRecord>, AuthError> {
+        let key_dir = dir.join(KEY_DIR);
+        let entries = match fs::read_dir(&key_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&key_dir)(e)),
+        };
+        let current = fs::read_to_string(key_dir.join(CURRENT_FILE))
+            .map(|s| s.trim().to_owned())
+            .ok();
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_err(&key_dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(KEY_EXT) {
+                continue;
+            }
+            let pem = fs::read_to_string(&path).map_err(io_err(&path))?;
+            let key = from_pem(pem.as_bytes(), &path)?;
+            let modified = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            out.push(super::keyring::record(
+                kid_of(&key),
+                pem,
+                Timestamp::from_unix_ms(modified),
+            ));
+        }
+        let newest = out
+            .iter()
+            .map(|r| r.created_at.unix_ms().max(0) as u64)
+            .max()
+            .unwrap_or(0);
+        for r in &mut out {
+            if current.as_deref() == Some(r.kid.as_str()) {
+                r.created_at = Timestamp::from_unix_ms(newest + 1);
+            }
+        }
+        Ok(out)
     }
 
     /// A single fresh key that lives only in memory: for tests and throwaway nodes.

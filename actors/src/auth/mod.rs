@@ -11,6 +11,7 @@
 //!   is pinned to EdDSA and the key chosen by `kid` from our own key set: the header of an
 //!   unverified token is attacker-controlled, and letting it pick the algorithm is the classic
 //!   "alg: none" / "HS256 keyed with the public key" confusion.
+//! - [`keyring`]: the cluster's keys as kept in the store, reloaded when another node rotates.
 //! - [`password`]: argon2id hashing (PHC strings) with OWASP's parameters.
 //! - [`totp`]: RFC 6238 codes as authenticator apps produce them, with replay refusal.
 //! - [`tokens`]: opaque random secrets (refresh tokens, Discord-shaped bot tokens, backup codes)
@@ -21,11 +22,13 @@
 use std::path::PathBuf;
 
 pub mod jwt;
+pub mod keyring;
 pub mod password;
 pub mod tokens;
 pub mod totp;
 
 pub use jwt::{AccessClaims, JwtKeys};
+pub use keyring::Keyring;
 pub use password::{PasswordParams, hash_password, verify_password};
 pub use tokens::{
     bot_token_user_id, hash_token, new_backup_codes, new_bot_token, new_refresh_token,

@@ -5,6 +5,8 @@
 //!
 //! - `GET /cluster/status`: every node (one today) with its gauges;
 //! - `GET /cluster/ring[?guild_id=X]`: the ring, and the owner of guild X when asked;
+//! - `GET /keys`, `POST /keys/rotate`: the JWT signing keys (ids only); rotation signs new
+//!   tokens with a fresh key, older tokens keep verifying, other nodes follow on their own;
 //! - `POST /cluster/nodes/{node_id}/drain`: the node tells its gateway clients to reconnect
 //!   (op 7, then close 4000) and refuses new gateway connections; `/readyz` turns 503.
 //!
@@ -20,10 +22,12 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, get, post, web};
+use enrichment_actors::auth::Keyring;
 use enrichment_actors::gateway::SessionRegistry;
 use enrichment_actors::router::GuildRouter;
 use enrichment_protocol::admin::{
-    ADMIN_PREFIX, ClusterRing, ClusterStatus, GuildOwner, NodeInfo, NodeStatus, RingNode, RingQuery,
+    ADMIN_PREFIX, ClusterRing, ClusterStatus, GuildOwner, NodeInfo, NodeStatus, RingNode,
+    RingQuery, SigningKeys,
 };
 use enrichment_protocol::{ApiError, ErrorCode, Timestamp};
 use enrichment_storage::shared::SharedState;
@@ -47,6 +51,7 @@ pub struct AdminState {
     pub storage: &'static str,
     pub blobs: &'static str,
     pub shared: Option<Arc<dyn SharedState>>,
+    pub keyring: Arc<Keyring>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -109,7 +114,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(authenticate))
             .service(cluster_status)
             .service(cluster_ring)
-            .service(drain_node),
+            .service(drain_node)
+            .service(signing_keys)
+            .service(rotate_keys),
     );
 }
 
@@ -177,4 +184,27 @@ async fn drain_node(admin: Admin, node_id: web::Path<String>) -> ApiResult<HttpR
         admin.gateway.start_draining();
     }
     Ok(HttpResponse::Ok().json(admin.node_info()))
+}
+
+fn key_list(keyring: &Keyring) -> SigningKeys {
+    let keys = keyring.keys();
+    SigningKeys {
+        current_kid: keys.current_kid().to_owned(),
+        kids: keys.kids(),
+    }
+}
+
+#[get("/keys")]
+async fn signing_keys(admin: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(key_list(&admin.keyring))
+}
+
+#[post("/keys/rotate")]
+async fn rotate_keys(admin: Admin) -> ApiResult<HttpResponse> {
+    let kid = admin.keyring.rotate().await.map_err(|e| {
+        tracing::error!(error = %e, "JWT key rotation failed");
+        HttpError(ApiError::internal())
+    })?;
+    tracing::warn!(%kid, "JWT signing key rotated on admin request");
+    Ok(HttpResponse::Ok().json(key_list(&admin.keyring)))
 }

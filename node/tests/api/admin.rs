@@ -397,3 +397,82 @@ async fn binary_prints_a_generated_token_once_and_the_environment_wins() {
     stop(child);
     assert!(!read("third.log").contains("from-the-environment"));
 }
+
+/// The `kid` in a JWT's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    v["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn rotating_the_signing_key_keeps_old_tokens_valid_across_restarts() {
+    let mut t = TestNode::start().await;
+    let auth = format!("Bearer {}", file_token(&t));
+    let alice = t.register("alice").await;
+    let first_kid = kid_of(&alice.token);
+    let (code, keys) = admin(&t, Method::GET, "/keys", Some(&auth)).await;
+    assert_eq!(code, 200, "{keys}");
+    assert_eq!(keys["current_kid"], first_kid.as_str());
+    assert_eq!(keys["kids"], json!([first_kid]));
+    let (code, _) = admin(&t, Method::POST, "/keys/rotate", Some("Bearer nope")).await;
+    assert_eq!(code, 401);
+
+    let (code, rotated) = admin(&t, Method::POST, "/keys/rotate", Some(&auth)).await;
+    assert_eq!(code, 200, "{rotated}");
+    let new_kid = rotated["current_kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, first_kid);
+    assert_eq!(rotated["kids"].as_array().unwrap().len(), 2);
+    // Old tokens verify; new ones are signed with the new key.
+    t.get("/users/@me", &alice.token).await.ok(200);
+    let again = t
+        .call(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"login": "alice", "password": "correct horse battery"})),
+        )
+        .await
+        .ok(200);
+    let token = again["token"].as_str().unwrap().to_owned();
+    assert_eq!(kid_of(&token), new_kid);
+    // Both keys live in the store: a restarted node still takes both tokens.
+    t.restart().await;
+    t.get("/users/@me", &alice.token).await.ok(200);
+    t.get("/users/@me", &token).await.ok(200);
+    let (_, keys) = admin(&t, Method::GET, "/keys", Some(&auth)).await;
+    assert_eq!(keys["current_kid"], new_kid.as_str());
+}
+
+#[tokio::test]
+async fn keys_from_the_data_dir_of_an_earlier_version_are_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = enrichment_actors::auth::JwtKeys::load_or_create(
+        dir.path(),
+        "enrichment",
+        "enrichment-api",
+    )
+    .unwrap();
+    let legacy_kid = legacy.current_kid().to_owned();
+    let mut config = test_config(dir.path());
+    config.admin_token = Some(enrichment_node::config::Secret::new(
+        "import-test-admin-token",
+    ));
+    let node = enrichment_node::Node::start(config).await.unwrap();
+    let keys: Value = reqwest::Client::new()
+        .get(format!("{}/keys", node.admin_url()))
+        .header("Authorization", "Bearer import-test-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["current_kid"], legacy_kid.as_str());
+    assert_eq!(keys["kids"], json!([legacy_kid]));
+    node.stop().await;
+}

@@ -59,7 +59,7 @@ async fn binary_serves_with_flags_env_and_json_logs() {
         "environment reaches the config"
     );
     assert!(
-        dir.path().join("store").is_dir() && dir.path().join("jwt").is_dir(),
+        dir.path().join("store").is_dir() && dir.path().join("node-id").is_file(),
         "data dir from the environment"
     );
     // SIGTERM drains: a gateway client gets RECONNECT and a resumable close; the process exits

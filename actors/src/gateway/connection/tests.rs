@@ -21,7 +21,7 @@ use tempfile::TempDir;
 
 use super::{Close, Connection, GatewayService, Inbound};
 use crate::accounts::{AccountConfig, AccountService};
-use crate::auth::{JwtKeys, PasswordParams};
+use crate::auth::{JwtKeys, Keyring, PasswordParams};
 use crate::events::EventBus;
 use crate::gateway::{GatewayConfig, IdentifyLimits, SessionRegistry};
 use crate::guild::{Command, GuildContext, GuildLimits, GuildRequest, create_guild};
@@ -88,7 +88,7 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
     let accounts = Arc::new(AccountService::new(
         stores.clone(),
         users,
-        Arc::new(keys),
+        Arc::new(Keyring::fixed(keys)),
         ids,
         AccountConfig {
             access_ttl: Duration::from_secs(600),
