@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "scylla")]
 pub mod scylla;
 pub mod shared;

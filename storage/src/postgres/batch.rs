@@ -1,0 +1,343 @@
+//! Group commit for `put_message`.
+//!
+//! Every `put_message` turns its record into a row (so a record that cannot be encoded fails
+//! only its own caller) and queues it to one writer task through a bounded channel; a full
+//! queue makes callers wait, which is the backpressure. The writer takes every row waiting, up
+//! to `message_batch_max`, and commits them as **one** multi-row upsert: one statement over
+//! arrays (`unnest`), so one plan and one round trip whatever the batch size, and one
+//! transaction, so one WAL flush acknowledges every caller in it. While a batch commits, the
+//! next one fills up; up to `message_batches_in_flight` batches commit at once, each on its own
+//! pooled connection, so a batch can be sent while the previous one waits for its flush.
+//!
+//! A caller's future resolves only after its batch committed, with the batch's outcome: a
+//! failed batch fails every caller in it, and none of its rows is stored.
+//!
+//! Within a batch, rows are sorted by primary key, and a message put twice keeps the last
+//! version queued (an upsert may not touch a row twice). Sorting makes every batch lock rows in
+//! one global order, so two batches in flight never deadlock on each other.
+//!
+//! The pin index follows `pinned` like in the embedded store: an update that clears `pinned`
+//! deletes the pin in the same statement (a data-modifying CTE over the upsert's result), and a
+//! batch with a pinned record runs in an explicit transaction that also pins what is not yet
+//! pinned, taking the channel's pin clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::messages::{PIN_IF_ABSENT, message_key};
+use super::{Db, col, db_error, describe, encode_error, sql_id, sql_time};
+use crate::{MessageRecord, StoreError, StoreResult};
+
+/// A message as the `messages` table stores it, encoded by its caller.
+pub(super) struct MessageRow {
+    channel_id: i64,
+    bucket: i32,
+    message_id: i64,
+    guild_id: Option<i64>,
+    author_id: i64,
+    content: String,
+    edited_at: Option<SystemTime>,
+    tts: bool,
+    mention_everyone: bool,
+    /// `BIGINT[]` literals: arrays of arrays cannot go through `unnest`, which flattens them.
+    mentions: String,
+    mention_roles: String,
+    attachments: String,
+    embeds: String,
+    pinned: bool,
+    kind: i16,
+    flags: i64,
+    nonce: Option<String>,
+    message_reference: Option<String>,
+}
+
+/// `{1,2,3}`, the text form of a `BIGINT[]`.
+fn id_array(ids: &[enrichment_protocol::Snowflake]) -> String {
+    let parts: Vec<String> = ids.iter().map(|id| sql_id(*id).to_string()).collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+impl MessageRow {
+    pub(super) fn new(m: &MessageRecord) -> StoreResult<MessageRow> {
+        let (bucket, message_id) = message_key(m.id)?;
+        Ok(MessageRow {
+            channel_id: sql_id(m.channel_id),
+            bucket,
+            message_id,
+            guild_id: m.guild_id.map(sql_id),
+            author_id: sql_id(m.author_id),
+            content: m.content.clone(),
+            edited_at: m.edited_timestamp.map(sql_time),
+            tts: m.tts,
+            mention_everyone: m.mention_everyone,
+            mentions: id_array(&m.mentions),
+            mention_roles: id_array(&m.mention_roles),
+            attachments: json(&m.attachments)?,
+            embeds: json(&m.embeds)?,
+            pinned: m.pinned,
+            kind: i16::from(m.kind),
+            flags: m.flags as i64,
+            nonce: m.nonce.as_ref().map(json).transpose()?,
+            message_reference: m.message_reference.as_ref().map(json).transpose()?,
+        })
+    }
+
+    fn key(&self) -> (i64, i32, i64) {
+        (self.channel_id, self.bucket, self.message_id)
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(encode_error)
+}
+
+/// The upsert of a whole batch. Inserts keep the order of the arrays, which the writer sorts.
+const UPSERT: &str = "WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[],
+        $6::text[], $7::timestamptz[], $8::bool[], $9::bool[], $10::text[], $11::text[],
+        $12::text[], $13::text[], $14::bool[], $15::int2[], $16::bigint[], $17::text[],
+        $18::text[])
+    AS t(channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
+        mention_everyone, mentions, mention_roles, attachments, embeds, pinned, kind, flags,
+        nonce, message_reference)
+), up AS (
+    INSERT INTO messages (channel_id, bucket, message_id, guild_id, author_id, content,
+        edited_at, tts, mention_everyone, mentions, mention_roles, attachments, embeds, pinned,
+        kind, flags, nonce, message_reference)
+    SELECT channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
+        mention_everyone, mentions::bigint[], mention_roles::bigint[], attachments::jsonb,
+        embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb
+    FROM input
+    ON CONFLICT (channel_id, bucket, message_id) DO UPDATE SET
+        guild_id = excluded.guild_id, author_id = excluded.author_id,
+        content = excluded.content, edited_at = excluded.edited_at, tts = excluded.tts,
+        mention_everyone = excluded.mention_everyone, mentions = excluded.mentions,
+        mention_roles = excluded.mention_roles, attachments = excluded.attachments,
+        embeds = excluded.embeds, pinned = excluded.pinned, kind = excluded.kind,
+        flags = excluded.flags, nonce = excluded.nonce,
+        message_reference = excluded.message_reference
+    RETURNING channel_id, bucket, message_id, pinned, (xmax = 0) AS inserted
+), unpinned AS (
+    DELETE FROM pins p USING up
+    WHERE NOT up.inserted AND NOT up.pinned
+      AND p.channel_id = up.channel_id AND p.message_id = up.message_id
+)
+SELECT channel_id, bucket, message_id FROM up WHERE pinned";
+
+type Reply = oneshot::Sender<Result<(), String>>;
+
+struct Pending {
+    row: MessageRow,
+    reply: Reply,
+}
+
+/// Counters of the writer since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageWriterStats {
+    /// Batches committed (each one transaction).
+    pub batches: u64,
+    /// Rows in those batches (a message put twice in one batch counts once).
+    pub rows: u64,
+    /// `put_message` calls answered by those batches.
+    pub calls: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    rows: AtomicU64,
+    calls: AtomicU64,
+}
+
+/// The handle callers queue rows on; the writer task ends when it is dropped.
+pub(super) struct MessageWriter {
+    queue: mpsc::Sender<Pending>,
+    counters: Arc<Counters>,
+}
+
+impl MessageWriter {
+    pub(super) fn start(pool: Pool, batch_max: usize, in_flight: usize) -> MessageWriter {
+        // Room for a full batch per slot and one filling: beyond that callers wait.
+        let (queue, rx) = mpsc::channel(batch_max.saturating_mul(in_flight + 1));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(pool, rx, batch_max, in_flight, Arc::clone(&counters)));
+        MessageWriter { queue, counters }
+    }
+
+    pub(super) fn stats(&self) -> MessageWriterStats {
+        MessageWriterStats {
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            rows: self.counters.rows.load(Ordering::Relaxed),
+            calls: self.counters.calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `row` and waits until the batch holding it committed.
+    pub(super) async fn put(&self, row: MessageRow) -> StoreResult<()> {
+        let (reply, done) = oneshot::channel();
+        let stopped = || StoreError::Backend("the PostgreSQL message writer stopped".into());
+        self.queue
+            .send(Pending { row, reply })
+            .await
+            .map_err(|_| stopped())?;
+        done.await
+            .map_err(|_| stopped())?
+            .map_err(StoreError::Backend)
+    }
+}
+
+async fn run(
+    pool: Pool,
+    mut rx: mpsc::Receiver<Pending>,
+    batch_max: usize,
+    in_flight: usize,
+    counters: Arc<Counters>,
+) {
+    let slots = Arc::new(Semaphore::new(in_flight));
+    let mut batch = Vec::with_capacity(batch_max);
+    loop {
+        // Take a slot before draining the queue: while every slot commits, rows pile up and the
+        // next batch takes them all.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut batch, batch_max).await == 0 {
+            return;
+        }
+        let pending = std::mem::replace(&mut batch, Vec::with_capacity(batch_max));
+        let pool = pool.clone();
+        let counters = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let result = commit(&pool, &pending).await.map_err(|e| e.to_string());
+            match &result {
+                Ok(rows) => {
+                    counters.batches.fetch_add(1, Ordering::Relaxed);
+                    counters.rows.fetch_add(*rows as u64, Ordering::Relaxed);
+                    counters
+                        .calls
+                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(calls = pending.len(), error = %e, "message batch failed");
+                }
+            }
+            let result = result.map(|_| ());
+            for p in pending {
+                // A caller that went away does not care; its row is committed all the same.
+                let _ = p.reply.send(result.clone());
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Column arrays of a batch, in primary key order, one entry per distinct message.
+#[derive(Default)]
+struct Columns<'a> {
+    channel_id: Vec<i64>,
+    bucket: Vec<i32>,
+    message_id: Vec<i64>,
+    guild_id: Vec<Option<i64>>,
+    author_id: Vec<i64>,
+    content: Vec<&'a str>,
+    edited_at: Vec<Option<SystemTime>>,
+    tts: Vec<bool>,
+    mention_everyone: Vec<bool>,
+    mentions: Vec<&'a str>,
+    mention_roles: Vec<&'a str>,
+    attachments: Vec<&'a str>,
+    embeds: Vec<&'a str>,
+    pinned: Vec<bool>,
+    kind: Vec<i16>,
+    flags: Vec<i64>,
+    nonce: Vec<Option<&'a str>>,
+    message_reference: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    fn push(&mut self, r: &'a MessageRow) {
+        self.channel_id.push(r.channel_id);
+        self.bucket.push(r.bucket);
+        self.message_id.push(r.message_id);
+        self.guild_id.push(r.guild_id);
+        self.author_id.push(r.author_id);
+        self.content.push(&r.content);
+        self.edited_at.push(r.edited_at);
+        self.tts.push(r.tts);
+        self.mention_everyone.push(r.mention_everyone);
+        self.mentions.push(&r.mentions);
+        self.mention_roles.push(&r.mention_roles);
+        self.attachments.push(&r.attachments);
+        self.embeds.push(&r.embeds);
+        self.pinned.push(r.pinned);
+        self.kind.push(r.kind);
+        self.flags.push(r.flags);
+        self.nonce.push(r.nonce.as_deref());
+        self.message_reference.push(r.message_reference.as_deref());
+    }
+}
+
+/// Commits one batch; returns how many distinct rows it wrote.
+async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<usize> {
+    let context = "committing a message batch";
+    // Last version queued wins; the map also sorts by primary key.
+    let rows: BTreeMap<(i64, i32, i64), &MessageRow> =
+        pending.iter().map(|p| (p.row.key(), &p.row)).collect();
+    let mut columns = Columns::default();
+    for row in rows.values() {
+        columns.push(row);
+    }
+    let c = &columns;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
+        &c.channel_id,
+        &c.bucket,
+        &c.message_id,
+        &c.guild_id,
+        &c.author_id,
+        &c.content,
+        &c.edited_at,
+        &c.tts,
+        &c.mention_everyone,
+        &c.mentions,
+        &c.mention_roles,
+        &c.attachments,
+        &c.embeds,
+        &c.pinned,
+        &c.kind,
+        &c.flags,
+        &c.nonce,
+        &c.message_reference,
+    ];
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Backend(format!("PostgreSQL connection: {}", describe(&e))))?;
+    if !c.pinned.contains(&true) {
+        // One statement is one transaction: no BEGIN/COMMIT round trips on the hot path.
+        Db::Conn(&client).execute(UPSERT, &params, context).await?;
+        return Ok(rows.len());
+    }
+    let tx = client.transaction().await.map_err(db_error(context))?;
+    let db = Db::Tx(&tx);
+    let mut to_pin = Vec::new();
+    for row in db.query(UPSERT, &params, context).await? {
+        to_pin.push((
+            col::<i64>(&row, 0)?,
+            col::<i64>(&row, 2)?,
+            col::<i32>(&row, 1)?,
+        ));
+    }
+    // Pin clocks are locked in channel order, like the rows.
+    to_pin.sort_unstable();
+    for (channel_id, message_id, bucket) in to_pin {
+        db.execute(PIN_IF_ABSENT, &[&channel_id, &message_id, &bucket], context)
+            .await?;
+    }
+    tx.commit().await.map_err(db_error(context))?;
+    Ok(rows.len())
+}

@@ -1,0 +1,238 @@
+//! Guild metadata on PostgreSQL: one table per kind of row, each keyed by guild.
+//!
+//! A batch is one transaction whose statements run in the batch's order, so later writes see
+//! earlier ones (a member put then deleted is gone) and a failure anywhere rolls back all of
+//! it. Invite codes are unique through the `invites` primary key: a put of a code that another
+//! guild holds updates nothing (the upsert's `WHERE` keeps the holder's row), which fails the
+//! batch with `Conflict("code")`; a racing insert waits on the holder's uncommitted index entry
+//! and then sees the same.
+
+use async_trait::async_trait;
+use enrichment_protocol::Snowflake;
+use enrichment_protocol::models::{Channel, Guild, Role};
+use tokio_postgres::types::Json;
+
+use super::{Db, PostgresStore, col, db_error, snowflake, sql_id};
+use crate::{
+    BanRecord, GuildSnapshot, GuildStore, GuildWrite, InviteRecord, MemberRecord, StoreError,
+    StoreResult,
+};
+
+const CONTEXT: &str = "writing a guild batch";
+
+/// Every table that holds rows of a guild, in the order a guild is deleted.
+const GUILD_TABLES: [&str; 6] = [
+    "DELETE FROM guild_roles WHERE guild_id = $1",
+    "DELETE FROM guild_channels WHERE guild_id = $1",
+    "DELETE FROM guild_members WHERE guild_id = $1",
+    "DELETE FROM guild_bans WHERE guild_id = $1",
+    "DELETE FROM invites WHERE guild_id = $1",
+    "DELETE FROM guilds WHERE id = $1",
+];
+
+async fn apply(db: &Db<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreResult<()> {
+    match write {
+        GuildWrite::PutGuild(mut guild) => {
+            guild.roles.clear();
+            db.execute(
+                "INSERT INTO guilds (id, record) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                &[&sql_id(guild.id), &Json(&guild)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::DeleteGuild(guild_id) => {
+            for sql in GUILD_TABLES {
+                db.execute(sql, &[&sql_id(guild_id)], CONTEXT).await?;
+            }
+        }
+        GuildWrite::PutRole { guild_id, role } => {
+            db.execute(
+                "INSERT INTO guild_roles (guild_id, role_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (guild_id, role_id) DO UPDATE SET record = excluded.record",
+                &[&sql_id(guild_id), &sql_id(role.id), &Json(&role)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::DeleteRole { guild_id, role_id } => {
+            db.execute(
+                "DELETE FROM guild_roles WHERE guild_id = $1 AND role_id = $2",
+                &[&sql_id(guild_id), &sql_id(role_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::PutChannel(channel) => {
+            let guild_id = channel.guild_id.unwrap_or(batch_guild);
+            db.execute(
+                "INSERT INTO guild_channels (channel_id, guild_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (channel_id) DO UPDATE
+                 SET guild_id = excluded.guild_id, record = excluded.record",
+                &[&sql_id(channel.id), &sql_id(guild_id), &Json(&channel)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::DeleteChannel {
+            guild_id,
+            channel_id,
+        } => {
+            db.execute(
+                "DELETE FROM guild_channels WHERE channel_id = $1 AND guild_id = $2",
+                &[&sql_id(channel_id), &sql_id(guild_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::PutMember(member) => {
+            db.execute(
+                "INSERT INTO guild_members (guild_id, user_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (guild_id, user_id) DO UPDATE SET record = excluded.record",
+                &[
+                    &sql_id(member.guild_id),
+                    &sql_id(member.user_id),
+                    &Json(&member),
+                ],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::DeleteMember { guild_id, user_id } => {
+            db.execute(
+                "DELETE FROM guild_members WHERE guild_id = $1 AND user_id = $2",
+                &[&sql_id(guild_id), &sql_id(user_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::PutBan(ban) => {
+            db.execute(
+                "INSERT INTO guild_bans (guild_id, user_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (guild_id, user_id) DO UPDATE SET record = excluded.record",
+                &[&sql_id(ban.guild_id), &sql_id(ban.user_id), &Json(&ban)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::DeleteBan { guild_id, user_id } => {
+            db.execute(
+                "DELETE FROM guild_bans WHERE guild_id = $1 AND user_id = $2",
+                &[&sql_id(guild_id), &sql_id(user_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::PutInvite(invite) => {
+            let written = db
+                .execute(
+                    "INSERT INTO invites (code, guild_id, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (code) DO UPDATE SET record = excluded.record
+                     WHERE invites.guild_id = excluded.guild_id",
+                    &[&invite.code, &sql_id(invite.guild_id), &Json(&invite)],
+                    CONTEXT,
+                )
+                .await?;
+            if written == 0 {
+                return Err(StoreError::Conflict("code"));
+            }
+        }
+        GuildWrite::DeleteInvite { code } => {
+            db.execute("DELETE FROM invites WHERE code = $1", &[&code], CONTEXT)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl GuildStore for PostgresStore {
+    async fn write_guild(&self, guild_id: Snowflake, writes: Vec<GuildWrite>) -> StoreResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(CONTEXT))?;
+        let db = Db::Tx(&tx);
+        for write in writes {
+            apply(&db, guild_id, write).await?;
+        }
+        tx.commit().await.map_err(db_error(CONTEXT))
+    }
+
+    /// One statement, so one snapshot: a batch committed meanwhile is seen whole or not at all.
+    async fn load_guild(&self, guild_id: Snowflake) -> StoreResult<Option<GuildSnapshot>> {
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                "SELECT 0::int2, record FROM guilds WHERE id = $1
+                 UNION ALL SELECT 1::int2, record FROM guild_roles WHERE guild_id = $1
+                 UNION ALL SELECT 2::int2, record FROM guild_channels WHERE guild_id = $1
+                 UNION ALL SELECT 3::int2, record FROM guild_members WHERE guild_id = $1
+                 UNION ALL SELECT 4::int2, record FROM guild_bans WHERE guild_id = $1
+                 UNION ALL SELECT 5::int2, record FROM invites WHERE guild_id = $1",
+                &[&sql_id(guild_id)],
+                "loading a guild",
+            )
+            .await?;
+        let mut out = GuildSnapshot::default();
+        for row in &rows {
+            match col::<i16>(row, 0)? {
+                0 => out.guild = Some(col::<Json<Guild>>(row, 1)?.0),
+                1 => out.roles.push(col::<Json<Role>>(row, 1)?.0),
+                2 => out.channels.push(col::<Json<Channel>>(row, 1)?.0),
+                3 => out.members.push(col::<Json<MemberRecord>>(row, 1)?.0),
+                4 => out.bans.push(col::<Json<BanRecord>>(row, 1)?.0),
+                _ => out.invites.push(col::<Json<InviteRecord>>(row, 1)?.0),
+            }
+        }
+        Ok(out.guild.is_some().then_some(out))
+    }
+
+    /// Ascending as `u64`, which the stored `i64` bits do not sort as when an id has its top
+    /// bit set; a user's guild list is small enough to sort here.
+    async fn user_guilds(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>> {
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                "SELECT guild_id FROM guild_members WHERE user_id = $1",
+                &[&sql_id(user_id)],
+                "listing a user's guilds",
+            )
+            .await?;
+        let mut guilds = rows
+            .iter()
+            .map(|r| col(r, 0).map(snowflake))
+            .collect::<StoreResult<Vec<_>>>()?;
+        guilds.sort();
+        Ok(guilds)
+    }
+
+    async fn channel_guild(&self, channel_id: Snowflake) -> StoreResult<Option<Snowflake>> {
+        let client = self.client().await?;
+        let row = Db::Conn(&client)
+            .query_opt(
+                "SELECT guild_id FROM guild_channels WHERE channel_id = $1",
+                &[&sql_id(channel_id)],
+                "finding a channel's guild",
+            )
+            .await?;
+        row.map(|r| col(&r, 0).map(snowflake)).transpose()
+    }
+
+    async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>> {
+        let client = self.client().await?;
+        let row = Db::Conn(&client)
+            .query_opt(
+                "SELECT record FROM invites WHERE code = $1",
+                &[&code],
+                "reading an invite",
+            )
+            .await?;
+        Ok(row
+            .map(|r| col::<Json<InviteRecord>>(&r, 0))
+            .transpose()?
+            .map(|j| j.0))
+    }
+}
