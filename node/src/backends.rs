@@ -12,7 +12,10 @@ use enrichment_storage::embedded::EmbeddedStore;
 use enrichment_storage::shared::SharedState;
 use enrichment_storage::shared::redis::{RedisOptions, RedisShared};
 
-use crate::config::{Config, StorageKind};
+use enrichment_storage::postgres::{PostgresOptions, PostgresStore};
+use enrichment_storage::scylla::{CqlConsistency, Replication, ScyllaOptions, ScyllaStore};
+
+use crate::config::{Config, Consistency, ReplicationStrategy, StorageKind};
 
 /// Opens the configured store, applying pending schema migrations first.
 pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
@@ -24,12 +27,68 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
                 .context("opening the embedded store (data_dir/store)")?;
             Ok(Arc::new(store).stores())
         }
-        StorageKind::Postgres | StorageKind::Scylla => {
-            anyhow::bail!(
-                "storage = {:?} is not available in this build",
-                config.storage
-            )
+        StorageKind::Postgres => {
+            let (store, applied) = open_postgres(config).await?;
+            if !applied.is_empty() {
+                tracing::info!(versions = ?applied, "PostgreSQL migrations applied");
+            }
+            Ok(Arc::new(store).stores())
         }
+        StorageKind::Scylla => {
+            let options = scylla_options(config);
+            // Creating tables is idempotent; a node that starts first on an empty cluster
+            // brings the schema with it, like the PostgreSQL store does.
+            ScyllaStore::migrate(&options)
+                .await
+                .context("applying the ScyllaDB schema")?;
+            let store = ScyllaStore::connect(options)
+                .await
+                .context("opening the ScyllaDB store")?;
+            Ok(store.stores())
+        }
+    }
+}
+
+/// Connects to PostgreSQL and applies pending migrations; returns the versions applied.
+async fn open_postgres(config: &Config) -> anyhow::Result<(PostgresStore, Vec<i64>)> {
+    let pg = &config.postgres;
+    let url = pg
+        .url
+        .as_ref()
+        .context("storage = \"postgres\" needs postgres.url (ENRICHMENT_POSTGRES_URL)")?;
+    let store = PostgresStore::connect(
+        url.expose(),
+        PostgresOptions {
+            pool_size: pg.pool_size,
+            connect_timeout: Duration::from_secs(pg.connect_timeout_secs.max(1)),
+            message_batch_max: pg.message_batch_max,
+            ..PostgresOptions::default()
+        },
+    )
+    .await?;
+    let applied = store.migrate().await?;
+    Ok((store, applied))
+}
+
+fn scylla_options(config: &Config) -> ScyllaOptions {
+    let s = &config.scylla;
+    ScyllaOptions {
+        nodes: s.nodes.clone(),
+        keyspace: s.keyspace.clone(),
+        replication: match s.replication {
+            ReplicationStrategy::Simple => Replication::Simple,
+            ReplicationStrategy::NetworkTopology => Replication::NetworkTopology,
+        },
+        replication_factor: s.replication_factor,
+        consistency: match s.consistency {
+            Consistency::One => CqlConsistency::One,
+            Consistency::LocalOne => CqlConsistency::LocalOne,
+            Consistency::Quorum => CqlConsistency::Quorum,
+            Consistency::LocalQuorum => CqlConsistency::LocalQuorum,
+            Consistency::All => CqlConsistency::All,
+        },
+        local_datacenter: s.local_datacenter.clone(),
+        connect_timeout: Duration::from_secs(s.connect_timeout_secs.max(1)),
     }
 }
 
@@ -56,17 +115,31 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
     config.validate()?;
     match config.storage {
         StorageKind::Embedded => {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create data_dir {}", config.data_dir.display())
+            })?;
             open_stores(config).await?;
             Ok(format!(
                 "embedded store at {} is ready (it needs no migrations)",
                 config.data_dir.join("store").display()
             ))
         }
-        StorageKind::Postgres | StorageKind::Scylla => {
-            open_stores(config).await?;
-            Ok("schema is up to date".to_owned())
+        StorageKind::Postgres => {
+            let (_, applied) = open_postgres(config).await?;
+            Ok(if applied.is_empty() {
+                "PostgreSQL schema is up to date".to_owned()
+            } else {
+                format!("PostgreSQL migrations applied: {applied:?}")
+            })
+        }
+        StorageKind::Scylla => {
+            let version = ScyllaStore::migrate(&scylla_options(config))
+                .await
+                .context("applying the ScyllaDB schema")?;
+            Ok(format!(
+                "ScyllaDB keyspace {} is at schema version {version}",
+                config.scylla.keyspace
+            ))
         }
     }
 }

@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use enrichment_node::config::{Secret, StorageKind};
 use enrichment_node::{Config, Node};
+use enrichment_testkit::{Postgres, Redis};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -71,8 +76,67 @@ pub struct User {
     pub refresh_token: String,
 }
 
+/// Whether this run puts every node on the shared backends (PostgreSQL and Redis) instead of
+/// the embedded default: `ENRICHMENT_TEST_BACKENDS=shared`, as `scripts/test` does for its
+/// second pass over the REST and gateway suites.
+pub fn shared_backends() -> bool {
+    std::env::var("ENRICHMENT_TEST_BACKENDS").as_deref() == Ok("shared")
+}
+
+/// Servers shared by every test of this binary; each node gets a database and a Redis key
+/// prefix of its own. They stop when the test process exits.
+pub struct Servers {
+    pub postgres: Postgres,
+    pub redis: Redis,
+}
+
+pub fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| Servers {
+        postgres: Postgres::start().expect("start PostgreSQL"),
+        redis: Redis::start().expect("start redis-server"),
+    })
+}
+
+/// A database and a key prefix for one node, or several nodes of one cluster.
+#[derive(Clone, Debug)]
+pub struct SharedPlace {
+    pub database: String,
+    pub prefix: String,
+}
+
+impl SharedPlace {
+    pub fn new() -> SharedPlace {
+        static N: AtomicU32 = AtomicU32::new(0);
+        SharedPlace {
+            database: servers()
+                .postgres
+                .fresh_database()
+                .expect("create a database"),
+            prefix: format!(
+                "t{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+
+    /// Points a node's config at this place.
+    pub fn apply(&self, c: &mut Config) {
+        c.storage = StorageKind::Postgres;
+        c.postgres.url = Some(Secret::new(self.database.clone()));
+        c.postgres.pool_size = 4;
+        c.redis.url = Some(Secret::new(servers().redis.url()));
+        c.redis.key_prefix = self.prefix.clone();
+    }
+}
+
 pub fn test_config(dir: &std::path::Path) -> Config {
-    Config::ephemeral(dir)
+    let mut c = Config::ephemeral(dir);
+    if shared_backends() {
+        SharedPlace::new().apply(&mut c);
+    }
+    c
 }
 
 impl TestNode {
