@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 
 mod postgres;
 mod redis;
-mod s3;
+pub mod s3;
 
 pub use postgres::Postgres;
 pub use redis::Redis;
