@@ -23,6 +23,7 @@ use enrichment_storage::Stores;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod admin;
+pub mod attachments;
 pub mod backends;
 pub mod config;
 pub mod error;
@@ -96,6 +97,7 @@ impl Node {
             tracing::info!(path = %path.display(), "generated the admin token");
         }
         let stores: Stores = backends::open_stores(&config).await?;
+        let blobs = backends::open_blobs(&config).await?;
         let keys = JwtKeys::load_or_create(
             &config.data_dir,
             config.auth.issuer.clone(),
@@ -124,6 +126,7 @@ impl Node {
                 idle_timeout: config.idle_timeout(),
                 member_chunk_size: config.gateway.member_chunk_size,
             },
+            blobs: blobs.clone(),
         });
         let router = LocalGuildRouter::start(
             guild_ctx.clone(),
@@ -195,6 +198,8 @@ impl Node {
             metrics,
             gateway_url: gateway_url.clone(),
             gateway: gateway_svc,
+            blobs,
+            attachments: config.attachments.clone(),
         });
         let limits_data = web::Data::new(limits.clone());
         let max_json = config.max_json_bytes;
@@ -218,6 +223,10 @@ impl Node {
                 .service(ops::readyz)
                 .service(ops::prometheus)
                 .configure(admin::configure)
+                .route(
+                    "/attachments/{channel_id}/{attachment_id}/{filename}",
+                    web::get().to(attachments::serve::serve),
+                )
                 .service(api("/api/v10"))
                 .service(api("/api/v9"))
                 .service(api("/api"))
