@@ -722,3 +722,123 @@ async fn s3_startup_checks_the_bucket() {
     .await;
     assert!(err.contains("ENRICHMENT_S3_BUCKET"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_the_multipart_body() {
+    let t = TestNode::start().await;
+    let doc: Value = t
+        .http
+        .get(format!("{}/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let content =
+        &doc["paths"]["/channels/{channel_id}/messages"]["post"]["requestBody"]["content"];
+    assert!(content["application/json"].is_object(), "{content}");
+    let multipart = &content["multipart/form-data"]["schema"]["$ref"];
+    assert_eq!(
+        multipart, "#/components/schemas/MultipartMessage",
+        "{content}"
+    );
+    let schema = &doc["components"]["schemas"]["MultipartMessage"]["properties"];
+    assert!(
+        schema["payload_json"].is_object() && schema["files"].is_object(),
+        "{schema}"
+    );
+}
+
+/// discord.js sends the files first and `payload_json` last; the description still applies,
+/// and the part's own file name is kept (it is already the stored name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_json_after_the_files() {
+    let t = TestNode::start().await;
+    let owner = t.register("attorder").await;
+    let (_, ch) = t.guild(&owner, "Order").await;
+    let form = Form::new()
+        .part(
+            "files[0]",
+            Part::bytes(b"first".to_vec()).file_name("one.txt"),
+        )
+        .part(
+            "files[1]",
+            Part::bytes(png(4, 4, 10)).file_name("two.png"),
+        )
+        .text(
+            "payload_json",
+            json!({
+                "content": "late payload",
+                "attachments": [{"id": 1, "description": "second", "filename": "renamed.png"}, {"id": 0}],
+            })
+            .to_string(),
+        );
+    let m: Value = t
+        .http
+        .post(format!("{}/channels/{ch}/messages", t.base))
+        .header("Authorization", &owner.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["content"], "late payload", "{m}");
+    assert_eq!(m["attachments"][0]["filename"], "one.txt");
+    assert!(m["attachments"][0].get("description").is_none());
+    assert_eq!(m["attachments"][1]["filename"], "two.png");
+    assert_eq!(m["attachments"][1]["description"], "second");
+    assert_eq!(m["attachments"][1]["width"], 4);
+    // Named in payload_json before its file: the new name is the stored one.
+    let m = post_files(
+        &t,
+        &owner.token,
+        &ch,
+        Some(json!({"attachments": [{"id": 0, "filename": "new name.txt"}]})),
+        vec![file("old.txt", b"x".to_vec(), "text/plain")],
+    )
+    .await
+    .ok(200);
+    assert_eq!(m["attachments"][0]["filename"], "new_name.txt");
+    let (status, _, bytes) = fetch(&t, m["attachments"][0]["url"].as_str().unwrap()).await;
+    assert_eq!((status, bytes), (200, b"x".to_vec()));
+}
+
+/// A client that goes away in the middle of a file leaves nothing: no blob, no temporary file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_by_the_client_leaves_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestNode::start().await;
+    let owner = t.register("attcut").await;
+    let (_, ch) = t.guild(&owner, "Cut").await;
+    let addr = t.node.as_ref().unwrap().addr;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v10/channels/{ch}/messages HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\n\
+         Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 20000000\r\n\r\n\
+         --XyZ\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"cut.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n",
+        owner.token
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(&noise(300_000)).await.unwrap();
+    sock.flush().await.unwrap();
+    let root = t.config.data_dir.join("blobs");
+    // The write has started (a temporary file exists) before the client leaves.
+    eventually("the upload is being written", || {
+        !files_under(&root).is_empty()
+    })
+    .await;
+    drop(sock);
+    eventually("nothing of the upload is left", || {
+        files_under(&root).is_empty()
+    })
+    .await;
+    let history = t
+        .get(&format!("/channels/{ch}/messages"), &owner.token)
+        .await
+        .ok(200);
+    assert_eq!(history, json!([]));
+}
