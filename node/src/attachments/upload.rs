@@ -155,7 +155,7 @@ fn public_base(req: &HttpRequest, configured: Option<&str>) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| req.app_config().host().to_owned());
+        .unwrap_or_else(|| req.app_config().local_addr().to_string());
     format!("{scheme}://{host}")
 }
 
