@@ -72,6 +72,7 @@ async fn fixture(limits: GuildLimits) -> Fixture {
         sessions: sessions.clone(),
         ids: Arc::new(SnowflakeGenerator::new(1, 1)),
         limits,
+        blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
     });
     let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
         .await

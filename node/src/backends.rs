@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use enrichment_storage::Stores;
+use enrichment_storage::blobs::BlobStore;
+use enrichment_storage::blobs::fs::FsBlobStore;
+use enrichment_storage::blobs::s3::{S3BlobStore, S3Settings};
 use enrichment_storage::embedded::EmbeddedStore;
 use enrichment_storage::shared::SharedState;
 use enrichment_storage::shared::redis::{RedisOptions, RedisShared};
@@ -15,7 +18,7 @@ use enrichment_storage::shared::redis::{RedisOptions, RedisShared};
 use enrichment_storage::postgres::{PostgresOptions, PostgresStore};
 use enrichment_storage::scylla::{CqlConsistency, Replication, ScyllaOptions, ScyllaStore};
 
-use crate::config::{Config, Consistency, ReplicationStrategy, StorageKind};
+use crate::config::{BlobKind, Config, Consistency, ReplicationStrategy, StorageKind};
 
 /// Opens the configured store, applying pending schema migrations first.
 pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
@@ -108,6 +111,72 @@ pub async fn open_shared(config: &Config) -> anyhow::Result<Option<Arc<dyn Share
     })
     .await?;
     Ok(Some(Arc::new(shared)))
+}
+
+
+/// How long the startup check waits for the S3 server.
+const S3_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest wait for one S3 request while serving.
+const S3_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens the configured blob store and checks it can be used: files under `data_dir/blobs`,
+/// or the S3 bucket, which must answer a one-key listing with the configured credentials.
+pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match config.blobs {
+        BlobKind::Fs => {
+            let root = config.data_dir.join("blobs");
+            let store = tokio::task::spawn_blocking(move || FsBlobStore::open(root))
+                .await?
+                .context("opening the blob store (data_dir/blobs)")?;
+            store
+                .check()
+                .await
+                .context("checking the blob store (data_dir/blobs)")?;
+            Ok(Arc::new(store))
+        }
+        BlobKind::S3 => {
+            let s3 = &config.s3;
+            let missing = |what: &str| anyhow::anyhow!("blobs = \"s3\" needs {what}");
+            let settings = S3Settings {
+                endpoint: s3
+                    .endpoint
+                    .clone()
+                    .ok_or_else(|| missing("s3.endpoint (ENRICHMENT_S3_ENDPOINT)"))?,
+                bucket: s3
+                    .bucket
+                    .clone()
+                    .ok_or_else(|| missing("s3.bucket (ENRICHMENT_S3_BUCKET)"))?,
+                region: s3.region.clone(),
+                access_key: s3
+                    .access_key
+                    .as_ref()
+                    .ok_or_else(|| missing("s3.access_key (ENRICHMENT_S3_ACCESS_KEY)"))?
+                    .expose()
+                    .to_owned(),
+                secret_key: s3
+                    .secret_key
+                    .as_ref()
+                    .ok_or_else(|| missing("s3.secret_key (ENRICHMENT_S3_SECRET_KEY)"))?
+                    .expose()
+                    .to_owned(),
+                path_style: s3.path_style,
+                request_timeout: S3_REQUEST_TIMEOUT,
+            };
+            let what = format!(
+                "S3 bucket {:?} at {} (ENRICHMENT_S3_ENDPOINT, ENRICHMENT_S3_BUCKET, \
+                 ENRICHMENT_S3_ACCESS_KEY, ENRICHMENT_S3_SECRET_KEY)",
+                settings.bucket, settings.endpoint
+            );
+            let store =
+                S3BlobStore::new(settings).with_context(|| format!("configuring the {what}"))?;
+            tokio::time::timeout(S3_CHECK_TIMEOUT, store.check())
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within {S3_CHECK_TIMEOUT:?}"))
+                .and_then(|r| r.map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot use the {what}"))?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// What `enrichment migrate` did, for its output.

@@ -221,6 +221,10 @@ pub struct AttachmentConfig {
     pub max_bytes: u64,
     /// Files per message.
     pub max_files: usize,
+    /// Base of attachment URLs (`{public_url}/attachments/{channel}/{id}/{name}`), e.g.
+    /// `https://cdn.example.com`. Unset: `http://` and the upload request's `Host` header,
+    /// which the uploader controls; set it wherever the node is reachable from outside.
+    pub public_url: Option<String>,
 }
 
 impl Default for AttachmentConfig {
@@ -228,6 +232,7 @@ impl Default for AttachmentConfig {
         AttachmentConfig {
             max_bytes: 25 * 1024 * 1024,
             max_files: 10,
+            public_url: None,
         }
     }
 }
@@ -657,6 +662,13 @@ impl Config {
             self.attachments.max_bytes > 0 && self.attachments.max_files > 0,
             "attachments.max_bytes and attachments.max_files must be positive"
         );
+        if let Some(url) = &self.attachments.public_url {
+            anyhow::ensure!(
+                (url.starts_with("http://") || url.starts_with("https://"))
+                    && !url.contains(char::is_whitespace),
+                "attachments.public_url (ENRICHMENT_ATTACHMENTS_PUBLIC_URL) must be an http:// or https:// URL"
+            );
+        }
         Ok(())
     }
 
@@ -765,6 +777,10 @@ mod tests {
             "ENRICHMENT_SCYLLA_KEYSPACE",
         );
         refused("[redis]\nurl = \"http://x\"", "ENRICHMENT_REDIS_URL");
+        refused(
+            "[attachments]\npublic_url = \"cdn.example.com\"",
+            "ENRICHMENT_ATTACHMENTS_PUBLIC_URL",
+        );
         refused("blobs = \"s3\"", "ENRICHMENT_S3_ENDPOINT");
         refused(
             "blobs = \"s3\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"",

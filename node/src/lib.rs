@@ -23,6 +23,7 @@ use enrichment_storage::Stores;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod admin;
+pub mod attachments;
 pub mod backends;
 pub mod config;
 pub mod error;
@@ -98,6 +99,7 @@ impl Node {
         }
         let stores: Stores = backends::open_stores(&config).await?;
         let shared = backends::open_shared(&config).await?;
+        let blobs = backends::open_blobs(&config).await?;
         // Keys from earlier versions (in data_dir/jwt) are imported into an empty store once.
         let keys = Keyring::open(
             stores.keys.clone(),
@@ -129,6 +131,7 @@ impl Node {
                 idle_timeout: config.idle_timeout(),
                 member_chunk_size: config.gateway.member_chunk_size,
             },
+            blobs: blobs.clone(),
         });
         let router = LocalGuildRouter::start(
             guild_ctx.clone(),
@@ -215,6 +218,8 @@ impl Node {
             metrics,
             gateway_url: gateway_url.clone(),
             gateway: gateway_svc,
+            blobs,
+            attachments: config.attachments.clone(),
         });
         let limits_data = web::Data::new(limits.clone());
         let max_json = config.max_json_bytes;
@@ -238,6 +243,10 @@ impl Node {
                 .service(ops::readyz)
                 .service(ops::prometheus)
                 .configure(admin::configure)
+                .route(
+                    "/attachments/{channel_id}/{attachment_id}/{filename}",
+                    web::get().to(attachments::serve::serve),
+                )
                 .service(api("/api/v10"))
                 .service(api("/api/v9"))
                 .service(api("/api"))

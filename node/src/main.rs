@@ -88,6 +88,9 @@ struct BackendArgs {
     /// Largest attachment, in bytes.
     #[arg(long, env = "ENRICHMENT_MAX_ATTACHMENT_BYTES")]
     max_attachment_bytes: Option<u64>,
+    /// Base of attachment URLs, e.g. https://cdn.example.com.
+    #[arg(long, env = "ENRICHMENT_ATTACHMENTS_PUBLIC_URL")]
+    attachments_public_url: Option<String>,
 }
 
 impl BackendArgs {
@@ -142,6 +145,9 @@ impl BackendArgs {
         }
         if let Some(v) = self.max_attachment_bytes {
             c.attachments.max_bytes = v;
+        }
+        if let Some(v) = self.attachments_public_url {
+            c.attachments.public_url = Some(v);
         }
     }
 }

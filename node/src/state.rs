@@ -7,9 +7,11 @@ use enrichment_actors::accounts::{AccountService, Principal};
 use enrichment_actors::guild::{Command, GuildContext, GuildRequest, Reply};
 use enrichment_actors::router::GuildRouter;
 use enrichment_protocol::{ApiError, ErrorCode, Snowflake};
+use enrichment_storage::blobs::BlobStore;
 use futures::future::LocalBoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::config::AttachmentConfig;
 use crate::error::HttpError;
 
 /// Shared by all handlers (behind `web::Data`).
@@ -20,6 +22,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub gateway_url: String,
     pub gateway: Arc<enrichment_actors::gateway::GatewayService>,
+    /// Attachment bytes.
+    pub blobs: Arc<dyn BlobStore>,
+    pub attachments: AttachmentConfig,
 }
 
 impl std::fmt::Debug for AppState {

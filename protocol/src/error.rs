@@ -34,6 +34,7 @@ pub enum ErrorCode {
     MaxChannels = 30013,
     MaxInvites = 30016,
     Unauthorized = 40001,
+    RequestEntityTooLarge = 40005,
     Banned = 40007,
     AlreadyMember = 40063,
     MissingAccess = 50001,

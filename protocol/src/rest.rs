@@ -777,6 +777,21 @@ body! {
         pub sticker_ids: Option<Vec<Snowflake>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub flags: Option<u64>,
+        /// With a `multipart/form-data` upload: names and descriptions for the `files[n]` parts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub attachments: Option<Vec<AttachmentRef>>,
+    }
+}
+
+body! {
+    /// An entry of a message body's `attachments`. On create, `id` is the `n` of the
+    /// `files[n]` part it describes; on edit, the id of an existing attachment to keep.
+    pub struct AttachmentRef {
+        pub id: Snowflake,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub filename: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
     }
 }
 
@@ -829,9 +844,32 @@ fn validate_message_parts(e: &mut FormErrors, content: Option<&str>, embeds: Opt
     }
 }
 
+/// Longest attachment description, in characters.
+pub const MAX_ATTACHMENT_DESCRIPTION_CHARS: usize = 1024;
+
+fn validate_attachment_refs(e: &mut FormErrors, refs: Option<&[AttachmentRef]>) {
+    for (i, a) in refs.unwrap_or_default().iter().enumerate() {
+        if let Some(d) = &a.description {
+            e.check_len(
+                &["attachments", &i.to_string(), "description"],
+                d,
+                0,
+                MAX_ATTACHMENT_DESCRIPTION_CHARS,
+            );
+        }
+    }
+}
+
 impl CreateMessage {
+    /// Checks a body sent without files.
     pub fn validate(&self) -> Result<(), ApiError> {
+        self.validate_with_files(0)
+    }
+
+    /// Checks a body that comes with `files` uploaded files (which alone make it non-empty).
+    pub fn validate_with_files(&self, files: usize) -> Result<(), ApiError> {
         let mut e = FormErrors::default();
+        validate_attachment_refs(&mut e, self.attachments.as_deref());
         validate_message_parts(&mut e, self.content.as_deref(), self.embeds.as_deref());
         if let Some(Nonce::Str(n)) = &self.nonce
             && n.chars().count() > 25
@@ -846,7 +884,7 @@ impl CreateMessage {
         let empty_content = self.content.as_deref().is_none_or(|c| c.trim().is_empty());
         let no_embeds = self.embeds.as_ref().is_none_or(Vec::is_empty);
         let no_stickers = self.sticker_ids.as_ref().is_none_or(Vec::is_empty);
-        if empty_content && no_embeds && no_stickers {
+        if empty_content && no_embeds && no_stickers && files == 0 {
             return Err(ApiError::new(
                 400,
                 crate::ErrorCode::EmptyMessage,
@@ -866,6 +904,9 @@ body! {
         pub embeds: Option<Option<Vec<Embed>>>,
         #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub flags: Option<Option<u64>>,
+        /// The attachments to keep; any attachment not listed is removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub attachments: Option<Vec<AttachmentRef>>,
     }
 }
 
@@ -877,6 +918,7 @@ impl EditMessage {
             self.content.as_ref().and_then(|c| c.as_deref()),
             self.embeds.as_ref().and_then(|c| c.as_deref()),
         );
+        validate_attachment_refs(&mut e, self.attachments.as_deref());
         e.finish()
     }
 }

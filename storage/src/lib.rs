@@ -25,6 +25,8 @@ use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Snowflake, Timestamp};
 use serde::{Deserialize, Serialize};
 
+/// Attachment bytes, apart from the records (see the module).
+pub mod blobs;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(feature = "postgres")]

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 mod cql;
 mod postgres;
 mod redis;
-mod s3;
+pub mod s3;
 
 #[cfg(feature = "cql")]
 pub use cql::CqlServer;

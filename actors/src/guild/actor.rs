@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use enrichment_protocol::models::{Message, Nonce, User};
 use enrichment_protocol::{ApiError, Snowflake, SnowflakeGenerator, Timestamp};
+use enrichment_storage::blobs::BlobStore;
 use enrichment_storage::{GuildWrite, StoreError, Stores};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -66,6 +67,9 @@ pub struct GuildContext {
     pub sessions: Arc<SessionRegistry>,
     pub ids: Arc<SnowflakeGenerator>,
     pub limits: GuildLimits,
+    /// Attachment bytes; the actor removes them once the messages or channels that own them
+    /// are gone.
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 impl GuildContext {

@@ -5,7 +5,8 @@
 //! route; each route knows which variant its command yields (see the `expect_*` helpers).
 
 use enrichment_protocol::models::{
-    Ban, Channel, Guild, Invite, Member, Message, PartialGuild, PinnedMessage, Role, User,
+    Attachment, Ban, Channel, Guild, Invite, Member, Message, PartialGuild, PinnedMessage, Role,
+    User,
 };
 use enrichment_protocol::rest::{
     ChannelPosition, CreateChannel, CreateInvite, CreateMessage, EditMessage, EditOverwrite,
@@ -98,6 +99,17 @@ pub enum Command {
         permissions: Permissions,
     },
     CreateMessage(Snowflake, Box<CreateMessage>),
+    /// A message whose files are already in the blob store, described by `attachments`. The
+    /// sender's route deletes those blobs again if this fails.
+    CreateMessageWithFiles {
+        channel_id: Snowflake,
+        body: Box<CreateMessage>,
+        attachments: Vec<Attachment>,
+    },
+    /// May `actor` upload files to the channel (VIEW_CHANNEL, SEND_MESSAGES, ATTACH_FILES, a
+    /// text channel)? Asked before the first byte is stored, so nobody without the right can
+    /// fill the blob store; the create checks again.
+    CheckUpload(Snowflake),
     GetMessage(Snowflake, Snowflake),
     ListMessages {
         channel_id: Snowflake,

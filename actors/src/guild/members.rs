@@ -335,6 +335,7 @@ impl GuildActorState {
             .collect();
         for ch in channels {
             let mut cursor = from;
+            // Each doomed message with its attachments' blob keys.
             let mut doomed = Vec::new();
             loop {
                 let page = match store
@@ -354,22 +355,36 @@ impl GuildActorState {
                 let Some(newest) = page.first().map(|m| m.id) else {
                     break;
                 };
-                doomed.extend(page.iter().filter(|m| m.author_id == user).map(|m| m.id));
+                doomed.extend(
+                    page.iter()
+                        .filter(|m| m.author_id == user)
+                        .map(|m| (m.id, super::blobs::keys_of(m))),
+                );
                 cursor = newest;
                 if page.len() < 100 {
                     break;
                 }
             }
             for chunk in doomed.chunks(100) {
-                match store.delete_messages(ch, chunk).await {
-                    Ok(ids) if !ids.is_empty() => self.emit(
-                        Audience::Channel(ch),
-                        GuildEvent::MessageDeleteBulk(MessageDeleteBulkData {
-                            ids,
-                            channel_id: ch,
-                            guild_id: self.state.id(),
-                        }),
-                    ),
+                let ids: Vec<Snowflake> = chunk.iter().map(|(id, _)| *id).collect();
+                match store.delete_messages(ch, &ids).await {
+                    Ok(ids) if !ids.is_empty() => {
+                        self.ctx.discard_blobs(
+                            chunk
+                                .iter()
+                                .filter(|(id, _)| ids.contains(id))
+                                .flat_map(|(_, keys)| keys.iter().cloned())
+                                .collect(),
+                        );
+                        self.emit(
+                            Audience::Channel(ch),
+                            GuildEvent::MessageDeleteBulk(MessageDeleteBulkData {
+                                ids,
+                                channel_id: ch,
+                                guild_id: self.state.id(),
+                            }),
+                        )
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(channel_id = %ch, error = %e, "ban cleanup could not delete messages")

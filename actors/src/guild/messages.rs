@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enrichment_protocol::models::{
-    Message, Nonce, PinnedMessage, Reaction, ReactionCountDetails, message_type,
+    Attachment, Message, Nonce, PinnedMessage, Reaction, ReactionCountDetails, message_type,
 };
 use enrichment_protocol::rest::{CreateMessage, EditMessage, HistoryAnchor};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
@@ -18,6 +18,7 @@ use futures::FutureExt;
 use ractor::RpcReplyPort;
 
 use super::actor::{GuildActorState, GuildContext};
+use super::blobs;
 use super::command::{GuildResult, Reply};
 use super::commit::Completion;
 use super::fanout;
@@ -276,9 +277,10 @@ impl GuildActorState {
         actor: Snowflake,
         ch: Snowflake,
         body: CreateMessage,
+        attachments: Vec<Attachment>,
         port: RpcReplyPort<GuildResult>,
     ) {
-        match self.prepare_message(actor, ch, body).await {
+        match self.prepare_message(actor, ch, body, attachments).await {
             Ok(Prepared::Duplicate(msg)) => {
                 // Answered after the original's write, through the same ordered queue.
                 self.commits
@@ -336,25 +338,46 @@ impl GuildActorState {
         }
     }
 
-    async fn prepare_message(
-        &mut self,
+    /// May `actor` upload files to `ch`? The same checks a create with files makes.
+    pub(super) fn check_upload(&self, actor: Snowflake, ch: Snowflake) -> GuildResult {
+        self.sendable(actor, ch, true)?;
+        Ok(Reply::Done)
+    }
+
+    /// The sender's permissions in a text channel it may send to (and attach files to, when
+    /// `with_files`).
+    fn sendable(
+        &self,
         actor: Snowflake,
         ch: Snowflake,
-        body: CreateMessage,
-    ) -> Result<Prepared, ApiError> {
-        let now = self.now();
-        let perms = self
-            .state
-            .require_channel(actor, ch, Permissions::SEND_MESSAGES, now)?;
-        let channel = self.state.channel(ch)?.clone();
-        if !channel.kind.is_text_based() {
+        with_files: bool,
+    ) -> Result<Permissions, ApiError> {
+        let need = if with_files {
+            Permissions::SEND_MESSAGES | Permissions::ATTACH_FILES
+        } else {
+            Permissions::SEND_MESSAGES
+        };
+        let perms = self.state.require_channel(actor, ch, need, self.now())?;
+        if !self.state.channel(ch)?.kind.is_text_based() {
             return Err(ApiError::new(
                 400,
                 ErrorCode::General,
                 "Cannot send messages in a non-text channel",
             ));
         }
-        body.validate()?;
+        Ok(perms)
+    }
+
+    async fn prepare_message(
+        &mut self,
+        actor: Snowflake,
+        ch: Snowflake,
+        body: CreateMessage,
+        attachments: Vec<Attachment>,
+    ) -> Result<Prepared, ApiError> {
+        let perms = self.sendable(actor, ch, !attachments.is_empty())?;
+        let channel = self.state.channel(ch)?.clone();
+        body.validate_with_files(attachments.len())?;
         if let (Some(nonce), Some(true)) = (&body.nonce, body.enforce_nonce)
             && let Some(existing) = self.nonces.get(&(ch, actor, nonce.clone()))
         {
@@ -432,7 +455,7 @@ impl GuildActorState {
             mention_everyone: resolved.everyone,
             mentions: resolved.users,
             mention_roles: resolved.roles,
-            attachments: Vec::new(),
+            attachments,
             embeds,
             pinned: false,
             kind: if reference.is_some() {
@@ -520,6 +543,15 @@ impl GuildActorState {
             if let Some(flags) = body.flags {
                 rec.flags = flags.unwrap_or(0) & SETTABLE_FLAGS;
             }
+            // Discord's rule: attachments left out of `attachments` are removed.
+            let mut removed = Vec::new();
+            if let Some(keep) = &body.attachments {
+                let (kept, gone) = std::mem::take(&mut rec.attachments)
+                    .into_iter()
+                    .partition(|a| keep.iter().any(|k| k.id == a.id));
+                rec.attachments = kept;
+                removed = blobs::attachment_keys(ch, &gone);
+            }
             if rec.content.trim().is_empty() && rec.embeds.is_empty() && rec.attachments.is_empty()
             {
                 return Err(ApiError::new(
@@ -529,10 +561,10 @@ impl GuildActorState {
                 ));
             }
             rec.edited_timestamp = Some(now);
-            Ok::<_, ApiError>(rec)
+            Ok::<_, ApiError>((rec, removed))
         }
         .await;
-        let rec = match prepared {
+        let (rec, removed) = match prepared {
             Ok(r) => r,
             Err(e) => {
                 let _ = port.send(Err(e));
@@ -556,6 +588,7 @@ impl GuildActorState {
                     .await;
                     Box::new(move || match result {
                         Ok(message) => {
+                            ctx.discard_blobs(removed);
                             let _ = port.send(Ok(Reply::Message(message.clone())));
                             let event = GuildEvent::MessageUpdate(MessageData {
                                 message,
@@ -593,13 +626,16 @@ impl GuildActorState {
             if rec.author_id != actor && !perms.contains(Permissions::MANAGE_MESSAGES) {
                 return Err(ApiError::missing_permissions());
             }
-            Ok::<_, ApiError>(())
+            Ok::<_, ApiError>(blobs::keys_of(&rec))
         }
         .await;
-        if let Err(e) = checked {
-            let _ = port.send(Err(e));
-            return;
-        }
+        let doomed_blobs = match checked {
+            Ok(keys) => keys,
+            Err(e) => {
+                let _ = port.send(Err(e));
+                return;
+            }
+        };
         let ctx = self.ctx.clone();
         let gid = self.state.id();
         let recipients = self.recipients(&Audience::Channel(ch));
@@ -609,6 +645,7 @@ impl GuildActorState {
                     let result = ctx.stores.messages.delete_messages(ch, &[id]).await;
                     Box::new(move || match result {
                         Ok(_) => {
+                            ctx.discard_blobs(doomed_blobs);
                             let _ = port.send(Ok(Reply::Done));
                             let event = GuildEvent::MessageDelete(MessageDeleteData {
                                 id,
@@ -805,13 +842,24 @@ impl GuildActorState {
         }
         ids.sort_unstable();
         ids.dedup();
-        let deleted = self
-            .ctx
-            .stores
-            .messages
+        // The records say which blobs go with them; read before they are gone.
+        let store = &self.ctx.stores.messages;
+        let records =
+            futures::future::try_join_all(ids.iter().map(|id| store.get_message(ch, *id)))
+                .await
+                .map_err(GuildContext::store_error)?;
+        let deleted = store
             .delete_messages(ch, &ids)
             .await
             .map_err(GuildContext::store_error)?;
+        self.ctx.discard_blobs(
+            records
+                .iter()
+                .flatten()
+                .filter(|r| deleted.contains(&r.id))
+                .flat_map(blobs::keys_of)
+                .collect(),
+        );
         if !deleted.is_empty() {
             self.emit(
                 Audience::Channel(ch),

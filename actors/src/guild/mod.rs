@@ -13,6 +13,7 @@
 //! presence).
 
 pub mod actor;
+mod blobs;
 pub mod command;
 pub mod commit;
 pub mod create;

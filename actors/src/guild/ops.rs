@@ -21,8 +21,20 @@ impl GuildActorState {
         let actor = req.actor;
         let result = match req.command {
             Command::CreateMessage(ch, body) => {
-                return self.create_message(actor, ch, *body, port).await;
+                return self
+                    .create_message(actor, ch, *body, Vec::new(), port)
+                    .await;
             }
+            Command::CreateMessageWithFiles {
+                channel_id,
+                body,
+                attachments,
+            } => {
+                return self
+                    .create_message(actor, channel_id, *body, attachments, port)
+                    .await;
+            }
+            Command::CheckUpload(ch) => self.check_upload(actor, ch),
             Command::EditMessage(ch, id, body) => {
                 return self.edit_message(actor, ch, id, body, port).await;
             }
@@ -244,8 +256,9 @@ impl GuildActorState {
         let members: Vec<Snowflake> = self.state.members.keys().copied().collect();
         let channels: Vec<Snowflake> = self.state.channels.keys().copied().collect();
         let messages = self.ctx.stores.messages.clone();
-        // The guild is gone once its metadata is; message rows are unreachable from then on
-        // and are cleared in the background.
+        // The guild is gone once its metadata is; message rows and attachment blobs are
+        // unreachable from then on and are cleared in the background.
+        self.ctx.discard_channel_blobs(channels.clone());
         tokio::spawn(async move {
             for c in channels {
                 if let Err(e) = messages.delete_channel(c).await {
@@ -569,6 +582,7 @@ impl GuildActorState {
         if let Err(e) = self.ctx.stores.messages.delete_channel(ch).await {
             tracing::warn!(channel_id = %ch, error = %e, "could not clear messages of a deleted channel");
         }
+        self.ctx.discard_channel_blobs(vec![ch]);
         self.state.channels.remove(&ch);
         for code in codes {
             self.state.invites.remove(&code);

@@ -1,6 +1,7 @@
 //! `/channels/{id}/messages`, reactions and pins.
 
-use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use enrichment_actors::guild::{Command, Reply};
 use enrichment_protocol::models::{Message, PinList, User};
 use enrichment_protocol::rest::{
@@ -35,6 +36,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn no_content() -> HttpResponse {
     HttpResponse::NoContent().finish()
+}
+
+/// The `multipart/form-data` body of a message with files (for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MultipartMessage {
+    /// The JSON body ([`CreateMessage`]), as a string.
+    payload_json: Option<String>,
+    /// `files[0]`, `files[1]`, ...: the files, each with a file name.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    files: Vec<Vec<u8>>,
 }
 
 /// Sends a command about one message of a channel to the channel's guild.
@@ -79,16 +91,39 @@ pub async fn list_messages(
 
 /// Sends a message (VIEW_CHANNEL + SEND_MESSAGES, not in timeout). The answer means the message
 /// is durable. `enforce_nonce` with a repeated `nonce` returns the first message instead.
-#[utoipa::path(tag = "messages", request_body = CreateMessage,
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, description = "rate limited")),
+///
+/// With files: `multipart/form-data` with a `payload_json` part (this JSON body) and `files[n]`
+/// parts (ATTACH_FILES; at most `attachments.max_files` files of `attachments.max_bytes` each,
+/// 413 / 40005 beyond). `attachments` in the JSON names and describes `files[n]` by `id: n`.
+#[utoipa::path(tag = "messages",
+    request_body(content(
+        (CreateMessage = "application/json"),
+        (MultipartMessage = "multipart/form-data"),
+    )),
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, description = "rate limited")),
     security(("token" = [])))]
 #[post("/channels/{channel_id}/messages")]
 pub async fn create_message(
     state: State,
     who: Authed,
     path: web::Path<Snowflake>,
-    body: Json<CreateMessage>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if is_multipart {
+        return crate::attachments::upload::create_with_files(state, who.0, req, *path, payload)
+            .await;
+    }
+    let body = Json::<CreateMessage>::from_request(&req, &mut payload.into_inner()).await?;
     body.0.validate()?;
     let m = state
         .channel(

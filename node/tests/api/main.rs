@@ -7,6 +7,7 @@ mod gw;
 mod support;
 
 mod admin;
+mod attachments;
 mod auth;
 mod bad_input;
 mod gateway;

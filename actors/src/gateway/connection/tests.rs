@@ -81,6 +81,7 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
         sessions: sessions.clone(),
         ids: ids.clone(),
         limits: GuildLimits::default(),
+        blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
     });
     let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
         .await
