@@ -48,6 +48,8 @@
 //! A [deadpool](https://docs.rs/deadpool-postgres) pool of `tokio-postgres` connections; every
 //! statement is prepared once per connection (`prepare_cached`). Connecting does not touch the
 //! schema: the node calls [`PostgresStore::migrate`] at startup, or `enrichment migrate` does.
+//! Connections are plain TCP (no TLS connector is wired yet), so the database belongs on a
+//! private network or behind a tunnel.
 
 mod batch;
 mod guilds;
