@@ -113,7 +113,6 @@ pub async fn open_shared(config: &Config) -> anyhow::Result<Option<Arc<dyn Share
     Ok(Some(Arc::new(shared)))
 }
 
-
 /// How long the startup check waits for the S3 server.
 const S3_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest wait for one S3 request while serving.
@@ -184,9 +183,8 @@ pub async fn migrate(config: &Config) -> anyhow::Result<String> {
     config.validate()?;
     match config.storage {
         StorageKind::Embedded => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("cannot create data_dir {}", config.data_dir.display())
-            })?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
             open_stores(config).await?;
             Ok(format!(
                 "embedded store at {} is ready (it needs no migrations)",

@@ -217,3 +217,46 @@ async fn an_unreachable_redis_fails_fast_naming_the_setting() {
         .expect_err("not a Redis URL");
     assert!(err.to_string().contains("ENRICHMENT_REDIS_URL"), "{err}");
 }
+
+#[tokio::test]
+async fn a_fixed_window_counts_until_full_and_reports_its_reset() {
+    let redis = Redis::start().unwrap();
+    let s = connect(&redis).await;
+    let key = keys::rate("t", "u1", "identify-day");
+    let day = Duration::from_secs(86_400);
+    let peek = s.window_hit(&key, 3, day, 0).await.unwrap();
+    assert_eq!(
+        (peek.allowed, peek.remaining, peek.reset_after),
+        (true, 3, day)
+    );
+    for left in [2, 1, 0] {
+        let hit = s.window_hit(&key, 3, day, 1).await.unwrap();
+        assert!(hit.allowed);
+        assert_eq!(hit.remaining, left);
+        assert!(hit.reset_after > day - Duration::from_secs(5));
+    }
+    let refused = s.window_hit(&key, 3, day, 1).await.unwrap();
+    assert!(!refused.allowed);
+    assert_eq!(refused.remaining, 0);
+    // A short window ends and the count starts again.
+    let short = keys::rate("t", "u2", "w");
+    assert!(
+        s.window_hit(&short, 1, Duration::from_millis(200), 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !s.window_hit(&short, 1, Duration::from_millis(200), 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.window_hit(&short, 1, Duration::from_millis(200), 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+}

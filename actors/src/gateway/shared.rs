@@ -63,27 +63,13 @@ impl SharedGateway {
         RECORD_TTL / 3
     }
 
-    fn identify_keys(
-        &self,
-        user_id: Snowflake,
-        bot: bool,
-        shard_id: u32,
-        l: &IdentifyLimits,
-    ) -> Vec<(String, RateLimit)> {
-        let principal = format!("u{}", user_id.get());
-        let mut out = Vec::with_capacity(2);
-        if bot {
-            let bucket = shard_id % l.max_concurrency.max(1);
-            out.push((
-                keys::rate(&self.prefix, &principal, &format!("identify-b{bucket}")),
-                RateLimit {
-                    limit: 1,
-                    period: l.concurrency_window,
-                },
-            ));
-        }
-        out.push((self.day_key(user_id), day_limit(l)));
-        out
+    fn bucket_key(&self, user_id: Snowflake, shard_id: u32, l: &IdentifyLimits) -> String {
+        let bucket = shard_id % l.max_concurrency.max(1);
+        keys::rate(
+            &self.prefix,
+            &format!("u{}", user_id.get()),
+            &format!("identify-b{bucket}"),
+        )
     }
 
     fn day_key(&self, user_id: Snowflake) -> String {
@@ -91,7 +77,8 @@ impl SharedGateway {
     }
 
     /// Counts an IDENTIFY against the user's cluster-wide budget: `Some(allowed)`, or `None`
-    /// when the shared state cannot answer (the caller then counts locally).
+    /// when the shared state cannot answer (the caller then counts locally). Bots first need
+    /// their concurrency bucket free (one IDENTIFY per window), then room in the day.
     pub async fn try_identify(
         &self,
         user_id: Snowflake,
@@ -102,10 +89,36 @@ impl SharedGateway {
         if !self.state.is_up() {
             return None;
         }
-        let keys = self.identify_keys(user_id, bot, shard_id, limits);
-        match self.state.rate_limit(&keys).await {
-            Ok(RateOutcome::Allowed { .. }) => Some(true),
-            Ok(RateOutcome::Limited { .. }) => Some(false),
+        let day_key = self.day_key(user_id);
+        match self
+            .state
+            .window_hit(&day_key, limits.per_day, DAY, 0)
+            .await
+        {
+            Ok(d) if d.remaining == 0 => return Some(false),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+        if bot {
+            let bucket = (
+                self.bucket_key(user_id, shard_id, limits),
+                RateLimit {
+                    limit: 1,
+                    period: limits.concurrency_window,
+                },
+            );
+            match self.state.rate_limit(&[bucket]).await {
+                Ok(RateOutcome::Allowed { .. }) => {}
+                Ok(RateOutcome::Limited { .. }) => return Some(false),
+                Err(_) => return None,
+            }
+        }
+        match self
+            .state
+            .window_hit(&day_key, limits.per_day, DAY, 1)
+            .await
+        {
+            Ok(d) => Some(d.allowed),
             Err(e) => {
                 tracing::debug!(error = %e, "identify budget: shared state unavailable");
                 None
@@ -122,19 +135,15 @@ impl SharedGateway {
         if !self.state.is_up() {
             return None;
         }
-        let (remaining, reset_after) = self
+        let d = self
             .state
-            .rate_peek(&self.day_key(user_id), day_limit(limits))
+            .window_hit(&self.day_key(user_id), limits.per_day, DAY, 0)
             .await
             .ok()?;
         Some(StartLimit {
             total: limits.per_day,
-            remaining,
-            reset_after: if remaining >= limits.per_day {
-                DAY
-            } else {
-                reset_after
-            },
+            remaining: d.remaining,
+            reset_after: d.reset_after,
             max_concurrency: limits.max_concurrency.max(1),
         })
     }
@@ -238,12 +247,5 @@ impl SharedGateway {
                 return;
             }
         }
-    }
-}
-
-fn day_limit(l: &IdentifyLimits) -> RateLimit {
-    RateLimit {
-        limit: l.per_day.max(1),
-        period: DAY,
     }
 }

@@ -170,7 +170,8 @@ async fn s3_node(server: &S3Server, max_bytes: Option<u64>) -> TestNode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_serve_and_gateway_on_files() {
-    let t = TestNode::start().await;
+    // These checks read the files backend's directory, whatever the run's backends.
+    let t = TestNode::start_with(|c| c.blobs = BlobKind::Fs).await;
     let owner = t.register("attowner").await;
     let bob = t.register("attbob").await;
     let (gid, ch) = t.guild(&owner, "Files").await;
@@ -318,7 +319,11 @@ async fn upload_serve_and_gateway_on_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_go_with_their_messages_and_channels() {
-    let t = TestNode::start_with(|c| c.attachments.max_files = 2).await;
+    let t = TestNode::start_with(|c| {
+        c.blobs = BlobKind::Fs;
+        c.attachments.max_files = 2;
+    })
+    .await;
     let owner = t.register("attdel").await;
     let (gid, ch) = t.guild(&owner, "Deletions").await;
     let send = |name: &'static str| {
@@ -810,7 +815,8 @@ async fn payload_json_after_the_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_cut_off_by_the_client_leaves_nothing() {
     use tokio::io::AsyncWriteExt;
-    let t = TestNode::start().await;
+    // These checks read the files backend's directory, whatever the run's backends.
+    let t = TestNode::start_with(|c| c.blobs = BlobKind::Fs).await;
     let owner = t.register("attcut").await;
     let (_, ch) = t.guild(&owner, "Cut").await;
     let addr = t.node.as_ref().unwrap().addr;

@@ -12,6 +12,7 @@ use crate::support::*;
 fn with_redis(redis: &Redis) -> impl FnOnce(&mut enrichment_node::Config) + '_ {
     move |c| {
         c.redis.url = Some(Secret::new(redis.url()));
+        c.redis.key_prefix = format!("shared-{}", redis.port());
         c.redis.command_timeout_ms = 300;
         c.admin_token = Some(Secret::new("shared-state-admin-token"));
     }

@@ -5,9 +5,9 @@ use std::time::Duration;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use enrichment_node::config::{Secret, StorageKind};
+use enrichment_node::config::{BlobKind, S3Config, Secret, StorageKind};
 use enrichment_node::{Config, Node};
-use enrichment_testkit::{Postgres, Redis};
+use enrichment_testkit::{Postgres, Redis, S3Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -76,7 +76,7 @@ pub struct User {
     pub refresh_token: String,
 }
 
-/// Whether this run puts every node on the shared backends (PostgreSQL and Redis) instead of
+/// Whether this run puts every node on the shared backends (PostgreSQL, Redis, S3) instead of
 /// the embedded default: `ENRICHMENT_TEST_BACKENDS=shared`, as `scripts/test` does for its
 /// second pass over the REST and gateway suites.
 pub fn shared_backends() -> bool {
@@ -88,6 +88,7 @@ pub fn shared_backends() -> bool {
 pub struct Servers {
     pub postgres: Postgres,
     pub redis: Redis,
+    pub s3: S3Server,
 }
 
 pub fn servers() -> &'static Servers {
@@ -95,6 +96,7 @@ pub fn servers() -> &'static Servers {
     SERVERS.get_or_init(|| Servers {
         postgres: Postgres::start().expect("start PostgreSQL"),
         redis: Redis::start().expect("start redis-server"),
+        s3: S3Server::start().expect("start s3s-fs"),
     })
 }
 
@@ -128,6 +130,14 @@ impl SharedPlace {
         c.postgres.pool_size = 4;
         c.redis.url = Some(Secret::new(servers().redis.url()));
         c.redis.key_prefix = self.prefix.clone();
+        c.blobs = BlobKind::S3;
+        c.s3 = S3Config {
+            endpoint: Some(servers().s3.endpoint()),
+            bucket: Some(enrichment_testkit::s3::BUCKET.to_owned()),
+            access_key: Some(Secret::new(enrichment_testkit::s3::ACCESS_KEY)),
+            secret_key: Some(Secret::new(enrichment_testkit::s3::SECRET_KEY)),
+            ..S3Config::default()
+        };
     }
 }
 

@@ -46,6 +46,18 @@ pub enum RateOutcome {
     Limited { index: usize, retry_after: Duration },
 }
 
+/// The answer of a fixed-window count ([`SharedState::window_hit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowOutcome {
+    /// Whether the hit was counted (false: the window is full; nothing was counted).
+    pub allowed: bool,
+    /// Hits left in the window.
+    pub remaining: u32,
+    /// Time until the window ends and the count starts again (the whole window when no hit
+    /// opened one yet).
+    pub reset_after: Duration,
+}
+
 /// Where a gateway session lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionLocation {
@@ -76,6 +88,16 @@ pub trait SharedState: Send + Sync + 'static {
     /// What is left of a key's allowance, without counting a request: `(remaining,
     /// reset_after)`, where `reset_after` is the time until the allowance is whole again.
     async fn rate_peek(&self, key: &str, limit: RateLimit) -> StoreResult<(u32, Duration)>;
+
+    /// A fixed window of `limit` hits: the first hit opens a window of `window`, and the
+    /// count starts again when it ends (Discord's daily IDENTIFY budget). `cost` 0 only reads.
+    async fn window_hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        cost: u32,
+    ) -> StoreResult<WindowOutcome>;
 
     /// Records (or refreshes) where a session lives, for `ttl`.
     async fn put_session(

@@ -19,7 +19,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ProtocolVersion, PushKind, Value};
 use tokio::sync::broadcast;
 
-use super::{PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedState, keys};
+use super::{
+    PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedState, WindowOutcome, keys,
+};
 use crate::{StoreError, StoreResult};
 
 /// How often a probe checks whether Redis is back.
@@ -57,6 +59,28 @@ if cost > 0 then
   end
 end
 return {0, last[2], math.ceil(last[1] - now)}
+"#;
+
+/// A fixed-window counter on KEYS[1]: ARGV is the limit, the window in milliseconds and the
+/// cost (0 only reads). Returns `{allowed, remaining, reset_after_ms}`.
+const WINDOW: &str = r#"
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then ttl = window end
+if cost > 0 then
+  if n + cost > limit then
+    return {0, math.max(limit - n, 0), ttl}
+  end
+  n = redis.call('INCRBY', KEYS[1], cost)
+  if n == cost then
+    redis.call('PEXPIRE', KEYS[1], window)
+    ttl = window
+  end
+end
+return {1, math.max(limit - n, 0), ttl}
 "#;
 
 /// How to reach Redis.
@@ -103,6 +127,7 @@ pub struct RedisShared {
     command_timeout: Duration,
     health: Arc<Health>,
     gcra: redis::Script,
+    window: redis::Script,
     changes: broadcast::Sender<PresenceChange>,
     probe: tokio::task::JoinHandle<()>,
 }
@@ -175,10 +200,14 @@ impl RedisShared {
             .await
             .map_err(|e| unreachable(&e))?;
         let gcra = redis::Script::new(GCRA);
-        gcra.prepare_invoke()
-            .load_async(&mut conn)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let window = redis::Script::new(WINDOW);
+        for script in [&gcra, &window] {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| unreachable(&e))?;
+        }
         let health = Arc::new(Health {
             up: AtomicBool::new(true),
         });
@@ -194,6 +223,7 @@ impl RedisShared {
             command_timeout: options.command_timeout,
             health,
             gcra,
+            window,
             changes: tx,
             probe,
         })
@@ -305,6 +335,28 @@ impl SharedState for RedisShared {
         let remaining = u32::try_from(r[1]).unwrap_or(0).min(limit.limit);
         let reset_after = Duration::from_micros(u64::try_from(r[2]).unwrap_or(0));
         Ok((remaining, reset_after))
+    }
+
+    async fn window_hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        cost: u32,
+    ) -> StoreResult<WindowOutcome> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut inv = self.window.prepare_invoke();
+        inv.key(key).arg(limit).arg(window_ms).arg(cost);
+        let mut conn = self.conn.clone();
+        let r: Vec<i64> = self.run(inv.invoke_async(&mut conn)).await?;
+        let [allowed, remaining, reset_ms] = r[..] else {
+            return Err(backend(format!("unexpected window reply {r:?}")));
+        };
+        Ok(WindowOutcome {
+            allowed: allowed == 1,
+            remaining: u32::try_from(remaining).unwrap_or(0),
+            reset_after: Duration::from_millis(u64::try_from(reset_ms).unwrap_or(0)),
+        })
     }
 
     async fn put_session(
