@@ -59,7 +59,9 @@ pub struct AccountService {
     ids: Arc<SnowflakeGenerator>,
     config: AccountConfig,
     /// token hash -> bot user id.
-    bot_tokens: DashMap<String, Snowflake>,
+    /// Verified bot tokens (by hash) and when they were read from the store. Entries expire
+    /// after [`BOT_TOKEN_CACHE`], so a token reset on another node stops working here too.
+    bot_tokens: DashMap<String, (Snowflake, Instant)>,
     /// Sessions revoked while their access tokens may still be unexpired.
     revoked_sessions: DashMap<Snowflake, Instant>,
     /// Failed logins per key (`account:{id}` / `ip:{addr}`) in the current window.
@@ -103,6 +105,10 @@ fn invalid_code() -> ApiError {
         "Invalid two-factor code",
     )
 }
+
+/// How long a verified bot token is trusted without asking the store again: the bound on
+/// how long a token reset on another node of the cluster keeps working here.
+pub const BOT_TOKEN_CACHE: Duration = Duration::from_secs(30);
 
 impl AccountService {
     pub fn new(
@@ -248,6 +254,8 @@ impl AccountService {
             .retain(|_, (start, _)| start.elapsed() < window);
         let ttl = self.config.access_ttl;
         self.revoked_sessions.retain(|_, at| at.elapsed() < ttl);
+        self.bot_tokens
+            .retain(|_, (_, at)| at.elapsed() < BOT_TOKEN_CACHE);
     }
 
     // ------------------------------------------------------------ register / login
@@ -611,9 +619,14 @@ impl AccountService {
 
     async fn authenticate_bot(&self, token: &str) -> Result<Principal, ApiError> {
         let hash = auth::hash_token(token);
-        if let Some(id) = self.bot_tokens.get(&hash) {
+        let cached = self
+            .bot_tokens
+            .get(&hash)
+            .filter(|e| e.1.elapsed() < BOT_TOKEN_CACHE)
+            .map(|e| e.0);
+        if let Some(id) = cached {
             return Ok(Principal {
-                user_id: *id,
+                user_id: id,
                 bot: true,
                 session: None,
             });
@@ -625,7 +638,7 @@ impl AccountService {
             .await
             .map_err(store_err)?
             .ok_or_else(ApiError::unauthorized)?;
-        self.bot_tokens.insert(hash, id);
+        self.bot_tokens.insert(hash, (id, Instant::now()));
         Ok(Principal {
             user_id: id,
             bot: true,
@@ -802,7 +815,8 @@ impl AccountService {
             .set_bot_token(rec.bot_user_id, &auth::hash_token(&token))
             .await
             .map_err(store_err)?;
-        self.bot_tokens.retain(|_, bot| *bot != rec.bot_user_id);
+        self.bot_tokens
+            .retain(|_, (bot, _)| *bot != rec.bot_user_id);
         Ok(token)
     }
 

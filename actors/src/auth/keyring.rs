@@ -2,8 +2,8 @@
 //! signs with the same current key and verifies every key still listed.
 //!
 //! A node reads the keys at startup. When a token names a `kid` the node does not know —
-//! another node rotated — it reads them again (at most once per [`RELOAD_EVERY`]) before
-//! refusing the token; housekeeping also reloads periodically, so every node moves its
+//! another node rotated — it reads them again (at most once per [`RELOAD_EVERY`]; requests
+//! arriving meanwhile wait for that read and share it) before refusing the token; housekeeping also reloads periodically, so every node moves its
 //! signing to a new key soon after any node rotates.
 //!
 //! Keys written by earlier versions into `{data_dir}/jwt/` are imported on the first start
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use enrichment_protocol::Timestamp;
 use enrichment_storage::{KeyStore, SigningKeyRecord};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use super::AuthError;
 use super::jwt::JwtKeys;
@@ -30,7 +30,9 @@ pub struct Keyring {
     issuer: String,
     audience: String,
     current: RwLock<Arc<JwtKeys>>,
-    last_reload: Mutex<Option<Instant>>,
+    /// When the keys were last read; held while a read for an unknown `kid` runs, so
+    /// concurrent requests share one read.
+    last_reload: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -56,7 +58,7 @@ impl Keyring {
             issuer: keys.issuer().to_owned(),
             audience: keys.audience().to_owned(),
             current: RwLock::new(Arc::new(keys)),
-            last_reload: Mutex::new(None),
+            last_reload: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -90,7 +92,7 @@ impl Keyring {
             issuer,
             audience,
             current: RwLock::new(Arc::new(keys)),
-            last_reload: Mutex::new(Some(Instant::now())),
+            last_reload: tokio::sync::Mutex::new(Some(Instant::now())),
         })
     }
 
@@ -101,10 +103,16 @@ impl Keyring {
 
     /// Reads the keys again. Returns whether anything changed.
     pub async fn reload(&self) -> Result<bool, AuthError> {
+        let mut last = self.last_reload.lock().await;
+        let changed = self.read_keys().await;
+        *last = Some(Instant::now());
+        changed
+    }
+
+    async fn read_keys(&self) -> Result<bool, AuthError> {
         let Some(store) = &self.store else {
             return Ok(false);
         };
-        *self.last_reload.lock() = Some(Instant::now());
         let records = store.signing_keys().await.map_err(store_err)?;
         let keys = JwtKeys::from_records(&records, self.issuer.clone(), self.audience.clone())?;
         let old = self.keys();
@@ -116,18 +124,29 @@ impl Keyring {
         Ok(changed)
     }
 
-    /// Reloads when a token named an unknown key, unless that was done within
-    /// [`RELOAD_EVERY`]. Returns whether the keys changed.
+    /// Reads the keys again because a token named an unknown key. Reads happen at most once
+    /// per [`RELOAD_EVERY`] (a caller waits for the next slot), and callers that asked while
+    /// a read ran share it. Returns whether the caller should check its token again.
     pub async fn reload_for_unknown_kid(&self) -> bool {
-        let due = self
-            .last_reload
-            .lock()
-            .is_none_or(|t| t.elapsed() >= RELOAD_EVERY);
-        if !due {
+        if self.store.is_none() {
             return false;
         }
-        match self.reload().await {
-            Ok(changed) => changed,
+        let asked = Instant::now();
+        let mut last = self.last_reload.lock().await;
+        if let Some(t) = *last {
+            if t >= asked {
+                // Someone read the keys after this caller asked: use that read.
+                return true;
+            }
+            let wait = RELOAD_EVERY.saturating_sub(t.elapsed());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let result = self.read_keys().await;
+        *last = Some(Instant::now());
+        match result {
+            Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reload JWT keys");
                 false

@@ -1,5 +1,8 @@
-//! Nodes sharing a real Redis: REST rate limits hold across nodes, and a Redis outage under
-//! load degrades the node to local state without failing requests, then recovers by itself.
+//! Nodes sharing real backends. With one Redis: REST rate limits hold across nodes, and a
+//! Redis outage under load degrades the node to local state without failing requests, then
+//! recovers by itself. With one PostgreSQL database too (a cluster of two): any node verifies
+//! any token, also after a key rotation; IDENTIFY budgets, presence and RESUME span the nodes.
+//! And a backend that cannot be reached stops a node at startup, naming the setting.
 
 use std::time::{Duration, Instant};
 
@@ -162,4 +165,166 @@ async fn an_unreachable_redis_stops_the_node_at_startup() {
     let msg = format!("{err:#}");
     assert!(msg.contains("ENRICHMENT_REDIS_URL"), "{msg}");
     assert!(msg.contains(&port.to_string()), "{msg}");
+}
+
+/// Two nodes of one cluster: one PostgreSQL database and one Redis key prefix, gateway
+/// limits as Discord's (one bot IDENTIFY per 5 s).
+async fn pair() -> (TestNode, TestNode) {
+    let place = SharedPlace::new();
+    let start = || {
+        let place = place.clone();
+        TestNode::start_with(move |c| {
+            place.apply(c);
+            c.admin_token = Some(Secret::new("shared-state-admin-token"));
+            c.gateway.identify_max_concurrency = 1;
+            c.gateway.identify_window_secs = 5;
+        })
+    };
+    let a = start().await;
+    let b = start().await;
+    assert_ne!(
+        a.node.as_ref().unwrap().node_id,
+        b.node.as_ref().unwrap().node_id
+    );
+    (a, b)
+}
+
+fn kid(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn any_node_verifies_tokens_from_any_other_even_after_a_rotation() {
+    let (a, b) = pair().await;
+    let alice = a.register("alice").await;
+    assert_eq!(
+        b.get("/users/@me", &alice.token).await.ok(200)["id"],
+        alice.id.as_str()
+    );
+    let (gid, _) = a.guild(&alice, "home").await;
+    let bot = a.bot(&alice, "helper", &gid, 0).await;
+    b.get("/users/@me", &bot.token).await.ok(200);
+    // A refresh token issued on one node rotates on the other.
+    let refreshed = b
+        .call(
+            reqwest::Method::POST,
+            "/auth/refresh",
+            None,
+            Some(serde_json::json!({"refresh_token": alice.refresh_token})),
+        )
+        .await
+        .ok(200);
+    a.get("/users/@me", refreshed["token"].as_str().unwrap())
+        .await
+        .ok(200);
+
+    let rotated: serde_json::Value = a
+        .http
+        .post(format!(
+            "{}/keys/rotate",
+            a.node.as_ref().unwrap().admin_url()
+        ))
+        .header("Authorization", "Bearer shared-state-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_kid = rotated["current_kid"].as_str().unwrap().to_owned();
+    let login = a
+        .call(
+            reqwest::Method::POST,
+            "/auth/login",
+            None,
+            Some(serde_json::json!({"login": "alice", "password": "correct horse battery"})),
+        )
+        .await
+        .ok(200);
+    let token = login["token"].as_str().unwrap();
+    assert_eq!(kid(token), new_kid);
+    // B has never seen that key: it reads the keys again and accepts the token.
+    b.get("/users/@me", token).await.ok(200);
+    b.get("/users/@me", &alice.token).await.ok(200);
+}
+
+#[tokio::test]
+async fn identify_budgets_presence_and_resume_span_the_cluster() {
+    use crate::gw::{ALL, Gw};
+    use enrichment_protocol::gateway::{intents, op};
+    let (a, b) = pair().await;
+    let alice = a.register("alice").await;
+    let bob = a.register("bob").await;
+    let (gid, channel) = a.guild(&alice, "home").await;
+    a.join(&alice, &channel, &bob).await;
+    let bot = a.bot(&alice, "helper", &gid, 0).await;
+
+    // One bot IDENTIFY per 5 s across the cluster, not per node.
+    let (_bot_on_a, _) = Gw::identify(&a, &bot.token, intents::GUILDS).await;
+    let mut bot_on_b = Gw::connect(&b, "v=10&encoding=json").await;
+    bot_on_b
+        .send(
+            op::IDENTIFY,
+            serde_json::json!({"token": bot.token, "intents": intents::GUILDS, "properties": {"os": "linux", "browser": "t", "device": "t"}}),
+        )
+        .await;
+    let refused = bot_on_b.recv().await;
+    assert_eq!(
+        (refused.op, refused.d),
+        (op::INVALID_SESSION, serde_json::json!(false))
+    );
+
+    // Bob follows the guild on B; alice comes online on A and B tells bob.
+    let (mut bob_gw, _) = Gw::identify(&b, &bob.token, ALL).await;
+    bob_gw.guild_create(&gid).await;
+    let (alice_gw, _) = Gw::identify(&a, &alice.token, ALL).await;
+    loop {
+        let p = bob_gw.dispatch("PRESENCE_UPDATE").await;
+        if p["user"]["id"] == alice.id.as_str() {
+            assert_eq!(p["status"], "online");
+            assert_eq!(p["guild_id"], gid.as_str());
+            break;
+        }
+    }
+
+    // A RESUME that reaches B for a session A holds is sent back to A.
+    let session = alice_gw.session_id.clone();
+    let seq = alice_gw.seq.unwrap_or(0);
+    alice_gw.drop_connection();
+    let mut wrong = Gw::connect(&b, "v=10&encoding=json").await;
+    wrong.send_resume(&alice.token, &session, seq).await;
+    assert_eq!(wrong.closed().await, Some(4000));
+    let mut right = Gw::connect(&a, "v=10&encoding=json").await;
+    right.send_resume(&alice.token, &session, seq).await;
+    right.dispatch("RESUMED").await;
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_stops_the_node_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    let port = enrichment_testkit::free_port().unwrap();
+    config.storage = enrichment_node::config::StorageKind::Postgres;
+    config.postgres.url = Some(Secret::new(format!(
+        "postgres://enrichment:secret@127.0.0.1:{port}/enrichment"
+    )));
+    config.postgres.connect_timeout_secs = 1;
+    let started = Instant::now();
+    let err = enrichment_node::Node::start(config)
+        .await
+        .expect_err("the node must not start without its database");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let msg = format!("{err:#}");
+    assert!(msg.contains("ENRICHMENT_POSTGRES_URL"), "{msg}");
+    assert!(msg.contains(&port.to_string()), "{msg}");
+    assert!(
+        !msg.contains("secret"),
+        "the password stays out of the message: {msg}"
+    );
 }
