@@ -398,23 +398,12 @@ async fn binary_prints_a_generated_token_once_and_the_environment_wins() {
     assert!(!read("third.log").contains("from-the-environment"));
 }
 
-/// The `kid` in a JWT's header.
-fn kid_of(token: &str) -> String {
-    use base64::Engine as _;
-    let header = token.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .unwrap();
-    let v: Value = serde_json::from_slice(&bytes).unwrap();
-    v["kid"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn rotating_the_signing_key_keeps_old_tokens_valid_across_restarts() {
     let mut t = TestNode::start().await;
     let auth = format!("Bearer {}", file_token(&t));
     let alice = t.register("alice").await;
-    let first_kid = kid_of(&alice.token);
+    let first_kid = jwt_kid(&alice.token);
     let (code, keys) = admin(&t, Method::GET, "/keys", Some(&auth)).await;
     assert_eq!(code, 200, "{keys}");
     assert_eq!(keys["current_kid"], first_kid.as_str());
@@ -439,7 +428,7 @@ async fn rotating_the_signing_key_keeps_old_tokens_valid_across_restarts() {
         .await
         .ok(200);
     let token = again["token"].as_str().unwrap().to_owned();
-    assert_eq!(kid_of(&token), new_kid);
+    assert_eq!(jwt_kid(&token), new_kid);
     // Both keys live in the store: a restarted node still takes both tokens.
     t.restart().await;
     t.get("/users/@me", &alice.token).await.ok(200);

@@ -6,12 +6,8 @@ use std::time::Duration;
 use enrichment_protocol::gateway::{intents, op};
 use serde_json::json;
 
-use crate::gw::{ALL, Ended, Gw};
+use crate::gw::{ALL, Ended, Gw, identify_body};
 use crate::support::TestNode;
-
-fn identify_body(token: &str, intents: u64) -> serde_json::Value {
-    json!({"token": token, "intents": intents, "properties": {"os": "linux", "browser": "t", "device": "t"}})
-}
 
 #[tokio::test]
 async fn each_protocol_violation_gets_its_close_code() {

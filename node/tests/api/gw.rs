@@ -17,6 +17,11 @@ use crate::support::TestNode;
 /// Every non-privileged intent plus the privileged ones (users may use them all).
 pub const ALL: u64 = intents::ALL;
 
+/// An IDENTIFY payload for `token` with `intents`.
+pub fn identify_body(token: &str, intents: u64) -> serde_json::Value {
+    json!({"token": token, "intents": intents, "properties": {"os": "linux", "browser": "t", "device": "t"}})
+}
+
 pub struct Gw {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub encoding: Encoding,

@@ -189,16 +189,6 @@ async fn pair() -> (TestNode, TestNode) {
     (a, b)
 }
 
-fn kid(token: &str) -> String {
-    use base64::Engine as _;
-    let header = token.split('.').next().unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    v["kid"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn any_node_verifies_tokens_from_any_other_even_after_a_rotation() {
     let (a, b) = pair().await;
@@ -248,7 +238,7 @@ async fn any_node_verifies_tokens_from_any_other_even_after_a_rotation() {
         .await
         .ok(200);
     let token = login["token"].as_str().unwrap();
-    assert_eq!(kid(token), new_kid);
+    assert_eq!(jwt_kid(token), new_kid);
     // B has never seen that key: it reads the keys again and accepts the token.
     b.get("/users/@me", token).await.ok(200);
     b.get("/users/@me", &alice.token).await.ok(200);
@@ -271,7 +261,7 @@ async fn identify_budgets_presence_and_resume_span_the_cluster() {
     bot_on_b
         .send(
             op::IDENTIFY,
-            serde_json::json!({"token": bot.token, "intents": intents::GUILDS, "properties": {"os": "linux", "browser": "t", "device": "t"}}),
+            crate::gw::identify_body(&bot.token, intents::GUILDS),
         )
         .await;
     let refused = bot_on_b.recv().await;

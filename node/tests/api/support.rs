@@ -344,3 +344,14 @@ impl Drop for TestNode {
 pub fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
 }
+
+/// The `kid` in a JWT's header.
+pub fn jwt_kid(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    v["kid"].as_str().unwrap().to_owned()
+}
