@@ -5,6 +5,8 @@
 //! Every server runs under a small `sh` guard that reads its stdin: the pipe closes when the
 //! test process ends, however it ends, and the guard then stops the server. A test binary can
 //! therefore share one server across its tests through a `static` without leaking processes.
+//! A `static` is never dropped, so its temporary directory would outlive the run; the guard
+//! removes that directory too when the pipe closes without an orderly stop.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -63,22 +65,28 @@ pub struct Guarded {
 
 impl Guarded {
     /// Runs `program args` under the guard, with output appended to `log`. `uid_gid` runs it
-    /// as another user (PostgreSQL refuses to run as root).
+    /// as another user (PostgreSQL refuses to run as root). `dir` is the server's temporary
+    /// directory, removed by the guard if the test process goes away without stopping it.
     pub fn spawn(
         program: &Path,
         args: &[String],
         log: &Path,
+        dir: &Path,
         uid_gid: Option<(u32, u32)>,
     ) -> Result<Guarded> {
-        // `exec 3>&-` is not needed: the server gets stdin from /dev/null, so only the guard
-        // holds the pipe. On EOF the guard sends SIGTERM (a fast, clean shutdown for all three
-        // servers) and waits, so the data directory is released before the guard exits.
-        let script = r#"log="$1"; shift; "$@" </dev/null >>"$log" 2>&1 & pid=$!; trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' TERM INT; while read -r _; do :; done; kill -TERM $pid 2>/dev/null; wait $pid"#;
+        // The server gets stdin from /dev/null, so only the guard holds the pipe. On EOF the
+        // guard sends SIGTERM (a fast, clean shutdown for all three servers) and waits, so the
+        // directory is released before anything removes it. An orderly `stop` first writes
+        // `keep`: the owner may start the server again in the same directory (a restart, a
+        // retry on another port) and removes the directory itself when dropped. EOF without
+        // `keep` means the process ended with the server still held, so nobody else will.
+        let script = r#"log="$1"; dir="$2"; shift 2; "$@" </dev/null >>"$log" 2>&1 & pid=$!; trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' TERM INT; keep=; while read -r line; do [ "$line" = keep ] && keep=1; done; kill -TERM $pid 2>/dev/null; wait $pid; [ -n "$keep" ] || rm -rf "$dir""#;
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(script)
             .arg("guard")
             .arg(log)
+            .arg(dir)
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -114,6 +122,7 @@ impl Guarded {
     /// Stops the server and waits until it is gone.
     pub fn stop(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"keep\n");
             let _ = stdin.flush();
         }
         let _ = self.child.wait();

@@ -17,7 +17,7 @@ pub struct Postgres {
     port: u16,
     bin: PathBuf,
     // Declared last: the server stops before its directory goes.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Where the server binaries are: `PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`,
@@ -127,14 +127,14 @@ impl Postgres {
                 }
             }
             let log = dir.path().join(format!("postgres-{port}.log"));
-            let mut server = Guarded::spawn(&bin.join("postgres"), &args, &log, user)?;
+            let mut server = Guarded::spawn(&bin.join("postgres"), &args, &log, dir.path(), user)?;
             match wait_ready(&bin, port, &mut server) {
                 Ok(()) => {
                     return Ok(Postgres {
                         server,
                         port,
                         bin,
-                        _dir: dir,
+                        dir,
                     });
                 }
                 Err(e) => last_err = Some(e.context(server.log_tail())),
@@ -182,6 +182,11 @@ impl Postgres {
             );
         }
         Ok(self.url(&name))
+    }
+
+    /// The server's temporary directory (data, socket and log).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Stops the server (for tests of an unreachable database).

@@ -58,7 +58,7 @@ impl Redis {
         .map(|s| s.to_string())
         .collect();
         let log = self.dir.path().join("redis.log");
-        let mut server = Guarded::spawn(&self.bin, &args, &log, None)?;
+        let mut server = Guarded::spawn(&self.bin, &args, &log, self.dir.path(), None)?;
         if let Err(e) = wait_for_port(self.port, Duration::from_secs(10)) {
             let tail = server.log_tail();
             server.stop();
@@ -75,6 +75,11 @@ impl Redis {
     /// `redis://127.0.0.1:{port}`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's temporary directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Stops the server; its data is gone (nothing is persisted).

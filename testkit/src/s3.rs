@@ -61,7 +61,7 @@ impl S3Server {
             .map(|s| s.to_string())
             .collect();
             let log = dir.path().join(format!("s3s-fs-{port}.log"));
-            let mut server = Guarded::spawn(&bin, &args, &log, None)?;
+            let mut server = Guarded::spawn(&bin, &args, &log, dir.path(), None)?;
             match wait_for_port(port, Duration::from_secs(10)) {
                 Ok(()) => return Ok(S3Server { server, port, dir }),
                 Err(e) => {

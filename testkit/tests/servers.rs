@@ -52,3 +52,49 @@ fn s3_server_serves_its_bucket() {
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
 }
+
+/// Set in the child process of `servers_held_until_exit_leave_no_files`.
+const HOLD: &str = "ENRICHMENT_TESTKIT_HOLD_SERVERS";
+
+/// Servers held in a `static` are never dropped. When the process that holds them exits,
+/// the servers stop and their directories go with them.
+#[test]
+fn servers_held_until_exit_leave_no_files() {
+    if std::env::var_os(HOLD).is_some() {
+        let pg = Postgres::start().expect("start PostgreSQL");
+        let redis = Redis::start().expect("start redis");
+        println!("held {} {}", pg.dir().display(), pg.port());
+        println!("held {} {}", redis.dir().display(), redis.port());
+        std::io::stdout().flush().unwrap();
+        // Exit without dropping, as a test binary does with its statics.
+        std::process::exit(0);
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "servers_held_until_exit_leave_no_files",
+            "--nocapture",
+        ])
+        .env(HOLD, "1")
+        .output()
+        .expect("run the holding process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let held: Vec<(std::path::PathBuf, u16)> = stdout
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.strip_prefix("held ")?.split(' ');
+            Some((parts.next()?.into(), parts.next()?.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(held.len(), 2, "child output: {stdout}");
+    for (dir, port) in held {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while (dir.exists() || TcpStream::connect(("127.0.0.1", port)).is_ok())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(!dir.exists(), "{} is still there", dir.display());
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}
