@@ -86,6 +86,62 @@ async fn s3() {
         files_under(&server.bucket_dir()),
         Vec::<std::path::PathBuf>::new()
     );
+    // The failed large put aborted its multipart upload: no part is kept.
+    assert_eq!(open_uploads(&server), Vec::<std::path::PathBuf>::new());
+}
+
+/// The files s3s-fs keeps for multipart uploads not yet completed or aborted.
+fn open_uploads(server: &S3Server) -> Vec<std::path::PathBuf> {
+    let root = server.bucket_dir().parent().unwrap().to_path_buf();
+    files_under(&root)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("upload"))
+        })
+        .collect()
+}
+
+/// A put dropped midway (its request was cancelled) aborts its multipart upload, so the parts
+/// already sent do not stay in the bucket.
+#[tokio::test]
+async fn s3_cancelled_put_aborts_its_upload() {
+    let server = S3Server::start().unwrap();
+    let store = std::sync::Arc::new(S3BlobStore::new(settings(&server)).unwrap());
+    let key = BlobKey::new("1/2/stalled.bin").unwrap();
+    // 9 MiB, one part and a bit, then a client that sends nothing more.
+    let sent = futures::stream::iter(
+        (0..9)
+            .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1 << 20])))
+            .collect::<Vec<_>>(),
+    );
+    let body = Box::pin(futures::StreamExt::chain(sent, futures::stream::pending()));
+    let put = tokio::spawn({
+        let store = store.clone();
+        let key = key.clone();
+        async move { store.put(&key, "application/octet-stream", body).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !open_uploads(&server)
+        .iter()
+        .any(|p| p.to_string_lossy().contains(".part-1"))
+    {
+        assert!(std::time::Instant::now() < deadline, "part 1 never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    put.abort();
+    assert!(put.await.unwrap_err().is_cancelled());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !open_uploads(&server).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload stayed open: {:?}",
+            open_uploads(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!store.exists(&key).await.unwrap());
 }
 
 #[tokio::test]

@@ -6,18 +6,19 @@
 //! client needs reqwest 0.13 and aws-lc-rs, a second HTTP stack and a C build for the same job.
 //! Both do path-style addressing and streamed multipart uploads.
 //!
-//! Streaming: `put` hands the body to rust-s3's streamed upload as an `AsyncRead`. rust-s3
-//! reads it in 8 MiB parts: a body under 8 MiB is sent as one PUT (so it is held in memory, at
-//! most 8 MiB), a larger one as a multipart upload with one part in flight at a time, so a
-//! 25 MiB file never sits in memory whole. When the body fails (the size limit cut it off, or
-//! the client went away) before the first part was read, nothing was sent; after, rust-s3
-//! aborts the multipart upload, so no object appears.
+//! Streaming: `put` reads the body in 8 MiB parts. A body that ends within the first part is
+//! sent as one PUT (so it is held in memory, at most 8 MiB); a larger one as a multipart
+//! upload with one part in flight at a time, so a 25 MiB file never sits in memory whole.
+//! When the body fails (the size limit cut it off, or the client went away) before the first
+//! part was read, nothing was sent; after, the multipart upload is aborted, so no object
+//! appears. The upload is driven here rather than by rust-s3's stream helper because its id
+//! must be known to abort it when the `put` future itself is dropped (the request was
+//! cancelled): an upload left open stores its parts, invisibly and billed, until a lifecycle
+//! rule ends it. [`OpenUpload`] spawns that abort.
 //!
 //! Reads: `get` asks HEAD for the size, then streams the GET body as it arrives.
 
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,10 +55,105 @@ impl std::fmt::Debug for S3Settings {
     }
 }
 
-/// Parts in flight per upload: one, so an upload holds at most one 8 MiB part in memory.
-const PARTS_IN_FLIGHT: usize = 1;
+/// Bytes per part of a multipart upload, and the most one upload holds in memory. S3 wants
+/// at least 5 MiB in every part but the last.
+const PART_BYTES: usize = 8 << 20;
 /// Keys per page when deleting a prefix (S3's maximum).
 const LIST_PAGE: usize = 1000;
+
+/// Reads up to [`PART_BYTES`] of `body`; `true` when the body ended within them.
+async fn read_part(body: &mut ByteStream) -> BlobResult<(Vec<u8>, bool)> {
+    let mut part = Vec::new();
+    while part.len() < PART_BYTES {
+        match body.next().await {
+            Some(Ok(chunk)) => part.extend_from_slice(&chunk),
+            Some(Err(e)) => return Err(BlobError::Aborted(e)),
+            None => return Ok((part, true)),
+        }
+    }
+    Ok((part, false))
+}
+
+/// A multipart upload that is started and not yet completed. Dropped while still open (the
+/// `put` future was cancelled), it aborts the upload in the background.
+struct OpenUpload {
+    /// `None` once completed or aborted.
+    bucket: Option<Box<Bucket>>,
+    key: String,
+    id: String,
+}
+
+impl OpenUpload {
+    /// Sends `first` and the rest of `body` as parts, then completes the upload.
+    async fn send(
+        &mut self,
+        first: Vec<u8>,
+        mut body: ByteStream,
+        content_type: &str,
+    ) -> BlobResult<u64> {
+        let Some(bucket) = self.bucket.clone() else {
+            return Err(BlobError::Backend("the upload is already closed".into()));
+        };
+        let mut parts = Vec::new();
+        let mut size = 0u64;
+        let mut part = first;
+        // Whether `part` is the last: the body must not be polled again after it ended.
+        let mut last = false;
+        loop {
+            size += part.len() as u64;
+            let number = parts.len() as u32 + 1;
+            let sent = bucket
+                .put_multipart_chunk(part, &self.key, number, &self.id, content_type)
+                .await
+                .map_err(backend)?;
+            parts.push(sent);
+            if last {
+                break;
+            }
+            // The next part is read only once this one is sent: one part in memory at a time.
+            let (next, ended) = read_part(&mut body).await?;
+            if next.is_empty() {
+                break;
+            }
+            part = next;
+            last = ended;
+        }
+        bucket
+            .complete_multipart_upload(&self.key, &self.id, parts)
+            .await
+            .map_err(backend)?;
+        Ok(size)
+    }
+
+    async fn abort(&mut self) {
+        if let Some(bucket) = self.bucket.take() {
+            abort_logged(&bucket, &self.key, &self.id).await;
+        }
+    }
+}
+
+impl Drop for OpenUpload {
+    fn drop(&mut self) {
+        let Some(bucket) = self.bucket.take() else {
+            return;
+        };
+        let (key, id) = (std::mem::take(&mut self.key), std::mem::take(&mut self.id));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { abort_logged(&bucket, &key, &id).await });
+            }
+            Err(_) => {
+                tracing::warn!(%key, upload_id = %id, "multipart upload cancelled without a runtime; it stays open");
+            }
+        }
+    }
+}
+
+async fn abort_logged(bucket: &Bucket, key: &str, id: &str) {
+    if let Err(e) = bucket.abort_upload(key, id).await {
+        tracing::warn!(%key, upload_id = %id, error = %e, "could not abort a multipart upload");
+    }
+}
 
 pub struct S3BlobStore {
     bucket: Box<Bucket>,
@@ -114,25 +210,36 @@ impl S3BlobStore {
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn put(&self, key: &BlobKey, content_type: &str, body: ByteStream) -> BlobResult<u64> {
-        // rust-s3 reports a failed read as a plain I/O error; this flag tells it apart from a
-        // failed request, so the caller learns the body was the cause.
-        let body_failed = Arc::new(AtomicBool::new(false));
-        let flag = body_failed.clone();
-        let body = body.inspect_err(move |_| flag.store(true, Ordering::SeqCst));
-        let mut reader = tokio_util::io::StreamReader::new(body);
-        let result = self
+        let mut body = body;
+        let (first, ended) = read_part(&mut body).await?;
+        if ended {
+            let size = first.len() as u64;
+            self.bucket
+                .put_object_with_content_type(key.as_str(), &first, content_type)
+                .await
+                .map_err(backend)?;
+            return Ok(size);
+        }
+        let started = self
             .bucket
-            .put_object_stream_builder(key.as_str())
-            .with_content_type(content_type)
-            .with_max_concurrent_chunks(PARTS_IN_FLIGHT)
-            .execute_stream(&mut reader)
-            .await;
+            .initiate_multipart_upload(key.as_str(), content_type)
+            .await
+            .map_err(backend)?;
+        let mut upload = OpenUpload {
+            bucket: Some(self.bucket.clone()),
+            key: key.as_str().to_owned(),
+            id: started.upload_id,
+        };
+        let result = upload.send(first, body, content_type).await;
         match result {
-            Ok(r) => Ok(r.uploaded_bytes() as u64),
-            Err(e) if body_failed.load(Ordering::SeqCst) => {
-                Err(BlobError::Aborted(io::Error::other(e.to_string())))
+            Ok(size) => {
+                upload.bucket = None;
+                Ok(size)
             }
-            Err(e) => Err(backend(e)),
+            Err(e) => {
+                upload.abort().await;
+                Err(e)
+            }
         }
     }
 
