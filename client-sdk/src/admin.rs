@@ -1,4 +1,5 @@
-//! The operators' admin API under `/admin/v1`: cluster status, the hash ring, draining a node.
+//! The operators' admin API under `/admin/v1`: cluster status, the hash ring, draining a node,
+//! the JWT signing keys.
 //!
 //! It is authenticated with the cluster's admin token (`Authorization: Bearer <token>`), never
 //! with a user or bot token, and is not rate limited like the bot API, so calls go out once,
@@ -6,7 +7,9 @@
 //! now. Answers are the `enrichment_protocol::admin` types the node serves.
 
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::admin::{ADMIN_PREFIX, ClusterRing, ClusterStatus, NodeInfo, RingQuery};
+use enrichment_protocol::admin::{
+    ADMIN_PREFIX, ClusterRing, ClusterStatus, NodeInfo, RingQuery, SigningKeys,
+};
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, USER_AGENT};
 use serde::de::DeserializeOwned;
@@ -64,6 +67,19 @@ impl AdminClient {
     pub async fn drain_node(&self, node_id: &str) -> Result<NodeInfo> {
         let path = format!("/cluster/nodes/{}/drain", segment(node_id));
         self.call(Method::POST, &path, None).await
+    }
+
+    /// `GET /admin/v1/keys`: the ids of the JWT signing keys every node shares, and the one
+    /// new tokens are signed with (never the key material).
+    pub async fn signing_keys(&self) -> Result<SigningKeys> {
+        self.call(Method::GET, "/keys", None).await
+    }
+
+    /// `POST /admin/v1/keys/rotate`: a new key signs from now on; tokens signed with the
+    /// previous keys still verify until they expire. Every node picks the new key up within
+    /// a minute, and at once when it meets a token signed with it.
+    pub async fn rotate_signing_key(&self) -> Result<SigningKeys> {
+        self.call(Method::POST, "/keys/rotate", None).await
     }
 
     async fn call<T: DeserializeOwned>(

@@ -366,6 +366,17 @@ pub enum ClusterCmd {
         #[arg(value_name = "NODE_ID")]
         node: String,
     },
+    /// The JWT signing keys the nodes share.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// The key ids, and which one signs new tokens.
+    List,
+    /// Sign new tokens with a new key; tokens signed before still verify until they expire.
+    Rotate,
 }
 
 #[cfg(test)]

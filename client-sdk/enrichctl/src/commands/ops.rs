@@ -2,11 +2,11 @@
 
 use enrichment_client::AuthorizeQuery;
 use enrichment_client::protocol::Permissions;
-use enrichment_client::protocol::admin::{NodeInfo, NodeStatus};
+use enrichment_client::protocol::admin::{NodeInfo, NodeStatus, SigningKeys};
 use enrichment_client::protocol::rest::{AuthorizeBot, CreateApplication};
 use serde_json::json;
 
-use crate::cli::{BotCmd, ClusterCmd};
+use crate::cli::{BotCmd, ClusterCmd, KeysCmd};
 use crate::error::{CliError, CliResult, Exit};
 use comfy_table::{Cell, Color};
 
@@ -101,12 +101,26 @@ fn node_rows(nodes: &[NodeInfo]) -> Vec<Vec<Cell>> {
                 Cell::new(n.gateway_connections),
                 Cell::new(n.sessions),
                 Cell::new(n.guild_actors),
+                Cell::new(backends(n)),
             ]
         })
         .collect()
 }
 
-const NODE_HEADER: [&str; 9] = [
+/// `postgres, s3, redis up`: where the node keeps its data, and whether Redis answers.
+fn backends(n: &NodeInfo) -> String {
+    let redis = match n.shared_state.as_str() {
+        "" | "off" => String::new(),
+        state => format!("redis {state}"),
+    };
+    [n.storage.as_str(), n.blobs.as_str(), redis.as_str()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const NODE_HEADER: [&str; 10] = [
     "NODE",
     "STATUS",
     "REST",
@@ -116,6 +130,7 @@ const NODE_HEADER: [&str; 9] = [
     "CONNECTIONS",
     "SESSIONS",
     "GUILD ACTORS",
+    "BACKENDS",
 ];
 
 /// Admin errors: a 401 here is about the admin token, not the user's login.
@@ -131,6 +146,22 @@ fn admin_error(e: enrichment_client::Error) -> CliError {
             .with_hint("`enrichctl cluster status` lists the node ids");
     }
     e.into()
+}
+
+fn key_table(ctx: &mut Ctx, keys: &SigningKeys) {
+    let rows = keys
+        .kids
+        .iter()
+        .map(|kid| {
+            let signs = if *kid == keys.current_kid {
+                Cell::new("signs new tokens").fg(Color::Green)
+            } else {
+                Cell::new("verifies")
+            };
+            vec![Cell::new(kid), signs]
+        })
+        .collect();
+    ctx.out.table(&["KID", "USE"], rows);
 }
 
 pub async fn cluster(ctx: &mut Ctx, cmd: ClusterCmd) -> CliResult<()> {
@@ -173,6 +204,22 @@ pub async fn cluster(ctx: &mut Ctx, cmd: ClusterCmd) -> CliResult<()> {
                 .collect();
             ctx.out.say(format!("ring epoch {}", ring.epoch));
             ctx.out.table(&["NODE", "STATUS", "REST", "GATEWAY"], rows);
+        }
+        ClusterCmd::Keys(cmd) => {
+            let (keys, rotated) = match cmd {
+                KeysCmd::List => (admin.signing_keys().await.map_err(admin_error)?, false),
+                KeysCmd::Rotate => (admin.rotate_signing_key().await.map_err(admin_error)?, true),
+            };
+            if ctx.out.json {
+                return ctx.out.value(&keys);
+            }
+            key_table(ctx, &keys);
+            if rotated {
+                ctx.out.say(format!(
+                    "new tokens are signed with {}; tokens signed before still verify until they expire",
+                    paint(BOLD, &keys.current_kid)
+                ));
+            }
         }
         ClusterCmd::Drain { node } => {
             let n = admin.drain_node(&node).await.map_err(admin_error)?;

@@ -1,4 +1,4 @@
-//! `cluster status`, `ring` and `drain` with the admin token, and without it.
+//! `cluster status`, `ring`, `keys` and `drain` with the admin token, and without it.
 
 use crate::support::*;
 
@@ -28,6 +28,7 @@ async fn cluster_commands_need_the_admin_token() {
         .await;
     assert!(table.ok().contains(&t.node.node_id), "{table:?}");
     assert!(table.stdout.contains("healthy"));
+    assert!(table.stdout.contains("embedded, fs"), "{table:?}");
     assert!(
         !table.stdout.contains('\u{1b}'),
         "no colour codes in a pipe"
@@ -46,6 +47,41 @@ async fn cluster_commands_need_the_admin_token() {
         .run_with(&["cluster", "ring", "--guild", "42"], &with_token, None)
         .await;
     assert!(owner.ok().contains("is owned by node"), "{owner:?}");
+
+    // Keys: list, rotate, and a token issued before the rotation still works.
+    cli.run(&["cluster", "keys", "list"])
+        .await
+        .fails(3, "cluster commands need the admin token");
+    let keys = cli
+        .run_with(&["--json", "cluster", "keys", "list"], &with_token, None)
+        .await
+        .json();
+    let first = keys["current_kid"].as_str().unwrap().to_owned();
+    assert_eq!(keys["kids"], serde_json::json!([first]));
+    let rotated = cli
+        .run_with(&["cluster", "keys", "rotate"], &with_token, None)
+        .await;
+    assert!(
+        rotated.ok().contains("new tokens are signed with"),
+        "{rotated:?}"
+    );
+    let keys = cli
+        .run_with(&["--json", "cluster", "keys", "list"], &with_token, None)
+        .await
+        .json();
+    let second = keys["current_kid"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let kids = keys["kids"].as_array().unwrap();
+    assert_eq!(kids.len(), 2);
+    assert!(kids.contains(&serde_json::json!(first)), "{keys}");
+    let listed = cli
+        .run_with(&["cluster", "keys", "list"], &with_token, None)
+        .await;
+    assert!(listed.ok().contains(&second), "{listed:?}");
+    assert!(listed.stdout.contains("signs new tokens"));
+    // The login made before the rotation still works.
+    let me = cli.run(&["--json", "whoami"]).await.json();
+    assert_eq!(me["username"], "dave");
 
     cli.run_with(&["cluster", "drain", "elsewhere"], &with_token, None)
         .await
