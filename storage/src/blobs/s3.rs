@@ -86,14 +86,12 @@ struct OpenUpload {
 impl OpenUpload {
     /// Sends `first` and the rest of `body` as parts, then completes the upload.
     async fn send(
-        &mut self,
+        &self,
+        bucket: &Bucket,
         first: Vec<u8>,
         mut body: ByteStream,
         content_type: &str,
     ) -> BlobResult<u64> {
-        let Some(bucket) = self.bucket.clone() else {
-            return Err(BlobError::Backend("the upload is already closed".into()));
-        };
         let mut parts = Vec::new();
         let mut size = 0u64;
         let mut part = first;
@@ -209,8 +207,12 @@ impl S3BlobStore {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    async fn put(&self, key: &BlobKey, content_type: &str, body: ByteStream) -> BlobResult<u64> {
-        let mut body = body;
+    async fn put(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        mut body: ByteStream,
+    ) -> BlobResult<u64> {
         let (first, ended) = read_part(&mut body).await?;
         if ended {
             let size = first.len() as u64;
@@ -230,7 +232,7 @@ impl BlobStore for S3BlobStore {
             key: key.as_str().to_owned(),
             id: started.upload_id,
         };
-        let result = upload.send(first, body, content_type).await;
+        let result = upload.send(&self.bucket, first, body, content_type).await;
         match result {
             Ok(size) => {
                 upload.bucket = None;
