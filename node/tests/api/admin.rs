@@ -1,7 +1,6 @@
 //! The admin API (`/admin/v1`): the admin token and nothing else opens it; status, ring and
 //! drain report and do what the node really does.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use enrichment_protocol::admin::{ClusterRing, ClusterStatus, NodeInfo, NodeStatus};
@@ -265,66 +264,6 @@ async fn generated_token_is_private_and_survives_restarts() {
     assert_eq!(code, 401, "the file's token no longer opens it");
 }
 
-/// Runs `enrichment serve` on free ports with `data_dir`; returns it with its REST base URL
-/// once it answers. The caller stops it with [`stop`], which waits for it.
-#[allow(clippy::zombie_processes)]
-async fn spawn_node(
-    data_dir: &std::path::Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-    stderr: std::fs::File,
-) -> (Child, String) {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichment"));
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--gateway-listen",
-        "127.0.0.1:0",
-    ])
-    .args(extra)
-    .env_remove("ENRICHMENT_ADMIN_TOKEN")
-    .env_remove("ENRICHMENT_NODE_ID")
-    .env("ENRICHMENT_DATA_DIR", data_dir)
-    .stdout(Stdio::null())
-    .stderr(stderr);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status() == 200
-        {
-            return (child, base);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not come up");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn stop(mut child: Child) {
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    child.wait().unwrap();
-}
-
 async fn status_code(base: &str, token: &str) -> u16 {
     reqwest::Client::new()
         .get(format!("{base}/admin/v1/cluster/status"))
@@ -340,25 +279,27 @@ async fn status_code(base: &str, token: &str) -> u16 {
 async fn binary_prints_a_generated_token_once_and_the_environment_wins() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+    let log = |name: &str| dir.path().join(name);
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
 
-    let (child, base) = spawn_node(&data, &[], &[], log("first.log")).await;
+    let node = Binary::start(&data, &[], &[], &log("first.log")).await;
+    let base = node.base.clone();
     let token = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
         .trim()
         .to_owned();
     assert_eq!(status_code(&base, &token).await, 200);
-    stop(child);
+    node.stop();
     let first = read("first.log");
     assert!(
         first.contains(&token) && first.contains(&data.join("admin-token").display().to_string()),
         "the first start shows the token and where it is kept: {first}"
     );
 
-    let (child, base) = spawn_node(&data, &[], &[], log("second.log")).await;
+    let node = Binary::start(&data, &[], &[], &log("second.log")).await;
+    let base = node.base.clone();
     assert_eq!(status_code(&base, &token).await, 200);
-    stop(child);
+    node.stop();
     assert!(
         !read("second.log").contains(&token),
         "later starts stay quiet"
@@ -371,16 +312,17 @@ async fn binary_prints_a_generated_token_once_and_the_environment_wins() {
         "admin_token = \"from-the-config-file\"\nnode_id = \"from-file\"\n",
     )
     .unwrap();
-    let (child, base) = spawn_node(
+    let node = Binary::start(
         &data,
         &["--config", config.to_str().unwrap()],
         &[
             ("ENRICHMENT_ADMIN_TOKEN", "from-the-environment"),
             ("ENRICHMENT_NODE_ID", "edge-7"),
         ],
-        log("third.log"),
+        &log("third.log"),
     )
     .await;
+    let base = node.base.clone();
     assert_eq!(status_code(&base, "from-the-environment").await, 200);
     assert_eq!(status_code(&base, "from-the-config-file").await, 401);
     assert_eq!(status_code(&base, &token).await, 401);
@@ -394,7 +336,7 @@ async fn binary_prints_a_generated_token_once_and_the_environment_wins() {
         .await
         .unwrap();
     assert_eq!(s.nodes[0].id, "edge-7");
-    stop(child);
+    node.stop();
     assert!(!read("third.log").contains("from-the-environment"));
 }
 

@@ -355,3 +355,110 @@ pub fn jwt_kid(token: &str) -> String {
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     v["kid"].as_str().unwrap().to_owned()
 }
+
+/// `enrichment serve` as a real process on loopback ports, stdout and stderr appended to one
+/// log file. Killed when dropped, so a failed assertion leaves no server behind.
+pub struct Binary {
+    child: std::process::Child,
+    pub base: String,
+    pub gateway_port: u16,
+}
+
+impl Binary {
+    /// Starts the binary with `data_dir`, `extra` flags and `env`, and waits until it answers
+    /// `/healthz`. A port that was free when chosen can be taken by another test before the
+    /// child binds it; such a start is retried on new ports. Any other early exit fails the
+    /// test with the log.
+    pub async fn start(
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Binary {
+        use std::process::{Command, Stdio};
+        let http = reqwest::Client::new();
+        for _ in 0..3 {
+            let port = enrichment_testkit::free_port().unwrap();
+            let gateway_port = enrichment_testkit::free_port().unwrap();
+            let out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichment"));
+            cmd.args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--gateway-listen",
+                &format!("127.0.0.1:{gateway_port}"),
+            ])
+            .args(extra)
+            .env_remove("ENRICHMENT_ADMIN_TOKEN")
+            .env_remove("ENRICHMENT_NODE_ID")
+            .env("ENRICHMENT_DATA_DIR", data_dir)
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out));
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut node = Binary {
+                child: cmd.spawn().unwrap(),
+                base: format!("http://127.0.0.1:{port}"),
+                gateway_port,
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(r) = http.get(format!("{}/healthz", node.base)).send().await
+                    && r.status() == 200
+                {
+                    return node;
+                }
+                if let Ok(Some(status)) = node.child.try_wait() {
+                    let output = std::fs::read_to_string(log).unwrap_or_default();
+                    if output.contains("Address already in use") {
+                        break;
+                    }
+                    panic!("the server exited with {status} before serving: {output}");
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "server did not come up: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("no free ports after three tries");
+    }
+
+    /// Sends SIGTERM: the node drains and exits.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, then waits until it is gone.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate();
+        self.wait()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
