@@ -155,25 +155,13 @@ async fn writer(
         };
         n = n.saturating_add(1);
         let id = ids.next_id();
-        let message = MessageRecord {
+        let message = MessageRecord::text(
             id,
-            channel_id: channel,
-            guild_id: Some(Snowflake(1)),
-            author_id: Snowflake(2 + index as u64),
-            content: content.clone(),
-            edited_timestamp: None,
-            tts: false,
-            mention_everyone: false,
-            mentions: Vec::new(),
-            mention_roles: Vec::new(),
-            attachments: Vec::new(),
-            embeds: Vec::new(),
-            pinned: false,
-            kind: 0,
-            flags: 0,
-            nonce: None,
-            message_reference: None,
-        };
+            channel,
+            Some(Snowflake(1)),
+            Snowflake(2 + index as u64),
+            content.clone(),
+        );
         let result = shared.store.put_message(&message).await;
         let acked = Instant::now();
         shared.writes_done.fetch_add(1, Ordering::Relaxed);

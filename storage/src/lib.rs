@@ -299,6 +299,37 @@ pub struct MessageRecord {
     pub message_reference: Option<MessageReference>,
 }
 
+impl MessageRecord {
+    /// A plain, unedited text message (kind 0): no mentions, files, embeds or reference.
+    pub fn text(
+        id: Snowflake,
+        channel_id: Snowflake,
+        guild_id: Option<Snowflake>,
+        author_id: Snowflake,
+        content: impl Into<String>,
+    ) -> MessageRecord {
+        MessageRecord {
+            id,
+            channel_id,
+            guild_id,
+            author_id,
+            content: content.into(),
+            edited_timestamp: None,
+            tts: false,
+            mention_everyone: false,
+            mentions: Vec::new(),
+            mention_roles: Vec::new(),
+            attachments: Vec::new(),
+            embeds: Vec::new(),
+            pinned: false,
+            kind: 0,
+            flags: 0,
+            nonce: None,
+            message_reference: None,
+        }
+    }
+}
+
 /// A pinned message and when it was pinned.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PinnedMessage {

@@ -356,25 +356,7 @@ fn fresh_code() -> String {
 
 /// A fixture, shared with backend-specific tests.
 pub fn msg(channel_id: Snowflake, id: Snowflake, content: &str) -> MessageRecord {
-    MessageRecord {
-        id,
-        channel_id,
-        guild_id: None,
-        author_id: Snowflake(42),
-        content: content.to_owned(),
-        edited_timestamp: None,
-        tts: false,
-        mention_everyone: false,
-        mentions: Vec::new(),
-        mention_roles: Vec::new(),
-        attachments: Vec::new(),
-        embeds: Vec::new(),
-        pinned: false,
-        kind: 0,
-        flags: 0,
-        nonce: None,
-        message_reference: None,
-    }
+    MessageRecord::text(id, channel_id, None, Snowflake(42), content)
 }
 
 /// A message with every optional part filled, to catch lossy encodings.

@@ -237,23 +237,8 @@ async fn a_server_that_refuses_names_the_setting() {
 
 fn message(channel_id: Snowflake, id: Snowflake, content: &str) -> MessageRecord {
     MessageRecord {
-        id,
-        channel_id,
-        guild_id: Some(Snowflake(7)),
-        author_id: Snowflake(42),
-        content: content.to_owned(),
-        edited_timestamp: None,
-        tts: false,
-        mention_everyone: false,
         mentions: vec![Snowflake(8)],
-        mention_roles: Vec::new(),
-        attachments: Vec::new(),
-        embeds: Vec::new(),
-        pinned: false,
-        kind: 0,
-        flags: 0,
-        nonce: None,
-        message_reference: None,
+        ..MessageRecord::text(id, channel_id, Some(Snowflake(7)), Snowflake(42), content)
     }
 }
 
