@@ -7,6 +7,7 @@
 //! decides (which opcode is allowed when, heartbeats and zombies, the 120-per-minute limit,
 //! IDENTIFY and RESUME checks, every close code) is decided here.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -249,13 +250,32 @@ impl GatewayService {
         }
         metrics::counter!("enrichment_gateway_identifies_total").increment(1);
         // GUILD_CREATEs follow READY; the connection keeps writing while they are built.
+        // Each guild hears the user is online before it builds the user's GUILD_CREATE (one
+        // actor takes both in order), so whoever subscribes after that GUILD_CREATE sees the
+        // user online in their own.
         let svc = self.clone();
         let s = session.clone();
         tokio::spawn(async move {
-            futures::stream::iter(guilds)
-                .for_each_concurrent(16, |g| svc.subscribe(g, s.clone()))
+            let user_id = s.user_id();
+            let presence = svc.registry.recompute_presence(user_id);
+            if let (Some(p), Some(shared)) = (&presence, &svc.shared) {
+                shared.presence_changed(p.clone());
+            }
+            futures::stream::iter(guilds.iter().copied())
+                .for_each_concurrent(16, |g| {
+                    let (svc, s, presence) = (&svc, s.clone(), presence.clone());
+                    async move {
+                        if let Some(p) = presence {
+                            svc.tell_presence(g, user_id, p).await;
+                        }
+                        svc.subscribe(g, s).await;
+                    }
+                })
                 .await;
-            svc.presence_changed(s.user_id()).await;
+            if let Some(p) = presence {
+                let told: HashSet<Snowflake> = guilds.into_iter().collect();
+                svc.announce_presence(user_id, p, false, &told).await;
+            }
         });
         Ok(IdentifyOutcome::Ready(session))
     }
@@ -303,7 +323,8 @@ impl GatewayService {
         if let Some(shared) = &self.shared {
             shared.presence_changed(presence.clone());
         }
-        self.announce_presence(user_id, presence, false).await;
+        self.announce_presence(user_id, presence, false, &HashSet::new())
+            .await;
     }
 
     /// While the service lives: relays presence changes announced by other nodes to the
@@ -324,7 +345,7 @@ impl GatewayService {
                             Ok(c) if c.node_id != shared.node_id => {
                                 let user_id = c.presence.user.id;
                                 if let Some(p) = svc.registry.remote_presence(c.presence) {
-                                    svc.announce_presence(user_id, p, true).await;
+                                    svc.announce_presence(user_id, p, true, &HashSet::new()).await;
                                 }
                             }
                             Ok(_) => {}
@@ -345,10 +366,16 @@ impl GatewayService {
         }))
     }
 
-    /// Tells the user's guilds a presence changed. For a change announced by another node
-    /// (`remote`), only guild actors already running here hear of it: a guild nobody on this
-    /// node follows has nobody to tell.
-    async fn announce_presence(&self, user_id: Snowflake, presence: Presence, remote: bool) {
+    /// Tells the user's guilds, except those in `told`, a presence changed. For a change
+    /// announced by another node (`remote`), only guild actors already running here hear of
+    /// it: a guild nobody on this node follows has nobody to tell.
+    async fn announce_presence(
+        &self,
+        user_id: Snowflake,
+        presence: Presence,
+        remote: bool,
+        told: &HashSet<Snowflake>,
+    ) {
         let guilds = match self.stores.guilds.user_guilds(user_id).await {
             Ok(g) => g,
             Err(e) => {
@@ -357,23 +384,28 @@ impl GatewayService {
             }
         };
         for g in guilds {
-            if remote && !self.router.is_running(g) {
+            if told.contains(&g) || (remote && !self.router.is_running(g)) {
                 continue;
             }
-            let r = self
-                .router
-                .request(
-                    g,
-                    GuildRequest {
-                        actor: user_id,
-                        reason: None,
-                        command: Command::Presence(presence.clone()),
-                    },
-                )
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(guild_id = %g, code = e.body.code, "presence update not delivered");
-            }
+            self.tell_presence(g, user_id, presence.clone()).await;
+        }
+    }
+
+    /// Tells one guild's actor a member's presence changed.
+    async fn tell_presence(&self, guild_id: Snowflake, user_id: Snowflake, presence: Presence) {
+        let r = self
+            .router
+            .request(
+                guild_id,
+                GuildRequest {
+                    actor: user_id,
+                    reason: None,
+                    command: Command::Presence(presence),
+                },
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(%guild_id, code = e.body.code, "presence update not delivered");
         }
     }
 
