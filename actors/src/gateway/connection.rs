@@ -257,10 +257,7 @@ impl GatewayService {
         let s = session.clone();
         tokio::spawn(async move {
             let user_id = s.user_id();
-            let presence = svc.registry.recompute_presence(user_id);
-            if let (Some(p), Some(shared)) = (&presence, &svc.shared) {
-                shared.presence_changed(p.clone());
-            }
+            let presence = svc.recompute_presence(user_id);
             futures::stream::iter(guilds.iter().copied())
                 .for_each_concurrent(16, |g| {
                     let (svc, s, presence) = (&svc, s.clone(), presence.clone());
@@ -317,14 +314,21 @@ impl GatewayService {
 
     /// Recomputes a user's visible presence; if it changed, every guild of the user announces it.
     pub async fn presence_changed(&self, user_id: Snowflake) {
-        let Some(presence) = self.registry.recompute_presence(user_id) else {
+        let Some(presence) = self.recompute_presence(user_id) else {
             return;
         };
+        self.announce_presence(user_id, presence, false, &HashSet::new())
+            .await;
+    }
+
+    /// Recomputes a user's visible presence from the sessions here and, when it changed,
+    /// publishes it to the other nodes. Telling the guilds is the caller's part.
+    fn recompute_presence(&self, user_id: Snowflake) -> Option<Presence> {
+        let presence = self.registry.recompute_presence(user_id)?;
         if let Some(shared) = &self.shared {
             shared.presence_changed(presence.clone());
         }
-        self.announce_presence(user_id, presence, false, &HashSet::new())
-            .await;
+        Some(presence)
     }
 
     /// While the service lives: relays presence changes announced by other nodes to the
