@@ -385,6 +385,8 @@ impl Binary {
                 .append(true)
                 .open(log)
                 .unwrap();
+            // Where this attempt's output starts: an earlier attempt's bind error is not this one's.
+            let from = out.metadata().unwrap().len() as usize;
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichment"));
             cmd.args([
                 "serve",
@@ -415,7 +417,8 @@ impl Binary {
                     return node;
                 }
                 if let Ok(Some(status)) = node.child.try_wait() {
-                    let output = std::fs::read_to_string(log).unwrap_or_default();
+                    let all = std::fs::read_to_string(log).unwrap_or_default();
+                    let output = all.get(from..).unwrap_or(&all);
                     if output.contains("Address already in use") {
                         break;
                     }
