@@ -10,12 +10,14 @@
 //!   zlib-stream);
 //! - [`rest`]: request/response bodies and their validation limits;
 //! - [`error`]: the `{code, message, errors}` body and the codes we send;
-//! - [`admin`]: the operators' admin API (`/admin/v1`): cluster status, ring, drain.
+//! - [`admin`]: the operators' admin API (`/admin/v1`): cluster status, ring, drain;
+//! - [`node`]: a node's identity (its id and the generation of its process).
 
 pub mod admin;
 pub mod error;
 pub mod gateway;
 pub mod models;
+pub mod node;
 pub mod permissions;
 pub mod rest;
 pub mod snowflake;
