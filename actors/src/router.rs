@@ -1,16 +1,24 @@
-//! Routing commands to guild actors.
+//! Routing requests to guild actors.
 //!
-//! [`GuildRouter`] is the one way the REST layer reaches a guild; it hides where the guild's
-//! actor lives. [`LocalGuildRouter`] runs every guild on this node: a supervisor actor starts
-//! guild actors lazily, restarts one from storage if it fails, and forgets one that stopped
-//! (idle or deleted) so the next command starts it afresh. The cluster layer will provide a
-//! ring-aware implementation of the same trait.
+//! [`GuildRouter`] is the one way the REST layer and the gateway reach a guild; it hides where
+//! the guild's actor lives. What it carries is the guild protocol: an [`Envelope`] (a user's
+//! request, answered by an [`AnyReply`]) or a [`SessionOp`], both serializable, so a router that
+//! forwards them to another node fits the same trait. Callers use the typed `request` (on
+//! `dyn GuildRouter`), which returns the request's own reply type.
 //!
-//! ractor mailboxes are unbounded. They stay bounded in practice because every command is a
+//! [`LocalGuildRouter`] runs every guild on this node: a supervisor actor starts guild actors
+//! lazily, restarts one from storage if it fails, and forgets one that stopped (idle or
+//! deleted) so the next request starts it afresh. Right after an actor starts, before any
+//! request can reach it, the supervisor asks the [`GuildStartHook`] (the gateway side) for the
+//! sessions that already follow the guild and hands them to the new actor. The cluster layer
+//! will provide a ring-aware implementation of the same trait.
+//!
+//! ractor mailboxes are unbounded. They stay bounded in practice because every request is a
 //! call: its sender waits for the answer (at most `command_timeout`), so a guild's mailbox
-//! never holds more commands than there are requests in flight, which the HTTP server caps.
+//! never holds more requests than there are calls in flight, which the HTTP server and the
+//! gateway's connections cap.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -20,12 +28,15 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::guild::actor::UnknownGuild;
-use crate::guild::{GuildActor, GuildContext, GuildMsg, GuildRequest, GuildResult};
+use crate::guild::requests::{AnyReply, AnyResult, Caller, Envelope, Request, SessionOp};
+use crate::guild::{GuildActor, GuildContext, GuildMsg};
 
 #[async_trait]
 pub trait GuildRouter: Send + Sync + 'static {
-    /// Sends a command to the guild's actor and waits for its answer.
-    async fn request(&self, guild_id: Snowflake, request: GuildRequest) -> GuildResult;
+    /// Sends a request to the guild's actor and waits for its answer.
+    async fn send(&self, guild_id: Snowflake, envelope: Envelope) -> AnyResult;
+    /// Hands a session op to the guild's actor and waits until it was carried out.
+    async fn session_op(&self, guild_id: Snowflake, op: SessionOp) -> Result<(), ApiError>;
     /// The guild a channel belongs to (404 Unknown Channel if none).
     async fn guild_of_channel(&self, channel_id: Snowflake) -> Result<Snowflake, ApiError>;
     /// The guild an invite code belongs to (404 Unknown Invite if none).
@@ -35,6 +46,38 @@ pub trait GuildRouter: Send + Sync + 'static {
     /// Whether the guild's actor runs on this node now (without starting it).
     fn is_running(&self, guild_id: Snowflake) -> bool;
 }
+
+impl dyn GuildRouter {
+    /// Sends a typed request and returns its typed answer.
+    pub async fn request<R: Request>(
+        &self,
+        guild_id: Snowflake,
+        caller: Caller,
+        request: R,
+    ) -> Result<R::Reply, ApiError> {
+        let envelope = Envelope {
+            caller,
+            request: request.into_any(),
+        };
+        let reply = self.send(guild_id, envelope).await?;
+        R::reply_from_any(reply).ok_or_else(|| {
+            tracing::error!(
+                request = R::NAME,
+                "guild answered with the reply of another request"
+            );
+            ApiError::internal()
+        })
+    }
+}
+
+/// Told when a guild actor starts on this node, before any request reaches it: the gateway
+/// side answers with the sessions that already followed the guild (the actor restarted after a
+/// failure, or was reloaded), which the new actor takes first.
+pub trait GuildStartHook: Send + Sync + 'static {
+    fn guild_started(&self, guild_id: Snowflake) -> Option<SessionOp>;
+}
+
+type StartHook = Arc<OnceLock<Arc<dyn GuildStartHook>>>;
 
 /// Messages to the supervisor.
 pub enum SupervisorMsg {
@@ -57,10 +100,18 @@ impl std::fmt::Debug for SupervisorMsg {
 #[derive(Debug)]
 pub struct GuildSupervisor;
 
-#[derive(Debug)]
 pub struct SupervisorState {
     ctx: Arc<GuildContext>,
     actors: Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
+    hook: StartHook,
+}
+
+impl std::fmt::Debug for SupervisorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorState")
+            .field("actors", &self.actors.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SupervisorState {
@@ -78,6 +129,11 @@ impl SupervisorState {
         .await
         {
             Ok((actor, _)) => {
+                // Before anyone can send it a request: only the supervisor knows the new actor
+                // until `Get` answers.
+                if let Some(op) = self.hook.get().and_then(|h| h.guild_started(guild_id)) {
+                    let _ = actor.send_message(GuildMsg::Session(op, None));
+                }
                 self.actors.insert(guild_id, actor.clone());
                 Ok(actor)
             }
@@ -108,14 +164,15 @@ impl Actor for GuildSupervisor {
     type Arguments = (
         Arc<GuildContext>,
         Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
+        StartHook,
     );
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (ctx, actors): Self::Arguments,
+        (ctx, actors, hook): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState { ctx, actors })
+        Ok(SupervisorState { ctx, actors, hook })
     }
 
     async fn handle(
@@ -173,6 +230,7 @@ pub struct LocalGuildRouter {
     actors: Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
     channels: DashMap<Snowflake, Snowflake>,
     timeout: Duration,
+    hook: StartHook,
 }
 
 impl std::fmt::Debug for LocalGuildRouter {
@@ -190,15 +248,27 @@ impl LocalGuildRouter {
         timeout: Duration,
     ) -> Result<Arc<Self>, ractor::SpawnErr> {
         let actors = Arc::new(DashMap::new());
-        let (supervisor, _) =
-            Actor::spawn(None, GuildSupervisor, (ctx.clone(), actors.clone())).await?;
+        let hook = StartHook::default();
+        let (supervisor, _) = Actor::spawn(
+            None,
+            GuildSupervisor,
+            (ctx.clone(), actors.clone(), hook.clone()),
+        )
+        .await?;
         Ok(Arc::new(LocalGuildRouter {
             ctx,
             supervisor,
             actors,
             channels: DashMap::new(),
             timeout,
+            hook,
         }))
+    }
+
+    /// Sets who hears of guild actors starting (once; the gateway side, which is built after
+    /// the router it sends through). False when one was set already.
+    pub fn set_start_hook(&self, hook: Arc<dyn GuildStartHook>) -> bool {
+        self.hook.set(hook).is_ok()
     }
 
     pub fn context(&self) -> &Arc<GuildContext> {
@@ -238,26 +308,23 @@ impl LocalGuildRouter {
     }
 }
 
-#[async_trait]
-impl GuildRouter for LocalGuildRouter {
-    async fn request(&self, guild_id: Snowflake, request: GuildRequest) -> GuildResult {
-        let started = Instant::now();
-        // A cached actor may have stopped (idle, or failed) since; one retry reaches its
-        // successor. The command was not processed in that case, so retrying is safe.
+impl LocalGuildRouter {
+    /// Calls the guild's actor with the message `make` builds. A cached actor may have stopped
+    /// (idle, or failed) since; one retry reaches its successor. The message was not processed
+    /// in that case, so retrying is safe.
+    async fn call<T: Send + std::fmt::Debug + 'static>(
+        &self,
+        guild_id: Snowflake,
+        make: impl Fn(RpcReplyPort<Result<T, ApiError>>) -> GuildMsg + Send + Sync + 'static,
+    ) -> Result<T, ApiError> {
+        let make = Arc::new(make);
         for attempt in 0..2 {
             let actor = self.actor_for(guild_id).await?;
-            let req = request.clone();
-            match actor
-                .call(move |port| GuildMsg::Request(req, port), Some(self.timeout))
-                .await
-            {
-                Ok(CallResult::Success(result)) => {
-                    metrics::histogram!("enrichment_guild_command_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    return result;
-                }
+            let make = make.clone();
+            match actor.call(move |port| make(port), Some(self.timeout)).await {
+                Ok(CallResult::Success(result)) => return result,
                 Ok(CallResult::Timeout) => {
-                    tracing::warn!(%guild_id, "guild command timed out");
+                    tracing::warn!(%guild_id, "guild request timed out");
                     return Err(ApiError::unavailable("Guild did not answer in time"));
                 }
                 Ok(CallResult::SenderError) | Err(_) => {
@@ -268,6 +335,28 @@ impl GuildRouter for LocalGuildRouter {
             }
         }
         Err(ApiError::unavailable("Guild temporarily unavailable"))
+    }
+}
+
+#[async_trait]
+impl GuildRouter for LocalGuildRouter {
+    async fn send(&self, guild_id: Snowflake, envelope: Envelope) -> Result<AnyReply, ApiError> {
+        let started = Instant::now();
+        let result = self
+            .call(guild_id, move |port| {
+                GuildMsg::Request(envelope.clone(), port)
+            })
+            .await;
+        metrics::histogram!("enrichment_guild_command_seconds")
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn session_op(&self, guild_id: Snowflake, op: SessionOp) -> Result<(), ApiError> {
+        self.call(guild_id, move |port| {
+            GuildMsg::Session(op.clone(), Some(port))
+        })
+        .await
     }
 
     async fn guild_of_channel(&self, channel_id: Snowflake) -> Result<Snowflake, ApiError> {

@@ -10,12 +10,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use enrichment_actors::events::EventBus;
 use enrichment_actors::gateway::{Session, SessionInfo, SessionLimits, SessionRegistry};
-use enrichment_actors::guild::{Command, GuildContext, GuildLimits, GuildRequest, create_guild};
+use enrichment_actors::guild::requests::{self, Caller, SessionOp};
+use enrichment_actors::guild::{GuildContext, GuildLimits, create_guild};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::gateway::{Encoding, Outbound, PresenceUpdate, finish_dispatch, intents};
 use enrichment_protocol::models::User;
-use enrichment_protocol::rest::{CreateGuild, CreateMessage};
+use enrichment_protocol::rest::CreateGuild;
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
 use enrichment_storage::embedded::EmbeddedStore;
 use enrichment_storage::{Credentials, Stores};
@@ -57,7 +58,8 @@ struct Fixture {
     stores: Stores,
     ctx: Arc<GuildContext>,
     sessions: Arc<SessionRegistry>,
-    router: Arc<LocalGuildRouter>,
+    local: Arc<LocalGuildRouter>,
+    router: Arc<dyn GuildRouter>,
     _dir: tempfile::TempDir,
 }
 
@@ -69,19 +71,22 @@ async fn fixture(limits: GuildLimits) -> Fixture {
         stores: stores.clone(),
         users: UserDirectory::new(stores.users.clone()),
         bus: EventBus::new(64),
-        sessions: sessions.clone(),
+        recipients: sessions.clone(),
+        presences: sessions.clone(),
         ids: Arc::new(SnowflakeGenerator::new(1, 1)),
         limits,
         blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
     });
-    let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
+    let local = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
         .await
         .unwrap();
+    local.set_start_hook(sessions.clone());
     Fixture {
         stores,
         ctx,
         sessions,
-        router,
+        router: local.clone(),
+        local,
         _dir: dir,
     }
 }
@@ -111,18 +116,11 @@ fn session(sessions: &SessionRegistry, user: Snowflake) -> Arc<Session> {
     s
 }
 
-async fn subscribe(router: &LocalGuildRouter, g: Snowflake, s: &Arc<Session>) {
-    router
-        .request(
-            g,
-            GuildRequest {
-                actor: s.user_id(),
-                reason: None,
-                command: Command::Subscribe(s.clone()),
-            },
-        )
-        .await
-        .unwrap();
+async fn subscribe(router: &dyn GuildRouter, g: Snowflake, s: &Arc<Session>) {
+    let op = SessionOp::Subscribe {
+        session: s.reference().clone(),
+    };
+    router.session_op(g, op).await.unwrap();
 }
 
 #[tokio::test]
@@ -136,13 +134,11 @@ async fn a_followed_guild_actor_stays_and_an_unfollowed_one_stops_when_idle() {
     let followed = guild(&f.ctx, owner, "followed").await;
     let quiet = guild(&f.ctx, owner, "quiet").await;
     let s = session(&f.sessions, owner);
-    subscribe(&f.router, followed, &s).await;
-    let get = GuildRequest {
-        actor: owner,
-        reason: None,
-        command: Command::GetGuild,
-    };
-    f.router.request(quiet, get).await.unwrap();
+    subscribe(f.router.as_ref(), followed, &s).await;
+    f.router
+        .request(quiet, Caller::new(owner), requests::GetGuild {})
+        .await
+        .unwrap();
     assert_eq!(f.router.local_actor_count(), 2);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
@@ -157,7 +153,7 @@ async fn a_followed_guild_actor_stays_and_an_unfollowed_one_stops_when_idle() {
         0,
         "nobody follows it any more"
     );
-    f.router.stop();
+    f.local.stop();
 }
 
 #[tokio::test]
@@ -169,34 +165,25 @@ async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
     let g2 = guild(&f.ctx, owner, "two").await;
     let session = session(&f.sessions, owner);
     for g in [g1, g2] {
-        subscribe(&router, g, &session).await;
+        subscribe(router.as_ref(), g, &session).await;
     }
     let got = drain(&session);
     assert_eq!(got.iter().filter(|(t, _)| t == "GUILD_CREATE").count(), 2);
     let c1 = first_channel(&stores, g1).await;
     let c2 = first_channel(&stores, g2).await;
 
-    assert!(router.reload(g1), "guild one is running");
+    assert!(f.local.reload(g1), "guild one is running");
     // The supervisor restarts it; the next command reaches the new actor.
     let send = |g: Snowflake, c: Snowflake, text: &str| {
-        let req = GuildRequest {
-            actor: owner,
-            reason: None,
-            command: Command::CreateMessage(
-                c,
-                Box::new(
-                    serde_json::from_value::<CreateMessage>(serde_json::json!({"content": text}))
-                        .unwrap(),
-                ),
-            ),
-        };
+        let body = serde_json::from_value(serde_json::json!({"content": text})).unwrap();
+        let req = requests::CreateMessage::text(c, body);
         let router = router.clone();
-        async move { router.request(g, req).await }
+        async move { router.request(g, Caller::new(owner), req).await }
     };
     let mut sent = None;
     for _ in 0..50 {
         if let Ok(r) = send(g1, c1, "after restart").await {
-            sent = Some(r.into_message().unwrap());
+            sent = Some(r);
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -227,7 +214,7 @@ async fn a_failed_guild_actor_comes_back_with_its_subscribers() {
     );
     assert!(contents.iter().any(|(_, c)| c == "other guild"));
     assert_eq!(router.local_actor_count(), 2);
-    router.stop();
+    f.local.stop();
 }
 
 async fn first_channel(stores: &Stores, g: Snowflake) -> Snowflake {

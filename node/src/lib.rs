@@ -117,7 +117,8 @@ impl Node {
             stores: stores.clone(),
             users: users.clone(),
             bus: EventBus::new(config.guilds.event_buffer),
-            sessions: sessions.clone(),
+            recipients: sessions.clone(),
+            presences: sessions.clone(),
             ids: ids.clone(),
             limits: GuildLimits {
                 max_pins: config.guilds.max_pins,
@@ -139,6 +140,8 @@ impl Node {
         )
         .await
         .context("starting the guild supervisor")?;
+        // A guild actor that restarts takes back the sessions here that followed it.
+        router.set_start_hook(sessions.clone());
         let a = &config.auth;
         let accounts = Arc::new(AccountService::new(
             stores,

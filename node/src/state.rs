@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix_web::{FromRequest, HttpRequest, web};
 use enrichment_actors::accounts::{AccountService, Principal};
-use enrichment_actors::guild::{Command, GuildContext, GuildRequest, Reply};
+use enrichment_actors::guild::{Caller, GuildContext, Request};
 use enrichment_actors::router::GuildRouter;
 use enrichment_protocol::{ApiError, ErrorCode, Snowflake};
 use enrichment_storage::blobs::BlobStore;
@@ -38,42 +38,41 @@ impl std::fmt::Debug for AppState {
 pub type State = web::Data<AppState>;
 
 impl AppState {
-    /// Sends a command to a guild on behalf of `who`.
-    pub async fn guild(
+    /// Sends a request to a guild on behalf of `who`; answers with the request's reply.
+    pub async fn guild<R: Request>(
         &self,
         guild_id: Snowflake,
         who: &Principal,
-        command: Command,
-    ) -> Result<Reply, HttpError> {
-        self.guild_with_reason(guild_id, who, None, command).await
+        request: R,
+    ) -> Result<R::Reply, HttpError> {
+        self.guild_with_reason(guild_id, who, None, request).await
     }
 
-    pub async fn guild_with_reason(
+    pub async fn guild_with_reason<R: Request>(
         &self,
         guild_id: Snowflake,
         who: &Principal,
         reason: Option<String>,
-        command: Command,
-    ) -> Result<Reply, HttpError> {
-        let req = GuildRequest {
+        request: R,
+    ) -> Result<R::Reply, HttpError> {
+        let caller = Caller {
             actor: who.user_id,
             reason,
-            command,
         };
-        Ok(self.router.request(guild_id, req).await?)
+        Ok(self.router.request(guild_id, caller, request).await?)
     }
 
-    /// Sends a command to the guild that owns `channel_id`.
-    pub async fn channel(
+    /// Sends a request to the guild that owns `channel_id`.
+    pub async fn channel<R: Request>(
         &self,
         channel_id: Snowflake,
         who: &Principal,
-        command: Command,
-    ) -> Result<Reply, HttpError> {
+        request: R,
+    ) -> Result<R::Reply, HttpError> {
         let guild_id = self.router.guild_of_channel(channel_id).await?;
         // A channel whose guild is gone is an unknown channel, whether or not its mapping was
         // still cached.
-        match self.guild(guild_id, who, command).await {
+        match self.guild(guild_id, who, request).await {
             Err(HttpError(e)) if e.code() == ErrorCode::UnknownGuild.as_u32() => {
                 Err(ApiError::unknown(ErrorCode::UnknownChannel).into())
             }

@@ -72,8 +72,9 @@ pub struct ErrorBody {
     pub errors: Option<Value>,
 }
 
-/// An API failure: HTTP status and Discord error body.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+/// An API failure: HTTP status and Discord error body. It serializes so that a guild on another
+/// node can answer with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{status} {}: {}", body.code, body.message)]
 pub struct ApiError {
     pub status: u16,

@@ -177,7 +177,8 @@ impl CloseCode {
 }
 
 /// Wire encoding chosen with `?encoding=`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Encoding {
     #[default]
     Json,

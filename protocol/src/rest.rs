@@ -969,7 +969,8 @@ pub struct MessagesQuery {
 }
 
 /// A validated history cursor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HistoryAnchor {
     Latest,
     Before(Snowflake),

@@ -26,7 +26,7 @@ use super::registry::{SessionRegistry, StartLimit};
 use super::session::{Detach, ResumeError, Session, SessionInfo};
 use super::shared::{Elsewhere, SharedGateway};
 use crate::accounts::AccountService;
-use crate::guild::{Command, GuildRequest};
+use crate::guild::SessionOp;
 use crate::router::GuildRouter;
 
 /// How and why to close a socket.
@@ -279,20 +279,18 @@ impl GatewayService {
 
     /// Asks a guild's actor to send the session its GUILD_CREATE and start fanning out to it.
     pub async fn subscribe(&self, guild_id: Snowflake, session: Arc<Session>) {
-        let user = session.user_id();
-        let r = self
-            .router
-            .request(
-                guild_id,
-                GuildRequest {
-                    actor: user,
-                    reason: None,
-                    command: Command::Subscribe(session),
-                },
-            )
-            .await;
-        if let Err(e) = r {
-            tracing::debug!(%guild_id, %user, code = e.body.code, "guild subscription refused");
+        let op = SessionOp::Subscribe {
+            session: session.reference().clone(),
+        };
+        self.session_op(guild_id, op).await;
+    }
+
+    /// Hands a session op to a guild; a refusal (not a member any more, the guild is gone) is
+    /// only logged: the session simply does not get the guild.
+    async fn session_op(&self, guild_id: Snowflake, op: SessionOp) {
+        let name = op.name();
+        if let Err(e) = self.router.session_op(guild_id, op).await {
+            tracing::debug!(%guild_id, op = name, code = e.body.code, "session op refused");
         }
     }
 
@@ -397,20 +395,8 @@ impl GatewayService {
 
     /// Tells one guild's actor a member's presence changed.
     async fn tell_presence(&self, guild_id: Snowflake, user_id: Snowflake, presence: Presence) {
-        let r = self
-            .router
-            .request(
-                guild_id,
-                GuildRequest {
-                    actor: user_id,
-                    reason: None,
-                    command: Command::Presence(presence),
-                },
-            )
+        self.session_op(guild_id, SessionOp::Presence { user_id, presence })
             .await;
-        if let Err(e) = r {
-            tracing::debug!(%guild_id, code = e.body.code, "presence update not delivered");
-        }
     }
 
     /// Ends a session for good and updates the user's presence.
@@ -439,22 +425,13 @@ impl GatewayService {
         expired.len()
     }
 
-    async fn request_members(&self, session: &Arc<Session>, req: RequestGuildMembers) {
-        let guild_id = req.guild_id;
-        let r = self
-            .router
-            .request(
-                guild_id,
-                GuildRequest {
-                    actor: session.user_id(),
-                    reason: None,
-                    command: Command::RequestMembers(req, session.clone()),
-                },
-            )
-            .await;
-        if let Err(e) = r {
-            tracing::debug!(%guild_id, code = e.body.code, "member request refused");
-        }
+    async fn request_members(&self, session: &Arc<Session>, request: RequestGuildMembers) {
+        let guild_id = request.guild_id;
+        let op = SessionOp::RequestMembers {
+            session: session.reference().clone(),
+            request,
+        };
+        self.session_op(guild_id, op).await;
     }
 }
 

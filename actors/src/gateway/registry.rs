@@ -1,9 +1,11 @@
-//! The node's live sessions: by session id (for RESUME), by user (for fanout to a user's
-//! sessions, presence and new guild memberships), plus the IDENTIFY limits.
+//! The node's live sessions: by session id (for RESUME), by key (the name guilds know a session
+//! by), by user (a user's sessions, presence and new guild memberships), plus the IDENTIFY
+//! limits.
 //!
-//! Guild actors read this registry when a member joins (to give the member's sessions a
-//! GUILD_CREATE) and when they start (to pick up the sessions that already follow the guild,
-//! e.g. after a crash and restart by the supervisor).
+//! Guilds reach it only through three narrow traits: a [`RecipientDirectory`] (a session named in
+//! a session op, as a recipient of the guild's events), a [`PresenceSource`] (who is online, asked
+//! once by a starting guild actor), and a [`GuildStartHook`] (the sessions that already followed
+//! a guild whose actor just started, pushed into it before any request).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use enrichment_protocol::gateway::{ClientStatus, Presence, PresenceUser, Status}
 use parking_lot::Mutex;
 
 use super::session::Session;
+use crate::guild::{PresenceSource, Recipient, RecipientDirectory, SessionOp, SessionRef};
+use crate::router::GuildStartHook;
 
 /// IDENTIFY limits (Discord's: 1000 per day, `max_concurrency` per 5 s).
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +62,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
     by_id: DashMap<String, Arc<Session>>,
+    by_key: DashMap<u64, Arc<Session>>,
     by_user: DashMap<Snowflake, Vec<Arc<Session>>>,
     /// The presence others see, per online user with sessions here.
     presences: DashMap<Snowflake, Presence>,
@@ -78,6 +83,7 @@ impl SessionRegistry {
 
     pub fn insert(&self, s: Arc<Session>) {
         self.by_user.entry(s.user_id()).or_default().push(s.clone());
+        self.by_key.insert(s.key, s.clone());
         self.by_id.insert(s.info.session_id.clone(), s);
         metrics::gauge!("enrichment_gateway_sessions").set(self.by_id.len() as f64);
     }
@@ -106,6 +112,7 @@ impl SessionRegistry {
     pub fn remove(&self, s: &Session) -> bool {
         s.end();
         self.by_id.remove(&s.info.session_id);
+        self.by_key.remove(&s.key);
         metrics::gauge!("enrichment_gateway_sessions").set(self.by_id.len() as f64);
         let mut last = false;
         self.by_user.remove_if_mut(&s.user_id(), |_, v| {
@@ -299,6 +306,37 @@ impl SessionRegistry {
                 .back()
                 .is_some_and(|t| now.saturating_duration_since(*t) < DAY)
         });
+    }
+}
+
+impl RecipientDirectory for SessionRegistry {
+    fn recipient(&self, session: &SessionRef) -> Option<Arc<dyn Recipient>> {
+        let s = self.by_key.get(&session.key.0)?.clone();
+        (!s.is_ended() && s.user_id() == session.user_id).then_some(s as Arc<dyn Recipient>)
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceSource for SessionRegistry {
+    async fn online(&self, users: &[Snowflake]) -> Vec<Presence> {
+        users
+            .iter()
+            .filter(|u| self.is_online(**u))
+            .map(|u| self.presence(*u))
+            .collect()
+    }
+}
+
+impl GuildStartHook for SessionRegistry {
+    /// The live sessions here that follow the guild.
+    fn guild_started(&self, guild_id: Snowflake) -> Option<SessionOp> {
+        let sessions: Vec<SessionRef> = self
+            .by_key
+            .iter()
+            .filter(|e| !e.value().is_ended() && e.value().follows(guild_id))
+            .map(|e| e.value().reference().clone())
+            .collect();
+        (!sessions.is_empty()).then_some(SessionOp::Resubscribe { sessions })
     }
 }
 

@@ -24,6 +24,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::guild::{Recipient, SessionKey, SessionRef};
+
 /// Caps on what one session may hold.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionLimits {
@@ -124,12 +126,14 @@ pub enum ResumeError {
 }
 
 /// One identified client's session. Shared by its connection, the registry and every guild
-/// actor that fans out to it.
+/// actor that fans out to it (as a [`Recipient`]).
 #[derive(Debug)]
 pub struct Session {
     pub info: SessionInfo,
     /// Process-unique key, cheaper than the session id string for maps.
     pub key: u64,
+    /// What guilds know of the session.
+    reference: SessionRef,
     limits: SessionLimits,
     inner: Mutex<Inner>,
     ended: AtomicBool,
@@ -143,9 +147,19 @@ impl Session {
         limits: SessionLimits,
         presence: PresenceUpdate,
     ) -> Self {
+        let reference = SessionRef {
+            key: SessionKey(key),
+            user_id: info.user_id,
+            bot: info.bot,
+            intents: info.intents,
+            encoding: info.encoding,
+            shard: info.shard,
+            large_threshold: info.large_threshold,
+        };
         Session {
             info,
             key,
+            reference,
             limits,
             inner: Mutex::new(Inner {
                 seq: 0,
@@ -167,6 +181,11 @@ impl Session {
 
     pub fn user_id(&self) -> Snowflake {
         self.info.user_id
+    }
+
+    /// How guilds name this session.
+    pub fn reference(&self) -> &SessionRef {
+        &self.reference
     }
 
     pub fn is_ended(&self) -> bool {
@@ -393,6 +412,28 @@ impl Session {
 
     pub fn set_presence(&self, p: PresenceUpdate) {
         self.inner.lock().presence = p;
+    }
+}
+
+impl Recipient for Session {
+    fn session(&self) -> &SessionRef {
+        &self.reference
+    }
+
+    fn deliver(&self, prefix: Bytes) -> bool {
+        Session::deliver(self, prefix)
+    }
+
+    fn is_gone(&self) -> bool {
+        self.is_ended()
+    }
+
+    fn follow(&self, guild_id: Snowflake) -> bool {
+        Session::follow(self, guild_id)
+    }
+
+    fn unfollow(&self, guild_id: Snowflake) {
+        Session::unfollow(self, guild_id)
     }
 }
 

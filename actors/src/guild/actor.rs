@@ -1,23 +1,25 @@
-//! The guild actor's lifecycle and mailbox.
+//! The guild actor's lifecycle and mailbox: what it shares with every guild actor of the node
+//! ([`GuildContext`]), what it keeps ([`GuildActorState`]), and its start, ticks and stop.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use enrichment_protocol::gateway::Presence;
 use enrichment_protocol::models::{Message, Nonce, User};
 use enrichment_protocol::{ApiError, Snowflake, SnowflakeGenerator, Timestamp};
 use enrichment_storage::blobs::BlobStore;
-use enrichment_storage::{GuildWrite, StoreError, Stores};
+use enrichment_storage::{GuildWrite, StoreError, StoreResult, Stores};
+use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::command::{GuildRequest, GuildResult};
-use super::commit::CommitQueue;
-use super::fanout::{self, Fanout, Recipients};
+use super::commit::{Applied, Change, CommitQueue, Completion, apply};
+use super::fanout::{self, Fanout, Recipient, RecipientDirectory, Recipients};
+use super::requests::{AnyResult, Envelope, SessionOp};
 use super::state::GuildState;
 use crate::events::{Audience, Dispatch, EventBus, GuildEvent};
-use crate::gateway::SessionRegistry;
 use crate::users::UserDirectory;
-use enrichment_protocol::gateway::Presence;
 
 /// Limits a guild enforces; Discord's values by default.
 #[derive(Clone, Debug)]
@@ -56,20 +58,36 @@ impl Default for GuildLimits {
     }
 }
 
+/// Where a starting guild actor learns which of its members are online (the gateway side
+/// knows: its own sessions, and what other nodes announced).
+#[async_trait]
+pub trait PresenceSource: Send + Sync + 'static {
+    /// The presences of those of `users` who are visible as anything but offline.
+    async fn online(&self, users: &[Snowflake]) -> Vec<Presence>;
+}
+
 /// What every guild actor shares.
-#[derive(Debug)]
 pub struct GuildContext {
     pub stores: Stores,
     pub users: UserDirectory,
     pub bus: EventBus,
-    /// The node's gateway sessions, for fanout to members who join and for restoring
-    /// subscriptions when an actor restarts.
-    pub sessions: Arc<SessionRegistry>,
+    /// Turns the sessions that ask to follow a guild into recipients of its events.
+    pub recipients: Arc<dyn RecipientDirectory>,
+    /// Who is online, asked once when an actor starts; later changes arrive as session ops.
+    pub presences: Arc<dyn PresenceSource>,
     pub ids: Arc<SnowflakeGenerator>,
     pub limits: GuildLimits,
     /// Attachment bytes; the actor removes them once the messages or channels that own them
     /// are gone.
     pub blobs: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for GuildContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuildContext")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GuildContext {
@@ -89,7 +107,12 @@ impl GuildContext {
 }
 
 pub enum GuildMsg {
-    Request(GuildRequest, RpcReplyPort<GuildResult>),
+    /// A request of a user (a REST route, here or on another node).
+    Request(Envelope, RpcReplyPort<AnyResult>),
+    /// A request of the gateway side for one of its sessions.
+    /// A request of the gateway side for its sessions; the supervisor sends one unanswered
+    /// (`None`) when the actor starts.
+    Session(SessionOp, Option<RpcReplyPort<Result<(), ApiError>>>),
     /// Periodic: stop when idle.
     Tick,
     /// Fail on purpose so the supervisor reloads the guild from storage: the operator's way to
@@ -100,7 +123,8 @@ pub enum GuildMsg {
 impl std::fmt::Debug for GuildMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GuildMsg::Request(r, _) => f.debug_tuple("Request").field(r).finish(),
+            GuildMsg::Request(r, _) => f.debug_tuple("Request").field(&r.request.name()).finish(),
+            GuildMsg::Session(op, _) => f.debug_tuple("Session").field(&op.name()).finish(),
             GuildMsg::Tick => f.write_str("Tick"),
             GuildMsg::Reload => f.write_str("Reload"),
         }
@@ -126,7 +150,7 @@ pub struct GuildActorState {
     pub(super) nonce_order: VecDeque<(Snowflake, Snowflake, Nonce)>,
     /// Set when the guild was deleted: the actor stops after answering.
     pub(super) deleted: bool,
-    /// The gateway sessions following this guild.
+    /// The sessions following this guild.
     pub(super) fanout: Fanout,
     /// Members visible as online, with their presence.
     pub(super) online: HashMap<Snowflake, Presence>,
@@ -137,18 +161,50 @@ impl GuildActorState {
         Timestamp::now()
     }
 
-    pub(super) async fn write(&self, writes: Vec<GuildWrite>) -> Result<(), ApiError> {
-        let started = Instant::now();
-        let r = self
-            .ctx
-            .stores
-            .guilds
-            .write_guild(self.state.id(), writes)
+    /// Writes a change durably, in order after every write queued before it: the awaited form
+    /// of the one write path (see [`super::commit`]).
+    pub(super) async fn commit(&self, change: Change) -> Result<Applied, ApiError> {
+        self.commits
+            .submit_and_wait(self.ctx.stores.clone(), change)
             .await
-            .map_err(GuildContext::store_error);
-        metrics::histogram!("enrichment_store_seconds", "op" => "write_guild")
-            .record(started.elapsed().as_secs_f64());
-        r
+            .map_err(GuildContext::store_error)
+    }
+
+    /// Writes a batch of guild metadata ([`GuildActorState::commit`]).
+    pub(super) async fn write(&self, writes: Vec<GuildWrite>) -> Result<(), ApiError> {
+        self.commit(Change::Guild {
+            guild_id: self.state.id(),
+            writes,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The pipelined form of the one write path: queues the change and returns at once;
+    /// `then` runs with the outcome once the change is durable and every earlier completion
+    /// has run (so replies and events leave in submission order).
+    pub(super) async fn commit_then(
+        &self,
+        change: Change,
+        then: impl FnOnce(StoreResult<Applied>) + Send + 'static,
+    ) {
+        let stores = self.ctx.stores.clone();
+        self.commits
+            .submit(
+                async move {
+                    let outcome = apply(&stores, change).await;
+                    Box::new(move || then(outcome)) as Completion
+                }
+                .boxed(),
+            )
+            .await;
+    }
+
+    /// Answers in submission order without writing anything (a repeated nonce's original).
+    pub(super) async fn after_queued(&self, then: impl FnOnce() + Send + 'static) {
+        self.commits
+            .submit(async move { Box::new(then) as Completion }.boxed())
+            .await;
     }
 
     /// A user for display, or Discord's "Deleted User" when the account is gone.
@@ -161,7 +217,7 @@ impl GuildActorState {
     }
 
     /// Recipients for an event about to be committed through the ordered queue; the
-    /// completion hands them to [`fanout::deliver`].
+    /// completion hands them to [`publish`].
     pub(super) fn recipients(&mut self, audience: &Audience) -> Recipients {
         let now = self.now();
         self.fanout.recipients(&self.state, audience, now)
@@ -173,10 +229,19 @@ impl GuildActorState {
             self.fanout.invalidate();
         }
         let recipients = self.recipients(&audience);
-        fanout::deliver(&recipients, &event);
         let gid = self.state.id();
-        if let GuildEvent::GuildDelete(_) = &event {
-            let gone = match &audience {
+        let removed = matches!(event, GuildEvent::GuildDelete(_));
+        publish(
+            &self.ctx.bus,
+            &recipients,
+            Dispatch {
+                guild_id: gid,
+                audience: audience.clone(),
+                event,
+            },
+        );
+        if removed {
+            let gone: Vec<Arc<dyn Recipient>> = match &audience {
                 Audience::Users(ids) => ids
                     .iter()
                     .flat_map(|u| self.fanout.remove_user(*u))
@@ -187,12 +252,14 @@ impl GuildActorState {
                 s.unfollow(gid);
             }
         }
-        self.ctx.bus.publish(Dispatch {
-            guild_id: gid,
-            audience,
-            event,
-        });
     }
+}
+
+/// The one way a committed change reaches its audience: the sessions that follow the guild
+/// (fanout), then the bus (consumers that are not sessions).
+pub(super) fn publish(bus: &EventBus, recipients: &[Arc<dyn Recipient>], dispatch: Dispatch) {
+    fanout::deliver(recipients, &dispatch.event);
+    bus.publish(dispatch);
 }
 
 /// Events after which who-may-see-what must be recomputed.
@@ -241,20 +308,18 @@ impl Actor for GuildActor {
         for m in state.members.keys() {
             ctx.users.get(*m).await?;
         }
-        // Sessions that already followed this guild (the actor restarted, or stopped while
-        // they were detached) are picked up again.
-        let mut fanout = Fanout::default();
-        let mut online = HashMap::new();
-        for m in state.members.keys() {
-            for s in ctx.sessions.sessions_of(*m) {
-                if s.follows(state.id()) {
-                    fanout.add(s);
-                }
-            }
-            if ctx.sessions.is_online(*m) {
-                online.insert(*m, ctx.sessions.presence(*m));
-            }
-        }
+        // Sessions that already followed this guild (the actor restarted) are pushed in by the
+        // gateway side before the first command; presence is asked for once, then kept up to
+        // date by session ops.
+        let members: Vec<Snowflake> = state.members.keys().copied().collect();
+        let online: HashMap<Snowflake, Presence> = ctx
+            .presences
+            .online(&members)
+            .await
+            .into_iter()
+            .filter(|p| state.members.contains_key(&p.user.id))
+            .map(|p| (p.user.id, p))
+            .collect();
         myself.send_interval(tick_period(ctx.limits.idle_timeout), || GuildMsg::Tick);
         metrics::gauge!("enrichment_guild_actors").increment(1.0);
         Ok(GuildActorState {
@@ -267,7 +332,7 @@ impl Actor for GuildActor {
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
             deleted: false,
-            fanout,
+            fanout: Fanout::default(),
             online,
         })
     }
@@ -288,13 +353,25 @@ impl Actor for GuildActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            GuildMsg::Request(req, port) => {
+            GuildMsg::Request(envelope, port) => {
                 state.last_activity = Instant::now();
-                let span = tracing::debug_span!("guild_command", guild_id = %state.state.id(), actor = %req.actor);
+                let span = tracing::debug_span!(
+                    "guild_request",
+                    guild_id = %state.state.id(),
+                    actor = %envelope.caller.actor,
+                    request = envelope.request.name(),
+                );
                 let _enter = span.enter();
-                state.dispatch(req, port).await;
+                state.dispatch(envelope, port).await;
                 if state.deleted {
                     myself.stop(Some("guild deleted".into()));
+                }
+            }
+            GuildMsg::Session(op, port) => {
+                state.last_activity = Instant::now();
+                let result = state.session_op(op).await;
+                if let Some(port) = port {
+                    let _ = port.send(result);
                 }
             }
             GuildMsg::Reload => return Err(Box::new(ReloadRequested)),

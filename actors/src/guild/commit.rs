@@ -1,14 +1,171 @@
-//! The ordered commit queue behind each guild actor.
+//! The one path every guild write takes: [`Change`] says what to write, [`apply`] writes it, the
+//! ordered commit queue sequences it, and the actor publishes what changed once it is durable.
 //!
-//! Each entry is a future that performs a durable write and then yields a completion (reply to
-//! the caller, publish the event). Entries run concurrently, so their fsyncs can share one
-//! group commit in the store, but completions run strictly in submission order: a client never
-//! sees message N+1 acknowledged or broadcast before message N. The queue is bounded; when it
-//! is full the actor waits, which backs pressure up into its mailbox.
+//! Every store write of a guild goes through [`apply`]: the guild batch, message creates and
+//! edits, deletes, reactions and pins. It is the single place where a write can be fenced (by an
+//! ownership epoch, once guilds move between nodes), timed and counted; no other code of the
+//! guild calls the stores' write methods (a clippy rule enforces it).
+//!
+//! The queue: each entry is a future that performs a durable write and then yields a completion
+//! (reply to the caller, publish the event). Entries run concurrently, so their fsyncs can share
+//! one group commit in the store, but completions run strictly in submission order: a client
+//! never sees message N+1 acknowledged or broadcast before message N. Message writes are
+//! pipelined through it (the actor takes the next command while they are in flight); every other
+//! write is submitted the same way and awaited ([`CommitQueue::submit_and_wait`]), so it too is
+//! ordered after the writes before it. The queue is bounded; when it is full the actor waits,
+//! which backs pressure up into its mailbox.
 
+use std::time::Instant;
+
+use enrichment_protocol::Snowflake;
+use enrichment_storage::{GuildWrite, MessageRecord, StoreError, StoreResult, Stores};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A durable change to one guild, as the stores apply it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Guild metadata, applied atomically.
+    Guild {
+        guild_id: Snowflake,
+        writes: Vec<GuildWrite>,
+    },
+    CreateMessage(MessageRecord),
+    UpdateMessage(MessageRecord),
+    /// Messages with their reactions and pins.
+    DeleteMessages {
+        channel_id: Snowflake,
+        message_ids: Vec<Snowflake>,
+    },
+    /// Every message of a channel that is already gone.
+    ClearChannel(Snowflake),
+    AddReaction {
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: String,
+        user_id: Snowflake,
+    },
+    RemoveReaction {
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: String,
+        user_id: Snowflake,
+    },
+    /// All reactions of a message, or all of one emoji.
+    RemoveReactions {
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: Option<String>,
+    },
+    SetPinned {
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        pinned: bool,
+    },
+}
+
+/// What a [`Change`] did, where the store says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Whether it changed anything (a reaction added or removed, a pin set).
+    Changed(bool),
+    /// The ids that existed and are now deleted.
+    Deleted(Vec<Snowflake>),
+}
+
+impl Change {
+    fn op(&self) -> &'static str {
+        match self {
+            Change::Guild { .. } => "write_guild",
+            Change::CreateMessage(_) => "create_message",
+            Change::UpdateMessage(_) => "update_message",
+            Change::DeleteMessages { .. } => "delete_messages",
+            Change::ClearChannel(_) => "delete_channel",
+            Change::AddReaction { .. } => "add_reaction",
+            Change::RemoveReaction { .. } => "remove_reaction",
+            Change::RemoveReactions { .. } => "remove_reactions",
+            Change::SetPinned { .. } => "set_pinned",
+        }
+    }
+}
+
+/// Writes a change: the only place a guild writes to the stores.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the guild's one write path is where its store writes are made"
+)]
+pub async fn apply(stores: &Stores, change: Change) -> StoreResult<Applied> {
+    let started = Instant::now();
+    let op = change.op();
+    let result = match change {
+        Change::Guild { guild_id, writes } => stores
+            .guilds
+            .write_guild(guild_id, writes)
+            .await
+            .map(|()| Applied::Done),
+        Change::CreateMessage(m) | Change::UpdateMessage(m) => stores
+            .messages
+            .put_message(&m)
+            .await
+            .map(|()| Applied::Done),
+        Change::DeleteMessages {
+            channel_id,
+            message_ids,
+        } => stores
+            .messages
+            .delete_messages(channel_id, &message_ids)
+            .await
+            .map(Applied::Deleted),
+        Change::ClearChannel(channel_id) => stores
+            .messages
+            .delete_channel(channel_id)
+            .await
+            .map(|()| Applied::Done),
+        Change::AddReaction {
+            channel_id,
+            message_id,
+            emoji,
+            user_id,
+        } => stores
+            .messages
+            .add_reaction(channel_id, message_id, &emoji, user_id)
+            .await
+            .map(Applied::Changed),
+        Change::RemoveReaction {
+            channel_id,
+            message_id,
+            emoji,
+            user_id,
+        } => stores
+            .messages
+            .remove_reaction(channel_id, message_id, &emoji, user_id)
+            .await
+            .map(Applied::Changed),
+        Change::RemoveReactions {
+            channel_id,
+            message_id,
+            emoji,
+        } => stores
+            .messages
+            .remove_reactions(channel_id, message_id, emoji.as_deref())
+            .await
+            .map(|()| Applied::Done),
+        Change::SetPinned {
+            channel_id,
+            message_id,
+            pinned,
+        } => stores
+            .messages
+            .set_pinned(channel_id, message_id, pinned)
+            .await
+            .map(Applied::Changed),
+    };
+    metrics::histogram!("enrichment_store_seconds", "op" => op)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
 
 /// What to do once a write is durable.
 pub type Completion = Box<dyn FnOnce() + Send>;
@@ -33,6 +190,26 @@ impl CommitQueue {
             // The queue task is gone (runtime shutting down); still complete in place.
             (work.await)();
         }
+    }
+
+    /// Queues a change and waits for its outcome, which arrives once every write queued
+    /// before it has completed.
+    pub async fn submit_and_wait(&self, stores: Stores, change: Change) -> StoreResult<Applied> {
+        let (tx, rx) = oneshot::channel();
+        let entry = Box::pin(async move {
+            let out = apply(&stores, change).await;
+            Box::new(move || {
+                let _ = tx.send(out);
+            }) as Completion
+        });
+        self.submit(entry).await;
+        // Only a queue task dropped mid-entry (runtime shutdown) loses the answer; its write
+        // may or may not have happened, as with any interrupted write.
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "the guild's commit queue stopped".into(),
+            ))
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use enrichment_protocol::{ApiError, ErrorCode, Permissions, Snowflake, Timestamp
 use enrichment_storage::{GuildWrite, MemberRecord};
 
 use super::actor::GuildContext;
+use super::commit::{Change, apply};
 
 /// Creates a guild owned by `owner` with an @everyone role (id = guild id) and a `general`
 /// text channel that is also the system channel, all in one atomic batch.
@@ -107,22 +108,24 @@ pub async fn create_guild(
         flags: 0,
         communication_disabled_until: None,
     };
-    ctx.stores
-        .guilds
-        .write_guild(
-            id,
-            vec![
-                GuildWrite::PutGuild(guild.clone()),
-                GuildWrite::PutRole {
-                    guild_id: id,
-                    role: everyone.clone(),
-                },
-                GuildWrite::PutChannel(general),
-                GuildWrite::PutMember(member),
-            ],
-        )
-        .await
-        .map_err(GuildContext::store_error)?;
+    let writes = vec![
+        GuildWrite::PutGuild(guild.clone()),
+        GuildWrite::PutRole {
+            guild_id: id,
+            role: everyone.clone(),
+        },
+        GuildWrite::PutChannel(general),
+        GuildWrite::PutMember(member),
+    ];
+    apply(
+        &ctx.stores,
+        Change::Guild {
+            guild_id: id,
+            writes,
+        },
+    )
+    .await
+    .map_err(GuildContext::store_error)?;
     Ok(Guild {
         roles: vec![everyone],
         ..guild

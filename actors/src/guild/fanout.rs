@@ -1,11 +1,19 @@
 //! Who receives a guild's events, and the delivery itself.
 //!
-//! The guild actor keeps the sessions that follow its guild ([`Fanout`]) and, per channel, the
+//! The guild actor keeps the recipients that follow its guild ([`Fanout`]) and, per channel, the
 //! cached list of those allowed to view it. The caches are dropped whenever something that
 //! decides visibility changes (roles, overwrites, channels, membership, subscriptions), so a
 //! revoked user stops receiving with the very next event. [`deliver`] encodes an event at most
 //! once per (encoding, content variant) and hands the same `Bytes` to every recipient, which
 //! splices in its own sequence number when it writes.
+//!
+//! A recipient is anything that takes pre-encoded dispatches for one gateway session
+//! ([`Recipient`]): a session of this node, and later a relay that forwards them to the session's
+//! node. The actor never holds a session itself; it learns of followers from [`SessionOp`]s
+//! (which name sessions by [`SessionRef`]) and turns those into recipients through the node's
+//! [`RecipientDirectory`].
+//!
+//! [`SessionOp`]: super::requests::SessionOp
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -14,26 +22,62 @@ use std::sync::Arc;
 use bytes::Bytes;
 use enrichment_protocol::gateway::{Encoding, dispatch_prefix, intents};
 use enrichment_protocol::{Permissions, Snowflake, Timestamp};
+use serde::Serialize;
 
+use super::requests::{SessionKey, SessionRef};
 use super::state::GuildState;
 use crate::events::{Audience, GuildEvent, MessageData};
-use crate::gateway::Session;
+
+/// One gateway session as fanout sees it: who it is and what it asked for ([`SessionRef`]),
+/// and a sink for its dispatches.
+pub trait Recipient: Send + Sync + std::fmt::Debug + 'static {
+    /// The session's key, user, intents, encoding and bot flag.
+    fn session(&self) -> &SessionRef;
+    /// Appends a dispatch whose frame prefix is already encoded in the session's encoding.
+    /// False once the session is gone (the caller may forget it).
+    fn deliver(&self, prefix: Bytes) -> bool;
+    /// Whether the session ended: nothing more reaches it.
+    fn is_gone(&self) -> bool;
+    /// The session now follows the guild (its side re-subscribes it when the guild's actor
+    /// restarts). False when it is gone.
+    fn follow(&self, guild_id: Snowflake) -> bool;
+    /// The session no longer follows the guild (removed from it, or the guild was deleted).
+    fn unfollow(&self, guild_id: Snowflake);
+}
+
+/// Turns the sessions named in session ops into recipients.
+pub trait RecipientDirectory: Send + Sync + 'static {
+    /// The recipient for `session`, or `None` when it is gone.
+    fn recipient(&self, session: &SessionRef) -> Option<Arc<dyn Recipient>>;
+}
+
+/// Encodes one dispatch for one recipient alone (GUILD_CREATE, member chunks) and delivers it.
+pub fn send_event<T: Serialize + ?Sized>(r: &dyn Recipient, t: &str, d: &T) -> bool {
+    match dispatch_prefix(r.session().encoding, t, d) {
+        Ok(prefix) => r.deliver(prefix),
+        Err(e) => {
+            tracing::error!(event = t, error = %e, "cannot encode dispatch");
+            !r.is_gone()
+        }
+    }
+}
 
 /// A shared, immutable recipient list.
-pub type Recipients = Arc<[Arc<Session>]>;
+pub type Recipients = Arc<[Arc<dyn Recipient>]>;
 
 #[derive(Debug, Default)]
 pub struct Fanout {
-    by_user: HashMap<Snowflake, Vec<Arc<Session>>>,
+    by_user: HashMap<Snowflake, Vec<Arc<dyn Recipient>>>,
     channels: HashMap<Snowflake, Recipients>,
     members: Option<Recipients>,
 }
 
 impl Fanout {
-    /// Starts fanning out to a session. False if it already was.
-    pub fn add(&mut self, s: Arc<Session>) -> bool {
-        let list = self.by_user.entry(s.user_id()).or_default();
-        if list.iter().any(|x| x.key == s.key) {
+    /// Starts fanning out to a recipient. False if it already was.
+    pub fn add(&mut self, s: Arc<dyn Recipient>) -> bool {
+        let key = s.session().key;
+        let list = self.by_user.entry(s.session().user_id).or_default();
+        if list.iter().any(|x| x.session().key == key) {
             return false;
         }
         list.push(s);
@@ -42,7 +86,7 @@ impl Fanout {
     }
 
     /// Stops fanning out to a user's sessions; returns them.
-    pub fn remove_user(&mut self, user: Snowflake) -> Vec<Arc<Session>> {
+    pub fn remove_user(&mut self, user: Snowflake) -> Vec<Arc<dyn Recipient>> {
         let gone = self.by_user.remove(&user).unwrap_or_default();
         if !gone.is_empty() {
             self.invalidate();
@@ -51,7 +95,7 @@ impl Fanout {
     }
 
     /// Stops fanning out to everyone; returns who was subscribed.
-    pub fn clear(&mut self) -> Vec<Arc<Session>> {
+    pub fn clear(&mut self) -> Vec<Arc<dyn Recipient>> {
         self.invalidate();
         self.by_user.drain().flat_map(|(_, v)| v).collect()
     }
@@ -60,7 +104,7 @@ impl Fanout {
     pub fn prune(&mut self) -> usize {
         let before = self.len();
         self.by_user.retain(|_, v| {
-            v.retain(|s| !s.is_ended());
+            v.retain(|s| !s.is_gone());
             !v.is_empty()
         });
         let pruned = before - self.len();
@@ -78,13 +122,20 @@ impl Fanout {
         self.by_user.is_empty()
     }
 
+    /// Whether a session (by key) is among the recipients.
+    pub fn contains(&self, user: Snowflake, key: SessionKey) -> bool {
+        self.sessions_of(user)
+            .iter()
+            .any(|s| s.session().key == key)
+    }
+
     /// Visibility may have changed: recompute recipient lists on next use.
     pub fn invalidate(&mut self) {
         self.channels.clear();
         self.members = None;
     }
 
-    pub fn sessions_of(&self, user: Snowflake) -> &[Arc<Session>] {
+    pub fn sessions_of(&self, user: Snowflake) -> &[Arc<dyn Recipient>] {
         self.by_user.get(&user).map(Vec::as_slice).unwrap_or(&[])
     }
 
@@ -181,13 +232,13 @@ impl Encoded {
 
 /// Whether a session must get the message without its content: a bot without the
 /// MESSAGE_CONTENT intent, unless it wrote the message or is mentioned in it.
-fn hides_content(s: &Session, event: &GuildEvent) -> bool {
+fn hides_content(s: &SessionRef, event: &GuildEvent) -> bool {
     let (GuildEvent::MessageCreate(m) | GuildEvent::MessageUpdate(m)) = event else {
         return false;
     };
-    let me = s.user_id();
-    s.info.bot
-        && s.info.intents & intents::MESSAGE_CONTENT == 0
+    let me = s.user_id;
+    s.bot
+        && s.intents & intents::MESSAGE_CONTENT == 0
         && m.message.author.id != me
         && !m.message.mentions.iter().any(|u| u.id == me)
 }
@@ -209,18 +260,19 @@ fn strip_content(event: &GuildEvent) -> GuildEvent {
 }
 
 /// Delivers an event to each recipient whose intents ask for it. Returns how many got it.
-pub fn deliver(recipients: &[Arc<Session>], event: &GuildEvent) -> usize {
+pub fn deliver(recipients: &[Arc<dyn Recipient>], event: &GuildEvent) -> usize {
     let intent = event.intent();
     let encoded = Encoded::default();
     let mut delivered = 0;
-    for s in recipients {
-        if intent != 0 && s.info.intents & intent == 0 {
+    for r in recipients {
+        let s = r.session();
+        if intent != 0 && s.intents & intent == 0 {
             continue;
         }
-        let Some(bytes) = encoded.get(event, hides_content(s, event), s.info.encoding) else {
+        let Some(bytes) = encoded.get(event, hides_content(s, event), s.encoding) else {
             return delivered;
         };
-        if s.deliver(bytes) {
+        if r.deliver(bytes) {
             delivered += 1;
         }
     }

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use super::actor::{GuildActorState, GuildContext};
-use super::command::{GuildResult, Reply};
+use super::commit::{Applied, Change};
 use super::state::GuildState;
 use crate::events::{
     Audience, GuildDeleteData, GuildEvent, GuildUserData, InviteCreateData, InviteDeleteData,
@@ -28,7 +28,7 @@ impl GuildActorState {
         actor: Snowflake,
         limit: usize,
         after: Snowflake,
-    ) -> GuildResult {
+    ) -> Result<Vec<Member>, ApiError> {
         self.state.guild_permissions(actor, self.now())?;
         let mut ids: Vec<Snowflake> = self
             .state
@@ -43,13 +43,17 @@ impl GuildActorState {
         for id in ids {
             out.push(self.wire_member(&self.state.members[&id]).await?);
         }
-        Ok(Reply::Members(out))
+        Ok(out)
     }
 
-    pub(super) async fn get_member(&self, actor: Snowflake, user: Snowflake) -> GuildResult {
+    pub(super) async fn get_member(
+        &self,
+        actor: Snowflake,
+        user: Snowflake,
+    ) -> Result<Member, ApiError> {
         self.state.guild_permissions(actor, self.now())?;
         let m = self.state.member(user)?;
-        Ok(Reply::Member(self.wire_member(m).await?))
+        self.wire_member(m).await
     }
 
     pub(super) async fn modify_member(
@@ -57,7 +61,7 @@ impl GuildActorState {
         actor: Snowflake,
         user: Snowflake,
         body: ModifyMember,
-    ) -> GuildResult {
+    ) -> Result<Member, ApiError> {
         let now = self.now();
         body.validate(now)?;
         let held = self.state.guild_permissions(actor, now)?;
@@ -121,14 +125,14 @@ impl GuildActorState {
             }
             m.communication_disabled_until = until.filter(|t| *t > now);
         }
-        self.put_member(m).await.map(Reply::Member)
+        self.put_member(m).await
     }
 
     pub(super) async fn modify_current_member(
         &mut self,
         actor: Snowflake,
         nick: Option<Option<String>>,
-    ) -> GuildResult {
+    ) -> Result<Member, ApiError> {
         self.modify_member(
             actor,
             actor,
@@ -160,7 +164,7 @@ impl GuildActorState {
         user: Snowflake,
         role_id: Snowflake,
         add: bool,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         self.state
             .require_guild(actor, Permissions::MANAGE_ROLES, self.now())?;
         let role = self.state.role(role_id)?;
@@ -170,7 +174,7 @@ impl GuildActorState {
         let mut m = self.state.member(user)?.clone();
         let had = m.roles.contains(&role_id);
         if add == had {
-            return Ok(Reply::Done);
+            return Ok(());
         }
         if add {
             m.roles.push(role_id);
@@ -178,7 +182,7 @@ impl GuildActorState {
             m.roles.retain(|r| *r != role_id);
         }
         self.put_member(m).await?;
-        Ok(Reply::Done)
+        Ok(())
     }
 
     /// Removes a member and tells the guild and the removed user.
@@ -218,7 +222,7 @@ impl GuildActorState {
         Ok(())
     }
 
-    pub(super) async fn kick(&mut self, actor: Snowflake, user: Snowflake) -> GuildResult {
+    pub(super) async fn kick(&mut self, actor: Snowflake, user: Snowflake) -> Result<(), ApiError> {
         self.state
             .require_guild(actor, Permissions::KICK_MEMBERS, self.now())?;
         self.state.member(user)?;
@@ -226,10 +230,10 @@ impl GuildActorState {
             return Err(ApiError::missing_permissions());
         }
         self.remove_member(user, Vec::new()).await?;
-        Ok(Reply::Done)
+        Ok(())
     }
 
-    pub(super) async fn leave(&mut self, actor: Snowflake) -> GuildResult {
+    pub(super) async fn leave(&mut self, actor: Snowflake) -> Result<(), ApiError> {
         self.state
             .member(actor)
             .map_err(|_| ApiError::unknown(ErrorCode::UnknownGuild))?;
@@ -241,7 +245,7 @@ impl GuildActorState {
             ));
         }
         self.remove_member(actor, Vec::new()).await?;
-        Ok(Reply::Done)
+        Ok(())
     }
 
     async fn wire_ban(&self, b: &BanRecord) -> Result<Ban, ApiError> {
@@ -252,7 +256,7 @@ impl GuildActorState {
         })
     }
 
-    pub(super) async fn list_bans(&self, actor: Snowflake) -> GuildResult {
+    pub(super) async fn list_bans(&self, actor: Snowflake) -> Result<Vec<Ban>, ApiError> {
         self.state
             .require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
         let mut bans: Vec<&BanRecord> = self.state.bans.values().collect();
@@ -261,10 +265,10 @@ impl GuildActorState {
         for b in bans {
             out.push(self.wire_ban(b).await?);
         }
-        Ok(Reply::Bans(out))
+        Ok(out)
     }
 
-    pub(super) async fn get_ban(&self, actor: Snowflake, user: Snowflake) -> GuildResult {
+    pub(super) async fn get_ban(&self, actor: Snowflake, user: Snowflake) -> Result<Ban, ApiError> {
         self.state
             .require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
         let b = self
@@ -272,7 +276,7 @@ impl GuildActorState {
             .bans
             .get(&user)
             .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownBan))?;
-        Ok(Reply::Ban(self.wire_ban(b).await?))
+        self.wire_ban(b).await
     }
 
     pub(super) async fn ban(
@@ -281,7 +285,7 @@ impl GuildActorState {
         user: Snowflake,
         delete_secs: u32,
         reason: Option<String>,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         let now = self.now();
         self.state
             .require_guild(actor, Permissions::BAN_MEMBERS, now)?;
@@ -319,7 +323,7 @@ impl GuildActorState {
             self.delete_recent_messages_of(user, now.plus_secs(-i64::from(delete_secs)))
                 .await;
         }
-        Ok(Reply::Done)
+        Ok(())
     }
 
     /// Deletes a user's messages newer than `since` in every text channel (ban cleanup).
@@ -367,7 +371,14 @@ impl GuildActorState {
             }
             for chunk in doomed.chunks(100) {
                 let ids: Vec<Snowflake> = chunk.iter().map(|(id, _)| *id).collect();
-                match store.delete_messages(ch, &ids).await {
+                let change = Change::DeleteMessages {
+                    channel_id: ch,
+                    message_ids: ids,
+                };
+                match self.commit(change).await.map(|a| match a {
+                    Applied::Deleted(ids) => ids,
+                    _ => Vec::new(),
+                }) {
                     Ok(ids) if !ids.is_empty() => {
                         self.ctx.discard_blobs(
                             chunk
@@ -394,7 +405,11 @@ impl GuildActorState {
         }
     }
 
-    pub(super) async fn unban(&mut self, actor: Snowflake, user: Snowflake) -> GuildResult {
+    pub(super) async fn unban(
+        &mut self,
+        actor: Snowflake,
+        user: Snowflake,
+    ) -> Result<(), ApiError> {
         self.state
             .require_guild(actor, Permissions::BAN_MEMBERS, self.now())?;
         if !self.state.bans.contains_key(&user) {
@@ -415,7 +430,7 @@ impl GuildActorState {
                 user: u,
             }),
         );
-        Ok(Reply::Done)
+        Ok(())
     }
 
     // ------------------------------------------------------------ invites
@@ -468,7 +483,7 @@ impl GuildActorState {
         actor: Snowflake,
         ch: Snowflake,
         body: CreateInvite,
-    ) -> GuildResult {
+    ) -> Result<Invite, ApiError> {
         let now = self.now();
         self.state
             .require_channel(actor, ch, Permissions::CREATE_INSTANT_INVITE, now)?;
@@ -486,7 +501,7 @@ impl GuildActorState {
                     && !i.is_expired(now)
             })
         {
-            return Ok(Reply::Invite(self.wire_invite(existing, true).await?));
+            return self.wire_invite(existing, true).await;
         }
         if self.state.invites.len() >= self.ctx.limits.max_invites {
             return Err(ApiError::new(
@@ -535,7 +550,7 @@ impl GuildActorState {
                             &invite,
                         )),
                     );
-                    return Ok(Reply::Invite(invite));
+                    return Ok(invite);
                 }
                 Err(StoreError::Conflict(_)) => last_err = Some(ApiError::internal()),
                 Err(e) => return Err(GuildContext::store_error(e)),
@@ -544,7 +559,10 @@ impl GuildActorState {
         Err(last_err.unwrap_or_else(ApiError::internal))
     }
 
-    async fn wire_invites(&self, filter: impl Fn(&InviteRecord) -> bool) -> GuildResult {
+    async fn wire_invites(
+        &self,
+        filter: impl Fn(&InviteRecord) -> bool,
+    ) -> Result<Vec<Invite>, ApiError> {
         let now = self.now();
         let mut list: Vec<&InviteRecord> = self
             .state
@@ -557,10 +575,13 @@ impl GuildActorState {
         for i in list {
             out.push(self.wire_invite(i, true).await?);
         }
-        Ok(Reply::Invites(out))
+        Ok(out)
     }
 
-    pub(super) async fn list_guild_invites(&self, actor: Snowflake) -> GuildResult {
+    pub(super) async fn list_guild_invites(
+        &self,
+        actor: Snowflake,
+    ) -> Result<Vec<Invite>, ApiError> {
         self.state
             .require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
         self.wire_invites(|_| true).await
@@ -570,13 +591,17 @@ impl GuildActorState {
         &self,
         actor: Snowflake,
         ch: Snowflake,
-    ) -> GuildResult {
+    ) -> Result<Vec<Invite>, ApiError> {
         self.state
             .require_channel(actor, ch, Permissions::MANAGE_CHANNELS, self.now())?;
         self.wire_invites(|i| i.channel_id == ch).await
     }
 
-    pub(super) async fn delete_invite(&mut self, actor: Snowflake, code: String) -> GuildResult {
+    pub(super) async fn delete_invite(
+        &mut self,
+        actor: Snowflake,
+        code: String,
+    ) -> Result<Invite, ApiError> {
         let now = self.now();
         let rec = self
             .state
@@ -606,7 +631,7 @@ impl GuildActorState {
                 code,
             }),
         );
-        Ok(Reply::Invite(wire))
+        Ok(wire)
     }
 
     fn live_invite(&self, code: &str) -> Result<InviteRecord, ApiError> {
@@ -618,12 +643,16 @@ impl GuildActorState {
             .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownInvite))
     }
 
-    pub(super) async fn get_invite(&self, code: String) -> GuildResult {
+    pub(super) async fn get_invite(&self, code: String) -> Result<Invite, ApiError> {
         let rec = self.live_invite(&code)?;
-        Ok(Reply::Invite(self.wire_invite(&rec, false).await?))
+        self.wire_invite(&rec, false).await
     }
 
-    pub(super) async fn accept_invite(&mut self, actor: Snowflake, code: String) -> GuildResult {
+    pub(super) async fn accept_invite(
+        &mut self,
+        actor: Snowflake,
+        code: String,
+    ) -> Result<Invite, ApiError> {
         let mut rec = self.live_invite(&code)?;
         if self.state.bans.contains_key(&actor) {
             return Err(ApiError::new(
@@ -633,7 +662,7 @@ impl GuildActorState {
             ));
         }
         if self.state.members.contains_key(&actor) {
-            return Ok(Reply::Invite(self.wire_invite(&rec, false).await?));
+            return self.wire_invite(&rec, false).await;
         }
         self.guild_count_allows(actor).await?;
         rec.uses += 1;
@@ -645,7 +674,7 @@ impl GuildActorState {
         .await?;
         self.state.invites.insert(code, rec.clone());
         self.add_member_state(member).await?;
-        Ok(Reply::Invite(self.wire_invite(&rec, false).await?))
+        self.wire_invite(&rec, false).await
     }
 
     async fn guild_count_allows(&self, user: Snowflake) -> Result<(), ApiError> {
@@ -695,7 +724,8 @@ impl GuildActorState {
                 member: wire,
             }),
         );
-        self.welcome(member.user_id).await;
+        // The member's gateway sessions follow the guild once the gateway side hears of the
+        // join (`GatewayService::joined_guild`), as they do for a guild they create.
         Ok(())
     }
 
@@ -705,7 +735,7 @@ impl GuildActorState {
         bot: Snowflake,
         app_name: String,
         permissions: Permissions,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         let held = self
             .state
             .require_guild(actor, Permissions::MANAGE_GUILD, self.now())?;
@@ -717,7 +747,7 @@ impl GuildActorState {
             ));
         }
         if self.state.members.contains_key(&bot) {
-            return Ok(Reply::Done);
+            return Ok(());
         }
         if !(actor == self.state.guild.owner_id
             || held.contains(Permissions::ADMINISTRATOR)
@@ -754,6 +784,6 @@ impl GuildActorState {
             self.apply_new_role(role_rows);
         }
         self.add_member_state(member).await?;
-        Ok(Reply::Done)
+        Ok(())
     }
 }

@@ -11,17 +11,15 @@ use std::time::{Duration, Instant};
 use enrichment_protocol::models::{
     Attachment, Message, Nonce, PinnedMessage, Reaction, ReactionCountDetails, message_type,
 };
-use enrichment_protocol::rest::{CreateMessage, EditMessage, HistoryAnchor};
+use enrichment_protocol::rest::CreateMessage;
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
 use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount};
 use futures::FutureExt;
-use ractor::RpcReplyPort;
 
-use super::actor::{GuildActorState, GuildContext};
+use super::actor::{GuildActorState, GuildContext, publish};
 use super::blobs;
-use super::command::{GuildResult, Reply};
-use super::commit::Completion;
-use super::fanout;
+use super::commit::{Applied, Change, Completion, apply};
+use super::requests::{self, Request, Responder};
 use super::state::GuildState;
 use super::text::{emoji_of_key, parse_mentions, parse_reaction_emoji};
 use crate::events::{
@@ -275,23 +273,18 @@ impl GuildActorState {
     pub(super) async fn create_message(
         &mut self,
         actor: Snowflake,
-        ch: Snowflake,
-        body: CreateMessage,
-        attachments: Vec<Attachment>,
-        port: RpcReplyPort<GuildResult>,
+        request: requests::CreateMessage,
+        reply: Responder<requests::CreateMessage>,
     ) {
-        match self.prepare_message(actor, ch, body, attachments).await {
+        let requests::CreateMessage {
+            channel_id: ch,
+            body,
+            attachments,
+        } = request;
+        match self.prepare_message(actor, ch, *body, attachments).await {
             Ok(Prepared::Duplicate(msg)) => {
                 // Answered after the original's write, through the same ordered queue.
-                self.commits
-                    .submit(
-                        async move {
-                            Box::new(move || {
-                                let _ = port.send(Ok(Reply::Message((*msg).clone())));
-                            }) as Completion
-                        }
-                        .boxed(),
-                    )
+                self.after_queued(move || reply.send(Ok((*msg).clone())))
                     .await;
             }
             Ok(Prepared::New {
@@ -299,7 +292,6 @@ impl GuildActorState {
                 message,
                 member,
             }) => {
-                let store = self.ctx.stores.messages.clone();
                 let bus = self.ctx.bus.clone();
                 let recipients = self.recipients(&Audience::Channel(ch));
                 let dispatch = Dispatch {
@@ -310,38 +302,26 @@ impl GuildActorState {
                         member: Some(member),
                     }),
                 };
-                let started = Instant::now();
-                self.commits
-                    .submit(
-                        async move {
-                            let result = store.put_message(&record).await;
-                            metrics::histogram!("enrichment_store_seconds", "op" => "put_message")
-                                .record(started.elapsed().as_secs_f64());
-                            Box::new(move || match result {
-                                Ok(()) => {
-                                    let _ = port.send(Ok(Reply::Message((*message).clone())));
-                                    fanout::deliver(&recipients, &dispatch.event);
-                                    bus.publish(dispatch);
-                                }
-                                Err(e) => {
-                                    let _ = port.send(Err(GuildContext::store_error(e)));
-                                }
-                            }) as Completion
+                self.commit_then(
+                    Change::CreateMessage(record),
+                    move |outcome| match outcome {
+                        Ok(_) => {
+                            reply.send(Ok((*message).clone()));
+                            publish(&bus, &recipients, dispatch);
                         }
-                        .boxed(),
-                    )
-                    .await;
+                        Err(e) => reply.send(Err(GuildContext::store_error(e))),
+                    },
+                )
+                .await;
             }
-            Err(e) => {
-                let _ = port.send(Err(e));
-            }
+            Err(e) => reply.send(Err(e)),
         }
     }
 
     /// May `actor` upload files to `ch`? The same checks a create with files makes.
-    pub(super) fn check_upload(&self, actor: Snowflake, ch: Snowflake) -> GuildResult {
+    pub(super) fn check_upload(&self, actor: Snowflake, ch: Snowflake) -> Result<(), ApiError> {
         self.sendable(actor, ch, true)?;
-        Ok(Reply::Done)
+        Ok(())
     }
 
     /// The sender's permissions in a text channel it may send to (and attach files to, when
@@ -507,11 +487,14 @@ impl GuildActorState {
     pub(super) async fn edit_message(
         &mut self,
         actor: Snowflake,
-        ch: Snowflake,
-        id: Snowflake,
-        body: EditMessage,
-        port: RpcReplyPort<GuildResult>,
+        request: requests::EditMessage,
+        reply: Responder<requests::EditMessage>,
     ) {
+        let requests::EditMessage {
+            channel_id: ch,
+            message_id: id,
+            body,
+        } = request;
         let prepared = async {
             let now = self.now();
             let perms = self
@@ -566,44 +549,40 @@ impl GuildActorState {
         .await;
         let (rec, removed) = match prepared {
             Ok(r) => r,
-            Err(e) => {
-                let _ = port.send(Err(e));
-                return;
-            }
+            Err(e) => return reply.send(Err(e)),
         };
         let ctx = self.ctx.clone();
         let gid = self.state.id();
         let recipients = self.recipients(&Audience::Channel(ch));
+        // The edit is answered and announced with the message as stored, reactions included:
+        // hydrated after the write, inside the queued entry, so its completion still runs in
+        // submission order.
         self.commits
             .submit(
                 async move {
-                    let result = async {
-                        ctx.stores
-                            .messages
-                            .put_message(&rec)
-                            .await
-                            .map_err(GuildContext::store_error)?;
-                        hydrate(&ctx, rec, actor, true).await
-                    }
-                    .await;
+                    let result = match apply(&ctx.stores, Change::UpdateMessage(rec.clone())).await
+                    {
+                        Ok(_) => hydrate(&ctx, rec, actor, true).await,
+                        Err(e) => Err(GuildContext::store_error(e)),
+                    };
                     Box::new(move || match result {
                         Ok(message) => {
                             ctx.discard_blobs(removed);
-                            let _ = port.send(Ok(Reply::Message(message.clone())));
-                            let event = GuildEvent::MessageUpdate(MessageData {
-                                message,
-                                member: None,
-                            });
-                            fanout::deliver(&recipients, &event);
-                            ctx.bus.publish(Dispatch {
-                                guild_id: gid,
-                                audience: Audience::Channel(ch),
-                                event,
-                            });
+                            reply.send(Ok(message.clone()));
+                            publish(
+                                &ctx.bus,
+                                &recipients,
+                                Dispatch {
+                                    guild_id: gid,
+                                    audience: Audience::Channel(ch),
+                                    event: GuildEvent::MessageUpdate(MessageData {
+                                        message,
+                                        member: None,
+                                    }),
+                                },
+                            );
                         }
-                        Err(e) => {
-                            let _ = port.send(Err(e));
-                        }
+                        Err(e) => reply.send(Err(e)),
                     }) as Completion
                 }
                 .boxed(),
@@ -614,10 +593,13 @@ impl GuildActorState {
     pub(super) async fn delete_message(
         &mut self,
         actor: Snowflake,
-        ch: Snowflake,
-        id: Snowflake,
-        port: RpcReplyPort<GuildResult>,
+        request: requests::DeleteMessage,
+        reply: Responder<requests::DeleteMessage>,
     ) {
+        let requests::DeleteMessage {
+            channel_id: ch,
+            message_id: id,
+        } = request;
         let checked = async {
             let perms =
                 self.state
@@ -631,55 +613,50 @@ impl GuildActorState {
         .await;
         let doomed_blobs = match checked {
             Ok(keys) => keys,
-            Err(e) => {
-                let _ = port.send(Err(e));
-                return;
-            }
+            Err(e) => return reply.send(Err(e)),
         };
         let ctx = self.ctx.clone();
         let gid = self.state.id();
         let recipients = self.recipients(&Audience::Channel(ch));
-        self.commits
-            .submit(
-                async move {
-                    let result = ctx.stores.messages.delete_messages(ch, &[id]).await;
-                    Box::new(move || match result {
-                        Ok(_) => {
-                            ctx.discard_blobs(doomed_blobs);
-                            let _ = port.send(Ok(Reply::Done));
-                            let event = GuildEvent::MessageDelete(MessageDeleteData {
-                                id,
-                                channel_id: ch,
-                                guild_id: gid,
-                            });
-                            fanout::deliver(&recipients, &event);
-                            ctx.bus.publish(Dispatch {
-                                guild_id: gid,
-                                audience: Audience::Channel(ch),
-                                event,
-                            });
-                        }
-                        Err(e) => {
-                            let _ = port.send(Err(GuildContext::store_error(e)));
-                        }
-                    }) as Completion
-                }
-                .boxed(),
-            )
-            .await;
+        let change = Change::DeleteMessages {
+            channel_id: ch,
+            message_ids: vec![id],
+        };
+        self.commit_then(change, move |outcome| match outcome {
+            Ok(_) => {
+                ctx.discard_blobs(doomed_blobs);
+                reply.send(Ok(()));
+                publish(
+                    &ctx.bus,
+                    &recipients,
+                    Dispatch {
+                        guild_id: gid,
+                        audience: Audience::Channel(ch),
+                        event: GuildEvent::MessageDelete(MessageDeleteData {
+                            id,
+                            channel_id: ch,
+                            guild_id: gid,
+                        }),
+                    },
+                );
+            }
+            Err(e) => reply.send(Err(GuildContext::store_error(e))),
+        })
+        .await;
     }
 
     /// Checks read access in the actor, then reads in a task of its own.
-    fn spawn_read<F, Fut>(
+    fn spawn_read<R, F, Fut>(
         &self,
         actor: Snowflake,
         ch: Snowflake,
-        port: RpcReplyPort<GuildResult>,
-        without_history: Option<Reply>,
+        reply: Responder<R>,
+        without_history: Option<R::Reply>,
         read: F,
     ) where
+        R: Request,
         F: FnOnce(Arc<GuildContext>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = GuildResult> + Send,
+        Fut: std::future::Future<Output = Result<R::Reply, ApiError>> + Send,
     {
         let perms =
             match self
@@ -687,30 +664,26 @@ impl GuildActorState {
                 .require_channel(actor, ch, Permissions::VIEW_CHANNEL, self.now())
             {
                 Ok(p) => p,
-                Err(e) => {
-                    let _ = port.send(Err(e));
-                    return;
-                }
+                Err(e) => return reply.send(Err(e)),
             };
         if !perms.contains(Permissions::READ_MESSAGE_HISTORY) {
-            let r = without_history.ok_or_else(ApiError::missing_permissions);
-            let _ = port.send(r);
-            return;
+            return reply.send(without_history.ok_or_else(ApiError::missing_permissions));
         }
         let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            let _ = port.send(read(ctx).await);
-        });
+        tokio::spawn(async move { reply.send(read(ctx).await) });
     }
 
     pub(super) fn get_message(
         &self,
         actor: Snowflake,
-        ch: Snowflake,
-        id: Snowflake,
-        port: RpcReplyPort<GuildResult>,
+        request: requests::GetMessage,
+        reply: Responder<requests::GetMessage>,
     ) {
-        self.spawn_read(actor, ch, port, None, move |ctx| async move {
+        let requests::GetMessage {
+            channel_id: ch,
+            message_id: id,
+        } = request;
+        self.spawn_read(actor, ch, reply, None, move |ctx| async move {
             let rec = ctx
                 .stores
                 .messages
@@ -718,89 +691,78 @@ impl GuildActorState {
                 .await
                 .map_err(GuildContext::store_error)?
                 .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownMessage))?;
-            Ok(Reply::Message(hydrate(&ctx, rec, actor, true).await?))
+            hydrate(&ctx, rec, actor, true).await
         });
     }
 
     pub(super) fn list_messages(
         &self,
         actor: Snowflake,
-        ch: Snowflake,
-        anchor: HistoryAnchor,
-        limit: usize,
-        port: RpcReplyPort<GuildResult>,
+        request: requests::ListMessages,
+        reply: Responder<requests::ListMessages>,
     ) {
-        self.spawn_read(
-            actor,
-            ch,
-            port,
-            Some(Reply::Messages(Vec::new())),
-            move |ctx| async move {
-                let started = Instant::now();
-                let records = ctx
-                    .stores
-                    .messages
-                    .list_messages(ch, anchor, limit)
-                    .await
-                    .map_err(GuildContext::store_error)?;
-                metrics::histogram!("enrichment_store_seconds", "op" => "list_messages")
-                    .record(started.elapsed().as_secs_f64());
-                Ok(Reply::Messages(hydrate_page(&ctx, records, actor).await?))
-            },
-        );
+        let requests::ListMessages {
+            channel_id: ch,
+            anchor,
+            limit,
+        } = request;
+        self.spawn_read(actor, ch, reply, Some(Vec::new()), move |ctx| async move {
+            let started = Instant::now();
+            let records = ctx
+                .stores
+                .messages
+                .list_messages(ch, anchor, limit)
+                .await
+                .map_err(GuildContext::store_error)?;
+            metrics::histogram!("enrichment_store_seconds", "op" => "list_messages")
+                .record(started.elapsed().as_secs_f64());
+            hydrate_page(&ctx, records, actor).await
+        });
     }
 
     pub(super) fn list_pins(
         &self,
         actor: Snowflake,
-        ch: Snowflake,
-        port: RpcReplyPort<GuildResult>,
+        request: requests::ListPins,
+        reply: Responder<requests::ListPins>,
     ) {
-        self.spawn_read(
-            actor,
-            ch,
-            port,
-            Some(Reply::Pins(Vec::new())),
-            move |ctx| async move {
-                let records = ctx
-                    .stores
-                    .messages
-                    .list_pins(ch)
-                    .await
-                    .map_err(GuildContext::store_error)?;
-                let times: Vec<Timestamp> = records.iter().map(|p| p.pinned_at).collect();
-                let messages = records.into_iter().map(|p| p.message).collect();
-                let page = hydrate_page(&ctx, messages, actor).await?;
-                Ok(Reply::Pins(
-                    times
-                        .into_iter()
-                        .zip(page)
-                        .map(|(pinned_at, message)| PinnedMessage { pinned_at, message })
-                        .collect(),
-                ))
-            },
-        );
+        let ch = request.channel_id;
+        self.spawn_read(actor, ch, reply, Some(Vec::new()), move |ctx| async move {
+            let records = ctx
+                .stores
+                .messages
+                .list_pins(ch)
+                .await
+                .map_err(GuildContext::store_error)?;
+            let times: Vec<Timestamp> = records.iter().map(|p| p.pinned_at).collect();
+            let messages = records.into_iter().map(|p| p.message).collect();
+            let page = hydrate_page(&ctx, messages, actor).await?;
+            Ok(times
+                .into_iter()
+                .zip(page)
+                .map(|(pinned_at, message)| PinnedMessage { pinned_at, message })
+                .collect())
+        });
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn list_reactions(
         &self,
         actor: Snowflake,
-        ch: Snowflake,
-        id: Snowflake,
-        emoji: String,
-        after: Snowflake,
-        limit: usize,
-        port: RpcReplyPort<GuildResult>,
+        request: requests::ListReactions,
+        reply: Responder<requests::ListReactions>,
     ) {
+        let requests::ListReactions {
+            channel_id: ch,
+            message_id: id,
+            emoji,
+            after,
+            limit,
+        } = request;
         let key = match parse_reaction_emoji(&emoji) {
             Ok((k, _)) => k,
-            Err(e) => {
-                let _ = port.send(Err(e));
-                return;
-            }
+            Err(e) => return reply.send(Err(e)),
         };
-        self.spawn_read(actor, ch, port, None, move |ctx| async move {
+        self.spawn_read(actor, ch, reply, None, move |ctx| async move {
             let store = &ctx.stores.messages;
             if store
                 .get_message(ch, id)
@@ -814,12 +776,10 @@ impl GuildActorState {
                 .reaction_users(ch, id, &key, after, limit)
                 .await
                 .map_err(GuildContext::store_error)?;
-            Ok(Reply::Users(
-                ctx.users
-                    .get_many(&ids)
-                    .await
-                    .map_err(GuildContext::store_error)?,
-            ))
+            ctx.users
+                .get_many(&ids)
+                .await
+                .map_err(GuildContext::store_error)
         });
     }
 
@@ -828,7 +788,7 @@ impl GuildActorState {
         actor: Snowflake,
         ch: Snowflake,
         mut ids: Vec<Snowflake>,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         self.state
             .require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
         let oldest_allowed =
@@ -848,10 +808,16 @@ impl GuildActorState {
             futures::future::try_join_all(ids.iter().map(|id| store.get_message(ch, *id)))
                 .await
                 .map_err(GuildContext::store_error)?;
-        let deleted = store
-            .delete_messages(ch, &ids)
-            .await
-            .map_err(GuildContext::store_error)?;
+        let deleted = match self
+            .commit(Change::DeleteMessages {
+                channel_id: ch,
+                message_ids: ids,
+            })
+            .await?
+        {
+            Applied::Deleted(ids) => ids,
+            _ => Vec::new(),
+        };
         self.ctx.discard_blobs(
             records
                 .iter()
@@ -870,7 +836,7 @@ impl GuildActorState {
                 }),
             );
         }
-        Ok(Reply::Done)
+        Ok(())
     }
 
     fn reaction_data(
@@ -906,7 +872,7 @@ impl GuildActorState {
         ch: Snowflake,
         id: Snowflake,
         emoji: String,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         let perms =
             self.state
                 .require_channel(actor, ch, Permissions::READ_MESSAGE_HISTORY, self.now())?;
@@ -933,17 +899,21 @@ impl GuildActorState {
                 ));
             }
         }
-        if store
-            .add_reaction(ch, id, &key, actor)
-            .await
-            .map_err(GuildContext::store_error)?
-        {
+        let added = self
+            .commit(Change::AddReaction {
+                channel_id: ch,
+                message_id: id,
+                emoji: key.clone(),
+                user_id: actor,
+            })
+            .await?;
+        if added == Applied::Changed(true) {
             self.emit(
                 Audience::Channel(ch),
                 GuildEvent::ReactionAdd(self.reaction_data(actor, ch, id, &key, true)),
             );
         }
-        Ok(Reply::Done)
+        Ok(())
     }
 
     pub(super) async fn remove_reaction(
@@ -953,7 +923,7 @@ impl GuildActorState {
         id: Snowflake,
         emoji: String,
         user: Snowflake,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         let need = if user == actor {
             Permissions::VIEW_CHANNEL
         } else {
@@ -962,20 +932,21 @@ impl GuildActorState {
         self.state.require_channel(actor, ch, need, self.now())?;
         let (key, _) = parse_reaction_emoji(&emoji)?;
         self.load_message(ch, id).await?;
-        if self
-            .ctx
-            .stores
-            .messages
-            .remove_reaction(ch, id, &key, user)
-            .await
-            .map_err(GuildContext::store_error)?
-        {
+        let removed = self
+            .commit(Change::RemoveReaction {
+                channel_id: ch,
+                message_id: id,
+                emoji: key.clone(),
+                user_id: user,
+            })
+            .await?;
+        if removed == Applied::Changed(true) {
             self.emit(
                 Audience::Channel(ch),
                 GuildEvent::ReactionRemove(self.reaction_data(user, ch, id, &key, false)),
             );
         }
-        Ok(Reply::Done)
+        Ok(())
     }
 
     pub(super) async fn remove_all_reactions(
@@ -984,7 +955,7 @@ impl GuildActorState {
         ch: Snowflake,
         id: Snowflake,
         emoji: Option<String>,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         self.state
             .require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
         let key = emoji
@@ -993,12 +964,12 @@ impl GuildActorState {
             .transpose()?
             .map(|(k, _)| k);
         self.load_message(ch, id).await?;
-        self.ctx
-            .stores
-            .messages
-            .remove_reactions(ch, id, key.as_deref())
-            .await
-            .map_err(GuildContext::store_error)?;
+        self.commit(Change::RemoveReactions {
+            channel_id: ch,
+            message_id: id,
+            emoji: key.clone(),
+        })
+        .await?;
         let gid = self.state.id();
         let event = match key {
             Some(k) => GuildEvent::ReactionRemoveEmoji(ReactionRemoveEmojiData {
@@ -1014,7 +985,7 @@ impl GuildActorState {
             }),
         };
         self.emit(Audience::Channel(ch), event);
-        Ok(Reply::Done)
+        Ok(())
     }
 
     pub(super) async fn set_pin(
@@ -1023,7 +994,7 @@ impl GuildActorState {
         ch: Snowflake,
         id: Snowflake,
         pin: bool,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         let now = self.now();
         let perms = self
             .state
@@ -1033,7 +1004,7 @@ impl GuildActorState {
         }
         let rec = self.load_message(ch, id).await?;
         if rec.pinned == pin {
-            return Ok(Reply::Done);
+            return Ok(());
         }
         let store = &self.ctx.stores.messages;
         if pin
@@ -1053,11 +1024,14 @@ impl GuildActorState {
                 ),
             ));
         }
-        if !store
-            .set_pinned(ch, id, pin)
-            .await
-            .map_err(GuildContext::store_error)?
-        {
+        let set = self
+            .commit(Change::SetPinned {
+                channel_id: ch,
+                message_id: id,
+                pinned: pin,
+            })
+            .await?;
+        if set != Applied::Changed(true) {
             return Err(ApiError::unknown(ErrorCode::UnknownMessage));
         }
         // `last_pin_timestamp` follows the newest remaining pin, as Discord reports it.
@@ -1082,10 +1056,10 @@ impl GuildActorState {
                 last_pin_timestamp: channel.last_pin_timestamp,
             }),
         );
-        Ok(Reply::Done)
+        Ok(())
     }
 
-    pub(super) async fn typing(&mut self, actor: Snowflake, ch: Snowflake) -> GuildResult {
+    pub(super) async fn typing(&mut self, actor: Snowflake, ch: Snowflake) -> Result<(), ApiError> {
         self.state
             .require_channel(actor, ch, Permissions::SEND_MESSAGES, self.now())?;
         let member = self.state.member(actor)?;
@@ -1100,7 +1074,7 @@ impl GuildActorState {
             )),
         };
         self.emit(Audience::Channel(ch), GuildEvent::TypingStart(data));
-        Ok(Reply::Done)
+        Ok(())
     }
 }
 

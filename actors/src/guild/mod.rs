@@ -2,30 +2,36 @@
 //!
 //! A guild actor loads its guild from storage when first asked, answers permission questions
 //! from memory, persists every change before replying, and publishes the matching
-//! [`crate::events::GuildEvent`]. Metadata changes (roles, channels, members…) are applied one at
-//! a time. Message writes are pipelined through an ordered commit queue ([`commit`]): the
-//! actor validates and hands the durable write to the queue, then moves on to the next command,
-//! so concurrent sends share group commits while replies and events still leave in snowflake
-//! order.
+//! [`crate::events::GuildEvent`]. What it can be asked is the guild protocol ([`requests`]):
+//! serializable requests, each paired with its reply type, dispatched to their handlers by
+//! [`dispatch`]. Every write takes one path ([`commit`]): the change is applied through one
+//! function, sequenced by an ordered commit queue, and published (fanout, then the event bus)
+//! once durable. Metadata changes (roles, channels, members…) are applied one at a time; message
+//! writes are pipelined through the queue, so concurrent sends share group commits while
+//! replies and events still leave in snowflake order.
 //!
-//! Each actor also fans its events out to the gateway sessions that follow the guild
-//! ([`fanout`]), and answers those sessions' own requests (GUILD_CREATE, member chunks,
-//! presence).
+//! Each actor also fans its events out to the recipients that follow the guild ([`fanout`]), and
+//! answers the gateway side's requests for its sessions ([`requests::SessionOp`]: GUILD_CREATE,
+//! member chunks, presence), which name sessions by key, never by handle.
 
 pub mod actor;
 mod blobs;
-pub mod command;
+mod channels;
 pub mod commit;
 pub mod create;
+mod dispatch;
 pub mod fanout;
-mod gateway;
 mod members;
 mod messages;
-mod ops;
+pub mod requests;
+mod roles;
+mod sessions;
+mod settings;
 pub mod state;
 mod text;
 
-pub use actor::{GuildActor, GuildContext, GuildLimits, GuildMsg};
-pub use command::{Command, GuildRequest, GuildResult, Reply};
+pub use actor::{GuildActor, GuildContext, GuildLimits, GuildMsg, PresenceSource};
 pub use create::create_guild;
+pub use fanout::{Recipient, RecipientDirectory};
+pub use requests::{Caller, Envelope, Request, SessionKey, SessionOp, SessionRef};
 pub use state::GuildState;

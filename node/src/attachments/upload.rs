@@ -24,7 +24,7 @@ use actix_multipart::{Field, Multipart};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use enrichment_actors::accounts::Principal;
-use enrichment_actors::guild::Command;
+use enrichment_actors::guild::requests;
 use enrichment_protocol::models::Attachment;
 use enrichment_protocol::rest::{AttachmentRef, CreateMessage};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Snowflake};
@@ -326,14 +326,13 @@ pub async fn create_with_files(
             .channel(
                 channel_id,
                 &who,
-                Command::CreateMessageWithFiles {
+                requests::CreateMessage {
                     channel_id,
                     body: Box::new(body),
                     attachments,
                 },
             )
-            .await?
-            .into_message()?;
+            .await?;
         Ok::<_, HttpError>(message)
     }
     .await;
@@ -416,7 +415,7 @@ async fn read_parts(
         }
         if !may_upload {
             state
-                .channel(channel_id, who, Command::CheckUpload(channel_id))
+                .channel(channel_id, who, requests::CheckUpload { channel_id })
                 .await?;
             may_upload = true;
         }

@@ -1,7 +1,7 @@
 //! `/channels/{id}`: channel settings, overwrites, invites and typing.
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
-use enrichment_actors::guild::Command;
+use enrichment_actors::guild::requests;
 use enrichment_protocol::models::{Channel, Invite};
 use enrichment_protocol::rest::{CreateInvite, EditOverwrite, ModifyChannel};
 use enrichment_protocol::{ErrorBody, Snowflake};
@@ -30,9 +30,8 @@ pub async fn get_channel(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .channel(*path, &who.0, Command::GetChannel(*path))
-            .await?
-            .into_channel()?,
+            .channel(*path, &who.0, requests::GetChannel { channel_id: *path })
+            .await?,
     ))
 }
 
@@ -49,9 +48,15 @@ pub async fn modify_channel(
     body.0.validate()?;
     Ok(HttpResponse::Ok().json(
         state
-            .channel(*path, &who.0, Command::ModifyChannel(*path, body.0))
-            .await?
-            .into_channel()?,
+            .channel(
+                *path,
+                &who.0,
+                requests::ModifyChannel {
+                    channel_id: *path,
+                    body: body.0,
+                },
+            )
+            .await?,
     ))
 }
 
@@ -65,9 +70,8 @@ pub async fn delete_channel(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .channel(*path, &who.0, Command::DeleteChannel(*path))
-            .await?
-            .into_channel()?,
+            .channel(*path, &who.0, requests::DeleteChannel { channel_id: *path })
+            .await?,
     ))
 }
 
@@ -87,7 +91,7 @@ pub async fn edit_overwrite(
         .channel(
             channel_id,
             &who.0,
-            Command::EditOverwrite {
+            requests::EditOverwrite {
                 channel_id,
                 target,
                 body: body.0,
@@ -109,7 +113,7 @@ pub async fn delete_overwrite(
         .channel(
             channel_id,
             &who.0,
-            Command::DeleteOverwrite { channel_id, target },
+            requests::DeleteOverwrite { channel_id, target },
         )
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -125,9 +129,12 @@ pub async fn list_invites(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .channel(*path, &who.0, Command::ListChannelInvites(*path))
-            .await?
-            .into_invites()?,
+            .channel(
+                *path,
+                &who.0,
+                requests::ListChannelInvites { channel_id: *path },
+            )
+            .await?,
     ))
 }
 
@@ -149,13 +156,12 @@ pub async fn create_invite(
             .channel(
                 channel_id,
                 &who.0,
-                Command::CreateInvite {
+                requests::CreateInvite {
                     channel_id,
                     body: body.0,
                 },
             )
-            .await?
-            .into_invite()?,
+            .await?,
     ))
 }
 
@@ -167,6 +173,8 @@ pub async fn typing(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    state.channel(*path, &who.0, Command::Typing(*path)).await?;
+    state
+        .channel(*path, &who.0, requests::TriggerTyping { channel_id: *path })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

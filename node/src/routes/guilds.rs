@@ -1,7 +1,8 @@
 //! `/guilds/*`: guilds, their channels, roles, members, bans and invites.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
-use enrichment_actors::guild::{Command, create_guild};
+use enrichment_actors::guild::create_guild;
+use enrichment_actors::guild::requests;
 use enrichment_protocol::models::{Ban, Channel, Guild, Invite, Member, Role};
 use enrichment_protocol::rest::{
     ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery, ModifyCurrentMember,
@@ -63,12 +64,7 @@ pub async fn get_guild(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(
-        state
-            .guild(*path, &who.0, Command::GetGuild)
-            .await?
-            .into_guild()?,
-    ))
+    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, requests::GetGuild {}).await?))
 }
 
 /// Needs MANAGE_GUILD; transferring ownership needs to be the owner.
@@ -84,9 +80,8 @@ pub async fn modify_guild(
     body.0.validate()?;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, Command::ModifyGuild(body.0))
-            .await?
-            .into_guild()?,
+            .guild(*path, &who.0, requests::ModifyGuild { body: body.0 })
+            .await?,
     ))
 }
 
@@ -98,7 +93,7 @@ pub async fn delete_guild(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    state.guild(*path, &who.0, Command::DeleteGuild).await?;
+    state.guild(*path, &who.0, requests::DeleteGuild {}).await?;
     Ok(no_content())
 }
 
@@ -112,9 +107,8 @@ pub async fn list_channels(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, Command::ListChannels)
-            .await?
-            .into_channels()?,
+            .guild(*path, &who.0, requests::ListChannels {})
+            .await?,
     ))
 }
 
@@ -130,9 +124,8 @@ pub async fn create_channel(
 ) -> ApiResult<HttpResponse> {
     body.0.validate()?;
     let c = state
-        .guild(*path, &who.0, Command::CreateChannel(body.0))
-        .await?
-        .into_channel()?;
+        .guild(*path, &who.0, requests::CreateChannel { body: body.0 })
+        .await?;
     Ok(HttpResponse::Created().json(c))
 }
 
@@ -147,7 +140,11 @@ pub async fn channel_positions(
     body: Json<Vec<ChannelPosition>>,
 ) -> ApiResult<HttpResponse> {
     state
-        .guild(*path, &who.0, Command::ChannelPositions(body.0))
+        .guild(
+            *path,
+            &who.0,
+            requests::ModifyChannelPositions { positions: body.0 },
+        )
         .await?;
     Ok(no_content())
 }
@@ -159,12 +156,7 @@ pub async fn list_roles(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(
-        state
-            .guild(*path, &who.0, Command::ListRoles)
-            .await?
-            .into_roles()?,
-    ))
+    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, requests::ListRoles {}).await?))
 }
 
 /// Needs MANAGE_ROLES; only permissions the caller holds can be granted.
@@ -180,9 +172,14 @@ pub async fn create_role(
     body.0.validate()?;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, Command::CreateRole(body.0.fold_colors()))
-            .await?
-            .into_role()?,
+            .guild(
+                *path,
+                &who.0,
+                requests::CreateRole {
+                    body: body.0.fold_colors(),
+                },
+            )
+            .await?,
     ))
 }
 
@@ -197,9 +194,12 @@ pub async fn role_positions(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, Command::RolePositions(body.0))
-            .await?
-            .into_roles()?,
+            .guild(
+                *path,
+                &who.0,
+                requests::ModifyRolePositions { positions: body.0 },
+            )
+            .await?,
     ))
 }
 
@@ -211,10 +211,7 @@ pub async fn get_role(
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
     let (g, r) = *path;
-    let roles = state
-        .guild(g, &who.0, Command::ListRoles)
-        .await?
-        .into_roles()?;
+    let roles = state.guild(g, &who.0, requests::ListRoles {}).await?;
     let role = roles.into_iter().find(|x| x.id == r).ok_or_else(|| {
         enrichment_protocol::ApiError::unknown(enrichment_protocol::ErrorCode::UnknownRole)
     })?;
@@ -234,9 +231,15 @@ pub async fn modify_role(
     let (g, r) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(g, &who.0, Command::ModifyRole(r, body.0.fold_colors()))
-            .await?
-            .into_role()?,
+            .guild(
+                g,
+                &who.0,
+                requests::ModifyRole {
+                    role_id: r,
+                    body: body.0.fold_colors(),
+                },
+            )
+            .await?,
     ))
 }
 
@@ -248,7 +251,9 @@ pub async fn delete_role(
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
     let (g, r) = *path;
-    state.guild(g, &who.0, Command::DeleteRole(r)).await?;
+    state
+        .guild(g, &who.0, requests::DeleteRole { role_id: r })
+        .await?;
     Ok(no_content())
 }
 
@@ -264,9 +269,8 @@ pub async fn list_members(
     let (limit, after) = q.validated()?;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, Command::ListMembers { limit, after })
-            .await?
-            .into_members()?,
+            .guild(*path, &who.0, requests::ListMembers { limit, after })
+            .await?,
     ))
 }
 
@@ -282,10 +286,9 @@ pub async fn modify_current_member(
         .guild(
             *path,
             &who.0,
-            Command::ModifyCurrentMember { nick: body.0.nick },
+            requests::ModifyCurrentMember { nick: body.0.nick },
         )
-        .await?
-        .into_member()?;
+        .await?;
     Ok(HttpResponse::Ok().json(m))
 }
 
@@ -299,9 +302,8 @@ pub async fn get_member(
     let (g, u) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(g, &who.0, Command::GetMember(u))
-            .await?
-            .into_member()?,
+            .guild(g, &who.0, requests::GetMember { user_id: u })
+            .await?,
     ))
 }
 
@@ -318,9 +320,15 @@ pub async fn modify_member(
     let (g, u) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(g, &who.0, Command::ModifyMember(u, body.0))
-            .await?
-            .into_member()?,
+            .guild(
+                g,
+                &who.0,
+                requests::ModifyMember {
+                    user_id: u,
+                    body: body.0,
+                },
+            )
+            .await?,
     ))
 }
 
@@ -335,7 +343,12 @@ pub async fn kick(
 ) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
     state
-        .guild_with_reason(g, &who.0, audit_reason(&req), Command::Kick(u))
+        .guild_with_reason(
+            g,
+            &who.0,
+            audit_reason(&req),
+            requests::RemoveMember { user_id: u },
+        )
         .await?;
     Ok(no_content())
 }
@@ -349,7 +362,7 @@ pub async fn add_member_role(
 ) -> ApiResult<HttpResponse> {
     let (g, user_id, role_id) = *path;
     state
-        .guild(g, &who.0, Command::AddMemberRole { user_id, role_id })
+        .guild(g, &who.0, requests::AddMemberRole { user_id, role_id })
         .await?;
     Ok(no_content())
 }
@@ -363,7 +376,7 @@ pub async fn remove_member_role(
 ) -> ApiResult<HttpResponse> {
     let (g, user_id, role_id) = *path;
     state
-        .guild(g, &who.0, Command::RemoveMemberRole { user_id, role_id })
+        .guild(g, &who.0, requests::RemoveMemberRole { user_id, role_id })
         .await?;
     Ok(no_content())
 }
@@ -375,12 +388,7 @@ pub async fn list_bans(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(
-        state
-            .guild(*path, &who.0, Command::ListBans)
-            .await?
-            .into_bans()?,
-    ))
+    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, requests::ListBans {}).await?))
 }
 
 #[utoipa::path(tag = "bans", responses((status = 200, body = Ban), (status = 404, body = ErrorBody)), security(("token" = [])))]
@@ -393,9 +401,8 @@ pub async fn get_ban(
     let (g, u) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(g, &who.0, Command::GetBan(u))
-            .await?
-            .into_ban()?,
+            .guild(g, &who.0, requests::GetBan { user_id: u })
+            .await?,
     ))
 }
 
@@ -417,7 +424,7 @@ pub async fn ban(
             g,
             &who.0,
             audit_reason(&req),
-            Command::Ban {
+            requests::CreateBan {
                 user_id,
                 delete_message_seconds,
             },
@@ -434,7 +441,9 @@ pub async fn unban(
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
-    state.guild(g, &who.0, Command::Unban(u)).await?;
+    state
+        .guild(g, &who.0, requests::RemoveBan { user_id: u })
+        .await?;
     Ok(no_content())
 }
 
@@ -448,8 +457,7 @@ pub async fn list_invites(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, Command::ListGuildInvites)
-            .await?
-            .into_invites()?,
+            .guild(*path, &who.0, requests::ListGuildInvites {})
+            .await?,
     ))
 }

@@ -1,26 +1,24 @@
 //! `/invites/{code}`: look at, accept and delete invites.
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use enrichment_actors::guild::Command;
-use enrichment_protocol::ErrorBody;
+use enrichment_actors::guild::Request;
+use enrichment_actors::guild::requests;
 use enrichment_protocol::models::Invite;
+use enrichment_protocol::{ErrorBody, Snowflake};
 
 use crate::error::ApiResult;
 use crate::state::{Authed, State};
 
-/// Sends an invite command to the guild that owns the code.
-async fn on_invite(
-    state: State,
-    who: Authed,
+/// Sends an invite request to the guild that owns the code.
+async fn on_invite<R: Request<Reply = Invite>>(
+    state: &State,
+    who: &Authed,
     code: String,
-    command: fn(String) -> Command,
-) -> ApiResult<HttpResponse> {
+    request: fn(String) -> R,
+) -> ApiResult<(Snowflake, Invite)> {
     let guild = state.router.guild_of_invite(&code).await?;
-    let invite = state
-        .guild(guild, &who.0, command(code))
-        .await?
-        .into_invite()?;
-    Ok(HttpResponse::Ok().json(invite))
+    let invite = state.guild(guild, &who.0, request(code)).await?;
+    Ok((guild, invite))
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,7 +35,11 @@ pub async fn get_invite(
     who: Authed,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    on_invite(state, who, path.into_inner(), Command::GetInvite).await
+    let (_, invite) = on_invite(&state, &who, path.into_inner(), |code| {
+        requests::GetInvite { code }
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(invite))
 }
 
 /// Joins the invite's guild (refused when banned).
@@ -49,7 +51,13 @@ pub async fn accept_invite(
     who: Authed,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    on_invite(state, who, path.into_inner(), Command::AcceptInvite).await
+    let (guild, invite) = on_invite(&state, &who, path.into_inner(), |code| {
+        requests::AcceptInvite { code }
+    })
+    .await?;
+    // The new member's gateway sessions get GUILD_CREATE before this answer leaves.
+    state.gateway.joined_guild(who.0.user_id, guild).await;
+    Ok(HttpResponse::Ok().json(invite))
 }
 
 /// Deletes an invite (MANAGE_CHANNELS on its channel, or MANAGE_GUILD).
@@ -60,5 +68,9 @@ pub async fn delete_invite(
     who: Authed,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    on_invite(state, who, path.into_inner(), Command::DeleteInvite).await
+    let (_, invite) = on_invite(&state, &who, path.into_inner(), |code| {
+        requests::DeleteInvite { code }
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(invite))
 }

@@ -2,7 +2,8 @@
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, delete, get, patch, post, put, web};
-use enrichment_actors::guild::{Command, Reply};
+use enrichment_actors::guild::Request;
+use enrichment_actors::guild::requests;
 use enrichment_protocol::models::{Message, PinList, User};
 use enrichment_protocol::rest::{
     BulkDelete, CreateMessage, EditMessage, MessagesQuery, ReactionsQuery,
@@ -49,15 +50,15 @@ pub struct MultipartMessage {
     files: Vec<Vec<u8>>,
 }
 
-/// Sends a command about one message of a channel to the channel's guild.
-async fn on_message(
+/// Sends a request about one message of a channel to the channel's guild.
+async fn on_message<R: Request>(
     state: State,
     who: Authed,
     (channel_id, message_id): (Snowflake, Snowflake),
-    command: fn(Snowflake, Snowflake) -> Command,
-) -> ApiResult<Reply> {
+    request: fn(Snowflake, Snowflake) -> R,
+) -> ApiResult<R::Reply> {
     state
-        .channel(channel_id, &who.0, command(channel_id, message_id))
+        .channel(channel_id, &who.0, request(channel_id, message_id))
         .await
 }
 
@@ -78,14 +79,13 @@ pub async fn list_messages(
         .channel(
             channel_id,
             &who.0,
-            Command::ListMessages {
+            requests::ListMessages {
                 channel_id,
                 anchor,
                 limit,
             },
         )
-        .await?
-        .into_messages()?;
+        .await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -126,13 +126,8 @@ pub async fn create_message(
     let body = Json::<CreateMessage>::from_request(&req, &mut payload.into_inner()).await?;
     body.0.validate()?;
     let m = state
-        .channel(
-            *path,
-            &who.0,
-            Command::CreateMessage(*path, Box::new(body.0)),
-        )
-        .await?
-        .into_message()?;
+        .channel(*path, &who.0, requests::CreateMessage::text(*path, body.0))
+        .await?;
     Ok(HttpResponse::Ok().json(m))
 }
 
@@ -143,9 +138,13 @@ pub async fn get_message(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    let message = on_message(state, who, *path, Command::GetMessage)
-        .await?
-        .into_message()?;
+    let message = on_message(state, who, *path, |channel_id, message_id| {
+        requests::GetMessage {
+            channel_id,
+            message_id,
+        }
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(message))
 }
 
@@ -162,9 +161,16 @@ pub async fn edit_message(
     let (c, m) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .channel(c, &who.0, Command::EditMessage(c, m, body.0))
-            .await?
-            .into_message()?,
+            .channel(
+                c,
+                &who.0,
+                requests::EditMessage {
+                    channel_id: c,
+                    message_id: m,
+                    body: body.0,
+                },
+            )
+            .await?,
     ))
 }
 
@@ -176,7 +182,13 @@ pub async fn delete_message(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    on_message(state, who, *path, Command::DeleteMessage).await?;
+    on_message(state, who, *path, |channel_id, message_id| {
+        requests::DeleteMessage {
+            channel_id,
+            message_id,
+        }
+    })
+    .await?;
     Ok(no_content())
 }
 
@@ -191,7 +203,14 @@ pub async fn bulk_delete(
 ) -> ApiResult<HttpResponse> {
     body.0.validate()?;
     state
-        .channel(*path, &who.0, Command::BulkDelete(*path, body.0.messages))
+        .channel(
+            *path,
+            &who.0,
+            requests::BulkDeleteMessages {
+                channel_id: *path,
+                message_ids: body.0.messages,
+            },
+        )
         .await?;
     Ok(no_content())
 }
@@ -210,7 +229,7 @@ pub async fn add_reaction(
         .channel(
             channel_id,
             &who.0,
-            Command::AddReaction {
+            requests::AddReaction {
                 channel_id,
                 message_id,
                 emoji,
@@ -233,7 +252,7 @@ pub async fn remove_own_reaction(
         .channel(
             channel_id,
             &who.0,
-            Command::RemoveReaction {
+            requests::RemoveReaction {
                 channel_id,
                 message_id,
                 emoji,
@@ -257,7 +276,7 @@ pub async fn remove_user_reaction(
         .channel(
             channel_id,
             &who.0,
-            Command::RemoveReaction {
+            requests::RemoveReaction {
                 channel_id,
                 message_id,
                 emoji,
@@ -283,7 +302,7 @@ pub async fn list_reactions(
         .channel(
             channel_id,
             &who.0,
-            Command::ListReactions {
+            requests::ListReactions {
                 channel_id,
                 message_id,
                 emoji,
@@ -291,8 +310,7 @@ pub async fn list_reactions(
                 limit,
             },
         )
-        .await?
-        .into_users()?;
+        .await?;
     Ok(HttpResponse::Ok().json(users))
 }
 
@@ -309,7 +327,7 @@ pub async fn remove_all_reactions(
         .channel(
             channel_id,
             &who.0,
-            Command::RemoveAllReactions {
+            requests::RemoveAllReactions {
                 channel_id,
                 message_id,
                 emoji: None,
@@ -332,7 +350,7 @@ pub async fn remove_emoji_reactions(
         .channel(
             channel_id,
             &who.0,
-            Command::RemoveAllReactions {
+            requests::RemoveAllReactions {
                 channel_id,
                 message_id,
                 emoji: Some(emoji),
@@ -351,9 +369,8 @@ pub async fn list_pins(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     let pins = state
-        .channel(*path, &who.0, Command::ListPins(*path))
-        .await?
-        .into_pins()?;
+        .channel(*path, &who.0, requests::ListPins { channel_id: *path })
+        .await?;
     let messages: Vec<Message> = pins.into_iter().map(|p| p.message).collect();
     Ok(HttpResponse::Ok().json(messages))
 }
@@ -366,7 +383,13 @@ pub async fn pin(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    on_message(state, who, *path, Command::Pin).await?;
+    on_message(state, who, *path, |channel_id, message_id| {
+        requests::PinMessage {
+            channel_id,
+            message_id,
+        }
+    })
+    .await?;
     Ok(no_content())
 }
 
@@ -377,7 +400,13 @@ pub async fn unpin(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    on_message(state, who, *path, Command::Unpin).await?;
+    on_message(state, who, *path, |channel_id, message_id| {
+        requests::UnpinMessage {
+            channel_id,
+            message_id,
+        }
+    })
+    .await?;
     Ok(no_content())
 }
 
@@ -390,9 +419,8 @@ pub async fn list_pins_new(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     let items = state
-        .channel(*path, &who.0, Command::ListPins(*path))
-        .await?
-        .into_pins()?;
+        .channel(*path, &who.0, requests::ListPins { channel_id: *path })
+        .await?;
     Ok(HttpResponse::Ok().json(PinList {
         items,
         has_more: false,
@@ -406,7 +434,13 @@ pub async fn pin_new(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    on_message(state, who, *path, Command::Pin).await?;
+    on_message(state, who, *path, |channel_id, message_id| {
+        requests::PinMessage {
+            channel_id,
+            message_id,
+        }
+    })
+    .await?;
     Ok(no_content())
 }
 
@@ -417,6 +451,12 @@ pub async fn unpin_new(
     who: Authed,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
-    on_message(state, who, *path, Command::Unpin).await?;
+    on_message(state, who, *path, |channel_id, message_id| {
+        requests::UnpinMessage {
+            channel_id,
+            message_id,
+        }
+    })
+    .await?;
     Ok(no_content())
 }

@@ -1,7 +1,7 @@
 //! Users, applications, OAuth2 bot authorization and gateway discovery.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use enrichment_actors::guild::Command;
+use enrichment_actors::guild::requests;
 use enrichment_protocol::models::{Application, Member, PartialGuild, User};
 use enrichment_protocol::rest::{
     AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse,
@@ -81,9 +81,8 @@ pub async fn my_guilds(
     for id in ids {
         out.push(
             state
-                .guild(id, &who.0, Command::PartialGuild)
-                .await?
-                .into_partial_guild()?,
+                .guild(id, &who.0, requests::GetPartialGuild {})
+                .await?,
         );
     }
     Ok(HttpResponse::Ok().json(out))
@@ -98,9 +97,14 @@ pub async fn my_member(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     let m = state
-        .guild(*path, &who.0, Command::GetMember(who.0.user_id))
-        .await?
-        .into_member()?;
+        .guild(
+            *path,
+            &who.0,
+            requests::GetMember {
+                user_id: who.0.user_id,
+            },
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(m))
 }
 
@@ -112,7 +116,7 @@ pub async fn leave_guild(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    state.guild(*path, &who.0, Command::Leave).await?;
+    state.guild(*path, &who.0, requests::LeaveGuild {}).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -258,13 +262,18 @@ pub async fn authorize(
         .guild(
             body.0.guild_id,
             &who.0,
-            Command::AddBot {
+            requests::AddBot {
                 bot_user_id: app.bot_user_id,
                 application_name: app.name.clone(),
                 permissions,
             },
         )
         .await?;
+    // The bot's gateway sessions get GUILD_CREATE before this answer leaves.
+    state
+        .gateway
+        .joined_guild(app.bot_user_id, body.0.guild_id)
+        .await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "location": "about:blank#authorized" })))
 }
 

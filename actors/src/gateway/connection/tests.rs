@@ -24,7 +24,8 @@ use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{JwtKeys, Keyring, PasswordParams};
 use crate::events::EventBus;
 use crate::gateway::{GatewayConfig, IdentifyLimits, SessionRegistry};
-use crate::guild::{Command, GuildContext, GuildLimits, GuildRequest, create_guild};
+use crate::guild::requests::{self, Caller};
+use crate::guild::{GuildContext, GuildLimits, create_guild};
 use crate::router::{GuildRouter, LocalGuildRouter};
 use crate::users::UserDirectory;
 
@@ -78,7 +79,8 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
         stores: stores.clone(),
         users: users.clone(),
         bus: EventBus::new(64),
-        sessions: sessions.clone(),
+        recipients: sessions.clone(),
+        presences: sessions.clone(),
         ids: ids.clone(),
         limits: GuildLimits::default(),
         blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
@@ -86,6 +88,7 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
     let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
         .await
         .unwrap();
+    router.set_start_hook(sessions.clone());
     let accounts = Arc::new(AccountService::new(
         stores.clone(),
         users,
@@ -250,14 +253,12 @@ impl Fixture {
     async fn post(&self, author: &Account, guild: &Guild, content: &str) {
         let channel = guild.system_channel_id.unwrap();
         let body: CreateMessage = serde_json::from_value(json!({ "content": content })).unwrap();
-        self.router
+        let router: Arc<dyn GuildRouter> = self.router.clone();
+        router
             .request(
                 guild.id,
-                GuildRequest {
-                    actor: author.id,
-                    reason: None,
-                    command: Command::CreateMessage(channel, Box::new(body)),
-                },
+                Caller::new(author.id),
+                requests::CreateMessage::text(channel, body),
             )
             .await
             .unwrap();

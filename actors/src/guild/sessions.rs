@@ -1,5 +1,9 @@
-//! What a guild actor does for gateway sessions: GUILD_CREATE on subscription, presence
-//! updates, and op 8 member requests.
+//! What a guild actor does for gateway sessions ([`SessionOp`]): GUILD_CREATE on subscription,
+//! taking back its followers after a restart, presence updates, and op 8 member requests.
+//!
+//! The gateway side pushes these in; the actor never looks for sessions itself. A session is
+//! named by its [`SessionRef`] and reached through the node's recipient directory, so the same
+//! ops will serve sessions on other nodes.
 
 use std::sync::Arc;
 
@@ -10,27 +14,76 @@ use enrichment_protocol::models::Member;
 use enrichment_protocol::{ApiError, Snowflake};
 
 use super::actor::GuildActorState;
-use super::command::{GuildResult, Reply};
+use super::fanout::{Recipient, send_event};
+use super::requests::{SessionOp, SessionRef};
 use crate::events::{Audience, GuildEvent};
-use crate::gateway::Session;
 
 /// Op 8 answers at most this many members for a query or a list of ids (Discord's cap).
 const QUERY_LIMIT: usize = 100;
 
 impl GuildActorState {
-    /// Sends the session its GUILD_CREATE and starts fanning out to it.
-    pub(super) async fn subscribe(&mut self, session: Arc<Session>) -> GuildResult {
+    /// Runs one session op.
+    pub(super) async fn session_op(&mut self, op: SessionOp) -> Result<(), ApiError> {
+        match op {
+            SessionOp::Subscribe { session } => {
+                let recipient = self.recipient(&session)?;
+                self.subscribe(&session, recipient).await
+            }
+            SessionOp::Resubscribe { sessions } => {
+                self.resubscribe(sessions);
+                Ok(())
+            }
+            SessionOp::Presence { user_id, presence } => self.presence(user_id, presence),
+            SessionOp::RequestMembers { session, request } => {
+                let recipient = self.recipient(&session)?;
+                self.request_members(&session, recipient.as_ref(), request)
+                    .await
+            }
+        }
+    }
+
+    fn recipient(&self, session: &SessionRef) -> Result<Arc<dyn Recipient>, ApiError> {
+        self.ctx
+            .recipients
+            .recipient(session)
+            .ok_or_else(ApiError::missing_access)
+    }
+
+    /// Sessions that followed the guild before its actor started follow it again, without a
+    /// new GUILD_CREATE (they already have the guild; nothing happened in between, since the
+    /// actor takes this before any request). A session no longer entitled is left out.
+    fn resubscribe(&mut self, sessions: Vec<SessionRef>) {
         let gid = self.state.id();
-        let me = session.user_id();
+        for s in sessions {
+            if !self.state.members.contains_key(&s.user_id) || !s.carries(gid) {
+                continue;
+            }
+            if let Some(r) = self.ctx.recipients.recipient(&s) {
+                self.fanout.add(r);
+            }
+        }
+    }
+
+    /// Sends the session its GUILD_CREATE and starts fanning out to it.
+    pub(super) async fn subscribe(
+        &mut self,
+        session: &SessionRef,
+        recipient: Arc<dyn Recipient>,
+    ) -> Result<(), ApiError> {
+        let gid = self.state.id();
+        let me = session.user_id;
         let Some(record) = self.state.members.get(&me).cloned() else {
             return Err(ApiError::missing_access());
         };
-        if !session.info.carries(gid) || session.is_ended() {
+        if !session.carries(gid) || recipient.is_gone() {
             return Err(ApiError::missing_access());
         }
-        let presences_ok = session.info.intents & intents::GUILD_PRESENCES != 0;
+        if self.fanout.contains(me, session.key) {
+            return Ok(());
+        }
+        let presences_ok = session.intents & intents::GUILD_PRESENCES != 0;
         let member_count = self.state.members.len();
-        let large = member_count > session.info.large_threshold as usize;
+        let large = member_count > session.large_threshold as usize;
         // A large guild lists the session's own member and, with the presence intent, the
         // online ones; a small one lists everyone.
         let mut ids: Vec<Snowflake> = if large {
@@ -77,24 +130,14 @@ impl GuildActorState {
         };
         // Following before the event is queued would let another event overtake GUILD_CREATE;
         // both happen here, in the actor, so nothing can come between them.
-        session.send_event("GUILD_CREATE", &payload);
-        session.follow(gid);
-        self.fanout.add(session);
-        Ok(Reply::Done)
-    }
-
-    /// Gives a member's live sessions the guild they just joined.
-    pub(super) async fn welcome(&mut self, user: Snowflake) {
-        let gid = self.state.id();
-        for s in self.ctx.sessions.sessions_of(user) {
-            if s.info.carries(gid) && !s.follows(gid) {
-                let _ = self.subscribe(s).await;
-            }
-        }
+        send_event(recipient.as_ref(), "GUILD_CREATE", &payload);
+        recipient.follow(gid);
+        self.fanout.add(recipient);
+        Ok(())
     }
 
     /// A member's visible presence changed.
-    pub(super) fn presence(&mut self, user: Snowflake, presence: Presence) -> GuildResult {
+    pub(super) fn presence(&mut self, user: Snowflake, presence: Presence) -> Result<(), ApiError> {
         if !self.state.members.contains_key(&user) {
             return Err(ApiError::missing_access());
         }
@@ -108,20 +151,21 @@ impl GuildActorState {
             self.online.insert(user, p.clone());
         }
         self.emit(Audience::Guild, GuildEvent::PresenceUpdate(p));
-        Ok(Reply::Done)
+        Ok(())
     }
 
     /// Op 8: members matching a name prefix or a list of ids, in GUILD_MEMBERS_CHUNK dispatches.
     pub(super) async fn request_members(
         &mut self,
-        session: Arc<Session>,
+        session: &SessionRef,
+        recipient: &dyn Recipient,
         req: RequestGuildMembers,
-    ) -> GuildResult {
+    ) -> Result<(), ApiError> {
         let gid = self.state.id();
-        if !self.state.members.contains_key(&session.user_id()) {
+        if !self.state.members.contains_key(&session.user_id) {
             return Err(ApiError::missing_access());
         }
-        let may_list_all = !session.info.bot || session.info.intents & intents::GUILD_MEMBERS != 0;
+        let may_list_all = !session.bot || session.intents & intents::GUILD_MEMBERS != 0;
         let mut not_found = None;
         let ids: Vec<Snowflake> = if let Some(wanted) = req.user_ids {
             let mut wanted = wanted.into_vec();
@@ -158,7 +202,7 @@ impl GuildActorState {
             members.push(self.wire_member(&self.state.members[id]).await?);
         }
         let with_presences =
-            req.presences == Some(true) && session.info.intents & intents::GUILD_PRESENCES != 0;
+            req.presences == Some(true) && session.intents & intents::GUILD_PRESENCES != 0;
         let nonce = req.nonce.filter(|n| n.len() <= 32);
         let size = self.ctx.limits.member_chunk_size.max(1);
         let chunk_count = members.len().div_ceil(size).max(1);
@@ -183,9 +227,9 @@ impl GuildActorState {
                 presences,
                 nonce: nonce.clone(),
             };
-            session.send_event("GUILD_MEMBERS_CHUNK", &payload);
+            send_event(recipient, "GUILD_MEMBERS_CHUNK", &payload);
         }
-        Ok(Reply::Done)
+        Ok(())
     }
 
     async fn name_matches(&self, id: Snowflake, query: &str) -> bool {
