@@ -64,11 +64,16 @@ impl ErrorCode {
 /// The error body Discord returns.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct ErrorBody {
     pub code: u32,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[cfg_attr(
+        feature = "arbitrary",
+        proptest(strategy = "proptest::option::of(crate::arbitrary::json_object())")
+    )]
     pub errors: Option<Value>,
 }
 
@@ -76,6 +81,7 @@ pub struct ErrorBody {
 /// node can answer with it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{status} {}: {}", body.code, body.message)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct ApiError {
     pub status: u16,
     pub body: ErrorBody,

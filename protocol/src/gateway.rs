@@ -179,6 +179,7 @@ impl CloseCode {
 /// Wire encoding chosen with `?encoding=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub enum Encoding {
     #[default]
     Json,
@@ -295,6 +296,7 @@ pub struct Resume {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub enum Status {
     #[default]
     Online,
@@ -317,6 +319,7 @@ impl Status {
 
 /// A rich-presence activity; the fields clients commonly set, kept as sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct Activity {
     pub name: String,
     #[serde(rename = "type", default)]
@@ -347,6 +350,7 @@ pub struct PresenceUpdate {
 /// `user_ids` may be one id or a list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub enum OneOrMany {
     One(Snowflake),
     Many(Vec<Snowflake>),
@@ -363,6 +367,7 @@ impl OneOrMany {
 
 /// Op 8.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct RequestGuildMembers {
     pub guild_id: Snowflake,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -418,11 +423,13 @@ pub struct Ready {
 
 /// The user part of a presence: only the id is guaranteed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct PresenceUser {
     pub id: Snowflake,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct ClientStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desktop: Option<Status>,
@@ -434,11 +441,13 @@ pub struct ClientStatus {
 
 /// PRESENCE_UPDATE, and the entries of GUILD_CREATE's `presences`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct Presence {
     pub user: PresenceUser,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guild_id: Option<Snowflake>,
     pub status: Status,
+    #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
     pub activities: Vec<Activity>,
     pub client_status: ClientStatus,
 }

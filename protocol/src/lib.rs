@@ -14,6 +14,8 @@
 //! - [`node`]: a node's identity (its id and the generation of its process).
 
 pub mod admin;
+#[cfg(feature = "arbitrary")]
+pub mod arbitrary;
 pub mod error;
 pub mod gateway;
 pub mod models;

@@ -14,12 +14,17 @@ macro_rules! wire {
         $(#[$m])*
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
         pub struct $name $body
     };
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 wire! {
@@ -96,6 +101,7 @@ impl User {
 /// one solid color, so `colors` is derived from `color` when serializing ([`RoleWire`]) and
 /// ignored when reading.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub struct Role {
     pub id: Snowflake,
     pub name: String,
@@ -278,6 +284,7 @@ wire! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub guild_id: Option<Snowflake>,
         pub position: i32,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub permission_overwrites: Vec<PermissionOverwrite>,
         pub name: String,
         pub topic: Option<String>,
@@ -308,8 +315,11 @@ wire! {
         pub verification_level: u8,
         pub default_message_notifications: u8,
         pub explicit_content_filter: u8,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub roles: Vec<Role>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub emojis: Vec<Emoji>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub features: Vec<String>,
         pub mfa_level: u8,
         pub application_id: Option<Snowflake>,
@@ -325,6 +335,7 @@ wire! {
         pub nsfw_level: u8,
         pub premium_progress_bar_enabled: bool,
         pub safety_alerts_channel_id: Option<Snowflake>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
         pub stickers: Vec<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub approximate_member_count: Option<u64>,
@@ -340,6 +351,7 @@ wire! {
         pub banner: Option<String>,
         pub owner: bool,
         pub permissions: Permissions,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub features: Vec<String>,
     }
 }
@@ -351,6 +363,7 @@ wire! {
         pub user: Option<User>,
         pub nick: Option<String>,
         pub avatar: Option<String>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub roles: Vec<Snowflake>,
         pub joined_at: Timestamp,
         pub premium_since: Option<Timestamp>,
@@ -380,6 +393,7 @@ wire! {
         pub me: bool,
         pub me_burst: bool,
         pub emoji: Emoji,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub burst_colors: Vec<String>,
     }
 }
@@ -430,12 +444,15 @@ wire! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub author: Option<EmbedAuthor>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub fields: Vec<EmbedField>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::json_object())"))]
         pub image: Option<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::json_object())"))]
         pub thumbnail: Option<Value>,
     }
 }
@@ -494,7 +511,10 @@ wire! {
         pub channel_id: Option<Snowflake>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub guild_id: Option<Snowflake>,
-        #[serde(default = "default_true", skip_serializing)]
+        /// A send-time option: stored references always say `true`, which is left out, so
+        /// messages read back look as Discord's do; a `false` from a sender still crosses the
+        /// wire between nodes.
+        #[serde(default = "default_true", skip_serializing_if = "is_true")]
         pub fail_if_not_exists: bool,
     }
 }
@@ -507,6 +527,7 @@ fn default_true() -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub enum Nonce {
     Int(i64),
     Str(String),
@@ -525,11 +546,16 @@ wire! {
         pub edited_timestamp: Option<Timestamp>,
         pub tts: bool,
         pub mention_everyone: bool,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub mentions: Vec<User>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub mention_roles: Vec<Snowflake>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub attachments: Vec<Attachment>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub embeds: Vec<Embed>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub reactions: Vec<Reaction>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub nonce: Option<Nonce>,
@@ -540,9 +566,16 @@ wire! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message_reference: Option<MessageReference>,
         /// Present (possibly `null` when deleted) only on replies.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "crate::rest::nullable",
+            skip_serializing_if = "Option::is_none"
+        )]
         #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        // One level of replies, as the server sends them.
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::referenced_message()"))]
         pub referenced_message: Option<Option<Box<Message>>>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
         pub components: Vec<Value>,
     }
 }
@@ -558,6 +591,7 @@ wire! {
 wire! {
     /// `GET /channels/{id}/messages/pins`: newest pins first.
     pub struct PinList {
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub items: Vec<PinnedMessage>,
         pub has_more: bool,
     }
@@ -610,6 +644,7 @@ wire! {
         pub id: Snowflake,
         pub name: String,
         pub icon: Option<String>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub features: Vec<String>,
     }
 }

@@ -27,6 +27,7 @@ macro_rules! body {
         $(#[$m])*
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
         pub struct $name $body
     };
 }
@@ -185,6 +186,7 @@ body! {
     /// `POST /users/@me/mfa/totp/enable` answer.
     pub struct EnableTotpResponse {
         pub token: String,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub backup_codes: Vec<BackupCode>,
     }
 }
@@ -408,6 +410,7 @@ body! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub position: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub permission_overwrites: Option<Vec<PermissionOverwrite>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub parent_id: Option<Snowflake>,
@@ -498,6 +501,7 @@ body! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rate_limit_per_user: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub permission_overwrites: Option<Vec<PermissionOverwrite>>,
         #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub parent_id: Option<Option<Snowflake>>,
@@ -743,10 +747,13 @@ body! {
     /// `allowed_mentions` on message create.
     pub struct AllowedMentions {
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub parse: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub roles: Option<Vec<Snowflake>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub users: Option<Vec<Snowflake>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub replied_user: Option<bool>,
@@ -765,6 +772,7 @@ body! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tts: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub embeds: Option<Vec<Embed>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub allowed_mentions: Option<AllowedMentions>,
@@ -772,13 +780,16 @@ body! {
         pub message_reference: Option<MessageReference>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::json_objects())"))]
         pub components: Option<Vec<Value>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub sticker_ids: Option<Vec<Snowflake>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub flags: Option<u64>,
         /// With a `multipart/form-data` upload: names and descriptions for the `files[n]` parts.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub attachments: Option<Vec<AttachmentRef>>,
     }
 }
@@ -906,6 +917,7 @@ body! {
         pub flags: Option<Option<u64>>,
         /// The attachments to keep; any attachment not listed is removed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
         pub attachments: Option<Vec<AttachmentRef>>,
     }
 }
@@ -926,6 +938,7 @@ impl EditMessage {
 body! {
     /// `POST /channels/{id}/messages/bulk-delete`.
     pub struct BulkDelete {
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub messages: Vec<Snowflake>,
     }
 }
@@ -971,6 +984,7 @@ pub struct MessagesQuery {
 /// A validated history cursor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
 pub enum HistoryAnchor {
     Latest,
     Before(Snowflake),

@@ -36,8 +36,7 @@
 //!   removed kid may be inserted again.
 //! - `load_guild` returns the guild row with empty `roles` (roles are their own rows); the order
 //!   of its lists is not checked.
-//! - Records round-trip exactly, except `MessageReference::fail_if_not_exists`, which the wire
-//!   type never serializes and so reads back as its default, `true`.
+//! - Records round-trip exactly.
 //!
 //! Cases never assume an empty store: every id, name, email, code and token is fresh per run
 //! (see [`fresh_id`]), so a server-based backend can share one database across cases running in

@@ -388,6 +388,8 @@ impl GuildActorState {
                     r.channel_id = Some(ch);
                     r.guild_id = Some(self.state.id());
                     r.kind = Some(0);
+                    // A send-time option: the stored reference reads like Discord's.
+                    r.fail_if_not_exists = true;
                     replied_to = Some(t);
                 }
                 None if r.fail_if_not_exists => {

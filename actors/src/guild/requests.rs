@@ -45,6 +45,7 @@ pub trait Request:
 
 /// Who sends a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Caller {
     /// The acting user: permissions are checked for them.
     pub actor: Snowflake,
@@ -62,7 +63,8 @@ impl Caller {
 }
 
 /// A request on its way to a guild.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Envelope {
     pub caller: Caller,
     pub request: AnyRequest,
@@ -102,13 +104,15 @@ impl<R: Request> Responder<R> {
 macro_rules! guild_requests {
     ($($(#[$doc:meta])* $name:ident => $reply:ty),* $(,)?) => {
         /// Any guild request, as it travels.
-        #[derive(Clone, Debug, Serialize, Deserialize)]
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
         pub enum AnyRequest {
             $($(#[$doc])* $name($name)),*
         }
 
         /// Any guild reply, tagged with the request it answers.
-        #[derive(Clone, Debug, Serialize, Deserialize)]
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
         pub enum AnyReply {
             $($name($reply)),*
         }
@@ -118,6 +122,18 @@ macro_rules! guild_requests {
             pub fn name(&self) -> &'static str {
                 match self {
                     $(AnyRequest::$name(_) => stringify!($name)),*
+                }
+            }
+
+            /// Every request's name, in the order of the list.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+        }
+
+        impl AnyReply {
+            /// The name of the request this answers.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(AnyReply::$name(_) => stringify!($name)),*
                 }
             }
         }
@@ -205,6 +221,7 @@ macro_rules! request_types {
         $(
             $(#[$doc])*
             #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+            #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
             pub struct $name {
                 $($(#[$fdoc])* pub $field: $ty),*
             }
@@ -237,7 +254,11 @@ request_types! {
     GetMember { user_id: Snowflake }
     ModifyMember { user_id: Snowflake, body: rest::ModifyMember }
     /// `PATCH /guilds/{id}/members/@me`: the nick is the caller's own.
-    ModifyCurrentMember { nick: Option<Option<String>> }
+    ModifyCurrentMember {
+        /// Absent: unchanged; `null`: cleared.
+        #[serde(default, deserialize_with = "rest::nullable", skip_serializing_if = "Option::is_none")]
+        nick: Option<Option<String>>,
+    }
     AddMemberRole { user_id: Snowflake, role_id: Snowflake }
     RemoveMemberRole { user_id: Snowflake, role_id: Snowflake }
     /// A kick.
@@ -297,11 +318,13 @@ impl CreateMessage {
 
 /// A gateway session, unique on its node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[serde(transparent)]
 pub struct SessionKey(pub u64);
 
 /// A session as a guild needs to know it: which one (its key) and what fanout filters on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct SessionRef {
     pub key: SessionKey,
     pub user_id: Snowflake,
@@ -327,7 +350,8 @@ impl SessionRef {
 }
 
 /// What the gateway side asks of a guild for its sessions.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SessionOp {
     /// The session starts following the guild: it gets GUILD_CREATE, then the guild's events,
     /// in that order.
@@ -358,3 +382,6 @@ impl SessionOp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
