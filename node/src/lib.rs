@@ -19,6 +19,7 @@ use enrichment_actors::guild::{GuildContext, GuildLimits};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::SnowflakeGenerator;
+use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_storage::Stores;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -69,7 +70,7 @@ pub struct Node {
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     router: Arc<LocalGuildRouter>,
     housekeeping: tokio::task::JoinHandle<()>,
-    shared_upkeep: Option<tokio::task::JoinHandle<()>>,
+    shared_upkeep: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -88,6 +89,7 @@ impl Node {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let started = std::time::Instant::now();
         let node_id = admin::credentials::node_id(&config)?;
+        let identity = NodeIdentity::new(node_id.clone(), GenerationId::now());
         let (admin_token, token_source) = admin::credentials::admin_token(&config)?;
         if let admin::credentials::TokenSource::Generated { path, token } = &token_source {
             // Shown once, on the terminal only; later starts read the file silently.
@@ -179,11 +181,11 @@ impl Node {
                 router.clone() as Arc<dyn GuildRouter>,
                 guild_ctx.stores.clone(),
             )
-            .with_shared(shared.clone().map(|state| SharedGateway {
-                state,
+            .with_shared(SharedGateway {
+                state: shared.clone(),
                 prefix: config.redis.key_prefix.clone(),
-                node_id: node_id.clone(),
-            })),
+                node: identity,
+            }),
         );
         let shared_upkeep = gateway_svc.spawn_shared_upkeep();
         let gateway = Arc::new(gateway::GatewayServer::start(
@@ -208,7 +210,8 @@ impl Node {
         });
         let limits = Arc::new(ratelimit::RateLimits::new(
             &config.rate_limits,
-            shared.map(|s| (s, config.redis.key_prefix.clone())),
+            shared,
+            config.redis.key_prefix.clone(),
         ));
         let upkeep = metrics.clone();
         let state = web::Data::new(AppState {
@@ -271,7 +274,6 @@ impl Node {
                 tick.tick().await;
                 upkeep.run_upkeep();
                 if n % 12 == 0 {
-                    limits.housekeep();
                     accounts.housekeep();
                     // Another node may have rotated the signing key.
                     if let Err(e) = accounts.keyring().reload().await {
@@ -321,9 +323,7 @@ impl Node {
         self.server.stop(true).await;
         let _ = self.serving.await;
         self.housekeeping.abort();
-        if let Some(upkeep) = &self.shared_upkeep {
-            upkeep.abort();
-        }
+        self.shared_upkeep.abort();
         self.router.stop();
         // Give actors a moment to drain their commit queues before the stores drop.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -282,9 +282,7 @@ pub async fn gateway(state: State) -> HttpResponse {
 #[get("/gateway/bot")]
 pub async fn gateway_bot(state: State, who: Authed) -> HttpResponse {
     let gw = &state.gateway;
-    let limit = gw
-        .start_limit(who.0.user_id, std::time::Instant::now())
-        .await;
+    let limit = gw.start_limit(who.0.user_id).await;
     HttpResponse::Ok().json(GatewayBotResponse {
         url: state.gateway_url.clone(),
         shards: 1,
