@@ -71,6 +71,7 @@ pub struct Node {
     router: Arc<LocalGuildRouter>,
     housekeeping: tokio::task::JoinHandle<()>,
     shared_upkeep: tokio::task::JoinHandle<()>,
+    invalidations: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -142,24 +143,29 @@ impl Node {
         .await
         .context("starting the guild supervisor")?;
         let a = &config.auth;
-        let accounts = Arc::new(AccountService::new(
-            stores,
-            users,
-            Arc::new(keys),
-            ids,
-            AccountConfig {
-                access_ttl: Duration::from_secs(a.access_ttl_secs),
-                refresh_ttl: Duration::from_secs(a.refresh_ttl_secs),
-                password: PasswordParams {
-                    memory_kib: a.argon2_memory_kib,
-                    iterations: a.argon2_iterations,
-                    parallelism: a.argon2_lanes,
+        let accounts = Arc::new(
+            AccountService::new(
+                stores,
+                users,
+                Arc::new(keys),
+                ids,
+                AccountConfig {
+                    access_ttl: Duration::from_secs(a.access_ttl_secs),
+                    refresh_ttl: Duration::from_secs(a.refresh_ttl_secs),
+                    password: PasswordParams {
+                        memory_kib: a.argon2_memory_kib,
+                        iterations: a.argon2_iterations,
+                        parallelism: a.argon2_lanes,
+                    },
+                    login_attempts_per_account: a.login_attempts_per_account,
+                    login_attempts_per_ip: a.login_attempts_per_ip,
+                    login_window: Duration::from_secs(a.login_window_secs),
+                    session_cache: Duration::from_secs(a.session_cache_secs),
                 },
-                login_attempts_per_account: a.login_attempts_per_account,
-                login_attempts_per_ip: a.login_attempts_per_ip,
-                login_window: Duration::from_secs(a.login_window_secs),
-            },
-        ));
+            )
+            .with_shared(shared.clone(), config.redis.key_prefix.clone()),
+        );
+        let invalidations = accounts.spawn_invalidation_listener();
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
@@ -294,6 +300,7 @@ impl Node {
             router,
             housekeeping,
             shared_upkeep,
+            invalidations,
         })
     }
 
@@ -324,6 +331,7 @@ impl Node {
         let _ = self.serving.await;
         self.housekeeping.abort();
         self.shared_upkeep.abort();
+        self.invalidations.abort();
         self.router.stop();
         // Give actors a moment to drain their commit queues before the stores drop.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -101,6 +101,7 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
             login_attempts_per_account: 10,
             login_attempts_per_ip: 10,
             login_window: Duration::from_secs(60),
+            session_cache: Duration::from_secs(5),
         },
     ));
     // The shared state reads the time the test passes in (see `Fixture::connect`).
