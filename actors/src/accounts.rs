@@ -5,11 +5,21 @@
 //!   naming that family (`sid`), refresh tokens are opaque, stored hashed, and rotated on every
 //!   use; presenting an already-rotated refresh token revokes the whole family (theft
 //!   detection);
-//! - logout revokes the family; revoked families are also kept in memory so their unexpired
-//!   access tokens stop working at once on this node;
+//! - a session ends for good when its family is revoked in the store: by logout, by the reuse
+//!   of a rotated refresh token, or by a password change (which revokes every family of the
+//!   user and opens a new one). An access token is checked against its family in the store,
+//!   behind a cache of `session_cache` (a few seconds), so a revocation holds on every node
+//!   and across restarts. The revoking node also publishes it through the shared state
+//!   ([`Invalidation::SessionRevoked`]) and every node that hears it refuses the tokens at
+//!   once; the cache's lifetime is the bound when the message is lost (Redis down);
 //! - TOTP codes are accepted once (the last accepted time step is stored), backup codes once;
-//! - failed logins are throttled per account and per client IP;
-//! - bot tokens are opaque, stored hashed, and resolved through a small cache.
+//! - failed logins are throttled per account and per client IP, in fixed windows of the
+//!   shared state, so the throttle holds across the nodes of a cluster;
+//! - bot tokens are opaque, stored hashed, and resolved through a small cache that a reset
+//!   empties on every node ([`Invalidation::BotTokenReset`]; [`BOT_TOKEN_CACHE`] bounds a lost
+//!   message);
+//! - a changed user is published ([`Invalidation::UserChanged`]) so every node drops it from
+//!   its [`UserDirectory`].
 //!
 //! Password hashing is CPU-heavy by design, so it runs on the blocking pool.
 
@@ -20,15 +30,19 @@ use dashmap::DashMap;
 use enrichment_protocol::models::{Application, User};
 use enrichment_protocol::rest::{
     BackupCode, CreateApplication, EnableTotpResponse, LoginRequest, LoginResponse,
-    ModifyApplication, ModifyCurrentUser, RegisterRequest, RegisterResponse, TokenResponse,
+    ModifiedCurrentUser, ModifyApplication, ModifyCurrentUser, RegisterRequest, RegisterResponse,
+    TokenResponse,
 };
 use enrichment_protocol::{
     ApiError, ErrorCode, FormErrors, Snowflake, SnowflakeGenerator, Timestamp,
 };
+use enrichment_storage::shared::memory::MemoryShared;
+use enrichment_storage::shared::{Invalidation, SharedState, keys};
 use enrichment_storage::{
     ApplicationRecord, BackupCodeRecord, Credentials, RefreshTokenRecord, RotateOutcome,
     StoreError, Stores,
 };
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{self, AuthError, JwtKeys, Keyring, PasswordParams};
 use crate::users::UserDirectory;
@@ -50,7 +64,13 @@ pub struct AccountConfig {
     pub login_attempts_per_account: u32,
     pub login_attempts_per_ip: u32,
     pub login_window: Duration,
+    /// How long a session's state (live or revoked) read from the store is trusted: the bound
+    /// on how long a revocation whose broadcast was lost keeps a token working elsewhere.
+    pub session_cache: Duration,
 }
+
+/// Sessions whose state one node keeps cached; past it the least used are read again.
+const SESSION_CACHE_CAPACITY: u64 = 100_000;
 
 pub struct AccountService {
     stores: Stores,
@@ -58,14 +78,16 @@ pub struct AccountService {
     keys: Arc<Keyring>,
     ids: Arc<SnowflakeGenerator>,
     config: AccountConfig,
-    /// token hash -> bot user id.
-    /// Verified bot tokens (by hash) and when they were read from the store. Entries expire
-    /// after [`BOT_TOKEN_CACHE`], so a token reset on another node stops working here too.
+    /// Login throttles, and the invalidations this service publishes and hears.
+    shared: Arc<dyn SharedState>,
+    /// Prefix of the shared-state keys this service writes.
+    prefix: String,
+    /// Verified bot tokens (by hash) and when they were read from the store. A reset empties
+    /// the bot's entries on every node; [`BOT_TOKEN_CACHE`] bounds a lost announcement.
     bot_tokens: DashMap<String, (Snowflake, Instant)>,
-    /// Sessions revoked while their access tokens may still be unexpired.
-    revoked_sessions: DashMap<Snowflake, Instant>,
-    /// Failed logins per key (`account:{id}` / `ip:{addr}`) in the current window.
-    login_failures: DashMap<String, (Instant, u32)>,
+    /// Whether a session (refresh family) is revoked, as the store said within the last
+    /// `session_cache`, or as a revocation announced since.
+    sessions: moka::future::Cache<Snowflake, bool>,
     /// A hash with the configured cost, verified against when a login names no account.
     decoy_hash: String,
 }
@@ -122,17 +144,94 @@ impl AccountService {
             .password
             .hash_password(&auth::new_refresh_token())
             .unwrap_or_default();
+        let sessions = moka::future::Cache::builder()
+            .max_capacity(SESSION_CACHE_CAPACITY)
+            .time_to_live(config.session_cache)
+            .build();
         AccountService {
             stores,
             users,
             keys,
             ids,
             config,
+            shared: Arc::new(MemoryShared::new()),
+            prefix: "enrichment".into(),
             bot_tokens: DashMap::new(),
-            revoked_sessions: DashMap::new(),
-            login_failures: DashMap::new(),
+            sessions,
             decoy_hash,
         }
+    }
+
+    /// Keeps login throttles in `shared` (the cluster's) and publishes invalidations there,
+    /// under keys starting with `prefix`, instead of in a state of this service's own.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedState>, prefix: String) -> Self {
+        self.shared = shared;
+        self.prefix = prefix;
+        self
+    }
+
+    /// While the service lives: applies the invalidations every node (this one included)
+    /// publishes. When announcements were skipped (this listener fell behind), every cached
+    /// session state and bot token is dropped, so nothing missed can outlive the next read.
+    pub fn spawn_invalidation_listener(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut heard = self.shared.invalidations();
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let next = heard.recv().await;
+                let Some(me) = me.upgrade() else { return };
+                match next {
+                    Ok(Invalidation::SessionRevoked { session_id }) => {
+                        me.sessions.insert(session_id, true).await;
+                    }
+                    Ok(Invalidation::UserChanged { user_id }) => me.users.invalidate(user_id),
+                    Ok(Invalidation::BotTokenReset { bot_user_id }) => {
+                        me.bot_tokens.retain(|_, (bot, _)| *bot != bot_user_id);
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "invalidations skipped; dropping caches");
+                        me.sessions.invalidate_all();
+                        me.bot_tokens.clear();
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// Tells every node (this one too) about a change; a failure is only logged, since the
+    /// caches' lifetimes bound what a lost announcement costs.
+    async fn publish(&self, invalidation: Invalidation) {
+        if let Err(e) = self.shared.publish_invalidation(&invalidation).await {
+            tracing::warn!(error = %e, ?invalidation, "invalidation not published");
+        }
+    }
+
+    /// Marks sessions revoked here at once, and everywhere else as soon as they hear it. The
+    /// store already holds the revocation.
+    async fn sessions_ended(&self, families: &[Snowflake]) {
+        for family in families {
+            self.sessions.insert(*family, true).await;
+            self.publish(Invalidation::SessionRevoked {
+                session_id: *family,
+            })
+            .await;
+        }
+    }
+
+    /// Whether a session ended: from the cache, else from the store.
+    async fn session_revoked(&self, family: Snowflake) -> Result<bool, ApiError> {
+        let users = self.stores.users.clone();
+        self.sessions
+            .try_get_with(
+                family,
+                async move { users.refresh_family_revoked(family).await },
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read a session's state");
+                ApiError::internal()
+            })
     }
 
     pub fn users(&self) -> &UserDirectory {
@@ -196,64 +295,60 @@ impl AccountService {
 
     // ------------------------------------------------------------ login throttling
 
-    fn throttled(&self, key: &str, allowed: u32) -> Option<Duration> {
-        let entry = self.login_failures.get(key)?;
-        let (start, count) = *entry;
-        let elapsed = start.elapsed();
-        (elapsed < self.config.login_window && count >= allowed)
-            .then(|| self.config.login_window - elapsed)
+    /// The fixed window counting failed logins of `principal` (`ip:{addr}`, `account:{id}`).
+    fn throttle_key(&self, principal: &str) -> String {
+        keys::rate(&self.prefix, principal, "login-failures")
     }
 
-    fn record_failure(&self, key: String) {
-        let window = self.config.login_window;
-        let mut e = self
-            .login_failures
-            .entry(key)
-            .or_insert((Instant::now(), 0));
-        if e.0.elapsed() >= window {
-            *e = (Instant::now(), 0);
-        }
-        e.1 += 1;
-    }
-
-    fn check_throttle(&self, account: Option<Snowflake>, ip: &str) -> Result<(), ApiError> {
-        let by_ip = self.throttled(&format!("ip:{ip}"), self.config.login_attempts_per_ip);
-        let by_account = account.and_then(|a| {
-            self.throttled(
-                &format!("account:{a}"),
-                self.config.login_attempts_per_account,
-            )
-        });
-        match by_ip.or(by_account) {
-            Some(wait) => {
-                metrics::counter!("enrichment_login_throttled_total").increment(1);
-                Err(ApiError::new(
-                    429,
-                    ErrorCode::General,
-                    format!(
-                        "Too many failed login attempts; try again in {} seconds.",
-                        wait.as_secs().max(1)
-                    ),
-                ))
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn fail_login(&self, account: Option<Snowflake>, ip: &str) {
-        self.record_failure(format!("ip:{ip}"));
+    fn throttles(&self, account: Option<Snowflake>, ip: &str) -> Vec<(String, u32)> {
+        let mut t = vec![(
+            self.throttle_key(&format!("ip:{ip}")),
+            self.config.login_attempts_per_ip,
+        )];
         if let Some(a) = account {
-            self.record_failure(format!("account:{a}"));
+            t.push((
+                self.throttle_key(&format!("account:{a}")),
+                self.config.login_attempts_per_account,
+            ));
+        }
+        t
+    }
+
+    /// Refuses a login while the client's IP or the account has used up its failures for the
+    /// window. A shared state that cannot answer throttles nothing.
+    async fn check_throttle(&self, account: Option<Snowflake>, ip: &str) -> Result<(), ApiError> {
+        for (key, allowed) in self.throttles(account, ip) {
+            let window = self.config.login_window;
+            match self.shared.window_hit(&key, allowed, window, 0).await {
+                Ok(w) if w.remaining == 0 => {
+                    metrics::counter!("enrichment_login_throttled_total").increment(1);
+                    return Err(ApiError::new(
+                        429,
+                        ErrorCode::General,
+                        format!(
+                            "Too many failed login attempts; try again in {} seconds.",
+                            w.reset_after.as_secs().max(1)
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "login throttle unavailable"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_login(&self, account: Option<Snowflake>, ip: &str) {
+        for (key, allowed) in self.throttles(account, ip) {
+            let window = self.config.login_window;
+            if let Err(e) = self.shared.window_hit(&key, allowed, window, 1).await {
+                tracing::warn!(error = %e, "login failure not counted");
+            }
         }
     }
 
-    /// Drops old throttle windows and expired revocations (called periodically).
+    /// Drops expired bot tokens (called periodically).
     pub fn housekeep(&self) {
-        let window = self.config.login_window;
-        self.login_failures
-            .retain(|_, (start, _)| start.elapsed() < window);
-        let ttl = self.config.access_ttl;
-        self.revoked_sessions.retain(|_, at| at.elapsed() < ttl);
         self.bot_tokens
             .retain(|_, (_, at)| at.elapsed() < BOT_TOKEN_CACHE);
     }
@@ -309,7 +404,7 @@ impl AccountService {
             .find_user_by_login(req.login.trim())
             .await
             .map_err(store_err)?;
-        self.check_throttle(user_id, ip)?;
+        self.check_throttle(user_id, ip).await?;
         let creds = match user_id {
             Some(id) => self
                 .stores
@@ -323,11 +418,11 @@ impl AccountService {
             // Spend the same hashing time as a real check, so response times do not tell
             // which logins exist.
             let _ = Self::verify_password(req.password, self.decoy_hash.clone()).await;
-            self.fail_login(user_id, ip);
+            self.fail_login(user_id, ip).await;
             return Err(invalid_login());
         };
         if !Self::verify_password(req.password, creds.password_hash.clone()).await {
-            self.fail_login(Some(creds.user_id), ip);
+            self.fail_login(Some(creds.user_id), ip).await;
             return Err(invalid_login());
         }
         if creds.totp_secret.is_some() {
@@ -397,7 +492,7 @@ impl AccountService {
                 "Invalid two-factor login ticket",
             )
         })?);
-        self.check_throttle(Some(user_id), ip)?;
+        self.check_throttle(Some(user_id), ip).await?;
         let mut creds = self
             .stores
             .users
@@ -406,7 +501,7 @@ impl AccountService {
             .map_err(store_err)?
             .ok_or_else(ApiError::unauthorized)?;
         if let Err(e) = self.consume_second_factor(&mut creds, code).await {
-            self.fail_login(Some(user_id), ip);
+            self.fail_login(Some(user_id), ip).await;
             return Err(e);
         }
         self.open_session(user_id).await
@@ -429,26 +524,22 @@ impl AccountService {
             .await
             .map_err(store_err)?
         {
-            RotateOutcome::Rotated { user_id, family_id } => {
-                if self.revoked_sessions.contains_key(&family_id) {
-                    return Err(ApiError::unauthorized());
-                }
-                Ok(TokenResponse {
-                    token: self.access_token(user_id, family_id)?,
-                    refresh_token: new_token,
-                })
-            }
+            RotateOutcome::Rotated { user_id, family_id } => Ok(TokenResponse {
+                token: self.access_token(user_id, family_id)?,
+                refresh_token: new_token,
+            }),
             RotateOutcome::Reused { family_id } => {
                 tracing::warn!(%family_id, "refresh token reused; session revoked");
                 metrics::counter!("enrichment_refresh_reuse_total").increment(1);
-                self.revoked_sessions.insert(family_id, Instant::now());
+                self.sessions_ended(&[family_id]).await;
                 Err(ApiError::unauthorized())
             }
             RotateOutcome::Invalid => Err(ApiError::unauthorized()),
         }
     }
 
-    /// Ends the caller's session: its refresh tokens and access tokens stop working.
+    /// Ends the caller's session: its refresh tokens and access tokens stop working, on
+    /// every node.
     pub async fn logout(&self, who: Principal) -> Result<(), ApiError> {
         if let Some(family) = who.session {
             self.stores
@@ -456,7 +547,7 @@ impl AccountService {
                 .revoke_refresh_family(family)
                 .await
                 .map_err(store_err)?;
-            self.revoked_sessions.insert(family, Instant::now());
+            self.sessions_ended(&[family]).await;
         }
         Ok(())
     }
@@ -563,8 +654,15 @@ impl AccountService {
             .update_user(&user)
             .await
             .map_err(store_err)?;
-        self.users.refresh(&user);
+        self.user_changed(&user).await;
         Ok(())
+    }
+
+    /// Shows a changed user to readers here at once, and has every other node read it again.
+    async fn user_changed(&self, user: &User) {
+        self.users.refresh(user);
+        self.publish(Invalidation::UserChanged { user_id: user.id })
+            .await;
     }
 
     // ------------------------------------------------------------ authentication
@@ -600,7 +698,7 @@ impl AccountService {
         match self.verify(|k| k.verify(token)).await {
             Ok(claims) => {
                 let session = Snowflake(claims.sid);
-                if self.revoked_sessions.contains_key(&session) {
+                if self.session_revoked(session).await? {
                     return Err(ApiError::unauthorized());
                 }
                 Ok(Principal {
@@ -665,13 +763,44 @@ impl AccountService {
             .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))
     }
 
+    /// `PATCH /users/@me`. With `new_password` (and the right current `password`), the
+    /// password is replaced, every session of the user ends on every node, and the answer
+    /// carries the tokens of a new session, as Discord's does.
     pub async fn modify_me(
         &self,
         who: Principal,
         body: ModifyCurrentUser,
-    ) -> Result<User, ApiError> {
+    ) -> Result<ModifiedCurrentUser, ApiError> {
         body.validate()?;
         let mut user = self.me(who).await?;
+        // Checked before anything is written, so a wrong password changes nothing.
+        let new_credentials = match (&body.new_password, body.password) {
+            (Some(new_password), Some(password)) => {
+                let mut creds = self
+                    .stores
+                    .users
+                    .get_credentials(who.user_id)
+                    .await
+                    .map_err(store_err)?
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            403,
+                            ErrorCode::InvalidAccountType,
+                            "Bots cannot use this endpoint",
+                        )
+                    })?;
+                if !Self::verify_password(password, creds.password_hash.clone()).await {
+                    return Err(ApiError::form(
+                        &["password"],
+                        "PASSWORD_DOES_NOT_MATCH",
+                        "Password does not match.",
+                    ));
+                }
+                creds.password_hash = self.hash_password(new_password.clone()).await?;
+                Some(creds)
+            }
+            _ => None,
+        };
         if let Some(u) = body.username {
             user.username = u;
         }
@@ -692,8 +821,35 @@ impl AccountService {
             }
             Err(e) => return Err(store_err(e)),
         }
-        self.users.refresh(&user);
-        Ok(user)
+        let tokens = match new_credentials {
+            Some(creds) => Some(self.change_password(&creds).await?),
+            None => None,
+        };
+        self.user_changed(&user).await;
+        Ok(ModifiedCurrentUser {
+            user,
+            token: tokens.as_ref().map(|t| t.token.clone()),
+            refresh_token: tokens.map(|t| t.refresh_token),
+        })
+    }
+
+    /// Stores the new password hash, ends every session of the user (here and on every
+    /// node), and opens the one the caller continues in.
+    async fn change_password(&self, creds: &Credentials) -> Result<TokenResponse, ApiError> {
+        self.stores
+            .users
+            .put_credentials(creds)
+            .await
+            .map_err(store_err)?;
+        let ended = self
+            .stores
+            .users
+            .revoke_user_refresh_families(creds.user_id)
+            .await
+            .map_err(store_err)?;
+        metrics::counter!("enrichment_password_changes_total").increment(1);
+        self.sessions_ended(&ended).await;
+        self.open_session(creds.user_id).await
     }
 
     // ------------------------------------------------------------ applications
@@ -817,6 +973,10 @@ impl AccountService {
             .map_err(store_err)?;
         self.bot_tokens
             .retain(|_, (bot, _)| *bot != rec.bot_user_id);
+        self.publish(Invalidation::BotTokenReset {
+            bot_user_id: rec.bot_user_id,
+        })
+        .await;
         Ok(token)
     }
 

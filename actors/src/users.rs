@@ -2,7 +2,8 @@
 //!
 //! Messages and members are stored with user ids; the wire needs user objects. Users change
 //! rarely, so actors and read tasks look them up here instead of in the store, and the account
-//! service refreshes an entry whenever it changes a user.
+//! service refreshes an entry whenever it changes a user (and, through the shared state's
+//! invalidations, has every other node drop it).
 
 use std::sync::Arc;
 
@@ -64,6 +65,11 @@ impl UserDirectory {
     /// Records a changed user so readers see it at once.
     pub fn refresh(&self, user: &User) {
         self.cache.insert(user.id, user.public());
+    }
+
+    /// Drops one cached user, so the next read goes to the store (another node changed it).
+    pub fn invalidate(&self, id: Snowflake) {
+        self.cache.remove(&id);
     }
 
     /// Only a cached copy: for hot paths that must not wait on storage.

@@ -36,6 +36,7 @@ fn fixture() -> Fixture {
             login_attempts_per_account: 10,
             login_attempts_per_ip: 10,
             login_window: Duration::from_secs(60),
+            session_cache: Duration::from_secs(5),
         },
     );
     Fixture {

@@ -1,5 +1,6 @@
 //! Opens the backends the configuration names — the store (embedded, PostgreSQL or ScyllaDB),
-//! the blob store and Redis — and brings their schemas up to date. Everything that can be
+//! the blob store and the shared state (in-process, or Redis with its in-process twin) — and
+//! brings their schemas up to date. Everything that can be
 //! checked is checked here, at startup: an unreachable or misconfigured backend stops the node
 //! with a message naming the setting, instead of failing the first request that needs it.
 
@@ -13,6 +14,8 @@ use enrichment_storage::blobs::fs::FsBlobStore;
 use enrichment_storage::blobs::s3::{S3BlobStore, S3Settings};
 use enrichment_storage::embedded::EmbeddedStore;
 use enrichment_storage::shared::SharedState;
+use enrichment_storage::shared::fallback::FallbackShared;
+use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::shared::redis::{RedisOptions, RedisShared};
 
 use enrichment_storage::postgres::{PostgresOptions, PostgresStore};
@@ -95,12 +98,14 @@ fn scylla_options(config: &Config) -> ScyllaOptions {
     }
 }
 
-/// Connects to Redis when `redis.url` is set; `None` keeps sessions, presence and rate limits
-/// in-process. A Redis that cannot be reached at startup stops the node (after the connect
-/// timeout); one that goes away later only degrades it.
-pub async fn open_shared(config: &Config) -> anyhow::Result<Option<Arc<dyn SharedState>>> {
+/// The shared state: with `redis.url`, Redis with the in-process state as its twin while
+/// Redis is away; without it, the in-process state alone. A Redis that cannot be reached at
+/// startup stops the node (after the connect timeout); one that goes away later only
+/// degrades it.
+pub async fn open_shared(config: &Config) -> anyhow::Result<Arc<dyn SharedState>> {
+    let local = Arc::new(MemoryShared::new());
     let Some(url) = &config.redis.url else {
-        return Ok(None);
+        return Ok(local);
     };
     let r = &config.redis;
     let shared = RedisShared::connect(RedisOptions {
@@ -110,7 +115,7 @@ pub async fn open_shared(config: &Config) -> anyhow::Result<Option<Arc<dyn Share
         command_timeout: Duration::from_millis(r.command_timeout_ms),
     })
     .await?;
-    Ok(Some(Arc::new(shared)))
+    Ok(Arc::new(FallbackShared::new(Arc::new(shared), local)))
 }
 
 /// How long the startup check waits for the S3 server.

@@ -283,6 +283,10 @@ pub struct AuthConfig {
     pub login_attempts_per_account: u32,
     pub login_attempts_per_ip: u32,
     pub login_window_secs: u64,
+    /// How long a node trusts what it read of a session (live or revoked) before reading the
+    /// store again: the longest a logout on another node goes unnoticed here when its
+    /// announcement is lost (Redis down). 0 reads the store on every request.
+    pub session_cache_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -298,6 +302,7 @@ impl Default for AuthConfig {
             login_attempts_per_account: 5,
             login_attempts_per_ip: 20,
             login_window_secs: 60,
+            session_cache_secs: 5,
         }
     }
 }

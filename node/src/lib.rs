@@ -19,6 +19,7 @@ use enrichment_actors::guild::{GuildContext, GuildLimits};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::SnowflakeGenerator;
+use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_storage::Stores;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -69,7 +70,8 @@ pub struct Node {
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
     router: Arc<LocalGuildRouter>,
     housekeeping: tokio::task::JoinHandle<()>,
-    shared_upkeep: Option<tokio::task::JoinHandle<()>>,
+    shared_upkeep: tokio::task::JoinHandle<()>,
+    invalidations: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -88,6 +90,7 @@ impl Node {
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
         let started = std::time::Instant::now();
         let node_id = admin::credentials::node_id(&config)?;
+        let identity = NodeIdentity::new(node_id.clone(), GenerationId::now());
         let (admin_token, token_source) = admin::credentials::admin_token(&config)?;
         if let admin::credentials::TokenSource::Generated { path, token } = &token_source {
             // Shown once, on the terminal only; later starts read the file silently.
@@ -143,24 +146,29 @@ impl Node {
         // A guild actor that restarts takes back the sessions here that followed it.
         router.set_start_hook(sessions.clone());
         let a = &config.auth;
-        let accounts = Arc::new(AccountService::new(
-            stores,
-            users,
-            Arc::new(keys),
-            ids,
-            AccountConfig {
-                access_ttl: Duration::from_secs(a.access_ttl_secs),
-                refresh_ttl: Duration::from_secs(a.refresh_ttl_secs),
-                password: PasswordParams {
-                    memory_kib: a.argon2_memory_kib,
-                    iterations: a.argon2_iterations,
-                    parallelism: a.argon2_lanes,
+        let accounts = Arc::new(
+            AccountService::new(
+                stores,
+                users,
+                Arc::new(keys),
+                ids,
+                AccountConfig {
+                    access_ttl: Duration::from_secs(a.access_ttl_secs),
+                    refresh_ttl: Duration::from_secs(a.refresh_ttl_secs),
+                    password: PasswordParams {
+                        memory_kib: a.argon2_memory_kib,
+                        iterations: a.argon2_iterations,
+                        parallelism: a.argon2_lanes,
+                    },
+                    login_attempts_per_account: a.login_attempts_per_account,
+                    login_attempts_per_ip: a.login_attempts_per_ip,
+                    login_window: Duration::from_secs(a.login_window_secs),
+                    session_cache: Duration::from_secs(a.session_cache_secs),
                 },
-                login_attempts_per_account: a.login_attempts_per_account,
-                login_attempts_per_ip: a.login_attempts_per_ip,
-                login_window: Duration::from_secs(a.login_window_secs),
-            },
-        ));
+            )
+            .with_shared(shared.clone(), config.redis.key_prefix.clone()),
+        );
+        let invalidations = accounts.spawn_invalidation_listener();
         let listener = std::net::TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
@@ -182,11 +190,11 @@ impl Node {
                 router.clone() as Arc<dyn GuildRouter>,
                 guild_ctx.stores.clone(),
             )
-            .with_shared(shared.clone().map(|state| SharedGateway {
-                state,
+            .with_shared(SharedGateway {
+                state: shared.clone(),
                 prefix: config.redis.key_prefix.clone(),
-                node_id: node_id.clone(),
-            })),
+                node: identity,
+            }),
         );
         let shared_upkeep = gateway_svc.spawn_shared_upkeep();
         let gateway = Arc::new(gateway::GatewayServer::start(
@@ -211,7 +219,8 @@ impl Node {
         });
         let limits = Arc::new(ratelimit::RateLimits::new(
             &config.rate_limits,
-            shared.map(|s| (s, config.redis.key_prefix.clone())),
+            shared,
+            config.redis.key_prefix.clone(),
         ));
         let upkeep = metrics.clone();
         let state = web::Data::new(AppState {
@@ -274,7 +283,6 @@ impl Node {
                 tick.tick().await;
                 upkeep.run_upkeep();
                 if n % 12 == 0 {
-                    limits.housekeep();
                     accounts.housekeep();
                     // Another node may have rotated the signing key.
                     if let Err(e) = accounts.keyring().reload().await {
@@ -295,6 +303,7 @@ impl Node {
             router,
             housekeeping,
             shared_upkeep,
+            invalidations,
         })
     }
 
@@ -324,9 +333,8 @@ impl Node {
         self.server.stop(true).await;
         let _ = self.serving.await;
         self.housekeeping.abort();
-        if let Some(upkeep) = &self.shared_upkeep {
-            upkeep.abort();
-        }
+        self.shared_upkeep.abort();
+        self.invalidations.abort();
         self.router.stop();
         // Give actors a moment to drain their commit queues before the stores drop.
         tokio::time::sleep(Duration::from_millis(50)).await;

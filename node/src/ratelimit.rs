@@ -1,6 +1,7 @@
 //! HTTP rate limits with Discord's semantics and headers.
 //!
-//! Two checks per request, both GCRA limiters:
+//! Two checks per request, both GCRA, in one call to the shared state (all or nothing: a
+//! request the route refuses costs nothing of the global allowance):
 //! - a **global** limit per token (per client IP when unauthenticated);
 //! - a **route bucket** keyed like Discord's: the route with its minor ids folded away, the
 //!   major id (`channel_id`, `guild_id`, webhook id) kept, per token.
@@ -10,11 +11,12 @@
 //! `X-RateLimit-Global` (for the global limit) and `X-RateLimit-Scope`. Tokens are keyed by a
 //! hash of the `Authorization` header, so limiting needs no token verification.
 //!
-//! With Redis configured, both checks are one GCRA script call there, so a limit holds across
-//! every node of a cluster. When Redis is down the node falls back to its own `governor`
-//! limiters (each node then enforces the limits alone) until Redis is back.
+//! The shared state is in-process on a single node. With Redis configured, the call is one
+//! GCRA script there, so a limit holds across every node of a cluster; while Redis is down the
+//! shared state answers from its in-process twin (each node then enforces the limits alone)
+//! until Redis is back. A call that fails even so lets the request through: a limiter must not
+//! turn an outage into refusals.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,18 +25,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
 use enrichment_storage::shared::{RateLimit, RateOutcome, SharedState, keys};
 
 use crate::config::{Limit, RateLimitConfig};
-
-type Keyed =
-    RateLimiter<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 /// Which allowance a route falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,56 +39,25 @@ enum Class {
     Default,
 }
 
-/// A bucket: the limiter and the allowance it enforces.
-struct Bucket {
-    limiter: Keyed,
-    limit: Limit,
-}
-
-impl Bucket {
-    fn new(limit: Limit) -> Self {
-        let per_token = Duration::from_secs_f64(limit.per_secs / f64::from(limit.limit));
-        let burst = NonZeroU32::new(limit.limit).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(per_token)
-            .unwrap_or_else(|| Quota::per_second(burst))
-            .allow_burst(burst);
-        Bucket {
-            limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
-            limit,
-        }
-    }
-
-    /// `Ok(remaining)` or `Err(wait)`.
-    fn check(&self, key: &str) -> Result<u32, Duration> {
-        match self.limiter.check_key(&key.to_owned()) {
-            Ok(snapshot) => Ok(snapshot.remaining_burst_capacity()),
-            Err(not_until) => Err(not_until.wait_time_from(self.limiter.clock().now())),
-        }
-    }
-
-    fn shared_limit(&self) -> RateLimit {
-        RateLimit {
-            limit: self.limit.limit,
-            period: Duration::from_secs_f64(self.limit.per_secs),
-        }
-    }
-
-    /// Time until the bucket is full again, given what remains.
-    fn reset_after(&self, remaining: u32) -> Duration {
-        let used = self.limit.limit.saturating_sub(remaining);
-        Duration::from_secs_f64(self.limit.per_secs * f64::from(used) / f64::from(self.limit.limit))
+/// An allowance as the shared state takes it.
+fn shared_limit(limit: Limit) -> RateLimit {
+    RateLimit {
+        limit: limit.limit,
+        period: Duration::from_secs_f64(limit.per_secs),
     }
 }
 
-/// All limiters of a node.
+/// The limits of a node.
 pub struct RateLimits {
     enabled: bool,
-    /// Cluster-wide counters and their key prefix, when Redis is configured.
-    shared: Option<(Arc<dyn SharedState>, String)>,
-    global: Bucket,
-    message_create: Bucket,
-    reactions: Bucket,
-    default_route: Bucket,
+    /// Where the counters live (in-process, or Redis across the cluster).
+    shared: Arc<dyn SharedState>,
+    /// Prefix of the keys.
+    prefix: String,
+    global: Limit,
+    message_create: Limit,
+    reactions: Limit,
+    default_route: Limit,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -105,14 +69,15 @@ impl std::fmt::Debug for RateLimits {
 }
 
 impl RateLimits {
-    pub fn new(cfg: &RateLimitConfig, shared: Option<(Arc<dyn SharedState>, String)>) -> Self {
+    pub fn new(cfg: &RateLimitConfig, shared: Arc<dyn SharedState>, prefix: String) -> Self {
         RateLimits {
             enabled: cfg.enabled,
             shared,
-            global: Bucket::new(cfg.global),
-            message_create: Bucket::new(cfg.message_create),
-            reactions: Bucket::new(cfg.reactions),
-            default_route: Bucket::new(cfg.default_route),
+            prefix,
+            global: cfg.global,
+            message_create: cfg.message_create,
+            reactions: cfg.reactions,
+            default_route: cfg.default_route,
         }
     }
 
@@ -124,56 +89,36 @@ impl RateLimits {
         route_key: &str,
         class: Class,
     ) -> Result<(u32, Duration), (Duration, bool)> {
-        let bucket = self.bucket(class);
-        if let Some((shared, prefix)) = &self.shared
-            && shared.is_up()
-        {
-            let checks = [
-                (
-                    keys::rate(prefix, who, "global"),
-                    self.global.shared_limit(),
-                ),
-                (keys::rate(prefix, who, route_key), bucket.shared_limit()),
-            ];
-            match shared.rate_limit(&checks).await {
-                Ok(RateOutcome::Allowed {
-                    remaining,
-                    reset_after,
-                }) => return Ok((remaining, reset_after)),
-                Ok(RateOutcome::Limited { index, retry_after }) => {
-                    return Err((retry_after, index == 0));
-                }
-                Err(_) => {
-                    metrics::counter!("enrichment_http_rate_limit_local_fallbacks_total")
-                        .increment(1);
-                }
+        let checks = [
+            (
+                keys::rate(&self.prefix, who, "global"),
+                shared_limit(self.global),
+            ),
+            (
+                keys::rate(&self.prefix, who, route_key),
+                shared_limit(self.bucket(class)),
+            ),
+        ];
+        match self.shared.rate_limit(&checks).await {
+            Ok(RateOutcome::Allowed {
+                remaining,
+                reset_after,
+            }) => Ok((remaining, reset_after)),
+            Ok(RateOutcome::Limited { index, retry_after }) => Err((retry_after, index == 0)),
+            Err(e) => {
+                metrics::counter!("enrichment_http_rate_limit_unavailable_total").increment(1);
+                tracing::debug!(error = %e, "rate limits unavailable; request let through");
+                let limit = self.bucket(class).limit;
+                Ok((limit, Duration::ZERO))
             }
         }
-        self.global.check(who).map_err(|wait| (wait, true))?;
-        let remaining = bucket
-            .check(&format!("{route_key}|{who}"))
-            .map_err(|wait| (wait, false))?;
-        Ok((remaining, bucket.reset_after(remaining)))
     }
 
-    fn bucket(&self, class: Class) -> &Bucket {
+    fn bucket(&self, class: Class) -> Limit {
         match class {
-            Class::MessageCreate => &self.message_create,
-            Class::Reactions => &self.reactions,
-            Class::Default => &self.default_route,
-        }
-    }
-
-    /// Drops idle keys so the maps do not grow with every token ever seen.
-    pub fn housekeep(&self) {
-        for b in [
-            &self.global,
-            &self.message_create,
-            &self.reactions,
-            &self.default_route,
-        ] {
-            b.limiter.retain_recent();
-            b.limiter.shrink_to_fit();
+            Class::MessageCreate => self.message_create,
+            Class::Reactions => self.reactions,
+            Class::Default => self.default_route,
         }
     }
 }
@@ -297,9 +242,9 @@ pub async fn enforce(
         Ok(r) => r,
         Err((wait, global)) => {
             let limit = if global {
-                limits.global.limit.limit
+                limits.global.limit
             } else {
-                bucket.limit.limit
+                bucket.limit
             };
             let res = refused(wait, global, &bucket_id, limit);
             return Ok(req.into_response(res));
@@ -309,7 +254,7 @@ pub async fn enforce(
     let mut res = next.call(req).await?.map_into_boxed_body();
     let headers = res.headers_mut();
     for (name, value) in [
-        ("x-ratelimit-limit", bucket.limit.limit.to_string()),
+        ("x-ratelimit-limit", bucket.limit.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
         (
             "x-ratelimit-reset",
@@ -354,22 +299,44 @@ mod tests {
         assert_eq!((major.as_str(), class), ("", Class::Default));
     }
 
-    #[test]
-    fn bucket_counts_down_then_refuses_with_a_wait() {
-        let b = Bucket::new(Limit {
-            limit: 3,
-            per_secs: 30.0,
-        });
-        assert_eq!(b.check("k"), Ok(2));
-        assert_eq!(b.check("k"), Ok(1));
-        assert_eq!(b.check("k"), Ok(0));
-        let wait = b.check("k").unwrap_err();
+    #[tokio::test]
+    async fn a_route_counts_down_then_refuses_with_a_wait_and_spares_the_global_allowance() {
+        let limit = |limit, per_secs| Limit { limit, per_secs };
+        let cfg = RateLimitConfig {
+            enabled: true,
+            global: limit(50, 1.0),
+            message_create: limit(3, 30.0),
+            reactions: limit(1, 0.25),
+            default_route: limit(3, 30.0),
+        };
+        let shared = Arc::new(enrichment_storage::shared::memory::MemoryShared::new());
+        let limits = RateLimits::new(&cfg, shared.clone(), "t".into());
+        let check = || limits.check("k", "GET/users/@me|", Class::Default);
+        assert_eq!(check().await.map(|r| r.0), Ok(2));
+        assert_eq!(check().await.map(|r| r.0), Ok(1));
+        let (left, reset_after) = check().await.unwrap();
+        assert_eq!(left, 0);
+        assert!(
+            reset_after > Duration::from_secs(29) && reset_after <= Duration::from_secs(30),
+            "{reset_after:?}"
+        );
+        let (wait, global) = check().await.unwrap_err();
+        assert!(!global);
         assert!(
             wait > Duration::from_secs(5) && wait <= Duration::from_secs(10),
             "{wait:?}"
         );
-        // Another key has its own allowance.
-        assert_eq!(b.check("other"), Ok(2));
-        assert_eq!(b.reset_after(0), Duration::from_secs(30));
+        // The refused request cost the global allowance nothing.
+        let global_key = keys::rate("t", "k", "global");
+        let (left, _) = shared
+            .rate_peek(&global_key, shared_limit(cfg.global))
+            .await
+            .unwrap();
+        assert_eq!(left, 47);
+        // Another principal has its own allowance.
+        let other = limits
+            .check("other", "GET/users/@me|", Class::Default)
+            .await;
+        assert_eq!(other.map(|r| r.0), Ok(2));
     }
 }

@@ -209,6 +209,13 @@ body! {
         pub global_name: Option<Option<String>>,
         #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
         pub avatar: Option<Option<String>>,
+        /// The current password; required with `new_password`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub password: Option<String>,
+        /// A new password (8–72 characters). Every session of the user ends, and the answer
+        /// carries the token of a new one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub new_password: Option<String>,
     }
 }
 
@@ -221,8 +228,32 @@ impl ModifyCurrentUser {
         if let Some(Some(g)) = &self.global_name {
             e.check_len(&["global_name"], g, 1, 32);
         }
+        if let Some(p) = &self.new_password {
+            e.check_len(&["new_password"], p, 8, 72);
+            if self.password.is_none() {
+                e.add(
+                    &["password"],
+                    "BASE_TYPE_REQUIRED",
+                    "This field is required",
+                );
+            }
+        }
         e.finish()
     }
+}
+
+/// The answer to `PATCH /users/@me`: the user, and after a password change the tokens of the
+/// session that replaced every other one (Discord sends `token`; `refresh_token` is ours, as
+/// at login).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModifiedCurrentUser {
+    #[serde(flatten)]
+    pub user: User,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 body! {
@@ -1134,6 +1165,28 @@ mod tests {
         assert!(q(r#"{"limit":0}"#).anchor().is_err());
         assert!(q(r#"{"limit":101}"#).anchor().is_err());
         assert!(q(r#"{"before":"1","after":"2"}"#).anchor().is_err());
+    }
+
+    #[test]
+    fn a_new_password_needs_the_current_one_and_8_to_72_characters() {
+        let change = |password: Option<&str>, new: &str| ModifyCurrentUser {
+            password: password.map(str::to_owned),
+            new_password: Some(new.to_owned()),
+            ..ModifyCurrentUser::default()
+        };
+        let errors = |m: ModifyCurrentUser| {
+            serde_json::to_value(m.validate().unwrap_err().body).unwrap()["errors"].clone()
+        };
+        let e = errors(change(None, "long enough"));
+        assert_eq!(e["password"]["_errors"][0]["code"], "BASE_TYPE_REQUIRED");
+        let e = errors(change(Some("old"), "short"));
+        assert_eq!(
+            e["new_password"]["_errors"][0]["code"],
+            "BASE_TYPE_BAD_LENGTH"
+        );
+        assert!(errors(change(Some("old"), &"x".repeat(73)))["new_password"].is_object());
+        assert!(change(Some("old"), "eight ch").validate().is_ok());
+        assert!(change(Some("old"), &"x".repeat(72)).validate().is_ok());
     }
 
     #[test]

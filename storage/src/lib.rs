@@ -130,6 +130,14 @@ pub trait UserStore: Send + Sync + 'static {
     async fn revoke_refresh_family(&self, family_id: Snowflake) -> StoreResult<()>;
     /// The family a live token belongs to, if any (for logout).
     async fn refresh_token_family(&self, token_hash: &str) -> StoreResult<Option<Snowflake>>;
+    /// Whether a family was revoked (logout, reuse of a rotated token, a password change).
+    /// The access tokens naming it (`sid`) are refused from then on, on every node and after
+    /// any restart. An unknown family is not revoked.
+    async fn refresh_family_revoked(&self, family_id: Snowflake) -> StoreResult<bool>;
+    /// Revokes every family of a user (a password change) and returns those that were live
+    /// until now, in no particular order. Families opened afterwards are not affected.
+    async fn revoke_user_refresh_families(&self, user_id: Snowflake)
+    -> StoreResult<Vec<Snowflake>>;
 }
 
 // ------------------------------------------------------------------ applications

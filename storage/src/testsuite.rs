@@ -27,7 +27,9 @@
 //!   newer); a short side is not made up from the other. Limit 1 returns just x.
 //! - Refresh tokens: `now >= expires_at` is expired; presenting a spent token revokes the family
 //!   (`Reused`) and any later attempt in that family is `Invalid`; `refresh_token_family` is
-//!   `None` for a spent token or a revoked family.
+//!   `None` for a spent token or a revoked family; `refresh_family_revoked` is true after a
+//!   revocation or a reuse and false for a live or unknown family; revoking a user's families
+//!   returns exactly the live ones (revoked before, or another user's, are not returned).
 //! - Reactions: an emoji whose last reaction is removed disappears from `reaction_counts`; while
 //!   it has reactions it keeps its place.
 //! - Pins: re-pinning after an unpin counts as the most recent pin; `put_message` of a record
@@ -83,6 +85,8 @@ macro_rules! conformance_tests {
             refresh_rotate_and_reuse,
             refresh_expired_and_unknown,
             refresh_revoke_family,
+            refresh_family_revoked_after_logout_and_reuse,
+            refresh_revoke_every_family_of_a_user,
             applications_round_trip,
             applications_bot_username_conflict,
             guild_batch_round_trip,
@@ -890,6 +894,130 @@ pub async fn refresh_revoke_family<F: Fn(PathBuf) -> Fut, Fut: Future<Output = S
     // Revoking twice, or an unknown family, is fine.
     s.users.revoke_refresh_family(family).await.unwrap();
     s.users.revoke_refresh_family(fresh_id()).await.unwrap();
+}
+
+pub async fn refresh_family_revoked_after_logout_and_reuse<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let user_id = fresh_id();
+    let (logged_out, reused, live) = (fresh_id(), fresh_id(), fresh_id());
+    for fam in [logged_out, reused, live] {
+        s.users
+            .insert_refresh_token(&token(&format!("rt{fam}-1"), fam, user_id, later()))
+            .await
+            .unwrap();
+    }
+    s.users.revoke_refresh_family(logged_out).await.unwrap();
+    let now = Timestamp::now();
+    let first = format!("rt{reused}-1");
+    let next = token(&format!("rt{reused}-2"), reused, user_id, later());
+    assert!(matches!(
+        s.users
+            .rotate_refresh_token(&first, &next, now)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated { .. }
+    ));
+    let again = token(&format!("rt{reused}-3"), reused, user_id, later());
+    assert_eq!(
+        s.users
+            .rotate_refresh_token(&first, &again, now)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused { family_id: reused }
+    );
+    assert!(s.users.refresh_family_revoked(logged_out).await.unwrap());
+    assert!(s.users.refresh_family_revoked(reused).await.unwrap());
+    assert!(!s.users.refresh_family_revoked(live).await.unwrap());
+    assert!(!s.users.refresh_family_revoked(fresh_id()).await.unwrap());
+}
+
+pub async fn refresh_revoke_every_family_of_a_user<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (user_id, other_user) = (fresh_id(), fresh_id());
+    let (a, b, ended, theirs) = (fresh_id(), fresh_id(), fresh_id(), fresh_id());
+    for (fam, owner) in [
+        (a, user_id),
+        (b, user_id),
+        (ended, user_id),
+        (theirs, other_user),
+    ] {
+        s.users
+            .insert_refresh_token(&token(&format!("rt{fam}-1"), fam, owner, later()))
+            .await
+            .unwrap();
+    }
+    // A rotated family is still one family.
+    let rotated = token(&format!("rt{a}-2"), a, user_id, later());
+    s.users
+        .rotate_refresh_token(&format!("rt{a}-1"), &rotated, Timestamp::now())
+        .await
+        .unwrap();
+    s.users.revoke_refresh_family(ended).await.unwrap();
+
+    let mut revoked = s.users.revoke_user_refresh_families(user_id).await.unwrap();
+    revoked.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(revoked, expected, "the live families, and only those");
+    for fam in [a, b, ended] {
+        assert!(s.users.refresh_family_revoked(fam).await.unwrap());
+    }
+    assert!(!s.users.refresh_family_revoked(theirs).await.unwrap());
+    assert_eq!(
+        s.users
+            .rotate_refresh_token(
+                &format!("rt{a}-2"),
+                &token(&format!("rt{a}-3"), a, user_id, later()),
+                Timestamp::now()
+            )
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    );
+    assert_eq!(
+        s.users
+            .refresh_token_family(&format!("rt{b}-1"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.users
+            .refresh_token_family(&format!("rt{theirs}-1"))
+            .await
+            .unwrap(),
+        Some(theirs)
+    );
+    // A session opened afterwards is live, and a second call has nothing left to revoke.
+    let fresh = fresh_id();
+    s.users
+        .insert_refresh_token(&token(&format!("rt{fresh}-1"), fresh, user_id, later()))
+        .await
+        .unwrap();
+    assert!(!s.users.refresh_family_revoked(fresh).await.unwrap());
+    assert_eq!(
+        s.users.revoke_user_refresh_families(user_id).await.unwrap(),
+        vec![fresh]
+    );
+    assert!(
+        s.users
+            .revoke_user_refresh_families(user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 // ------------------------------------------------------------------ applications

@@ -1,13 +1,21 @@
-//! The Redis shared state against a real redis-server: GCRA limits, session locations,
-//! presence with its announcements, and the breaker across a Redis restart.
+//! The Redis shared state against a real redis-server: the conformance suite (on Redis alone
+//! and on the fallback decorator over it), then what only Redis does: one allowance and one
+//! broadcast shared by several clients, the breaker across a Redis restart, and the decorator
+//! answering in-process through an outage and returning to Redis after it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::{ClientStatus, Presence, PresenceUser, Status};
+use enrichment_protocol::node::{GenerationId, NodeIdentity};
+use enrichment_storage::shared::fallback::FallbackShared;
+use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::shared::redis::{RedisOptions, RedisShared};
+use enrichment_storage::shared::testsuite::fresh;
 use enrichment_storage::shared::{
-    PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedState, keys,
+    Invalidation, PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedHealth,
+    SharedState, keys,
 };
 use enrichment_testkit::Redis;
 
@@ -26,9 +34,51 @@ async fn connect(redis: &Redis) -> RedisShared {
         .expect("connect to redis")
 }
 
+/// One redis-server for the conformance cases, which keep apart by fresh keys and prefixes.
+fn suite_redis() -> &'static Redis {
+    static REDIS: OnceLock<Redis> = OnceLock::new();
+    REDIS.get_or_init(|| Redis::start().expect("start redis-server"))
+}
+
+async fn suite_connect() -> RedisShared {
+    RedisShared::connect(RedisOptions {
+        key_prefix: format!("c{}", fresh()),
+        ..options(suite_redis().url())
+    })
+    .await
+    .expect("connect to redis")
+}
+
+mod on_redis {
+    use super::*;
+
+    async fn open() -> Arc<dyn SharedState> {
+        Arc::new(suite_connect().await)
+    }
+
+    enrichment_storage::shared_state_conformance_tests!(open);
+}
+
+mod on_fallback_over_redis {
+    use super::*;
+
+    async fn open() -> Arc<dyn SharedState> {
+        Arc::new(FallbackShared::new(
+            Arc::new(suite_connect().await),
+            Arc::new(MemoryShared::new()),
+        ))
+    }
+
+    enrichment_storage::shared_state_conformance_tests!(open);
+}
+
+fn node() -> NodeIdentity {
+    NodeIdentity::new("node-a", GenerationId(1))
+}
+
 fn presence(user: u64, status: Status) -> PresenceChange {
     PresenceChange {
-        node_id: "node-a".into(),
+        node: node(),
         presence: Presence {
             user: PresenceUser {
                 id: Snowflake(user),
@@ -46,53 +96,6 @@ fn limit(n: u32, secs: u64) -> RateLimit {
         limit: n,
         period: Duration::from_secs(secs),
     }
-}
-
-#[tokio::test]
-async fn gcra_counts_down_refuses_and_counts_nothing_when_refused() {
-    let redis = Redis::start().unwrap();
-    let s = connect(&redis).await;
-    let key = keys::rate("t", "tok", "route");
-    let mut remaining = Vec::new();
-    for _ in 0..3 {
-        match s.rate_limit(&[(key.clone(), limit(3, 30))]).await.unwrap() {
-            RateOutcome::Allowed {
-                remaining: r,
-                reset_after,
-            } => {
-                assert!(reset_after <= Duration::from_secs(30));
-                remaining.push(r);
-            }
-            other => panic!("refused early: {other:?}"),
-        }
-    }
-    assert_eq!(remaining, vec![2, 1, 0]);
-    match s.rate_limit(&[(key.clone(), limit(3, 30))]).await.unwrap() {
-        RateOutcome::Limited { index, retry_after } => {
-            assert_eq!(index, 0);
-            assert!(
-                retry_after > Duration::from_secs(5) && retry_after <= Duration::from_secs(10),
-                "{retry_after:?}"
-            );
-        }
-        other => panic!("not refused: {other:?}"),
-    }
-    // Two keys: the route refuses, so the global key is not charged.
-    let global = keys::rate("t", "tok", "global");
-    let both = [(global.clone(), limit(10, 1)), (key.clone(), limit(3, 30))];
-    match s.rate_limit(&both).await.unwrap() {
-        RateOutcome::Limited { index, .. } => assert_eq!(index, 1),
-        other => panic!("not refused: {other:?}"),
-    }
-    assert_eq!(s.rate_peek(&global, limit(10, 1)).await.unwrap().0, 10);
-    // Peeking does not count either.
-    assert_eq!(s.rate_peek(&global, limit(10, 1)).await.unwrap().0, 10);
-    // Another principal has its own allowance.
-    let other = keys::rate("t", "other", "route");
-    assert!(matches!(
-        s.rate_limit(&[(other, limit(3, 30))]).await.unwrap(),
-        RateOutcome::Allowed { remaining: 2, .. }
-    ));
 }
 
 #[tokio::test]
@@ -114,29 +117,7 @@ async fn two_clients_share_one_allowance() {
 }
 
 #[tokio::test]
-async fn sessions_expire_and_are_removed() {
-    let redis = Redis::start().unwrap();
-    let s = connect(&redis).await;
-    let loc = SessionLocation {
-        node_id: "node-a".into(),
-        user_id: Snowflake(7),
-        gateway_url: "ws://127.0.0.1:1".into(),
-    };
-    s.put_session("abc", &loc, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(s.session("abc").await.unwrap(), Some(loc.clone()));
-    s.remove_session("abc").await.unwrap();
-    assert_eq!(s.session("abc").await.unwrap(), None);
-    s.put_session("short", &loc, Duration::from_millis(150))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(s.session("short").await.unwrap(), None);
-}
-
-#[tokio::test]
-async fn presence_is_stored_and_announced_to_every_client() {
+async fn presence_and_invalidations_are_announced_to_every_client() {
     let redis = Redis::start().unwrap();
     let a = connect(&redis).await;
     let b = connect(&redis).await;
@@ -156,6 +137,17 @@ async fn presence_is_stored_and_announced_to_every_client() {
         .await
         .unwrap();
     assert_eq!(b.presences(&[Snowflake(42)]).await.unwrap(), vec![None]);
+    // Invalidations travel on their own channel of the same connection.
+    let mut heard = b.invalidations();
+    let revoked = Invalidation::SessionRevoked {
+        session_id: Snowflake(7),
+    };
+    a.publish_invalidation(&revoked).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("the invalidation arrives")
+        .unwrap();
+    assert_eq!(got, revoked);
 }
 
 #[tokio::test]
@@ -167,7 +159,11 @@ async fn a_restart_degrades_then_recovers_without_reconnecting_by_hand() {
     assert!(s.rate_limit(&[(key.clone(), limit(100, 1))]).await.is_ok());
     redis.stop();
     assert!(s.rate_limit(&[(key.clone(), limit(100, 1))]).await.is_err());
-    assert!(!s.is_up(), "one failure marks Redis down");
+    assert_eq!(
+        s.health(),
+        SharedHealth::Down,
+        "one failure marks Redis down"
+    );
     // While down, calls fail at once rather than each waiting for the timeout.
     let started = Instant::now();
     for _ in 0..20 {
@@ -180,7 +176,7 @@ async fn a_restart_degrades_then_recovers_without_reconnecting_by_hand() {
     );
     redis.restart().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !s.is_up() {
+    while s.health() != SharedHealth::Up {
         assert!(Instant::now() < deadline, "Redis was not noticed back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -218,45 +214,99 @@ async fn an_unreachable_redis_fails_fast_naming_the_setting() {
     assert!(err.to_string().contains("ENRICHMENT_REDIS_URL"), "{err}");
 }
 
-#[tokio::test]
-async fn a_fixed_window_counts_until_full_and_reports_its_reset() {
-    let redis = Redis::start().unwrap();
-    let s = connect(&redis).await;
-    let key = keys::rate("t", "u1", "identify-day");
-    let day = Duration::from_secs(86_400);
-    let peek = s.window_hit(&key, 3, day, 0).await.unwrap();
-    assert_eq!(
-        (peek.allowed, peek.remaining, peek.reset_after),
-        (true, 3, day)
-    );
-    for left in [2, 1, 0] {
-        let hit = s.window_hit(&key, 3, day, 1).await.unwrap();
-        assert!(hit.allowed);
-        assert_eq!(hit.remaining, left);
-        assert!(hit.reset_after > day - Duration::from_secs(5));
+async fn until_up(s: &dyn SharedState) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s.health() != SharedHealth::Up {
+        assert!(Instant::now() < deadline, "Redis was not noticed back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let refused = s.window_hit(&key, 3, day, 1).await.unwrap();
-    assert!(!refused.allowed);
-    assert_eq!(refused.remaining, 0);
-    // A short window ends and the count starts again.
-    let short = keys::rate("t", "u2", "w");
-    assert!(
-        s.window_hit(&short, 1, Duration::from_millis(200), 1)
-            .await
-            .unwrap()
-            .allowed
+}
+
+#[tokio::test]
+async fn the_fallback_answers_in_process_through_an_outage_and_returns_to_redis() {
+    let mut redis = Redis::start().unwrap();
+    let s = FallbackShared::new(
+        Arc::new(connect(&redis).await),
+        Arc::new(MemoryShared::new()),
     );
-    assert!(
-        !s.window_hit(&short, 1, Duration::from_millis(200), 1)
-            .await
-            .unwrap()
-            .allowed
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        s.window_hit(&short, 1, Duration::from_millis(200), 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    // Another client sees what lands in Redis.
+    let observer = connect(&redis).await;
+    assert_eq!(s.health(), SharedHealth::Up);
+    let mut heard = s.invalidations();
+    let three = limit(3, 60);
+    let key = keys::rate("t", &fresh(), "global");
+    assert!(matches!(
+        s.rate_limit(&[(key.clone(), three)]).await.unwrap(),
+        RateOutcome::Allowed { remaining: 2, .. }
+    ));
+    assert_eq!(observer.rate_peek(&key, three).await.unwrap().0, 2);
+
+    redis.stop();
+    // The first call finds Redis gone and is answered in-process, as are the rest, with a
+    // count of the node's own.
+    for left in [2, 1, 0] {
+        assert!(matches!(
+            s.rate_limit(&[(key.clone(), three)]).await.unwrap(),
+            RateOutcome::Allowed { remaining, .. } if remaining == left
+        ));
+    }
+    assert!(matches!(
+        s.rate_limit(&[(key.clone(), three)]).await.unwrap(),
+        RateOutcome::Limited { .. }
+    ));
+    assert_eq!(s.health(), SharedHealth::Down);
+    let loc = SessionLocation {
+        node: node(),
+        user_id: Snowflake(5),
+        gateway_url: "ws://127.0.0.1:1".into(),
+    };
+    s.put_session("during", &loc, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(s.session("during").await.unwrap(), Some(loc.clone()));
+    let window = s
+        .window_hit("w:{during}", 5, Duration::from_secs(60), 1)
+        .await
+        .unwrap();
+    assert_eq!((window.allowed, window.remaining), (true, 4));
+    let local = Invalidation::UserChanged {
+        user_id: Snowflake(5),
+    };
+    s.publish_invalidation(&local).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("an in-process invalidation reaches this node")
+        .unwrap();
+    assert_eq!(got, local);
+
+    redis.restart().unwrap();
+    until_up(&s).await;
+    until_up(&observer).await;
+    // Back on Redis (which restarted empty): writes land there, reads come from there.
+    assert_eq!(s.session("during").await.unwrap(), None);
+    s.put_session("after", &loc, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(observer.session("after").await.unwrap(), Some(loc));
+    assert!(matches!(
+        s.rate_limit(&[(key.clone(), three)]).await.unwrap(),
+        RateOutcome::Allowed { remaining: 2, .. }
+    ));
+    assert_eq!(observer.rate_peek(&key, three).await.unwrap().0, 2);
+    // Invalidations travel through Redis again, to other clients as well.
+    let mut observed = observer.invalidations();
+    let shared = Invalidation::BotTokenReset {
+        bot_user_id: Snowflake(6),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        s.publish_invalidation(&shared).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(300), observed.recv()).await {
+            Ok(Ok(got)) => {
+                assert_eq!(got, shared);
+                break;
+            }
+            _ => assert!(Instant::now() < deadline, "no invalidation through Redis"),
+        }
+    }
 }

@@ -22,9 +22,9 @@ use enrichment_storage::Stores;
 use futures::StreamExt;
 
 use super::GatewayConfig;
-use super::registry::{SessionRegistry, StartLimit};
+use super::registry::SessionRegistry;
 use super::session::{Detach, ResumeError, Session, SessionInfo};
-use super::shared::{Elsewhere, SharedGateway};
+use super::shared::{Elsewhere, SharedGateway, StartLimit};
 use crate::accounts::AccountService;
 use crate::guild::SessionOp;
 use crate::router::GuildRouter;
@@ -85,8 +85,8 @@ pub struct GatewayService {
     accounts: Arc<AccountService>,
     router: Arc<dyn GuildRouter>,
     stores: Stores,
-    /// Cluster-wide state (Redis) when configured.
-    shared: Option<SharedGateway>,
+    /// IDENTIFY budgets, session locations and presence: in-process, or shared by the cluster.
+    shared: SharedGateway,
 }
 
 impl std::fmt::Debug for GatewayService {
@@ -117,33 +117,28 @@ impl GatewayService {
             accounts,
             router,
             stores,
-            shared: None,
+            shared: SharedGateway::in_process(),
         }
     }
 
-    /// Shares IDENTIFY budgets, session locations and presence with the other nodes.
-    pub fn with_shared(mut self, shared: Option<SharedGateway>) -> Self {
+    /// Keeps IDENTIFY budgets, session locations and presence in `shared` (the cluster's)
+    /// instead of a state of this service's own.
+    pub fn with_shared(mut self, shared: SharedGateway) -> Self {
         self.shared = shared;
         self
     }
 
-    /// The `session_start_limit` of `GET /gateway/bot`: cluster-wide when the shared state
-    /// answers, else this node's count.
-    pub async fn start_limit(&self, user_id: Snowflake, now: Instant) -> StartLimit {
-        if let Some(shared) = &self.shared
-            && let Some(limit) = shared.start_limit(user_id, &self.config.identify).await
-        {
-            return limit;
-        }
-        self.registry
-            .start_limit(user_id, &self.config.identify, now)
+    /// The `session_start_limit` of `GET /gateway/bot`.
+    pub async fn start_limit(&self, user_id: Snowflake) -> StartLimit {
+        self.shared
+            .start_limit(user_id, &self.config.identify)
+            .await
     }
 
     async fn identify(
         self: &Arc<Self>,
         id: Identify,
         encoding: Encoding,
-        now: Instant,
     ) -> Result<IdentifyOutcome, Close> {
         if id.intents & !intents::ALL != 0 {
             return Err(CloseCode::InvalidIntents.into());
@@ -184,17 +179,10 @@ impl GatewayService {
             other => other,
         };
         let shard_id = shard.map_or(0, |s| s[0]);
-        let shared = match &self.shared {
-            Some(sh) => {
-                sh.try_identify(who.user_id, who.bot, shard_id, &self.config.identify)
-                    .await
-            }
-            None => None,
-        };
-        let allowed = shared.unwrap_or_else(|| {
-            self.registry
-                .try_identify(who.user_id, who.bot, shard_id, &self.config.identify, now)
-        });
+        let allowed = self
+            .shared
+            .try_identify(who.user_id, who.bot, shard_id, &self.config.identify)
+            .await;
         if !allowed {
             return Ok(IdentifyOutcome::Invalid);
         }
@@ -245,9 +233,8 @@ impl GatewayService {
         };
         session.send_event("READY", &ready);
         self.registry.insert(session.clone());
-        if let Some(shared) = &self.shared {
-            shared.session_started(&session, &self.config.resume_url);
-        }
+        self.shared
+            .session_started(&session, &self.config.resume_url);
         metrics::counter!("enrichment_gateway_identifies_total").increment(1);
         // GUILD_CREATEs follow READY; the connection keeps writing while they are built.
         // Each guild hears the user is online before it builds the user's GUILD_CREATE (one
@@ -323,20 +310,18 @@ impl GatewayService {
     /// publishes it to the other nodes. Telling the guilds is the caller's part.
     fn recompute_presence(&self, user_id: Snowflake) -> Option<Presence> {
         let presence = self.registry.recompute_presence(user_id)?;
-        if let Some(shared) = &self.shared {
-            shared.presence_changed(presence.clone());
-        }
+        self.shared.presence_changed(presence.clone());
         Some(presence)
     }
 
     /// While the service lives: relays presence changes announced by other nodes to the
     /// guilds here, and rewrites this node's session locations and presences before they
-    /// expire. `None` without shared state.
-    pub fn spawn_shared_upkeep(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        let shared = self.shared.clone()?;
+    /// expire.
+    pub fn spawn_shared_upkeep(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let shared = self.shared.clone();
         let mut changes = shared.state.presence_changes();
         let svc = Arc::downgrade(self);
-        Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut refresh = tokio::time::interval(SharedGateway::refresh_every());
             refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -344,7 +329,7 @@ impl GatewayService {
                     change = changes.recv() => {
                         let Some(svc) = svc.upgrade() else { return };
                         match change {
-                            Ok(c) if c.node_id != shared.node_id => {
+                            Ok(c) if c.node != shared.node => {
                                 let user_id = c.presence.user.id;
                                 if let Some(p) = svc.registry.remote_presence(c.presence) {
                                     svc.announce_presence(user_id, p, true, &HashSet::new()).await;
@@ -365,7 +350,7 @@ impl GatewayService {
                     }
                 }
             }
-        }))
+        })
     }
 
     /// Tells the user's guilds, except those in `told`, a presence changed. For a change
@@ -402,9 +387,7 @@ impl GatewayService {
     /// Ends a session for good and updates the user's presence.
     pub async fn end_session(&self, session: &Session) {
         self.registry.remove(session);
-        if let Some(shared) = &self.shared {
-            shared.session_ended(&session.info.session_id);
-        }
+        self.shared.session_ended(&session.info.session_id);
         self.presence_changed(session.user_id()).await;
     }
 
@@ -421,7 +404,6 @@ impl GatewayService {
         for s in &expired {
             self.end_session(s).await;
         }
-        self.registry.housekeep(now);
         expired.len()
     }
 
@@ -544,7 +526,7 @@ impl Connection {
                 let id: Identify = frame
                     .data()
                     .map_err(|_| Close::from(CloseCode::DecodeError))?;
-                match self.svc.identify(id, enc, now).await? {
+                match self.svc.identify(id, enc).await? {
                     IdentifyOutcome::Ready(s) => {
                         self.session = Some(s);
                         self.generation = 0;
@@ -609,10 +591,11 @@ impl Connection {
             .map_err(|_: ApiError| Close::from(CloseCode::AuthenticationFailed))?;
         let invalid = || Ok(vec![control(enc, op::INVALID_SESSION, &false)]);
         let Some(s) = self.svc.registry.get(&r.session_id) else {
-            if let Some(shared) = &self.svc.shared
-                && let Elsewhere::Node { node_id, .. } = shared
-                    .locate(&r.session_id, &self.svc.config.resume_url)
-                    .await
+            if let Elsewhere::Node { node_id, .. } = self
+                .svc
+                .shared
+                .locate(&r.session_id, &self.svc.config.resume_url)
+                .await
             {
                 // The client reconnects to its `resume_gateway_url`, which is that node's.
                 tracing::debug!(%node_id, "RESUME for a session held by another node");

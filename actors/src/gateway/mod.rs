@@ -6,10 +6,10 @@
 //! replay, limits, close codes) is tested here without a network.
 //!
 //! - [`session`]: one identified client: sequence, replay buffer, bounded outbox;
-//! - [`registry`]: the node's sessions by id and by user, presence, IDENTIFY limits;
+//! - [`registry`]: the node's sessions by id and by user, and presence;
 //! - [`connection`]: the state machine of one socket and the [`GatewayService`] it calls;
-//! - [`shared`]: what the gateway keeps in cluster-wide shared state (Redis), with local
-//!   fallbacks.
+//! - [`shared`]: what the gateway keeps in the shared state (IDENTIFY budgets, session
+//!   locations, presence), in-process on one node and in Redis across a cluster.
 //!
 //! Fanout itself (who receives an event) belongs to the guild actors: see
 //! [`crate::guild`]'s `fanout` module.
@@ -22,9 +22,9 @@ pub mod session;
 pub mod shared;
 
 pub use connection::{Close, Connection, GatewayService, Inbound};
-pub use registry::{IdentifyLimits, SessionRegistry, StartLimit};
+pub use registry::SessionRegistry;
 pub use session::{Detach, ResumeError, Session, SessionInfo, SessionLimits};
-pub use shared::SharedGateway;
+pub use shared::{IdentifyLimits, SharedGateway, StartLimit};
 
 /// Gateway limits and timings; Discord's values by default.
 #[derive(Clone, Debug)]

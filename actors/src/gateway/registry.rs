@@ -1,13 +1,12 @@
 //! The node's live sessions: by session id (for RESUME), by key (the name guilds know a session
-//! by), by user (a user's sessions, presence and new guild memberships), plus the IDENTIFY
-//! limits.
+//! by), by user (a user's sessions, presence and new guild memberships). IDENTIFY budgets are
+//! counted in the shared state (see [`super::shared`]), not here.
 //!
 //! Guilds reach it only through three narrow traits: a [`RecipientDirectory`] (a session named in
 //! a session op, as a recipient of the guild's events), a [`PresenceSource`] (who is online, asked
 //! once by a starting guild actor), and a [`GuildStartHook`] (the sessions that already followed
 //! a guild whose actor just started, pushed into it before any request).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,49 +14,10 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::{ClientStatus, Presence, PresenceUser, Status};
-use parking_lot::Mutex;
 
 use super::session::Session;
 use crate::guild::{PresenceSource, Recipient, RecipientDirectory, SessionOp, SessionRef};
 use crate::router::GuildStartHook;
-
-/// IDENTIFY limits (Discord's: 1000 per day, `max_concurrency` per 5 s).
-#[derive(Clone, Copy, Debug)]
-pub struct IdentifyLimits {
-    pub per_day: u32,
-    pub max_concurrency: u32,
-    pub concurrency_window: Duration,
-}
-
-impl Default for IdentifyLimits {
-    fn default() -> Self {
-        IdentifyLimits {
-            per_day: 1000,
-            max_concurrency: 1,
-            concurrency_window: Duration::from_secs(5),
-        }
-    }
-}
-
-/// What `GET /gateway/bot` reports as `session_start_limit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StartLimit {
-    pub total: u32,
-    pub remaining: u32,
-    pub reset_after: Duration,
-    pub max_concurrency: u32,
-}
-
-#[derive(Debug, Default)]
-struct IdentifyHistory {
-    /// Identify times within the last day, oldest first.
-    day: VecDeque<Instant>,
-    /// Rate-limit buckets (`shard_id % max_concurrency`) that identified within the current
-    /// window, with when. Only buckets in use are kept: `max_concurrency` may be large.
-    buckets: Vec<(u32, Instant)>,
-}
-
-const DAY: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
@@ -68,7 +28,6 @@ pub struct SessionRegistry {
     presences: DashMap<Snowflake, Presence>,
     /// Presences announced by other nodes, for users without sessions here.
     remote_presences: DashMap<Snowflake, Presence>,
-    identifies: DashMap<Snowflake, Mutex<IdentifyHistory>>,
     next_key: AtomicU64,
 }
 
@@ -227,86 +186,6 @@ impl SessionRegistry {
         }
         Some(presence)
     }
-
-    /// Counts an IDENTIFY against the user's limits; `false` means refuse it (op 9). The
-    /// concurrency buckets apply to bots (as Discord's `max_concurrency` does); people opening
-    /// several devices at once are held only to the daily total.
-    pub fn try_identify(
-        &self,
-        user_id: Snowflake,
-        bot: bool,
-        shard_id: u32,
-        limits: &IdentifyLimits,
-        now: Instant,
-    ) -> bool {
-        let entry = self.identifies.entry(user_id).or_default();
-        let mut h = entry.lock();
-        while h
-            .day
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= DAY)
-        {
-            h.day.pop_front();
-        }
-        if h.day.len() >= limits.per_day as usize {
-            return false;
-        }
-        if !bot {
-            h.day.push_back(now);
-            return true;
-        }
-        let window = limits.concurrency_window;
-        h.buckets
-            .retain(|(_, t)| now.saturating_duration_since(*t) < window);
-        let bucket = shard_id % limits.max_concurrency.max(1);
-        if h.buckets.iter().any(|(b, _)| *b == bucket) {
-            return false;
-        }
-        h.buckets.push((bucket, now));
-        h.day.push_back(now);
-        true
-    }
-
-    /// The `session_start_limit` of `GET /gateway/bot`.
-    pub fn start_limit(
-        &self,
-        user_id: Snowflake,
-        limits: &IdentifyLimits,
-        now: Instant,
-    ) -> StartLimit {
-        let (used, oldest) = self
-            .identifies
-            .get(&user_id)
-            .map(|h| {
-                let h = h.lock();
-                let live: Vec<_> = h
-                    .day
-                    .iter()
-                    .filter(|t| now.saturating_duration_since(**t) < DAY)
-                    .copied()
-                    .collect();
-                (live.len() as u32, live.first().copied())
-            })
-            .unwrap_or((0, None));
-        StartLimit {
-            total: limits.per_day,
-            remaining: limits.per_day.saturating_sub(used),
-            reset_after: oldest
-                .map(|t| DAY.saturating_sub(now.saturating_duration_since(t)))
-                .unwrap_or(DAY),
-            max_concurrency: limits.max_concurrency.max(1),
-        }
-    }
-
-    /// Drops identify history older than a day.
-    pub fn housekeep(&self, now: Instant) {
-        self.identifies.retain(|_, h| {
-            h.get_mut()
-                .day
-                .back()
-                .is_some_and(|t| now.saturating_duration_since(*t) < DAY)
-        });
-    }
 }
 
 impl RecipientDirectory for SessionRegistry {
@@ -413,73 +292,5 @@ mod tests {
         let _a = session(&reg, 7, Status::Invisible);
         assert_eq!(reg.recompute_presence(Snowflake(7)), None);
         assert!(!reg.is_online(Snowflake(7)));
-    }
-
-    #[test]
-    fn identify_limits_cap_concurrency_and_the_daily_total() {
-        let reg = SessionRegistry::new();
-        let limits = IdentifyLimits {
-            per_day: 3,
-            max_concurrency: 2,
-            concurrency_window: Duration::from_secs(5),
-        };
-        let t0 = Instant::now();
-        let u = Snowflake(1);
-        assert!(reg.try_identify(u, true, 0, &limits, t0));
-        assert!(reg.try_identify(u, true, 1, &limits, t0), "another bucket");
-        assert!(
-            !reg.try_identify(u, true, 2, &limits, t0),
-            "bucket 0 is busy"
-        );
-        let t1 = t0 + Duration::from_secs(5);
-        assert!(reg.try_identify(u, true, 2, &limits, t1));
-        let t2 = t1 + Duration::from_secs(5);
-        assert!(
-            !reg.try_identify(u, true, 0, &limits, t2),
-            "daily total spent"
-        );
-        let s = reg.start_limit(u, &limits, t2);
-        assert_eq!((s.total, s.remaining, s.max_concurrency), (3, 0, 2));
-        assert!(s.reset_after <= DAY - Duration::from_secs(10));
-        assert!(reg.try_identify(u, true, 0, &limits, t0 + DAY));
-        // People are held to the daily total only.
-        let person = Snowflake(2);
-        for _ in 0..3 {
-            assert!(reg.try_identify(person, false, 0, &limits, t0));
-        }
-        assert!(!reg.try_identify(person, false, 0, &limits, t0));
-    }
-
-    #[test]
-    fn a_large_max_concurrency_keeps_only_the_buckets_in_use() {
-        let reg = SessionRegistry::new();
-        let limits = IdentifyLimits {
-            per_day: 1_000_000,
-            max_concurrency: u32::MAX,
-            concurrency_window: Duration::from_secs(5),
-        };
-        let t0 = Instant::now();
-        let u = Snowflake(1);
-        assert!(reg.try_identify(u, true, 7, &limits, t0));
-        assert!(
-            !reg.try_identify(u, true, 7, &limits, t0),
-            "bucket 7 is busy"
-        );
-        assert!(reg.try_identify(u, true, 8, &limits, t0));
-        let later = t0 + Duration::from_secs(5);
-        assert!(
-            reg.try_identify(u, true, 7, &limits, later),
-            "the window passed"
-        );
-        let entry = reg.identifies.get(&u).expect("the user has identified");
-        assert_eq!(entry.lock().buckets.len(), 1, "expired buckets are dropped");
-        drop(entry);
-        // A zero window never refuses.
-        let open = IdentifyLimits {
-            concurrency_window: Duration::ZERO,
-            ..limits
-        };
-        assert!(reg.try_identify(u, true, 7, &open, later));
-        assert!(reg.try_identify(u, true, 7, &open, later));
     }
 }

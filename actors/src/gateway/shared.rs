@@ -1,25 +1,54 @@
-//! The gateway's use of cluster-wide shared state ([`SharedState`], Redis in practice):
-//! IDENTIFY budgets that hold across nodes, a record of which node holds each session (so a
-//! RESUME that reaches the wrong node is sent where its session is), and presence announced
-//! to every node.
+//! The gateway's use of the shared state ([`SharedState`]): IDENTIFY budgets (Discord's daily
+//! total and, for bots, one IDENTIFY per `max_concurrency` bucket per window), a record of which
+//! node holds each session (so a RESUME that reaches the wrong node is sent where its session
+//! is), and presence announced to every node.
 //!
-//! Each use has an in-process fallback, taken whenever the shared state is not configured or
-//! is down: IDENTIFY limits fall back to the node's own [`super::SessionRegistry`] counts,
-//! a RESUME of a session this node does not hold is refused as it would be on a single node,
-//! and presence stays local. Writes here never hold up a connection: they run in the
-//! background and a failure only costs the cross-node view until the next write.
+//! The state is in-process on a single node and Redis (with its in-process twin while Redis is
+//! down) in a cluster; this code does not know which: with the in-process state the budgets
+//! are the node's own, a RESUME of a session this node does not hold finds no record and is
+//! refused as on a single node, and presence announcements come back to this node only.
+//! Writes here never hold up a connection: they run in the background and a failure only
+//! costs the cross-node view until the next write.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::Presence;
+use enrichment_protocol::node::{GenerationId, NodeIdentity};
+use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::shared::{
     PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedState, keys,
 };
 
-use super::registry::{IdentifyLimits, StartLimit};
 use super::session::Session;
+
+/// IDENTIFY limits (Discord's: 1000 per day, `max_concurrency` per 5 s).
+#[derive(Clone, Copy, Debug)]
+pub struct IdentifyLimits {
+    pub per_day: u32,
+    pub max_concurrency: u32,
+    pub concurrency_window: Duration,
+}
+
+impl Default for IdentifyLimits {
+    fn default() -> Self {
+        IdentifyLimits {
+            per_day: 1000,
+            max_concurrency: 1,
+            concurrency_window: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What `GET /gateway/bot` reports as `session_start_limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartLimit {
+    pub total: u32,
+    pub remaining: u32,
+    pub reset_after: Duration,
+    pub max_concurrency: u32,
+}
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -33,14 +62,15 @@ pub struct SharedGateway {
     pub state: Arc<dyn SharedState>,
     /// Prefix of the keys this node writes.
     pub prefix: String,
-    pub node_id: String,
+    /// This node, as its records and announcements name it.
+    pub node: NodeIdentity,
 }
 
 impl std::fmt::Debug for SharedGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedGateway")
-            .field("node_id", &self.node_id)
-            .field("up", &self.state.is_up())
+            .field("node", &self.node)
+            .field("health", &self.state.health())
             .finish()
     }
 }
@@ -58,6 +88,15 @@ pub enum Elsewhere {
 }
 
 impl SharedGateway {
+    /// A node of its own: in-process state, and an identity that names no configured node.
+    pub fn in_process() -> SharedGateway {
+        SharedGateway {
+            state: Arc::new(MemoryShared::new()),
+            prefix: "enrichment".into(),
+            node: NodeIdentity::new("local", GenerationId::now()),
+        }
+    }
+
     /// How often live sessions and presences are rewritten so they do not expire.
     pub fn refresh_every() -> Duration {
         RECORD_TTL / 3
@@ -76,30 +115,32 @@ impl SharedGateway {
         keys::rate(&self.prefix, &format!("u{}", user_id.get()), "identify-day")
     }
 
-    /// Counts an IDENTIFY against the user's cluster-wide budget: `Some(allowed)`, or `None`
-    /// when the shared state cannot answer (the caller then counts locally). Bots first need
-    /// their concurrency bucket free (one IDENTIFY per window), then room in the day.
+    /// Counts an IDENTIFY against the user's budget; `false` means refuse it (op 9). Bots
+    /// first need their concurrency bucket free (one IDENTIFY per window, as Discord's
+    /// `max_concurrency`), then room in the day; people opening several devices at once are
+    /// held to the daily total only. A shared state that cannot answer at all lets the
+    /// IDENTIFY through: limits protect the node, an outage must not lock everyone out.
     pub async fn try_identify(
         &self,
         user_id: Snowflake,
         bot: bool,
         shard_id: u32,
         limits: &IdentifyLimits,
-    ) -> Option<bool> {
-        if !self.state.is_up() {
-            return None;
-        }
+    ) -> bool {
         let day_key = self.day_key(user_id);
         match self
             .state
             .window_hit(&day_key, limits.per_day, DAY, 0)
             .await
         {
-            Ok(d) if d.remaining == 0 => return Some(false),
+            Ok(d) if d.remaining == 0 => return false,
             Ok(_) => {}
-            Err(_) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "identify budget unavailable; allowing");
+                return true;
+            }
         }
-        if bot {
+        if bot && !limits.concurrency_window.is_zero() {
             let bucket = (
                 self.bucket_key(user_id, shard_id, limits),
                 RateLimit {
@@ -109,8 +150,8 @@ impl SharedGateway {
             );
             match self.state.rate_limit(&[bucket]).await {
                 Ok(RateOutcome::Allowed { .. }) => {}
-                Ok(RateOutcome::Limited { .. }) => return Some(false),
-                Err(_) => return None,
+                Ok(RateOutcome::Limited { .. }) => return false,
+                Err(e) => tracing::warn!(error = %e, "identify concurrency unavailable"),
             }
         }
         match self
@@ -118,39 +159,36 @@ impl SharedGateway {
             .window_hit(&day_key, limits.per_day, DAY, 1)
             .await
         {
-            Ok(d) => Some(d.allowed),
+            Ok(d) => d.allowed,
             Err(e) => {
-                tracing::debug!(error = %e, "identify budget: shared state unavailable");
-                None
+                tracing::warn!(error = %e, "identify budget unavailable; allowing");
+                true
             }
         }
     }
 
-    /// The cluster-wide `session_start_limit`, or `None` when the shared state cannot answer.
-    pub async fn start_limit(
-        &self,
-        user_id: Snowflake,
-        limits: &IdentifyLimits,
-    ) -> Option<StartLimit> {
-        if !self.state.is_up() {
-            return None;
-        }
-        let d = self
+    /// The `session_start_limit` of `GET /gateway/bot` (the whole budget when the shared
+    /// state cannot answer).
+    pub async fn start_limit(&self, user_id: Snowflake, limits: &IdentifyLimits) -> StartLimit {
+        let (remaining, reset_after) = match self
             .state
             .window_hit(&self.day_key(user_id), limits.per_day, DAY, 0)
             .await
-            .ok()?;
-        Some(StartLimit {
+        {
+            Ok(d) => (d.remaining, d.reset_after),
+            Err(_) => (limits.per_day, DAY),
+        };
+        StartLimit {
             total: limits.per_day,
-            remaining: d.remaining,
-            reset_after: d.reset_after,
+            remaining,
+            reset_after,
             max_concurrency: limits.max_concurrency.max(1),
-        })
+        }
     }
 
     fn location(&self, session: &Session, gateway_url: &str) -> SessionLocation {
         SessionLocation {
-            node_id: self.node_id.clone(),
+            node: self.node.clone(),
             user_id: session.user_id(),
             gateway_url: gateway_url.to_owned(),
         }
@@ -162,9 +200,7 @@ impl SharedGateway {
         let id = session.info.session_id.clone();
         let loc = self.location(session, gateway_url);
         tokio::spawn(async move {
-            if me.state.is_up()
-                && let Err(e) = me.state.put_session(&id, &loc, RECORD_TTL).await
-            {
+            if let Err(e) = me.state.put_session(&id, &loc, RECORD_TTL).await {
                 tracing::debug!(error = %e, "session location not recorded");
             }
         });
@@ -175,23 +211,21 @@ impl SharedGateway {
         let me = self.clone();
         let id = session_id.to_owned();
         tokio::spawn(async move {
-            if me.state.is_up()
-                && let Err(e) = me.state.remove_session(&id).await
-            {
+            if let Err(e) = me.state.remove_session(&id).await {
                 tracing::debug!(error = %e, "session location not removed");
             }
         });
     }
 
-    /// Where a session this node does not hold lives.
+    /// Where a session this node does not hold lives. A record left by an earlier life of
+    /// this node id names a session that died with it: nowhere.
     pub async fn locate(&self, session_id: &str, own_url: &str) -> Elsewhere {
-        if !self.state.is_up() {
-            return Elsewhere::Nowhere;
-        }
         match self.state.session(session_id).await {
-            Ok(Some(loc)) if loc.node_id != self.node_id && loc.gateway_url != own_url => {
+            Ok(Some(loc))
+                if loc.node.node_id != self.node.node_id && loc.gateway_url != own_url =>
+            {
                 Elsewhere::Node {
-                    node_id: loc.node_id,
+                    node_id: loc.node.node_id,
                     gateway_url: loc.gateway_url,
                 }
             }
@@ -203,11 +237,8 @@ impl SharedGateway {
     pub fn presence_changed(&self, presence: Presence) {
         let me = self.clone();
         tokio::spawn(async move {
-            if !me.state.is_up() {
-                return;
-            }
             let change = PresenceChange {
-                node_id: me.node_id.clone(),
+                node: me.node.clone(),
                 presence,
             };
             if let Err(e) = me.state.put_presence(&change, RECORD_TTL).await {
@@ -224,9 +255,6 @@ impl SharedGateway {
         presences: Vec<Presence>,
         gateway_url: &str,
     ) {
-        if !self.state.is_up() {
-            return;
-        }
         for s in sessions.iter().filter(|s| !s.is_ended()) {
             let loc = self.location(s, gateway_url);
             if self
@@ -240,7 +268,7 @@ impl SharedGateway {
         }
         for presence in presences {
             let change = PresenceChange {
-                node_id: self.node_id.clone(),
+                node: self.node.clone(),
                 presence,
             };
             if self.state.put_presence(&change, RECORD_TTL).await.is_err() {

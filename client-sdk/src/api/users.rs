@@ -4,7 +4,7 @@
 use enrichment_protocol::models::{Application, Member, PartialGuild, User};
 use enrichment_protocol::rest::{
     AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse,
-    GuildsQuery, ModifyApplication, ModifyCurrentUser,
+    GuildsQuery, ModifiedCurrentUser, ModifyApplication, ModifyCurrentUser,
 };
 use enrichment_protocol::{Permissions, Snowflake};
 use reqwest::Method;
@@ -38,8 +38,12 @@ impl Client {
         self.call(Method::GET, "/users/@me", None, Body::None).await
     }
 
-    /// `PATCH /users/@me`.
-    pub async fn modify_current_user(&self, body: &ModifyCurrentUser) -> Result<User> {
+    /// `PATCH /users/@me`. With `password` and `new_password` every session of the user ends
+    /// (this client's token included) and the answer carries the new session's `token`.
+    pub async fn modify_current_user(
+        &self,
+        body: &ModifyCurrentUser,
+    ) -> Result<ModifiedCurrentUser> {
         self.call(Method::PATCH, "/users/@me", None, json(body))
             .await
     }

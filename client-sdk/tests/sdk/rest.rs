@@ -151,7 +151,8 @@ async fn accounts_tokens_and_totp() {
             ..ModifyCurrentUser::default()
         })
         .await
-        .expect("modify me");
+        .expect("modify me")
+        .user;
     assert_eq!(renamed.global_name.as_deref(), Some("Alice A."));
     let seen = second_user_view(&t, me.id).await;
     assert_eq!(seen.global_name.as_deref(), Some("Alice A."));

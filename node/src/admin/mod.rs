@@ -50,7 +50,7 @@ pub struct AdminState {
     pub router: Arc<dyn GuildRouter>,
     pub storage: &'static str,
     pub blobs: &'static str,
-    pub shared: Option<Arc<dyn SharedState>>,
+    pub shared: Arc<dyn SharedState>,
     pub keyring: Arc<Keyring>,
 }
 
@@ -86,12 +86,7 @@ impl AdminState {
             guild_actors: self.router.local_actor_count() as u64,
             storage: self.storage.to_owned(),
             blobs: self.blobs.to_owned(),
-            shared_state: match &self.shared {
-                None => "off",
-                Some(s) if s.is_up() => "up",
-                Some(_) => "down",
-            }
-            .to_owned(),
+            shared_state: self.shared.health().as_str().to_owned(),
         }
     }
 

@@ -5,7 +5,7 @@ use enrichment_actors::guild::requests;
 use enrichment_protocol::models::{Application, Member, PartialGuild, User};
 use enrichment_protocol::rest::{
     AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse,
-    GuildsQuery, ModifyApplication, ModifyCurrentUser, SessionStartLimit,
+    GuildsQuery, ModifiedCurrentUser, ModifyApplication, ModifyCurrentUser, SessionStartLimit,
 };
 use enrichment_protocol::{ApiError, ErrorBody, ErrorCode, FormErrors, Permissions, Snowflake};
 use serde::Deserialize;
@@ -40,17 +40,19 @@ pub async fn get_me(state: State, who: Authed) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.accounts.me(who.0).await?))
 }
 
+/// Edits the caller. With `password` and `new_password` it also changes the password: every
+/// session of the user ends (on every node) and the answer carries the new session's `token`.
 #[utoipa::path(tag = "users", request_body = ModifyCurrentUser,
-    responses((status = 200, body = User), (status = 400, body = ErrorBody)), security(("token" = [])))]
+    responses((status = 200, body = ModifiedCurrentUser), (status = 400, body = ErrorBody)), security(("token" = [])))]
 #[patch("/users/@me")]
 pub async fn modify_me(
     state: State,
     who: Authed,
     body: Json<ModifyCurrentUser>,
 ) -> ApiResult<HttpResponse> {
-    let user = state.accounts.modify_me(who.0, body.0).await?;
-    state.gateway.user_updated(&user);
-    Ok(HttpResponse::Ok().json(user))
+    let modified = state.accounts.modify_me(who.0, body.0).await?;
+    state.gateway.user_updated(&modified.user);
+    Ok(HttpResponse::Ok().json(modified))
 }
 
 /// Guilds the caller is in (`limit` 1–200, default 200; `before`/`after` cursors).
@@ -291,9 +293,7 @@ pub async fn gateway(state: State) -> HttpResponse {
 #[get("/gateway/bot")]
 pub async fn gateway_bot(state: State, who: Authed) -> HttpResponse {
     let gw = &state.gateway;
-    let limit = gw
-        .start_limit(who.0.user_id, std::time::Instant::now())
-        .await;
+    let limit = gw.start_limit(who.0.user_id).await;
     HttpResponse::Ok().json(GatewayBotResponse {
         url: state.gateway_url.clone(),
         shards: 1,

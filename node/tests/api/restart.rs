@@ -139,3 +139,44 @@ async fn restart_keeps_users_guilds_messages_tokens_and_bots() {
     .await
     .ok(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_token_and_a_token_of_a_revoked_family_stay_refused_after_a_restart() {
+    let mut t = TestNode::start().await;
+    let alice = t.register("alice").await;
+    let bob = t.register("bob").await;
+    let carol = t.register("carol").await;
+    let r = t
+        .call(
+            reqwest::Method::POST,
+            "/auth/logout",
+            Some(&alice.token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let refresh = |token: &str| {
+        t.call(
+            reqwest::Method::POST,
+            "/auth/refresh",
+            None,
+            Some(json!({"refresh_token": token})),
+        )
+    };
+    let rotated = refresh(&bob.refresh_token).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The rotated token presented again revokes bob's whole family.
+    assert_eq!(refresh(&bob.refresh_token).await.status, 401);
+    let ended = [&alice.token, &bob.token, &rotated];
+    for token in ended {
+        assert_eq!(t.get("/users/@me", token).await.status, 401);
+    }
+
+    t.restart().await;
+    for token in ended {
+        assert_eq!(t.get("/users/@me", token).await.status, 401);
+    }
+    t.get("/users/@me", &carol.token).await.ok(200);
+}

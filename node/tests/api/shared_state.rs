@@ -1,8 +1,10 @@
 //! Nodes sharing real backends. With one Redis: REST rate limits hold across nodes, and a
 //! Redis outage under load degrades the node to local state without failing requests, then
 //! recovers by itself. With one PostgreSQL database too (a cluster of two): any node verifies
-//! any token, also after a key rotation; IDENTIFY budgets, presence and RESUME span the nodes.
-//! And a backend that cannot be reached stops a node at startup, naming the setting.
+//! any token, also after a key rotation; IDENTIFY budgets, presence and RESUME span the nodes;
+//! a logout, a reused refresh token or a password change on one node ends the session's
+//! tokens on the other at once and for good; failed logins count across nodes. And a backend
+//! that cannot be reached stops a node at startup, naming the setting.
 
 use std::time::{Duration, Instant};
 
@@ -317,4 +319,173 @@ async fn an_unreachable_postgres_stops_the_node_at_startup() {
         !msg.contains("secret"),
         "the password stays out of the message: {msg}"
     );
+}
+
+/// Refused within `within`: the revocation travels as one pub/sub message from the revoking
+/// node to this one, far inside the session cache's lifetime (600 s in these tests), so only
+/// that message can have ended the token here.
+async fn refused_within(node: &TestNode, token: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = node.get("/users/@me", token).await.status;
+        if status == 401 {
+            return;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "the token still works on the other node"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A cluster of two whose nodes trust what they read of a session for 600 s: a token they
+/// have seen live stays live there unless a revocation is heard.
+async fn pair_with_long_session_cache() -> (TestNode, TestNode) {
+    let place = SharedPlace::new();
+    let start = || {
+        let place = place.clone();
+        TestNode::start_with(move |c| {
+            place.apply(c);
+            c.auth.session_cache_secs = 600;
+        })
+    };
+    (start().await, start().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_reuse_and_password_change_on_one_node_end_the_tokens_on_the_other_for_good() {
+    use reqwest::Method;
+    use serde_json::json;
+    let (mut a, mut b) = pair_with_long_session_cache().await;
+    let alice = a.register("alice").await;
+    let bob = a.register("bob").await;
+    let carol = a.register("carol").await;
+    for u in [&alice, &bob, &carol] {
+        b.get("/users/@me", &u.token).await.ok(200);
+    }
+
+    // Logout on A.
+    let r = a
+        .call(
+            Method::POST,
+            "/auth/logout",
+            Some(&alice.token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    refused_within(&b, &alice.token, Duration::from_secs(1)).await;
+
+    // Bob's refresh token is rotated on A, then the rotated one is presented again: theft.
+    let refresh = |token: &str| {
+        a.call(
+            Method::POST,
+            "/auth/refresh",
+            None,
+            Some(json!({"refresh_token": token})),
+        )
+    };
+    let rotated = refresh(&bob.refresh_token).await.ok(200);
+    let bob_second = rotated["token"].as_str().unwrap().to_owned();
+    b.get("/users/@me", &bob_second).await.ok(200);
+    assert_eq!(refresh(&bob.refresh_token).await.status, 401);
+    refused_within(&b, &bob.token, Duration::from_secs(1)).await;
+    refused_within(&b, &bob_second, Duration::from_secs(1)).await;
+
+    // Carol changes her password on A: every session of hers ends, a new one begins.
+    let wrong = a
+        .patch(
+            "/users/@me",
+            &carol.token,
+            json!({"password": "not it", "new_password": "a better passphrase"}),
+        )
+        .await;
+    wrong.err(400, 50035);
+    assert_eq!(
+        wrong.body["errors"]["password"]["_errors"][0]["code"],
+        "PASSWORD_DOES_NOT_MATCH"
+    );
+    b.get("/users/@me", &carol.token).await.ok(200);
+    let changed = a
+        .patch(
+            "/users/@me",
+            &carol.token,
+            json!({"password": "correct horse battery", "new_password": "a better passphrase"}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(changed["id"], carol.id.as_str());
+    assert_eq!(changed["username"], "carol");
+    let carol_new = changed["token"].as_str().unwrap().to_owned();
+    assert!(changed["refresh_token"].is_string());
+    refused_within(&b, &carol.token, Duration::from_secs(1)).await;
+    assert_eq!(a.get("/users/@me", &carol.token).await.status, 401);
+    b.get("/users/@me", &carol_new).await.ok(200);
+    let login = |password: &str| {
+        b.call(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"login": "carol", "password": password})),
+        )
+    };
+    assert_eq!(login("correct horse battery").await.status, 400);
+    login("a better passphrase").await.ok(200);
+    let old_refresh = a
+        .call(
+            Method::POST,
+            "/auth/refresh",
+            None,
+            Some(json!({"refresh_token": carol.refresh_token})),
+        )
+        .await;
+    assert_eq!(old_refresh.status, 401);
+
+    // The revocations are in the store: restarts forget nothing.
+    let ended = [&alice.token, &bob.token, &bob_second, &carol.token];
+    a.restart().await;
+    for t in ended {
+        assert_eq!(a.get("/users/@me", t).await.status, 401);
+    }
+    b.restart().await;
+    for t in ended {
+        assert_eq!(b.get("/users/@me", t).await.status, 401);
+    }
+    a.get("/users/@me", &carol_new).await.ok(200);
+    b.get("/users/@me", &carol_new).await.ok(200);
+}
+
+#[tokio::test]
+async fn failed_logins_on_one_node_count_on_the_other() {
+    use reqwest::Method;
+    use serde_json::json;
+    let place = SharedPlace::new();
+    let start = || {
+        let place = place.clone();
+        TestNode::start_with(move |c| {
+            place.apply(c);
+            c.auth.login_attempts_per_account = 3;
+        })
+    };
+    let (a, b) = (start().await, start().await);
+    a.register("alice").await;
+    async fn login(node: &TestNode, password: &str) -> Resp {
+        node.call(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"login": "alice", "password": password})),
+        )
+        .await
+    }
+    assert_eq!(login(&a, "wrong one").await.status, 400);
+    assert_eq!(login(&b, "wrong two").await.status, 400);
+    assert_eq!(login(&a, "wrong three").await.status, 400);
+    // Three failures across the cluster: the account is throttled on both nodes, even with
+    // the right password.
+    let refused = login(&b, "correct horse battery").await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(login(&a, "correct horse battery").await.status, 429);
 }

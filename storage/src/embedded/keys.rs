@@ -12,6 +12,7 @@
 //! | `emails` | lowercased email | `user_id` |
 //! | `refresh_tokens` | token hash | `{record, spent}` |
 //! | `refresh_revoked_families` | `family_id` | empty (present = revoked) |
+//! | `user_refresh_families` | `user_id \| family_id` | empty (a user's sessions) |
 //! | `applications` | `app_id` | `ApplicationRecord` |
 //! | `application_by_bot` | `bot_user_id` | `app_id` |
 //! | `bot_tokens` | token hash | `bot_user_id` |

@@ -77,6 +77,7 @@ pub(crate) enum Ks {
     Emails,
     Refresh,
     RevokedFamilies,
+    UserFamilies,
     Apps,
     AppByBot,
     BotTokens,
@@ -95,13 +96,14 @@ pub(crate) enum Ks {
 }
 
 impl Ks {
-    const ALL: [Ks; 21] = [
+    const ALL: [Ks; 22] = [
         Ks::Users,
         Ks::Credentials,
         Ks::Usernames,
         Ks::Emails,
         Ks::Refresh,
         Ks::RevokedFamilies,
+        Ks::UserFamilies,
         Ks::Apps,
         Ks::AppByBot,
         Ks::BotTokens,
@@ -128,6 +130,7 @@ impl Ks {
             Ks::Emails => "emails",
             Ks::Refresh => "refresh_tokens",
             Ks::RevokedFamilies => "refresh_revoked_families",
+            Ks::UserFamilies => "user_refresh_families",
             Ks::Apps => "applications",
             Ks::AppByBot => "application_by_bot",
             Ks::BotTokens => "bot_tokens",
@@ -392,16 +395,18 @@ impl EmbeddedStore {
             .try_into()
             .map_err(|_| StoreError::Backend("keyspace count mismatch".into()))?;
         let syncer = Syncer::start(db.clone())?;
+        let inner = Inner {
+            db,
+            keyspaces,
+            names_lock: Mutex::new(()),
+            refresh_lock: Mutex::new(()),
+            guilds_lock: Mutex::new(()),
+            messages_lock: Mutex::new(()),
+            keys_lock: Mutex::new(()),
+        };
+        users::index_user_families(&inner)?;
         Ok(EmbeddedStore {
-            inner: Arc::new(Inner {
-                db,
-                keyspaces,
-                names_lock: Mutex::new(()),
-                refresh_lock: Mutex::new(()),
-                guilds_lock: Mutex::new(()),
-                messages_lock: Mutex::new(()),
-                keys_lock: Mutex::new(()),
-            }),
+            inner: Arc::new(inner),
             syncer,
         })
     }

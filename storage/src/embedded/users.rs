@@ -5,8 +5,8 @@ use enrichment_protocol::models::User;
 use enrichment_protocol::{Snowflake, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{id, read_id};
-use super::{Committed, EmbeddedStore, Ks, Tx, lock};
+use super::keys::{concat, id, read_id};
+use super::{Committed, EmbeddedStore, Inner, Ks, Tx, decode, lock};
 use crate::{
     ApplicationRecord, ApplicationStore, Credentials, RefreshTokenRecord, RotateOutcome,
     StoreError, StoreResult, UserStore,
@@ -17,6 +17,31 @@ use crate::{
 struct StoredRefresh {
     record: RefreshTokenRecord,
     spent: bool,
+}
+
+/// Fills `user_refresh_families` from the stored refresh tokens when a database written before
+/// that index existed is opened (the index is empty while tokens are not), so a password
+/// change also ends the sessions opened before the upgrade. Runs once: afterwards the index is
+/// written with every new family.
+pub(super) fn index_user_families(inner: &Inner) -> StoreResult<()> {
+    if !inner.ks(Ks::UserFamilies).is_empty()? || inner.ks(Ks::Refresh).is_empty()? {
+        return Ok(());
+    }
+    let mut tx = Tx::new(inner);
+    for entry in inner.ks(Ks::Refresh).iter() {
+        let (_, value) = entry.into_inner()?;
+        let stored: StoredRefresh = decode(&value)?;
+        tx.put(Ks::UserFamilies, family_key(&stored.record), Vec::new());
+    }
+    // Journaled with the next write's fsync; lost before it, the index is empty again and
+    // rebuilt by the next open.
+    let _committed = tx.commit()?;
+    Ok(())
+}
+
+/// The `user_refresh_families` key of a token's family.
+fn family_key(record: &RefreshTokenRecord) -> Vec<u8> {
+    concat(&[&id(record.user_id), &id(record.family_id)])
 }
 
 /// Points the unique index `ks[value]` at `user_id`, failing with `Conflict(field)` if another
@@ -136,6 +161,7 @@ impl UserStore for EmbeddedStore {
         };
         self.write(move |inner| {
             let mut tx = Tx::new(inner);
+            tx.put(Ks::UserFamilies, family_key(&stored.record), Vec::new());
             tx.put_json(
                 Ks::Refresh,
                 stored.record.token_hash.clone().into_bytes(),
@@ -219,6 +245,32 @@ impl UserStore for EmbeddedStore {
                 return Ok(None);
             }
             Ok(Some(family))
+        })
+        .await
+    }
+
+    async fn refresh_family_revoked(&self, family_id: Snowflake) -> StoreResult<bool> {
+        self.blocking(move |inner| Ok(inner.get(Ks::RevokedFamilies, &id(family_id))?.is_some()))
+            .await
+    }
+
+    async fn revoke_user_refresh_families(
+        &self,
+        user_id: Snowflake,
+    ) -> StoreResult<Vec<Snowflake>> {
+        self.write(move |inner| {
+            // Under the rotation lock, so no rotation spends a token of a family half-revoked.
+            let _guard = lock(&inner.refresh_lock);
+            let mut tx = Tx::new(inner);
+            let mut revoked = Vec::new();
+            for key in tx.keys_with_prefix(Ks::UserFamilies, &id(user_id))? {
+                let family = read_id(&key, 8)?;
+                if !tx.exists(Ks::RevokedFamilies, &id(family))? {
+                    tx.put(Ks::RevokedFamilies, id(family), Vec::new());
+                    revoked.push(family);
+                }
+            }
+            Ok((revoked, tx.commit()?))
         })
         .await
     }

@@ -285,6 +285,50 @@ impl UserStore for PostgresStore {
             .await?;
         row.map(|r| col(&r, 0).map(snowflake)).transpose()
     }
+
+    async fn refresh_family_revoked(&self, family_id: Snowflake) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let row = Db::Conn(&client)
+            .query_opt(
+                "SELECT 1 FROM revoked_refresh_families WHERE family_id = $1",
+                &[&sql_id(family_id)],
+                "reading a revoked refresh family",
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// A live family always has token rows (revoking deletes them), so the user's rows name
+    /// every family to revoke; locking them keeps a concurrent rotation from adding one.
+    async fn revoke_user_refresh_families(
+        &self,
+        user_id: Snowflake,
+    ) -> StoreResult<Vec<Snowflake>> {
+        let context = "revoking a user's refresh families";
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        let rows = db
+            .query(
+                "SELECT DISTINCT family_id FROM (
+                     SELECT family_id FROM refresh_tokens t WHERE user_id = $1
+                         AND NOT EXISTS (SELECT 1 FROM revoked_refresh_families r
+                                         WHERE r.family_id = t.family_id)
+                     FOR UPDATE OF t
+                 ) AS live",
+                &[&sql_id(user_id)],
+                context,
+            )
+            .await?;
+        let mut families = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let family = snowflake(col(row, 0)?);
+            revoke_family(&db, family).await?;
+            families.push(family);
+        }
+        tx.commit().await.map_err(db_error(context))?;
+        Ok(families)
+    }
 }
 
 #[async_trait]

@@ -182,6 +182,8 @@ statements! {
     spend_refresh: true = "UPDATE {ks}.refresh_tokens SET spent = ? WHERE token_hash = ? IF spent = ?";
     revoke_family: false = "INSERT INTO {ks}.revoked_families (family_id) VALUES (?)";
     get_revoked: false = "SELECT family_id FROM {ks}.revoked_families WHERE family_id = ?";
+    put_user_family: false = "INSERT INTO {ks}.user_refresh_families (user_id, family_id) VALUES (?, ?)";
+    list_user_families: false = "SELECT family_id FROM {ks}.user_refresh_families WHERE user_id = ?";
     // applications
     put_app: false = "INSERT INTO {ks}.applications (id, data) VALUES (?, ?)";
     get_app: false = "SELECT data FROM {ks}.applications WHERE id = ?";

@@ -6,6 +6,8 @@
 //!   the newest page of a channel is the head of one partition.
 //! - `channel_buckets`: the non-empty buckets of a channel, newest first, so history walks
 //!   only buckets that hold messages instead of every window since the channel was created.
+//! - `user_refresh_families`: a user's sessions (refresh families), so a password change can
+//!   revoke them all; written before a family's first token.
 //! - Uniqueness (`usernames`, `emails`, `invites`) is claimed with lightweight transactions;
 //!   those run on registration, renames and invite creation, never on the message path.
 //! - Records whose fields are never queried (users, guild objects, embeds) are JSON in a
@@ -23,6 +25,7 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.credentials (user_id bigint PRIMARY KEY, data text)",
     "CREATE TABLE IF NOT EXISTS {ks}.refresh_tokens (token_hash text PRIMARY KEY, family_id bigint, user_id bigint, expires_at bigint, spent boolean)",
     "CREATE TABLE IF NOT EXISTS {ks}.revoked_families (family_id bigint PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS {ks}.user_refresh_families (user_id bigint, family_id bigint, PRIMARY KEY (user_id, family_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.applications (id bigint PRIMARY KEY, data text)",
     "CREATE TABLE IF NOT EXISTS {ks}.applications_by_bot (bot_user_id bigint PRIMARY KEY, app_id bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.bot_tokens (token_hash text PRIMARY KEY, bot_user_id bigint)",

@@ -141,6 +141,10 @@ impl UserStore for ScyllaStore {
 
     async fn insert_refresh_token(&self, t: &RefreshTokenRecord) -> StoreResult<()> {
         let st = self.st()?;
+        // The family's index row first: a token is never live without it, so a password
+        // change that lists the user's families cannot miss this one.
+        self.exec(&st.put_user_family, (big(t.user_id), big(t.family_id)))
+            .await?;
         self.exec(
             &st.put_refresh,
             (
@@ -226,6 +230,36 @@ impl UserStore for ScyllaStore {
             return Ok(None);
         }
         Ok(Some(sf(family)))
+    }
+
+    async fn refresh_family_revoked(&self, family_id: Snowflake) -> StoreResult<bool> {
+        let st = self.st()?;
+        Ok(self
+            .one::<(i64,)>(&st.get_revoked, (big(family_id),))
+            .await?
+            .is_some())
+    }
+
+    async fn revoke_user_refresh_families(
+        &self,
+        user_id: Snowflake,
+    ) -> StoreResult<Vec<Snowflake>> {
+        let st = self.st()?;
+        let families = self
+            .all::<(i64,)>(&st.list_user_families, (big(user_id),))
+            .await?;
+        let mut revoked = Vec::new();
+        for (family,) in families {
+            if self
+                .one::<(i64,)>(&st.get_revoked, (family,))
+                .await?
+                .is_none()
+            {
+                self.exec(&st.revoke_family, (family,)).await?;
+                revoked.push(sf(family));
+            }
+        }
+        Ok(revoked)
     }
 }
 

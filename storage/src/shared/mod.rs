@@ -1,23 +1,38 @@
 //! State every node of a cluster must see, but that may be lost: where each gateway session
 //! lives (so a RESUME that lands on the wrong node is sent to the right one), who is online
-//! (presence), and rate-limit counters (so a limit holds across nodes rather than per node).
+//! (presence), rate-limit counters and fixed windows (so a limit holds across nodes rather than
+//! per node), and two broadcasts to every node: presence changes and cache invalidations.
 //!
-//! Nothing durable lives here. Callers keep an in-process fallback for each use and switch to
-//! it when the shared state is unavailable (see [`SharedState::is_up`]): a single node runs
-//! without any shared state at all, and a cluster keeps serving, with per-node limits and
-//! per-node presence, while Redis is away.
+//! Nothing durable lives here: whatever must survive a restart is in the store, and the shared
+//! state only makes it known sooner.
+//!
+//! Callers hold one `Arc<dyn SharedState>` and never ask which kind it is:
+//! - [`memory::MemoryShared`], in-process, with the same semantics as Redis (a single node, and
+//!   the twin a cluster node falls back on);
+//! - [`redis::RedisShared`] (feature `redis`), shared by the nodes of a cluster;
+//! - [`fallback::FallbackShared`], a decorator over a primary (Redis) and the in-process state:
+//!   each call goes to the primary while it is up and to the in-process state while it is down
+//!   or when the call fails, so a cluster keeps serving, with per-node limits and per-node
+//!   presence, while Redis is away.
+//!
+//! [`testsuite`] (feature `testsuite`) is the conformance suite every implementation runs.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::Presence;
+use enrichment_protocol::node::NodeIdentity;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreResult;
 
+pub mod fallback;
+pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 /// An allowance: `limit` requests per `period`, the whole allowance usable as a burst.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -61,7 +76,8 @@ pub struct WindowOutcome {
 /// Where a gateway session lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionLocation {
-    pub node_id: String,
+    /// The node, and the life of it, that holds the session.
+    pub node: NodeIdentity,
     pub user_id: Snowflake,
     /// The gateway URL of that node (its `resume_gateway_url`).
     pub gateway_url: String,
@@ -71,15 +87,52 @@ pub struct SessionLocation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PresenceChange {
     /// The node where the user's sessions are.
-    pub node_id: String,
+    pub node: NodeIdentity,
     pub presence: Presence,
+}
+
+/// A small message telling every node to forget or distrust something it may have cached.
+/// The change itself is already in the store when it is published: a node that misses the
+/// message (Redis was down) catches up when its cache entry expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Invalidation {
+    /// A session (refresh family) ended: its access tokens stop working.
+    SessionRevoked { session_id: Snowflake },
+    /// A user's stored record changed (profile, MFA flag, password).
+    UserChanged { user_id: Snowflake },
+    /// A bot's token was replaced: the old one stops working.
+    BotTokenReset { bot_user_id: Snowflake },
+}
+
+/// Where the shared state's answers come from now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedHealth {
+    /// In-process only: no shared backend is configured.
+    InProcess,
+    /// The shared backend answers.
+    Up,
+    /// The shared backend is configured but unavailable; answers come from the in-process
+    /// state (or fail at once, for the backend itself).
+    Down,
+}
+
+impl SharedHealth {
+    /// As the admin API reports it: `off`, `up` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SharedHealth::InProcess => "off",
+            SharedHealth::Up => "up",
+            SharedHealth::Down => "down",
+        }
+    }
 }
 
 #[async_trait]
 pub trait SharedState: Send + Sync + 'static {
-    /// Whether the backend answers now. While it does not, calls fail at once instead of
+    /// Where answers come from now. A backend that is down fails calls at once instead of
     /// waiting for a timeout, and a background probe notices when it is back.
-    fn is_up(&self) -> bool;
+    fn health(&self) -> SharedHealth;
 
     /// GCRA over `keys` in order, atomically: when every key has room the request counts
     /// against all of them, otherwise against none. Keys of one call must share a hash tag.
@@ -121,6 +174,13 @@ pub trait SharedState: Send + Sync + 'static {
     /// Presence changes announced by any node (this one included), from now on. The stream
     /// survives reconnections of the backend; changes announced while it was away are lost.
     fn presence_changes(&self) -> tokio::sync::broadcast::Receiver<PresenceChange>;
+
+    /// Announces an invalidation to every node this state reaches (this one included).
+    async fn publish_invalidation(&self, invalidation: &Invalidation) -> StoreResult<()>;
+
+    /// Invalidations published by any node (this one included), from now on; as lossy as
+    /// [`SharedState::presence_changes`].
+    fn invalidations(&self) -> tokio::sync::broadcast::Receiver<Invalidation>;
 }
 
 /// Keys: everything under one prefix; the part in braces is the Redis Cluster hash tag, so
@@ -140,5 +200,19 @@ pub mod keys {
 
     pub fn presence_channel(prefix: &str) -> String {
         format!("{prefix}:presence-changes")
+    }
+
+    pub fn invalidation_channel(prefix: &str) -> String {
+        format!("{prefix}:invalidations")
+    }
+
+    /// The hash tag of a key (the part in braces), or the whole key when it has none: the
+    /// unit a call's keys must share, and the unit the in-process state locks.
+    pub fn hash_tag(key: &str) -> &str {
+        key.split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(tag, _)| tag)
+            .filter(|tag| !tag.is_empty())
+            .unwrap_or(key)
     }
 }

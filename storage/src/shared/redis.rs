@@ -1,12 +1,12 @@
 //! [`SharedState`] in Redis, through one multiplexed `ConnectionManager` (RESP3, so presence
-//! announcements arrive as pushes on the same connection and are resubscribed after a
-//! reconnect).
+//! announcements and invalidations arrive as pushes on the same connection, from two channels,
+//! and are resubscribed after a reconnect).
 //!
 //! Failure handling is a small circuit breaker: the first failed command marks Redis down
 //! (one warning in the log, `enrichment_redis_up` 0, `enrichment_redis_errors_total` counts
 //! every failure), later calls fail at once instead of each waiting for a timeout, and a probe
 //! pings every [`PROBE_EVERY`] until Redis answers again, which marks it up (one info line).
-//! Callers fall back to their in-process state meanwhile.
+//! [`super::fallback::FallbackShared`] answers from the in-process state meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,8 @@ use redis::{AsyncCommands, ProtocolVersion, PushKind, Value};
 use tokio::sync::broadcast;
 
 use super::{
-    PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedState, WindowOutcome, keys,
+    Invalidation, PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedHealth,
+    SharedState, WindowOutcome, keys,
 };
 use crate::{StoreError, StoreResult};
 
@@ -129,6 +130,7 @@ pub struct RedisShared {
     gcra: redis::Script,
     window: redis::Script,
     changes: broadcast::Sender<PresenceChange>,
+    invalidations: broadcast::Sender<Invalidation>,
     probe: tokio::task::JoinHandle<()>,
 }
 
@@ -171,7 +173,15 @@ impl RedisShared {
         let client = redis::Client::open(info)
             .map_err(|e| StoreError::Backend(format!("{setting}: {e}")))?;
         let (tx, _) = broadcast::channel(CHANGES_BUFFER);
-        let pushes = tx.clone();
+        let (invalidations, _) = broadcast::channel(CHANGES_BUFFER);
+        let presence_channel = keys::presence_channel(&options.key_prefix);
+        let invalidation_channel = keys::invalidation_channel(&options.key_prefix);
+        let pushes = Pushes {
+            presence_channel: presence_channel.clone(),
+            presence: tx.clone(),
+            invalidation_channel: invalidation_channel.clone(),
+            invalidations: invalidations.clone(),
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.command_timeout))
@@ -179,10 +189,7 @@ impl RedisShared {
             .set_max_delay(Duration::from_secs(1))
             .set_automatic_resubscription()
             .set_push_sender(move |push: redis::PushInfo| {
-                if let Some(change) = decode_push(&push) {
-                    // No subscriber yet is fine: nobody needs this change.
-                    let _ = pushes.send(change);
-                }
+                pushes.deliver(&push);
                 Ok::<(), redis::aio::SendError>(())
             });
         let unreachable = |e: &dyn std::fmt::Display| {
@@ -195,8 +202,7 @@ impl RedisShared {
         .await
         .map_err(|_| unreachable(&format!("no answer within {:?}", options.connect_timeout)))?
         .map_err(|e| unreachable(&e))?;
-        let channel = keys::presence_channel(&options.key_prefix);
-        conn.subscribe(&channel)
+        conn.subscribe(vec![presence_channel, invalidation_channel])
             .await
             .map_err(|e| unreachable(&e))?;
         let gcra = redis::Script::new(GCRA);
@@ -225,6 +231,7 @@ impl RedisShared {
             gcra,
             window,
             changes: tx,
+            invalidations,
             probe,
         })
     }
@@ -294,21 +301,48 @@ async fn probe(conn: ConnectionManager, health: std::sync::Weak<Health>, timeout
     }
 }
 
-fn decode_push(push: &redis::PushInfo) -> Option<PresenceChange> {
-    if push.kind != PushKind::Message {
-        return None;
+/// Where the pushes of the two channels go.
+struct Pushes {
+    presence_channel: String,
+    presence: broadcast::Sender<PresenceChange>,
+    invalidation_channel: String,
+    invalidations: broadcast::Sender<Invalidation>,
+}
+
+impl Pushes {
+    /// Decodes a pub/sub message by its channel and hands it to that channel's subscribers.
+    /// No subscriber yet is fine: nobody needs this announcement.
+    fn deliver(&self, push: &redis::PushInfo) {
+        if push.kind != PushKind::Message {
+            return;
+        }
+        let bulk = |i: usize| match push.data.get(i) {
+            Some(Value::BulkString(bytes)) => Some(bytes.as_slice()),
+            _ => None,
+        };
+        let (Some(channel), Some(payload)) = (bulk(0), bulk(1)) else {
+            return;
+        };
+        if channel == self.presence_channel.as_bytes() {
+            if let Ok(change) = serde_json::from_slice(payload) {
+                let _ = self.presence.send(change);
+            }
+        } else if channel == self.invalidation_channel.as_bytes()
+            && let Ok(inv) = serde_json::from_slice(payload)
+        {
+            let _ = self.invalidations.send(inv);
+        }
     }
-    let payload = match push.data.get(1)? {
-        Value::BulkString(bytes) => bytes.as_slice(),
-        _ => return None,
-    };
-    serde_json::from_slice(payload).ok()
 }
 
 #[async_trait]
 impl SharedState for RedisShared {
-    fn is_up(&self) -> bool {
-        self.health.up.load(Ordering::Acquire)
+    fn health(&self) -> SharedHealth {
+        if self.health.up.load(Ordering::Acquire) {
+            SharedHealth::Up
+        } else {
+            SharedHealth::Down
+        }
     }
 
     async fn rate_limit(&self, keys: &[(String, RateLimit)]) -> StoreResult<RateOutcome> {
@@ -425,5 +459,16 @@ impl SharedState for RedisShared {
 
     fn presence_changes(&self) -> broadcast::Receiver<PresenceChange> {
         self.changes.subscribe()
+    }
+
+    async fn publish_invalidation(&self, invalidation: &Invalidation) -> StoreResult<()> {
+        let message = serde_json::to_string(invalidation).map_err(backend)?;
+        let channel = keys::invalidation_channel(&self.prefix);
+        let mut conn = self.conn.clone();
+        self.run(conn.publish::<_, _, ()>(channel, message)).await
+    }
+
+    fn invalidations(&self) -> broadcast::Receiver<Invalidation> {
+        self.invalidations.subscribe()
     }
 }

@@ -15,6 +15,7 @@ use enrichment_protocol::models::{Channel, Guild, Role, User};
 use enrichment_protocol::rest::{CreateGuild, CreateMessage, RegisterRequest};
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
 use enrichment_storage::embedded::EmbeddedStore;
+use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::{ApplicationRecord, GuildWrite, MemberRecord, Stores};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -23,7 +24,7 @@ use super::{Close, Connection, GatewayService, Inbound};
 use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{JwtKeys, Keyring, PasswordParams};
 use crate::events::EventBus;
-use crate::gateway::{GatewayConfig, IdentifyLimits, SessionRegistry};
+use crate::gateway::{GatewayConfig, IdentifyLimits, SessionRegistry, SharedGateway};
 use crate::guild::requests::{self, Caller};
 use crate::guild::{GuildContext, GuildLimits, create_guild};
 use crate::router::{GuildRouter, LocalGuildRouter};
@@ -48,6 +49,8 @@ struct Fixture {
     accounts: Arc<AccountService>,
     router: Arc<LocalGuildRouter>,
     ctx: Arc<GuildContext>,
+    /// The shared state's clock, moved to each time a connection is opened at.
+    clock: Arc<std::sync::Mutex<Instant>>,
     t0: Instant,
     _dir: TempDir,
 }
@@ -101,21 +104,36 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
             login_attempts_per_account: 10,
             login_attempts_per_ip: 10,
             login_window: Duration::from_secs(60),
+            session_cache: Duration::from_secs(5),
         },
     ));
-    let svc = Arc::new(GatewayService::new(
-        config,
-        sessions,
-        accounts.clone(),
-        router.clone() as Arc<dyn GuildRouter>,
-        stores,
-    ));
+    // The shared state reads the time the test passes in (see `Fixture::connect`).
+    let t0 = Instant::now();
+    let clock = Arc::new(std::sync::Mutex::new(t0));
+    let read = clock.clone();
+    let shared = SharedGateway {
+        state: Arc::new(MemoryShared::with_clock(Arc::new(move || {
+            *read.lock().unwrap()
+        }))),
+        ..SharedGateway::in_process()
+    };
+    let svc = Arc::new(
+        GatewayService::new(
+            config,
+            sessions,
+            accounts.clone(),
+            router.clone() as Arc<dyn GuildRouter>,
+            stores,
+        )
+        .with_shared(shared),
+    );
     Fixture {
         svc,
+        clock,
         accounts,
         router,
         ctx,
-        t0: Instant::now(),
+        t0,
         _dir: dir,
     }
 }
@@ -268,7 +286,13 @@ impl Fixture {
         self.connect_with(Encoding::Json, now)
     }
 
+    /// Moves the shared state's clock (IDENTIFY budgets) to `now`.
+    fn at(&self, now: Instant) {
+        *self.clock.lock().unwrap() = now;
+    }
+
     fn connect_with(&self, encoding: Encoding, now: Instant) -> Connection {
+        self.at(now);
         Connection::new(
             self.svc.clone(),
             ConnectParams {
@@ -985,6 +1009,7 @@ async fn identify_limits_answer_invalid_session_and_keep_the_connection() {
     assert_eq!(ack[0].op, op::HEARTBEAT_ACK);
     // Once the window passed, the same connection may identify.
     let later = f.t0 + Duration::from_secs(5);
+    f.at(later);
     let r = send(
         &mut conn,
         op::IDENTIFY,
