@@ -23,7 +23,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stores = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap()).stores();
-    let keys = JwtKeys::load_or_create(dir.path(), "enrichment", "enrichment-api").unwrap();
+    let keys = JwtKeys::ephemeral("enrichment", "enrichment-api").unwrap();
     let accounts = AccountService::new(
         stores.clone(),
         UserDirectory::new(stores.users.clone()),

@@ -1,10 +1,12 @@
-//! Ed25519 (EdDSA) JWT signing keys on disk, and the two kinds of token they sign: access tokens
-//! and MFA login tickets.
+//! Ed25519 (EdDSA) JWT signing keys, and the two kinds of token they sign: access tokens and MFA
+//! login tickets.
 //!
-//! Keys live in `<dir>/jwt/<kid>.pem` (PKCS#8, mode 0600 on unix), where the `kid` is derived from
-//! the public key so a file cannot claim someone else's id. `<dir>/jwt/current` names the key that
-//! signs; every other key in the directory still verifies, which is what makes rotation free of
-//! downtime: rotate, wait out the longest token lifetime, then [`JwtKeys::remove_key`] the old one.
+//! The keys live in the store ([`SigningKeyRecord`], PKCS#8 PEM), shared by every node; the
+//! [`super::Keyring`] loads them ([`JwtKeys::from_records`]) and rotates them. A key's `kid` is
+//! derived from its public key, so a record cannot claim someone else's id. The newest key that is
+//! not retired signs; every listed key verifies, which is what makes rotation free of downtime.
+//! [`JwtKeys::legacy_records`] reads the `<data_dir>/jwt/` directory where earlier versions kept
+//! their keys, so a node upgraded in place imports them once.
 //!
 //! Verification trusts nothing in the token header except `kid` as an index into our own keys:
 //! the algorithm is pinned to EdDSA, the `typ` header must name the expected kind of token, and
@@ -15,8 +17,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -187,25 +188,6 @@ fn from_pem(pem: &[u8], path: &Path) -> Result<SigningKey, AuthError> {
     SigningKey::from_pkcs8_der(encoding.as_bytes()).map_err(|e| bad(e.to_string()))
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, so a crash never leaves a
-/// half-written key or pointer. `private` files are created 0600 (unix).
-fn write_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), AuthError> {
-    let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(contents).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
-}
-
 fn validation(issuer: &str, audience: &str) -> Validation {
     let mut v = Validation::new(Algorithm::EdDSA);
     v.algorithms = vec![Algorithm::EdDSA];
@@ -237,71 +219,6 @@ impl JwtKeys {
             access_validation,
             ticket_validation,
         }
-    }
-
-    /// Loads every key in `dir/jwt/`, creating the directory and a first key if there is none.
-    /// The signing key is the one named in `dir/jwt/current`, or failing that the most recently
-    /// written key file.
-    pub fn load_or_create(
-        dir: &Path,
-        issuer: impl Into<String>,
-        audience: impl Into<String>,
-    ) -> Result<JwtKeys, AuthError> {
-        let key_dir = dir.join(KEY_DIR);
-        create_private_dir(&key_dir)?;
-
-        let mut keys = HashMap::new();
-        let mut newest: Option<(SystemTime, String)> = None;
-        for entry in fs::read_dir(&key_dir).map_err(io_err(&key_dir))? {
-            let entry = entry.map_err(io_err(&key_dir))?;
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(KEY_EXT) {
-                continue;
-            }
-            let pem = fs::read(&path).map_err(io_err(&path))?;
-            let key = from_pem(&pem, &path)?;
-            let kid = kid_of(&key);
-            if path.file_stem().and_then(|s| s.to_str()) != Some(kid.as_str()) {
-                return Err(AuthError::KeyFile {
-                    path,
-                    reason: format!("file name does not match the key's kid {kid}"),
-                });
-            }
-            let modified = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(UNIX_EPOCH);
-            if newest
-                .as_ref()
-                .is_none_or(|(t, k)| (modified, &kid) > (*t, k))
-            {
-                newest = Some((modified, kid.clone()));
-            }
-            keys.insert(kid, key_pair(&key)?);
-        }
-
-        let current_path = key_dir.join(CURRENT_FILE);
-        let named = match fs::read_to_string(&current_path) {
-            Ok(s) => Some(s.trim().to_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(&current_path)(e)),
-        };
-        let signing_kid = match (named, newest) {
-            (Some(kid), _) if keys.contains_key(&kid) => kid,
-            (_, Some((_, kid))) => kid,
-            (_, None) => {
-                let key = generate_key()?;
-                let kid = store_new_key(&key_dir, &key)?;
-                keys.insert(kid.clone(), key_pair(&key)?);
-                kid
-            }
-        };
-        Ok(Self::with_keys(
-            keys,
-            signing_kid,
-            issuer.into(),
-            audience.into(),
-        ))
     }
 
     /// The keys as the store holds them: every listed key verifies; the newest one not
@@ -400,39 +317,6 @@ impl JwtKeys {
         let kid = kid_of(&key);
         let keys = HashMap::from([(kid.clone(), key_pair(&key)?)]);
         Ok(Self::with_keys(keys, kid, issuer.into(), audience.into()))
-    }
-
-    /// Generates a new key in `dir/jwt/` and makes it the signing key; older keys keep
-    /// verifying. Returns the new `kid`.
-    pub fn rotate(&mut self, dir: &Path) -> Result<String, AuthError> {
-        let key_dir = dir.join(KEY_DIR);
-        create_private_dir(&key_dir)?;
-        let key = generate_key()?;
-        let pair = key_pair(&key)?;
-        let kid = store_new_key(&key_dir, &key)?;
-        self.keys.insert(kid.clone(), pair);
-        self.signing_kid = kid.clone();
-        Ok(kid)
-    }
-
-    /// Forgets a retired key and deletes its file, so tokens it signed stop verifying. Refuses
-    /// to remove the signing key. Returns whether the key existed.
-    pub fn remove_key(&mut self, dir: &Path, kid: &str) -> Result<bool, AuthError> {
-        if kid == self.signing_kid {
-            return Err(AuthError::KeyFile {
-                path: dir.join(KEY_DIR),
-                reason: format!("{kid} is the signing key; rotate first"),
-            });
-        }
-        if self.keys.remove(kid).is_none() {
-            return Ok(false);
-        }
-        let path = dir.join(KEY_DIR).join(format!("{kid}.{KEY_EXT}"));
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(io_err(&path)(e)),
-        }
     }
 
     /// The `kid` of the signing key.
@@ -561,30 +445,6 @@ impl JwtKeys {
     }
 }
 
-fn create_private_dir(path: &Path) -> Result<(), AuthError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder.create(path).map_err(io_err(path))
-}
-
-/// Writes a new key file and points `current` at it; returns its kid.
-fn store_new_key(key_dir: &Path, key: &SigningKey) -> Result<String, AuthError> {
-    let kid = kid_of(key);
-    let path: PathBuf = key_dir.join(format!("{kid}.{KEY_EXT}"));
-    write_atomic(&path, to_pem(key, &path)?.as_bytes(), true)?;
-    write_atomic(
-        &key_dir.join(CURRENT_FILE),
-        format!("{kid}\n").as_bytes(),
-        false,
-    )?;
-    Ok(kid)
-}
-
 #[cfg(test)]
 mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -595,10 +455,22 @@ mod tests {
     const AUD: &str = "enrichment-api";
     const HOUR: Duration = Duration::from_secs(3600);
 
-    fn keys() -> (tempfile::TempDir, JwtKeys) {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = JwtKeys::load_or_create(dir.path(), ISS, AUD).unwrap();
-        (dir, keys)
+    fn keys() -> JwtKeys {
+        JwtKeys::ephemeral(ISS, AUD).unwrap()
+    }
+
+    fn record(created_ms: u64) -> SigningKeyRecord {
+        JwtKeys::new_record(Timestamp::from_unix_ms(created_ms)).unwrap()
+    }
+
+    /// Writes keys the way earlier versions kept them: `{kid}.pem` files and a `current` file.
+    fn write_legacy_dir(dir: &Path, records: &[SigningKeyRecord], current: &str) {
+        let jwt = dir.join("jwt");
+        fs::create_dir_all(&jwt).unwrap();
+        for r in records {
+            fs::write(jwt.join(format!("{}.pem", r.kid)), &r.private_pem).unwrap();
+        }
+        fs::write(jwt.join("current"), format!("{current}\n")).unwrap();
     }
 
     fn claims(keys: &JwtKeys, exp: u64) -> AccessClaims {
@@ -630,7 +502,7 @@ mod tests {
 
     #[test]
     fn issued_token_verifies_with_its_claims() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let token = keys.issue_for(42, 7, HOUR).unwrap();
         let c = keys.verify(&token).unwrap();
         assert_eq!(
@@ -650,7 +522,7 @@ mod tests {
 
     #[test]
     fn tampered_tokens_are_rejected() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let token = keys.issue_for(42, 7, HOUR).unwrap();
         let s = segments(&token);
 
@@ -689,7 +561,7 @@ mod tests {
 
     #[test]
     fn expired_tokens_are_rejected() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let now = now_secs();
         let expired = keys.issue(&claims(&keys, now - 1)).unwrap();
         assert!(matches!(
@@ -708,7 +580,7 @@ mod tests {
 
     #[test]
     fn wrong_issuer_or_audience_is_rejected() {
-        let (dir, keys) = keys();
+        let keys = keys();
         let mut c = claims(&keys, now_secs() + 60);
         c.iss = "https://evil.test".to_owned();
         assert!(matches!(
@@ -722,7 +594,9 @@ mod tests {
             Err(AuthError::InvalidToken("audience"))
         ));
         // Same keys configured for another audience refuse our tokens, and vice versa.
-        let other = JwtKeys::load_or_create(dir.path(), ISS, "other-api").unwrap();
+        let shared = record(1_000);
+        let keys = JwtKeys::from_records(std::slice::from_ref(&shared), ISS, AUD).unwrap();
+        let other = JwtKeys::from_records(&[shared], ISS, "other-api").unwrap();
         let token = keys.issue_for(1, 1, HOUR).unwrap();
         assert!(matches!(
             other.verify(&token),
@@ -733,7 +607,7 @@ mod tests {
 
     #[test]
     fn missing_claims_are_rejected() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let key = keys.keys.get(keys.current_kid()).unwrap();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.current_kid().to_owned());
@@ -771,7 +645,7 @@ mod tests {
 
     #[test]
     fn alg_confusion_is_rejected() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let good = keys.issue_for(42, 7, HOUR).unwrap();
         let payload = segments(&good)[1].clone();
         let public = keys
@@ -819,7 +693,7 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_kid_is_rejected() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let good = keys.issue_for(42, 7, HOUR).unwrap();
         let s = segments(&good);
         for h in [
@@ -835,106 +709,86 @@ mod tests {
     }
 
     #[test]
-    fn rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
-        let (dir, mut keys) = keys();
-        let old_kid = keys.current_kid().to_owned();
-        let old_token = keys.issue_for(1, 1, HOUR).unwrap();
+    fn the_newest_key_not_retired_signs_and_every_listed_key_verifies() {
+        let old = record(1_000);
+        let old_keys = JwtKeys::from_records(std::slice::from_ref(&old), ISS, AUD).unwrap();
+        assert_eq!(old_keys.current_kid(), old.kid);
+        let old_token = old_keys.issue_for(1, 1, HOUR).unwrap();
 
-        let new_kid = keys.rotate(dir.path()).unwrap();
-        assert_ne!(new_kid, old_kid);
-        assert_eq!(keys.current_kid(), new_kid);
-        let new_token = keys.issue_for(2, 2, HOUR).unwrap();
-        assert_eq!(header_of(&new_token)["kid"], new_kid.as_str());
-        assert_eq!(keys.verify(&old_token).unwrap().sub, 1);
-        assert_eq!(keys.verify(&new_token).unwrap().sub, 2);
+        // A rotation adds a newer key: it signs, and the old key's tokens still verify.
+        let new = record(2_000);
+        let rotated = JwtKeys::from_records(&[old.clone(), new.clone()], ISS, AUD).unwrap();
+        assert_eq!(rotated.current_kid(), new.kid);
+        assert_eq!(rotated.kids().len(), 2);
+        let new_token = rotated.issue_for(2, 2, HOUR).unwrap();
+        assert_eq!(header_of(&new_token)["kid"], new.kid.as_str());
+        assert_eq!(rotated.verify(&old_token).unwrap().sub, 1);
+        assert_eq!(rotated.verify(&new_token).unwrap().sub, 2);
 
-        // A restart sees both keys and keeps signing with the new one.
-        let reloaded = JwtKeys::load_or_create(dir.path(), ISS, AUD).unwrap();
-        assert_eq!(reloaded.current_kid(), new_kid);
-        assert_eq!(reloaded.kids().len(), 2);
-        assert!(reloaded.verify(&old_token).is_ok());
-        assert!(reloaded.verify(&new_token).is_ok());
+        // A retired key verifies but never signs, even when it is the newest.
+        let retired = SigningKeyRecord {
+            retired: true,
+            ..record(3_000)
+        };
+        let keys = JwtKeys::from_records(&[old.clone(), new.clone(), retired], ISS, AUD).unwrap();
+        assert_eq!(keys.current_kid(), new.kid);
 
-        // Retiring the old key ends its tokens; the signing key cannot be retired.
-        assert!(keys.remove_key(dir.path(), &new_kid).is_err());
-        assert!(keys.remove_key(dir.path(), &old_kid).unwrap());
-        assert!(!keys.remove_key(dir.path(), &old_kid).unwrap());
+        // A removed key's tokens stop verifying.
+        let without_old = JwtKeys::from_records(std::slice::from_ref(&new), ISS, AUD).unwrap();
         assert!(matches!(
-            keys.verify(&old_token),
+            without_old.verify(&old_token),
             Err(AuthError::InvalidToken("unknown key"))
         ));
-        assert!(keys.verify(&new_token).is_ok());
-        let reloaded = JwtKeys::load_or_create(dir.path(), ISS, AUD).unwrap();
-        assert_eq!(reloaded.kids(), vec![new_kid]);
+        assert!(without_old.verify(&new_token).is_ok());
+
+        // Nothing may sign: refused.
+        let all_retired = SigningKeyRecord {
+            retired: true,
+            ..old
+        };
+        assert!(JwtKeys::from_records(&[all_retired], ISS, AUD).is_err());
     }
 
     #[test]
-    fn keys_persist_across_loads() {
+    fn a_record_whose_key_does_not_match_its_kid_is_refused() {
+        let mut r = record(1_000);
+        r.kid = "0123456789abcdef".into();
+        assert!(matches!(
+            JwtKeys::from_records(&[r], ISS, AUD),
+            Err(AuthError::KeyFile { .. })
+        ));
+        let mut r = record(1_000);
+        r.private_pem = "not a key".into();
+        assert!(matches!(
+            JwtKeys::from_records(&[r], ISS, AUD),
+            Err(AuthError::KeyFile { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_of_an_earlier_version_are_read_with_the_current_one_newest() {
         let dir = tempfile::tempdir().unwrap();
-        let a = JwtKeys::load_or_create(dir.path(), ISS, AUD).unwrap();
-        let b = JwtKeys::load_or_create(dir.path(), ISS, AUD).unwrap();
-        assert_eq!(a.current_kid(), b.current_kid());
-        assert_eq!(a.kids(), b.kids());
-        let token = a.issue_for(5, 6, HOUR).unwrap();
-        assert_eq!(b.verify(&token).unwrap().sub, 5);
-        // A different directory is a different key.
-        let elsewhere = tempfile::tempdir().unwrap();
-        let c = JwtKeys::load_or_create(elsewhere.path(), ISS, AUD).unwrap();
-        assert_ne!(c.current_kid(), a.current_kid());
-        assert!(c.verify(&token).is_err());
-    }
-
-    #[test]
-    fn key_files_are_named_by_kid_and_private() {
-        let (dir, keys) = keys();
-        let kid = keys.current_kid();
-        assert_eq!(kid.len(), 16);
-        assert!(kid.bytes().all(|b| b.is_ascii_hexdigit()));
-        let path = dir.path().join("jwt").join(format!("{kid}.pem"));
-        let pem = fs::read_to_string(&path).unwrap();
-        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
-        assert_eq!(
-            fs::read_to_string(dir.path().join("jwt/current"))
-                .unwrap()
-                .trim(),
-            kid
-        );
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-            let dir_mode = fs::metadata(dir.path().join("jwt"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(dir_mode & 0o077, 0);
-        }
-    }
-
-    #[test]
-    fn key_file_under_a_wrong_name_is_refused() {
-        let (dir, keys) = keys();
-        let jwt = dir.path().join("jwt");
-        fs::rename(
-            jwt.join(format!("{}.pem", keys.current_kid())),
-            jwt.join("0123456789abcdef.pem"),
-        )
-        .unwrap();
-        assert!(matches!(
-            JwtKeys::load_or_create(dir.path(), ISS, AUD),
-            Err(AuthError::KeyFile { .. })
-        ));
-        fs::write(jwt.join("0123456789abcdef.pem"), "not a key").unwrap();
-        assert!(matches!(
-            JwtKeys::load_or_create(dir.path(), ISS, AUD),
-            Err(AuthError::KeyFile { .. })
-        ));
+        assert!(JwtKeys::legacy_records(dir.path()).unwrap().is_empty());
+        let (a, b) = (record(1_000), record(2_000));
+        assert_eq!(a.kid.len(), 16);
+        assert!(a.kid.bytes().all(|c| c.is_ascii_hexdigit()));
+        // `current` names the older file: it must stay the signing key after the import.
+        write_legacy_dir(dir.path(), &[a.clone(), b.clone()], &a.kid);
+        let records = JwtKeys::legacy_records(dir.path()).unwrap();
+        assert_eq!(records.len(), 2);
+        let keys = JwtKeys::from_records(&records, ISS, AUD).unwrap();
+        assert_eq!(keys.current_kid(), a.kid);
+        assert_eq!(keys.kids().len(), 2);
+        let token = JwtKeys::from_records(std::slice::from_ref(&b), ISS, AUD)
+            .unwrap()
+            .issue_for(5, 6, HOUR)
+            .unwrap();
+        assert_eq!(keys.verify(&token).unwrap().sub, 5);
     }
 
     #[test]
     fn mfa_tickets_round_trip_and_expire() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let ticket = keys.issue_mfa_ticket(99, Duration::from_secs(300)).unwrap();
         assert_eq!(keys.verify_mfa_ticket(&ticket).unwrap(), 99);
         assert_ne!(
@@ -952,7 +806,7 @@ mod tests {
 
     #[test]
     fn tickets_and_access_tokens_are_not_interchangeable() {
-        let (_dir, keys) = keys();
+        let keys = keys();
         let ticket = keys.issue_mfa_ticket(99, HOUR).unwrap();
         let access = keys.issue_for(99, 1, HOUR).unwrap();
         assert!(matches!(

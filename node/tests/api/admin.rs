@@ -382,13 +382,15 @@ async fn rotating_the_signing_key_keeps_old_tokens_valid_across_restarts() {
 #[tokio::test]
 async fn keys_from_the_data_dir_of_an_earlier_version_are_imported() {
     let dir = tempfile::tempdir().unwrap();
-    let legacy = enrichment_actors::auth::JwtKeys::load_or_create(
-        dir.path(),
-        "enrichment",
-        "enrichment-api",
-    )
-    .unwrap();
-    let legacy_kid = legacy.current_kid().to_owned();
+    // What an earlier version left in its data dir: `jwt/{kid}.pem` and `jwt/current`.
+    let legacy =
+        enrichment_actors::auth::JwtKeys::new_record(enrichment_protocol::Timestamp::now())
+            .unwrap();
+    let legacy_kid = legacy.kid.clone();
+    let jwt = dir.path().join("jwt");
+    std::fs::create_dir_all(&jwt).unwrap();
+    std::fs::write(jwt.join(format!("{legacy_kid}.pem")), &legacy.private_pem).unwrap();
+    std::fs::write(jwt.join("current"), format!("{legacy_kid}\n")).unwrap();
     let mut config = test_config(dir.path());
     config.admin_token = Some(enrichment_node::config::Secret::new(
         "import-test-admin-token",

@@ -74,7 +74,7 @@ async fn fixture() -> Fixture {
 async fn fixture_with(config: GatewayConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stores: Stores = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap()).stores();
-    let keys = JwtKeys::load_or_create(dir.path(), "enrichment", "enrichment-api").unwrap();
+    let keys = JwtKeys::ephemeral("enrichment", "enrichment-api").unwrap();
     let ids = Arc::new(SnowflakeGenerator::new(1, 1));
     let users = UserDirectory::new(stores.users.clone());
     let sessions = Arc::new(SessionRegistry::new());
