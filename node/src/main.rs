@@ -88,7 +88,7 @@ struct BackendArgs {
     /// Largest attachment, in bytes.
     #[arg(long, env = "ENRICHMENT_MAX_ATTACHMENT_BYTES")]
     max_attachment_bytes: Option<u64>,
-    /// Base of attachment URLs, e.g. https://cdn.example.com.
+    /// Base of attachment URLs, e.g. `https://cdn.example.com`.
     #[arg(long, env = "ENRICHMENT_ATTACHMENTS_PUBLIC_URL")]
     attachments_public_url: Option<String>,
 }

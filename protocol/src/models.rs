@@ -98,7 +98,7 @@ impl User {
 ///
 /// On the wire it also carries Discord's `colors` object (`primary_color`, `secondary_color`,
 /// `tertiary_color`), which libraries read instead of the deprecated `color`. Roles here have
-/// one solid color, so `colors` is derived from `color` when serializing ([`RoleWire`]) and
+/// one solid color, so `colors` is derived from `color` when serializing (`RoleWire`) and
 /// ignored when reading.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]

@@ -15,6 +15,11 @@
 //! acknowledged by a quorum) and visible to every later read. A write that fails leaves nothing
 //! behind. Drivers sit behind cargo features so the traits never pull them in.
 
+// The rule against calling the guild and message write methods (clippy.toml) keeps every other
+// crate on the guild actor's commit path; the stores themselves and their conformance suite
+// are where those methods are defined and proven.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,7 +30,6 @@ use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Snowflake, Timestamp};
 use serde::{Deserialize, Serialize};
 
-/// Attachment bytes, apart from the records (see the module).
 pub mod blobs;
 #[cfg(feature = "embedded")]
 pub mod embedded;

@@ -4,6 +4,10 @@
 //! these checks stick to whole-row and whole-partition reads; the behaviour of the store is
 //! proven by the conformance suite against a real ScyllaDB (`scylla_conformance`).
 
+// A store test: it calls the write methods that the rest of the workspace reaches only
+// through the guild actor's commit path.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::Duration;
 
 use enrichment_protocol::rest::HistoryAnchor;

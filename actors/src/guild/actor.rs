@@ -164,10 +164,17 @@ impl GuildActorState {
     /// Writes a change durably, in order after every write queued before it: the awaited form
     /// of the one write path (see [`super::commit`]).
     pub(super) async fn commit(&self, change: Change) -> Result<Applied, ApiError> {
+        self.try_commit(change)
+            .await
+            .map_err(GuildContext::store_error)
+    }
+
+    /// [`GuildActorState::commit`], keeping the store's own error (a caller that retries on
+    /// a conflict needs to tell it apart).
+    pub(super) async fn try_commit(&self, change: Change) -> StoreResult<Applied> {
         self.commits
             .submit_and_wait(self.ctx.stores.clone(), change)
             .await
-            .map_err(GuildContext::store_error)
     }
 
     /// Writes a batch of guild metadata ([`GuildActorState::commit`]).

@@ -532,14 +532,12 @@ impl GuildActorState {
                 temporary,
                 created_at: now,
             };
-            match self
-                .ctx
-                .stores
-                .guilds
-                .write_guild(self.state.id(), vec![GuildWrite::PutInvite(rec.clone())])
-                .await
-            {
-                Ok(()) => {
+            let change = Change::Guild {
+                guild_id: self.state.id(),
+                writes: vec![GuildWrite::PutInvite(rec.clone())],
+            };
+            match self.try_commit(change).await {
+                Ok(_) => {
                     self.state.invites.insert(code, rec.clone());
                     let invite = self.wire_invite(&rec, true).await?;
                     self.emit(

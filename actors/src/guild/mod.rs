@@ -4,7 +4,7 @@
 //! from memory, persists every change before replying, and publishes the matching
 //! [`crate::events::GuildEvent`]. What it can be asked is the guild protocol ([`requests`]):
 //! serializable requests, each paired with its reply type, dispatched to their handlers by
-//! [`dispatch`]. Every write takes one path ([`commit`]): the change is applied through one
+//! the dispatch table (`dispatch.rs`). Every write takes one path ([`commit`]): the change is applied through one
 //! function, sequenced by an ordered commit queue, and published (fanout, then the event bus)
 //! once durable. Metadata changes (roles, channels, members…) are applied one at a time; message
 //! writes are pipelined through the queue, so concurrent sends share group commits while

@@ -2,7 +2,7 @@
 //!
 //! Every request is a named-field type that serializes (MessagePack named maps on the wire
 //! between nodes, in memory on one node), and names its reply type through [`Request::Reply`], as
-//! Zed pairs its request and response messages. [`guild_requests!`] lists every pair once; from
+//! Zed pairs its request and response messages. `guild_requests!` lists every pair once; from
 //! that list it builds [`AnyRequest`] and [`AnyReply`] (what travels) and each request's
 //! conversions, so a route that sends [`GetGuild`] gets a [`Guild`] back, checked by the
 //! compiler, and a handler can only answer a request with that request's reply type

@@ -11,7 +11,7 @@
 //! 3. With every file stored, the message is created through the guild actor, which checks
 //!    everything again and persists the record.
 //!
-//! Every blob written for the request is tracked by an [`UploadGuard`]. On any failure (a
+//! Every blob written for the request is tracked by an `UploadGuard`. On any failure (a
 //! limit, a malformed part, a refused message, a store error) the request deletes them before
 //! it answers; if the request is dropped midway (the client went away and the server cancelled
 //! it), the guard's `Drop` deletes them in the background. A blob outlives its request only as

@@ -14,7 +14,7 @@
 //! appears. The upload is driven here rather than by rust-s3's stream helper because its id
 //! must be known to abort it when the `put` future itself is dropped (the request was
 //! cancelled): an upload left open stores its parts, invisibly and billed, until a lifecycle
-//! rule ends it. [`OpenUpload`] spawns that abort.
+//! rule ends it. `OpenUpload` spawns that abort.
 //!
 //! Reads: `get` asks HEAD for the size, then streams the GET body as it arrives.
 

@@ -1,11 +1,11 @@
 //! The ScyllaDB store (scylla driver 1.9), for Discord-scale clusters.
 //!
-//! - Every data statement is prepared once at startup ([`Statements`]) and runs at the
+//! - Every data statement is prepared once at startup (`Statements`) and runs at the
 //!   configured consistency (LOCAL_QUORUM by default); lightweight transactions run at
 //!   LOCAL_SERIAL and only where uniqueness must hold (usernames, emails, invite codes,
 //!   refresh-token rotation), never on the message path.
 //! - Concurrent identical reads of a message or of a history page share one query
-//!   ([`Coalescer`], the pattern of Discord's data services): a burst of clients opening the
+//!   (`Coalescer`, the pattern of Discord's data services): a burst of clients opening the
 //!   same channel costs the cluster one read.
 //! - Guild metadata has a single writer, its guild actor, so the read-then-write steps here
 //!   (reaction order, pin times) do not race; a guild batch is one logged batch, with its

@@ -25,6 +25,7 @@ use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{JwtKeys, Keyring, PasswordParams};
 use crate::events::EventBus;
 use crate::gateway::{GatewayConfig, IdentifyLimits, SessionRegistry, SharedGateway};
+use crate::guild::commit::{Change, apply};
 use crate::guild::requests::{self, Caller};
 use crate::guild::{GuildContext, GuildLimits, create_guild};
 use crate::router::{GuildRouter, LocalGuildRouter};
@@ -252,20 +253,17 @@ impl Fixture {
             user_id: owner.id,
             ..snap.members[0].clone()
         };
-        self.ctx
-            .stores
-            .guilds
-            .write_guild(
-                id,
-                vec![
-                    GuildWrite::PutGuild(guild),
-                    GuildWrite::PutRole { guild_id: id, role },
-                    GuildWrite::PutChannel(channel),
-                    GuildWrite::PutMember(member),
-                ],
-            )
-            .await
-            .unwrap();
+        let writes = vec![
+            GuildWrite::PutGuild(guild),
+            GuildWrite::PutRole { guild_id: id, role },
+            GuildWrite::PutChannel(channel),
+            GuildWrite::PutMember(member),
+        ];
+        let change = Change::Guild {
+            guild_id: id,
+            writes,
+        };
+        apply(&self.ctx.stores, change).await.unwrap();
     }
 
     async fn post(&self, author: &Account, guild: &Guild, content: &str) {
