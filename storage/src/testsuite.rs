@@ -71,12 +71,15 @@ use crate::{
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!($open, if $crate::testsuite::always);
+        $crate::conformance_tests!(@list $open, [#[test]]);
     };
-    // Each case first asks `$ready` whether its backend is there (a server named by an
-    // environment variable, say); when it is not, the case says so and passes.
-    ($open:path, if $ready:path) => {
-        $crate::conformance_tests!(@cases $open, $ready;
+    // A backend that needs a server this machine may not have (named by an environment
+    // variable, say): every case is `#[ignore]`d with `$reason`, and runs with `--ignored`.
+    ($open:path, ignore = $reason:literal) => {
+        $crate::conformance_tests!(@list $open, [#[test] #[ignore = $reason]]);
+    };
+    (@list $open:path, $attrs:tt) => {
+        $crate::conformance_tests!(@cases $open, $attrs;
             users_create_and_get,
             users_unique_case_insensitive,
             users_find_by_login,
@@ -115,23 +118,15 @@ macro_rules! conformance_tests {
             concurrent_insert_signing_key,
         );
     };
-    (@cases $open:path, $ready:path; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                if !$ready() {
-                    eprintln!("skipped: the backend for this suite is not configured");
-                    return;
-                }
-                $crate::testsuite::run($crate::testsuite::$case(&$open));
-            }
-        )*
+    (@cases $open:path, $attrs:tt; $($case:ident),* $(,)?) => {
+        $( $crate::conformance_tests!(@case $open, $attrs, $case); )*
     };
-}
-
-/// Every backend that needs nothing from outside is always ready.
-pub fn always() -> bool {
-    true
+    (@case $open:path, [$(#[$attr:meta])*], $case:ident) => {
+        $(#[$attr])*
+        fn $case() {
+            $crate::testsuite::run($crate::testsuite::$case(&$open));
+        }
+    };
 }
 
 /// Runs one case on a fresh multi-threaded runtime (two workers, like the CI machines).
