@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use enrichment_actors::events::EventBus;
-use enrichment_actors::gateway::{Session, SessionInfo, SessionLimits, SessionRegistry};
+use enrichment_actors::gateway::{Presences, Session, SessionInfo, SessionLimits, SessionRegistry};
 use enrichment_actors::guild::requests::{self, Caller, SessionOp};
 use enrichment_actors::guild::{GuildContext, GuildLimits, create_guild};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
@@ -19,6 +19,7 @@ use enrichment_protocol::models::User;
 use enrichment_protocol::rest::CreateGuild;
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
 use enrichment_storage::embedded::EmbeddedStore;
+use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::{Credentials, Stores};
 
 async fn user(stores: &Stores, id: u64) -> Snowflake {
@@ -72,7 +73,10 @@ async fn fixture(limits: GuildLimits) -> Fixture {
         users: UserDirectory::new(stores.users.clone()),
         bus: EventBus::new(64),
         recipients: sessions.clone(),
-        presences: sessions.clone(),
+        presences: Arc::new(Presences {
+            registry: sessions.clone(),
+            shared: Arc::new(MemoryShared::new()),
+        }),
         ids: Arc::new(SnowflakeGenerator::new(1, 1)),
         limits,
         blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),

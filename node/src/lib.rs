@@ -14,7 +14,7 @@ use anyhow::Context;
 use enrichment_actors::accounts::{AccountConfig, AccountService};
 use enrichment_actors::auth::{Keyring, PasswordParams};
 use enrichment_actors::events::EventBus;
-use enrichment_actors::gateway::{GatewayService, SessionRegistry, SharedGateway};
+use enrichment_actors::gateway::{GatewayService, Presences, SessionRegistry, SharedGateway};
 use enrichment_actors::guild::{GuildContext, GuildLimits};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
@@ -121,7 +121,10 @@ impl Node {
             users: users.clone(),
             bus: EventBus::new(config.guilds.event_buffer),
             recipients: sessions.clone(),
-            presences: sessions.clone(),
+            presences: Arc::new(Presences {
+                registry: sessions.clone(),
+                shared: shared.clone(),
+            }),
             ids: ids.clone(),
             limits: GuildLimits {
                 max_pins: config.guilds.max_pins,

@@ -24,7 +24,7 @@ pub mod shared;
 pub use connection::{Close, Connection, GatewayService, Inbound};
 pub use registry::SessionRegistry;
 pub use session::{Detach, ResumeError, Session, SessionInfo, SessionLimits};
-pub use shared::{IdentifyLimits, SharedGateway, StartLimit};
+pub use shared::{IdentifyLimits, Presences, SharedGateway, StartLimit};
 
 /// Gateway limits and timings; Discord's values by default.
 #[derive(Clone, Debug)]

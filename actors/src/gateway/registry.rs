@@ -2,10 +2,9 @@
 //! by), by user (a user's sessions, presence and new guild memberships). IDENTIFY budgets are
 //! counted in the shared state (see [`super::shared`]), not here.
 //!
-//! Guilds reach it only through three narrow traits: a [`RecipientDirectory`] (a session named in
-//! a session op, as a recipient of the guild's events), a [`PresenceSource`] (who is online, asked
-//! once by a starting guild actor), and a [`GuildStartHook`] (the sessions that already followed
-//! a guild whose actor just started, pushed into it before any request).
+//! Guilds reach it only through two narrow traits: a [`RecipientDirectory`] (a session named in a
+//! session op, as a recipient of the guild's events) and a [`GuildStartHook`] (the sessions that
+//! already followed a guild whose actor just started, pushed into it before any request).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +15,7 @@ use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::{ClientStatus, Presence, PresenceUser, Status};
 
 use super::session::Session;
-use crate::guild::{PresenceSource, Recipient, RecipientDirectory, SessionOp, SessionRef};
+use crate::guild::{Recipient, RecipientDirectory, SessionOp, SessionRef};
 use crate::router::GuildStartHook;
 
 #[derive(Debug, Default)]
@@ -153,6 +152,13 @@ impl SessionRegistry {
             .unwrap_or_else(|| offline(user_id))
     }
 
+    /// Whether the user has live sessions on this node (whose presence then decides theirs).
+    pub fn has_sessions(&self, user_id: Snowflake) -> bool {
+        self.by_user
+            .get(&user_id)
+            .is_some_and(|v| v.iter().any(|s| !s.is_ended()))
+    }
+
     /// Whether a user is visible as anything but offline, here or on another node.
     pub fn is_online(&self, user_id: Snowflake) -> bool {
         self.presences.contains_key(&user_id) || self.remote_presences.contains_key(&user_id)
@@ -192,17 +198,6 @@ impl RecipientDirectory for SessionRegistry {
     fn recipient(&self, session: &SessionRef) -> Option<Arc<dyn Recipient>> {
         let s = self.by_key.get(&session.key.0)?.clone();
         (!s.is_ended() && s.user_id() == session.user_id).then_some(s as Arc<dyn Recipient>)
-    }
-}
-
-#[async_trait::async_trait]
-impl PresenceSource for SessionRegistry {
-    async fn online(&self, users: &[Snowflake]) -> Vec<Presence> {
-        users
-            .iter()
-            .filter(|u| self.is_online(**u))
-            .map(|u| self.presence(*u))
-            .collect()
     }
 }
 

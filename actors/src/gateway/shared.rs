@@ -14,14 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::gateway::Presence;
+use enrichment_protocol::gateway::{Presence, Status};
 use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::shared::{
     PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedState, keys,
 };
 
+use super::registry::SessionRegistry;
 use super::session::Session;
+use crate::guild::PresenceSource;
 
 /// IDENTIFY limits (Discord's: 1000 per day, `max_concurrency` per 5 s).
 #[derive(Clone, Copy, Debug)]
@@ -275,5 +277,56 @@ impl SharedGateway {
                 return;
             }
         }
+    }
+}
+
+/// Who is online, as a starting guild actor asks it ([`PresenceSource`]): a user with sessions on
+/// this node is as those sessions say; anyone else as the shared state last stored them (their
+/// own node writes and refreshes that record), or, while it cannot answer, as their node last
+/// announced to this one.
+pub struct Presences {
+    pub registry: Arc<SessionRegistry>,
+    pub shared: Arc<dyn SharedState>,
+}
+
+impl std::fmt::Debug for Presences {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presences").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceSource for Presences {
+    async fn online(&self, users: &[Snowflake]) -> Vec<Presence> {
+        let (here, elsewhere): (Vec<Snowflake>, Vec<Snowflake>) = users
+            .iter()
+            .copied()
+            .partition(|u| self.registry.has_sessions(*u));
+        let mut online: Vec<Presence> = here
+            .into_iter()
+            .filter(|u| self.registry.is_online(*u))
+            .map(|u| self.registry.presence(u))
+            .collect();
+        if elsewhere.is_empty() {
+            return online;
+        }
+        match self.shared.presences(&elsewhere).await {
+            Ok(stored) => online.extend(
+                stored
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p.status != Status::Offline),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "stored presences unavailable; using announced ones");
+                online.extend(
+                    elsewhere
+                        .into_iter()
+                        .filter(|u| self.registry.is_online(*u))
+                        .map(|u| self.registry.presence(u)),
+                );
+            }
+        }
+        online
     }
 }

@@ -24,7 +24,7 @@ use super::{Close, Connection, GatewayService, Inbound};
 use crate::accounts::{AccountConfig, AccountService};
 use crate::auth::{JwtKeys, Keyring, PasswordParams};
 use crate::events::EventBus;
-use crate::gateway::{GatewayConfig, IdentifyLimits, SessionRegistry, SharedGateway};
+use crate::gateway::{GatewayConfig, IdentifyLimits, Presences, SessionRegistry, SharedGateway};
 use crate::guild::commit::{Change, apply};
 use crate::guild::requests::{self, Caller};
 use crate::guild::{GuildContext, GuildLimits, create_guild};
@@ -79,12 +79,25 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
     let ids = Arc::new(SnowflakeGenerator::new(1, 1));
     let users = UserDirectory::new(stores.users.clone());
     let sessions = Arc::new(SessionRegistry::new());
+    // The shared state reads the time the test passes in (see `Fixture::connect`).
+    let t0 = Instant::now();
+    let clock = Arc::new(std::sync::Mutex::new(t0));
+    let read = clock.clone();
+    let shared = SharedGateway {
+        state: Arc::new(MemoryShared::with_clock(Arc::new(move || {
+            *read.lock().unwrap()
+        }))),
+        ..SharedGateway::in_process()
+    };
     let ctx = Arc::new(GuildContext {
         stores: stores.clone(),
         users: users.clone(),
         bus: EventBus::new(64),
         recipients: sessions.clone(),
-        presences: sessions.clone(),
+        presences: Arc::new(Presences {
+            registry: sessions.clone(),
+            shared: shared.state.clone(),
+        }),
         ids: ids.clone(),
         limits: GuildLimits::default(),
         blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
@@ -108,16 +121,6 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
             session_cache: Duration::from_secs(5),
         },
     ));
-    // The shared state reads the time the test passes in (see `Fixture::connect`).
-    let t0 = Instant::now();
-    let clock = Arc::new(std::sync::Mutex::new(t0));
-    let read = clock.clone();
-    let shared = SharedGateway {
-        state: Arc::new(MemoryShared::with_clock(Arc::new(move || {
-            *read.lock().unwrap()
-        }))),
-        ..SharedGateway::in_process()
-    };
     let svc = Arc::new(
         GatewayService::new(
             config,
