@@ -19,11 +19,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::gateway::{Encoding, PresenceUpdate, dispatch_prefix};
+use enrichment_protocol::gateway::{Encoding, PresenceUpdate};
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::guild::fanout::send_event;
 use crate::guild::{Recipient, SessionKey, SessionRef};
 
 /// Caps on what one session may hold.
@@ -242,13 +243,7 @@ impl Session {
 
     /// Encodes and delivers one dispatch meant for this session alone (READY, GUILD_CREATE, ...).
     pub fn send_event<T: Serialize + ?Sized>(&self, t: &str, d: &T) -> bool {
-        match dispatch_prefix(self.info.encoding, t, d) {
-            Ok(prefix) => self.deliver(prefix),
-            Err(e) => {
-                tracing::error!(event = t, error = %e, "cannot encode dispatch");
-                !self.is_ended()
-            }
-        }
+        send_event(self, t, d)
     }
 
     /// Moves every dispatch after the last one written into `out` as `(seq, prefix)`.
