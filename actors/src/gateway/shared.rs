@@ -24,7 +24,7 @@ use enrichment_storage::shared::{
 use super::session::Session;
 
 /// IDENTIFY limits (Discord's: 1000 per day, `max_concurrency` per 5 s).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IdentifyLimits {
     pub per_day: u32,
     pub max_concurrency: u32,
