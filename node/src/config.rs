@@ -1,5 +1,10 @@
-//! The node's configuration: one typed struct, from a TOML file, then `ENRICHMENT_*`
-//! environment variables, then command-line flags (each layer overrides the one before).
+//! The node's configuration: one typed struct, [`Config`], with its defaults and the checks
+//! of its values. Where the values come from (defaults, TOML file, `ENRICHMENT_*` environment
+//! variables, flags, each overriding the one before) is [`load`]'s business.
+//!
+//! Defaults are written once: sections that a library struct owns are that struct
+//! (`[guilds]` is the guild actors' [`GuildLimits`]), and the `[gateway]` section takes its
+//! protocol defaults from the actors' gateway config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +13,10 @@ use std::time::Duration;
 use enrichment_actors::gateway::{GatewayConfig as ProtocolConfig, IdentifyLimits, SessionLimits};
 use enrichment_actors::guild::GuildLimits;
 use serde::{Deserialize, Serialize};
+
+pub mod load;
+
+pub use load::{Overrides, Sources};
 
 /// Everything a node needs to run. Defaults suit a single node on a laptop.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -485,12 +494,10 @@ impl Config {
         c
     }
 
-    /// Reads a TOML file; unknown keys are an error so typos do not pass silently.
+    /// Reads a TOML file alone (no environment, no flags); unknown keys are an error so typos
+    /// do not pass silently.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        load::read_file(path).map(|(config, _)| config)
     }
 
     /// Checks values that would only fail later, so they fail at startup instead.

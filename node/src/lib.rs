@@ -26,6 +26,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub mod admin;
 pub mod attachments;
 pub mod backends;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
