@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use enrichment_actors::events::EventBus;
-use enrichment_actors::gateway::{Presences, Session, SessionInfo, SessionLimits, SessionRegistry};
+use enrichment_actors::gateway::{
+    GatewayConfig, Presences, Session, SessionInfo, SessionLimits, SessionRegistry,
+};
 use enrichment_actors::guild::requests::{self, Caller, SessionOp};
 use enrichment_actors::guild::{GuildContext, GuildLimits, create_guild};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
@@ -79,6 +81,7 @@ async fn fixture(limits: GuildLimits) -> Fixture {
         }),
         ids: Arc::new(SnowflakeGenerator::new(1, 1)),
         limits,
+        member_chunk_size: GatewayConfig::default().member_chunk_size,
         blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
     });
     let local = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))

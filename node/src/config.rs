@@ -1,11 +1,22 @@
-//! The node's configuration: one typed struct, from a TOML file, then `ENRICHMENT_*`
-//! environment variables, then command-line flags (each layer overrides the one before).
+//! The node's configuration: one typed struct, [`Config`], with its defaults and the checks
+//! of its values. Where the values come from (defaults, TOML file, `ENRICHMENT_*` environment
+//! variables, flags, each overriding the one before) is [`load`]'s business.
+//!
+//! Defaults are written once: sections that a library struct owns are that struct
+//! (`[guilds]` is the guild actors' [`GuildLimits`]), and the `[gateway]` section takes its
+//! protocol defaults from the actors' gateway config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use enrichment_actors::gateway::{GatewayConfig as ProtocolConfig, IdentifyLimits, SessionLimits};
+use enrichment_actors::guild::GuildLimits;
 use serde::{Deserialize, Serialize};
+
+pub mod load;
+
+pub use load::{Overrides, Sources};
 
 /// Everything a node needs to run. Defaults suit a single node on a laptop.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,7 +52,8 @@ pub struct Config {
     pub blobs: BlobKind,
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
-    pub guilds: GuildConfig,
+    /// The guild actors' limits and timings: their own struct, so its defaults are the only ones.
+    pub guilds: GuildLimits,
     pub gateway: GatewayConfig,
     pub postgres: PostgresConfig,
     pub scylla: ScyllaConfig,
@@ -352,47 +364,13 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GuildConfig {
-    /// A guild actor with nothing to do for this long stops.
-    pub idle_timeout_secs: u64,
-    /// How long a REST call waits for a guild actor.
-    pub command_timeout_secs: u64,
-    /// Message writes in flight per guild.
-    pub commit_depth: usize,
-    pub max_pins: usize,
-    pub max_guilds_per_user: usize,
-    pub max_roles: usize,
-    pub max_channels: usize,
-    pub max_invites: usize,
-    /// Distinct emoji per message.
-    pub max_reactions_per_message: usize,
-    /// Recent `(channel, author, nonce)` triples remembered per guild for `enforce_nonce`.
-    pub nonce_memory: usize,
-    /// Bounded buffer of the in-process event bus; a subscriber further behind loses events.
-    pub event_buffer: usize,
-}
-
-impl Default for GuildConfig {
-    fn default() -> Self {
-        GuildConfig {
-            idle_timeout_secs: 300,
-            command_timeout_secs: 10,
-            commit_depth: 256,
-            max_pins: 50,
-            max_guilds_per_user: 100,
-            max_roles: 250,
-            max_channels: 500,
-            max_invites: 1000,
-            max_reactions_per_message: 20,
-            nonce_memory: 4096,
-            event_buffer: 4096,
-        }
-    }
-}
-
-/// The WebSocket gateway: timings, limits and buffer sizes (Discord's values by default).
+/// The `[gateway]` section: the gateway protocol's timings and limits (Discord's values by
+/// default) and the node's listener (connections, buffers, write timeout).
+///
+/// The file keeps both in one flat table, so this struct lists the protocol's fields under
+/// their key names instead of embedding the actors' [`ProtocolConfig`] (serde's `flatten`
+/// would buffer the values, and errors would lose their key paths and environment variables
+/// their reading as numbers); the defaults still come from there, see `Default`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -434,29 +412,36 @@ pub struct GatewayConfig {
 }
 
 impl Default for GatewayConfig {
+    /// The gateway protocol's defaults are the actors' ([`ProtocolConfig::default`]); only the
+    /// listener's own values are written here.
     fn default() -> Self {
+        let protocol = ProtocolConfig::default();
         GatewayConfig {
-            heartbeat_interval_ms: 41_250,
-            resume_window_secs: 180,
-            max_inbound_bytes: 4096,
-            inbound_per_window: 120,
-            inbound_window_secs: 60,
-            identify_per_day: 1000,
-            identify_max_concurrency: 1,
-            identify_window_secs: 5,
-            replay_frames: 4096,
-            replay_bytes: 4 << 20,
-            outbox_frames: 2048,
-            outbox_bytes: 2 << 20,
+            heartbeat_interval_ms: millis(protocol.heartbeat_interval),
+            resume_window_secs: protocol.resume_window.as_secs(),
+            max_inbound_bytes: protocol.max_inbound_bytes,
+            inbound_per_window: protocol.inbound_per_window,
+            inbound_window_secs: protocol.inbound_window.as_secs(),
+            identify_per_day: protocol.identify.per_day,
+            identify_max_concurrency: protocol.identify.max_concurrency,
+            identify_window_secs: protocol.identify.concurrency_window.as_secs(),
+            replay_frames: protocol.session.replay_frames,
+            replay_bytes: protocol.session.replay_bytes,
+            outbox_frames: protocol.session.outbox_frames,
+            outbox_bytes: protocol.session.outbox_bytes,
+            max_guilds_per_shard: protocol.max_guilds_per_shard,
+            member_chunk_size: protocol.member_chunk_size,
             write_timeout_secs: 10,
-            max_guilds_per_shard: 2500,
-            member_chunk_size: 1000,
             max_connections: 100_000,
             read_buffer_bytes: 512,
             write_buffer_bytes: 4096,
             send_buffer_bytes: 0,
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Default for Config {
@@ -477,7 +462,7 @@ impl Default for Config {
             blobs: BlobKind::Fs,
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
-            guilds: GuildConfig::default(),
+            guilds: GuildLimits::default(),
             gateway: GatewayConfig::default(),
             postgres: PostgresConfig::default(),
             scylla: ScyllaConfig::default(),
@@ -509,12 +494,10 @@ impl Config {
         c
     }
 
-    /// Reads a TOML file; unknown keys are an error so typos do not pass silently.
+    /// Reads a TOML file alone (no environment, no flags); unknown keys are an error so typos
+    /// do not pass silently.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        load::read_file(path).map(|(config, _)| config)
     }
 
     /// Checks values that would only fail later, so they fail at startup instead.
@@ -678,13 +661,9 @@ impl Config {
     }
 
     /// The actors' view of the gateway settings.
-    pub fn gateway_settings(
-        &self,
-        resume_url: String,
-    ) -> enrichment_actors::gateway::GatewayConfig {
-        use enrichment_actors::gateway::{IdentifyLimits, SessionLimits};
+    pub fn gateway_settings(&self, resume_url: String) -> ProtocolConfig {
         let g = &self.gateway;
-        enrichment_actors::gateway::GatewayConfig {
+        ProtocolConfig {
             heartbeat_interval: Duration::from_millis(g.heartbeat_interval_ms),
             resume_window: Duration::from_secs(g.resume_window_secs),
             max_inbound_bytes: g.max_inbound_bytes,
@@ -705,10 +684,6 @@ impl Config {
             member_chunk_size: g.member_chunk_size,
             resume_url,
         }
-    }
-
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.guilds.idle_timeout_secs)
     }
 }
 
@@ -736,6 +711,26 @@ mod tests {
             serde_json::to_value(&defaults).unwrap(),
             "the example documents the defaults"
         );
+    }
+
+    #[test]
+    fn the_gateway_section_defaults_to_the_actors_gateway_defaults() {
+        assert_eq!(
+            Config::default().gateway_settings(String::new()),
+            ProtocolConfig::default(),
+            "the node's [gateway] defaults and the actors' agree, both ways"
+        );
+    }
+
+    #[test]
+    fn guild_durations_are_whole_seconds_under_their_key_names() {
+        let c: Config =
+            toml::from_str("[guilds]\nidle_timeout_secs = 7\ncommand_timeout_secs = 3").unwrap();
+        assert_eq!(c.guilds.idle_timeout, Duration::from_secs(7));
+        assert_eq!(c.guilds.command_timeout, Duration::from_secs(3));
+        let back = toml::to_string(&c).unwrap();
+        assert!(back.contains("idle_timeout_secs = 7"), "{back}");
+        assert!(toml::from_str::<Config>("[guilds]\nidle_timeout = 7").is_err());
     }
 
     #[test]

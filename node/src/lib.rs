@@ -15,7 +15,7 @@ use enrichment_actors::accounts::{AccountConfig, AccountService};
 use enrichment_actors::auth::{Keyring, PasswordParams};
 use enrichment_actors::events::EventBus;
 use enrichment_actors::gateway::{GatewayService, Presences, SessionRegistry, SharedGateway};
-use enrichment_actors::guild::{GuildContext, GuildLimits};
+use enrichment_actors::guild::GuildContext;
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::SnowflakeGenerator;
@@ -26,6 +26,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub mod admin;
 pub mod attachments;
 pub mod backends;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
@@ -126,26 +127,13 @@ impl Node {
                 shared: shared.clone(),
             }),
             ids: ids.clone(),
-            limits: GuildLimits {
-                max_pins: config.guilds.max_pins,
-                max_guilds_per_user: config.guilds.max_guilds_per_user,
-                max_roles: config.guilds.max_roles,
-                max_channels: config.guilds.max_channels,
-                max_invites: config.guilds.max_invites,
-                max_reactions_per_message: config.guilds.max_reactions_per_message,
-                nonce_memory: config.guilds.nonce_memory,
-                commit_depth: config.guilds.commit_depth,
-                idle_timeout: config.idle_timeout(),
-                member_chunk_size: config.gateway.member_chunk_size,
-            },
+            limits: config.guilds.clone(),
+            member_chunk_size: config.gateway.member_chunk_size,
             blobs: blobs.clone(),
         });
-        let router = LocalGuildRouter::start(
-            guild_ctx.clone(),
-            Duration::from_secs(config.guilds.command_timeout_secs),
-        )
-        .await
-        .context("starting the guild supervisor")?;
+        let router = LocalGuildRouter::start(guild_ctx.clone(), config.guilds.command_timeout)
+            .await
+            .context("starting the guild supervisor")?;
         // A guild actor that restarts takes back the sessions here that followed it.
         router.set_start_hook(sessions.clone());
         let a = &config.auth;

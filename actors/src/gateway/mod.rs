@@ -26,8 +26,9 @@ pub use registry::SessionRegistry;
 pub use session::{Detach, ResumeError, Session, SessionInfo, SessionLimits};
 pub use shared::{IdentifyLimits, Presences, SharedGateway, StartLimit};
 
-/// Gateway limits and timings; Discord's values by default.
-#[derive(Clone, Debug)]
+/// Gateway limits and timings; Discord's values by default. These defaults are the node's too:
+/// its `[gateway]` config section starts from them.
+#[derive(Clone, Debug, PartialEq)]
 pub struct GatewayConfig {
     /// Sent in HELLO.
     pub heartbeat_interval: Duration,
@@ -42,7 +43,8 @@ pub struct GatewayConfig {
     pub session: SessionLimits,
     /// Guilds one shard may carry before IDENTIFY needs sharding (close 4011).
     pub max_guilds_per_shard: usize,
-    /// Members per GUILD_MEMBERS_CHUNK.
+    /// Members per GUILD_MEMBERS_CHUNK. The guild actors build the chunks, so the node hands
+    /// this value to them too ([`crate::guild::GuildContext::member_chunk_size`]).
     pub member_chunk_size: usize,
     /// URL sent as READY's `resume_gateway_url`.
     pub resume_url: String,

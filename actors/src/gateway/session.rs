@@ -28,7 +28,7 @@ use crate::guild::fanout::send_event;
 use crate::guild::{Recipient, SessionKey, SessionRef};
 
 /// Caps on what one session may hold.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SessionLimits {
     /// Dispatches kept for resume.
     pub replay_frames: usize,

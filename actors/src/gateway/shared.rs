@@ -26,7 +26,7 @@ use super::session::Session;
 use crate::guild::PresenceSource;
 
 /// IDENTIFY limits (Discord's: 1000 per day, `max_concurrency` per 5 s).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IdentifyLimits {
     pub per_day: u32,
     pub max_concurrency: u32,

@@ -13,6 +13,8 @@ use enrichment_storage::blobs::BlobStore;
 use enrichment_storage::{GuildWrite, StoreError, StoreResult, Stores};
 use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use serde_with::{As, DurationSeconds};
 
 use super::commit::{Applied, Change, CommitQueue, Completion, apply};
 use super::fanout::{self, Fanout, Recipient, RecipientDirectory, Recipients};
@@ -21,39 +23,49 @@ use super::state::GuildState;
 use crate::events::{Audience, Dispatch, EventBus, GuildEvent};
 use crate::users::UserDirectory;
 
-/// Limits a guild enforces; Discord's values by default.
-#[derive(Clone, Debug)]
+/// What the guild actors enforce and how long they wait; Discord's values by default.
+///
+/// This is the node's `[guilds]` config section as it is, under the same key names (durations
+/// in whole seconds, `idle_timeout_secs`), so each default is written here and nowhere else.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GuildLimits {
-    pub max_roles: usize,
-    pub max_channels: usize,
-    pub max_pins: usize,
-    pub max_invites: usize,
-    pub max_reactions_per_message: usize,
-    pub max_guilds_per_user: usize,
-    /// Message writes in flight per guild before the actor waits.
-    pub commit_depth: usize,
-    /// Remembered (channel, author, nonce) triples for `enforce_nonce`.
-    pub nonce_memory: usize,
     /// An actor with no command and no subscribed session for this long stops; the next
     /// command starts it again.
+    #[serde(rename = "idle_timeout_secs", with = "As::<DurationSeconds<u64>>")]
     pub idle_timeout: Duration,
-    /// Members per GUILD_MEMBERS_CHUNK dispatch.
-    pub member_chunk_size: usize,
+    /// How long a caller (a REST route) waits for a guild actor's answer.
+    #[serde(rename = "command_timeout_secs", with = "As::<DurationSeconds<u64>>")]
+    pub command_timeout: Duration,
+    /// Message writes in flight per guild before the actor waits.
+    pub commit_depth: usize,
+    pub max_pins: usize,
+    pub max_guilds_per_user: usize,
+    pub max_roles: usize,
+    pub max_channels: usize,
+    pub max_invites: usize,
+    /// Distinct emoji per message.
+    pub max_reactions_per_message: usize,
+    /// Remembered (channel, author, nonce) triples for `enforce_nonce`.
+    pub nonce_memory: usize,
+    /// Bounded buffer of the in-process [`EventBus`]; a subscriber further behind loses events.
+    pub event_buffer: usize,
 }
 
 impl Default for GuildLimits {
     fn default() -> Self {
         GuildLimits {
+            idle_timeout: Duration::from_secs(300),
+            command_timeout: Duration::from_secs(10),
+            commit_depth: 256,
+            max_pins: 50,
+            max_guilds_per_user: 100,
             max_roles: 250,
             max_channels: 500,
-            max_pins: 50,
             max_invites: 1000,
             max_reactions_per_message: 20,
-            max_guilds_per_user: 100,
-            commit_depth: 256,
             nonce_memory: 4096,
-            idle_timeout: Duration::from_secs(300),
-            member_chunk_size: 1000,
+            event_buffer: 4096,
         }
     }
 }
@@ -77,6 +89,10 @@ pub struct GuildContext {
     pub presences: Arc<dyn PresenceSource>,
     pub ids: Arc<SnowflakeGenerator>,
     pub limits: GuildLimits,
+    /// Members per GUILD_MEMBERS_CHUNK: a gateway setting
+    /// ([`crate::gateway::GatewayConfig::member_chunk_size`]) that the guild actors apply, since
+    /// they build the chunks.
+    pub member_chunk_size: usize,
     /// Attachment bytes; the actor removes them once the messages or channels that own them
     /// are gone.
     pub blobs: Arc<dyn BlobStore>,

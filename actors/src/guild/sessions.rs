@@ -204,7 +204,7 @@ impl GuildActorState {
         let with_presences =
             req.presences == Some(true) && session.intents & intents::GUILD_PRESENCES != 0;
         let nonce = req.nonce.filter(|n| n.len() <= 32);
-        let size = self.ctx.limits.member_chunk_size.max(1);
+        let size = self.ctx.member_chunk_size.max(1);
         let chunk_count = members.len().div_ceil(size).max(1);
         let mut chunks: Vec<Vec<Member>> = members.chunks(size).map(<[Member]>::to_vec).collect();
         if chunks.is_empty() {

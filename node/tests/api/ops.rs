@@ -86,7 +86,8 @@ async fn health_metrics_openapi_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_guild_actors_stop_and_start_again_from_storage() {
-    let t = TestNode::start_with(|c| c.guilds.idle_timeout_secs = 1).await;
+    let t =
+        TestNode::start_with(|c| c.guilds.idle_timeout = std::time::Duration::from_secs(1)).await;
     let a = t.register("idler").await;
     let (gid, c) = t.guild(&a, "Idle").await;
     t.send(&a, &c, "before the nap").await;

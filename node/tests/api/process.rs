@@ -89,3 +89,20 @@ fn bad_config_fails_at_startup_naming_the_problem() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
 }
+
+#[test]
+fn a_bad_environment_value_stops_the_binary_naming_the_key_and_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_enrichment"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .env("ENRICHMENT_GUILDS_MAX_PINS", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("guilds.max_pins") && stderr.contains("ENRICHMENT_GUILDS_MAX_PINS"),
+        "{stderr}"
+    );
+}

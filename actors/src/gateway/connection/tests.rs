@@ -100,6 +100,7 @@ async fn fixture_with(config: GatewayConfig) -> Fixture {
         }),
         ids: ids.clone(),
         limits: GuildLimits::default(),
+        member_chunk_size: GatewayConfig::default().member_chunk_size,
         blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
     });
     let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
