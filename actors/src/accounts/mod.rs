@@ -23,9 +23,9 @@
 //!
 //! Password hashing is CPU-heavy by design, so it runs on the blocking pool.
 //!
-//! The service is one type; its parts live by topic: [`login`] (registration, logins, refresh,
-//! logout, throttles), [`mfa`], [`authenticate`], [`profile`] (the caller's account and
-//! password) and [`applications`] (applications and bots).
+//! The service is one type; its parts live by topic: `login` (registration, logins, refresh,
+//! logout, throttles), `mfa`, `authenticate`, `profile` (the caller's account and
+//! password) and `applications` (applications and bots).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
