@@ -91,7 +91,7 @@ async fn seed(stores: &Stores) -> Snowflake {
         .map(|m| async move {
             stores
                 .messages
-                .put_message(m)
+                .create_message(m)
                 .await
                 .expect("store a message")
         })

@@ -349,8 +349,15 @@ pub struct ReactionCount {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
-    /// Inserts or replaces a message (edits and pin state go through here too).
-    async fn put_message(&self, message: &MessageRecord) -> StoreResult<()>;
+    /// Stores a new message; the pin index follows its `pinned` flag. Fails with
+    /// `Conflict("id")` when the channel already holds a message with this id, and then leaves
+    /// the stored one (content, pinned state, reactions, pins) untouched: two writers that
+    /// minted the same id must not silently replace each other's message.
+    async fn create_message(&self, message: &MessageRecord) -> StoreResult<()>;
+    /// Replaces a stored message (an edit, or its `pinned` flag; the pin index follows).
+    /// `false`, and nothing is written, when the message does not exist: an edit that races a
+    /// delete must not bring the message back.
+    async fn update_message(&self, message: &MessageRecord) -> StoreResult<bool>;
     async fn get_message(
         &self,
         channel_id: Snowflake,

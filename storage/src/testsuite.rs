@@ -30,8 +30,10 @@
 //!   `None` for a spent token or a revoked family.
 //! - Reactions: an emoji whose last reaction is removed disappears from `reaction_counts`; while
 //!   it has reactions it keeps its place.
-//! - Pins: re-pinning after an unpin counts as the most recent pin; `put_message` of a record
+//! - Pins: re-pinning after an unpin counts as the most recent pin; `update_message` of a record
 //!   read back (with `pinned: true`) keeps it pinned.
+//! - Messages are keyed by channel and id: `create_message` refuses an id the channel already
+//!   holds, whatever its content, and the same id in another channel is another message.
 //! - Signing keys: listed by `created_at`, ties by `kid`; retiring a retired key is `true`; a
 //!   removed kid may be inserted again.
 //! - `load_guild` returns the guild row with empty `roles` (roles are their own rows); the order
@@ -105,7 +107,10 @@ macro_rules! conformance_tests {
             signing_keys_retire_and_remove,
             restart_keeps_everything,
             concurrent_create_user_same_username,
-            concurrent_put_message,
+            concurrent_create_message,
+            messages_create_never_replaces,
+            messages_concurrent_creates_of_one_id,
+            messages_update_of_a_missing_message,
             concurrent_rotate_refresh_token,
             concurrent_invite_code,
             concurrent_reactions,
@@ -1520,7 +1525,7 @@ async fn ten_messages(s: &Stores, channel_id: Snowflake) -> Vec<Snowflake> {
     let m: Vec<Snowflake> = (0..=10).map(|i| id_at(base + i * 10, 0)).collect();
     for i in [4, 9, 1, 10, 7, 2, 3, 8, 5, 6] {
         s.messages
-            .put_message(&msg(channel_id, m[i], &format!("message {i}")))
+            .create_message(&msg(channel_id, m[i], &format!("message {i}")))
             .await
             .unwrap();
     }
@@ -1660,7 +1665,7 @@ pub async fn messages_bucket_boundaries<F: Fn(PathBuf) -> Fut, Fut: Future<Outpu
     let below = Snowflake(ch.get() - 1);
     let above = Snowflake(ch.get() + 1);
     for &id in a.iter().rev() {
-        s.messages.put_message(&msg(ch, id, "a")).await.unwrap();
+        s.messages.create_message(&msg(ch, id, "a")).await.unwrap();
     }
     let noise = [
         id_at(99 * b, 0),
@@ -1670,7 +1675,10 @@ pub async fn messages_bucket_boundaries<F: Fn(PathBuf) -> Fut, Fut: Future<Outpu
     ];
     for c in [below, above] {
         for &id in &noise {
-            s.messages.put_message(&msg(c, id, "noise")).await.unwrap();
+            s.messages
+                .create_message(&msg(c, id, "noise"))
+                .await
+                .unwrap();
         }
     }
     let r = |idx: &[usize]| idx.iter().map(|&i| a[i]).collect::<Vec<_>>();
@@ -1719,7 +1727,7 @@ pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
 
     // Every field survives the round trip.
     let rich = rich_msg(ch, m[0]);
-    s.messages.put_message(&rich).await.unwrap();
+    s.messages.create_message(&rich).await.unwrap();
     assert_eq!(s.messages.get_message(ch, m[0]).await.unwrap(), Some(rich));
     assert_eq!(
         s.messages.get_message(fresh_id(), m[0]).await.unwrap(),
@@ -1740,7 +1748,7 @@ pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
         edited_timestamp: Some(Timestamp::from_unix_ms(1_700_000_001_000)),
         ..msg(ch, m[5], "message 5")
     };
-    s.messages.put_message(&edited).await.unwrap();
+    assert!(s.messages.update_message(&edited).await.unwrap());
     assert_eq!(
         s.messages.get_message(ch, m[5]).await.unwrap(),
         Some(edited.clone())
@@ -1815,7 +1823,7 @@ pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
 
     // A message stored again under a deleted id starts clean.
     s.messages
-        .put_message(&msg(ch, m[2], "again"))
+        .create_message(&msg(ch, m[2], "again"))
         .await
         .unwrap();
     assert_eq!(
@@ -1892,6 +1900,170 @@ pub async fn messages_delete_channel<F: Fn(PathBuf) -> Fut, Fut: Future<Output =
         vec![rc("👍", 1, true)]
     );
     s.messages.delete_channel(fresh_id()).await.unwrap();
+}
+
+pub async fn messages_create_never_replaces<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    s.messages
+        .add_reaction(ch, m[3], "👍", Snowflake(5))
+        .await
+        .unwrap();
+    assert!(s.messages.set_pinned(ch, m[3], true).await.unwrap());
+    let stored = s.messages.get_message(ch, m[3]).await.unwrap().unwrap();
+    assert!(stored.pinned);
+    let pins_before = s.messages.list_pins(ch).await.unwrap();
+
+    // Another writer that minted the same id: refused, whatever its record says.
+    for intruder in [
+        msg(ch, m[3], "a different message"),
+        MessageRecord {
+            pinned: false,
+            ..stored.clone()
+        },
+        rich_msg(ch, m[3]),
+    ] {
+        assert!(
+            is_conflict(s.messages.create_message(&intruder).await, "id"),
+            "a create with an existing id is a conflict"
+        );
+    }
+    assert_eq!(
+        s.messages.get_message(ch, m[3]).await.unwrap(),
+        Some(stored.clone()),
+        "content and pinned state untouched"
+    );
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[3], Snowflake(5))
+            .await
+            .unwrap(),
+        vec![rc("👍", 1, true)]
+    );
+    assert_eq!(s.messages.list_pins(ch).await.unwrap(), pins_before);
+    assert_eq!(list(s, ch, HistoryAnchor::Latest, 100).await.len(), 10);
+
+    // The same id in another channel is another message.
+    let other = fresh_id();
+    s.messages
+        .create_message(&msg(other, m[3], "elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.messages.get_message(other, m[3]).await.unwrap(),
+        Some(msg(other, m[3], "elsewhere"))
+    );
+    assert_eq!(
+        s.messages.get_message(ch, m[3]).await.unwrap(),
+        Some(stored)
+    );
+}
+
+pub async fn messages_concurrent_creates_of_one_id<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let ch = fresh_id();
+    let contested = id_at(400 * BUCKET_MS + 7, 0);
+    // Twenty writers race for one id while thirty others create ids of their own beside them.
+    let mut tasks = Vec::new();
+    for n in 0..50u64 {
+        let messages = env.stores.messages.clone();
+        let record = if n % 5 < 2 {
+            msg(ch, contested, &format!("contender {n}"))
+        } else {
+            msg(
+                ch,
+                id_at(400 * BUCKET_MS + 100 + n, 0),
+                &format!("bystander {n}"),
+            )
+        };
+        tasks.push(tokio::spawn(async move {
+            let result = messages.create_message(&record).await;
+            (record, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        let (record, result) = task.await.unwrap();
+        if record.id != contested {
+            result.unwrap();
+            continue;
+        }
+        match result {
+            Ok(()) => winners.push(record),
+            Err(StoreError::Conflict("id")) => refused += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((winners.len(), refused), (1, 19), "exactly one create wins");
+    assert_eq!(
+        env.stores
+            .messages
+            .get_message(ch, contested)
+            .await
+            .unwrap(),
+        Some(winners[0].clone()),
+        "the stored message is the winner's"
+    );
+    assert_eq!(
+        list(&env.stores, ch, HistoryAnchor::Latest, 100)
+            .await
+            .len(),
+        31
+    );
+}
+
+pub async fn messages_update_of_a_missing_message<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+
+    // Never stored (pinned too, so no pin may appear either).
+    let ghost = MessageRecord {
+        pinned: true,
+        ..msg(ch, m[0], "never stored")
+    };
+    assert!(!s.messages.update_message(&ghost).await.unwrap());
+    assert_eq!(s.messages.get_message(ch, m[0]).await.unwrap(), None);
+    assert_eq!(
+        pin_records(s.messages.list_pins(ch).await.unwrap()),
+        Vec::new()
+    );
+    assert!(
+        !s.messages
+            .update_message(&msg(fresh_id(), m[4], "wrong channel"))
+            .await
+            .unwrap()
+    );
+
+    // An edit that arrives after the delete does not bring the message back.
+    let mut edit = s.messages.get_message(ch, m[4]).await.unwrap().unwrap();
+    assert_eq!(
+        s.messages.delete_messages(ch, &[m[4]]).await.unwrap(),
+        vec![m[4]]
+    );
+    edit.content = "edited too late".into();
+    edit.edited_timestamp = Some(Timestamp::from_unix_ms(1_700_000_002_000));
+    assert!(!s.messages.update_message(&edit).await.unwrap());
+    assert_eq!(s.messages.get_message(ch, m[4]).await.unwrap(), None);
+    let left = list(s, ch, HistoryAnchor::Latest, 100).await;
+    assert_eq!(left.len(), 9);
+    assert!(!left.contains(&m[4]));
 }
 
 // ------------------------------------------------------------------ reactions
@@ -2279,7 +2451,7 @@ pub async fn pins_order_and_flag<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Sto
     );
     let mut edited = s.messages.get_message(ch, m[1]).await.unwrap().unwrap();
     edited.content = "edited while pinned".into();
-    s.messages.put_message(&edited).await.unwrap();
+    assert!(s.messages.update_message(&edited).await.unwrap());
     let pins = pin_records(s.messages.list_pins(ch).await.unwrap());
     assert_eq!(ids(&pins), vec![m[7], m[1], m[2]]);
     assert_eq!(pins[1], edited);
@@ -2471,7 +2643,7 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
         s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
         for &id in &m {
             s.messages
-                .put_message(&msg(ch, id, "persisted"))
+                .create_message(&msg(ch, id, "persisted"))
                 .await
                 .unwrap();
         }
@@ -2608,7 +2780,7 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
 
     // And the reopened store takes writes.
     s.messages
-        .put_message(&msg(ch, m[4], "after restart"))
+        .create_message(&msg(ch, m[4], "after restart"))
         .await
         .unwrap();
     assert_eq!(list(&s, ch, HistoryAnchor::Latest, 1).await, vec![m[4]]);
@@ -2659,7 +2831,9 @@ pub async fn concurrent_create_user_same_username<
     );
 }
 
-pub async fn concurrent_put_message<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+pub async fn concurrent_create_message<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
     let env = env(open).await;
     let ch = fresh_id();
     let base = 300 * BUCKET_MS - 100;
@@ -2669,7 +2843,7 @@ pub async fn concurrent_put_message<F: Fn(PathBuf) -> Fut, Fut: Future<Output = 
     for &id in &all {
         let messages = env.stores.messages.clone();
         tasks.push(tokio::spawn(async move {
-            messages.put_message(&msg(ch, id, "concurrent")).await
+            messages.create_message(&msg(ch, id, "concurrent")).await
         }));
     }
     for task in tasks {

@@ -86,7 +86,7 @@ async fn schema_statements_and_round_trips_over_the_wire() {
     );
 
     let m = msg(channel.id, fresh_id(), "hello over CQL");
-    s.messages.put_message(&m).await.expect("put message");
+    s.messages.create_message(&m).await.expect("create message");
     assert_eq!(
         s.messages.get_message(m.channel_id, m.id).await.unwrap(),
         Some(m.clone())

@@ -13,7 +13,7 @@ use enrichment_protocol::models::{
 };
 use enrichment_protocol::rest::{CreateMessage, EditMessage, HistoryAnchor};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
-use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount};
+use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount, StoreError};
 use futures::FutureExt;
 use ractor::RpcReplyPort;
 
@@ -314,14 +314,26 @@ impl GuildActorState {
                 self.commits
                     .submit(
                         async move {
-                            let result = store.put_message(&record).await;
-                            metrics::histogram!("enrichment_store_seconds", "op" => "put_message")
+                            let result = store.create_message(&record).await;
+                            metrics::histogram!("enrichment_store_seconds", "op" => "create_message")
                                 .record(started.elapsed().as_secs_f64());
                             Box::new(move || match result {
                                 Ok(()) => {
                                     let _ = port.send(Ok(Reply::Message((*message).clone())));
                                     fanout::deliver(&recipients, &dispatch.event);
                                     bus.publish(dispatch);
+                                }
+                                Err(StoreError::Conflict(_)) => {
+                                    // Another writer minted this id too. No retry under a new
+                                    // id: it would land out of order in the channel.
+                                    tracing::error!(
+                                        message_id = %record.id,
+                                        channel_id = %record.channel_id,
+                                        "message id already stored: two writers minted the same snowflake; the message was refused"
+                                    );
+                                    metrics::counter!("enrichment_message_id_conflicts_total")
+                                        .increment(1);
+                                    let _ = port.send(Err(ApiError::internal()));
                                 }
                                 Err(e) => {
                                     let _ = port.send(Err(GuildContext::store_error(e)));
@@ -578,11 +590,15 @@ impl GuildActorState {
             .submit(
                 async move {
                     let result = async {
-                        ctx.stores
+                        let found = ctx
+                            .stores
                             .messages
-                            .put_message(&rec)
+                            .update_message(&rec)
                             .await
                             .map_err(GuildContext::store_error)?;
+                        if !found {
+                            return Err(ApiError::unknown(ErrorCode::UnknownMessage));
+                        }
                         hydrate(&ctx, rec, actor, true).await
                     }
                     .await;

@@ -184,20 +184,38 @@ fn list(
 
 #[async_trait]
 impl MessageStore for EmbeddedStore {
-    /// Also brings the pin index in line with `message.pinned`, so an edit that carries the
-    /// pinned flag keeps the message in the pins and a record written pinned shows up there.
-    async fn put_message(&self, message: &MessageRecord) -> StoreResult<()> {
+    /// The existence check and the insert run under `messages_lock` and commit as one batch,
+    /// so of two creates of one id exactly one finds the key free.
+    async fn create_message(&self, message: &MessageRecord) -> StoreResult<()> {
         let message = message.clone();
         self.write(move |inner| {
             let _guard = lock(&inner.messages_lock);
             let mut tx = Tx::new(inner);
-            tx.put_json(
-                Ks::Messages,
-                keys::message(message.channel_id, message.id),
-                &message,
-            )?;
+            let key = keys::message(message.channel_id, message.id);
+            if tx.exists(Ks::Messages, &key)? {
+                return Err(StoreError::Conflict("id"));
+            }
+            tx.put_json(Ks::Messages, key, &message)?;
             sync_pin(&mut tx, message.channel_id, message.id, message.pinned)?;
             Ok(((), tx.commit()?))
+        })
+        .await
+    }
+
+    /// Also brings the pin index in line with `message.pinned`, so an edit that carries the
+    /// pinned flag keeps the message in the pins.
+    async fn update_message(&self, message: &MessageRecord) -> StoreResult<bool> {
+        let message = message.clone();
+        self.write(move |inner| {
+            let _guard = lock(&inner.messages_lock);
+            let mut tx = Tx::new(inner);
+            let key = keys::message(message.channel_id, message.id);
+            if !tx.exists(Ks::Messages, &key)? {
+                return Ok((false, Committed(false)));
+            }
+            tx.put_json(Ks::Messages, key, &message)?;
+            sync_pin(&mut tx, message.channel_id, message.id, message.pinned)?;
+            Ok((true, tx.commit()?))
         })
         .await
     }

@@ -2,8 +2,18 @@
 //!
 //! - Every data statement is prepared once at startup ([`Statements`]) and runs at the
 //!   configured consistency (LOCAL_QUORUM by default); lightweight transactions run at
-//!   LOCAL_SERIAL and only where uniqueness must hold (usernames, emails, invite codes,
-//!   refresh-token rotation), never on the message path.
+//!   LOCAL_SERIAL and only where uniqueness must hold: usernames, emails, invite codes,
+//!   refresh-token rotation, snowflake id leases, and every write of a message row.
+//! - A message create is `INSERT ... IF NOT EXISTS`, one lightweight transaction (a Paxos
+//!   round, about four round trips instead of one) per message. The id lease each node holds
+//!   (`nodes.rs`) is the first guard against two nodes minting the same id; this is the
+//!   second, for whatever slips past it (a node that kept minting after its lease ran out, a
+//!   clock stepped backwards): a plain insert would silently replace the other node's
+//!   acknowledged message. Because ScyllaDB orders lightweight transactions and plain writes
+//!   of one row by different clocks, mixing them on a row is unsafe, so edits, pin flags and
+//!   deletes of a message are conditional too (`UPDATE ... IF EXISTS`, `DELETE ... IF
+//!   EXISTS`). Only a channel's deletion removes its partitions with plain deletes, after
+//!   which the channel takes no writes.
 //! - Concurrent identical reads of a message or of a history page share one query
 //!   ([`Coalescer`], the pattern of Discord's data services): a burst of clients opening the
 //!   same channel costs the cluster one read.
@@ -228,9 +238,10 @@ statements! {
     del_invite: false = "DELETE FROM {ks}.invites WHERE code = ?";
     get_invite: false = "SELECT guild_id, data FROM {ks}.invites WHERE code = ?";
     // messages
-    put_message: false = "INSERT INTO {ks}.messages (channel_id, bucket, message_id, data) VALUES (?, ?, ?, ?)";
+    create_message: true = "INSERT INTO {ks}.messages (channel_id, bucket, message_id, data) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    update_message: true = "UPDATE {ks}.messages SET data = ? WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS";
     get_message: false = "SELECT data FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?";
-    del_message: false = "DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?";
+    del_message: true = "DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS";
     del_bucket: false = "DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ?";
     bucket_head: false = "SELECT data FROM {ks}.messages WHERE channel_id = ? AND bucket = ?";
     bucket_ids: false = "SELECT message_id FROM {ks}.messages WHERE channel_id = ? AND bucket = ?";
