@@ -112,6 +112,9 @@ pub trait UserStore: Send + Sync + 'static {
     /// Creates a user with credentials. Usernames and emails are unique, case-insensitively.
     async fn create_user(&self, user: &User, credentials: &Credentials) -> StoreResult<()>;
     async fn get_user(&self, id: Snowflake) -> StoreResult<Option<User>>;
+    /// The users among `ids`, in the order asked (an id asked twice comes twice); unknown ids
+    /// are skipped. One call warms a cache with every member of a guild.
+    async fn get_users(&self, ids: &[Snowflake]) -> StoreResult<Vec<User>>;
     /// Finds a user id by email or username (case-insensitive).
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<Snowflake>>;
     /// Replaces a user; a changed username must stay unique.
@@ -363,6 +366,13 @@ pub trait MessageStore: Send + Sync + 'static {
         channel_id: Snowflake,
         message_id: Snowflake,
     ) -> StoreResult<Option<MessageRecord>>;
+    /// The newest message id of each channel, in the order of `channel_ids`; `None` for a
+    /// channel without messages. A starting guild actor learns every `last_message_id` with
+    /// one call.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>>;
     /// Up to `limit` messages, **newest first**, walking buckets as needed:
     /// `Latest` the newest; `Before(x)`/`After(x)` the nearest strictly before/after x;
     /// `Around(x)` up to `limit/2` on each side plus x itself if it exists (Discord's rule).

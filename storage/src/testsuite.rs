@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             users_unique_case_insensitive,
             users_find_by_login,
             users_update_user,
+            users_get_many,
             users_credentials_round_trip,
             refresh_rotate_and_reuse,
             refresh_expired_and_unknown,
@@ -111,6 +112,7 @@ macro_rules! conformance_tests {
             messages_create_never_replaces,
             messages_concurrent_creates_of_one_id,
             messages_update_of_a_missing_message,
+            messages_newest_ids_of_channels,
             concurrent_rotate_refresh_token,
             concurrent_invite_code,
             concurrent_reactions,
@@ -655,6 +657,36 @@ pub async fn users_update_user<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Store
     };
     assert!(is_conflict(s.users.update_user(&steal).await, "email"));
     assert_eq!(s.users.get_user(b.id).await.unwrap(), Some(b));
+}
+
+pub async fn users_get_many<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (fresh_user("Many"), fresh_user("Many"));
+    for u in [&a, &b] {
+        s.users.create_user(u, &credentials(u.id)).await.unwrap();
+    }
+    let unknown = fresh_id();
+    assert_eq!(
+        s.users
+            .get_users(&[b.id, unknown, a.id, b.id])
+            .await
+            .unwrap(),
+        vec![b.clone(), a.clone(), b.clone()],
+        "in the order asked, unknown ids skipped"
+    );
+    assert_eq!(s.users.get_users(&[]).await.unwrap(), Vec::new());
+    assert_eq!(
+        s.users.get_users(&[unknown, fresh_id()]).await.unwrap(),
+        Vec::new()
+    );
+    // What an update wrote is what a batched read returns.
+    let renamed = User {
+        global_name: Some("Renamed".into()),
+        ..a.clone()
+    };
+    s.users.update_user(&renamed).await.unwrap();
+    assert_eq!(s.users.get_users(&[a.id]).await.unwrap(), vec![renamed]);
 }
 
 pub async fn users_credentials_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
@@ -2064,6 +2096,69 @@ pub async fn messages_update_of_a_missing_message<
     let left = list(s, ch, HistoryAnchor::Latest, 100).await;
     assert_eq!(left.len(), 9);
     assert!(!left.contains(&m[4]));
+}
+
+pub async fn messages_newest_ids_of_channels<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let b = BUCKET_MS;
+    // Ids far apart, so channels next to each other are not confused.
+    let busy = Snowflake(fresh_id().get() + (1 << 21));
+    let m = ten_messages(s, busy).await;
+    let empty = Snowflake(busy.get() + 2);
+    // Newest message in bucket 120, deleted, so the newest left is in bucket 118 (the newer
+    // bucket stays listed but holds nothing).
+    let spread = Snowflake(busy.get() + 4);
+    let (older, newest) = (id_at(118 * b + 3, 0), id_at(120 * b, 0));
+    for id in [id_at(117 * b, 0), older, newest] {
+        s.messages
+            .create_message(&msg(spread, id, "spread"))
+            .await
+            .unwrap();
+    }
+    s.messages.delete_messages(spread, &[newest]).await.unwrap();
+    // Neighbours holding newer messages than the channels between them.
+    for neighbour in [
+        Snowflake(busy.get() - 1),
+        Snowflake(busy.get() + 1),
+        Snowflake(busy.get() + 3),
+        Snowflake(busy.get() + 5),
+    ] {
+        s.messages
+            .create_message(&msg(neighbour, id_at(130 * b, 0), "neighbour"))
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(
+        s.messages
+            .last_message_ids(&[empty, busy, spread, busy])
+            .await
+            .unwrap(),
+        vec![None, Some(m[10]), Some(older), Some(m[10])],
+        "in the order asked"
+    );
+    assert_eq!(s.messages.last_message_ids(&[]).await.unwrap(), Vec::new());
+    // A new message is the newest at once.
+    let newer = id_at(50 * BUCKET_MS + 5_000, 0);
+    s.messages
+        .create_message(&msg(busy, newer, "newest"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.messages.last_message_ids(&[busy]).await.unwrap(),
+        vec![Some(newer)]
+    );
+    s.messages.delete_channel(busy).await.unwrap();
+    assert_eq!(
+        s.messages.last_message_ids(&[busy]).await.unwrap(),
+        vec![None]
+    );
 }
 
 // ------------------------------------------------------------------ reactions

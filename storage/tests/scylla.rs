@@ -57,6 +57,10 @@ async fn schema_statements_and_round_trips_over_the_wire() {
         s.users.find_user_by_login("ALICE").await.unwrap(),
         Some(alice.id)
     );
+    assert_eq!(
+        s.users.get_users(&[fresh_id(), alice.id]).await.unwrap(),
+        vec![alice.clone()]
+    );
 
     let guild = guild(fresh_id(), alice.id, Vec::new());
     let channel = channel(fresh_id(), guild.id, "general");
@@ -97,6 +101,13 @@ async fn schema_statements_and_round_trips_over_the_wire() {
         .await
         .unwrap();
     assert!(page.contains(&m), "{page:?}");
+    assert_eq!(
+        s.messages
+            .last_message_ids(&[m.channel_id, fresh_id()])
+            .await
+            .unwrap(),
+        vec![Some(m.id), None]
+    );
     assert!(
         s.messages
             .add_reaction(m.channel_id, m.id, "👍", alice.id)

@@ -239,6 +239,29 @@ impl MessageStore for EmbeddedStore {
             .await
     }
 
+    /// The last key of each channel's range, read from one snapshot; values are not decoded.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>> {
+        let channel_ids = channel_ids.to_vec();
+        self.blocking(move |inner| {
+            let snap = inner.db.snapshot();
+            let ks = inner.ks(Ks::Messages);
+            channel_ids
+                .into_iter()
+                .map(|c| {
+                    match snap.range(ks, id(c).to_vec()..=message_max(c)).next_back() {
+                        // `channel | bucket | id`: the id is the last 8 bytes.
+                        Some(entry) => Ok(Some(read_id(&entry.key()?, 12)?)),
+                        None => Ok(None),
+                    }
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn delete_messages(
         &self,
         channel_id: Snowflake,

@@ -86,6 +86,14 @@ const AROUND: &str = concat!(
       ORDER BY m.bucket DESC, m.message_id DESC LIMIT $5)"
 );
 
+/// The newest message id of each channel in $1 that has one.
+const LAST_MESSAGE_IDS: &str = "SELECT c.id, newest.message_id
+    FROM unnest($1::bigint[]) AS c(id)
+    CROSS JOIN LATERAL (
+        SELECT m.message_id FROM messages m WHERE m.channel_id = c.id
+        ORDER BY m.bucket DESC, m.message_id DESC LIMIT 1
+    ) AS newest";
+
 const LIST_PINS: &str = concat!(
     "SELECT p.pinned_at, ",
     message_columns!(),
@@ -358,6 +366,33 @@ impl MessageStore for PostgresStore {
     ) -> StoreResult<Vec<MessageRecord>> {
         let client = self.client().await?;
         list(&Db::Conn(&client), channel_id, anchor, limit).await
+    }
+
+    /// One query: per channel, the first entry of a backward scan of its primary-key range.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>> {
+        if channel_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<i64> = channel_ids.iter().map(|id| sql_id(*id)).collect();
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                LAST_MESSAGE_IDS,
+                &[&wanted],
+                "reading the newest message ids",
+            )
+            .await?;
+        let mut newest = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            newest.insert(col::<i64>(row, 0)?, col::<i64>(row, 1)?);
+        }
+        Ok(wanted
+            .iter()
+            .map(|c| newest.get(c).copied().map(snowflake))
+            .collect())
     }
 
     async fn delete_messages(

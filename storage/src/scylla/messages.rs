@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Snowflake, Timestamp};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 
-use super::{ScyllaStore, applied, be, big, from_json, json, sf};
+use super::{READ_CONCURRENCY, ScyllaStore, applied, be, big, from_json, json, sf};
 use crate::{
     MessageRecord, MessageStore, PinnedMessage, ReactionCount, StoreError, StoreResult, bucket_of,
 };
@@ -181,6 +181,23 @@ impl ScyllaStore {
         Ok(out)
     }
 
+    /// The newest message id of a channel: the head of its newest non-empty bucket.
+    async fn newest_id(&self, channel: i64) -> StoreResult<Option<Snowflake>> {
+        let st = self.st()?;
+        for b in self.buckets(channel).await? {
+            // The partition is clustered newest first.
+            if let Some((id,)) = self
+                .first::<(i64,)>(&st.bucket_ids, (channel, b), 1)
+                .await?
+                .into_iter()
+                .next()
+            {
+                return Ok(Some(sf(id)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Keeps `pin_of`/`pins` in step with the message's `pinned` flag.
     async fn sync_pin(&self, channel: i64, message_id: i64, pinned: bool) -> StoreResult<()> {
         let st = self.st()?;
@@ -327,6 +344,18 @@ impl MessageStore for ScyllaStore {
                 Ok(out)
             }
         }
+    }
+
+    /// Concurrent reads per channel, [`READ_CONCURRENCY`] channels at a time.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>> {
+        futures::stream::iter(channel_ids.iter().copied())
+            .map(|c| self.newest_id(big(c)))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn delete_messages(

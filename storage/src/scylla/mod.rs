@@ -48,6 +48,11 @@ mod messages;
 pub mod schema;
 mod users;
 
+/// Single-partition reads a batched read (`get_users`, `last_message_ids`) keeps in flight at
+/// once: concurrent partition reads rather than one `IN` query, which one coordinator would
+/// have to fan out and wait on in full.
+pub(crate) const READ_CONCURRENCY: usize = 64;
+
 /// Replication of a keyspace `enrichment migrate` creates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replication {
