@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use enrichment_actors::users::UserCacheLimits;
 use serde::{Deserialize, Serialize};
 
 /// Everything a node needs to run. Defaults suit a single node on a laptop.
@@ -42,6 +43,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
     pub guilds: GuildConfig,
+    pub users: UsersConfig,
     pub gateway: GatewayConfig,
     pub postgres: PostgresConfig,
     pub scylla: ScyllaConfig,
@@ -387,6 +389,37 @@ impl Default for GuildConfig {
     }
 }
 
+/// The node's cache of public user objects (`enrichment_actors::users`), which every message
+/// and member on the wire is hydrated from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// Users kept at most; the least recently used go first.
+    pub cache_entries: u64,
+    /// How long a cached user is trusted: a change made through another node shows here
+    /// within this time.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        let limits = UserCacheLimits::default();
+        UsersConfig {
+            cache_entries: limits.max_entries,
+            cache_ttl_secs: limits.ttl.as_secs(),
+        }
+    }
+}
+
+impl UsersConfig {
+    pub fn limits(&self) -> UserCacheLimits {
+        UserCacheLimits {
+            max_entries: self.cache_entries,
+            ttl: Duration::from_secs(self.cache_ttl_secs),
+        }
+    }
+}
+
 /// The WebSocket gateway: timings, limits and buffer sizes (Discord's values by default).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -473,6 +506,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
             guilds: GuildConfig::default(),
+            users: UsersConfig::default(),
             gateway: GatewayConfig::default(),
             postgres: PostgresConfig::default(),
             scylla: ScyllaConfig::default(),
@@ -552,6 +586,10 @@ impl Config {
                 "rate_limits.{name} needs a positive limit and per_secs"
             );
         }
+        anyhow::ensure!(
+            self.users.cache_entries > 0 && self.users.cache_ttl_secs > 0,
+            "users.cache_entries and users.cache_ttl_secs must be positive"
+        );
         let g = &self.gateway;
         anyhow::ensure!(
             g.heartbeat_interval_ms >= 100,

@@ -111,7 +111,7 @@ impl Node {
         .context("loading the JWT signing keys from the store")?;
         let metrics = metrics_handle()?;
         let ids = Arc::new(SnowflakeGenerator::new(config.worker_id, config.process_id));
-        let users = UserDirectory::new(stores.users.clone());
+        let users = UserDirectory::with_limits(stores.users.clone(), config.users.limits());
         let sessions = Arc::new(SessionRegistry::new());
         let guild_ctx = Arc::new(GuildContext {
             stores: stores.clone(),
