@@ -41,9 +41,15 @@
 //! - Records round-trip exactly, except `MessageReference::fail_if_not_exists`, which the wire
 //!   type never serializes and so reads back as its default, `true`.
 //!
+//! - Id leases: a lease is live until its `expires_at`; an open claim gets some free pair (which
+//!   one is not checked); claiming a pair one already holds extends it; a lease that expired
+//!   cannot be renewed even if nobody took it; releasing frees the pair at once.
+//!
 //! Cases never assume an empty store: every id, name, email, code and token is fresh per run
 //! (see [`fresh_id`]), so a server-based backend can share one database across cases running in
-//! parallel and across runs.
+//! parallel and across runs. The exception is the id leases: there are only 1,024 pairs per
+//! store and one case holds all of them for a moment, so each case needs a store of its own
+//! (a database or keyspace per case, as the PostgreSQL and ScyllaDB tests here give it).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed case")]
 
@@ -52,18 +58,20 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use enrichment_protocol::models::{
     Attachment, Channel, ChannelType, Embed, EmbedField, Guild, MessageReference, Nonce,
     PermissionOverwrite, Role, User,
 };
+use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 
 use crate::{
-    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite,
-    InviteRecord, MemberRecord, MessageRecord, PinnedMessage, ReactionCount, RefreshTokenRecord,
-    RotateOutcome, SigningKeyRecord, StoreError, Stores, bucket_of,
+    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite, IdClaim,
+    IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord, PinnedMessage, ReactionCount,
+    RefreshTokenRecord, RotateOutcome, SigningKeyRecord, StoreError, Stores, bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -117,6 +125,13 @@ macro_rules! conformance_tests {
             concurrent_invite_code,
             concurrent_reactions,
             concurrent_insert_signing_key,
+            leases_concurrent_claims_get_distinct_pairs,
+            leases_a_held_pair_is_refused_naming_its_holder,
+            leases_an_expired_lease_is_claimed_by_another_node,
+            leases_renew_extends_and_only_the_holder_renews,
+            leases_release_frees_the_pair,
+            leases_another_generation_is_another_holder,
+            leases_every_pair_held_is_exhausted,
         );
     };
     (@cases $open:path, $ready:path; $($case:ident),* $(,)?) => {
@@ -3124,4 +3139,295 @@ pub async fn concurrent_insert_signing_key<F: Fn(PathBuf) -> Fut, Fut: Future<Ou
     }
     assert_eq!(winners.len(), 1, "exactly one insert wins");
     assert_eq!(keys_with_prefix(&env.stores, &prefix).await, winners);
+}
+
+// ------------------------------------------------------------------ id leases
+
+/// Long enough that no lease of these cases runs out unless the case waits for it.
+const LEASE: Duration = Duration::from_secs(60);
+/// A lease a case lets run out. Two seconds, because ScyllaDB counts TTLs in whole seconds
+/// from a whole second, so a one-second lease may have less than a second left at once.
+const SHORT_LEASE: Duration = Duration::from_secs(2);
+
+/// A node id no other case uses, in its generation `generation`.
+fn node(tag: &str, generation: u64) -> NodeIdentity {
+    NodeIdentity::new(format!("{tag}-{}", fresh_id()), GenerationId(generation))
+}
+
+#[track_caller]
+fn claimed(claim: IdClaim) -> IdLease {
+    match claim {
+        IdClaim::Claimed(lease) => lease,
+        other => panic!("expected a claimed pair, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn held(claim: IdClaim) -> IdLease {
+    match claim {
+        IdClaim::Held(lease) => lease,
+        other => panic!("expected the pair to be held, got {other:?}"),
+    }
+}
+
+/// The pair after `pair`, wrapping around.
+fn next_pair(pair: IdPair) -> IdPair {
+    IdPair::from_index((pair.index() + 1) % IdPair::COUNT).unwrap()
+}
+
+pub async fn leases_concurrent_claims_get_distinct_pairs<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let before = Timestamp::now();
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let nodes = env.stores.nodes.clone();
+        let me = node("racer", n);
+        tasks.push(tokio::spawn(async move {
+            let claim = nodes.claim_id_pair(&me, None, LEASE).await.unwrap();
+            (me, claim)
+        }));
+    }
+    let mut pairs = HashSet::new();
+    for task in tasks {
+        let (me, claim) = task.await.unwrap();
+        let lease = claimed(claim);
+        assert_eq!(lease.holder, me);
+        assert!(lease.pair.is_valid());
+        assert!(lease.expires_at > before, "{lease:?}");
+        assert!(pairs.insert(lease.pair), "{} handed out twice", lease.pair);
+    }
+    assert_eq!(pairs.len(), 16);
+}
+
+pub async fn leases_a_held_pair_is_refused_naming_its_holder<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (node("a", 1), node("b", 1));
+    let lease = claimed(s.nodes.claim_id_pair(&a, None, LEASE).await.unwrap());
+    let refused = held(
+        s.nodes
+            .claim_id_pair(&b, Some(lease.pair), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(refused, lease, "the answer names the holder and its lease");
+    // Its holder claiming it again keeps it, and extends it.
+    let again = claimed(
+        s.nodes
+            .claim_id_pair(&a, Some(lease.pair), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((again.pair, &again.holder), (lease.pair, &a));
+    assert!(again.expires_at >= lease.expires_at);
+    // A free pair asked for by name is granted as asked.
+    let wanted = next_pair(lease.pair);
+    let other = claimed(
+        s.nodes
+            .claim_id_pair(&b, Some(wanted), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((other.pair, &other.holder), (wanted, &b));
+}
+
+pub async fn leases_an_expired_lease_is_claimed_by_another_node<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b, c) = (node("a", 1), node("b", 1), node("c", 1));
+    let lease = claimed(s.nodes.claim_id_pair(&a, None, SHORT_LEASE).await.unwrap());
+    let c_lease = claimed(s.nodes.claim_id_pair(&c, None, SHORT_LEASE).await.unwrap());
+    let p = lease.pair;
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap()).holder,
+        a
+    );
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(500)).await;
+
+    let taken = claimed(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap());
+    assert_eq!(taken.holder, b);
+    assert_eq!(s.nodes.renew_id_pair(&a, p, LEASE).await.unwrap(), None);
+    assert!(!s.nodes.release_id_pair(&a, p).await.unwrap());
+    assert_eq!(
+        s.nodes
+            .renew_id_pair(&b, p, LEASE)
+            .await
+            .unwrap()
+            .map(|l| l.holder),
+        Some(b.clone()),
+        "the old holder's attempts changed nothing"
+    );
+    // Expired and taken by nobody: still no longer the holder's to renew.
+    assert_eq!(
+        s.nodes
+            .renew_id_pair(&c, c_lease.pair, LEASE)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn leases_renew_extends_and_only_the_holder_renews<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (node("a", 1), node("b", 1));
+    let lease = claimed(
+        s.nodes
+            .claim_id_pair(&a, None, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    let p = lease.pair;
+    let renewed = s.nodes.renew_id_pair(&a, p, LEASE).await.unwrap().unwrap();
+    assert_eq!((renewed.pair, &renewed.holder), (p, &a));
+    assert!(
+        renewed.expires_at > lease.expires_at,
+        "{renewed:?} after {lease:?}"
+    );
+    assert_eq!(s.nodes.renew_id_pair(&b, p, LEASE).await.unwrap(), None);
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap()),
+        renewed,
+        "a stranger's renewal changed nothing"
+    );
+    assert_eq!(
+        s.nodes
+            .renew_id_pair(&a, next_pair(p), LEASE)
+            .await
+            .unwrap(),
+        None,
+        "a pair never claimed"
+    );
+}
+
+pub async fn leases_release_frees_the_pair<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (node("a", 1), node("b", 1));
+    let p = claimed(s.nodes.claim_id_pair(&a, None, LEASE).await.unwrap()).pair;
+    assert!(!s.nodes.release_id_pair(&b, p).await.unwrap());
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap()).holder,
+        a
+    );
+    assert!(s.nodes.release_id_pair(&a, p).await.unwrap());
+    assert!(!s.nodes.release_id_pair(&a, p).await.unwrap(), "only once");
+    assert_eq!(s.nodes.renew_id_pair(&a, p, LEASE).await.unwrap(), None);
+    let taken = claimed(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap());
+    assert_eq!((taken.pair, &taken.holder), (p, &b));
+}
+
+pub async fn leases_another_generation_is_another_holder<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let old = node("restarted", 1_700_000_000_000);
+    let new = NodeIdentity::new(old.node_id.clone(), GenerationId(old.generation.0 + 1));
+    let lease = claimed(s.nodes.claim_id_pair(&old, None, LEASE).await.unwrap());
+    let p = lease.pair;
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&new, Some(p), LEASE).await.unwrap()),
+        lease,
+        "the same node id in a later generation does not inherit the pair"
+    );
+    assert_eq!(s.nodes.renew_id_pair(&new, p, LEASE).await.unwrap(), None);
+    assert!(!s.nodes.release_id_pair(&new, p).await.unwrap());
+    assert!(
+        s.nodes
+            .renew_id_pair(&old, p, LEASE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let own = claimed(s.nodes.claim_id_pair(&new, None, LEASE).await.unwrap());
+    assert_ne!(own.pair, p);
+    assert_eq!(own.holder, new);
+}
+
+pub async fn leases_every_pair_held_is_exhausted<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    // Every pair, each by a node of its own, 32 claims at a time.
+    let all: Vec<IdPair> = (0..IdPair::COUNT)
+        .map(|i| IdPair::from_index(i).unwrap())
+        .collect();
+    let mut holders = Vec::new();
+    for chunk in all.chunks(32) {
+        let mut tasks = Vec::new();
+        for &pair in chunk {
+            let nodes = s.nodes.clone();
+            let me = node("all", 1);
+            tasks.push(tokio::spawn(async move {
+                let claim = nodes.claim_id_pair(&me, Some(pair), LEASE).await.unwrap();
+                (me, claim)
+            }));
+        }
+        for task in tasks {
+            let (me, claim) = task.await.unwrap();
+            assert_eq!(claimed(claim).holder, me);
+            holders.push(me);
+        }
+    }
+    let late = node("late", 1);
+    assert_eq!(
+        s.nodes.claim_id_pair(&late, None, LEASE).await.unwrap(),
+        IdClaim::Exhausted
+    );
+    assert_eq!(
+        held(
+            s.nodes
+                .claim_id_pair(&late, Some(all[7]), LEASE)
+                .await
+                .unwrap()
+        )
+        .holder,
+        holders[7]
+    );
+    // One pair comes free, and the next open claim gets exactly it.
+    assert!(
+        s.nodes
+            .release_id_pair(&holders[500], all[500])
+            .await
+            .unwrap()
+    );
+    let got = claimed(s.nodes.claim_id_pair(&late, None, LEASE).await.unwrap());
+    assert_eq!((got.pair, &got.holder), (all[500], &late));
+    assert_eq!(
+        s.nodes
+            .claim_id_pair(&node("later", 1), None, LEASE)
+            .await
+            .unwrap(),
+        IdClaim::Exhausted
+    );
 }

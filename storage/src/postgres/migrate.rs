@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "signing_keys",
         sql: include_str!("../../migrations/postgres/0002_signing_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "id_leases",
+        sql: include_str!("../../migrations/postgres/0003_id_leases.sql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

@@ -59,6 +59,7 @@ mod batch;
 mod guilds;
 mod messages;
 mod migrate;
+mod nodes;
 mod signing_keys;
 mod users;
 
@@ -210,7 +211,8 @@ impl PostgresStore {
             applications: self.clone(),
             guilds: self.clone(),
             messages: self.clone(),
-            keys: self,
+            keys: self.clone(),
+            nodes: self,
         }
     }
 

@@ -45,6 +45,7 @@ use crate::{StoreError, StoreResult, Stores};
 
 mod guilds;
 mod messages;
+mod nodes;
 pub mod schema;
 mod users;
 
@@ -283,6 +284,12 @@ statements! {
     insert_key: true = "INSERT INTO {ks}.signing_keys (scope, kid, private_pem, created_at, retired) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
     retire_key: true = "UPDATE {ks}.signing_keys SET retired = ? WHERE scope = ? AND kid = ? IF EXISTS";
     remove_key: true = "DELETE FROM {ks}.signing_keys WHERE scope = ? AND kid = ? IF EXISTS";
+    // snowflake id leases
+    list_leases: false = "SELECT pair FROM {ks}.id_leases";
+    get_lease: false = "SELECT node_id, generation, expires_at FROM {ks}.id_leases WHERE pair = ?";
+    claim_lease: true = "INSERT INTO {ks}.id_leases (pair, node_id, generation, expires_at) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?";
+    renew_lease: true = "UPDATE {ks}.id_leases USING TTL ? SET node_id = ?, generation = ?, expires_at = ? WHERE pair = ? IF node_id = ? AND generation = ?";
+    release_lease: true = "DELETE FROM {ks}.id_leases WHERE pair = ? IF node_id = ? AND generation = ?";
 }
 
 async fn prepare(
@@ -452,7 +459,7 @@ impl ScyllaStore {
             .map_err(be)?;
         let now = enrichment_protocol::Timestamp::now().unix_ms();
         session
-            .execute_unpaged(&record, (schema::VERSION, "initial schema", now))
+            .execute_unpaged(&record, (schema::VERSION, schema::DESCRIPTION, now))
             .await
             .map_err(be)?;
         Ok(schema::VERSION)
@@ -466,7 +473,8 @@ impl ScyllaStore {
             applications: s.clone(),
             guilds: s.clone(),
             messages: s.clone(),
-            keys: s,
+            keys: s.clone(),
+            nodes: s,
         }
     }
 
