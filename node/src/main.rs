@@ -181,9 +181,16 @@ struct ServeArgs {
     /// {data_dir}/admin-token). Prefer the environment variable: flags show up in `ps`.
     #[arg(long, env = "ENRICHMENT_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Snowflake worker id (0–31), unique per node.
+    /// Snowflake worker id (0–31). On a shared store: claim exactly this pair (with
+    /// --process-id) instead of any free one.
     #[arg(long, env = "ENRICHMENT_WORKER_ID")]
     worker_id: Option<u8>,
+    /// Snowflake process id (0–31); see --worker-id.
+    #[arg(long, env = "ENRICHMENT_PROCESS_ID")]
+    process_id: Option<u8>,
+    /// Seconds a shared store's lease on this node's id pair lasts (renewed every third).
+    #[arg(long, env = "ENRICHMENT_ID_LEASE_SECS")]
+    id_lease_secs: Option<u64>,
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "ENRICHMENT_HTTP_WORKERS")]
     http_workers: Option<usize>,
@@ -236,7 +243,13 @@ impl ServeArgs {
             c.admin_token = Some(Secret::new(v));
         }
         if let Some(v) = self.worker_id {
-            c.worker_id = v;
+            c.worker_id = Some(v);
+        }
+        if let Some(v) = self.process_id {
+            c.process_id = Some(v);
+        }
+        if let Some(v) = self.id_lease_secs {
+            c.id_lease_secs = v;
         }
         if let Some(v) = self.http_workers {
             c.http_workers = v;
