@@ -822,6 +822,10 @@ mod tests {
             let c: Config = toml::from_str(&format!("id_lease_secs = {secs}")).unwrap();
             assert!(c.validate().is_err(), "{secs}");
         }
+        for users in ["cache_entries = 0", "cache_ttl_secs = 0"] {
+            let c: Config = toml::from_str(&format!("[users]\n{users}")).unwrap();
+            assert!(c.validate().is_err(), "{users}");
+        }
         let c: Config = toml::from_str("node_id = \"a/b\"").unwrap();
         assert!(c.validate().is_err());
         let c: Config = toml::from_str("admin_token = \"short\"").unwrap();
