@@ -2,9 +2,9 @@
 //! store, without a node in between.
 //!
 //! It measures what the guild actors ask of the store on the hot path. Each **writer** is one
-//! channel's commit queue, like one guild actor: it creates a message, awaits `put_message`
+//! channel's commit queue, like one guild actor: it creates a message, awaits `create_message`
 //! (which resolves only once the message is committed), then creates the next. Many writers
-//! at once are many guild actors; the store's group commit turns their concurrent puts into
+//! at once are many guild actors; the store's group commit turns their concurrent creates into
 //! shared transactions. **Readers** meanwhile page history (`list_messages`, `Latest`, 50 per
 //! page) at a fixed ratio of reads to completed writes, like clients opening channels.
 //!
@@ -20,7 +20,7 @@
 //! settings it ran with.
 //!
 //! What the numbers mean:
-//! - **writes persisted**: `put_message` calls acknowledged within the measured window (after
+//! - **writes persisted**: `create_message` calls acknowledged within the measured window (after
 //!   `--warmup`), and that count divided by the window (msgs/s).
 //! - **write ack**: from the call (or, open loop, from its due time) to its acknowledgement.
 //! - **read**: one `list_messages` call, from call to answer.
@@ -166,7 +166,7 @@ async fn writer(
             Snowflake(2 + index as u64),
             content.clone(),
         );
-        let result = shared.store.put_message(&message).await;
+        let result = shared.store.create_message(&message).await;
         let acked = Instant::now();
         shared.writes_done.fetch_add(1, Ordering::Relaxed);
         if !shared.window.contains(acked) {

@@ -152,9 +152,16 @@ pub struct ServeArgs {
     /// {data_dir}/admin-token). Prefer ENRICHMENT_ADMIN_TOKEN: flags show up in `ps`.
     #[arg(long)]
     admin_token: Option<String>,
-    /// Snowflake worker id (0–31), unique per node.
+    /// Snowflake worker id (0–31). On a shared store: claim exactly this pair (with
+    /// --process-id) instead of any free one.
     #[arg(long)]
     worker_id: Option<u8>,
+    /// Snowflake process id (0–31); see --worker-id.
+    #[arg(long)]
+    process_id: Option<u8>,
+    /// Seconds a shared store's lease on this node's id pair lasts (renewed every third).
+    #[arg(long)]
+    id_lease_secs: Option<u64>,
     /// HTTP worker threads (0 = one per core).
     #[arg(long)]
     http_workers: Option<usize>,
@@ -197,6 +204,8 @@ impl ServeArgs {
         o.given("node_id", self.node_id);
         o.given("admin_token", self.admin_token);
         o.given("worker_id", self.worker_id);
+        o.given("process_id", self.process_id);
+        o.given("id_lease_secs", self.id_lease_secs);
         o.given("http_workers", self.http_workers);
         if self.no_rate_limits {
             o.set("rate_limits.enabled", false);
@@ -299,7 +308,7 @@ mod tests {
         let c = load(&["enrichment", "serve", "--worker-id", "9"], &env);
         assert_eq!(
             (c.http_workers, c.worker_id, c.storage),
-            (3, 9, StorageKind::Scylla)
+            (3, Some(9), StorageKind::Scylla)
         );
         let c = load(
             &["enrichment", "serve"],

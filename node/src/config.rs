@@ -12,11 +12,18 @@ use std::time::Duration;
 
 use enrichment_actors::gateway::{GatewayConfig as ProtocolConfig, IdentifyLimits, SessionLimits};
 use enrichment_actors::guild::GuildLimits;
+use enrichment_actors::users::UserCacheLimits;
+use enrichment_protocol::IdPair;
 use serde::{Deserialize, Serialize};
 
 pub mod load;
 
 pub use load::{Overrides, Sources};
+
+/// Bounds of `id_lease_secs`: renewals every third of it must leave time to retry, and a
+/// killed node's pair should come free within the hour.
+pub const MIN_ID_LEASE_SECS: u64 = 3;
+pub const MAX_ID_LEASE_SECS: u64 = 3600;
 
 /// Everything a node needs to run. Defaults suit a single node on a laptop.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,9 +45,16 @@ pub struct Config {
     /// Bearer token of the admin API (`/admin/v1`), at least 16 characters. Unset: generated
     /// once (32 random bytes, hex) into `{data_dir}/admin-token` with mode 0600.
     pub admin_token: Option<Secret>,
-    /// Snowflake worker and process ids (5 bits each): unique per node in a cluster.
-    pub worker_id: u8,
-    pub process_id: u8,
+    /// Snowflake worker and process ids (0 to 31 each). On the embedded store the node mints
+    /// with them (0 when unset). On a shared store, setting either makes the node claim exactly
+    /// that pair (the other id 0) and refuse to start while a live node holds it; leaving both
+    /// unset (the default) claims any free pair.
+    pub worker_id: Option<u8>,
+    pub process_id: Option<u8>,
+    /// On a shared store, how long the lease on the node's id pair lasts; the node renews it
+    /// every third of this, and stops (fail-stop) when it cannot renew in time. A killed
+    /// node's pair is free for others this long after its last renewal.
+    pub id_lease_secs: u64,
     /// HTTP worker threads; 0 means one per core.
     pub http_workers: usize,
     /// Largest accepted JSON body, in bytes.
@@ -54,6 +68,7 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// The guild actors' limits and timings: their own struct, so its defaults are the only ones.
     pub guilds: GuildLimits,
+    pub users: UsersConfig,
     pub gateway: GatewayConfig,
     pub postgres: PostgresConfig,
     pub scylla: ScyllaConfig,
@@ -364,6 +379,37 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// The node's cache of public user objects (`enrichment_actors::users`), which every message
+/// and member on the wire is hydrated from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// Users kept at most; the least recently used go first.
+    pub cache_entries: u64,
+    /// How long a cached user is trusted: a change made through another node shows here
+    /// within this time.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        let limits = UserCacheLimits::default();
+        UsersConfig {
+            cache_entries: limits.max_entries,
+            cache_ttl_secs: limits.ttl.as_secs(),
+        }
+    }
+}
+
+impl UsersConfig {
+    pub fn limits(&self) -> UserCacheLimits {
+        UserCacheLimits {
+            max_entries: self.cache_entries,
+            ttl: Duration::from_secs(self.cache_ttl_secs),
+        }
+    }
+}
+
 /// The `[gateway]` section: the gateway protocol's timings and limits (Discord's values by
 /// default) and the node's listener (connections, buffers, write timeout).
 ///
@@ -454,8 +500,9 @@ impl Default for Config {
             log_format: LogFormat::Text,
             node_id: None,
             admin_token: None,
-            worker_id: 0,
-            process_id: 0,
+            worker_id: None,
+            process_id: None,
+            id_lease_secs: 30,
             http_workers: 0,
             max_json_bytes: 256 * 1024,
             storage: StorageKind::Embedded,
@@ -463,6 +510,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
             guilds: GuildLimits::default(),
+            users: UsersConfig::default(),
             gateway: GatewayConfig::default(),
             postgres: PostgresConfig::default(),
             scylla: ScyllaConfig::default(),
@@ -502,7 +550,18 @@ impl Config {
 
     /// Checks values that would only fail later, so they fail at startup instead.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.worker_id < 32, "worker_id must be below 32");
+        anyhow::ensure!(
+            self.worker_id.is_none_or(|w| w < 32),
+            "worker_id (ENRICHMENT_WORKER_ID) must be below 32"
+        );
+        anyhow::ensure!(
+            self.process_id.is_none_or(|p| p < 32),
+            "process_id (ENRICHMENT_PROCESS_ID) must be below 32"
+        );
+        anyhow::ensure!(
+            (MIN_ID_LEASE_SECS..=MAX_ID_LEASE_SECS).contains(&self.id_lease_secs),
+            "id_lease_secs (ENRICHMENT_ID_LEASE_SECS) must be {MIN_ID_LEASE_SECS} to {MAX_ID_LEASE_SECS}"
+        );
         if let Some(id) = &self.node_id {
             anyhow::ensure!(
                 valid_node_id(id),
@@ -516,7 +575,6 @@ impl Config {
                 "admin_token must be 16 to 512 printable characters without spaces"
             );
         }
-        anyhow::ensure!(self.process_id < 32, "process_id must be below 32");
         anyhow::ensure!(
             self.max_json_bytes >= 1024,
             "max_json_bytes must be at least 1024"
@@ -540,6 +598,10 @@ impl Config {
                 "rate_limits.{name} needs a positive limit and per_secs"
             );
         }
+        anyhow::ensure!(
+            self.users.cache_entries > 0 && self.users.cache_ttl_secs > 0,
+            "users.cache_entries and users.cache_ttl_secs must be positive"
+        );
         let g = &self.gateway;
         anyhow::ensure!(
             g.heartbeat_interval_ms >= 100,
@@ -685,6 +747,22 @@ impl Config {
             resume_url,
         }
     }
+
+    /// The id pair asked for: `None` when neither id is set, otherwise both (0 for the unset
+    /// one).
+    pub fn wanted_id_pair(&self) -> Option<IdPair> {
+        if self.worker_id.is_none() && self.process_id.is_none() {
+            return None;
+        }
+        Some(IdPair {
+            worker_id: self.worker_id.unwrap_or(0),
+            process_id: self.process_id.unwrap_or(0),
+        })
+    }
+
+    pub fn id_lease(&self) -> Duration {
+        Duration::from_secs(self.id_lease_secs)
+    }
 }
 
 /// Node ids appear in URLs (`/admin/v1/cluster/nodes/{node_id}/drain`) and logs.
@@ -738,6 +816,16 @@ mod tests {
         assert!(toml::from_str::<Config>("listne = \"1.2.3.4:5\"").is_err());
         let c: Config = toml::from_str("worker_id = 40").unwrap();
         assert!(c.validate().is_err());
+        let c: Config = toml::from_str("process_id = 32").unwrap();
+        assert!(c.validate().is_err());
+        for secs in [0, 2, 3601] {
+            let c: Config = toml::from_str(&format!("id_lease_secs = {secs}")).unwrap();
+            assert!(c.validate().is_err(), "{secs}");
+        }
+        for users in ["cache_entries = 0", "cache_ttl_secs = 0"] {
+            let c: Config = toml::from_str(&format!("[users]\n{users}")).unwrap();
+            assert!(c.validate().is_err(), "{users}");
+        }
         let c: Config = toml::from_str("node_id = \"a/b\"").unwrap();
         assert!(c.validate().is_err());
         let c: Config = toml::from_str("admin_token = \"short\"").unwrap();
@@ -751,6 +839,15 @@ mod tests {
         let c: Config =
             toml::from_str("[rate_limits]\nglobal = { limit = 0, per_secs = 1.0 }").unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn an_id_pair_is_wanted_once_either_id_is_set() {
+        let pair = |text: &str| toml::from_str::<Config>(text).unwrap().wanted_id_pair();
+        assert_eq!(pair(""), None);
+        assert_eq!(pair("worker_id = 3"), IdPair::new(3, 0));
+        assert_eq!(pair("process_id = 4"), IdPair::new(0, 4));
+        assert_eq!(pair("worker_id = 3\nprocess_id = 4"), IdPair::new(3, 4));
     }
 
     #[track_caller]

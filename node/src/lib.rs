@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod ids;
 mod openapi;
 mod ops;
 pub mod ratelimit;
@@ -66,6 +67,9 @@ pub struct Node {
     pub gateway_addr: SocketAddr,
     /// This node's id (config `node_id`, or generated into `{data_dir}/node-id`).
     pub node_id: String,
+    /// The node id with the generation of this process, and the snowflake id pair it mints
+    /// with (claimed under a lease on a shared store; see [`ids`]).
+    pub ids: ids::NodeIds,
     gateway: Arc<gateway::GatewayServer>,
     server: actix_web::dev::ServerHandle,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -73,6 +77,8 @@ pub struct Node {
     housekeeping: tokio::task::JoinHandle<()>,
     shared_upkeep: tokio::task::JoinHandle<()>,
     invalidations: tokio::task::JoinHandle<()>,
+    /// Stops the guild actors if the id lease is lost.
+    lease_watch: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -102,6 +108,9 @@ impl Node {
             tracing::info!(path = %path.display(), "generated the admin token");
         }
         let stores: Stores = backends::open_stores(&config).await?;
+        // Before anything can mint an id.
+        let node_ids =
+            ids::NodeIds::acquire(&config, identity.clone(), stores.nodes.clone()).await?;
         let shared = backends::open_shared(&config).await?;
         let blobs = backends::open_blobs(&config).await?;
         // Keys from earlier versions (in data_dir/jwt) are imported into an empty store once.
@@ -114,8 +123,8 @@ impl Node {
         .await
         .context("loading the JWT signing keys from the store")?;
         let metrics = metrics_handle()?;
-        let ids = Arc::new(SnowflakeGenerator::new(config.worker_id, config.process_id));
-        let users = UserDirectory::new(stores.users.clone());
+        let ids = Arc::new(SnowflakeGenerator::for_pair(node_ids.pair));
+        let users = UserDirectory::with_limits(stores.users.clone(), config.users.limits());
         let sessions = Arc::new(SessionRegistry::new());
         let guild_ctx = Arc::new(GuildContext {
             stores: stores.clone(),
@@ -207,6 +216,9 @@ impl Node {
             blobs: config.blobs.name(),
             shared: shared.clone(),
             keyring: accounts.keyring().clone(),
+            identity: node_ids.identity.clone(),
+            id_pair: node_ids.pair,
+            lease_lost: node_ids.lost_signal(),
         });
         let limits = Arc::new(ratelimit::RateLimits::new(
             &config.rate_limits,
@@ -282,9 +294,27 @@ impl Node {
                 }
             }
         });
-        tracing::info!(%node_id, %addr, %gateway_url, "enrichment node listening");
+        // Every message id is minted in a guild actor: without the lease, none may run.
+        let lease_watch = {
+            let lost = node_ids.lost_signal();
+            let router = router.clone();
+            tokio::spawn(async move {
+                lost.wait().await;
+                router.stop();
+            })
+        };
+        tracing::info!(
+            %node_id,
+            generation = %node_ids.identity.generation,
+            id_pair = %node_ids.pair,
+            %addr,
+            %gateway_url,
+            "enrichment node listening"
+        );
         Ok(Node {
             node_id,
+            ids: node_ids,
+            lease_watch,
             addr,
             gateway_url,
             gateway_addr,
@@ -327,21 +357,33 @@ impl Node {
         self.shared_upkeep.abort();
         self.invalidations.abort();
         self.router.stop();
+        self.lease_watch.abort();
         // Give actors a moment to drain their commit queues before the stores drop.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        // Nothing mints any more: other nodes may have the pair.
+        self.ids.release().await;
     }
 
     /// Runs until SIGINT or SIGTERM, then drains: gateway clients get RECONNECT (op 7) and a
-    /// resumable close, in-flight HTTP requests finish, actors stop.
+    /// resumable close, in-flight HTTP requests finish, actors stop. Fails, after the same
+    /// drain, when the node lost its snowflake id lease (see [`ids`]), so that the process
+    /// exits and its supervisor starts it again with a fresh claim.
     pub async fn wait(self) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
-        }
+        let lost = self.ids.lost_signal();
+        let lost = tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); None }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); None }
+            why = lost.wait() => Some(why),
+        };
         self.stop().await;
-        Ok(())
+        match lost {
+            None => Ok(()),
+            Some(why) => Err(anyhow::anyhow!(
+                "{why}; the node stopped so that it can be started again with a fresh claim"
+            )),
+        }
     }
 }

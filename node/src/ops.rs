@@ -18,10 +18,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers a read and the node is not draining; also reports this
-/// node's running guild actors.
+/// Ready when the store answers a read, the node is not draining and it still holds its
+/// snowflake id pair; also reports this node's running guild actors.
 #[get("/readyz")]
 pub async fn readyz(state: State, admin: web::Data<AdminState>) -> HttpResponse {
+    if admin.lease_lost.now().is_some() {
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "id_lease_lost" }));
+    }
     if admin.gateway.is_draining() {
         return HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "status": "draining" }));

@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Snowflake, Timestamp};
+use crate::node::GenerationId;
+use crate::{IdPair, Snowflake, Timestamp};
 
 /// Path prefix of the admin API on every node's REST listener.
 pub const ADMIN_PREFIX: &str = "/admin/v1";
@@ -70,6 +71,14 @@ pub struct NodeInfo {
     /// `down` (Redis is unreachable; the node runs on local state until it is back).
     #[serde(default)]
     pub shared_state: String,
+    /// The generation of the node's process (its start time in Unix ms): a restarted node
+    /// has a new one.
+    #[serde(default)]
+    pub generation: GenerationId,
+    /// The snowflake worker and process ids the node mints with (held under a lease on a
+    /// shared store).
+    #[serde(default)]
+    pub id_pair: IdPair,
 }
 
 /// `GET /admin/v1/keys` and the answer of `POST /admin/v1/keys/rotate`: the JWT signing
@@ -143,12 +152,19 @@ mod tests {
                 storage: "postgres".into(),
                 blobs: "s3".into(),
                 shared_state: "down".into(),
+                generation: GenerationId(1_700_000_000_005),
+                id_pair: IdPair::new(3, 7).unwrap(),
             }],
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["nodes"][0]["status"], "draining");
         assert_eq!(json["nodes"][0]["gateway_connections"], 3);
         assert_eq!(json["nodes"][0]["shared_state"], "down");
+        assert_eq!(json["nodes"][0]["generation"], 1_700_000_000_005_u64);
+        assert_eq!(
+            json["nodes"][0]["id_pair"],
+            serde_json::json!({"worker_id": 3, "process_id": 7})
+        );
         let back: ClusterStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, status);
     }

@@ -27,5 +27,5 @@ pub mod time;
 
 pub use error::{ApiError, ErrorBody, ErrorCode, FormErrors};
 pub use permissions::Permissions;
-pub use snowflake::{Snowflake, SnowflakeGenerator};
+pub use snowflake::{IdPair, Snowflake, SnowflakeGenerator};
 pub use time::Timestamp;

@@ -134,6 +134,59 @@ impl utoipa::PartialSchema for Snowflake {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Snowflake {}
 
+/// The worker and process ids a generator mints with: 5 bits each, so 1,024 pairs. Two
+/// generators that mint at the same time must never share a pair, or they hand out the same
+/// id in the same millisecond; in a cluster each node holds its pair under a lease in the
+/// shared store.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct IdPair {
+    pub worker_id: u8,
+    pub process_id: u8,
+}
+
+impl IdPair {
+    /// How many pairs there are.
+    pub const COUNT: u16 = 1024;
+
+    /// The pair, or `None` when either id does not fit in 5 bits.
+    pub fn new(worker_id: u8, process_id: u8) -> Option<IdPair> {
+        (worker_id < 32 && process_id < 32).then_some(IdPair {
+            worker_id,
+            process_id,
+        })
+    }
+
+    /// Whether both ids fit in 5 bits.
+    pub fn is_valid(self) -> bool {
+        IdPair::new(self.worker_id, self.process_id).is_some()
+    }
+
+    /// `worker_id * 32 + process_id`: 0 to 1023 for a valid pair.
+    pub fn index(self) -> u16 {
+        u16::from(self.worker_id) * 32 + u16::from(self.process_id)
+    }
+
+    /// The pair with this [`IdPair::index`], or `None` from 1024 on.
+    pub fn from_index(index: u16) -> Option<IdPair> {
+        (index < IdPair::COUNT).then_some(IdPair {
+            worker_id: (index / 32) as u8,
+            process_id: (index % 32) as u8,
+        })
+    }
+}
+
+impl fmt::Display for IdPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "worker_id {}, process_id {}",
+            self.worker_id, self.process_id
+        )
+    }
+}
+
 /// Mints strictly increasing snowflakes for one (worker, process) pair.
 ///
 /// The increment resets every millisecond; if 4096 ids are asked for within one millisecond, or
@@ -155,6 +208,10 @@ impl SnowflakeGenerator {
             process_id: u64::from(process_id & 0x1F),
             state: Mutex::new((0, 0)),
         }
+    }
+
+    pub fn for_pair(pair: IdPair) -> Self {
+        SnowflakeGenerator::new(pair.worker_id, pair.process_id)
     }
 
     pub fn next_id(&self) -> Snowflake {
@@ -185,6 +242,31 @@ impl SnowflakeGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pair_has_its_own_index_and_out_of_range_ids_are_no_pair() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..IdPair::COUNT {
+            let pair = IdPair::from_index(i).unwrap();
+            assert!(pair.is_valid());
+            assert_eq!(pair.index(), i);
+            assert!(seen.insert((pair.worker_id, pair.process_id)));
+        }
+        assert_eq!(IdPair::from_index(1024), None);
+        assert_eq!(IdPair::new(32, 0), None);
+        assert_eq!(IdPair::new(0, 32), None);
+        assert!(
+            !IdPair {
+                worker_id: 40,
+                process_id: 1
+            }
+            .is_valid()
+        );
+        let pair = IdPair::new(3, 7).unwrap();
+        assert_eq!(pair.to_string(), "worker_id 3, process_id 7");
+        let id = SnowflakeGenerator::for_pair(pair).next_id();
+        assert_eq!((id.worker_id(), id.process_id()), (3, 7));
+    }
 
     #[test]
     fn decodes_discord_documented_example() {

@@ -9,7 +9,9 @@
 //! - [`MessageStore`]: messages, reactions and pins, keyed like Discord's ScyllaDB layout:
 //!   partition `(channel_id, bucket)`, clustering `message_id`;
 //! - [`KeyStore`]: the JWT signing keys, kept in the store so that every node of a cluster signs
-//!   and verifies with the same set.
+//!   and verifies with the same set;
+//! - [`NodeStore`]: what the shared store knows about the nodes of a cluster: which node mints
+//!   snowflakes with which worker and process id, under a lease on the store's clock.
 //!
 //! Contract shared by all writes: when the future resolves `Ok`, the write is durable (fsynced, or
 //! acknowledged by a quorum) and visible to every later read. A write that fails leaves nothing
@@ -21,14 +23,18 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use enrichment_protocol::models::{
     Attachment, Channel, Embed, Guild, MessageReference, Nonce, Role, User,
 };
+use enrichment_protocol::node::NodeIdentity;
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Snowflake, Timestamp};
 use serde::{Deserialize, Serialize};
+
+pub use enrichment_protocol::IdPair;
 
 pub mod blobs;
 #[cfg(feature = "embedded")]
@@ -116,6 +122,9 @@ pub trait UserStore: Send + Sync + 'static {
     /// Creates a user with credentials. Usernames and emails are unique, case-insensitively.
     async fn create_user(&self, user: &User, credentials: &Credentials) -> StoreResult<()>;
     async fn get_user(&self, id: Snowflake) -> StoreResult<Option<User>>;
+    /// The users among `ids`, in the order asked (an id asked twice comes twice); unknown ids
+    /// are skipped. One call warms a cache with every member of a guild.
+    async fn get_users(&self, ids: &[Snowflake]) -> StoreResult<Vec<User>>;
     /// Finds a user id by email or username (case-insensitive).
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<Snowflake>>;
     /// Replaces a user; a changed username must stay unique.
@@ -361,13 +370,27 @@ pub struct ReactionCount {
 
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
-    /// Inserts or replaces a message (edits and pin state go through here too).
-    async fn put_message(&self, message: &MessageRecord) -> StoreResult<()>;
+    /// Stores a new message; the pin index follows its `pinned` flag. Fails with
+    /// `Conflict("id")` when the channel already holds a message with this id, and then leaves
+    /// the stored one (content, pinned state, reactions, pins) untouched: two writers that
+    /// minted the same id must not silently replace each other's message.
+    async fn create_message(&self, message: &MessageRecord) -> StoreResult<()>;
+    /// Replaces a stored message (an edit, or its `pinned` flag; the pin index follows).
+    /// `false`, and nothing is written, when the message does not exist: an edit that races a
+    /// delete must not bring the message back.
+    async fn update_message(&self, message: &MessageRecord) -> StoreResult<bool>;
     async fn get_message(
         &self,
         channel_id: Snowflake,
         message_id: Snowflake,
     ) -> StoreResult<Option<MessageRecord>>;
+    /// The newest message id of each channel, in the order of `channel_ids`; `None` for a
+    /// channel without messages. A starting guild actor learns every `last_message_id` with
+    /// one call.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>>;
     /// Up to `limit` messages, **newest first**, walking buckets as needed:
     /// `Latest` the newest; `Before(x)`/`After(x)` the nearest strictly before/after x;
     /// `Around(x)` up to `limit/2` on each side plus x itself if it exists (Discord's rule).
@@ -488,6 +511,72 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn remove_signing_key(&self, kid: &str) -> StoreResult<bool>;
 }
 
+// ------------------------------------------------------------------ nodes
+
+/// A node's hold on a snowflake id pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdLease {
+    pub pair: IdPair,
+    /// The node id and the generation of the process that holds it.
+    pub holder: NodeIdentity,
+    /// When the lease runs out unless renewed, on the store's clock where it has one.
+    pub expires_at: Timestamp,
+}
+
+/// The answer to [`NodeStore::claim_id_pair`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdClaim {
+    /// The pair is the caller's until `expires_at`.
+    Claimed(IdLease),
+    /// The wanted pair is held by a live lease of another holder, named here.
+    Held(IdLease),
+    /// Every pair is held by a live lease.
+    Exhausted,
+}
+
+/// What the shared store knows about the nodes of a cluster.
+///
+/// For now, which node mints snowflakes with which [`IdPair`]: two processes minting with one
+/// pair hand out the same ids. A pair is held under a lease that the holder renews; a lease
+/// is live while its `expires_at` is ahead of the store's clock (PostgreSQL's `now()`, the
+/// TTL of a ScyllaDB row), so the nodes' clocks need not agree. A lease that expired or was
+/// released is free for anyone. The holder is a node id *and* a generation: a restarted
+/// process is another holder, and cannot renew or release what its predecessor held.
+#[async_trait]
+pub trait NodeStore: Send + Sync + 'static {
+    /// Claims `wanted`, or any free pair when `None`, for `ttl`. Atomic: nodes claiming at once
+    /// get distinct pairs. Claiming a pair the same holder already holds extends it. Which free
+    /// pair an open claim gets is the backend's choice (embedded and PostgreSQL: one never
+    /// claimed, else the one free the longest, so a freed pair is reused as late as possible).
+    async fn claim_id_pair(
+        &self,
+        node: &NodeIdentity,
+        wanted: Option<IdPair>,
+        ttl: Duration,
+    ) -> StoreResult<IdClaim>;
+    /// Extends `node`'s live lease on `pair` to `ttl` from now; `None` when `node` does not hold
+    /// it (another holder took it, it was released, or it expired, even if nobody took it).
+    async fn renew_id_pair(
+        &self,
+        node: &NodeIdentity,
+        pair: IdPair,
+        ttl: Duration,
+    ) -> StoreResult<Option<IdLease>>;
+    /// Frees `pair` at once if `node` holds it; `false` when it did not.
+    async fn release_id_pair(&self, node: &NodeIdentity, pair: IdPair) -> StoreResult<bool>;
+}
+
+/// The pair's index, or an error for ids beyond 5 bits.
+pub(crate) fn pair_index(pair: IdPair) -> StoreResult<u16> {
+    if pair.is_valid() {
+        Ok(pair.index())
+    } else {
+        Err(StoreError::Backend(format!(
+            "{pair} is not a snowflake id pair (each id is 0 to 31)"
+        )))
+    }
+}
+
 /// The set of stores a node runs on.
 #[derive(Clone)]
 pub struct Stores {
@@ -496,6 +585,7 @@ pub struct Stores {
     pub guilds: Arc<dyn GuildStore>,
     pub messages: Arc<dyn MessageStore>,
     pub keys: Arc<dyn KeyStore>,
+    pub nodes: Arc<dyn NodeStore>,
 }
 
 impl std::fmt::Debug for Stores {

@@ -32,17 +32,25 @@
 //!   returns exactly the live ones (revoked before, or another user's, are not returned).
 //! - Reactions: an emoji whose last reaction is removed disappears from `reaction_counts`; while
 //!   it has reactions it keeps its place.
-//! - Pins: re-pinning after an unpin counts as the most recent pin; `put_message` of a record
+//! - Pins: re-pinning after an unpin counts as the most recent pin; `update_message` of a record
 //!   read back (with `pinned: true`) keeps it pinned.
+//! - Messages are keyed by channel and id: `create_message` refuses an id the channel already
+//!   holds, whatever its content, and the same id in another channel is another message.
 //! - Signing keys: listed by `created_at`, ties by `kid`; retiring a retired key is `true`; a
 //!   removed kid may be inserted again.
 //! - `load_guild` returns the guild row with empty `roles` (roles are their own rows); the order
 //!   of its lists is not checked.
 //! - Records round-trip exactly.
 //!
+//! - Id leases: a lease is live until its `expires_at`; an open claim gets some free pair (which
+//!   one is not checked); claiming a pair one already holds extends it; a lease that expired
+//!   cannot be renewed even if nobody took it; releasing frees the pair at once.
+//!
 //! Cases never assume an empty store: every id, name, email, code and token is fresh per run
 //! (see [`fresh_id`]), so a server-based backend can share one database across cases running in
-//! parallel and across runs.
+//! parallel and across runs. The exception is the id leases: there are only 1,024 pairs per
+//! store and one case holds all of them for a moment, so each case needs a store of its own
+//! (a database or keyspace per case, as the PostgreSQL and ScyllaDB tests here give it).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed case")]
 
@@ -51,18 +59,20 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use enrichment_protocol::models::{
     Attachment, Channel, ChannelType, Embed, EmbedField, Guild, MessageReference, Nonce,
     PermissionOverwrite, Role, User,
 };
+use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 
 use crate::{
-    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite,
-    InviteRecord, MemberRecord, MessageRecord, PinnedMessage, ReactionCount, RefreshTokenRecord,
-    RotateOutcome, SigningKeyRecord, StoreError, Stores, bucket_of,
+    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite, IdClaim,
+    IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord, PinnedMessage, ReactionCount,
+    RefreshTokenRecord, RotateOutcome, SigningKeyRecord, StoreError, Stores, bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -84,6 +94,7 @@ macro_rules! conformance_tests {
             users_unique_case_insensitive,
             users_find_by_login,
             users_update_user,
+            users_get_many,
             users_credentials_round_trip,
             refresh_rotate_and_reuse,
             refresh_expired_and_unknown,
@@ -111,11 +122,22 @@ macro_rules! conformance_tests {
             signing_keys_retire_and_remove,
             restart_keeps_everything,
             concurrent_create_user_same_username,
-            concurrent_put_message,
+            concurrent_create_message,
+            messages_create_never_replaces,
+            messages_concurrent_creates_of_one_id,
+            messages_update_of_a_missing_message,
+            messages_newest_ids_of_channels,
             concurrent_rotate_refresh_token,
             concurrent_invite_code,
             concurrent_reactions,
             concurrent_insert_signing_key,
+            leases_concurrent_claims_get_distinct_pairs,
+            leases_a_held_pair_is_refused_naming_its_holder,
+            leases_an_expired_lease_is_claimed_by_another_node,
+            leases_renew_extends_and_only_the_holder_renews,
+            leases_release_frees_the_pair,
+            leases_another_generation_is_another_holder,
+            leases_every_pair_held_is_exhausted,
         );
     };
     (@cases $open:path, $attrs:tt; $($case:ident),* $(,)?) => {
@@ -648,6 +670,36 @@ pub async fn users_update_user<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Store
     };
     assert!(is_conflict(s.users.update_user(&steal).await, "email"));
     assert_eq!(s.users.get_user(b.id).await.unwrap(), Some(b));
+}
+
+pub async fn users_get_many<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (fresh_user("Many"), fresh_user("Many"));
+    for u in [&a, &b] {
+        s.users.create_user(u, &credentials(u.id)).await.unwrap();
+    }
+    let unknown = fresh_id();
+    assert_eq!(
+        s.users
+            .get_users(&[b.id, unknown, a.id, b.id])
+            .await
+            .unwrap(),
+        vec![b.clone(), a.clone(), b.clone()],
+        "in the order asked, unknown ids skipped"
+    );
+    assert_eq!(s.users.get_users(&[]).await.unwrap(), Vec::new());
+    assert_eq!(
+        s.users.get_users(&[unknown, fresh_id()]).await.unwrap(),
+        Vec::new()
+    );
+    // What an update wrote is what a batched read returns.
+    let renamed = User {
+        global_name: Some("Renamed".into()),
+        ..a.clone()
+    };
+    s.users.update_user(&renamed).await.unwrap();
+    assert_eq!(s.users.get_users(&[a.id]).await.unwrap(), vec![renamed]);
 }
 
 pub async fn users_credentials_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
@@ -1642,7 +1694,7 @@ async fn ten_messages(s: &Stores, channel_id: Snowflake) -> Vec<Snowflake> {
     let m: Vec<Snowflake> = (0..=10).map(|i| id_at(base + i * 10, 0)).collect();
     for i in [4, 9, 1, 10, 7, 2, 3, 8, 5, 6] {
         s.messages
-            .put_message(&msg(channel_id, m[i], &format!("message {i}")))
+            .create_message(&msg(channel_id, m[i], &format!("message {i}")))
             .await
             .unwrap();
     }
@@ -1782,7 +1834,7 @@ pub async fn messages_bucket_boundaries<F: Fn(PathBuf) -> Fut, Fut: Future<Outpu
     let below = Snowflake(ch.get() - 1);
     let above = Snowflake(ch.get() + 1);
     for &id in a.iter().rev() {
-        s.messages.put_message(&msg(ch, id, "a")).await.unwrap();
+        s.messages.create_message(&msg(ch, id, "a")).await.unwrap();
     }
     let noise = [
         id_at(99 * b, 0),
@@ -1792,7 +1844,10 @@ pub async fn messages_bucket_boundaries<F: Fn(PathBuf) -> Fut, Fut: Future<Outpu
     ];
     for c in [below, above] {
         for &id in &noise {
-            s.messages.put_message(&msg(c, id, "noise")).await.unwrap();
+            s.messages
+                .create_message(&msg(c, id, "noise"))
+                .await
+                .unwrap();
         }
     }
     let r = |idx: &[usize]| idx.iter().map(|&i| a[i]).collect::<Vec<_>>();
@@ -1841,7 +1896,7 @@ pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
 
     // Every field survives the round trip.
     let rich = rich_msg(ch, m[0]);
-    s.messages.put_message(&rich).await.unwrap();
+    s.messages.create_message(&rich).await.unwrap();
     assert_eq!(s.messages.get_message(ch, m[0]).await.unwrap(), Some(rich));
     assert_eq!(
         s.messages.get_message(fresh_id(), m[0]).await.unwrap(),
@@ -1862,7 +1917,7 @@ pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
         edited_timestamp: Some(Timestamp::from_unix_ms(1_700_000_001_000)),
         ..msg(ch, m[5], "message 5")
     };
-    s.messages.put_message(&edited).await.unwrap();
+    assert!(s.messages.update_message(&edited).await.unwrap());
     assert_eq!(
         s.messages.get_message(ch, m[5]).await.unwrap(),
         Some(edited.clone())
@@ -1937,7 +1992,7 @@ pub async fn messages_edit_and_delete<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
 
     // A message stored again under a deleted id starts clean.
     s.messages
-        .put_message(&msg(ch, m[2], "again"))
+        .create_message(&msg(ch, m[2], "again"))
         .await
         .unwrap();
     assert_eq!(
@@ -2014,6 +2069,233 @@ pub async fn messages_delete_channel<F: Fn(PathBuf) -> Fut, Fut: Future<Output =
         vec![rc("👍", 1, true)]
     );
     s.messages.delete_channel(fresh_id()).await.unwrap();
+}
+
+pub async fn messages_create_never_replaces<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+    s.messages
+        .add_reaction(ch, m[3], "👍", Snowflake(5))
+        .await
+        .unwrap();
+    assert!(s.messages.set_pinned(ch, m[3], true).await.unwrap());
+    let stored = s.messages.get_message(ch, m[3]).await.unwrap().unwrap();
+    assert!(stored.pinned);
+    let pins_before = s.messages.list_pins(ch).await.unwrap();
+
+    // Another writer that minted the same id: refused, whatever its record says.
+    for intruder in [
+        msg(ch, m[3], "a different message"),
+        MessageRecord {
+            pinned: false,
+            ..stored.clone()
+        },
+        rich_msg(ch, m[3]),
+    ] {
+        assert!(
+            is_conflict(s.messages.create_message(&intruder).await, "id"),
+            "a create with an existing id is a conflict"
+        );
+    }
+    assert_eq!(
+        s.messages.get_message(ch, m[3]).await.unwrap(),
+        Some(stored.clone()),
+        "content and pinned state untouched"
+    );
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, m[3], Snowflake(5))
+            .await
+            .unwrap(),
+        vec![rc("👍", 1, true)]
+    );
+    assert_eq!(s.messages.list_pins(ch).await.unwrap(), pins_before);
+    assert_eq!(list(s, ch, HistoryAnchor::Latest, 100).await.len(), 10);
+
+    // The same id in another channel is another message.
+    let other = fresh_id();
+    s.messages
+        .create_message(&msg(other, m[3], "elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.messages.get_message(other, m[3]).await.unwrap(),
+        Some(msg(other, m[3], "elsewhere"))
+    );
+    assert_eq!(
+        s.messages.get_message(ch, m[3]).await.unwrap(),
+        Some(stored)
+    );
+}
+
+pub async fn messages_concurrent_creates_of_one_id<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let ch = fresh_id();
+    let contested = id_at(400 * BUCKET_MS + 7, 0);
+    // Twenty writers race for one id while thirty others create ids of their own beside them.
+    let mut tasks = Vec::new();
+    for n in 0..50u64 {
+        let messages = env.stores.messages.clone();
+        let record = if n % 5 < 2 {
+            msg(ch, contested, &format!("contender {n}"))
+        } else {
+            msg(
+                ch,
+                id_at(400 * BUCKET_MS + 100 + n, 0),
+                &format!("bystander {n}"),
+            )
+        };
+        tasks.push(tokio::spawn(async move {
+            let result = messages.create_message(&record).await;
+            (record, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        let (record, result) = task.await.unwrap();
+        if record.id != contested {
+            result.unwrap();
+            continue;
+        }
+        match result {
+            Ok(()) => winners.push(record),
+            Err(StoreError::Conflict("id")) => refused += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((winners.len(), refused), (1, 19), "exactly one create wins");
+    assert_eq!(
+        env.stores
+            .messages
+            .get_message(ch, contested)
+            .await
+            .unwrap(),
+        Some(winners[0].clone()),
+        "the stored message is the winner's"
+    );
+    assert_eq!(
+        list(&env.stores, ch, HistoryAnchor::Latest, 100)
+            .await
+            .len(),
+        31
+    );
+}
+
+pub async fn messages_update_of_a_missing_message<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let ch = fresh_id();
+    let m = ten_messages(s, ch).await;
+
+    // Never stored (pinned too, so no pin may appear either).
+    let ghost = MessageRecord {
+        pinned: true,
+        ..msg(ch, m[0], "never stored")
+    };
+    assert!(!s.messages.update_message(&ghost).await.unwrap());
+    assert_eq!(s.messages.get_message(ch, m[0]).await.unwrap(), None);
+    assert_eq!(
+        pin_records(s.messages.list_pins(ch).await.unwrap()),
+        Vec::new()
+    );
+    assert!(
+        !s.messages
+            .update_message(&msg(fresh_id(), m[4], "wrong channel"))
+            .await
+            .unwrap()
+    );
+
+    // An edit that arrives after the delete does not bring the message back.
+    let mut edit = s.messages.get_message(ch, m[4]).await.unwrap().unwrap();
+    assert_eq!(
+        s.messages.delete_messages(ch, &[m[4]]).await.unwrap(),
+        vec![m[4]]
+    );
+    edit.content = "edited too late".into();
+    edit.edited_timestamp = Some(Timestamp::from_unix_ms(1_700_000_002_000));
+    assert!(!s.messages.update_message(&edit).await.unwrap());
+    assert_eq!(s.messages.get_message(ch, m[4]).await.unwrap(), None);
+    let left = list(s, ch, HistoryAnchor::Latest, 100).await;
+    assert_eq!(left.len(), 9);
+    assert!(!left.contains(&m[4]));
+}
+
+pub async fn messages_newest_ids_of_channels<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let b = BUCKET_MS;
+    // Ids far apart, so channels next to each other are not confused.
+    let busy = Snowflake(fresh_id().get() + (1 << 21));
+    let m = ten_messages(s, busy).await;
+    let empty = Snowflake(busy.get() + 2);
+    // Newest message in bucket 120, deleted, so the newest left is in bucket 118 (the newer
+    // bucket stays listed but holds nothing).
+    let spread = Snowflake(busy.get() + 4);
+    let (older, newest) = (id_at(118 * b + 3, 0), id_at(120 * b, 0));
+    for id in [id_at(117 * b, 0), older, newest] {
+        s.messages
+            .create_message(&msg(spread, id, "spread"))
+            .await
+            .unwrap();
+    }
+    s.messages.delete_messages(spread, &[newest]).await.unwrap();
+    // Neighbours holding newer messages than the channels between them.
+    for neighbour in [
+        Snowflake(busy.get() - 1),
+        Snowflake(busy.get() + 1),
+        Snowflake(busy.get() + 3),
+        Snowflake(busy.get() + 5),
+    ] {
+        s.messages
+            .create_message(&msg(neighbour, id_at(130 * b, 0), "neighbour"))
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(
+        s.messages
+            .last_message_ids(&[empty, busy, spread, busy])
+            .await
+            .unwrap(),
+        vec![None, Some(m[10]), Some(older), Some(m[10])],
+        "in the order asked"
+    );
+    assert_eq!(s.messages.last_message_ids(&[]).await.unwrap(), Vec::new());
+    // A new message is the newest at once.
+    let newer = id_at(50 * BUCKET_MS + 5_000, 0);
+    s.messages
+        .create_message(&msg(busy, newer, "newest"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.messages.last_message_ids(&[busy]).await.unwrap(),
+        vec![Some(newer)]
+    );
+    s.messages.delete_channel(busy).await.unwrap();
+    assert_eq!(
+        s.messages.last_message_ids(&[busy]).await.unwrap(),
+        vec![None]
+    );
 }
 
 // ------------------------------------------------------------------ reactions
@@ -2401,7 +2683,7 @@ pub async fn pins_order_and_flag<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Sto
     );
     let mut edited = s.messages.get_message(ch, m[1]).await.unwrap().unwrap();
     edited.content = "edited while pinned".into();
-    s.messages.put_message(&edited).await.unwrap();
+    assert!(s.messages.update_message(&edited).await.unwrap());
     let pins = pin_records(s.messages.list_pins(ch).await.unwrap());
     assert_eq!(ids(&pins), vec![m[7], m[1], m[2]]);
     assert_eq!(pins[1], edited);
@@ -2593,7 +2875,7 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
         s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
         for &id in &m {
             s.messages
-                .put_message(&msg(ch, id, "persisted"))
+                .create_message(&msg(ch, id, "persisted"))
                 .await
                 .unwrap();
         }
@@ -2730,7 +3012,7 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
 
     // And the reopened store takes writes.
     s.messages
-        .put_message(&msg(ch, m[4], "after restart"))
+        .create_message(&msg(ch, m[4], "after restart"))
         .await
         .unwrap();
     assert_eq!(list(&s, ch, HistoryAnchor::Latest, 1).await, vec![m[4]]);
@@ -2781,7 +3063,9 @@ pub async fn concurrent_create_user_same_username<
     );
 }
 
-pub async fn concurrent_put_message<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
+pub async fn concurrent_create_message<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
     let env = env(open).await;
     let ch = fresh_id();
     let base = 300 * BUCKET_MS - 100;
@@ -2791,7 +3075,7 @@ pub async fn concurrent_put_message<F: Fn(PathBuf) -> Fut, Fut: Future<Output = 
     for &id in &all {
         let messages = env.stores.messages.clone();
         tasks.push(tokio::spawn(async move {
-            messages.put_message(&msg(ch, id, "concurrent")).await
+            messages.create_message(&msg(ch, id, "concurrent")).await
         }));
     }
     for task in tasks {
@@ -2977,4 +3261,295 @@ pub async fn concurrent_insert_signing_key<F: Fn(PathBuf) -> Fut, Fut: Future<Ou
     }
     assert_eq!(winners.len(), 1, "exactly one insert wins");
     assert_eq!(keys_with_prefix(&env.stores, &prefix).await, winners);
+}
+
+// ------------------------------------------------------------------ id leases
+
+/// Long enough that no lease of these cases runs out unless the case waits for it.
+const LEASE: Duration = Duration::from_secs(60);
+/// A lease a case lets run out. Two seconds, because ScyllaDB counts TTLs in whole seconds
+/// from a whole second, so a one-second lease may have less than a second left at once.
+const SHORT_LEASE: Duration = Duration::from_secs(2);
+
+/// A node id no other case uses, in its generation `generation`.
+fn node(tag: &str, generation: u64) -> NodeIdentity {
+    NodeIdentity::new(format!("{tag}-{}", fresh_id()), GenerationId(generation))
+}
+
+#[track_caller]
+fn claimed(claim: IdClaim) -> IdLease {
+    match claim {
+        IdClaim::Claimed(lease) => lease,
+        other => panic!("expected a claimed pair, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn held(claim: IdClaim) -> IdLease {
+    match claim {
+        IdClaim::Held(lease) => lease,
+        other => panic!("expected the pair to be held, got {other:?}"),
+    }
+}
+
+/// The pair after `pair`, wrapping around.
+fn next_pair(pair: IdPair) -> IdPair {
+    IdPair::from_index((pair.index() + 1) % IdPair::COUNT).unwrap()
+}
+
+pub async fn leases_concurrent_claims_get_distinct_pairs<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let before = Timestamp::now();
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let nodes = env.stores.nodes.clone();
+        let me = node("racer", n);
+        tasks.push(tokio::spawn(async move {
+            let claim = nodes.claim_id_pair(&me, None, LEASE).await.unwrap();
+            (me, claim)
+        }));
+    }
+    let mut pairs = HashSet::new();
+    for task in tasks {
+        let (me, claim) = task.await.unwrap();
+        let lease = claimed(claim);
+        assert_eq!(lease.holder, me);
+        assert!(lease.pair.is_valid());
+        assert!(lease.expires_at > before, "{lease:?}");
+        assert!(pairs.insert(lease.pair), "{} handed out twice", lease.pair);
+    }
+    assert_eq!(pairs.len(), 16);
+}
+
+pub async fn leases_a_held_pair_is_refused_naming_its_holder<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (node("a", 1), node("b", 1));
+    let lease = claimed(s.nodes.claim_id_pair(&a, None, LEASE).await.unwrap());
+    let refused = held(
+        s.nodes
+            .claim_id_pair(&b, Some(lease.pair), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(refused, lease, "the answer names the holder and its lease");
+    // Its holder claiming it again keeps it, and extends it.
+    let again = claimed(
+        s.nodes
+            .claim_id_pair(&a, Some(lease.pair), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((again.pair, &again.holder), (lease.pair, &a));
+    assert!(again.expires_at >= lease.expires_at);
+    // A free pair asked for by name is granted as asked.
+    let wanted = next_pair(lease.pair);
+    let other = claimed(
+        s.nodes
+            .claim_id_pair(&b, Some(wanted), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((other.pair, &other.holder), (wanted, &b));
+}
+
+pub async fn leases_an_expired_lease_is_claimed_by_another_node<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b, c) = (node("a", 1), node("b", 1), node("c", 1));
+    let lease = claimed(s.nodes.claim_id_pair(&a, None, SHORT_LEASE).await.unwrap());
+    let c_lease = claimed(s.nodes.claim_id_pair(&c, None, SHORT_LEASE).await.unwrap());
+    let p = lease.pair;
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap()).holder,
+        a
+    );
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(500)).await;
+
+    let taken = claimed(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap());
+    assert_eq!(taken.holder, b);
+    assert_eq!(s.nodes.renew_id_pair(&a, p, LEASE).await.unwrap(), None);
+    assert!(!s.nodes.release_id_pair(&a, p).await.unwrap());
+    assert_eq!(
+        s.nodes
+            .renew_id_pair(&b, p, LEASE)
+            .await
+            .unwrap()
+            .map(|l| l.holder),
+        Some(b.clone()),
+        "the old holder's attempts changed nothing"
+    );
+    // Expired and taken by nobody: still no longer the holder's to renew.
+    assert_eq!(
+        s.nodes
+            .renew_id_pair(&c, c_lease.pair, LEASE)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn leases_renew_extends_and_only_the_holder_renews<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (node("a", 1), node("b", 1));
+    let lease = claimed(
+        s.nodes
+            .claim_id_pair(&a, None, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    let p = lease.pair;
+    let renewed = s.nodes.renew_id_pair(&a, p, LEASE).await.unwrap().unwrap();
+    assert_eq!((renewed.pair, &renewed.holder), (p, &a));
+    assert!(
+        renewed.expires_at > lease.expires_at,
+        "{renewed:?} after {lease:?}"
+    );
+    assert_eq!(s.nodes.renew_id_pair(&b, p, LEASE).await.unwrap(), None);
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap()),
+        renewed,
+        "a stranger's renewal changed nothing"
+    );
+    assert_eq!(
+        s.nodes
+            .renew_id_pair(&a, next_pair(p), LEASE)
+            .await
+            .unwrap(),
+        None,
+        "a pair never claimed"
+    );
+}
+
+pub async fn leases_release_frees_the_pair<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (node("a", 1), node("b", 1));
+    let p = claimed(s.nodes.claim_id_pair(&a, None, LEASE).await.unwrap()).pair;
+    assert!(!s.nodes.release_id_pair(&b, p).await.unwrap());
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap()).holder,
+        a
+    );
+    assert!(s.nodes.release_id_pair(&a, p).await.unwrap());
+    assert!(!s.nodes.release_id_pair(&a, p).await.unwrap(), "only once");
+    assert_eq!(s.nodes.renew_id_pair(&a, p, LEASE).await.unwrap(), None);
+    let taken = claimed(s.nodes.claim_id_pair(&b, Some(p), LEASE).await.unwrap());
+    assert_eq!((taken.pair, &taken.holder), (p, &b));
+}
+
+pub async fn leases_another_generation_is_another_holder<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let old = node("restarted", 1_700_000_000_000);
+    let new = NodeIdentity::new(old.node_id.clone(), GenerationId(old.generation.0 + 1));
+    let lease = claimed(s.nodes.claim_id_pair(&old, None, LEASE).await.unwrap());
+    let p = lease.pair;
+    assert_eq!(
+        held(s.nodes.claim_id_pair(&new, Some(p), LEASE).await.unwrap()),
+        lease,
+        "the same node id in a later generation does not inherit the pair"
+    );
+    assert_eq!(s.nodes.renew_id_pair(&new, p, LEASE).await.unwrap(), None);
+    assert!(!s.nodes.release_id_pair(&new, p).await.unwrap());
+    assert!(
+        s.nodes
+            .renew_id_pair(&old, p, LEASE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let own = claimed(s.nodes.claim_id_pair(&new, None, LEASE).await.unwrap());
+    assert_ne!(own.pair, p);
+    assert_eq!(own.holder, new);
+}
+
+pub async fn leases_every_pair_held_is_exhausted<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    // Every pair, each by a node of its own, 32 claims at a time.
+    let all: Vec<IdPair> = (0..IdPair::COUNT)
+        .map(|i| IdPair::from_index(i).unwrap())
+        .collect();
+    let mut holders = Vec::new();
+    for chunk in all.chunks(32) {
+        let mut tasks = Vec::new();
+        for &pair in chunk {
+            let nodes = s.nodes.clone();
+            let me = node("all", 1);
+            tasks.push(tokio::spawn(async move {
+                let claim = nodes.claim_id_pair(&me, Some(pair), LEASE).await.unwrap();
+                (me, claim)
+            }));
+        }
+        for task in tasks {
+            let (me, claim) = task.await.unwrap();
+            assert_eq!(claimed(claim).holder, me);
+            holders.push(me);
+        }
+    }
+    let late = node("late", 1);
+    assert_eq!(
+        s.nodes.claim_id_pair(&late, None, LEASE).await.unwrap(),
+        IdClaim::Exhausted
+    );
+    assert_eq!(
+        held(
+            s.nodes
+                .claim_id_pair(&late, Some(all[7]), LEASE)
+                .await
+                .unwrap()
+        )
+        .holder,
+        holders[7]
+    );
+    // One pair comes free, and the next open claim gets exactly it.
+    assert!(
+        s.nodes
+            .release_id_pair(&holders[500], all[500])
+            .await
+            .unwrap()
+    );
+    let got = claimed(s.nodes.claim_id_pair(&late, None, LEASE).await.unwrap());
+    assert_eq!((got.pair, &got.holder), (all[500], &late));
+    assert_eq!(
+        s.nodes
+            .claim_id_pair(&node("later", 1), None, LEASE)
+            .await
+            .unwrap(),
+        IdClaim::Exhausted
+    );
 }

@@ -1,5 +1,5 @@
 //! The conformance suite against PostgreSQL, and the backend's own cases: migrations, connection
-//! failures and the group commit of messages.
+//! failures and the group commit of message creates.
 //!
 //! One PostgreSQL server (Debian's package, started by `enrichment-testkit` on an ephemeral port)
 //! serves the whole test binary; every case gets a database of its own, and the server stops
@@ -20,7 +20,7 @@ use enrichment_storage::postgres::{
     LATEST_SCHEMA_VERSION, PostgresError, PostgresOptions, PostgresStore,
 };
 use enrichment_storage::testsuite::{fresh_id, id_at};
-use enrichment_storage::{BUCKET_MS, MessageRecord, MessageStore, Stores};
+use enrichment_storage::{BUCKET_MS, MessageRecord, MessageStore, StoreError, Stores};
 use enrichment_testkit::Postgres;
 use tokio_postgres::NoTls;
 
@@ -254,7 +254,7 @@ async fn migrated_store() -> (String, Arc<PostgresStore>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_puts_from_64_tasks_land_in_order_and_share_commits() {
+async fn concurrent_creates_from_64_tasks_land_in_order_and_share_commits() {
     let (_url, store) = migrated_store().await;
     let ch = fresh_id();
     let (tasks, per_task) = (64u64, 20u64);
@@ -268,9 +268,9 @@ async fn concurrent_puts_from_64_tasks_land_in_order_and_share_commits() {
             for k in 0..per_task {
                 let n = t + k * tasks;
                 store
-                    .put_message(&message(ch, id(n), &format!("m{n}")))
+                    .create_message(&message(ch, id(n), &format!("m{n}")))
                     .await
-                    .expect("put");
+                    .expect("create");
                 // Written means readable, at once.
                 assert!(store.get_message(ch, id(n)).await.expect("get").is_some());
             }
@@ -299,7 +299,7 @@ async fn concurrent_puts_from_64_tasks_land_in_order_and_share_commits() {
     assert_eq!(stats.rows, total);
     assert!(
         stats.batches < total,
-        "concurrent puts share commits: {stats:?}"
+        "concurrent creates share commits: {stats:?}"
     );
 }
 
@@ -320,7 +320,7 @@ async fn a_failed_batch_fails_each_of_its_callers_and_stores_none_of_them() {
         let content = if n == 100 { "poison" } else { "fine" };
         let m = message(ch, id_at(base + n, 0), content);
         handles.push(tokio::spawn(async move {
-            let result = store.put_message(&m).await;
+            let result = store.create_message(&m).await;
             (m.id, result.is_ok())
         }));
     }
@@ -335,9 +335,9 @@ async fn a_failed_batch_fails_each_of_its_callers_and_stores_none_of_them() {
     // The writer goes on after a failed batch.
     let after = message(ch, id_at(base + 1000, 0), "after");
     store
-        .put_message(&after)
+        .create_message(&after)
         .await
-        .expect("put after a failure");
+        .expect("create after a failure");
     assert_eq!(
         store.get_message(ch, after.id).await.expect("get"),
         Some(after)
@@ -349,7 +349,7 @@ async fn message_ids_beyond_the_ordered_range_are_refused() {
     let (_url, store) = migrated_store().await;
     let ch = fresh_id();
     let err = store
-        .put_message(&message(ch, Snowflake(u64::MAX), "too far"))
+        .create_message(&message(ch, Snowflake(u64::MAX), "too far"))
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("message id"), "{err}");
@@ -362,12 +362,69 @@ async fn message_ids_beyond_the_ordered_range_are_refused() {
     );
     // Only the caller with the bad id failed; the writer is fine.
     let ok = message(ch, id_at(700 * BUCKET_MS, 0), "fine");
-    store.put_message(&ok).await.expect("put");
+    store.create_message(&ok).await.expect("create");
     assert_eq!(
         store
             .list_messages(ch, HistoryAnchor::Latest, 10)
             .await
             .expect("list"),
         vec![ok]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_of_a_stored_id_is_refused_alone_while_its_batch_commits() {
+    let (_url, store) = migrated_store().await;
+    let ch = fresh_id();
+    let base = 800 * BUCKET_MS;
+    let taken: Vec<MessageRecord> = (0..10u64)
+        .map(|n| message(ch, id_at(base + 1000 + n, 0), &format!("first {n}")))
+        .collect();
+    for m in &taken {
+        store.create_message(m).await.expect("create");
+    }
+    let before = store.message_writer_stats();
+    // 100 new messages and a second create of each taken id, all at once.
+    let mut handles = Vec::new();
+    for n in 0..110u64 {
+        let store = Arc::clone(&store);
+        let m = if n < 100 {
+            message(ch, id_at(base + 1 + n, 0), &format!("new {n}"))
+        } else {
+            message(ch, taken[(n - 100) as usize].id, "second writer")
+        };
+        handles.push(tokio::spawn(async move {
+            let result = store.create_message(&m).await;
+            (n, result)
+        }));
+    }
+    for handle in handles {
+        let (n, result) = handle.await.expect("task");
+        if n < 100 {
+            result.expect("a fresh id is stored");
+        } else {
+            assert!(
+                matches!(result, Err(StoreError::Conflict("id"))),
+                "{n}: {result:?}"
+            );
+        }
+    }
+    for m in &taken {
+        assert_eq!(
+            store.get_message(ch, m.id).await.expect("get").as_ref(),
+            Some(m),
+            "the first message stays"
+        );
+    }
+    let after = store.message_writer_stats();
+    assert_eq!(after.calls - before.calls, 110);
+    assert_eq!(
+        after.rows - before.rows,
+        100,
+        "refused rows are not counted as stored"
+    );
+    assert!(
+        after.batches - before.batches < 110,
+        "refused and stored creates shared commits: {before:?} -> {after:?}"
     );
 }

@@ -61,6 +61,10 @@ async fn schema_statements_and_round_trips_over_the_wire() {
         s.users.find_user_by_login("ALICE").await.unwrap(),
         Some(alice.id)
     );
+    assert_eq!(
+        s.users.get_users(&[fresh_id(), alice.id]).await.unwrap(),
+        vec![alice.clone()]
+    );
 
     let guild = guild(fresh_id(), alice.id, Vec::new());
     let channel = channel(fresh_id(), guild.id, "general");
@@ -90,7 +94,7 @@ async fn schema_statements_and_round_trips_over_the_wire() {
     );
 
     let m = msg(channel.id, fresh_id(), "hello over CQL");
-    s.messages.put_message(&m).await.expect("put message");
+    s.messages.create_message(&m).await.expect("create message");
     assert_eq!(
         s.messages.get_message(m.channel_id, m.id).await.unwrap(),
         Some(m.clone())
@@ -101,6 +105,13 @@ async fn schema_statements_and_round_trips_over_the_wire() {
         .await
         .unwrap();
     assert!(page.contains(&m), "{page:?}");
+    assert_eq!(
+        s.messages
+            .last_message_ids(&[m.channel_id, fresh_id()])
+            .await
+            .unwrap(),
+        vec![Some(m.id), None]
+    );
     assert!(
         s.messages
             .add_reaction(m.channel_id, m.id, "👍", alice.id)

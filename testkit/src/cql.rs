@@ -3,9 +3,11 @@
 //! and every statement prepares and binds. Its query semantics are incomplete (clustering
 //! ranges, ORDER BY, LWT and TTL are not honoured), so it proves nothing about results.
 //!
-//! One shim: the driver prepares its `system.local` topology query with a literal in the
+//! Two shims: the driver prepares its `system.local` topology query with a literal in the
 //! WHERE clause (`WHERE key='local'`), which kassandra prepares but then executes without the
-//! literal. Such statements are remembered at PREPARE and executed as plain queries.
+//! literal. Such statements are remembered at PREPARE and executed as plain queries. And
+//! kassandra's parser knows no `USING TTL ?` between an UPDATE's table and its SET, so that
+//! clause is dropped from the text it prepares (it honours no TTL anyway).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,15 +100,34 @@ fn literal_query(body: &[u8]) -> Option<String> {
     lower[at..].contains('\'').then(|| query.to_owned())
 }
 
+/// A PREPARE body without the `USING TTL ?` of an UPDATE, or `None` when it has none.
+fn without_update_ttl(body: &[u8]) -> Option<Vec<u8>> {
+    const TTL: &str = " USING TTL ? SET ";
+    let len = u32::from_be_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let query = std::str::from_utf8(body.get(4..4 + len)?).ok()?;
+    if !query.trim_start().to_uppercase().starts_with("UPDATE ") {
+        return None;
+    }
+    let at = query.to_uppercase().find(TTL)?;
+    let rewritten = format!("{} SET {}", &query[..at], &query[at + TTL.len()..]);
+    let mut out = u32::try_from(rewritten.len()).ok()?.to_be_bytes().to_vec();
+    out.extend_from_slice(rewritten.as_bytes());
+    out.extend_from_slice(body.get(4 + len..)?);
+    Some(out)
+}
+
 async fn client(db: Arc<Mutex<KassandraSession>>, mut stream: tokio::net::TcpStream) {
     let (mut read, mut write) = stream.split();
     let mut requests = request_stream(&mut read);
     let mut responses = response_sink(&mut write);
     let mut literal: HashMap<u128, String> = HashMap::new();
     while let Some(Ok((frame, opcode, body))) = requests.next().await {
-        let literal_text = matches!(opcode, RequestOpcode::Prepare)
-            .then(|| literal_query(&body))
-            .flatten();
+        let is_prepare = matches!(opcode, RequestOpcode::Prepare);
+        let body = match is_prepare.then(|| without_update_ttl(&body)).flatten() {
+            Some(rewritten) => rewritten.into(),
+            None => body,
+        };
+        let literal_text = is_prepare.then(|| literal_query(&body)).flatten();
         let response = match Request::deserialize(opcode, &body, frame.flags) {
             Err(_) => Response::Error(Error::new(DbError::ProtocolError, "cannot parse request")),
             Ok(request) => {

@@ -74,19 +74,33 @@ impl Guarded {
         dir: &Path,
         uid_gid: Option<(u32, u32)>,
     ) -> Result<Guarded> {
+        Self::spawn_stopped_by("TERM", program, args, log, dir, uid_gid)
+    }
+
+    /// [`Guarded::spawn`], for a server whose fast, clean shutdown is `signal` (`TERM`, `INT`)
+    /// rather than SIGTERM.
+    pub fn spawn_stopped_by(
+        signal: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        dir: &Path,
+        uid_gid: Option<(u32, u32)>,
+    ) -> Result<Guarded> {
         // The server gets stdin from /dev/null, so only the guard holds the pipe. On EOF the
-        // guard sends SIGTERM (a fast, clean shutdown for all three servers) and waits, so the
-        // directory is released before anything removes it. An orderly `stop` first writes
-        // `keep`: the owner may start the server again in the same directory (a restart, a
-        // retry on another port) and removes the directory itself when dropped. EOF without
-        // `keep` means the process ended with the server still held, so nobody else will.
-        let script = r#"log="$1"; dir="$2"; shift 2; "$@" </dev/null >>"$log" 2>&1 & pid=$!; trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' TERM INT; keep=; while read -r line; do [ "$line" = keep ] && keep=1; done; kill -TERM $pid 2>/dev/null; wait $pid; [ -n "$keep" ] || rm -rf "$dir""#;
+        // guard sends the stop signal and waits, so the directory is released before anything
+        // removes it. An orderly `stop` first writes `keep`: the owner may start the server
+        // again in the same directory (a restart, a retry on another port) and removes the
+        // directory itself when dropped. EOF without `keep` means the process ended with the
+        // server still held, so nobody else will.
+        let script = r#"log="$1"; dir="$2"; sig="$3"; shift 3; "$@" </dev/null >>"$log" 2>&1 & pid=$!; trap 'kill -$sig $pid 2>/dev/null; wait $pid; exit 0' TERM INT; keep=; while read -r line; do [ "$line" = keep ] && keep=1; done; kill -$sig $pid 2>/dev/null; wait $pid; [ -n "$keep" ] || rm -rf "$dir""#;
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(script)
             .arg("guard")
             .arg(log)
             .arg(dir)
+            .arg(signal)
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())

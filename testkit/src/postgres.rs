@@ -127,7 +127,16 @@ impl Postgres {
                 }
             }
             let log = dir.path().join(format!("postgres-{port}.log"));
-            let mut server = Guarded::spawn(&bin.join("postgres"), &args, &log, dir.path(), user)?;
+            // SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to
+            // disconnect (a node under test keeps its pool open); SIGINT is its fast one.
+            let mut server = Guarded::spawn_stopped_by(
+                "INT",
+                &bin.join("postgres"),
+                &args,
+                &log,
+                dir.path(),
+                user,
+            )?;
             match wait_ready(&bin, port, &mut server) {
                 Ok(()) => {
                     return Ok(Postgres {
@@ -189,7 +198,7 @@ impl Postgres {
         self.dir.path()
     }
 
-    /// Stops the server (for tests of an unreachable database).
+    /// Stops the server, disconnecting its clients (for tests of an unreachable database).
     pub fn stop(&mut self) {
         self.server.stop();
     }

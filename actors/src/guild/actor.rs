@@ -316,25 +316,25 @@ impl Actor for GuildActor {
         let state = snapshot
             .and_then(GuildState::from_snapshot)
             .ok_or_else(|| Box::new(UnknownGuild) as ActorProcessingErr)?;
-        let mut last_message = HashMap::new();
-        for c in state.channels.values().filter(|c| c.kind.is_text_based()) {
-            let newest = ctx
-                .stores
-                .messages
-                .list_messages(c.id, enrichment_protocol::rest::HistoryAnchor::Latest, 1)
-                .await?;
-            if let Some(m) = newest.first() {
-                last_message.insert(c.id, m.id);
-            }
-        }
+        // One store call per kind of data, however large the guild: a handoff waits on this.
+        let text: Vec<Snowflake> = state
+            .channels
+            .values()
+            .filter(|c| c.kind.is_text_based())
+            .map(|c| c.id)
+            .collect();
+        let newest = ctx.stores.messages.last_message_ids(&text).await?;
+        let last_message: HashMap<Snowflake, Snowflake> = text
+            .into_iter()
+            .zip(newest)
+            .filter_map(|(c, m)| Some((c, m?)))
+            .collect();
         // Warm the user cache with members so hydration on the hot path rarely waits.
-        for m in state.members.keys() {
-            ctx.users.get(*m).await?;
-        }
-        // Sessions that already followed this guild (the actor restarted) are pushed in by the
-        // gateway side before the first command; presence is asked for once, then kept up to
-        // date by session ops.
         let members: Vec<Snowflake> = state.members.keys().copied().collect();
+        ctx.users.get_many(&members).await?;
+        // Sessions that already followed this guild (the actor restarted) are pushed in by the
+        // gateway side before the first request; presence is asked for once, then kept up to
+        // date by session ops.
         let online: HashMap<Snowflake, Presence> = ctx
             .presences
             .online(&members)

@@ -31,7 +31,9 @@ pub enum Change {
         guild_id: Snowflake,
         writes: Vec<GuildWrite>,
     },
+    /// A new message: refused (`StoreError::Conflict`) if its id is already stored.
     CreateMessage(MessageRecord),
+    /// An edit of an existing message.
     UpdateMessage(MessageRecord),
     /// Messages with their reactions and pins.
     DeleteMessages {
@@ -105,11 +107,17 @@ pub async fn apply(stores: &Stores, change: Change) -> StoreResult<Applied> {
             .write_guild(guild_id, writes)
             .await
             .map(|()| Applied::Done),
-        Change::CreateMessage(m) | Change::UpdateMessage(m) => stores
+        Change::CreateMessage(m) => stores
             .messages
-            .put_message(&m)
+            .create_message(&m)
             .await
             .map(|()| Applied::Done),
+        // An edit of a message that is gone (deleted meanwhile) writes nothing: `Changed(false)`.
+        Change::UpdateMessage(m) => stores
+            .messages
+            .update_message(&m)
+            .await
+            .map(Applied::Changed),
         Change::DeleteMessages {
             channel_id,
             message_ids,

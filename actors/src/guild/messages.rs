@@ -13,7 +13,7 @@ use enrichment_protocol::models::{
 };
 use enrichment_protocol::rest::CreateMessage;
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
-use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount};
+use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount, StoreError};
 use futures::FutureExt;
 
 use super::actor::{GuildActorState, GuildContext, publish};
@@ -302,12 +302,25 @@ impl GuildActorState {
                         member: Some(member),
                     }),
                 };
+                let (message_id, channel_id) = (record.id, record.channel_id);
                 self.commit_then(
                     Change::CreateMessage(record),
                     move |outcome| match outcome {
                         Ok(_) => {
                             reply.send(Ok((*message).clone()));
                             publish(&bus, &recipients, dispatch);
+                        }
+                        Err(StoreError::Conflict(_)) => {
+                            // Another writer minted this id too. No retry under a new id: it
+                            // would land out of order in the channel.
+                            tracing::error!(
+                                %message_id,
+                                %channel_id,
+                                "message id already stored: two writers minted the same snowflake; the message was refused"
+                            );
+                            metrics::counter!("enrichment_message_id_conflicts_total")
+                                .increment(1);
+                            reply.send(Err(ApiError::internal()));
                         }
                         Err(e) => reply.send(Err(GuildContext::store_error(e))),
                     },
@@ -564,6 +577,9 @@ impl GuildActorState {
                 async move {
                     let result = match apply(&ctx.stores, Change::UpdateMessage(rec.clone())).await
                     {
+                        Ok(Applied::Changed(false)) => {
+                            Err(ApiError::unknown(ErrorCode::UnknownMessage))
+                        }
                         Ok(_) => hydrate(&ctx, rec, actor, true).await,
                         Err(e) => Err(GuildContext::store_error(e)),
                     };

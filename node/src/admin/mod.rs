@@ -3,7 +3,8 @@
 //! User and bot tokens are refused like any other wrong token: 401 with Discord's body and no
 //! data, for every path under the prefix, before the path is even matched.
 //!
-//! - `GET /cluster/status`: every node (one today) with its gauges;
+//! - `GET /cluster/status`: every node (one today) with its gauges, its generation and the
+//!   snowflake id pair it mints with;
 //! - `GET /cluster/ring[?guild_id=X]`: the ring, and the owner of guild X when asked;
 //! - `GET /keys`, `POST /keys/rotate`: the JWT signing keys (ids only); rotation signs new
 //!   tokens with a fresh key, older tokens keep verifying, other nodes follow on their own;
@@ -29,13 +30,15 @@ use enrichment_protocol::admin::{
     ADMIN_PREFIX, ClusterRing, ClusterStatus, GuildOwner, NodeInfo, NodeStatus, RingNode,
     RingQuery, SigningKeys,
 };
-use enrichment_protocol::{ApiError, ErrorCode, Timestamp};
+use enrichment_protocol::node::NodeIdentity;
+use enrichment_protocol::{ApiError, ErrorCode, IdPair, Timestamp};
 use enrichment_storage::shared::SharedState;
 
 pub use credentials::AdminToken;
 
 use crate::error::{ApiResult, HttpError};
 use crate::gateway::GatewayServer;
+use crate::ids::LeaseLost;
 
 /// What the admin routes read and act on.
 pub struct AdminState {
@@ -52,6 +55,12 @@ pub struct AdminState {
     pub blobs: &'static str,
     pub shared: Arc<dyn SharedState>,
     pub keyring: Arc<Keyring>,
+    /// The node id with this process's generation.
+    pub identity: NodeIdentity,
+    /// The snowflake worker and process ids the node mints with.
+    pub id_pair: IdPair,
+    /// Set once the node lost the lease on `id_pair` (it is then stopping).
+    pub lease_lost: LeaseLost,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -87,6 +96,8 @@ impl AdminState {
             storage: self.storage.to_owned(),
             blobs: self.blobs.to_owned(),
             shared_state: self.shared.health().as_str().to_owned(),
+            generation: self.identity.generation,
+            id_pair: self.id_pair,
         }
     }
 

@@ -581,7 +581,7 @@ mod tests {
             Some("0123456789012345"),
             "an all-digit token stays a string"
         );
-        assert_eq!((c.worker_id, c.http_workers), (3, 2));
+        assert_eq!((c.worker_id, c.http_workers), (Some(3), 2));
         assert!(!c.rate_limits.enabled);
         assert_eq!(c.storage, super::super::StorageKind::Scylla);
         assert_eq!(

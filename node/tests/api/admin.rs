@@ -112,6 +112,16 @@ async fn status_reports_the_node_as_it_is_and_is_not_rate_limited() {
         (0, 0),
         "{before:?}"
     );
+    assert_eq!(before.generation, node.ids.identity.generation);
+    assert!(before.generation.0 > 1_700_000_000_000, "{before:?}");
+    assert_eq!(before.id_pair, node.ids.pair);
+    if !shared_backends() {
+        assert_eq!(
+            before.id_pair,
+            enrichment_protocol::IdPair::default(),
+            "a single node mints with 0/0 unless told otherwise"
+        );
+    }
     let alice = t.register("alice").await;
     let (gid, _) = t.guild(&alice, "home").await;
     let (mut gw, _) = Gw::identify(&t, &alice.token, ALL).await;

@@ -14,6 +14,7 @@ mod gateway;
 mod gateway_events;
 mod gateway_limits;
 mod guilds;
+mod id_leases;
 mod isolation;
 mod limits;
 mod messages;

@@ -28,6 +28,7 @@
 //! | `pins` | `channel \| pinned_at_ms \| message` | empty |
 //! | `pin_of` | `channel \| message` | `pinned_at_ms` |
 //! | `signing_keys` | kid | `SigningKeyRecord` |
+//! | `id_leases` | pair index (`u16`, `worker_id * 32 + process_id`) | `{node_id, generation, expires_at_ms}` |
 //!
 //! Ids are 8 bytes. The message key mirrors the ScyllaDB layout, partition `(channel, bucket)`
 //! and clustering `message_id`; because a bucket is a function of the id, the key order is

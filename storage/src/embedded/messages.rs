@@ -184,20 +184,38 @@ fn list(
 
 #[async_trait]
 impl MessageStore for EmbeddedStore {
-    /// Also brings the pin index in line with `message.pinned`, so an edit that carries the
-    /// pinned flag keeps the message in the pins and a record written pinned shows up there.
-    async fn put_message(&self, message: &MessageRecord) -> StoreResult<()> {
+    /// The existence check and the insert run under `messages_lock` and commit as one batch,
+    /// so of two creates of one id exactly one finds the key free.
+    async fn create_message(&self, message: &MessageRecord) -> StoreResult<()> {
         let message = message.clone();
         self.write(move |inner| {
             let _guard = lock(&inner.messages_lock);
             let mut tx = Tx::new(inner);
-            tx.put_json(
-                Ks::Messages,
-                keys::message(message.channel_id, message.id),
-                &message,
-            )?;
+            let key = keys::message(message.channel_id, message.id);
+            if tx.exists(Ks::Messages, &key)? {
+                return Err(StoreError::Conflict("id"));
+            }
+            tx.put_json(Ks::Messages, key, &message)?;
             sync_pin(&mut tx, message.channel_id, message.id, message.pinned)?;
             Ok(((), tx.commit()?))
+        })
+        .await
+    }
+
+    /// Also brings the pin index in line with `message.pinned`, so an edit that carries the
+    /// pinned flag keeps the message in the pins.
+    async fn update_message(&self, message: &MessageRecord) -> StoreResult<bool> {
+        let message = message.clone();
+        self.write(move |inner| {
+            let _guard = lock(&inner.messages_lock);
+            let mut tx = Tx::new(inner);
+            let key = keys::message(message.channel_id, message.id);
+            if !tx.exists(Ks::Messages, &key)? {
+                return Ok((false, Committed(false)));
+            }
+            tx.put_json(Ks::Messages, key, &message)?;
+            sync_pin(&mut tx, message.channel_id, message.id, message.pinned)?;
+            Ok((true, tx.commit()?))
         })
         .await
     }
@@ -219,6 +237,29 @@ impl MessageStore for EmbeddedStore {
     ) -> StoreResult<Vec<MessageRecord>> {
         self.blocking(move |inner| list(inner, channel_id, anchor, limit))
             .await
+    }
+
+    /// The last key of each channel's range, read from one snapshot; values are not decoded.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>> {
+        let channel_ids = channel_ids.to_vec();
+        self.blocking(move |inner| {
+            let snap = inner.db.snapshot();
+            let ks = inner.ks(Ks::Messages);
+            channel_ids
+                .into_iter()
+                .map(|c| {
+                    match snap.range(ks, id(c).to_vec()..=message_max(c)).next_back() {
+                        // `channel | bucket | id`: the id is the last 8 bytes.
+                        Some(entry) => Ok(Some(read_id(&entry.key()?, 12)?)),
+                        None => Ok(None),
+                    }
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn delete_messages(

@@ -1,8 +1,8 @@
 //! The embedded backend: every store in one [fjall](https://docs.rs/fjall) database on local disk.
 //!
 //! This is what a single node runs on when it has no external database. It owns the on-disk
-//! layout of users, applications, guilds, messages and signing keys (`keys.rs` documents every
-//! key format) and keeps the crate's contract: a write is durable and visible when its future
+//! layout of users, applications, guilds, messages, signing keys and id leases (`keys.rs`
+//! documents every key format) and keeps the crate's contract: a write is durable and visible when its future
 //! resolves `Ok`, and a write that fails leaves nothing behind.
 //!
 //! # Atomicity
@@ -46,6 +46,7 @@
 mod guilds;
 mod keys;
 mod messages;
+mod nodes;
 mod signing_keys;
 mod users;
 
@@ -93,10 +94,11 @@ pub(crate) enum Ks {
     Pins,
     PinOf,
     SigningKeys,
+    IdLeases,
 }
 
 impl Ks {
-    const ALL: [Ks; 22] = [
+    const ALL: [Ks; 23] = [
         Ks::Users,
         Ks::Credentials,
         Ks::Usernames,
@@ -119,6 +121,7 @@ impl Ks {
         Ks::Pins,
         Ks::PinOf,
         Ks::SigningKeys,
+        Ks::IdLeases,
     ];
 
     /// On-disk names; changing one orphans the data stored under it.
@@ -146,6 +149,7 @@ impl Ks {
             Ks::Pins => "pins",
             Ks::PinOf => "pin_of",
             Ks::SigningKeys => "signing_keys",
+            Ks::IdLeases => "id_leases",
         }
     }
 }
@@ -165,6 +169,8 @@ pub(crate) struct Inner {
     messages_lock: Mutex<()>,
     /// Serializes the check-then-write sections on signing keys.
     keys_lock: Mutex<()>,
+    /// Serializes id-pair claims, renewals and releases.
+    leases_lock: Mutex<()>,
 }
 
 impl Inner {
@@ -403,6 +409,7 @@ impl EmbeddedStore {
             guilds_lock: Mutex::new(()),
             messages_lock: Mutex::new(()),
             keys_lock: Mutex::new(()),
+            leases_lock: Mutex::new(()),
         };
         users::index_user_families(&inner)?;
         Ok(EmbeddedStore {
@@ -418,7 +425,8 @@ impl EmbeddedStore {
             applications: self.clone(),
             guilds: self.clone(),
             messages: self.clone(),
-            keys: self,
+            keys: self.clone(),
+            nodes: self,
         }
     }
 

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use enrichment_protocol::models::User;
 use enrichment_protocol::{Snowflake, Timestamp};
+use fjall::Readable;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{concat, id, read_id};
@@ -110,6 +111,22 @@ impl UserStore for EmbeddedStore {
     async fn get_user(&self, user_id: Snowflake) -> StoreResult<Option<User>> {
         self.blocking(move |inner| inner.get_json(Ks::Users, &id(user_id)))
             .await
+    }
+
+    /// One blocking call reading one snapshot.
+    async fn get_users(&self, ids: &[Snowflake]) -> StoreResult<Vec<User>> {
+        let ids = ids.to_vec();
+        self.blocking(move |inner| {
+            let snap = inner.db.snapshot();
+            let mut out = Vec::with_capacity(ids.len());
+            for user_id in ids {
+                if let Some(v) = snap.get(inner.ks(Ks::Users), id(user_id))? {
+                    out.push(decode(&v)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<Snowflake>> {

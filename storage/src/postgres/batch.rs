@@ -1,27 +1,28 @@
-//! Group commit for `put_message`.
+//! Group commit for `create_message`.
 //!
-//! Every `put_message` turns its record into a row (so a record that cannot be encoded fails
+//! Every `create_message` turns its record into a row (so a record that cannot be encoded fails
 //! only its own caller) and queues it to one writer task through a bounded channel; a full
 //! queue makes callers wait, which is the backpressure. The writer takes every row waiting, up
-//! to `message_batch_max`, and commits them as **one** multi-row upsert: one statement over
+//! to `message_batch_max`, and commits them as **one** multi-row insert: one statement over
 //! arrays (`unnest`), so one plan and one round trip whatever the batch size, and one
 //! transaction, so one WAL flush acknowledges every caller in it. While a batch commits, the
 //! next one fills up; up to `message_batches_in_flight` batches commit at once, each on its own
 //! pooled connection, so a batch can be sent while the previous one waits for its flush.
 //!
-//! A caller's future resolves only after its batch committed, with the batch's outcome: a
+//! A create never replaces a message: the insert is `ON CONFLICT DO NOTHING` and returns the
+//! keys it stored, so a row whose key was already taken (by an earlier batch, a batch committing
+//! beside this one, or an earlier row of the same batch) is answered alone with
+//! `Conflict("id")` while the others in its batch succeed. Within a batch the first row queued
+//! for a key is the one inserted. A caller's future resolves only after its batch committed; a
 //! failed batch fails every caller in it, and none of its rows is stored.
 //!
-//! Within a batch, rows are sorted by primary key, and a message put twice keeps the last
-//! version queued (an upsert may not touch a row twice). Sorting makes every batch lock rows in
-//! one global order, so two batches in flight never deadlock on each other.
-//!
-//! The pin index follows `pinned` like in the embedded store: an update that clears `pinned`
-//! deletes the pin in the same statement (a data-modifying CTE over the upsert's result), and a
-//! batch with a pinned record runs in an explicit transaction that also pins what is not yet
-//! pinned, taking the channel's pin clock.
+//! Rows are sorted by primary key, so every batch takes its index locks in one global order
+//! and two batches in flight never deadlock on each other. A batch with a pinned record runs
+//! in an explicit transaction that also pins what it inserted, taking the channel's pin clock.
+//! Edits do not come through here: `update_message` is its own statement
+//! (`messages.rs`), because an update must find its row and an insert must not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -35,25 +36,25 @@ use crate::{MessageRecord, StoreError, StoreResult};
 
 /// A message as the `messages` table stores it, encoded by its caller.
 pub(super) struct MessageRow {
-    channel_id: i64,
-    bucket: i32,
-    message_id: i64,
-    guild_id: Option<i64>,
-    author_id: i64,
-    content: String,
-    edited_at: Option<SystemTime>,
-    tts: bool,
-    mention_everyone: bool,
+    pub(super) channel_id: i64,
+    pub(super) bucket: i32,
+    pub(super) message_id: i64,
+    pub(super) guild_id: Option<i64>,
+    pub(super) author_id: i64,
+    pub(super) content: String,
+    pub(super) edited_at: Option<SystemTime>,
+    pub(super) tts: bool,
+    pub(super) mention_everyone: bool,
     /// `BIGINT[]` literals: arrays of arrays cannot go through `unnest`, which flattens them.
-    mentions: String,
-    mention_roles: String,
-    attachments: String,
-    embeds: String,
-    pinned: bool,
-    kind: i16,
-    flags: i64,
-    nonce: Option<String>,
-    message_reference: Option<String>,
+    pub(super) mentions: String,
+    pub(super) mention_roles: String,
+    pub(super) attachments: String,
+    pub(super) embeds: String,
+    pub(super) pinned: bool,
+    pub(super) kind: i16,
+    pub(super) flags: i64,
+    pub(super) nonce: Option<String>,
+    pub(super) message_reference: Option<String>,
 }
 
 /// `{1,2,3}`, the text form of a `BIGINT[]`.
@@ -87,7 +88,7 @@ impl MessageRow {
         })
     }
 
-    fn key(&self) -> (i64, i32, i64) {
+    pub(super) fn key(&self) -> (i64, i32, i64) {
         (self.channel_id, self.bucket, self.message_id)
     }
 }
@@ -96,40 +97,35 @@ fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(encode_error)
 }
 
-/// The upsert of a whole batch. Inserts keep the order of the arrays, which the writer sorts.
-const UPSERT: &str = "WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[],
+/// The insert of a whole batch; returns the keys it stored (the rows whose key was free) and
+/// whether each is pinned. Inserts keep the order of the arrays, which the writer sorts.
+const INSERT: &str = "INSERT INTO messages (channel_id, bucket, message_id, guild_id, author_id,
+        content, edited_at, tts, mention_everyone, mentions, mention_roles, attachments, embeds,
+        pinned, kind, flags, nonce, message_reference)
+    SELECT channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
+        mention_everyone, mentions::bigint[], mention_roles::bigint[], attachments::jsonb,
+        embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb
+    FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[],
         $6::text[], $7::timestamptz[], $8::bool[], $9::bool[], $10::text[], $11::text[],
         $12::text[], $13::text[], $14::bool[], $15::int2[], $16::bigint[], $17::text[],
         $18::text[])
     AS t(channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
         mention_everyone, mentions, mention_roles, attachments, embeds, pinned, kind, flags,
         nonce, message_reference)
-), up AS (
-    INSERT INTO messages (channel_id, bucket, message_id, guild_id, author_id, content,
-        edited_at, tts, mention_everyone, mentions, mention_roles, attachments, embeds, pinned,
-        kind, flags, nonce, message_reference)
-    SELECT channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
-        mention_everyone, mentions::bigint[], mention_roles::bigint[], attachments::jsonb,
-        embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb
-    FROM input
-    ON CONFLICT (channel_id, bucket, message_id) DO UPDATE SET
-        guild_id = excluded.guild_id, author_id = excluded.author_id,
-        content = excluded.content, edited_at = excluded.edited_at, tts = excluded.tts,
-        mention_everyone = excluded.mention_everyone, mentions = excluded.mentions,
-        mention_roles = excluded.mention_roles, attachments = excluded.attachments,
-        embeds = excluded.embeds, pinned = excluded.pinned, kind = excluded.kind,
-        flags = excluded.flags, nonce = excluded.nonce,
-        message_reference = excluded.message_reference
-    RETURNING channel_id, bucket, message_id, pinned, (xmax = 0) AS inserted
-), unpinned AS (
-    DELETE FROM pins p USING up
-    WHERE NOT up.inserted AND NOT up.pinned
-      AND p.channel_id = up.channel_id AND p.message_id = up.message_id
-)
-SELECT channel_id, bucket, message_id FROM up WHERE pinned";
+    ON CONFLICT (channel_id, bucket, message_id) DO NOTHING
+    RETURNING channel_id, bucket, message_id, pinned";
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// What the writer tells one caller.
+#[derive(Clone, Debug)]
+enum Answer {
+    Stored,
+    /// The key was taken; nothing of this caller's row was written.
+    Taken,
+    /// The whole batch failed.
+    Failed(String),
+}
+
+type Reply = oneshot::Sender<Answer>;
 
 struct Pending {
     row: MessageRow,
@@ -141,9 +137,9 @@ struct Pending {
 pub struct MessageWriterStats {
     /// Batches committed (each one transaction).
     pub batches: u64,
-    /// Rows in those batches (a message put twice in one batch counts once).
+    /// Rows those batches stored.
     pub rows: u64,
-    /// `put_message` calls answered by those batches.
+    /// `create_message` calls answered by those batches, refused ones included.
     pub calls: u64,
 }
 
@@ -177,17 +173,20 @@ impl MessageWriter {
         }
     }
 
-    /// Queues `row` and waits until the batch holding it committed.
-    pub(super) async fn put(&self, row: MessageRow) -> StoreResult<()> {
+    /// Queues `row` and waits until the batch holding it committed; `Conflict("id")` when its
+    /// key was already taken.
+    pub(super) async fn create(&self, row: MessageRow) -> StoreResult<()> {
         let (reply, done) = oneshot::channel();
         let stopped = || StoreError::Backend("the PostgreSQL message writer stopped".into());
         self.queue
             .send(Pending { row, reply })
             .await
             .map_err(|_| stopped())?;
-        done.await
-            .map_err(|_| stopped())?
-            .map_err(StoreError::Backend)
+        match done.await.map_err(|_| stopped())? {
+            Answer::Stored => Ok(()),
+            Answer::Taken => Err(StoreError::Conflict("id")),
+            Answer::Failed(e) => Err(StoreError::Backend(e)),
+        }
     }
 }
 
@@ -213,23 +212,34 @@ async fn run(
         let pool = pool.clone();
         let counters = Arc::clone(&counters);
         tokio::spawn(async move {
-            let result = commit(&pool, &pending).await.map_err(|e| e.to_string());
-            match &result {
-                Ok(rows) => {
+            match commit(&pool, &pending).await {
+                Ok(stored) => {
                     counters.batches.fetch_add(1, Ordering::Relaxed);
-                    counters.rows.fetch_add(*rows as u64, Ordering::Relaxed);
+                    counters.rows.fetch_add(
+                        stored.iter().filter(|s| **s).count() as u64,
+                        Ordering::Relaxed,
+                    );
                     counters
                         .calls
                         .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    for (p, stored) in pending.into_iter().zip(stored) {
+                        let answer = if stored {
+                            Answer::Stored
+                        } else {
+                            Answer::Taken
+                        };
+                        // A caller that went away does not care; its row is committed all the
+                        // same.
+                        let _ = p.reply.send(answer);
+                    }
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     tracing::warn!(calls = pending.len(), error = %e, "message batch failed");
+                    for p in pending {
+                        let _ = p.reply.send(Answer::Failed(e.clone()));
+                    }
                 }
-            }
-            let result = result.map(|_| ());
-            for p in pending {
-                // A caller that went away does not care; its row is committed all the same.
-                let _ = p.reply.send(result.clone());
             }
             drop(slot);
         });
@@ -282,12 +292,15 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Commits one batch; returns how many distinct rows it wrote.
-async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<usize> {
+/// Commits one batch; returns, per pending call in order, whether its row was stored.
+async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<Vec<bool>> {
     let context = "committing a message batch";
-    // Last version queued wins; the map also sorts by primary key.
-    let rows: BTreeMap<(i64, i32, i64), &MessageRow> =
-        pending.iter().map(|p| (p.row.key(), &p.row)).collect();
+    // The first row queued for a key is the one offered to the table; the map also sorts by
+    // primary key.
+    let mut rows: BTreeMap<(i64, i32, i64), &MessageRow> = BTreeMap::new();
+    for p in pending {
+        rows.entry(p.row.key()).or_insert(&p.row);
+    }
     let mut columns = Columns::default();
     for row in rows.values() {
         columns.push(row);
@@ -317,27 +330,41 @@ async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<usize> {
         .get()
         .await
         .map_err(|e| StoreError::Backend(format!("PostgreSQL connection: {}", describe(&e))))?;
+    let mut inserted: BTreeSet<(i64, i32, i64)> = BTreeSet::new();
     if !c.pinned.contains(&true) {
         // One statement is one transaction: no BEGIN/COMMIT round trips on the hot path.
-        Db::Conn(&client).execute(UPSERT, &params, context).await?;
-        return Ok(rows.len());
+        for row in Db::Conn(&client).query(INSERT, &params, context).await? {
+            inserted.insert(stored_key(&row)?);
+        }
+    } else {
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        let mut to_pin = Vec::new();
+        for row in db.query(INSERT, &params, context).await? {
+            let key = stored_key(&row)?;
+            inserted.insert(key);
+            if col::<bool>(&row, 3)? {
+                to_pin.push((key.0, key.2, key.1));
+            }
+        }
+        // Pin clocks are locked in channel order, like the rows.
+        to_pin.sort_unstable();
+        for (channel_id, message_id, bucket) in to_pin {
+            db.execute(PIN_IF_ABSENT, &[&channel_id, &message_id, &bucket], context)
+                .await?;
+        }
+        tx.commit().await.map_err(db_error(context))?;
     }
-    let tx = client.transaction().await.map_err(db_error(context))?;
-    let db = Db::Tx(&tx);
-    let mut to_pin = Vec::new();
-    for row in db.query(UPSERT, &params, context).await? {
-        to_pin.push((
-            col::<i64>(&row, 0)?,
-            col::<i64>(&row, 2)?,
-            col::<i32>(&row, 1)?,
-        ));
-    }
-    // Pin clocks are locked in channel order, like the rows.
-    to_pin.sort_unstable();
-    for (channel_id, message_id, bucket) in to_pin {
-        db.execute(PIN_IF_ABSENT, &[&channel_id, &message_id, &bucket], context)
-            .await?;
-    }
-    tx.commit().await.map_err(db_error(context))?;
-    Ok(rows.len())
+    // A key is stored for the first caller that queued it: later callers of the same key, and
+    // every caller of a key the table already held, were refused.
+    let mut answered = BTreeSet::new();
+    Ok(pending
+        .iter()
+        .map(|p| inserted.contains(&p.row.key()) && answered.insert(p.row.key()))
+        .collect())
+}
+
+/// `(channel_id, bucket, message_id)` of a row [`INSERT`] returned.
+fn stored_key(row: &tokio_postgres::Row) -> StoreResult<(i64, i32, i64)> {
+    Ok((col(row, 0)?, col(row, 1)?, col(row, 2)?))
 }

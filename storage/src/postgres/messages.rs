@@ -86,6 +86,14 @@ const AROUND: &str = concat!(
       ORDER BY m.bucket DESC, m.message_id DESC LIMIT $5)"
 );
 
+/// The newest message id of each channel in $1 that has one.
+const LAST_MESSAGE_IDS: &str = "SELECT c.id, newest.message_id
+    FROM unnest($1::bigint[]) AS c(id)
+    CROSS JOIN LATERAL (
+        SELECT m.message_id FROM messages m WHERE m.channel_id = c.id
+        ORDER BY m.bucket DESC, m.message_id DESC LIMIT 1
+    ) AS newest";
+
 const LIST_PINS: &str = concat!(
     "SELECT p.pinned_at, ",
     message_columns!(),
@@ -106,6 +114,15 @@ pub(super) const PIN_IF_ABSENT: &str = "WITH clock AS (
 )
 INSERT INTO pins (channel_id, message_id, bucket, pinned_at)
 SELECT $1::bigint, $2::bigint, $3::int, last_pinned_at FROM clock";
+
+/// Replaces every column of an existing message ($1..$3 its key); the arrays and JSON come as
+/// text, like the batch insert's.
+const UPDATE: &str = "UPDATE messages SET guild_id = $4, author_id = $5, content = $6,
+        edited_at = $7, tts = $8, mention_everyone = $9, mentions = $10::text::bigint[],
+        mention_roles = $11::text::bigint[], attachments = $12::text::jsonb,
+        embeds = $13::text::jsonb, pinned = $14, kind = $15, flags = $16,
+        nonce = $17::text::jsonb, message_reference = $18::text::jsonb
+    WHERE channel_id = $1 AND bucket = $2 AND message_id = $3";
 
 const UNPIN: &str = "DELETE FROM pins WHERE channel_id = $1 AND message_id = $2";
 
@@ -260,10 +277,66 @@ async fn list(
 #[async_trait]
 impl MessageStore for PostgresStore {
     /// Goes through the group-commit writer (`batch.rs`); resolves once the batch committed.
-    /// Also brings the pin index in line with `message.pinned`.
-    async fn put_message(&self, message: &MessageRecord) -> StoreResult<()> {
+    /// Also pins the message when its record says so.
+    async fn create_message(&self, message: &MessageRecord) -> StoreResult<()> {
         let row = MessageRow::new(message)?;
-        self.writer.put(row).await
+        self.writer.create(row).await
+    }
+
+    /// One transaction: the update locks the row (the pin paths lock it too), then the pin
+    /// index follows `pinned`.
+    async fn update_message(&self, message: &MessageRecord) -> StoreResult<bool> {
+        let context = "updating a message";
+        if message_key(message.id).is_err() {
+            // Beyond what this store can hold, so not stored.
+            return Ok(false);
+        }
+        let r = MessageRow::new(message)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        let found = db
+            .execute(
+                UPDATE,
+                &[
+                    &r.channel_id,
+                    &r.bucket,
+                    &r.message_id,
+                    &r.guild_id,
+                    &r.author_id,
+                    &r.content,
+                    &r.edited_at,
+                    &r.tts,
+                    &r.mention_everyone,
+                    &r.mentions,
+                    &r.mention_roles,
+                    &r.attachments,
+                    &r.embeds,
+                    &r.pinned,
+                    &r.kind,
+                    &r.flags,
+                    &r.nonce,
+                    &r.message_reference,
+                ],
+                context,
+            )
+            .await?;
+        if found == 0 {
+            return Ok(false);
+        }
+        if r.pinned {
+            db.execute(
+                PIN_IF_ABSENT,
+                &[&r.channel_id, &r.message_id, &r.bucket],
+                context,
+            )
+            .await?;
+        } else {
+            db.execute(UNPIN, &[&r.channel_id, &r.message_id], context)
+                .await?;
+        }
+        tx.commit().await.map_err(db_error(context))?;
+        Ok(true)
     }
 
     async fn get_message(
@@ -293,6 +366,33 @@ impl MessageStore for PostgresStore {
     ) -> StoreResult<Vec<MessageRecord>> {
         let client = self.client().await?;
         list(&Db::Conn(&client), channel_id, anchor, limit).await
+    }
+
+    /// One query: per channel, the first entry of a backward scan of its primary-key range.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>> {
+        if channel_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<i64> = channel_ids.iter().map(|id| sql_id(*id)).collect();
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                LAST_MESSAGE_IDS,
+                &[&wanted],
+                "reading the newest message ids",
+            )
+            .await?;
+        let mut newest = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            newest.insert(col::<i64>(row, 0)?, col::<i64>(row, 1)?);
+        }
+        Ok(wanted
+            .iter()
+            .map(|c| newest.get(c).copied().map(snowflake))
+            .collect())
     }
 
     async fn delete_messages(

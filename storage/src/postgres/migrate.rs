@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "refresh_tokens_by_user",
         sql: include_str!("../../migrations/postgres/0003_refresh_tokens_by_user.sql"),
     },
+    Migration {
+        version: 4,
+        name: "id_leases",
+        sql: include_str!("../../migrations/postgres/0004_id_leases.sql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

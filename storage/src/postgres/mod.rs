@@ -35,13 +35,17 @@
 //! - Unique violations (SQLSTATE 23505) on the username, email and invite-code indexes become
 //!   [`StoreError::Conflict`] with `"username"`, `"email"` or `"code"`, like the embedded store.
 //!
-//! # Writes of messages: group commit
+//! # Writes of messages: group commit, and a create never replaces
 //!
-//! Each guild actor awaits its `put_message` before answering the client, so under load many
-//! actors wait on a commit at once. [`PostgresStore`] funnels them through one writer task
-//! (`batch.rs`) that turns every `put_message` waiting in its queue into one multi-row upsert,
-//! committed as one transaction: one WAL flush acknowledges the whole batch. Each caller's
-//! future resolves after its batch committed, so a message written and then read is there.
+//! Each guild actor awaits its `create_message` before answering the client, so under load
+//! many actors wait on a commit at once. [`PostgresStore`] funnels them through one writer task
+//! (`batch.rs`) that turns every `create_message` waiting in its queue into one multi-row
+//! insert, committed as one transaction: one WAL flush acknowledges the whole batch. Each
+//! caller's future resolves after its batch committed, so a message written and then read is
+//! there. The insert is `ON CONFLICT DO NOTHING`: a message whose id is already stored is
+//! refused (`Conflict("id")`) and the stored one is left as it was, so two nodes that ever
+//! minted the same id cannot overwrite each other's acknowledged messages. Edits
+//! (`update_message`) are plain updates, and change nothing when the message is gone.
 //!
 //! # Connections
 //!
@@ -55,6 +59,7 @@ mod batch;
 mod guilds;
 mod messages;
 mod migrate;
+mod nodes;
 mod signing_keys;
 mod users;
 
@@ -83,7 +88,7 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// How long to wait for a new connection (TCP, startup and authentication) before failing.
     pub connect_timeout: Duration,
-    /// The most `put_message` calls committed together in one transaction.
+    /// The most `create_message` calls committed together in one transaction.
     pub message_batch_max: usize,
     /// Message batches committing at once. More than one lets a batch be sent while the
     /// previous one waits for its WAL flush.
@@ -206,11 +211,12 @@ impl PostgresStore {
             applications: self.clone(),
             guilds: self.clone(),
             messages: self.clone(),
-            keys: self,
+            keys: self.clone(),
+            nodes: self,
         }
     }
 
-    /// What the group-commit writer of `put_message` has done so far: batches, rows, calls.
+    /// What the group-commit writer of `create_message` has done so far: batches, rows, calls.
     pub fn message_writer_stats(&self) -> MessageWriterStats {
         self.writer.stats()
     }

@@ -10,6 +10,8 @@
 //! `revoked_refresh_families` (which later inserts into the family also respect) and deletes
 //! its tokens, which are dead from then on.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use enrichment_protocol::models::User;
 use enrichment_protocol::{Snowflake, Timestamp};
@@ -127,6 +129,30 @@ impl UserStore for PostgresStore {
             .map(|r| col::<Json<User>>(&r, 0))
             .transpose()?
             .map(|j| j.0))
+    }
+
+    /// One query for all of them (a primary-key lookup per id).
+    async fn get_users(&self, ids: &[Snowflake]) -> StoreResult<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<i64> = ids.iter().map(|id| sql_id(*id)).collect();
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                "SELECT id, record FROM users WHERE id = ANY($1)",
+                &[&wanted],
+                "reading users",
+            )
+            .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            found.insert(col::<i64>(row, 0)?, col::<Json<User>>(row, 1)?.0);
+        }
+        Ok(wanted
+            .iter()
+            .filter_map(|id| found.get(id).cloned())
+            .collect())
     }
 
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<Snowflake>> {

@@ -1,5 +1,6 @@
 //! Messages, reactions and pins, in Discord's layout: history reads walk the channel's
-//! non-empty buckets from the anchor outwards until the page is full.
+//! non-empty buckets from the anchor outwards until the page is full. Every write of a message
+//! row is a lightweight transaction (see the module docs of `scylla` for why).
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,10 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Snowflake, Timestamp};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 
-use super::{ScyllaStore, be, big, from_json, json, sf};
-use crate::{MessageRecord, MessageStore, PinnedMessage, ReactionCount, StoreResult, bucket_of};
+use super::{READ_CONCURRENCY, ScyllaStore, applied, be, big, from_json, json, sf};
+use crate::{
+    MessageRecord, MessageStore, PinnedMessage, ReactionCount, StoreError, StoreResult, bucket_of,
+};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -178,6 +181,23 @@ impl ScyllaStore {
         Ok(out)
     }
 
+    /// The newest message id of a channel: the head of its newest non-empty bucket.
+    async fn newest_id(&self, channel: i64) -> StoreResult<Option<Snowflake>> {
+        let st = self.st()?;
+        for b in self.buckets(channel).await? {
+            // The partition is clustered newest first.
+            if let Some((id,)) = self
+                .first::<(i64,)>(&st.bucket_ids, (channel, b), 1)
+                .await?
+                .into_iter()
+                .next()
+            {
+                return Ok(Some(sf(id)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Keeps `pin_of`/`pins` in step with the message's `pinned` flag.
     async fn sync_pin(&self, channel: i64, message_id: i64, pinned: bool) -> StoreResult<()> {
         let st = self.st()?;
@@ -244,12 +264,17 @@ impl ScyllaStore {
 
 #[async_trait]
 impl MessageStore for ScyllaStore {
-    async fn put_message(&self, m: &MessageRecord) -> StoreResult<()> {
+    async fn create_message(&self, m: &MessageRecord) -> StoreResult<()> {
         let st = self.st()?;
         let channel = big(m.channel_id);
         let b = bucket(m.id);
-        self.exec(&st.put_message, (channel, b, big(m.id), json(m)?))
-            .await?;
+        let stored = applied(
+            self.exec(&st.create_message, (channel, b, big(m.id), json(m)?))
+                .await?,
+        )?;
+        if !stored {
+            return Err(StoreError::Conflict("id"));
+        }
         self.written(channel);
         let known = self
             .inner
@@ -264,6 +289,24 @@ impl MessageStore for ScyllaStore {
             }
         }
         self.sync_pin(channel, big(m.id), m.pinned).await
+    }
+
+    async fn update_message(&self, m: &MessageRecord) -> StoreResult<bool> {
+        let st = self.st()?;
+        let channel = big(m.channel_id);
+        let found = applied(
+            self.exec(
+                &st.update_message,
+                (json(m)?, channel, bucket(m.id), big(m.id)),
+            )
+            .await?,
+        )?;
+        if !found {
+            return Ok(false);
+        }
+        self.written(channel);
+        self.sync_pin(channel, big(m.id), m.pinned).await?;
+        Ok(true)
     }
 
     async fn get_message(
@@ -303,6 +346,18 @@ impl MessageStore for ScyllaStore {
         }
     }
 
+    /// Concurrent reads per channel, [`READ_CONCURRENCY`] channels at a time.
+    async fn last_message_ids(
+        &self,
+        channel_ids: &[Snowflake],
+    ) -> StoreResult<Vec<Option<Snowflake>>> {
+        futures::stream::iter(channel_ids.iter().copied())
+            .map(|c| self.newest_id(big(c)))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
     async fn delete_messages(
         &self,
         channel_id: Snowflake,
@@ -312,11 +367,13 @@ impl MessageStore for ScyllaStore {
         let channel = big(channel_id);
         let mut existed = Vec::new();
         for id in ids {
-            if self.fetch_message(channel, *id).await?.is_some() {
+            let deleted = applied(
+                self.exec(&st.del_message, (channel, bucket(*id), big(*id)))
+                    .await?,
+            )?;
+            if deleted && !existed.contains(id) {
                 existed.push(*id);
             }
-            self.exec(&st.del_message, (channel, bucket(*id), big(*id)))
-                .await?;
             self.delete_reactions_of(channel, big(*id)).await?;
             self.sync_pin(channel, big(*id), false).await?;
         }
@@ -462,12 +519,20 @@ impl MessageStore for ScyllaStore {
         if record.pinned != pinned {
             record.pinned = pinned;
             let st = self.st()?;
-            self.exec(
-                &st.put_message,
-                (channel, bucket(message_id), big(message_id), json(&record)?),
-            )
-            .await?;
+            // Conditional like every write of a message row (see the module docs of `scylla`);
+            // a message deleted meanwhile stays deleted.
+            let found = applied(
+                self.exec(
+                    &st.update_message,
+                    (json(&record)?, channel, bucket(message_id), big(message_id)),
+                )
+                .await?,
+            )?;
             self.written(channel);
+            if !found {
+                self.sync_pin(channel, big(message_id), false).await?;
+                return Ok(false);
+            }
         }
         Ok(true)
     }

@@ -2,8 +2,18 @@
 //!
 //! - Every data statement is prepared once at startup (`Statements`) and runs at the
 //!   configured consistency (LOCAL_QUORUM by default); lightweight transactions run at
-//!   LOCAL_SERIAL and only where uniqueness must hold (usernames, emails, invite codes,
-//!   refresh-token rotation), never on the message path.
+//!   LOCAL_SERIAL and only where uniqueness must hold: usernames, emails, invite codes,
+//!   refresh-token rotation, snowflake id leases, and every write of a message row.
+//! - A message create is `INSERT ... IF NOT EXISTS`, one lightweight transaction (a Paxos
+//!   round, about four round trips instead of one) per message. The id lease each node holds
+//!   (`nodes.rs`) is the first guard against two nodes minting the same id; this is the
+//!   second, for whatever slips past it (a node that kept minting after its lease ran out, a
+//!   clock stepped backwards): a plain insert would silently replace the other node's
+//!   acknowledged message. Because ScyllaDB orders lightweight transactions and plain writes
+//!   of one row by different clocks, mixing them on a row is unsafe, so edits, pin flags and
+//!   deletes of a message are conditional too (`UPDATE ... IF EXISTS`, `DELETE ... IF
+//!   EXISTS`). Only a channel's deletion removes its partitions with plain deletes, after
+//!   which the channel takes no writes.
 //! - Concurrent identical reads of a message or of a history page share one query
 //!   (`Coalescer`, the pattern of Discord's data services): a burst of clients opening the
 //!   same channel costs the cluster one read.
@@ -35,8 +45,14 @@ use crate::{StoreError, StoreResult, Stores};
 
 mod guilds;
 mod messages;
+mod nodes;
 pub mod schema;
 mod users;
+
+/// Single-partition reads a batched read (`get_users`, `last_message_ids`) keeps in flight at
+/// once: concurrent partition reads rather than one `IN` query, which one coordinator would
+/// have to fan out and wait on in full.
+pub(crate) const READ_CONCURRENCY: usize = 64;
 
 /// Replication of a keyspace `enrichment migrate` creates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,9 +246,10 @@ statements! {
     del_invite: false = "DELETE FROM {ks}.invites WHERE code = ?";
     get_invite: false = "SELECT guild_id, data FROM {ks}.invites WHERE code = ?";
     // messages
-    put_message: false = "INSERT INTO {ks}.messages (channel_id, bucket, message_id, data) VALUES (?, ?, ?, ?)";
+    create_message: true = "INSERT INTO {ks}.messages (channel_id, bucket, message_id, data) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    update_message: true = "UPDATE {ks}.messages SET data = ? WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS";
     get_message: false = "SELECT data FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?";
-    del_message: false = "DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ?";
+    del_message: true = "DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ? AND message_id = ? IF EXISTS";
     del_bucket: false = "DELETE FROM {ks}.messages WHERE channel_id = ? AND bucket = ?";
     bucket_head: false = "SELECT data FROM {ks}.messages WHERE channel_id = ? AND bucket = ?";
     bucket_ids: false = "SELECT message_id FROM {ks}.messages WHERE channel_id = ? AND bucket = ?";
@@ -269,6 +286,12 @@ statements! {
     insert_key: true = "INSERT INTO {ks}.signing_keys (scope, kid, private_pem, created_at, retired) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
     retire_key: true = "UPDATE {ks}.signing_keys SET retired = ? WHERE scope = ? AND kid = ? IF EXISTS";
     remove_key: true = "DELETE FROM {ks}.signing_keys WHERE scope = ? AND kid = ? IF EXISTS";
+    // snowflake id leases
+    list_leases: false = "SELECT pair FROM {ks}.id_leases";
+    get_lease: false = "SELECT node_id, generation, expires_at FROM {ks}.id_leases WHERE pair = ?";
+    claim_lease: true = "INSERT INTO {ks}.id_leases (pair, node_id, generation, expires_at) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?";
+    renew_lease: true = "UPDATE {ks}.id_leases USING TTL ? SET node_id = ?, generation = ?, expires_at = ? WHERE pair = ? IF node_id = ? AND generation = ?";
+    release_lease: true = "DELETE FROM {ks}.id_leases WHERE pair = ? IF node_id = ? AND generation = ?";
 }
 
 async fn prepare(
@@ -438,7 +461,7 @@ impl ScyllaStore {
             .map_err(be)?;
         let now = enrichment_protocol::Timestamp::now().unix_ms();
         session
-            .execute_unpaged(&record, (schema::VERSION, "initial schema", now))
+            .execute_unpaged(&record, (schema::VERSION, schema::DESCRIPTION, now))
             .await
             .map_err(be)?;
         Ok(schema::VERSION)
@@ -452,7 +475,8 @@ impl ScyllaStore {
             applications: s.clone(),
             guilds: s.clone(),
             messages: s.clone(),
-            keys: s,
+            keys: s.clone(),
+            nodes: s,
         }
     }
 

@@ -12,9 +12,14 @@
 //!   those run on registration, renames and invite creation, never on the message path.
 //! - Records whose fields are never queried (users, guild objects, embeds) are JSON in a
 //!   `data` column, like the other backends.
+//! - `id_leases`: one row per snowflake id pair a node holds, written with a TTL so that the
+//!   replicas' clocks, not the nodes', decide when a lease runs out (see `nodes.rs`).
 
-/// Version of the schema below; `schema_migrations` records it.
-pub const VERSION: i32 = 1;
+/// Version of the schema below; `schema_migrations` records it with [`DESCRIPTION`].
+pub const VERSION: i32 = 2;
+
+/// What the newest version added.
+pub const DESCRIPTION: &str = "id_leases";
 
 /// Keyspace-relative DDL, in order; `{ks}` is replaced by the keyspace.
 pub const TABLES: &[&str] = &[
@@ -46,4 +51,5 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.pins (channel_id bigint, pinned_at bigint, message_id bigint, PRIMARY KEY (channel_id, pinned_at, message_id)) WITH CLUSTERING ORDER BY (pinned_at DESC, message_id DESC)",
     "CREATE TABLE IF NOT EXISTS {ks}.pin_of (channel_id bigint, message_id bigint, pinned_at bigint, PRIMARY KEY (channel_id, message_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.signing_keys (scope text, kid text, private_pem text, created_at bigint, retired boolean, PRIMARY KEY (scope, kid))",
+    "CREATE TABLE IF NOT EXISTS {ks}.id_leases (pair int PRIMARY KEY, node_id text, generation bigint, expires_at bigint)",
 ];

@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use enrichment_protocol::models::User;
 use enrichment_protocol::{Snowflake, Timestamp};
+use futures::{StreamExt, TryStreamExt};
 
-use super::{ScyllaStore, applied, big, from_json, json, sf};
+use super::{READ_CONCURRENCY, ScyllaStore, applied, big, from_json, json, sf};
 use crate::{
     ApplicationRecord, ApplicationStore, Credentials, KeyStore, RefreshTokenRecord, RotateOutcome,
     SigningKeyRecord, StoreError, StoreResult, UserStore,
@@ -103,6 +104,16 @@ impl UserStore for ScyllaStore {
             .await?
             .map(|(d,)| from_json(&d))
             .transpose()
+    }
+
+    /// Concurrent partition reads, [`READ_CONCURRENCY`] at a time.
+    async fn get_users(&self, ids: &[Snowflake]) -> StoreResult<Vec<User>> {
+        let found: Vec<Option<User>> = futures::stream::iter(ids.iter().copied())
+            .map(|id| self.get_user(id))
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<Snowflake>> {
