@@ -346,7 +346,7 @@ impl MessageStore for ScyllaStore {
         }
     }
 
-    /// Concurrent reads per channel, [`READ_CONCURRENCY`] channels at a time.
+    /// Concurrent reads per channel, `READ_CONCURRENCY` channels at a time.
     async fn last_message_ids(
         &self,
         channel_ids: &[Snowflake],

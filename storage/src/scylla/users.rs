@@ -106,7 +106,7 @@ impl UserStore for ScyllaStore {
             .transpose()
     }
 
-    /// Concurrent partition reads, [`READ_CONCURRENCY`] at a time.
+    /// Concurrent partition reads, `READ_CONCURRENCY` at a time.
     async fn get_users(&self, ids: &[Snowflake]) -> StoreResult<Vec<User>> {
         let found: Vec<Option<User>> = futures::stream::iter(ids.iter().copied())
             .map(|id| self.get_user(id))
