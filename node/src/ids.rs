@@ -1,7 +1,7 @@
 //! Who this node is, and which snowflake id pair it mints with.
 //!
 //! A node's identity is its `node_id` and the generation of this process
-//! ([`GenerationId::now`] at start), so a restarted node is a new holder of whatever it claims.
+//! ([`GenerationId::now`](enrichment_protocol::node::GenerationId::now) at start), so a restarted node is a new holder of whatever it claims.
 //!
 //! On the embedded store the node is alone: it mints with the configured pair (`worker_id`,
 //! `process_id`, 0 and 0 by default) and claims nothing. On a shared store (PostgreSQL,
