@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_with::{As, DurationSeconds};
 
 use super::commit::{Applied, Change, CommitQueue, Completion, apply};
-use super::fanout::{self, Fanout, Recipient, RecipientDirectory, Recipients};
+use super::fanout::{self, Fanout, Follower, Recipient, RecipientDirectory, Recipients};
 use super::requests::{AnyResult, Envelope, SessionOp};
 use super::state::GuildState;
 use crate::events::{Audience, Dispatch, EventBus, GuildEvent};
@@ -280,7 +280,7 @@ impl GuildActorState {
 
 /// The one way a committed change reaches its audience: the sessions that follow the guild
 /// (fanout), then the bus (consumers that are not sessions).
-pub(super) fn publish(bus: &EventBus, recipients: &[Arc<dyn Recipient>], dispatch: Dispatch) {
+pub(super) fn publish(bus: &EventBus, recipients: &[Follower], dispatch: Dispatch) {
     fanout::deliver(recipients, &dispatch.event);
     bus.publish(dispatch);
 }

@@ -62,12 +62,37 @@ pub fn send_event<T: Serialize + ?Sized>(r: &dyn Recipient, t: &str, d: &T) -> b
     }
 }
 
+/// A recipient as fanout keeps it: what it filters on, copied out of the [`SessionRef`] when the
+/// session subscribed, next to the sink. Filtering ten thousand followers then reads these
+/// lists and nothing else; only a recipient that gets the event is touched.
+#[derive(Clone, Debug)]
+pub struct Follower {
+    pub user_id: Snowflake,
+    pub intents: u64,
+    pub encoding: Encoding,
+    pub bot: bool,
+    pub sink: Arc<dyn Recipient>,
+}
+
+impl Follower {
+    pub fn new(sink: Arc<dyn Recipient>) -> Follower {
+        let s = sink.session();
+        Follower {
+            user_id: s.user_id,
+            intents: s.intents,
+            encoding: s.encoding,
+            bot: s.bot,
+            sink,
+        }
+    }
+}
+
 /// A shared, immutable recipient list.
-pub type Recipients = Arc<[Arc<dyn Recipient>]>;
+pub type Recipients = Arc<[Follower]>;
 
 #[derive(Debug, Default)]
 pub struct Fanout {
-    by_user: HashMap<Snowflake, Vec<Arc<dyn Recipient>>>,
+    by_user: HashMap<Snowflake, Vec<Follower>>,
     channels: HashMap<Snowflake, Recipients>,
     members: Option<Recipients>,
 }
@@ -77,17 +102,23 @@ impl Fanout {
     pub fn add(&mut self, s: Arc<dyn Recipient>) -> bool {
         let key = s.session().key;
         let list = self.by_user.entry(s.session().user_id).or_default();
-        if list.iter().any(|x| x.session().key == key) {
+        if list.iter().any(|x| x.sink.session().key == key) {
             return false;
         }
-        list.push(s);
+        list.push(Follower::new(s));
         self.invalidate();
         true
     }
 
     /// Stops fanning out to a user's sessions; returns them.
     pub fn remove_user(&mut self, user: Snowflake) -> Vec<Arc<dyn Recipient>> {
-        let gone = self.by_user.remove(&user).unwrap_or_default();
+        let gone: Vec<_> = self
+            .by_user
+            .remove(&user)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.sink)
+            .collect();
         if !gone.is_empty() {
             self.invalidate();
         }
@@ -97,14 +128,18 @@ impl Fanout {
     /// Stops fanning out to everyone; returns who was subscribed.
     pub fn clear(&mut self) -> Vec<Arc<dyn Recipient>> {
         self.invalidate();
-        self.by_user.drain().flat_map(|(_, v)| v).collect()
+        self.by_user
+            .drain()
+            .flat_map(|(_, v)| v)
+            .map(|f| f.sink)
+            .collect()
     }
 
     /// Forgets sessions that ended. Returns how many.
     pub fn prune(&mut self) -> usize {
         let before = self.len();
         self.by_user.retain(|_, v| {
-            v.retain(|s| !s.is_gone());
+            v.retain(|f| !f.sink.is_gone());
             !v.is_empty()
         });
         let pruned = before - self.len();
@@ -126,7 +161,7 @@ impl Fanout {
     pub fn contains(&self, user: Snowflake, key: SessionKey) -> bool {
         self.sessions_of(user)
             .iter()
-            .any(|s| s.session().key == key)
+            .any(|f| f.sink.session().key == key)
     }
 
     /// Visibility may have changed: recompute recipient lists on next use.
@@ -135,7 +170,7 @@ impl Fanout {
         self.members = None;
     }
 
-    pub fn sessions_of(&self, user: Snowflake) -> &[Arc<dyn Recipient>] {
+    pub fn sessions_of(&self, user: Snowflake) -> &[Follower] {
         self.by_user.get(&user).map(Vec::as_slice).unwrap_or(&[])
     }
 
@@ -232,7 +267,7 @@ impl Encoded {
 
 /// Whether a session must get the message without its content: a bot without the
 /// MESSAGE_CONTENT intent, unless it wrote the message or is mentioned in it.
-fn hides_content(s: &SessionRef, event: &GuildEvent) -> bool {
+fn hides_content(s: &Follower, event: &GuildEvent) -> bool {
     let (GuildEvent::MessageCreate(m) | GuildEvent::MessageUpdate(m)) = event else {
         return false;
     };
@@ -260,19 +295,18 @@ fn strip_content(event: &GuildEvent) -> GuildEvent {
 }
 
 /// Delivers an event to each recipient whose intents ask for it. Returns how many got it.
-pub fn deliver(recipients: &[Arc<dyn Recipient>], event: &GuildEvent) -> usize {
+pub fn deliver(recipients: &[Follower], event: &GuildEvent) -> usize {
     let intent = event.intent();
     let encoded = Encoded::default();
     let mut delivered = 0;
-    for r in recipients {
-        let s = r.session();
-        if intent != 0 && s.intents & intent == 0 {
+    for f in recipients {
+        if intent != 0 && f.intents & intent == 0 {
             continue;
         }
-        let Some(bytes) = encoded.get(event, hides_content(s, event), s.encoding) else {
+        let Some(bytes) = encoded.get(event, hides_content(f, event), f.encoding) else {
             return delivered;
         };
-        if r.deliver(bytes) {
+        if f.sink.deliver(bytes) {
             delivered += 1;
         }
     }
