@@ -329,7 +329,7 @@ impl Default for AuthConfig {
             login_attempts_per_account: 5,
             login_attempts_per_ip: 20,
             login_window_secs: 60,
-            session_cache_secs: 5,
+            session_cache_secs: 30,
         }
     }
 }
