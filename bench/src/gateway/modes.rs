@@ -707,6 +707,14 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<()> {
         stats.dropped.load(Ordering::Relaxed),
         plan.in_flight,
     ));
+    for e in stats
+        .error_samples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        ctx.note(format!("  post error: {e}"));
+    }
     ctx.note(format!(
         "deliveries: {got} of {expect} expected (whole run); measured window: {measured_msgs} messages, {} deliveries recorded = {:.0} deliveries/s",
         h.len(),
@@ -739,6 +747,8 @@ struct PostStats {
     dropped: AtomicU64,
     measured: AtomicU64,
     http: [std::sync::Mutex<Histogram<u64>>; 4],
+    /// The first few distinct transport errors, so a report with errors says what they were.
+    error_samples: std::sync::Mutex<Vec<String>>,
 }
 
 impl PostStats {
@@ -752,7 +762,15 @@ impl PostStats {
             dropped: AtomicU64::new(0),
             measured: AtomicU64::new(0),
             http: [h()?, h()?, h()?, h()?],
+            error_samples: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    fn error_sample(&self, msg: String) {
+        let mut samples = self.error_samples.lock().unwrap_or_else(|e| e.into_inner());
+        if samples.len() < 4 && !samples.contains(&msg) {
+            samples.push(msg);
+        }
     }
 
     fn merged(&self) -> anyhow::Result<Histogram<u64>> {
@@ -817,8 +835,9 @@ fn schedule(s: Schedule) {
                 Ok(_) => {
                     stats.non_2xx.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(_) => {
+                Err(e) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
+                    stats.error_sample(format!("{e:#}"));
                 }
             }
             if measured {
