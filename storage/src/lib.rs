@@ -566,6 +566,66 @@ pub trait NodeStore: Send + Sync + 'static {
     async fn release_id_pair(&self, node: &NodeIdentity, pair: IdPair) -> StoreResult<bool>;
 }
 
+// ------------------------------------------------------------------ guild leases
+
+/// Which node runs a guild's actor, as the shared store records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuildOwner {
+    pub guild_id: Snowflake,
+    /// The node id and generation of the owning process.
+    pub node: NodeIdentity,
+    /// The id pair the owner holds: its [`IdLease`] is what keeps this ownership live.
+    pub pair: IdPair,
+    /// Counts the guild's changes of owner, from 1 for the first claim. A write made under an
+    /// older epoch comes from a deposed owner.
+    pub epoch: u64,
+}
+
+/// The answer to [`LeaseStore::claim_guild`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuildClaim {
+    /// The guild is the caller's under this epoch, for as long as its id lease lives.
+    Claimed(GuildOwner),
+    /// Another node owns it, and that node's id lease is live.
+    Held(GuildOwner),
+    /// The caller does not hold a live lease on the id pair it named: it is not a member of
+    /// the cluster any more (its lease expired or was taken), and may own nothing.
+    NotLeased,
+}
+
+/// Who owns each guild's actor in a cluster.
+///
+/// Gossip tells every node which node *should* run a guild (the ring), but views disagree
+/// while gossip converges; the store does not. An ownership record names a node, its
+/// generation, the id pair it holds and an epoch, and it is live exactly while that node still
+/// holds that pair under a live [`IdLease`] ([`NodeStore`]). So ownership needs no renewals
+/// of its own: a node that renews its one id lease keeps every guild it owns, and a node that
+/// dies or loses its lease loses all of them at once, when that lease runs out.
+///
+/// The epoch increases by one every time the guild changes hands (a claim after a release, or
+/// after the owner's lease ran out), never otherwise. Writes fenced by epoch therefore tell a
+/// deposed owner from the current one. Records are never deleted, so epochs never repeat.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Claims `guild_id` for `node`, which must hold `pair` under a live id lease. Atomic: of
+    /// nodes claiming at once, one gets it. Claiming a guild one already owns (same node id and
+    /// generation) returns the current record unchanged.
+    async fn claim_guild(
+        &self,
+        guild_id: Snowflake,
+        node: &NodeIdentity,
+        pair: IdPair,
+    ) -> StoreResult<GuildClaim>;
+    /// The guild's live owner; `None` when nobody owns it or its owner's lease is gone.
+    async fn guild_owner(&self, guild_id: Snowflake) -> StoreResult<Option<GuildOwner>>;
+    /// Gives the guild up, if `owner` (node, generation and epoch) is still its record; the
+    /// next claim gets the next epoch. `false` when the record had moved on.
+    async fn release_guild(&self, owner: &GuildOwner) -> StoreResult<bool>;
+    /// Every guild `node` (this generation) owns, in id order. Ownership records whose lease
+    /// ran out are not listed.
+    async fn guilds_owned_by(&self, node: &NodeIdentity) -> StoreResult<Vec<GuildOwner>>;
+}
+
 /// The pair's index, or an error for ids beyond 5 bits.
 pub(crate) fn pair_index(pair: IdPair) -> StoreResult<u16> {
     if pair.is_valid() {
@@ -586,6 +646,7 @@ pub struct Stores {
     pub messages: Arc<dyn MessageStore>,
     pub keys: Arc<dyn KeyStore>,
     pub nodes: Arc<dyn NodeStore>,
+    pub leases: Arc<dyn LeaseStore>,
 }
 
 impl std::fmt::Debug for Stores {

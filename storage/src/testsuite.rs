@@ -45,6 +45,8 @@
 //! - Id leases: a lease is live until its `expires_at`; an open claim gets some free pair (which
 //!   one is not checked); claiming a pair one already holds extends it; a lease that expired
 //!   cannot be renewed even if nobody took it; releasing frees the pair at once.
+//! - Guild owners: the first claim of a guild is epoch 1 and every change of hands adds one;
+//!   an owner whose id lease was released or ran out owns nothing, at once.
 //!
 //! Cases never assume an empty store: every id, name, email, code and token is fresh per run
 //! (see [`fresh_id`]), so a server-based backend can share one database across cases running in
@@ -70,9 +72,10 @@ use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 
 use crate::{
-    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildWrite, IdClaim,
-    IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord, PinnedMessage, ReactionCount,
-    RefreshTokenRecord, RotateOutcome, SigningKeyRecord, StoreError, Stores, bucket_of,
+    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildClaim, GuildOwner,
+    GuildWrite, IdClaim, IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord, PinnedMessage,
+    ReactionCount, RefreshTokenRecord, RotateOutcome, SigningKeyRecord, StoreError, Stores,
+    bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -138,6 +141,13 @@ macro_rules! conformance_tests {
             leases_release_frees_the_pair,
             leases_another_generation_is_another_holder,
             leases_every_pair_held_is_exhausted,
+            guild_owners_first_claim_is_epoch_one_and_claiming_again_changes_nothing,
+            guild_owners_a_live_owner_is_held_against_other_nodes,
+            guild_owners_only_a_node_holding_its_pair_may_claim,
+            guild_owners_pass_on_when_the_owner_lease_ends,
+            guild_owners_release_hands_on_under_the_next_epoch,
+            guild_owners_list_what_a_node_owns,
+            guild_owners_concurrent_claims_have_one_winner,
         );
     };
     (@cases $open:path, $attrs:tt; $($case:ident),* $(,)?) => {
@@ -3551,5 +3561,266 @@ pub async fn leases_every_pair_held_is_exhausted<
             .await
             .unwrap(),
         IdClaim::Exhausted
+    );
+}
+
+// ------------------------------------------------------------------ guild owners
+
+#[track_caller]
+fn owns(claim: GuildClaim) -> GuildOwner {
+    match claim {
+        GuildClaim::Claimed(owner) => owner,
+        other => panic!("expected the guild to be claimed, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn owned_by_another(claim: GuildClaim) -> GuildOwner {
+    match claim {
+        GuildClaim::Held(owner) => owner,
+        other => panic!("expected the guild to be held by another node, got {other:?}"),
+    }
+}
+
+/// A node of its own with a live id lease of `ttl`.
+async fn cluster_member(s: &Stores, tag: &str, ttl: Duration) -> (NodeIdentity, IdPair) {
+    let me = node(tag, 1);
+    let pair = claimed(s.nodes.claim_id_pair(&me, None, ttl).await.unwrap()).pair;
+    (me, pair)
+}
+
+pub async fn guild_owners_first_claim_is_epoch_one_and_claiming_again_changes_nothing<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let g = fresh_id();
+    assert_eq!(
+        s.leases.guild_owner(g).await.unwrap(),
+        None,
+        "never claimed"
+    );
+    let owner = owns(s.leases.claim_guild(g, &a, pa).await.unwrap());
+    assert_eq!(
+        owner,
+        GuildOwner {
+            guild_id: g,
+            node: a.clone(),
+            pair: pa,
+            epoch: 1
+        }
+    );
+    assert_eq!(s.leases.guild_owner(g).await.unwrap(), Some(owner.clone()));
+    assert_eq!(owns(s.leases.claim_guild(g, &a, pa).await.unwrap()), owner);
+    assert_eq!(s.leases.guild_owner(g).await.unwrap(), Some(owner));
+}
+
+pub async fn guild_owners_a_live_owner_is_held_against_other_nodes<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let (b, pb) = cluster_member(s, "b", LEASE).await;
+    let g = fresh_id();
+    let owner = owns(s.leases.claim_guild(g, &a, pa).await.unwrap());
+    assert_eq!(
+        owned_by_another(s.leases.claim_guild(g, &b, pb).await.unwrap()),
+        owner
+    );
+    // The next process of a's node is another holder: it waits for its predecessor's lease.
+    let a2 = NodeIdentity::new(a.node_id.clone(), GenerationId(2));
+    let pa2 = claimed(s.nodes.claim_id_pair(&a2, None, LEASE).await.unwrap()).pair;
+    assert_eq!(
+        owned_by_another(s.leases.claim_guild(g, &a2, pa2).await.unwrap()),
+        owner
+    );
+    assert_eq!(s.leases.guild_owner(g).await.unwrap(), Some(owner));
+}
+
+pub async fn guild_owners_only_a_node_holding_its_pair_may_claim<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let (b, pb) = cluster_member(s, "b", LEASE).await;
+    let g = fresh_id();
+    assert_eq!(
+        s.leases.claim_guild(g, &b, pa).await.unwrap(),
+        GuildClaim::NotLeased,
+        "another node's pair"
+    );
+    assert!(s.nodes.release_id_pair(&b, pb).await.unwrap());
+    assert_eq!(
+        s.leases.claim_guild(g, &b, pb).await.unwrap(),
+        GuildClaim::NotLeased,
+        "a released pair"
+    );
+    assert_eq!(
+        s.leases.guild_owner(g).await.unwrap(),
+        None,
+        "nothing written"
+    );
+    assert_eq!(
+        owns(s.leases.claim_guild(g, &a, pa).await.unwrap()).epoch,
+        1
+    );
+}
+
+pub async fn guild_owners_pass_on_when_the_owner_lease_ends<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", SHORT_LEASE).await;
+    let (b, pb) = cluster_member(s, "b", LEASE).await;
+    let (c, pc) = cluster_member(s, "c", LEASE).await;
+    let (g, h) = (fresh_id(), fresh_id());
+    let first = owns(s.leases.claim_guild(g, &a, pa).await.unwrap());
+    owns(s.leases.claim_guild(h, &b, pb).await.unwrap());
+
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(500)).await;
+    assert_eq!(
+        s.leases.guild_owner(g).await.unwrap(),
+        None,
+        "a's lease ran out"
+    );
+    let second = owns(s.leases.claim_guild(g, &c, pc).await.unwrap());
+    assert_eq!((second.epoch, &second.node), (2, &c));
+    assert!(
+        !s.leases.release_guild(&first).await.unwrap(),
+        "a deposed owner releases nothing"
+    );
+    assert_eq!(s.leases.guild_owner(g).await.unwrap(), Some(second));
+
+    // A released id lease ends ownership at once, without waiting for its expiry.
+    assert!(s.nodes.release_id_pair(&b, pb).await.unwrap());
+    assert_eq!(s.leases.guild_owner(h).await.unwrap(), None);
+    assert_eq!(
+        owns(s.leases.claim_guild(h, &c, pc).await.unwrap()).epoch,
+        2
+    );
+}
+
+pub async fn guild_owners_release_hands_on_under_the_next_epoch<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let (b, pb) = cluster_member(s, "b", LEASE).await;
+    let g = fresh_id();
+    let first = owns(s.leases.claim_guild(g, &a, pa).await.unwrap());
+    let stranger = GuildOwner {
+        node: b.clone(),
+        pair: pb,
+        ..first.clone()
+    };
+    assert!(!s.leases.release_guild(&stranger).await.unwrap(), "not b's");
+    assert!(s.leases.release_guild(&first).await.unwrap());
+    assert!(!s.leases.release_guild(&first).await.unwrap(), "only once");
+    assert_eq!(s.leases.guild_owner(g).await.unwrap(), None);
+
+    let second = owns(s.leases.claim_guild(g, &b, pb).await.unwrap());
+    assert_eq!(second.epoch, 2);
+    assert_eq!(
+        owned_by_another(s.leases.claim_guild(g, &a, pa).await.unwrap()),
+        second
+    );
+    assert!(s.leases.release_guild(&second).await.unwrap());
+    let third = owns(s.leases.claim_guild(g, &a, pa).await.unwrap());
+    assert_eq!(
+        (third.epoch, &third.node),
+        (3, &a),
+        "the first owner comes back later"
+    );
+}
+
+pub async fn guild_owners_list_what_a_node_owns<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let (b, pb) = cluster_member(s, "b", LEASE).await;
+    let (g1, g2, g3) = (fresh_id(), fresh_id(), fresh_id());
+    let o2 = owns(s.leases.claim_guild(g2, &a, pa).await.unwrap());
+    let o1 = owns(s.leases.claim_guild(g1, &a, pa).await.unwrap());
+    let o3 = owns(s.leases.claim_guild(g3, &b, pb).await.unwrap());
+    assert_eq!(
+        s.leases.guilds_owned_by(&a).await.unwrap(),
+        vec![o1.clone(), o2.clone()],
+        "in id order"
+    );
+    assert_eq!(s.leases.guilds_owned_by(&b).await.unwrap(), vec![o3]);
+    assert!(s.leases.release_guild(&o1).await.unwrap());
+    assert_eq!(s.leases.guilds_owned_by(&a).await.unwrap(), vec![o2]);
+    assert!(s.nodes.release_id_pair(&a, pa).await.unwrap());
+    assert_eq!(s.leases.guilds_owned_by(&a).await.unwrap(), vec![]);
+    assert_eq!(
+        s.leases.guilds_owned_by(&node("nobody", 1)).await.unwrap(),
+        vec![]
+    );
+}
+
+pub async fn guild_owners_concurrent_claims_have_one_winner<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let g = fresh_id();
+    let mut members = Vec::new();
+    for n in 0..8 {
+        members.push(cluster_member(s, &format!("racer{n}"), LEASE).await);
+    }
+    let tasks: Vec<_> = members
+        .into_iter()
+        .map(|(me, pair)| {
+            let leases = s.leases.clone();
+            tokio::spawn(async move { leases.claim_guild(g, &me, pair).await.unwrap() })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            GuildClaim::Claimed(owner) => winners.push(owner),
+            GuildClaim::Held(owner) => seen.push(owner),
+            GuildClaim::NotLeased => panic!("every racer holds its pair"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+    let winner = &winners[0];
+    assert_eq!(winner.epoch, 1);
+    assert!(
+        seen.iter().all(|o| o == winner),
+        "the others see the winner"
+    );
+    assert_eq!(
+        s.leases.guild_owner(g).await.unwrap().as_ref(),
+        Some(winner)
     );
 }

@@ -95,10 +95,11 @@ pub(crate) enum Ks {
     PinOf,
     SigningKeys,
     IdLeases,
+    GuildOwners,
 }
 
 impl Ks {
-    const ALL: [Ks; 23] = [
+    const ALL: [Ks; 24] = [
         Ks::Users,
         Ks::Credentials,
         Ks::Usernames,
@@ -122,6 +123,7 @@ impl Ks {
         Ks::PinOf,
         Ks::SigningKeys,
         Ks::IdLeases,
+        Ks::GuildOwners,
     ];
 
     /// On-disk names; changing one orphans the data stored under it.
@@ -150,6 +152,7 @@ impl Ks {
             Ks::PinOf => "pin_of",
             Ks::SigningKeys => "signing_keys",
             Ks::IdLeases => "id_leases",
+            Ks::GuildOwners => "guild_owners",
         }
     }
 }
@@ -426,7 +429,8 @@ impl EmbeddedStore {
             guilds: self.clone(),
             messages: self.clone(),
             keys: self.clone(),
-            nodes: self,
+            nodes: self.clone(),
+            leases: self,
         }
     }
 

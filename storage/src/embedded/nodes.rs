@@ -1,10 +1,12 @@
-//! Snowflake id-pair leases on fjall: one row per claimed pair, keyed by its index.
+//! Snowflake id-pair leases on fjall: one row per claimed pair, keyed by its index; and guild
+//! ownership records, one per guild ever claimed, keyed by its id.
 //!
 //! An embedded store serves a single node, which mints with its configured pair and claims
 //! nothing; the leases are here so that the store keeps the whole [`NodeStore`] contract (and
 //! the conformance suite proves it like the shared stores'). The clock is this process's. Every
 //! operation reads and writes under `leases_lock`, so claims are atomic; a released lease keeps
 //! its row with `expires_at` set to the release time, which is what orders free pairs for reuse.
+//! Guild claims take the same lock, so the id lease a claim checks cannot change under it.
 
 use std::time::Duration;
 
@@ -14,7 +16,12 @@ use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use serde::{Deserialize, Serialize};
 
 use super::{Committed, EmbeddedStore, Ks, Tx, decode, lock};
-use crate::{IdClaim, IdLease, IdPair, NodeStore, StoreError, StoreResult, pair_index};
+use enrichment_protocol::Snowflake;
+
+use crate::{
+    GuildClaim, GuildOwner, IdClaim, IdLease, IdPair, LeaseStore, NodeStore, StoreError,
+    StoreResult, pair_index,
+};
 
 /// A lease as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,6 +168,156 @@ impl NodeStore for EmbeddedStore {
                 }
                 _ => Ok((false, Committed(false))),
             }
+        })
+        .await
+    }
+}
+
+/// A guild's ownership record as stored. A released record keeps its epoch, so the next claim
+/// counts on from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct OwnerRow {
+    node_id: String,
+    generation: u64,
+    pair: u16,
+    epoch: u64,
+    released: bool,
+}
+
+impl OwnerRow {
+    fn owner(&self, guild_id: Snowflake) -> StoreResult<GuildOwner> {
+        Ok(GuildOwner {
+            guild_id,
+            node: NodeIdentity::new(self.node_id.clone(), GenerationId(self.generation)),
+            pair: IdPair::from_index(self.pair)
+                .ok_or_else(|| StoreError::Corrupt(format!("guild owner pair {}", self.pair)))?,
+            epoch: self.epoch,
+        })
+    }
+
+    fn is(&self, owner: &GuildOwner) -> bool {
+        self.node_id == owner.node.node_id
+            && self.generation == owner.node.generation.0
+            && self.epoch == owner.epoch
+    }
+}
+
+/// Whether `node` holds `pair` under a live lease, read inside the caller's lock.
+fn holds(tx: &Tx<'_>, node: &NodeIdentity, pair: u16, now: i64) -> StoreResult<bool> {
+    Ok(tx
+        .get_json::<LeaseRow>(Ks::IdLeases, &key(pair))?
+        .is_some_and(|row| row.held_by(node) && row.expires_at_ms > now))
+}
+
+/// The record's owner when it is live: not released, and its node still holds its pair.
+fn live_owner(
+    tx: &Tx<'_>,
+    guild_id: Snowflake,
+    row: &OwnerRow,
+    now: i64,
+) -> StoreResult<Option<GuildOwner>> {
+    if row.released {
+        return Ok(None);
+    }
+    let owner = row.owner(guild_id)?;
+    Ok(holds(tx, &owner.node, row.pair, now)?.then_some(owner))
+}
+
+#[async_trait]
+impl LeaseStore for EmbeddedStore {
+    async fn claim_guild(
+        &self,
+        guild_id: Snowflake,
+        node: &NodeIdentity,
+        pair: IdPair,
+    ) -> StoreResult<GuildClaim> {
+        let node = node.clone();
+        let index = pair_index(pair)?;
+        self.write(move |inner| {
+            let _guard = lock(&inner.leases_lock);
+            let mut tx = Tx::new(inner);
+            let now = Timestamp::now().unix_ms();
+            if !holds(&tx, &node, index, now)? {
+                return Ok((GuildClaim::NotLeased, Committed(false)));
+            }
+            let gkey = guild_id.get().to_be_bytes();
+            let current = tx.get_json::<OwnerRow>(Ks::GuildOwners, &gkey)?;
+            let mut epoch = 1;
+            if let Some(row) = &current {
+                if let Some(owner) = live_owner(&tx, guild_id, row, now)? {
+                    if owner.node == node {
+                        return Ok((GuildClaim::Claimed(owner), Committed(false)));
+                    }
+                    return Ok((GuildClaim::Held(owner), Committed(false)));
+                }
+                epoch = row.epoch + 1;
+            }
+            let row = OwnerRow {
+                node_id: node.node_id.clone(),
+                generation: node.generation.0,
+                pair: index,
+                epoch,
+                released: false,
+            };
+            tx.put_json(Ks::GuildOwners, gkey, &row)?;
+            let owner = row.owner(guild_id)?;
+            Ok((GuildClaim::Claimed(owner), tx.commit()?))
+        })
+        .await
+    }
+
+    async fn guild_owner(&self, guild_id: Snowflake) -> StoreResult<Option<GuildOwner>> {
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.leases_lock);
+            let tx = Tx::new(inner);
+            let now = Timestamp::now().unix_ms();
+            match tx.get_json::<OwnerRow>(Ks::GuildOwners, &guild_id.get().to_be_bytes())? {
+                Some(row) => live_owner(&tx, guild_id, &row, now),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn release_guild(&self, owner: &GuildOwner) -> StoreResult<bool> {
+        let owner = owner.clone();
+        self.write(move |inner| {
+            let _guard = lock(&inner.leases_lock);
+            let mut tx = Tx::new(inner);
+            let gkey = owner.guild_id.get().to_be_bytes();
+            match tx.get_json::<OwnerRow>(Ks::GuildOwners, &gkey)? {
+                Some(mut row) if !row.released && row.is(&owner) => {
+                    row.released = true;
+                    tx.put_json(Ks::GuildOwners, gkey, &row)?;
+                    Ok((true, tx.commit()?))
+                }
+                _ => Ok((false, Committed(false))),
+            }
+        })
+        .await
+    }
+
+    async fn guilds_owned_by(&self, node: &NodeIdentity) -> StoreResult<Vec<GuildOwner>> {
+        let node = node.clone();
+        self.blocking(move |inner| {
+            let _guard = lock(&inner.leases_lock);
+            let tx = Tx::new(inner);
+            let now = Timestamp::now().unix_ms();
+            let mut owned = Vec::new();
+            for entry in inner.ks(Ks::GuildOwners).iter() {
+                let (k, v) = entry.into_inner()?;
+                let id = <[u8; 8]>::try_from(&k[..])
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("guild owner key".into()))?;
+                let row = decode::<OwnerRow>(&v)?;
+                if row.node_id != node.node_id || row.generation != node.generation.0 {
+                    continue;
+                }
+                if let Some(owner) = live_owner(&tx, Snowflake(id), &row, now)? {
+                    owned.push(owner);
+                }
+            }
+            Ok(owned)
         })
         .await
     }

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "id_leases",
         sql: include_str!("../../migrations/postgres/0004_id_leases.sql"),
     },
+    Migration {
+        version: 5,
+        name: "guild_owners",
+        sql: include_str!("../../migrations/postgres/0005_guild_owners.sql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

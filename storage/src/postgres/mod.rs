@@ -212,7 +212,8 @@ impl PostgresStore {
             guilds: self.clone(),
             messages: self.clone(),
             keys: self.clone(),
-            nodes: self,
+            nodes: self.clone(),
+            leases: self,
         }
     }
 

@@ -1,4 +1,6 @@
-//! Snowflake id-pair leases on PostgreSQL (`id_leases`, one row per claimed pair).
+//! Snowflake id-pair leases on PostgreSQL (`id_leases`, one row per claimed pair), and guild
+//! ownership (`guild_owners`, one row per guild ever claimed), which lives as long as the
+//! owner's id lease does.
 //!
 //! Expiry is on the database's clock: a lease is live while `expires_at > now()`, and a grant
 //! or renewal sets `expires_at = now() + ttl`. `now()` is the start of the transaction, which
@@ -10,6 +12,12 @@
 //! transaction-scoped advisory lock: claims run one at a time. Renewals and releases touch only
 //! the holder's row, in one conditional `UPDATE` each; a claim locks the row it looks at, so
 //! it waits for a renewal in flight and sees its outcome.
+//!
+//! A guild claim runs in one transaction: it share-locks the claimer's own lease row (so that
+//! lease cannot be taken from under the claim), inserts the guild's record if there is none,
+//! and otherwise locks the record and takes it over only if its owner's lease is gone. Two
+//! claims of a new guild meet on the primary key: the second waits for the first to commit and
+//! then finds its record.
 
 use std::time::Duration;
 
@@ -18,7 +26,12 @@ use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use tokio_postgres::Row;
 
 use super::{Db, PostgresStore, col, db_error, timestamp};
-use crate::{IdClaim, IdLease, IdPair, NodeStore, StoreError, StoreResult, pair_index};
+use enrichment_protocol::Snowflake;
+
+use crate::{
+    GuildClaim, GuildOwner, IdClaim, IdLease, IdPair, LeaseStore, NodeStore, StoreError,
+    StoreResult, pair_index,
+};
 
 /// The advisory lock key that serializes claims ("enrlease" in ASCII).
 const CLAIM_LOCK: i64 = 0x656e_726c_6561_7365;
@@ -161,4 +174,171 @@ fn index_pair(index: i16) -> StoreResult<IdPair> {
         .ok()
         .and_then(IdPair::from_index)
         .ok_or_else(|| StoreError::Corrupt(format!("id lease pair {index}")))
+}
+
+/// The claimer's own lease, share-locked for the rest of the transaction.
+const CLAIMER_LEASE: &str = "SELECT 1 FROM id_leases
+    WHERE pair = $1 AND node_id = $2 AND generation = $3 AND expires_at > now() FOR SHARE";
+
+const FIRST_CLAIM: &str = "INSERT INTO guild_owners (guild_id, node_id, generation, pair, epoch)
+    VALUES ($1, $2, $3, $4, 1) ON CONFLICT (guild_id) DO NOTHING";
+
+/// A record with whether it is live: not released, and its node still holds its pair.
+const OWNER: &str = "SELECT o.node_id, o.generation, o.pair, o.epoch,
+        NOT o.released AND l.expires_at > now() AND l.node_id = o.node_id
+            AND l.generation = o.generation
+    FROM guild_owners o LEFT JOIN id_leases l ON l.pair = o.pair
+    WHERE o.guild_id = $1";
+
+const TAKE_OVER: &str = "UPDATE guild_owners SET node_id = $2, generation = $3, pair = $4,
+        epoch = epoch + 1, released = false
+    WHERE guild_id = $1 RETURNING epoch";
+
+const RELEASE_GUILD: &str = "UPDATE guild_owners SET released = true
+    WHERE guild_id = $1 AND node_id = $2 AND generation = $3 AND epoch = $4 AND NOT released";
+
+const OWNED_BY: &str = "SELECT o.guild_id, o.pair, o.epoch
+    FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
+    WHERE o.node_id = $1 AND o.generation = $2 AND NOT o.released
+        AND l.node_id = o.node_id AND l.generation = o.generation AND l.expires_at > now()
+    ORDER BY o.guild_id";
+
+fn guild_sql(id: Snowflake) -> i64 {
+    id.get() as i64
+}
+
+/// A [`GuildOwner`] from an [`OWNER`] row, and whether it is live.
+fn owner_row(guild_id: Snowflake, row: &Row) -> StoreResult<(GuildOwner, bool)> {
+    let owner = GuildOwner {
+        guild_id,
+        node: NodeIdentity::new(
+            col::<String>(row, 0)?,
+            GenerationId(col::<i64>(row, 1)? as u64),
+        ),
+        pair: index_pair(col::<i16>(row, 2)?)?,
+        epoch: col::<i64>(row, 3)? as u64,
+    };
+    // A LEFT JOIN without a lease row yields NULL: not live.
+    let live = col::<Option<bool>>(row, 4)?.unwrap_or(false);
+    Ok((owner, live))
+}
+
+#[async_trait]
+impl LeaseStore for PostgresStore {
+    async fn claim_guild(
+        &self,
+        guild_id: Snowflake,
+        node: &NodeIdentity,
+        pair: IdPair,
+    ) -> StoreResult<GuildClaim> {
+        let context = "claiming a guild";
+        let index = sql_pair(pair)?;
+        let (id, generation) = (guild_sql(guild_id), generation(node));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        let leased = db
+            .query_opt(
+                CLAIMER_LEASE,
+                &[&index, &node.node_id, &generation],
+                context,
+            )
+            .await?;
+        if leased.is_none() {
+            return Ok(GuildClaim::NotLeased);
+        }
+        let first = db
+            .execute(
+                FIRST_CLAIM,
+                &[&id, &node.node_id, &generation, &index],
+                context,
+            )
+            .await?;
+        let mine = GuildOwner {
+            guild_id,
+            node: node.clone(),
+            pair,
+            epoch: 1,
+        };
+        if first == 1 {
+            tx.commit().await.map_err(db_error(context))?;
+            return Ok(GuildClaim::Claimed(mine));
+        }
+        let locked = format!("{OWNER} FOR UPDATE OF o");
+        let row = db
+            .query_opt(&locked, &[&id], context)
+            .await?
+            .ok_or_else(|| StoreError::Backend("a guild owner record vanished".into()))?;
+        let (current, live) = owner_row(guild_id, &row)?;
+        if live {
+            return Ok(if current.node == *node {
+                GuildClaim::Claimed(current)
+            } else {
+                GuildClaim::Held(current)
+            });
+        }
+        let row = db
+            .query_opt(
+                TAKE_OVER,
+                &[&id, &node.node_id, &generation, &index],
+                context,
+            )
+            .await?
+            .ok_or_else(|| StoreError::Backend("taking a guild over returned nothing".into()))?;
+        let epoch = col::<i64>(&row, 0)? as u64;
+        tx.commit().await.map_err(db_error(context))?;
+        Ok(GuildClaim::Claimed(GuildOwner { epoch, ..mine }))
+    }
+
+    async fn guild_owner(&self, guild_id: Snowflake) -> StoreResult<Option<GuildOwner>> {
+        let client = self.client().await?;
+        let row = Db::Conn(&client)
+            .query_opt(OWNER, &[&guild_sql(guild_id)], "reading a guild's owner")
+            .await?;
+        match row {
+            Some(row) => {
+                let (owner, live) = owner_row(guild_id, &row)?;
+                Ok(live.then_some(owner))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn release_guild(&self, owner: &GuildOwner) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let released = Db::Conn(&client)
+            .execute(
+                RELEASE_GUILD,
+                &[
+                    &guild_sql(owner.guild_id),
+                    &owner.node.node_id,
+                    &generation(&owner.node),
+                    &(owner.epoch as i64),
+                ],
+                "releasing a guild",
+            )
+            .await?;
+        Ok(released > 0)
+    }
+
+    async fn guilds_owned_by(&self, node: &NodeIdentity) -> StoreResult<Vec<GuildOwner>> {
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                OWNED_BY,
+                &[&node.node_id, &generation(node)],
+                "listing a node's guilds",
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(GuildOwner {
+                    guild_id: Snowflake(col::<i64>(row, 0)? as u64),
+                    node: node.clone(),
+                    pair: index_pair(col::<i16>(row, 1)?)?,
+                    epoch: col::<i64>(row, 2)? as u64,
+                })
+            })
+            .collect()
+    }
 }

@@ -292,6 +292,14 @@ statements! {
     claim_lease: true = "INSERT INTO {ks}.id_leases (pair, node_id, generation, expires_at) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?";
     renew_lease: true = "UPDATE {ks}.id_leases USING TTL ? SET node_id = ?, generation = ?, expires_at = ? WHERE pair = ? IF node_id = ? AND generation = ?";
     release_lease: true = "DELETE FROM {ks}.id_leases WHERE pair = ? IF node_id = ? AND generation = ?";
+    // guild ownership
+    get_owner: false = "SELECT node_id, generation, pair, epoch, released FROM {ks}.guild_owners WHERE guild_id = ?";
+    first_owner: true = "INSERT INTO {ks}.guild_owners (guild_id, node_id, generation, pair, epoch, released) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS";
+    take_over: true = "UPDATE {ks}.guild_owners SET node_id = ?, generation = ?, pair = ?, epoch = ?, released = ? WHERE guild_id = ? IF epoch = ?";
+    release_owner: true = "UPDATE {ks}.guild_owners SET released = ? WHERE guild_id = ? IF node_id = ? AND generation = ? AND epoch = ? AND released = ?";
+    list_owned: false = "SELECT guild_id FROM {ks}.guilds_by_owner WHERE node_id = ? AND generation = ?";
+    put_owned: false = "INSERT INTO {ks}.guilds_by_owner (node_id, generation, guild_id) VALUES (?, ?, ?)";
+    del_owned: false = "DELETE FROM {ks}.guilds_by_owner WHERE node_id = ? AND generation = ? AND guild_id = ?";
 }
 
 async fn prepare(
@@ -476,7 +484,8 @@ impl ScyllaStore {
             guilds: s.clone(),
             messages: s.clone(),
             keys: s.clone(),
-            nodes: s,
+            nodes: s.clone(),
+            leases: s,
         }
     }
 

@@ -14,12 +14,14 @@
 //!   `data` column, like the other backends.
 //! - `id_leases`: one row per snowflake id pair a node holds, written with a TTL so that the
 //!   replicas' clocks, not the nodes', decide when a lease runs out (see `nodes.rs`).
+//! - `guild_owners`: which node runs each guild's actor, claimed by lightweight transaction on
+//!   the epoch; `guilds_by_owner` lists a node's guilds for the admin API and handoff.
 
 /// Version of the schema below; `schema_migrations` records it with [`DESCRIPTION`].
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// What the newest version added.
-pub const DESCRIPTION: &str = "id_leases";
+pub const DESCRIPTION: &str = "guild_owners";
 
 /// Keyspace-relative DDL, in order; `{ks}` is replaced by the keyspace.
 pub const TABLES: &[&str] = &[
@@ -52,4 +54,6 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.pin_of (channel_id bigint, message_id bigint, pinned_at bigint, PRIMARY KEY (channel_id, message_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.signing_keys (scope text, kid text, private_pem text, created_at bigint, retired boolean, PRIMARY KEY (scope, kid))",
     "CREATE TABLE IF NOT EXISTS {ks}.id_leases (pair int PRIMARY KEY, node_id text, generation bigint, expires_at bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_owners (guild_id bigint PRIMARY KEY, node_id text, generation bigint, pair int, epoch bigint, released boolean)",
+    "CREATE TABLE IF NOT EXISTS {ks}.guilds_by_owner (node_id text, generation bigint, guild_id bigint, PRIMARY KEY ((node_id, generation), guild_id))",
 ];
