@@ -18,7 +18,7 @@ use enrichment_protocol::gateway::{Presence, Status};
 use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::shared::{
-    PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedState, keys,
+    PresenceChange, RateLimit, RateOutcome, SessionLocation, SharedHealth, SharedState, keys,
 };
 
 use super::registry::SessionRegistry;
@@ -196,8 +196,18 @@ impl SharedGateway {
         }
     }
 
+    /// Whether session locations are worth writing. The in-process state has one reader, this
+    /// node, which finds its own sessions in its registry: writing them there would only cost
+    /// every idle connection a record (about 0.7 KiB).
+    fn records_sessions(&self) -> bool {
+        self.state.health() != SharedHealth::InProcess
+    }
+
     /// Records that this node holds `session` (in the background).
     pub fn session_started(&self, session: &Session, gateway_url: &str) {
+        if !self.records_sessions() {
+            return;
+        }
         let me = self.clone();
         let id = session.info.session_id.clone();
         let loc = self.location(session, gateway_url);
@@ -210,6 +220,9 @@ impl SharedGateway {
 
     /// Forgets a session that ended here (in the background).
     pub fn session_ended(&self, session_id: &str) {
+        if !self.records_sessions() {
+            return;
+        }
         let me = self.clone();
         let id = session_id.to_owned();
         tokio::spawn(async move {
@@ -257,7 +270,8 @@ impl SharedGateway {
         presences: Vec<Presence>,
         gateway_url: &str,
     ) {
-        for s in sessions.iter().filter(|s| !s.is_ended()) {
+        let sessions = sessions.iter().filter(|_| self.records_sessions());
+        for s in sessions.filter(|s| !s.is_ended()) {
             let loc = self.location(s, gateway_url);
             if self
                 .state
