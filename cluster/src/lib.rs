@@ -1,0 +1,24 @@
+//! The cluster: which nodes are members, and which node should run each guild.
+//!
+//! - [`membership`]: gossip membership over chitchat, each datagram signed with the cluster
+//!   secret ([`gossip_auth`]); each node publishes who it is, where it is reached, its state and
+//!   its load, and follows the others as a [`ClusterView`];
+//! - [`placement`]: rendezvous hashing of guilds over the ready members, the same on every
+//!   node;
+//! - [`config`]: the `[cluster]` section of a node's configuration.
+//!
+//! The transport between nodes, routing of guild commands to their owners, per-node fanout
+//! and the handoff of guilds when membership changes build on these and are not here yet.
+
+pub mod config;
+pub mod gossip_auth;
+pub mod member;
+pub mod membership;
+pub mod placement;
+pub mod view;
+
+pub use config::{ClusterConfig, ClusterSecret, ConfigError};
+pub use gossip_auth::RejectedDatagrams;
+pub use member::{Member, MemberLoad, MemberState};
+pub use membership::{ClusterError, LocalNode, Membership};
+pub use view::ClusterView;
