@@ -168,6 +168,23 @@ pub struct ServeArgs {
     /// Turn HTTP rate limits off (load tests only).
     #[arg(long)]
     no_rate_limits: bool,
+    /// Join a cluster (needs a shared store, Redis and S3 blobs). Implied by --cluster-listen
+    /// and --seeds.
+    #[arg(long)]
+    cluster: bool,
+    /// Where cluster gossip listens (UDP), e.g. 10.0.0.5:8082.
+    #[arg(long)]
+    cluster_listen: Option<SocketAddr>,
+    /// The cluster address peers reach this node at, when it differs from --cluster-listen.
+    #[arg(long)]
+    cluster_advertise: Option<SocketAddr>,
+    /// Nodes to join through, host:port,host:port (any members; the first node needs none).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<String>>,
+    /// The secret every node of the cluster shares, 16+ bytes. Prefer
+    /// ENRICHMENT_CLUSTER_SECRET: flags show up in `ps`.
+    #[arg(long)]
+    cluster_secret: Option<String>,
     #[command(flatten)]
     backends: BackendArgs,
 }
@@ -210,6 +227,13 @@ impl ServeArgs {
         if self.no_rate_limits {
             o.set("rate_limits.enabled", false);
         }
+        if self.cluster || self.cluster_listen.is_some() || self.seeds.is_some() {
+            o.set("cluster.enabled", true);
+        }
+        o.given("cluster.listen", self.cluster_listen);
+        o.given("cluster.advertise", self.cluster_advertise);
+        o.given("cluster.seeds", self.seeds);
+        o.given("cluster.secret", self.cluster_secret);
         self.backends.overrides(&mut o);
         (self.config, o)
     }
@@ -253,6 +277,11 @@ mod tests {
         "--s3-path-style=false",
         "--max-attachment-bytes=7",
         "--attachments-public-url=https://cdn",
+        "--cluster",
+        "--cluster-listen=127.0.0.1:3",
+        "--cluster-advertise=127.0.0.1:4",
+        "--seeds=127.0.0.1:5,h:6",
+        "--cluster-secret=0123456789abcdef",
     ];
 
     fn serve(argv: &[&str]) -> ServeArgs {
@@ -296,6 +325,10 @@ mod tests {
         assert_eq!(c.admin_token.unwrap().expose(), "0123456789abcdef");
         assert!(!c.s3.path_style);
         assert_eq!(c.attachments.max_bytes, 7);
+        assert!(c.cluster.enabled);
+        assert_eq!(c.cluster.seeds, ["127.0.0.1:5", "h:6"]);
+        assert_eq!(c.cluster.advertise, Some("127.0.0.1:4".parse().unwrap()));
+        assert_eq!(c.cluster.secret.unwrap().expose(), b"0123456789abcdef");
     }
 
     #[test]

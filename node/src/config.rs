@@ -13,6 +13,7 @@ use std::time::Duration;
 use enrichment_actors::gateway::{GatewayConfig as ProtocolConfig, IdentifyLimits, SessionLimits};
 use enrichment_actors::guild::GuildLimits;
 use enrichment_actors::users::UserCacheLimits;
+use enrichment_cluster::ClusterConfig;
 use enrichment_protocol::IdPair;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +76,9 @@ pub struct Config {
     pub redis: RedisConfig,
     pub s3: S3Config,
     pub attachments: AttachmentConfig,
+    /// Membership of a cluster of nodes (gossip address, seeds, secret, failure detection).
+    /// Off by default; on, it needs a shared store, Redis and S3 blobs.
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -517,6 +521,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             s3: S3Config::default(),
             attachments: AttachmentConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -627,7 +632,34 @@ impl Config {
             g.member_chunk_size > 0 && g.max_connections > 0 && g.write_timeout_secs > 0,
             "gateway.member_chunk_size, max_connections and write_timeout_secs must be positive"
         );
-        self.validate_backends()
+        self.validate_backends()?;
+        self.validate_cluster()
+    }
+
+    /// A cluster's nodes must see one another's data: everything durable in the shared store,
+    /// sessions and rate limits in Redis, attachment bytes in S3.
+    fn validate_cluster(&self) -> anyhow::Result<()> {
+        self.cluster.validate()?;
+        if !self.cluster.enabled {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            self.storage != StorageKind::Embedded,
+            "cluster.enabled (ENRICHMENT_CLUSTER_ENABLED) needs a store every node shares: \
+             storage = \"postgres\" or \"scylla\" (ENRICHMENT_STORAGE); the embedded store \
+             belongs to one node"
+        );
+        anyhow::ensure!(
+            self.redis.url.is_some(),
+            "cluster.enabled (ENRICHMENT_CLUSTER_ENABLED) needs redis.url (ENRICHMENT_REDIS_URL): \
+             the nodes share sessions, presence and rate limits through Redis"
+        );
+        anyhow::ensure!(
+            self.blobs == BlobKind::S3,
+            "cluster.enabled (ENRICHMENT_CLUSTER_ENABLED) needs blobs = \"s3\" \
+             (ENRICHMENT_BLOBS): attachments on one node's disk are invisible to the others"
+        );
+        Ok(())
     }
 
     /// The backends a node needs must be fully described before it starts; each error names
@@ -898,5 +930,27 @@ mod tests {
             !format!("{c:?}").contains("pw@"),
             "the URL stays out of Debug"
         );
+    }
+
+    #[test]
+    fn a_cluster_needs_a_shared_store_redis_and_s3_blobs() {
+        let cluster = "[cluster]\nenabled = true\nsecret = \"0123456789abcdef\"\n";
+        let postgres = "storage = \"postgres\"\n[postgres]\nurl = \"postgres://h/d\"\n";
+        let redis = "[redis]\nurl = \"redis://127.0.0.1:6379\"\n";
+        let s3 = "[s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\naccess_key = \"a\"\nsecret_key = \"s\"\n";
+        refused(cluster, "ENRICHMENT_STORAGE");
+        refused(&format!("{postgres}{cluster}"), "ENRICHMENT_REDIS_URL");
+        refused(
+            &format!("{postgres}{redis}{cluster}"),
+            "attachments on one node's disk",
+        );
+        refused(
+            &format!("blobs = \"s3\"\n{postgres}{redis}{s3}[cluster]\nenabled = true\n"),
+            "ENRICHMENT_CLUSTER_SECRET",
+        );
+        let c: Config =
+            toml::from_str(&format!("blobs = \"s3\"\n{postgres}{redis}{s3}{cluster}")).unwrap();
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 }

@@ -27,6 +27,7 @@ pub mod admin;
 pub mod attachments;
 pub mod backends;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod gateway;
@@ -79,6 +80,9 @@ pub struct Node {
     invalidations: tokio::task::JoinHandle<()>,
     /// Stops the guild actors if the id lease is lost.
     lease_watch: tokio::task::JoinHandle<()>,
+    /// This node's membership of a cluster (none for a node alone).
+    pub cluster: Arc<cluster::NodeCluster>,
+    load_upkeep: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -202,6 +206,19 @@ impl Node {
             gateway_svc.clone(),
             &config.gateway,
         )?);
+        // Gossip starts once the node's addresses are known; the node says it is ready when
+        // it serves.
+        let cluster = Arc::new(if config.cluster.enabled {
+            cluster::NodeCluster::join(
+                &config.cluster,
+                node_ids.identity.clone(),
+                addr.to_string(),
+                gateway_url.clone(),
+            )
+            .await?
+        } else {
+            cluster::NodeCluster::alone()
+        });
         let admin_state = web::Data::new(admin::AdminState {
             token: admin_token,
             node_id: node_id.clone(),
@@ -219,6 +236,7 @@ impl Node {
             identity: node_ids.identity.clone(),
             id_pair: node_ids.pair,
             lease_lost: node_ids.lost_signal(),
+            cluster: cluster.clone(),
         });
         let limits = Arc::new(ratelimit::RateLimits::new(
             &config.rate_limits,
@@ -303,6 +321,9 @@ impl Node {
                 router.stop();
             })
         };
+        let load_upkeep =
+            cluster.spawn_load_upkeep(router.clone() as Arc<dyn GuildRouter>, gateway.clone());
+        cluster.ready().await;
         tracing::info!(
             %node_id,
             generation = %node_ids.identity.generation,
@@ -325,6 +346,8 @@ impl Node {
             housekeeping,
             shared_upkeep,
             invalidations,
+            cluster,
+            load_upkeep,
         })
     }
 
@@ -350,6 +373,7 @@ impl Node {
     /// Sends RECONNECT to every gateway connection and closes them, stops accepting, finishes
     /// in-flight requests, stops the actors.
     pub async fn stop(self) {
+        self.cluster.drain().await;
         self.gateway.drain(Duration::from_secs(5)).await;
         self.server.stop(true).await;
         let _ = self.serving.await;
@@ -360,6 +384,10 @@ impl Node {
         self.lease_watch.abort();
         // Give actors a moment to drain their commit queues before the stores drop.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(task) = &self.load_upkeep {
+            task.abort();
+        }
+        self.cluster.leave().await;
         // Nothing mints any more: other nodes may have the pair.
         self.ids.release().await;
     }

@@ -19,6 +19,8 @@ pub const ADMIN_PREFIX: &str = "/admin/v1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
+    /// A cluster member that has not said it takes work yet.
+    Joining,
     /// Serving REST and gateway connections.
     Healthy,
     /// Told its gateway clients to reconnect elsewhere and refuses new gateway connections;
@@ -29,6 +31,7 @@ pub enum NodeStatus {
 impl NodeStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            NodeStatus::Joining => "joining",
             NodeStatus::Healthy => "healthy",
             NodeStatus::Draining => "draining",
         }

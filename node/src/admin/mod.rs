@@ -36,6 +36,9 @@ use enrichment_storage::shared::SharedState;
 
 pub use credentials::AdminToken;
 
+use enrichment_cluster::{Member, MemberState};
+
+use crate::cluster::NodeCluster;
 use crate::error::{ApiResult, HttpError};
 use crate::gateway::GatewayServer;
 use crate::ids::LeaseLost;
@@ -61,6 +64,8 @@ pub struct AdminState {
     pub id_pair: IdPair,
     /// Set once the node lost the lease on `id_pair` (it is then stopping).
     pub lease_lost: LeaseLost,
+    /// The cluster this node is a member of, if any.
+    pub cluster: Arc<NodeCluster>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -101,6 +106,35 @@ impl AdminState {
         }
     }
 
+    /// Another member, as far as gossip tells: what only that node knows (its sessions, its
+    /// version, its backends, its id pair) is left empty; its own admin API has it.
+    fn member_info(member: &Member) -> NodeInfo {
+        let generation = member.identity.generation;
+        // A generation is its process's start time in Unix ms.
+        let started_at = Timestamp::from_unix_ms(generation.0);
+        NodeInfo {
+            id: member.node_id().to_owned(),
+            rest_address: member.rest_addr.clone(),
+            gateway_url: member.gateway_url.clone(),
+            status: member_status(member.state),
+            started_at,
+            uptime_secs: Timestamp::now()
+                .unix_ms()
+                .saturating_sub(started_at.unix_ms())
+                .max(0) as u64
+                / 1000,
+            version: String::new(),
+            gateway_connections: member.load.connections,
+            sessions: 0,
+            guild_actors: member.load.guild_actors,
+            storage: String::new(),
+            blobs: String::new(),
+            shared_state: String::new(),
+            generation,
+            id_pair: IdPair::default(),
+        }
+    }
+
     fn ring_node(&self) -> RingNode {
         RingNode {
             id: self.node_id.clone(),
@@ -108,6 +142,14 @@ impl AdminState {
             gateway_url: self.gateway_url.clone(),
             status: self.status(),
         }
+    }
+}
+
+fn member_status(state: MemberState) -> NodeStatus {
+    match state {
+        MemberState::Joining => NodeStatus::Joining,
+        MemberState::Ready => NodeStatus::Healthy,
+        MemberState::Draining | MemberState::Left => NodeStatus::Draining,
     }
 }
 
@@ -157,21 +199,51 @@ async fn authenticate(
 
 #[get("/cluster/status")]
 async fn cluster_status(admin: Admin) -> HttpResponse {
-    HttpResponse::Ok().json(ClusterStatus {
-        nodes: vec![admin.node_info()],
-    })
+    let mut nodes = vec![admin.node_info()];
+    if let Some(view) = admin.cluster.view() {
+        nodes.extend(
+            view.members
+                .iter()
+                .filter(|m| m.node_id() != admin.node_id)
+                .map(AdminState::member_info),
+        );
+    }
+    HttpResponse::Ok().json(ClusterStatus { nodes })
 }
 
 #[get("/cluster/ring")]
 async fn cluster_ring(admin: Admin, query: web::Query<RingQuery>) -> HttpResponse {
-    // One node owns every guild until the cluster's ring exists.
-    let owner = query.guild_id.map(|guild_id| GuildOwner {
-        guild_id,
-        node_id: admin.node_id.clone(),
+    let Some(view) = admin.cluster.view() else {
+        // A node alone owns every guild.
+        let owner = query.guild_id.map(|guild_id| GuildOwner {
+            guild_id,
+            node_id: admin.node_id.clone(),
+        });
+        return HttpResponse::Ok().json(ClusterRing {
+            epoch: 0,
+            nodes: vec![admin.ring_node()],
+            owner,
+        });
+    };
+    let owner = query.guild_id.and_then(|guild_id| {
+        view.owner(guild_id.get()).map(|m| GuildOwner {
+            guild_id,
+            node_id: m.node_id().to_owned(),
+        })
     });
+    let nodes = view
+        .ready
+        .iter()
+        .map(|m| RingNode {
+            id: m.node_id().to_owned(),
+            rest_address: m.rest_addr.clone(),
+            gateway_url: m.gateway_url.clone(),
+            status: member_status(m.state),
+        })
+        .collect();
     HttpResponse::Ok().json(ClusterRing {
-        epoch: 0,
-        nodes: vec![admin.ring_node()],
+        epoch: view.epoch,
+        nodes,
         owner,
     })
 }
@@ -179,6 +251,21 @@ async fn cluster_ring(admin: Admin, query: web::Query<RingQuery>) -> HttpRespons
 #[post("/cluster/nodes/{node_id}/drain")]
 async fn drain_node(admin: Admin, node_id: web::Path<String>) -> ApiResult<HttpResponse> {
     if *node_id != admin.node_id {
+        // Another member drains itself, through its own admin API.
+        if let Some(member) = admin
+            .cluster
+            .view()
+            .and_then(|v| v.member(&node_id).cloned())
+        {
+            return Err(HttpError(ApiError::new(
+                400,
+                ErrorCode::General,
+                format!(
+                    "Node {node_id} drains through its own admin API, at {}",
+                    member.rest_addr
+                ),
+            )));
+        }
         return Err(HttpError(ApiError::new(
             404,
             ErrorCode::General,
@@ -187,6 +274,7 @@ async fn drain_node(admin: Admin, node_id: web::Path<String>) -> ApiResult<HttpR
     }
     if !admin.gateway.is_draining() {
         tracing::warn!(node_id = %admin.node_id, connections = admin.gateway.connections(), "draining the gateway on admin request");
+        admin.cluster.drain().await;
         admin.gateway.start_draining();
     }
     Ok(HttpResponse::Ok().json(admin.node_info()))

@@ -459,6 +459,8 @@ mod tests {
             ("blobs", "s3"),
             ("scylla.replication", "simple"),
             ("scylla.consistency", "one"),
+            // An unset socket address: "12" would not parse as one.
+            ("cluster.advertise", "127.0.0.1:9"),
         ];
         if let Some((_, v)) = ENUMS.iter().find(|(k, _)| *k == key) {
             return (*v).to_owned();

@@ -10,6 +10,7 @@ mod admin;
 mod attachments;
 mod auth;
 mod bad_input;
+mod cluster;
 mod gateway;
 mod gateway_events;
 mod gateway_limits;

@@ -82,6 +82,7 @@ pub async fn bot(ctx: &mut Ctx, cmd: BotCmd) -> CliResult<()> {
 fn status_cell(s: NodeStatus) -> Cell {
     let cell = Cell::new(s);
     match s {
+        NodeStatus::Joining => cell.fg(Color::Cyan),
         NodeStatus::Healthy => cell.fg(Color::Green),
         NodeStatus::Draining => cell.fg(Color::Yellow),
     }

@@ -1,0 +1,257 @@
+//! Cluster membership with the real `enrichment` binary: three nodes on one PostgreSQL, Redis
+//! and S3 server find each other through one seed and agree on who should own each guild; a
+//! node with another secret stays out; a node that stops is gone from the others' views at
+//! once; a cluster is refused on the embedded store or on local blob files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use enrichment_protocol::Snowflake;
+use enrichment_protocol::admin::{ClusterRing, ClusterStatus, NodeStatus};
+
+use crate::support::*;
+
+const SECRET: &str = "a-cluster-secret-for-tests";
+const ADMIN: &str = "admin-token-for-the-cluster-tests";
+
+/// A config file putting a node on `place` (PostgreSQL, Redis, S3), clustered with `secret`.
+fn config_file(dir: &Path, place: &SharedPlace, secret: &str) -> PathBuf {
+    let s = servers();
+    let text = format!(
+        "storage = \"postgres\"\nblobs = \"s3\"\nadmin_token = \"{ADMIN}\"\n\
+         [postgres]\nurl = \"{db}\"\npool_size = 4\n\
+         [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\
+         [s3]\nendpoint = \"{s3}\"\nbucket = \"{bucket}\"\naccess_key = \"{ak}\"\nsecret_key = \"{sk}\"\n\
+         [cluster]\nenabled = true\nsecret = \"{secret}\"\ngossip_interval_ms = 200\ndead_after_secs = 2\n",
+        db = place.database,
+        redis = s.redis.url(),
+        prefix = place.prefix,
+        s3 = s.s3.endpoint(),
+        bucket = enrichment_testkit::s3::BUCKET,
+        ak = enrichment_testkit::s3::ACCESS_KEY,
+        sk = enrichment_testkit::s3::SECRET_KEY,
+    );
+    let path = dir.join(format!("cluster-{}.toml", secret.len()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Member {
+    node: Binary,
+    gossip: String,
+}
+
+async fn start(dir: &Path, name: &str, config: &Path, seeds: &[&Member]) -> Member {
+    let gossip = format!("127.0.0.1:{}", enrichment_testkit::free_port().unwrap());
+    let seeds = seeds
+        .iter()
+        .map(|m| m.gossip.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--node-id",
+        name,
+        "--cluster-listen",
+        &gossip,
+    ];
+    if !seeds.is_empty() {
+        args.extend(["--seeds", &seeds]);
+    }
+    let node = Binary::start(
+        &dir.join(name),
+        &args,
+        &[],
+        &dir.join(format!("{name}.log")),
+    )
+    .await;
+    Member { node, gossip }
+}
+
+async fn admin_get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: String) -> T {
+    let res = http
+        .get(url)
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn status(http: &reqwest::Client, m: &Member) -> ClusterStatus {
+    admin_get(http, format!("{}/admin/v1/cluster/status", m.node.base)).await
+}
+
+async fn ring(http: &reqwest::Client, m: &Member, guild: Option<u64>) -> ClusterRing {
+    let query = guild.map(|g| format!("?guild_id={g}")).unwrap_or_default();
+    admin_get(
+        http,
+        format!("{}/admin/v1/cluster/ring{query}", m.node.base),
+    )
+    .await
+}
+
+/// Polls until every member's status lists exactly `ids`, all healthy, or fails after 20 s.
+async fn until_all_see(http: &reqwest::Client, members: &[&Member], ids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut agreed = true;
+        let mut last = Vec::new();
+        for m in members {
+            let s = status(http, m).await;
+            let mut seen: Vec<(String, NodeStatus)> =
+                s.nodes.iter().map(|n| (n.id.clone(), n.status)).collect();
+            seen.sort_by(|x, y| x.0.cmp(&y.0));
+            agreed &= seen.len() == ids.len()
+                && seen
+                    .iter()
+                    .zip(ids)
+                    .all(|((id, st), want)| id == want && *st == NodeStatus::Healthy);
+            last.push(seen);
+        }
+        if agreed {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the members never agreed on {ids:?}: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_find_each_other_through_one_seed_and_agree_on_every_guild_owner() {
+    let place = SharedPlace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &place, SECRET);
+    let http = reqwest::Client::new();
+    let a = start(dir.path(), "node-a", &config, &[]).await;
+    let b = start(dir.path(), "node-b", &config, &[&a]).await;
+    let c = start(dir.path(), "node-c", &config, &[&a]).await;
+    let all = [&a, &b, &c];
+    until_all_see(&http, &all, &["node-a", "node-b", "node-c"]).await;
+
+    // What each node says of the others comes from gossip: their addresses and generations.
+    let seen_by_c = status(&http, &c).await;
+    let a_itself = status(&http, &a).await.nodes.remove(0);
+    let a_by_c = seen_by_c.nodes.iter().find(|n| n.id == "node-a").unwrap();
+    assert_eq!(a_by_c.rest_address, a_itself.rest_address);
+    assert_eq!(a_by_c.gateway_url, a_itself.gateway_url);
+    assert_eq!(a_by_c.generation, a_itself.generation);
+
+    let mut owners = std::collections::BTreeMap::<String, usize>::new();
+    for g in 0..60u64 {
+        let guild = Snowflake::from_unix_ms(1_700_000_000_000 + g).get() | g;
+        let mut answers = Vec::new();
+        for m in all {
+            let r = ring(&http, m, Some(guild)).await;
+            assert_eq!(r.nodes.len(), 3, "{r:?}");
+            assert!(r.epoch > 0);
+            answers.push(r.owner.unwrap().node_id);
+        }
+        assert!(
+            answers.iter().all(|o| *o == answers[0]),
+            "guild {guild}: {answers:?}"
+        );
+        *owners.entry(answers[0].clone()).or_default() += 1;
+    }
+    assert_eq!(
+        owners.len(),
+        3,
+        "each node should own some guilds: {owners:?}"
+    );
+
+    // A node that stops says goodbye: the others drop it without waiting for a timeout.
+    let stopped = Instant::now();
+    c.node.stop();
+    until_all_see(&http, &[&a, &b], &["node-a", "node-b"]).await;
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    a.node.stop();
+    b.node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_secret_is_never_a_member() {
+    let place = SharedPlace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let a = start(
+        dir.path(),
+        "node-a",
+        &config_file(dir.path(), &place, SECRET),
+        &[],
+    )
+    .await;
+    let b = start(
+        dir.path(),
+        "node-b",
+        &config_file(dir.path(), &place, SECRET),
+        &[&a],
+    )
+    .await;
+    let intruder = start(
+        dir.path(),
+        "intruder",
+        &config_file(dir.path(), &place, "another-secret-of-other-length"),
+        &[&a],
+    )
+    .await;
+    until_all_see(&http, &[&a, &b], &["node-a", "node-b"]).await;
+    // Long enough for several gossip rounds with the intruder knocking on a's door.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    until_all_see(&http, &[&a, &b], &["node-a", "node-b"]).await;
+    let alone = status(&http, &intruder).await;
+    assert_eq!(alone.nodes.len(), 1, "{alone:?}");
+    let metrics = http
+        .get(format!("{}/metrics", a.node.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("enrichment_cluster_gossip_rejected_total") && l.contains("bad_tag")
+        ),
+        "a counts the intruder's datagrams as rejected"
+    );
+    intruder.node.stop();
+    a.node.stop();
+    b.node.stop();
+}
+
+#[test]
+fn a_cluster_is_refused_on_the_embedded_store_and_on_local_blob_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_enrichment"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env("ENRICHMENT_CLUSTER_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run(&["--cluster"]);
+    assert!(
+        stderr.contains("embedded store belongs to one node"),
+        "{stderr}"
+    );
+    let stderr = run(&[
+        "--cluster",
+        "--storage=postgres",
+        "--postgres-url=postgres://127.0.0.1:1/x",
+        "--redis-url=redis://127.0.0.1:1",
+    ]);
+    assert!(
+        stderr.contains("attachments on one node's disk are invisible to the others"),
+        "{stderr}"
+    );
+}
