@@ -3,6 +3,6 @@
 //!
 //! - [`transport`]: one authenticated TCP link per ordered pair of nodes, carrying numbered
 //!   frames (MessagePack control messages and pre-encoded fanout bytes), behind the
-//!   [`transport::ClusterTransport`] trait.
+//!   [`transport::ClusterTransport`] trait, with an in-memory network for tests.
 
 pub mod transport;

@@ -53,11 +53,14 @@
 //! bounded on both sides.
 //!
 //! # Implementations
-//! [`TcpTransport`] is the one for nodes.
+//! [`TcpTransport`] is the real one. [`MemoryNetwork`] creates [`MemoryTransport`]s that keep the
+//! same numbering, gap and queue rules in one process, with partitions, delays and drops to
+//! inject.
 
 pub mod frame;
 mod handshake;
 mod inbound;
+mod memory;
 mod outbound;
 mod stats;
 mod tcp;
@@ -71,6 +74,7 @@ use serde::Serialize;
 
 pub use frame::FrameKind;
 pub use handshake::{ClusterSecret, SecretError};
+pub use memory::{MemoryNetwork, MemoryTransport};
 pub use stats::TransportStats;
 pub use tcp::TcpTransport;
 

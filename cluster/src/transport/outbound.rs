@@ -325,6 +325,18 @@ impl OutboundPeers {
         }
     }
 
+    /// Throws away what is queued for one peer, as if it had been written to a connection that
+    /// then broke.
+    pub fn discard_queued(&self, node_id: &str) {
+        if let Some(entry) = self.peers.read().get(node_id) {
+            let discarded = entry.queue.lock().discard();
+            entry.meter.queue_bytes(0);
+            if discarded > 0 {
+                entry.meter.discarded(&self.stats, discarded);
+            }
+        }
+    }
+
     fn stop(&self, entry: &PeerQueue) {
         let Some(task) = entry.task.lock().take() else {
             return;

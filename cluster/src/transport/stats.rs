@@ -18,7 +18,8 @@ pub struct TransportStats {
     pub bytes_received: u64,
     /// Frames refused by `send` because the peer's queue was full.
     pub overflows: u64,
-    /// Queued frames thrown away unsent (the peer was removed, or the transport closed).
+    /// Queued frames thrown away unsent: the peer was removed, the transport closed, or (in
+    /// memory) a partition broke the link.
     pub discarded: u64,
     /// Gap events reported, and the frames they cover.
     pub gaps: u64,
