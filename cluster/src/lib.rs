@@ -9,16 +9,20 @@
 //! - [`transport`]: one authenticated TCP link per ordered pair of nodes, carrying numbered
 //!   frames (MessagePack control messages and pre-encoded fanout bytes), behind the
 //!   [`transport::ClusterTransport`] trait, with an in-memory network for tests;
+//! - [`routing`]: the node's `GuildRouter` in a cluster: guild work goes to the guild's owner
+//!   (placement, made single by the guild's lease in the store), and its events come back to
+//!   sessions on every node;
 //! - [`config`]: the `[cluster]` section of a node's configuration.
 //!
-//! Routing of guild commands to their owners, per-node fanout and the handoff of guilds when
-//! membership changes build on these and are not here yet.
+//! Per-node fanout batches and the handoff of guilds when membership changes build on these
+//! and are not here yet.
 
 pub mod config;
 pub mod gossip_auth;
 pub mod member;
 pub mod membership;
 pub mod placement;
+pub mod routing;
 pub mod transport;
 pub mod view;
 

@@ -1,32 +1,134 @@
-//! This node's part in a cluster: joining gossip when `[cluster] enabled` is set, publishing
-//! its state (joining, ready, draining) and its load, and the view of the other members that
-//! the admin API reports.
+//! This node's part in a cluster: the links to the other nodes (the inter-node transport, on
+//! the cluster address over TCP), the router that sends guild work to the guild's owner over
+//! them, and the gossip membership (on the same address over UDP) that says who the other
+//! nodes are, publishes this node's state (joining, ready, draining) and load, and feeds the
+//! router's view and the links' peers.
 //!
-//! A node alone has no membership; [`NodeCluster::alone`] answers every question as the only
-//! member would. What the membership does not do yet is place guild actors: every node still
-//! runs the actors of the guilds it is asked about (see `docs/architecture.md`, "The cluster").
+//! A node alone has none of it; [`NodeCluster::alone`] answers every question as the only
+//! member would.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use enrichment_actors::router::GuildRouter;
+use enrichment_actors::gateway::SessionRegistry;
+use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
+use enrichment_cluster::routing::{ClusterDirectory, ClusterRouter, ClusterRouterParts};
+use enrichment_cluster::transport::{
+    ClusterTransport, Inbound, LinkSecret, Peer, TcpTransport, TransportConfig,
+};
 use enrichment_cluster::{
     ClusterConfig, ClusterView, LocalNode, MemberLoad, MemberState, Membership,
 };
+use enrichment_protocol::IdPair;
 use enrichment_protocol::node::NodeIdentity;
-use tokio::sync::Mutex;
+use enrichment_storage::LeaseStore;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::gateway::GatewayServer;
 
 /// How often the node publishes its load: gossiped to every node, so not on every change.
 const LOAD_EVERY: Duration = Duration::from_secs(5);
 
+/// Links to the other nodes, bound before the guild actors start (they deliver through them).
+pub struct Links {
+    transport: Arc<dyn ClusterTransport>,
+    inbound: mpsc::Receiver<Inbound>,
+    /// The sessions guild actors here deliver to, this node's and other nodes'.
+    pub directory: Arc<ClusterDirectory>,
+    registry: Arc<SessionRegistry>,
+    identity: NodeIdentity,
+}
+
+impl std::fmt::Debug for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Links")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Links {
+    /// Listens for the other nodes' links on the cluster address (TCP).
+    pub async fn bind(
+        config: &ClusterConfig,
+        identity: NodeIdentity,
+        registry: Arc<SessionRegistry>,
+    ) -> anyhow::Result<Links> {
+        let secret = config
+            .secret
+            .as_ref()
+            .context("cluster.secret (ENRICHMENT_CLUSTER_SECRET) is required")?;
+        let secret = LinkSecret::from_config(secret)?;
+        let (transport, inbound) = TcpTransport::bind(
+            identity.clone(),
+            secret,
+            config.listen,
+            TransportConfig::default(),
+        )
+        .await
+        .with_context(|| format!("cannot listen for cluster links on {}/TCP", config.listen))?;
+        let transport: Arc<dyn ClusterTransport> = Arc::new(transport);
+        Ok(Links {
+            directory: Arc::new(ClusterDirectory::new(registry.clone(), transport.clone())),
+            transport,
+            inbound,
+            registry,
+            identity,
+        })
+    }
+
+    /// Starts the router that sends guild work to the guild's owner; the views it routes by
+    /// come from the membership once the node joins ([`NodeCluster::join`]).
+    pub fn start_router(
+        self,
+        local: Arc<LocalGuildRouter>,
+        pair: IdPair,
+        leases: Arc<dyn LeaseStore>,
+        command_timeout: Duration,
+    ) -> (Arc<dyn GuildRouter>, RoutedLinks) {
+        let (views_tx, views) = watch::channel(ClusterView::default());
+        let (router, serving) = ClusterRouter::start(
+            ClusterRouterParts {
+                local,
+                me: self.identity,
+                pair,
+                views,
+                transport: self.transport.clone(),
+                leases,
+                directory: self.directory,
+                registry: self.registry,
+                // The owner's own timeout, and room for the two hops.
+                timeout: command_timeout + Duration::from_secs(2),
+            },
+            self.inbound,
+        );
+        let routed = RoutedLinks {
+            transport: self.transport,
+            views: views_tx,
+            serving,
+        };
+        (router as Arc<dyn GuildRouter>, routed)
+    }
+}
+
+/// The links with their router running.
+#[derive(Debug)]
+pub struct RoutedLinks {
+    transport: Arc<dyn ClusterTransport>,
+    views: watch::Sender<ClusterView>,
+    serving: JoinHandle<()>,
+}
+
 /// The membership of this node, if it is in a cluster.
 pub struct NodeCluster {
     /// Taken when the node leaves.
     membership: Mutex<Option<Membership>>,
-    views: Option<tokio::sync::watch::Receiver<ClusterView>>,
+    views: Option<watch::Receiver<ClusterView>>,
+    links: Option<RoutedLinks>,
+    /// Feeds the router's view and the links' peers from the membership.
+    follow: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for NodeCluster {
@@ -43,24 +145,49 @@ impl NodeCluster {
         NodeCluster {
             membership: Mutex::new(None),
             views: None,
+            links: None,
+            follow: None,
         }
     }
 
     /// Joins the cluster `config` describes as `identity`, reachable at `rest_addr` and
-    /// `gateway_url`, in state joining; [`NodeCluster::ready`] says it takes work.
+    /// `gateway_url`, in state joining; [`NodeCluster::ready`] says it takes work. From then
+    /// on every membership change reaches the router and the links.
     pub async fn join(
         config: &ClusterConfig,
         identity: NodeIdentity,
         rest_addr: String,
         gateway_url: String,
+        links: RoutedLinks,
     ) -> anyhow::Result<NodeCluster> {
+        let me = identity.node_id.clone();
         let local = LocalNode::joining(identity, gateway_url, rest_addr);
         let membership = Membership::join(config, local)
             .await
             .context("joining the cluster")?;
+        let mut views = membership.views();
+        let (transport, router_views) = (links.transport.clone(), links.views.clone());
+        let follow = tokio::spawn(async move {
+            loop {
+                let view = views.borrow_and_update().clone();
+                let peers: Vec<Peer> = view
+                    .members
+                    .iter()
+                    .filter(|m| m.node_id() != me)
+                    .map(|m| Peer::new(m.node_id(), m.cluster_addr.to_string()))
+                    .collect();
+                transport.set_peers(&peers);
+                router_views.send_replace(view);
+                if views.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         Ok(NodeCluster {
             views: Some(membership.views()),
             membership: Mutex::new(Some(membership)),
+            links: Some(links),
+            follow: Some(follow),
         })
     }
 
@@ -98,6 +225,13 @@ impl NodeCluster {
             && let Err(e) = m.leave().await
         {
             tracing::warn!(error = %e, "leaving the cluster gossip failed");
+        }
+        if let Some(task) = &self.follow {
+            task.abort();
+        }
+        if let Some(links) = &self.links {
+            links.transport.shutdown();
+            links.serving.abort();
         }
     }
 

@@ -129,12 +129,26 @@ impl Node {
         let metrics = metrics_handle()?;
         let ids = Arc::new(SnowflakeGenerator::for_pair(node_ids.pair));
         let users = UserDirectory::with_limits(stores.users.clone(), config.users.limits());
-        let sessions = Arc::new(SessionRegistry::new());
+        let sessions = Arc::new(SessionRegistry::for_node(node_ids.pair.index()));
+        // In a cluster, guild work travels between nodes over the transport, and guild actors
+        // here deliver to sessions of other nodes through it.
+        let links = if config.cluster.enabled {
+            Some(
+                cluster::Links::bind(&config.cluster, node_ids.identity.clone(), sessions.clone())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let recipients: Arc<dyn enrichment_actors::guild::RecipientDirectory> = match &links {
+            Some(l) => l.directory.clone(),
+            None => sessions.clone(),
+        };
         let guild_ctx = Arc::new(GuildContext {
             stores: stores.clone(),
             users: users.clone(),
             bus: EventBus::new(config.guilds.event_buffer),
-            recipients: sessions.clone(),
+            recipients,
             presences: Arc::new(Presences {
                 registry: sessions.clone(),
                 shared: shared.clone(),
@@ -149,6 +163,18 @@ impl Node {
             .context("starting the guild supervisor")?;
         // A guild actor that restarts takes back the sessions here that followed it.
         router.set_start_hook(sessions.clone());
+        let (guild_router, links) = match links {
+            Some(l) => {
+                let (routed, serving) = l.start_router(
+                    router.clone(),
+                    node_ids.pair,
+                    stores.leases.clone(),
+                    config.guilds.command_timeout,
+                );
+                (routed, Some(serving))
+            }
+            None => (router.clone() as Arc<dyn GuildRouter>, None),
+        };
         let a = &config.auth;
         let accounts = Arc::new(
             AccountService::new(
@@ -191,7 +217,7 @@ impl Node {
                 config.gateway_settings(gateway_url.clone()),
                 sessions,
                 accounts.clone(),
-                router.clone() as Arc<dyn GuildRouter>,
+                guild_router.clone(),
                 guild_ctx.stores.clone(),
             )
             .with_shared(SharedGateway {
@@ -208,16 +234,18 @@ impl Node {
         )?);
         // Gossip starts once the node's addresses are known; the node says it is ready when
         // it serves.
-        let cluster = Arc::new(if config.cluster.enabled {
-            cluster::NodeCluster::join(
-                &config.cluster,
-                node_ids.identity.clone(),
-                addr.to_string(),
-                gateway_url.clone(),
-            )
-            .await?
-        } else {
-            cluster::NodeCluster::alone()
+        let cluster = Arc::new(match links {
+            Some(links) => {
+                cluster::NodeCluster::join(
+                    &config.cluster,
+                    node_ids.identity.clone(),
+                    addr.to_string(),
+                    gateway_url.clone(),
+                    links,
+                )
+                .await?
+            }
+            None => cluster::NodeCluster::alone(),
         });
         let admin_state = web::Data::new(admin::AdminState {
             token: admin_token,
@@ -228,7 +256,7 @@ impl Node {
             started_at: enrichment_protocol::Timestamp::now(),
             gateway: gateway.clone(),
             sessions: gateway_svc.registry.clone(),
-            router: router.clone() as Arc<dyn GuildRouter>,
+            router: guild_router.clone(),
             storage: config.storage.name(),
             blobs: config.blobs.name(),
             shared: shared.clone(),
@@ -246,7 +274,7 @@ impl Node {
         let upkeep = metrics.clone();
         let state = web::Data::new(AppState {
             accounts: accounts.clone(),
-            router: router.clone() as Arc<dyn GuildRouter>,
+            router: guild_router.clone(),
             guilds: guild_ctx,
             metrics,
             gateway_url: gateway_url.clone(),
@@ -321,8 +349,7 @@ impl Node {
                 router.stop();
             })
         };
-        let load_upkeep =
-            cluster.spawn_load_upkeep(router.clone() as Arc<dyn GuildRouter>, gateway.clone());
+        let load_upkeep = cluster.spawn_load_upkeep(guild_router.clone(), gateway.clone());
         cluster.ready().await;
         tracing::info!(
             %node_id,

@@ -627,6 +627,10 @@ pub trait LeaseStore: Send + Sync + 'static {
 }
 
 /// The pair's index, or an error for ids beyond 5 bits.
+#[cfg_attr(
+    not(any(feature = "embedded", feature = "postgres", feature = "scylla")),
+    allow(dead_code, reason = "only the backends map pairs to their index")
+)]
 pub(crate) fn pair_index(pair: IdPair) -> StoreResult<u16> {
     if pair.is_valid() {
         Ok(pair.index())

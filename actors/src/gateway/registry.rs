@@ -35,6 +35,24 @@ impl SessionRegistry {
         Self::default()
     }
 
+    /// A registry whose session keys are unique across the nodes of a cluster: they start at
+    /// `node_index << 48`, where `node_index` is the node's snowflake id pair index, which no
+    /// two live nodes share. A guild owned elsewhere then knows a session by its key alone.
+    pub fn for_node(node_index: u16) -> Self {
+        SessionRegistry {
+            next_key: AtomicU64::new(u64::from(node_index) << 48),
+            ..Self::default()
+        }
+    }
+
+    /// The live session with this key.
+    pub fn by_key(&self, key: u64) -> Option<Arc<Session>> {
+        self.by_key
+            .get(&key)
+            .map(|s| s.clone())
+            .filter(|s| !s.is_ended())
+    }
+
     pub fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed) + 1
     }

@@ -56,6 +56,7 @@ async fn start(dir: &Path, name: &str, config: &Path, seeds: &[&Member]) -> Memb
         name,
         "--cluster-listen",
         &gossip,
+        "--no-rate-limits",
     ];
     if !seeds.is_empty() {
         args.extend(["--seeds", &seeds]);
@@ -254,4 +255,209 @@ fn a_cluster_is_refused_on_the_embedded_store_and_on_local_blob_files() {
         stderr.contains("attachments on one node's disk are invisible to the others"),
         "{stderr}"
     );
+}
+
+/// REST calls to one binary node.
+struct Rest {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Rest {
+    fn on(m: &Member) -> Rest {
+        Rest {
+            http: reqwest::Client::new(),
+            base: format!("{}/api/v10", m.node.base),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+        want: u16,
+    ) -> serde_json::Value {
+        let (status, body) = self.call(method, path, token, body).await;
+        assert_eq!(status, want, "{path}: {body}");
+        body
+    }
+
+    /// A new user's token.
+    async fn register(&self, name: &str) -> (String, String) {
+        let body = self
+            .ok(
+                reqwest::Method::POST,
+                "/auth/register",
+                None,
+                Some(
+                    serde_json::json!({"username": name, "email": format!("{name}@example.com"),
+                                        "password": "correct horse battery"}),
+                ),
+                201,
+            )
+            .await;
+        (
+            body["token"].as_str().unwrap().to_owned(),
+            body["user"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_in_order() {
+    use crate::gw::Gw;
+    use reqwest::Method;
+    use serde_json::json;
+
+    let place = SharedPlace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &place, SECRET);
+    let http = reqwest::Client::new();
+    let a = start(dir.path(), "node-a", &config, &[]).await;
+    let b = start(dir.path(), "node-b", &config, &[&a]).await;
+    let c = start(dir.path(), "node-c", &config, &[&a]).await;
+    let all = [&a, &b, &c];
+    until_all_see(&http, &all, &["node-a", "node-b", "node-c"]).await;
+    let rest: Vec<Rest> = all.iter().map(|m| Rest::on(m)).collect();
+
+    let (owner_token, _) = rest[0].register("owner").await;
+    let (guest_token, guest_id) = rest[1].register("guest").await;
+    let guild = rest[2]
+        .ok(
+            Method::POST,
+            "/guilds",
+            Some(&owner_token),
+            Some(json!({"name": "spread"})),
+            201,
+        )
+        .await;
+    let guild_id = guild["id"].as_str().unwrap().to_owned();
+    let channels = rest[0]
+        .ok(
+            Method::GET,
+            &format!("/guilds/{guild_id}/channels"),
+            Some(&owner_token),
+            None,
+            200,
+        )
+        .await;
+    let channel = channels[0]["id"].as_str().unwrap().to_owned();
+    let invite = rest[1]
+        .ok(
+            Method::POST,
+            &format!("/channels/{channel}/invites"),
+            Some(&owner_token),
+            Some(json!({})),
+            200,
+        )
+        .await;
+    rest[2]
+        .ok(
+            Method::POST,
+            &format!("/invites/{}", invite["code"].as_str().unwrap()),
+            Some(&guest_token),
+            Some(json!({})),
+            200,
+        )
+        .await;
+
+    // Sessions on every node, whichever owns the guild.
+    let intents = 1 | (1 << 9) | (1 << 15);
+    let mut sessions = Vec::new();
+    for (m, token) in [(&a, &owner_token), (&b, &guest_token), (&c, &owner_token)] {
+        let mut gw = Gw::connect_url(&format!(
+            "ws://127.0.0.1:{}/?v=10&encoding=json",
+            m.node.gateway_port
+        ))
+        .await;
+        gw.send_identify(token, intents).await;
+        gw.guild_create(&guild_id).await;
+        sessions.push(gw);
+    }
+
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        let token = if i % 2 == 0 {
+            &owner_token
+        } else {
+            &guest_token
+        };
+        let body = rest[i % 3]
+            .ok(
+                Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(token),
+                Some(json!({"content": format!("message {i}")})),
+                200,
+            )
+            .await;
+        sent.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for gw in &mut sessions {
+        let mut got = Vec::new();
+        while got.len() < sent.len() {
+            let d = gw.dispatch("MESSAGE_CREATE").await;
+            got.push(d["id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            got, sent,
+            "every message, once, in the order it was acknowledged"
+        );
+    }
+
+    // Exactly one node runs the guild's actor.
+    let statuses = futures::future::join_all(all.iter().map(|m| status(&http, m))).await;
+    let running: Vec<u64> = statuses.iter().map(|s| s.nodes[0].guild_actors).collect();
+    assert_eq!(
+        running.iter().sum::<u64>(),
+        1,
+        "one actor for the guild: {running:?}"
+    );
+
+    // A ban through one node holds on every node at once.
+    rest[2]
+        .ok(
+            Method::PUT,
+            &format!("/guilds/{guild_id}/bans/{guest_id}"),
+            Some(&owner_token),
+            Some(json!({})),
+            204,
+        )
+        .await;
+    for r in &rest {
+        let (code, body) = r
+            .call(
+                Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(&guest_token),
+                Some(json!({"content": "after the ban"})),
+            )
+            .await;
+        assert!(code == 403 || code == 404, "{code}: {body}");
+    }
+    drop(sessions);
+    for m in [a, b, c] {
+        m.node.stop();
+    }
 }

@@ -1,0 +1,558 @@
+//! Guild work goes to the node that owns the guild; the guild's events come back to sessions
+//! on every node.
+//!
+//! [`ClusterRouter`] is the node's [`GuildRouter`] in a cluster. For each request or session op
+//! it picks the node placement names (rendezvous hashing over the ready members, the same on
+//! every node), or this node when it already holds the guild. Work for this node runs on its
+//! [`LocalGuildRouter`] once the node holds the guild's lease in the store
+//! ([`LeaseStore::claim_guild`]); work for another node travels as a control frame over the
+//! [`ClusterTransport`] and its outcome comes back the same way.
+//!
+//! - **One owner.** Gossip views disagree while they converge; the lease does not. A node that
+//!   is asked to run a guild another node holds answers "owned by N", and the asking node sends
+//!   the work there once more. Work is re-sent only on that answer, which says it never ran.
+//! - **No retry after a timeout.** A forwarded request that gets no answer in time may have run:
+//!   the caller gets a retryable 503 and decides.
+//! - **Rate limits** are enforced where the request came in (the REST and gateway layers); a
+//!   forwarded request is not limited again.
+//! - **Fanout across nodes.** A session op that names sessions of another node registers them
+//!   on the owner as [`RemoteRecipient`]s; what the guild's actor delivers to one of them goes
+//!   back as a fanout frame (the session's key, then the dispatch as the owner encoded it), on
+//!   the same link as the session's GUILD_CREATE, so nothing overtakes it. The session's node
+//!   hands the bytes to the session unchanged.
+//!
+//! Not yet here (see `cluster/README.md`): one frame per node per event (each remote session
+//! gets its own frame today), the handoff of a guild when placement moves it (a node keeps the
+//! guilds it holds until it stops, and work for them reaches it through "owned by"), resync
+//! after a gap on a link (it is logged and counted), and re-subscribing remote sessions when a
+//! guild's actor restarts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use dashmap::DashMap;
+use enrichment_actors::gateway::SessionRegistry;
+use enrichment_actors::guild::requests::AnyReply;
+use enrichment_actors::guild::{
+    Envelope, Recipient, RecipientDirectory, SessionKey, SessionOp, SessionRef,
+};
+use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
+use enrichment_protocol::node::NodeIdentity;
+use enrichment_protocol::{ApiError, IdPair, Snowflake};
+use enrichment_storage::{GuildClaim, LeaseStore};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use crate::transport::frame::decode_control;
+use crate::transport::{ClusterTransport, ClusterTransportExt, FrameKind, Inbound};
+use crate::view::ClusterView;
+
+/// Work for a guild's actor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Work {
+    Request(Envelope),
+    Session(SessionOp),
+}
+
+/// What became of forwarded work.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The request's answer.
+    Reply(AnyReply),
+    /// The session op was carried out.
+    Done,
+    /// The guild's actor refused or failed it; the error is the caller's.
+    Failed(ApiError),
+    /// The node named holds the guild: the work did not run here.
+    OwnedBy(String),
+}
+
+/// Control frames between routers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Control {
+    /// Run `work` on `guild_id`; answer with [`Control::Outcome`] and the same `id`.
+    Work {
+        id: u64,
+        guild_id: Snowflake,
+        work: Work,
+    },
+    Outcome {
+        id: u64,
+        outcome: Outcome,
+    },
+    /// The session (on the receiving node) now follows the guild.
+    Follow {
+        key: SessionKey,
+        guild_id: Snowflake,
+    },
+    Unfollow {
+        key: SessionKey,
+        guild_id: Snowflake,
+    },
+    /// The session (on the sending node) ended: deliver nothing more to it.
+    SessionGone {
+        key: SessionKey,
+    },
+}
+
+/// A session of another node, as a guild's actor here delivers to it.
+#[derive(Debug)]
+pub struct RemoteRecipient {
+    session: SessionRef,
+    node_id: String,
+    transport: Arc<dyn ClusterTransport>,
+    gone: AtomicBool,
+}
+
+impl RemoteRecipient {
+    fn control(&self, message: &Control) -> bool {
+        match self.transport.send_control(&self.node_id, message) {
+            Ok(_) => true,
+            Err(e) => {
+                debug!(node = %self.node_id, error = %e, "control frame to a session's node not sent");
+                false
+            }
+        }
+    }
+}
+
+impl Recipient for RemoteRecipient {
+    fn session(&self) -> &SessionRef {
+        &self.session
+    }
+
+    fn deliver(&self, prefix: Bytes) -> bool {
+        if self.is_gone() {
+            return false;
+        }
+        let mut payload = BytesMut::with_capacity(8 + prefix.len());
+        payload.put_u64(self.session.key.0);
+        payload.put_slice(&prefix);
+        match self
+            .transport
+            .send(&self.node_id, FrameKind::Fanout, payload.freeze())
+        {
+            Ok(_) => true,
+            // The frame's number is spent: the session's node sees the gap.
+            Err(crate::transport::SendError::Overflow { .. }) => true,
+            Err(e) => {
+                debug!(node = %self.node_id, error = %e, "fanout to a session's node not sent");
+                self.gone.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn follow(&self, guild_id: Snowflake) -> bool {
+        !self.is_gone()
+            && self.control(&Control::Follow {
+                key: self.session.key,
+                guild_id,
+            })
+    }
+
+    fn unfollow(&self, guild_id: Snowflake) {
+        self.control(&Control::Unfollow {
+            key: self.session.key,
+            guild_id,
+        });
+    }
+}
+
+/// The sessions guild actors here deliver to: this node's own, and those of other nodes that
+/// asked to follow a guild owned here. Session keys are unique across live nodes
+/// ([`SessionRegistry::for_node`]), so a key names one session wherever it lives.
+#[derive(Debug)]
+pub struct ClusterDirectory {
+    local: Arc<SessionRegistry>,
+    remote: DashMap<u64, Arc<RemoteRecipient>>,
+    transport: Arc<dyn ClusterTransport>,
+}
+
+impl ClusterDirectory {
+    pub fn new(local: Arc<SessionRegistry>, transport: Arc<dyn ClusterTransport>) -> Self {
+        ClusterDirectory {
+            local,
+            remote: DashMap::new(),
+            transport,
+        }
+    }
+
+    /// Remembers the sessions an op from `node_id` names, so the actor can deliver to them.
+    fn register(&self, node_id: &str, op: &SessionOp) {
+        let sessions: &[SessionRef] = match op {
+            SessionOp::Subscribe { session } | SessionOp::RequestMembers { session, .. } => {
+                std::slice::from_ref(session)
+            }
+            SessionOp::Resubscribe { sessions } => sessions,
+            SessionOp::Presence { .. } => &[],
+        };
+        for session in sessions {
+            let fresh = || {
+                Arc::new(RemoteRecipient {
+                    session: session.clone(),
+                    node_id: node_id.to_owned(),
+                    transport: self.transport.clone(),
+                    gone: AtomicBool::new(false),
+                })
+            };
+            let mut entry = self.remote.entry(session.key.0).or_insert_with(fresh);
+            if entry.is_gone() || entry.node_id != node_id || entry.session != *session {
+                *entry = fresh();
+            }
+        }
+    }
+
+    fn gone(&self, key: SessionKey) {
+        if let Some((_, r)) = self.remote.remove(&key.0) {
+            r.gone.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Every session of `node_id` is gone (it restarted or left).
+    fn node_gone(&self, node_id: &str) {
+        self.remote.retain(|_, r| {
+            let keep = r.node_id != node_id;
+            if !keep {
+                r.gone.store(true, Ordering::Relaxed);
+            }
+            keep
+        });
+    }
+}
+
+impl RecipientDirectory for ClusterDirectory {
+    fn recipient(&self, session: &SessionRef) -> Option<Arc<dyn Recipient>> {
+        if let Some(r) = self.local.recipient(session) {
+            return Some(r);
+        }
+        let r = self.remote.get(&session.key.0)?.clone();
+        (!r.is_gone() && r.session.user_id == session.user_id).then_some(r as Arc<dyn Recipient>)
+    }
+}
+
+/// The node's [`GuildRouter`] in a cluster (see the module docs).
+pub struct ClusterRouter {
+    local: Arc<LocalGuildRouter>,
+    me: NodeIdentity,
+    pair: IdPair,
+    views: watch::Receiver<ClusterView>,
+    transport: Arc<dyn ClusterTransport>,
+    leases: Arc<dyn LeaseStore>,
+    directory: Arc<ClusterDirectory>,
+    registry: Arc<SessionRegistry>,
+    /// Guilds this node holds, with the epoch of its claim.
+    held: DashMap<Snowflake, u64>,
+    pending: DashMap<u64, oneshot::Sender<Outcome>>,
+    next_id: AtomicU64,
+    /// How long forwarded work may take: the owner's own command timeout and a margin.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRouter")
+            .field("me", &self.me)
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`ClusterRouter`] is built from.
+pub struct ClusterRouterParts {
+    pub local: Arc<LocalGuildRouter>,
+    /// This node and the id pair whose lease keeps its guild claims alive.
+    pub me: NodeIdentity,
+    pub pair: IdPair,
+    pub views: watch::Receiver<ClusterView>,
+    pub transport: Arc<dyn ClusterTransport>,
+    pub leases: Arc<dyn LeaseStore>,
+    pub directory: Arc<ClusterDirectory>,
+    pub registry: Arc<SessionRegistry>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterRouterParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRouterParts")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterRouter {
+    /// The router, and the task that serves what other nodes send it (`inbound` is the
+    /// transport's receiving side).
+    pub fn start(
+        parts: ClusterRouterParts,
+        inbound: mpsc::Receiver<Inbound>,
+    ) -> (Arc<ClusterRouter>, tokio::task::JoinHandle<()>) {
+        let router = Arc::new(ClusterRouter {
+            local: parts.local,
+            me: parts.me,
+            pair: parts.pair,
+            views: parts.views,
+            transport: parts.transport,
+            leases: parts.leases,
+            directory: parts.directory,
+            registry: parts.registry,
+            held: DashMap::new(),
+            pending: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            timeout: parts.timeout,
+        });
+        let task = tokio::spawn(serve(router.clone(), inbound));
+        (router, task)
+    }
+
+    /// Guilds this node holds now.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Where work for `guild_id` goes first: here when this node holds it or nobody is ready,
+    /// else the node placement names.
+    fn target(&self, guild_id: Snowflake) -> Option<String> {
+        if self.held.contains_key(&guild_id) {
+            return None;
+        }
+        let view = self.views.borrow();
+        match view.owner(guild_id.get()) {
+            Some(m) if m.node_id() != self.me.node_id => Some(m.node_id().to_owned()),
+            _ => None,
+        }
+    }
+
+    async fn route(&self, guild_id: Snowflake, work: Work) -> Result<Outcome, ApiError> {
+        let mut target = self.target(guild_id);
+        for _ in 0..2 {
+            let outcome = match &target {
+                None => self.run_here(guild_id, work.clone()).await,
+                Some(node) => self.forward(node, guild_id, work.clone()).await?,
+            };
+            match outcome {
+                Outcome::OwnedBy(node) => {
+                    metrics::counter!("enrichment_cluster_rerouted_total").increment(1);
+                    target = (node != self.me.node_id).then_some(node);
+                }
+                done => return Ok(done),
+            }
+        }
+        Err(ApiError::unavailable(
+            "The guild is changing nodes; try again",
+        ))
+    }
+
+    /// Runs work here, once this node holds the guild.
+    async fn run_here(&self, guild_id: Snowflake, work: Work) -> Outcome {
+        if !self.held.contains_key(&guild_id) {
+            match self.leases.claim_guild(guild_id, &self.me, self.pair).await {
+                Ok(GuildClaim::Claimed(owner)) => {
+                    debug!(%guild_id, epoch = owner.epoch, "claimed guild");
+                    self.held.insert(guild_id, owner.epoch);
+                }
+                Ok(GuildClaim::Held(owner)) => return Outcome::OwnedBy(owner.node.node_id),
+                Ok(GuildClaim::NotLeased) => {
+                    return Outcome::Failed(ApiError::unavailable(
+                        "This node is leaving the cluster; try again",
+                    ));
+                }
+                Err(e) => {
+                    warn!(%guild_id, error = %e, "cannot claim guild");
+                    return Outcome::Failed(ApiError::unavailable("Guild temporarily unavailable"));
+                }
+            }
+        }
+        match work {
+            Work::Request(envelope) => match self.local.send(guild_id, envelope).await {
+                Ok(reply) => Outcome::Reply(reply),
+                Err(e) => Outcome::Failed(e),
+            },
+            Work::Session(op) => match self.local.session_op(guild_id, op).await {
+                Ok(()) => Outcome::Done,
+                Err(e) => Outcome::Failed(e),
+            },
+        }
+    }
+
+    async fn forward(
+        &self,
+        node: &str,
+        guild_id: Snowflake,
+        work: Work,
+    ) -> Result<Outcome, ApiError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id, tx);
+        let sent = self
+            .transport
+            .send_control(node, &Control::Work { id, guild_id, work });
+        if let Err(e) = sent {
+            self.pending.remove(&id);
+            debug!(%node, error = %e, "cannot forward guild work");
+            return Err(ApiError::unavailable(
+                "The guild's node is unreachable; try again",
+            ));
+        }
+        metrics::counter!("enrichment_cluster_forwarded_total").increment(1);
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            _ => {
+                self.pending.remove(&id);
+                metrics::counter!("enrichment_cluster_forward_timeouts_total").increment(1);
+                Err(ApiError::unavailable(
+                    "The guild's node did not answer in time; the request may have been carried out",
+                ))
+            }
+        }
+    }
+
+    /// Handles one frame from another node.
+    async fn on_frame(self: &Arc<Self>, from: NodeIdentity, kind: FrameKind, payload: Bytes) {
+        match kind {
+            FrameKind::Fanout => self.on_fanout(&from, payload),
+            FrameKind::Control => match decode_control::<Control>(&payload) {
+                Ok(control) => self.on_control(from, control),
+                Err(e) => warn!(from = %from, error = %e, "unreadable control frame"),
+            },
+        }
+    }
+
+    fn on_fanout(&self, from: &NodeIdentity, payload: Bytes) {
+        if payload.len() < 8 {
+            warn!(from = %from, "fanout frame without a session key");
+            return;
+        }
+        let key = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
+        let delivered = self
+            .registry
+            .by_key(key)
+            .is_some_and(|s| s.deliver(payload.slice(8..)));
+        if !delivered {
+            let _ = self.transport.send_control(
+                &from.node_id,
+                &Control::SessionGone {
+                    key: SessionKey(key),
+                },
+            );
+        }
+    }
+
+    fn on_control(self: &Arc<Self>, from: NodeIdentity, control: Control) {
+        match control {
+            Control::Work { id, guild_id, work } => {
+                if let Work::Session(op) = &work {
+                    self.directory.register(&from.node_id, op);
+                }
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let outcome = me.run_here(guild_id, work).await;
+                    if let Err(e) = me
+                        .transport
+                        .send_control(&from.node_id, &Control::Outcome { id, outcome })
+                    {
+                        debug!(node = %from, error = %e, "outcome not sent back");
+                    }
+                });
+            }
+            Control::Outcome { id, outcome } => {
+                if let Some((_, tx)) = self.pending.remove(&id) {
+                    let _ = tx.send(outcome);
+                }
+            }
+            Control::Follow { key, guild_id } => match self.registry.by_key(key.0) {
+                Some(s) => {
+                    s.follow(guild_id);
+                }
+                None => {
+                    let _ = self
+                        .transport
+                        .send_control(&from.node_id, &Control::SessionGone { key });
+                }
+            },
+            Control::Unfollow { key, guild_id } => {
+                if let Some(s) = self.registry.by_key(key.0) {
+                    s.unfollow(guild_id);
+                }
+            }
+            Control::SessionGone { key } => self.directory.gone(key),
+        }
+    }
+}
+
+/// Serves the transport's inbound side until it closes.
+async fn serve(router: Arc<ClusterRouter>, mut inbound: mpsc::Receiver<Inbound>) {
+    while let Some(event) = inbound.recv().await {
+        match event {
+            Inbound::Frame {
+                from,
+                kind,
+                payload,
+                ..
+            } => router.on_frame(from, kind, payload).await,
+            Inbound::Gap {
+                from,
+                expected,
+                got,
+            } => {
+                metrics::counter!("enrichment_cluster_link_gaps_total").increment(1);
+                warn!(from = %from, expected, got, "frames from a node were lost");
+            }
+            Inbound::PeerRestarted { peer, .. } => router.directory.node_gone(&peer.node_id),
+            Inbound::PeerUp { .. } | Inbound::PeerDown { .. } => {}
+        }
+    }
+}
+
+fn outcome_reply(outcome: Outcome) -> Result<AnyReply, ApiError> {
+    match outcome {
+        Outcome::Reply(reply) => Ok(reply),
+        Outcome::Failed(e) => Err(e),
+        Outcome::Done | Outcome::OwnedBy(_) => {
+            tracing::error!("a guild request was answered as a session op");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+#[async_trait]
+impl GuildRouter for ClusterRouter {
+    async fn send(&self, guild_id: Snowflake, envelope: Envelope) -> Result<AnyReply, ApiError> {
+        outcome_reply(self.route(guild_id, Work::Request(envelope)).await?)
+    }
+
+    async fn session_op(&self, guild_id: Snowflake, op: SessionOp) -> Result<(), ApiError> {
+        match self.route(guild_id, Work::Session(op)).await? {
+            Outcome::Done => Ok(()),
+            Outcome::Failed(e) => Err(e),
+            Outcome::Reply(_) | Outcome::OwnedBy(_) => {
+                tracing::error!("a session op was answered as a request");
+                Err(ApiError::internal())
+            }
+        }
+    }
+
+    async fn guild_of_channel(&self, channel_id: Snowflake) -> Result<Snowflake, ApiError> {
+        self.local.guild_of_channel(channel_id).await
+    }
+
+    async fn guild_of_invite(&self, code: &str) -> Result<Snowflake, ApiError> {
+        self.local.guild_of_invite(code).await
+    }
+
+    fn local_actor_count(&self) -> usize {
+        self.local.local_actor_count()
+    }
+
+    fn is_running(&self, guild_id: Snowflake) -> bool {
+        self.local.is_running(guild_id)
+    }
+}
