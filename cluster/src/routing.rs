@@ -21,12 +21,21 @@
 //!   the same link as the session's GUILD_CREATE, so nothing overtakes it. The session's node
 //!   hands the bytes to the session unchanged.
 //!
+//! - **Losing an owner.** A session's node remembers which node owns each guild its sessions
+//!   follow remotely (the owner tells it when a session starts following). When that node
+//!   leaves the view (it stopped, or the failure detector gave up on it) or comes back as a new
+//!   process, each such session gets GUILD_DELETE with `unavailable: true`, Discord's own
+//!   signal that a guild's stream broke, and is subscribed again: the work goes to the node
+//!   placement now names, which claims the guild once the old owner's lease is gone and sends
+//!   a fresh GUILD_CREATE. So a gap is never silent.
+//!
 //! Not yet here (see `cluster/README.md`): one frame per node per event (each remote session
-//! gets its own frame today), the handoff of a guild when placement moves it (a node keeps the
-//! guilds it holds until it stops, and work for them reaches it through "owned by"), resync
-//! after a gap on a link (it is logged and counted), and re-subscribing remote sessions when a
-//! guild's actor restarts.
+//! gets its own frame today), the handoff of a guild when placement moves it while its owner
+//! lives (a node keeps the guilds it holds until it stops, and work for them reaches it through
+//! "owned by"), resync after a gap on a link (it is logged and counted), and re-subscribing
+//! remote sessions when a guild's actor restarts on a live owner.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,11 +44,13 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 use enrichment_actors::gateway::SessionRegistry;
+use enrichment_actors::guild::fanout::send_event;
 use enrichment_actors::guild::requests::AnyReply;
 use enrichment_actors::guild::{
     Envelope, Recipient, RecipientDirectory, SessionKey, SessionOp, SessionRef,
 };
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
+use enrichment_protocol::gateway::UnavailableGuild;
 use enrichment_protocol::node::NodeIdentity;
 use enrichment_protocol::{ApiError, IdPair, Snowflake};
 use enrichment_storage::{GuildClaim, LeaseStore};
@@ -255,6 +266,11 @@ pub struct ClusterRouter {
     next_id: AtomicU64,
     /// How long forwarded work may take: the owner's own command timeout and a margin.
     timeout: Duration,
+    /// Guilds owned elsewhere that sessions here follow: the owner's node id and the keys of
+    /// the following sessions.
+    followed: parking_lot::Mutex<HashMap<Snowflake, (String, HashSet<u64>)>>,
+    /// How long a session keeps trying to follow a guild again after its owner was lost.
+    resubscribe_for: Duration,
 }
 
 impl std::fmt::Debug for ClusterRouter {
@@ -278,6 +294,10 @@ pub struct ClusterRouterParts {
     pub directory: Arc<ClusterDirectory>,
     pub registry: Arc<SessionRegistry>,
     pub timeout: Duration,
+    /// How long a session keeps trying to follow a guild again after its owner was lost: the
+    /// failure detector's delay plus the id lease, which must run out before another node may
+    /// take the guild, and a margin.
+    pub resubscribe_for: Duration,
 }
 
 impl std::fmt::Debug for ClusterRouterParts {
@@ -308,8 +328,15 @@ impl ClusterRouter {
             pending: DashMap::new(),
             next_id: AtomicU64::new(1),
             timeout: parts.timeout,
+            followed: parking_lot::Mutex::new(HashMap::new()),
+            resubscribe_for: parts.resubscribe_for,
         });
-        let task = tokio::spawn(serve(router.clone(), inbound));
+        let serving = tokio::spawn(serve(router.clone(), inbound));
+        let watching = tokio::spawn(watch_owners(router.clone(), router.views.clone()));
+        let task = tokio::spawn(async move {
+            let _ = serving.await;
+            watching.abort();
+        });
         (router, task)
     }
 
@@ -471,6 +498,15 @@ impl ClusterRouter {
             Control::Follow { key, guild_id } => match self.registry.by_key(key.0) {
                 Some(s) => {
                     s.follow(guild_id);
+                    let mut followed = self.followed.lock();
+                    let entry = followed
+                        .entry(guild_id)
+                        .or_insert_with(|| (from.node_id.clone(), HashSet::new()));
+                    if entry.0 != from.node_id {
+                        // The guild moved: its new owner's followers are the ones to track.
+                        *entry = (from.node_id.clone(), HashSet::new());
+                    }
+                    entry.1.insert(key.0);
                 }
                 None => {
                     let _ = self
@@ -482,8 +518,100 @@ impl ClusterRouter {
                 if let Some(s) = self.registry.by_key(key.0) {
                     s.unfollow(guild_id);
                 }
+                if let Some((_, keys)) = self.followed.lock().get_mut(&guild_id) {
+                    keys.remove(&key.0);
+                }
             }
             Control::SessionGone { key } => self.directory.gone(key),
+        }
+    }
+}
+
+impl ClusterRouter {
+    /// `node_id` no longer runs the guilds it owned (it left, died, or restarted): their
+    /// sessions here hear that each guild became unavailable, and follow it again wherever it
+    /// goes next.
+    fn owner_lost(self: &Arc<Self>, node_id: &str) {
+        let lost: Vec<(Snowflake, HashSet<u64>)> = {
+            let mut followed = self.followed.lock();
+            let guilds: Vec<Snowflake> = followed
+                .iter()
+                .filter(|(_, (owner, _))| owner == node_id)
+                .map(|(g, _)| *g)
+                .collect();
+            guilds
+                .into_iter()
+                .filter_map(|g| followed.remove(&g).map(|(_, keys)| (g, keys)))
+                .collect()
+        };
+        for (guild_id, keys) in lost {
+            metrics::counter!("enrichment_cluster_guild_resyncs_total").increment(1);
+            for key in keys {
+                let Some(session) = self.registry.by_key(key) else {
+                    continue;
+                };
+                if !session.follows(guild_id) {
+                    continue;
+                }
+                session.unfollow(guild_id);
+                let unavailable = UnavailableGuild {
+                    id: guild_id,
+                    unavailable: true,
+                };
+                if !send_event(&*session, "GUILD_DELETE", &unavailable) {
+                    continue;
+                }
+                let me = self.clone();
+                let reference = Recipient::session(&*session).clone();
+                tokio::spawn(async move { me.resubscribe(guild_id, reference).await });
+            }
+        }
+    }
+
+    /// Subscribes a session to a guild whose owner was lost, until the guild's new owner takes
+    /// it (after the old owner's lease ran out) or `resubscribe_for` has passed.
+    async fn resubscribe(&self, guild_id: Snowflake, session: SessionRef) {
+        let deadline = tokio::time::Instant::now() + self.resubscribe_for;
+        loop {
+            let op = SessionOp::Subscribe {
+                session: session.clone(),
+            };
+            match self.route(guild_id, Work::Session(op)).await {
+                Ok(Outcome::Done) => return,
+                Ok(Outcome::Failed(e)) if e.status != 503 => {
+                    debug!(%guild_id, error = ?e, "a session cannot follow the guild again");
+                    return;
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline
+                || self.registry.by_key(session.key.0).is_none()
+            {
+                warn!(%guild_id, "a session could not follow the guild again in time");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Watches the membership: an owner that is no longer a member lost its guilds.
+async fn watch_owners(router: Arc<ClusterRouter>, mut views: watch::Receiver<ClusterView>) {
+    let mut members: HashSet<String> = HashSet::new();
+    loop {
+        let now: HashSet<String> = views
+            .borrow_and_update()
+            .members
+            .iter()
+            .map(|m| m.node_id().to_owned())
+            .collect();
+        for gone in members.difference(&now) {
+            router.directory.node_gone(gone);
+            router.owner_lost(gone);
+        }
+        members = now;
+        if views.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -506,7 +634,10 @@ async fn serve(router: Arc<ClusterRouter>, mut inbound: mpsc::Receiver<Inbound>)
                 metrics::counter!("enrichment_cluster_link_gaps_total").increment(1);
                 warn!(from = %from, expected, got, "frames from a node were lost");
             }
-            Inbound::PeerRestarted { peer, .. } => router.directory.node_gone(&peer.node_id),
+            Inbound::PeerRestarted { peer, .. } => {
+                router.directory.node_gone(&peer.node_id);
+                router.owner_lost(&peer.node_id);
+            }
             Inbound::PeerUp { .. } | Inbound::PeerDown { .. } => {}
         }
     }

@@ -87,6 +87,7 @@ impl Links {
         pair: IdPair,
         leases: Arc<dyn LeaseStore>,
         command_timeout: Duration,
+        resubscribe_for: Duration,
     ) -> (Arc<dyn GuildRouter>, RoutedLinks) {
         let (views_tx, views) = watch::channel(ClusterView::default());
         let (router, serving) = ClusterRouter::start(
@@ -101,6 +102,7 @@ impl Links {
                 registry: self.registry,
                 // The owner's own timeout, and room for the two hops.
                 timeout: command_timeout + Duration::from_secs(2),
+                resubscribe_for,
             },
             self.inbound,
         );

@@ -170,6 +170,11 @@ impl Node {
                     node_ids.pair,
                     stores.leases.clone(),
                     config.guilds.command_timeout,
+                    // A dead owner's guilds pass on once the failure detector and its id
+                    // lease have both given up on it.
+                    config.cluster.dead_after
+                        + Duration::from_secs(config.id_lease_secs)
+                        + Duration::from_secs(10),
                 );
                 (routed, Some(serving))
             }

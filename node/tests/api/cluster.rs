@@ -43,6 +43,16 @@ struct Member {
 }
 
 async fn start(dir: &Path, name: &str, config: &Path, seeds: &[&Member]) -> Member {
+    start_with(dir, name, config, seeds, &[]).await
+}
+
+async fn start_with(
+    dir: &Path,
+    name: &str,
+    config: &Path,
+    seeds: &[&Member],
+    extra: &[&str],
+) -> Member {
     let gossip = format!("127.0.0.1:{}", enrichment_testkit::free_port().unwrap());
     let seeds = seeds
         .iter()
@@ -61,6 +71,7 @@ async fn start(dir: &Path, name: &str, config: &Path, seeds: &[&Member]) -> Memb
     if !seeds.is_empty() {
         args.extend(["--seeds", &seeds]);
     }
+    args.extend_from_slice(extra);
     let node = Binary::start(
         &dir.join(name),
         &args,
@@ -397,8 +408,8 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
     }
 
     let mut sent = Vec::new();
-    for i in 0..30 {
-        let token = if i % 2 == 0 {
+    for i in 0..30_usize {
+        let token = if i.is_multiple_of(2) {
             &owner_token
         } else {
             &guest_token
@@ -460,4 +471,179 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
     for m in [a, b, c] {
         m.node.stop();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_an_owner_is_killed_its_followers_see_the_guild_unavailable_then_back_from_a_new_owner()
+ {
+    use crate::gw::Gw;
+    use reqwest::Method;
+    use serde_json::json;
+
+    let place = SharedPlace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &place, SECRET);
+    let http = reqwest::Client::new();
+    // Short leases: a killed node's guilds pass on 3 s after its last renewal.
+    let fast = ["--id-lease-secs", "3"];
+    let a = start_with(dir.path(), "node-a", &config, &[], &fast).await;
+    let b = start_with(dir.path(), "node-b", &config, &[&a], &fast).await;
+    let c = start_with(dir.path(), "node-c", &config, &[&a], &fast).await;
+    until_all_see(&http, &[&a, &b, &c], &["node-a", "node-b", "node-c"]).await;
+    let (ra, rb) = (Rest::on(&a), Rest::on(&b));
+
+    let (owner_token, _) = ra.register("owner").await;
+    let (guest_token, _) = rb.register("guest").await;
+    // A guild that node-c should own.
+    let mut found = None;
+    for n in 0..40 {
+        let g = ra
+            .ok(
+                Method::POST,
+                "/guilds",
+                Some(&owner_token),
+                Some(json!({"name": format!("g{n}")})),
+                201,
+            )
+            .await;
+        let id = g["id"].as_str().unwrap().to_owned();
+        let r = ring(&http, &a, Some(id.parse().unwrap())).await;
+        if r.owner.unwrap().node_id == "node-c" {
+            found = Some(id);
+            break;
+        }
+    }
+    let guild_id = found.expect("one of 40 guilds falls to node-c");
+    let channels = ra
+        .ok(
+            Method::GET,
+            &format!("/guilds/{guild_id}/channels"),
+            Some(&owner_token),
+            None,
+            200,
+        )
+        .await;
+    let channel = channels[0]["id"].as_str().unwrap().to_owned();
+    let invite = ra
+        .ok(
+            Method::POST,
+            &format!("/channels/{channel}/invites"),
+            Some(&owner_token),
+            Some(json!({})),
+            200,
+        )
+        .await;
+    rb.ok(
+        Method::POST,
+        &format!("/invites/{}", invite["code"].as_str().unwrap()),
+        Some(&guest_token),
+        Some(json!({})),
+        200,
+    )
+    .await;
+
+    let intents = 1 | (1 << 9) | (1 << 15);
+    let mut sessions = Vec::new();
+    for (m, token) in [(&a, &owner_token), (&b, &guest_token)] {
+        let mut gw = Gw::connect_url(&format!(
+            "ws://127.0.0.1:{}/?v=10&encoding=json",
+            m.node.gateway_port
+        ))
+        .await;
+        gw.send_identify(token, intents).await;
+        gw.guild_create(&guild_id).await;
+        sessions.push(gw);
+    }
+    let post = |rest: &Rest, i: usize| {
+        let token = if i.is_multiple_of(2) {
+            owner_token.clone()
+        } else {
+            guest_token.clone()
+        };
+        let path = format!("/channels/{channel}/messages");
+        let base = rest.base.clone();
+        let http = rest.http.clone();
+        async move {
+            let res = http
+                .post(format!("{base}{path}"))
+                .header("Authorization", token)
+                .json(&json!({"content": format!("message {i}")}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            (status, body["id"].as_str().map(str::to_owned))
+        }
+    };
+    let mut acknowledged = Vec::new();
+    for i in 0..6_usize {
+        let (status, id) = post(if i.is_multiple_of(2) { &ra } else { &rb }, i).await;
+        assert_eq!(status, 200);
+        acknowledged.push(id.unwrap());
+    }
+    for gw in &mut sessions {
+        for id in &acknowledged {
+            assert_eq!(
+                gw.dispatch("MESSAGE_CREATE").await["id"].as_str().unwrap(),
+                id
+            );
+        }
+    }
+
+    c.node.kill();
+    let killed = Instant::now();
+    for gw in &mut sessions {
+        let gone = gw.dispatch("GUILD_DELETE").await;
+        assert_eq!(gone["id"], guild_id.as_str());
+        assert_eq!(gone["unavailable"], true);
+        gw.guild_create(&guild_id).await;
+    }
+    let recovered = killed.elapsed();
+    assert!(recovered < Duration::from_secs(30), "{recovered:?}");
+
+    // Sends during and after the move either succeed or get a retryable error; every one that
+    // succeeded reaches both sessions and is in storage.
+    let mut after = Vec::new();
+    for i in 6..16_usize {
+        let (status, id) = post(if i.is_multiple_of(2) { &ra } else { &rb }, i).await;
+        match status {
+            200 => after.push(id.unwrap()),
+            503 => {}
+            other => panic!("a send during the move answered {other}"),
+        }
+    }
+    assert!(!after.is_empty(), "the new owner takes sends");
+    for gw in &mut sessions {
+        for id in &after {
+            assert_eq!(
+                gw.dispatch("MESSAGE_CREATE").await["id"].as_str().unwrap(),
+                id
+            );
+        }
+    }
+    let history = rb
+        .ok(
+            Method::GET,
+            &format!("/channels/{channel}/messages?limit=100"),
+            Some(&guest_token),
+            None,
+            200,
+        )
+        .await;
+    let stored: std::collections::HashSet<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in acknowledged.iter().chain(&after) {
+        assert!(
+            stored.contains(id.as_str()),
+            "acknowledged message {id} is stored"
+        );
+    }
+    drop(sessions);
+    a.node.stop();
+    b.node.stop();
 }
