@@ -16,10 +16,12 @@
 //! - **Rate limits** are enforced where the request came in (the REST and gateway layers); a
 //!   forwarded request is not limited again.
 //! - **Fanout across nodes.** A session op that names sessions of another node registers them
-//!   on the owner as [`RemoteRecipient`]s; what the guild's actor delivers to one of them goes
-//!   back as a fanout frame (the session's key, then the dispatch as the owner encoded it), on
-//!   the same link as the session's GUILD_CREATE, so nothing overtakes it. The session's node
-//!   hands the bytes to the session unchanged.
+//!   on the owner as [`RemoteRecipient`]s, which all share that node's [`NodeRelay`]. An event
+//!   goes to each other node as one fanout frame ([`FanoutBatch`]): the variants of the event
+//!   the owner encoded (JSON or MessagePack, with or without message content), then the key of
+//!   each recipient session there with the variant it gets. It travels on the same link as the
+//!   sessions' GUILD_CREATEs, so nothing overtakes them, and the session's node hands each
+//!   session its bytes unchanged.
 //!
 //! - **Losing an owner.** A session's node remembers which node owns each guild its sessions
 //!   follow remotely (the owner tells it when a session starts following). When that node
@@ -29,8 +31,7 @@
 //!   placement now names, which claims the guild once the old owner's lease is gone and sends
 //!   a fresh GUILD_CREATE. So a gap is never silent.
 //!
-//! Not yet here (see `cluster/README.md`): one frame per node per event (each remote session
-//! gets its own frame today), the handoff of a guild when placement moves it while its owner
+//! Not yet here (see `cluster/README.md`): the handoff of a guild when placement moves it while its owner
 //! lives (a node keeps the guilds it holds until it stops, and work for them reaches it through
 //! "owned by"), resync after a gap on a link (it is logged and counted), and re-subscribing
 //! remote sessions when a guild's actor restarts on a live owner.
@@ -44,7 +45,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 use enrichment_actors::gateway::SessionRegistry;
-use enrichment_actors::guild::fanout::send_event;
+use enrichment_actors::guild::fanout::{Relay, Variants, send_event};
 use enrichment_actors::guild::requests::AnyReply;
 use enrichment_actors::guild::{
     Envelope, Recipient, RecipientDirectory, SessionKey, SessionOp, SessionRef,
@@ -116,7 +117,132 @@ pub struct RemoteRecipient {
     session: SessionRef,
     node_id: String,
     transport: Arc<dyn ClusterTransport>,
+    relay: Arc<dyn Relay>,
     gone: AtomicBool,
+}
+
+/// One event for several sessions of one node: what a fanout frame carries.
+///
+/// Layout (big-endian): the number of variants `v` (u8); `v` times the variant's index (u8,
+/// as [`enrichment_actors::guild::fanout::variant_index`] numbers them), its length (u32) and
+/// its bytes; the number of sessions `n` (u32); `n` times a session key (u64) and the index of
+/// the variant it gets (u8).
+#[derive(Debug, PartialEq, Eq)]
+pub struct FanoutBatch {
+    pub variants: Variants,
+    pub sessions: Vec<(SessionKey, u8)>,
+}
+
+/// Why a fanout frame could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed fanout frame: {0}")]
+pub struct MalformedFanout(&'static str);
+
+impl FanoutBatch {
+    /// Encodes the variants the sessions use, and the sessions.
+    pub fn encode(variants: &Variants, sessions: &[(SessionKey, u8)]) -> Bytes {
+        let mut used = [false; 4];
+        for (_, v) in sessions {
+            if let Some(u) = used.get_mut(usize::from(*v)) {
+                *u = true;
+            }
+        }
+        let present: Vec<(u8, &Bytes)> = (0u8..4)
+            .filter(|i| used[usize::from(*i)])
+            .filter_map(|i| variants[usize::from(i)].as_ref().map(|b| (i, b)))
+            .collect();
+        let len =
+            1 + present.iter().map(|(_, b)| 5 + b.len()).sum::<usize>() + 4 + sessions.len() * 9;
+        let mut out = BytesMut::with_capacity(len);
+        out.put_u8(present.len() as u8);
+        for (i, bytes) in &present {
+            out.put_u8(*i);
+            out.put_u32(bytes.len() as u32);
+            out.put_slice(bytes);
+        }
+        out.put_u32(sessions.len() as u32);
+        for (key, v) in sessions {
+            out.put_u64(key.0);
+            out.put_u8(*v);
+        }
+        out.freeze()
+    }
+
+    /// Reads a frame; the variants are slices of `payload`, not copies.
+    pub fn decode(payload: &Bytes) -> Result<FanoutBatch, MalformedFanout> {
+        let mut at = 0usize;
+        let take = |at: &mut usize, n: usize| -> Result<std::ops::Range<usize>, MalformedFanout> {
+            let end = at
+                .checked_add(n)
+                .filter(|end| *end <= payload.len())
+                .ok_or(MalformedFanout("truncated"))?;
+            let range = *at..end;
+            *at = end;
+            Ok(range)
+        };
+        let count = payload[take(&mut at, 1)?][0];
+        let mut variants: Variants = Default::default();
+        for _ in 0..count {
+            let index = usize::from(payload[take(&mut at, 1)?][0]);
+            let len = u32::from_be_bytes(
+                payload[take(&mut at, 4)?]
+                    .try_into()
+                    .map_err(|_| MalformedFanout("length"))?,
+            ) as usize;
+            let slot = variants
+                .get_mut(index)
+                .ok_or(MalformedFanout("variant index"))?;
+            *slot = Some(payload.slice(take(&mut at, len)?));
+        }
+        let n = u32::from_be_bytes(
+            payload[take(&mut at, 4)?]
+                .try_into()
+                .map_err(|_| MalformedFanout("count"))?,
+        ) as usize;
+        if payload.len() - at != n.saturating_mul(9) {
+            return Err(MalformedFanout("session list length"));
+        }
+        let mut sessions = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = u64::from_be_bytes(
+                payload[take(&mut at, 8)?]
+                    .try_into()
+                    .map_err(|_| MalformedFanout("key"))?,
+            );
+            let v = payload[take(&mut at, 1)?][0];
+            if variants.get(usize::from(v)).is_none_or(Option::is_none) {
+                return Err(MalformedFanout("a session's variant is missing"));
+            }
+            sessions.push((SessionKey(key), v));
+        }
+        Ok(FanoutBatch { variants, sessions })
+    }
+}
+
+/// Carries events to the sessions of one other node, one frame per event.
+#[derive(Debug)]
+pub struct NodeRelay {
+    node_id: String,
+    transport: Arc<dyn ClusterTransport>,
+}
+
+impl Relay for NodeRelay {
+    fn deliver_batch(&self, variants: &Variants, sessions: &[(SessionKey, u8)]) -> usize {
+        let frame = FanoutBatch::encode(variants, sessions);
+        match self.transport.send(&self.node_id, FrameKind::Fanout, frame) {
+            Ok(_) => {
+                metrics::histogram!("enrichment_cluster_fanout_batch_sessions")
+                    .record(sessions.len() as f64);
+                sessions.len()
+            }
+            // The frame's number is spent: the session's node sees the gap.
+            Err(crate::transport::SendError::Overflow { .. }) => sessions.len(),
+            Err(e) => {
+                debug!(node = %self.node_id, error = %e, "fanout to a node not sent");
+                0
+            }
+        }
+    }
 }
 
 impl RemoteRecipient {
@@ -140,22 +266,22 @@ impl Recipient for RemoteRecipient {
         if self.is_gone() {
             return false;
         }
-        let mut payload = BytesMut::with_capacity(8 + prefix.len());
-        payload.put_u64(self.session.key.0);
-        payload.put_slice(&prefix);
-        match self
-            .transport
-            .send(&self.node_id, FrameKind::Fanout, payload.freeze())
+        // A dispatch for this session alone (GUILD_CREATE, member chunks): a batch of one.
+        let variants = [Some(prefix), None, None, None];
+        if self
+            .relay
+            .deliver_batch(&variants, &[(self.session.key, 0)])
+            == 1
         {
-            Ok(_) => true,
-            // The frame's number is spent: the session's node sees the gap.
-            Err(crate::transport::SendError::Overflow { .. }) => true,
-            Err(e) => {
-                debug!(node = %self.node_id, error = %e, "fanout to a session's node not sent");
-                self.gone.store(true, Ordering::Relaxed);
-                false
-            }
+            true
+        } else {
+            self.gone.store(true, Ordering::Relaxed);
+            false
         }
+    }
+
+    fn relay(&self) -> Option<&Arc<dyn Relay>> {
+        Some(&self.relay)
     }
 
     fn is_gone(&self) -> bool {
@@ -185,6 +311,8 @@ impl Recipient for RemoteRecipient {
 pub struct ClusterDirectory {
     local: Arc<SessionRegistry>,
     remote: DashMap<u64, Arc<RemoteRecipient>>,
+    /// One relay per other node, shared by its sessions so fanout can batch by node.
+    relays: DashMap<String, Arc<dyn Relay>>,
     transport: Arc<dyn ClusterTransport>,
 }
 
@@ -193,6 +321,7 @@ impl ClusterDirectory {
         ClusterDirectory {
             local,
             remote: DashMap::new(),
+            relays: DashMap::new(),
             transport,
         }
     }
@@ -206,12 +335,28 @@ impl ClusterDirectory {
             SessionOp::Resubscribe { sessions } => sessions,
             SessionOp::Presence { .. } => &[],
         };
+        self.register_sessions(node_id, sessions);
+    }
+
+    /// Remembers sessions of `node_id`, reached through that node's relay.
+    pub fn register_sessions(&self, node_id: &str, sessions: &[SessionRef]) {
+        let relay = self
+            .relays
+            .entry(node_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(NodeRelay {
+                    node_id: node_id.to_owned(),
+                    transport: self.transport.clone(),
+                })
+            })
+            .clone();
         for session in sessions {
             let fresh = || {
                 Arc::new(RemoteRecipient {
                     session: session.clone(),
                     node_id: node_id.to_owned(),
                     transport: self.transport.clone(),
+                    relay: relay.clone(),
                     gone: AtomicBool::new(false),
                 })
             };
@@ -454,22 +599,25 @@ impl ClusterRouter {
     }
 
     fn on_fanout(&self, from: &NodeIdentity, payload: Bytes) {
-        if payload.len() < 8 {
-            warn!(from = %from, "fanout frame without a session key");
-            return;
-        }
-        let key = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
-        let delivered = self
-            .registry
-            .by_key(key)
-            .is_some_and(|s| s.deliver(payload.slice(8..)));
-        if !delivered {
-            let _ = self.transport.send_control(
-                &from.node_id,
-                &Control::SessionGone {
-                    key: SessionKey(key),
-                },
-            );
+        let batch = match FanoutBatch::decode(&payload) {
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!(from = %from, error = %e, "fanout frame dropped");
+                return;
+            }
+        };
+        for (key, v) in batch.sessions {
+            let bytes = batch.variants[usize::from(v)].clone();
+            let delivered = bytes.is_some_and(|bytes| {
+                self.registry
+                    .by_key(key.0)
+                    .is_some_and(|s| s.deliver(bytes))
+            });
+            if !delivered {
+                let _ = self
+                    .transport
+                    .send_control(&from.node_id, &Control::SessionGone { key });
+            }
         }
     }
 

@@ -8,10 +8,12 @@
 //! splices in its own sequence number when it writes.
 //!
 //! A recipient is anything that takes pre-encoded dispatches for one gateway session
-//! ([`Recipient`]): a session of this node, and later a relay that forwards them to the session's
-//! node. The actor never holds a session itself; it learns of followers from [`SessionOp`]s
-//! (which name sessions by [`SessionRef`]) and turns those into recipients through the node's
-//! [`RecipientDirectory`].
+//! ([`Recipient`]): a session of this node, or a session of another node reached through a
+//! [`Relay`]. [`deliver`] hands each relay the event once, with the keys of its recipients and
+//! which encoding each gets, so one event costs one message per other node however many of its
+//! sessions follow the guild. The actor never holds a session itself; it learns of followers
+//! from [`SessionOp`]s (which name sessions by [`SessionRef`]) and turns those into recipients
+//! through the node's [`RecipientDirectory`].
 //!
 //! [`SessionOp`]: super::requests::SessionOp
 
@@ -43,6 +45,27 @@ pub trait Recipient: Send + Sync + std::fmt::Debug + 'static {
     fn follow(&self, guild_id: Snowflake) -> bool;
     /// The session no longer follows the guild (removed from it, or the guild was deleted).
     fn unfollow(&self, guild_id: Snowflake);
+    /// The relay this recipient is reached through, for a session of another node. [`deliver`]
+    /// gives such recipients' events to their relay in one batch instead of one by one.
+    fn relay(&self) -> Option<&Arc<dyn Relay>> {
+        None
+    }
+}
+
+/// The variants of one event a batch may carry, indexed as [`variant_index`] numbers them:
+/// [full, content-stripped] x [JSON, MessagePack].
+pub type Variants = [Option<Bytes>; 4];
+
+/// The index of a variant in [`Variants`].
+pub fn variant_index(stripped: bool, encoding: Encoding) -> u8 {
+    u8::from(stripped) * 2 + u8::from(encoding == Encoding::MsgPack)
+}
+
+/// Carries events to the sessions of one other node: the event once, and for each recipient
+/// its key and the variant it gets.
+pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
+    /// Sends one event to the sessions named. Returns how many it queued (all or none).
+    fn deliver_batch(&self, variants: &Variants, recipients: &[(SessionKey, u8)]) -> usize;
 }
 
 /// Turns the sessions named in session ops into recipients.
@@ -250,7 +273,7 @@ struct Encoded {
 
 impl Encoded {
     fn get(&self, event: &GuildEvent, stripped: bool, encoding: Encoding) -> Option<Bytes> {
-        let i = usize::from(stripped) * 2 + usize::from(encoding == Encoding::MsgPack);
+        let i = usize::from(variant_index(stripped, encoding));
         self.slots[i]
             .get_or_init(|| {
                 let r = if stripped {
@@ -262,6 +285,11 @@ impl Encoded {
                     .ok()
             })
             .clone()
+    }
+
+    /// The variants encoded so far.
+    fn variants(&self) -> Variants {
+        std::array::from_fn(|i| self.slots[i].get().cloned().flatten())
     }
 }
 
@@ -294,20 +322,44 @@ fn strip_content(event: &GuildEvent) -> GuildEvent {
     }
 }
 
-/// Delivers an event to each recipient whose intents ask for it. Returns how many got it.
+/// One relay's share of an event: the relay and its recipients with their variants.
+type Batch<'a> = (&'a Arc<dyn Relay>, Vec<(SessionKey, u8)>);
+
+/// Delivers an event to each recipient whose intents ask for it. Returns how many got it (for
+/// recipients behind a relay: how many the relay queued).
 pub fn deliver(recipients: &[Follower], event: &GuildEvent) -> usize {
     let intent = event.intent();
     let encoded = Encoded::default();
     let mut delivered = 0;
+    // A handful of other nodes at most: a list beats a map.
+    let mut batches: Vec<Batch<'_>> = Vec::new();
     for f in recipients {
         if intent != 0 && f.intents & intent == 0 {
             continue;
         }
-        let Some(bytes) = encoded.get(event, hides_content(f, event), f.encoding) else {
+        let stripped = hides_content(f, event);
+        let Some(bytes) = encoded.get(event, stripped, f.encoding) else {
             return delivered;
         };
+        if let Some(relay) = f.sink.relay() {
+            if f.sink.is_gone() {
+                continue;
+            }
+            let entry = (f.sink.session().key, variant_index(stripped, f.encoding));
+            match batches.iter_mut().find(|(r, _)| Arc::ptr_eq(r, relay)) {
+                Some((_, keys)) => keys.push(entry),
+                None => batches.push((relay, vec![entry])),
+            }
+            continue;
+        }
         if f.sink.deliver(bytes) {
             delivered += 1;
+        }
+    }
+    if !batches.is_empty() {
+        let variants = encoded.variants();
+        for (relay, keys) in &batches {
+            delivered += relay.deliver_batch(&variants, keys);
         }
     }
     metrics::counter!("enrichment_gateway_deliveries_total").increment(delivered as u64);

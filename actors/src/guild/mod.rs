@@ -32,6 +32,6 @@ mod text;
 
 pub use actor::{GuildActor, GuildContext, GuildLimits, GuildMsg, PresenceSource};
 pub use create::create_guild;
-pub use fanout::{Recipient, RecipientDirectory};
+pub use fanout::{Recipient, RecipientDirectory, Relay, Variants};
 pub use requests::{Caller, Envelope, Request, SessionKey, SessionOp, SessionRef};
 pub use state::GuildState;
