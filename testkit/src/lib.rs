@@ -7,6 +7,10 @@
 //! therefore share one server across its tests through a `static` without leaking processes.
 //! A `static` is never dropped, so its temporary directory would outlive the run; the guard
 //! removes that directory too when the pipe closes without an orderly stop.
+//!
+//! The guard runs in a process group of its own, so a Ctrl-C at the terminal reaches only the
+//! process that holds it: that process stops what uses a server before the server (the local
+//! cluster launcher stops its nodes first), and if it dies instead, the pipe closes as above.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -106,8 +110,10 @@ impl Guarded {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        use std::os::unix::process::CommandExt;
+        // Out of the caller's process group: see the module's documentation.
+        cmd.process_group(0);
         if let Some((uid, gid)) = uid_gid {
-            use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(gid);
         }
         let mut child = cmd
