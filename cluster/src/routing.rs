@@ -25,8 +25,9 @@
 //!
 //! - **Losing an owner.** A session's node remembers which node owns each guild its sessions
 //!   follow remotely (the owner tells it when a session starts following). When that node
-//!   leaves the view (it stopped, or the failure detector gave up on it) or comes back as a new
-//!   process, each such session gets GUILD_DELETE with `unavailable: true`, Discord's own
+//!   says it is leaving (a control frame after its last events, on the same link), leaves the
+//!   view (the failure detector gave up on it) or comes back as a new process, each such
+//!   session gets GUILD_DELETE with `unavailable: true`, Discord's own
 //!   signal that a guild's stream broke, and is subscribed again: the work goes to the node
 //!   placement now names, which claims the guild once the old owner's lease is gone and sends
 //!   a fresh GUILD_CREATE. So a gap is never silent.
@@ -109,6 +110,11 @@ pub enum Control {
     SessionGone {
         key: SessionKey,
     },
+    /// An operator asked (on the sending node) for the receiving node to drain.
+    Drain,
+    /// The sending node stops: it owns nothing from here on. Sent on every link after the
+    /// node's last events, so a session's node has every event before it acts on this.
+    Leaving,
 }
 
 /// A session of another node, as a guild's actor here delivers to it.
@@ -416,6 +422,8 @@ pub struct ClusterRouter {
     followed: parking_lot::Mutex<HashMap<Snowflake, (String, HashSet<u64>)>>,
     /// How long a session keeps trying to follow a guild again after its owner was lost.
     resubscribe_for: Duration,
+    /// Woken when another node passes on an operator's request that this node drain.
+    drain_requested: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for ClusterRouter {
@@ -443,6 +451,8 @@ pub struct ClusterRouterParts {
     /// failure detector's delay plus the id lease, which must run out before another node may
     /// take the guild, and a margin.
     pub resubscribe_for: Duration,
+    /// Woken when another node passes on an operator's request that this node drain.
+    pub drain_requested: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for ClusterRouterParts {
@@ -475,6 +485,7 @@ impl ClusterRouter {
             timeout: parts.timeout,
             followed: parking_lot::Mutex::new(HashMap::new()),
             resubscribe_for: parts.resubscribe_for,
+            drain_requested: parts.drain_requested,
         });
         let serving = tokio::spawn(serve(router.clone(), inbound));
         let watching = tokio::spawn(watch_owners(router.clone(), router.views.clone()));
@@ -488,6 +499,35 @@ impl ClusterRouter {
     /// Guilds this node holds now.
     pub fn held_count(&self) -> usize {
         self.held.len()
+    }
+
+    /// Tells every other member this node owns nothing any more. Sent when it stops, after
+    /// its guild actors stopped, so on each link it comes after the node's last events.
+    pub fn announce_leaving(&self) {
+        let peers: Vec<String> = self
+            .views
+            .borrow()
+            .members
+            .iter()
+            .filter(|m| m.node_id() != self.me.node_id)
+            .map(|m| m.node_id().to_owned())
+            .collect();
+        for peer in peers {
+            if let Err(e) = self.transport.send_control(&peer, &Control::Leaving) {
+                debug!(%peer, error = %e, "leaving not announced");
+            }
+        }
+    }
+
+    /// Passes an operator's drain request on to another member.
+    pub fn request_drain(&self, node_id: &str) -> Result<(), ApiError> {
+        self.transport
+            .send_control(node_id, &Control::Drain)
+            .map(|_| ())
+            .map_err(|e| {
+                debug!(%node_id, error = %e, "drain request not sent");
+                ApiError::unavailable("The node is unreachable")
+            })
     }
 
     /// Where work for `guild_id` goes first: here when this node holds it or nobody is ready,
@@ -671,6 +711,11 @@ impl ClusterRouter {
                 }
             }
             Control::SessionGone { key } => self.directory.gone(key),
+            Control::Drain => {
+                warn!(from = %from, "drain requested through another node");
+                self.drain_requested.notify_one();
+            }
+            Control::Leaving => self.owner_lost(&from.node_id),
         }
     }
 }

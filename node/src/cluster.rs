@@ -90,6 +90,7 @@ impl Links {
         resubscribe_for: Duration,
     ) -> (Arc<dyn GuildRouter>, RoutedLinks) {
         let (views_tx, views) = watch::channel(ClusterView::default());
+        let drain_requested = Arc::new(tokio::sync::Notify::new());
         let (router, serving) = ClusterRouter::start(
             ClusterRouterParts {
                 local,
@@ -103,6 +104,7 @@ impl Links {
                 // The owner's own timeout, and room for the two hops.
                 timeout: command_timeout + Duration::from_secs(2),
                 resubscribe_for,
+                drain_requested: drain_requested.clone(),
             },
             self.inbound,
         );
@@ -110,6 +112,8 @@ impl Links {
             transport: self.transport,
             views: views_tx,
             serving,
+            router: router.clone(),
+            drain_requested,
         };
         (router as Arc<dyn GuildRouter>, routed)
     }
@@ -121,6 +125,8 @@ pub struct RoutedLinks {
     transport: Arc<dyn ClusterTransport>,
     views: watch::Sender<ClusterView>,
     serving: JoinHandle<()>,
+    router: Arc<ClusterRouter>,
+    drain_requested: Arc<tokio::sync::Notify>,
 }
 
 /// The membership of this node, if it is in a cluster.
@@ -219,9 +225,42 @@ impl NodeCluster {
         self.set_state(MemberState::Draining).await;
     }
 
+    /// An operator asks this cluster node to drain and stop ([`crate::Node::wait`] does it).
+    /// False for a node alone, which drains its gateway but keeps running.
+    pub fn request_drain(&self) -> bool {
+        match &self.links {
+            Some(links) => {
+                links.drain_requested.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Passes a drain request on to another member.
+    pub fn request_drain_of(&self, node_id: &str) -> Result<(), enrichment_protocol::ApiError> {
+        match &self.links {
+            Some(links) => links.router.request_drain(node_id),
+            None => Err(enrichment_protocol::ApiError::unavailable(
+                "This node is not in a cluster",
+            )),
+        }
+    }
+
+    /// Resolves when an operator asked this node to drain (never for a node alone).
+    pub async fn drain_requested(&self) {
+        match &self.links {
+            Some(links) => links.drain_requested.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Says goodbye, so peers drop this node at once rather than when the failure detector
     /// notices. Does nothing the second time, or for a node alone.
     pub async fn leave(&self) {
+        if let Some(links) = &self.links {
+            links.router.announce_leaving();
+        }
         let membership = self.membership.lock().await.take();
         if let Some(m) = membership
             && let Err(e) = m.leave().await

@@ -436,6 +436,7 @@ impl Node {
         let lost = tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); None }
             _ = int.recv() => { tracing::info!("SIGINT: draining"); None }
+            _ = self.cluster.drain_requested() => { tracing::info!("drain requested: draining"); None }
             why = lost.wait() => Some(why),
         };
         self.stop().await;

@@ -251,20 +251,19 @@ async fn cluster_ring(admin: Admin, query: web::Query<RingQuery>) -> HttpRespons
 #[post("/cluster/nodes/{node_id}/drain")]
 async fn drain_node(admin: Admin, node_id: web::Path<String>) -> ApiResult<HttpResponse> {
     if *node_id != admin.node_id {
-        // Another member drains itself, through its own admin API.
+        // Another member is told over the cluster's own links, which the cluster secret
+        // authenticates; it drains and stops as if asked directly.
         if let Some(member) = admin
             .cluster
             .view()
             .and_then(|v| v.member(&node_id).cloned())
         {
-            return Err(HttpError(ApiError::new(
-                400,
-                ErrorCode::General,
-                format!(
-                    "Node {node_id} drains through its own admin API, at {}",
-                    member.rest_addr
-                ),
-            )));
+            tracing::warn!(%node_id, "passing a drain request on to another node");
+            admin
+                .cluster
+                .request_drain_of(&node_id)
+                .map_err(HttpError)?;
+            return Ok(HttpResponse::Accepted().json(AdminState::member_info(&member)));
         }
         return Err(HttpError(ApiError::new(
             404,
@@ -276,6 +275,8 @@ async fn drain_node(admin: Admin, node_id: web::Path<String>) -> ApiResult<HttpR
         tracing::warn!(node_id = %admin.node_id, connections = admin.gateway.connections(), "draining the gateway on admin request");
         admin.cluster.drain().await;
         admin.gateway.start_draining();
+        // In a cluster the node also hands its guilds on and stops; alone it keeps serving REST.
+        admin.cluster.request_drain();
     }
     Ok(HttpResponse::Ok().json(admin.node_info()))
 }

@@ -473,177 +473,316 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_an_owner_is_killed_its_followers_see_the_guild_unavailable_then_back_from_a_new_owner()
- {
-    use crate::gw::Gw;
-    use reqwest::Method;
-    use serde_json::json;
+/// Three nodes with short id leases, a guild that node-c should own, its owner's session on
+/// node-a and a guest's session on node-b, both past their GUILD_CREATE.
+struct Spread {
+    _dir: tempfile::TempDir,
+    a: Member,
+    _b: Member,
+    /// Taken by a test that stops it.
+    c: Option<Member>,
+    ra: Rest,
+    rb: Rest,
+    owner_token: String,
+    guest_token: String,
+    guild_id: String,
+    channel: String,
+    sessions: Vec<crate::gw::Gw>,
+}
 
-    let place = SharedPlace::new();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), &place, SECRET);
-    let http = reqwest::Client::new();
-    // Short leases: a killed node's guilds pass on 3 s after its last renewal.
-    let fast = ["--id-lease-secs", "3"];
-    let a = start_with(dir.path(), "node-a", &config, &[], &fast).await;
-    let b = start_with(dir.path(), "node-b", &config, &[&a], &fast).await;
-    let c = start_with(dir.path(), "node-c", &config, &[&a], &fast).await;
-    until_all_see(&http, &[&a, &b, &c], &["node-a", "node-b", "node-c"]).await;
-    let (ra, rb) = (Rest::on(&a), Rest::on(&b));
+impl Spread {
+    async fn start() -> Spread {
+        use crate::gw::Gw;
+        use reqwest::Method;
+        use serde_json::json;
 
-    let (owner_token, _) = ra.register("owner").await;
-    let (guest_token, _) = rb.register("guest").await;
-    // A guild that node-c should own.
-    let mut found = None;
-    for n in 0..40 {
-        let g = ra
+        let place = SharedPlace::new();
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_file(dir.path(), &place, SECRET);
+        let http = reqwest::Client::new();
+        // Short leases: a killed node's guilds pass on 3 s after its last renewal.
+        let fast = ["--id-lease-secs", "3"];
+        let a = start_with(dir.path(), "node-a", &config, &[], &fast).await;
+        let b = start_with(dir.path(), "node-b", &config, &[&a], &fast).await;
+        let c = start_with(dir.path(), "node-c", &config, &[&a], &fast).await;
+        until_all_see(&http, &[&a, &b, &c], &["node-a", "node-b", "node-c"]).await;
+        let (ra, rb) = (Rest::on(&a), Rest::on(&b));
+
+        let (owner_token, _) = ra.register("owner").await;
+        let (guest_token, _) = rb.register("guest").await;
+        let mut found = None;
+        for n in 0..40 {
+            let g = ra
+                .ok(
+                    Method::POST,
+                    "/guilds",
+                    Some(&owner_token),
+                    Some(json!({"name": format!("g{n}")})),
+                    201,
+                )
+                .await;
+            let id = g["id"].as_str().unwrap().to_owned();
+            let r = ring(&http, &a, Some(id.parse().unwrap())).await;
+            if r.owner.unwrap().node_id == "node-c" {
+                found = Some(id);
+                break;
+            }
+        }
+        let guild_id = found.expect("one of 40 guilds falls to node-c");
+        let channels = ra
             .ok(
-                Method::POST,
-                "/guilds",
+                Method::GET,
+                &format!("/guilds/{guild_id}/channels"),
                 Some(&owner_token),
-                Some(json!({"name": format!("g{n}")})),
-                201,
+                None,
+                200,
             )
             .await;
-        let id = g["id"].as_str().unwrap().to_owned();
-        let r = ring(&http, &a, Some(id.parse().unwrap())).await;
-        if r.owner.unwrap().node_id == "node-c" {
-            found = Some(id);
-            break;
-        }
-    }
-    let guild_id = found.expect("one of 40 guilds falls to node-c");
-    let channels = ra
-        .ok(
-            Method::GET,
-            &format!("/guilds/{guild_id}/channels"),
-            Some(&owner_token),
-            None,
-            200,
-        )
-        .await;
-    let channel = channels[0]["id"].as_str().unwrap().to_owned();
-    let invite = ra
-        .ok(
+        let channel = channels[0]["id"].as_str().unwrap().to_owned();
+        let invite = ra
+            .ok(
+                Method::POST,
+                &format!("/channels/{channel}/invites"),
+                Some(&owner_token),
+                Some(json!({})),
+                200,
+            )
+            .await;
+        rb.ok(
             Method::POST,
-            &format!("/channels/{channel}/invites"),
-            Some(&owner_token),
+            &format!("/invites/{}", invite["code"].as_str().unwrap()),
+            Some(&guest_token),
             Some(json!({})),
             200,
         )
         .await;
-    rb.ok(
-        Method::POST,
-        &format!("/invites/{}", invite["code"].as_str().unwrap()),
-        Some(&guest_token),
-        Some(json!({})),
-        200,
-    )
-    .await;
 
-    let intents = 1 | (1 << 9) | (1 << 15);
-    let mut sessions = Vec::new();
-    for (m, token) in [(&a, &owner_token), (&b, &guest_token)] {
-        let mut gw = Gw::connect_url(&format!(
-            "ws://127.0.0.1:{}/?v=10&encoding=json",
-            m.node.gateway_port
-        ))
-        .await;
-        gw.send_identify(token, intents).await;
-        gw.guild_create(&guild_id).await;
-        sessions.push(gw);
-    }
-    let post = |rest: &Rest, i: usize| {
-        let token = if i.is_multiple_of(2) {
-            owner_token.clone()
-        } else {
-            guest_token.clone()
-        };
-        let path = format!("/channels/{channel}/messages");
-        let base = rest.base.clone();
-        let http = rest.http.clone();
-        async move {
-            let res = http
-                .post(format!("{base}{path}"))
-                .header("Authorization", token)
-                .json(&json!({"content": format!("message {i}")}))
-                .send()
-                .await
-                .unwrap();
-            let status = res.status().as_u16();
-            let body: serde_json::Value = res.json().await.unwrap_or_default();
-            (status, body["id"].as_str().map(str::to_owned))
+        let intents = 1 | (1 << 9) | (1 << 15);
+        let mut sessions = Vec::new();
+        for (m, token) in [(&a, &owner_token), (&b, &guest_token)] {
+            let mut gw = Gw::connect_url(&format!(
+                "ws://127.0.0.1:{}/?v=10&encoding=json",
+                m.node.gateway_port
+            ))
+            .await;
+            gw.send_identify(token, intents).await;
+            gw.guild_create(&guild_id).await;
+            sessions.push(gw);
         }
-    };
-    let mut acknowledged = Vec::new();
-    for i in 0..6_usize {
-        let (status, id) = post(if i.is_multiple_of(2) { &ra } else { &rb }, i).await;
-        assert_eq!(status, 200);
-        acknowledged.push(id.unwrap());
+        Spread {
+            _dir: dir,
+            a,
+            _b: b,
+            c: Some(c),
+            ra,
+            rb,
+            owner_token,
+            guest_token,
+            guild_id,
+            channel,
+            sessions,
+        }
     }
-    for gw in &mut sessions {
-        for id in &acknowledged {
-            assert_eq!(
-                gw.dispatch("MESSAGE_CREATE").await["id"].as_str().unwrap(),
-                id
+
+    /// Posts message `i` through node-a (even) or node-b (odd), as the owner or the guest:
+    /// the status and, on 200, the id.
+    async fn post(&self, i: usize) -> (u16, Option<String>) {
+        let (rest, token) = if i.is_multiple_of(2) {
+            (&self.ra, &self.owner_token)
+        } else {
+            (&self.rb, &self.guest_token)
+        };
+        let res = rest
+            .http
+            .post(format!("{}/channels/{}/messages", rest.base, self.channel))
+            .header("Authorization", token)
+            .json(&serde_json::json!({"content": format!("message {i}")}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        (status, body["id"].as_str().map(str::to_owned))
+    }
+
+    /// Both sessions get `ids` as MESSAGE_CREATEs, in this order.
+    async fn delivered(&mut self, ids: &[String]) {
+        for gw in &mut self.sessions {
+            for id in ids {
+                assert_eq!(
+                    gw.dispatch("MESSAGE_CREATE").await["id"].as_str().unwrap(),
+                    id
+                );
+            }
+        }
+    }
+
+    /// Both sessions see the guild go unavailable, then come back.
+    async fn resynced(&mut self) {
+        for gw in &mut self.sessions {
+            let gone = gw.dispatch("GUILD_DELETE").await;
+            assert_eq!(gone["id"], self.guild_id.as_str());
+            assert_eq!(gone["unavailable"], true);
+            gw.guild_create(&self.guild_id).await;
+        }
+    }
+
+    /// Reads a session until its guild came back after going unavailable; returns the ids of
+    /// the MESSAGE_CREATEs it got on the way, in order.
+    async fn until_resynced(gw: &mut crate::gw::Gw, guild_id: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut unavailable = false;
+        loop {
+            let (t, d) = gw.next_event().await;
+            match t.as_str() {
+                "MESSAGE_CREATE" => ids.push(d["id"].as_str().unwrap().to_owned()),
+                "GUILD_DELETE" if d["id"] == guild_id => {
+                    assert_eq!(d["unavailable"], true);
+                    unavailable = true;
+                }
+                "GUILD_CREATE" if d["id"] == guild_id => {
+                    assert!(unavailable, "GUILD_CREATE again only after GUILD_DELETE");
+                    return ids;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every id in `ids` is in the channel's history.
+    async fn stored(&self, ids: &[String]) {
+        let history = self
+            .rb
+            .ok(
+                reqwest::Method::GET,
+                &format!("/channels/{}/messages?limit=100", self.channel),
+                Some(&self.guest_token),
+                None,
+                200,
+            )
+            .await;
+        let stored: std::collections::HashSet<&str> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        for id in ids {
+            assert!(
+                stored.contains(id.as_str()),
+                "acknowledged message {id} is stored"
             );
         }
     }
+}
 
-    c.node.kill();
-    let killed = Instant::now();
-    for gw in &mut sessions {
-        let gone = gw.dispatch("GUILD_DELETE").await;
-        assert_eq!(gone["id"], guild_id.as_str());
-        assert_eq!(gone["unavailable"], true);
-        gw.guild_create(&guild_id).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_an_owner_is_killed_its_followers_see_the_guild_unavailable_then_back_from_a_new_owner()
+ {
+    let mut t = Spread::start().await;
+    let mut acknowledged = Vec::new();
+    for i in 0..6 {
+        let (status, id) = t.post(i).await;
+        assert_eq!(status, 200);
+        acknowledged.push(id.unwrap());
     }
+    t.delivered(&acknowledged).await;
+
+    t.c.take().unwrap().node.kill();
+    let killed = Instant::now();
+    t.resynced().await;
     let recovered = killed.elapsed();
     assert!(recovered < Duration::from_secs(30), "{recovered:?}");
 
     // Sends during and after the move either succeed or get a retryable error; every one that
     // succeeded reaches both sessions and is in storage.
     let mut after = Vec::new();
-    for i in 6..16_usize {
-        let (status, id) = post(if i.is_multiple_of(2) { &ra } else { &rb }, i).await;
-        match status {
-            200 => after.push(id.unwrap()),
-            503 => {}
-            other => panic!("a send during the move answered {other}"),
+    for i in 6..16 {
+        match t.post(i).await {
+            (200, id) => after.push(id.unwrap()),
+            (503, _) => {}
+            (other, _) => panic!("a send during the move answered {other}"),
         }
     }
     assert!(!after.is_empty(), "the new owner takes sends");
-    for gw in &mut sessions {
-        for id in &after {
-            assert_eq!(
-                gw.dispatch("MESSAGE_CREATE").await["id"].as_str().unwrap(),
-                id
-            );
+    t.delivered(&after).await;
+    acknowledged.extend(after);
+    t.stored(&acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_acknowledged_send()
+{
+    let mut t = Spread::start().await;
+    let mut c = t.c.take().unwrap();
+    let http = reqwest::Client::new();
+    let drain = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let res = http
+            .post(format!(
+                "{}/admin/v1/cluster/nodes/node-c/drain",
+                t.a.node.base
+            ))
+            .header("Authorization", format!("Bearer {ADMIN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202, "node-a passes the request on");
+        c.node.exited_within(Duration::from_secs(30)).await
+    };
+    // A steady sender while node-c drains: every send succeeds or gets a retryable error.
+    let send = async {
+        let mut acknowledged = Vec::new();
+        for i in 0..60 {
+            match t.post(i).await {
+                (200, id) => acknowledged.push(id.unwrap()),
+                (503, _) => {}
+                (other, _) => panic!("a send during the drain answered {other}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        acknowledged
+    };
+    let (exit, mut acknowledged) = tokio::join!(drain, send);
+    let exit = exit.expect("node-c stops by itself once drained");
+    assert!(exit.success(), "{exit:?}");
+
+    let guild_id = t.guild_id.clone();
+    let mut seen = Vec::new();
+    for gw in &mut t.sessions {
+        seen.push(Spread::until_resynced(gw, &guild_id).await);
+    }
+    // After the handoff the guild takes sends again, and both sessions get them.
+    let mut after = Vec::new();
+    for i in 60..100 {
+        if let (200, id) = t.post(i).await {
+            after.push(id.unwrap());
+            if after.len() == 3 {
+                break;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let history = rb
-        .ok(
-            Method::GET,
-            &format!("/channels/{channel}/messages?limit=100"),
-            Some(&guest_token),
-            None,
-            200,
-        )
-        .await;
-    let stored: std::collections::HashSet<&str> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    for id in acknowledged.iter().chain(&after) {
-        assert!(
-            stored.contains(id.as_str()),
-            "acknowledged message {id} is stored"
-        );
+    assert_eq!(after.len(), 3, "the guild's next owner takes sends");
+    let last = after.last().unwrap().clone();
+    for (gw, ids) in t.sessions.iter_mut().zip(&mut seen) {
+        // Sends that were acknowledged after the session followed the guild again come
+        // first; the stream ends with the three sent now.
+        loop {
+            let d = gw.dispatch("MESSAGE_CREATE").await;
+            let id = d["id"].as_str().unwrap().to_owned();
+            ids.push(id.clone());
+            if id == last {
+                break;
+            }
+        }
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "no message twice");
+        let order: Vec<u64> = ids.iter().map(|id| id.parse().unwrap()).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "in channel order");
+        assert!(after.iter().all(|id| ids.contains(id)));
     }
-    drop(sessions);
-    a.node.stop();
-    b.node.stop();
+    acknowledged.extend(after);
+    t.stored(&acknowledged).await;
 }
