@@ -302,6 +302,18 @@ impl LocalGuildRouter {
         }
     }
 
+    /// Lets a guild's actor finish everything it was sent, then stops it (its guild moves to
+    /// another node). False when it did not stop within `timeout`.
+    pub async fn retire(&self, guild_id: Snowflake, timeout: Duration) -> bool {
+        let Some(actor) = self.actors.get(&guild_id).map(|a| a.clone()) else {
+            return true;
+        };
+        let stopped = actor.drain_and_wait(Some(timeout)).await.is_ok();
+        self.actors
+            .remove_if(&guild_id, |_, a| a.get_id() == actor.get_id());
+        stopped
+    }
+
     /// Stops every guild actor and the supervisor (node shutdown).
     pub fn stop(&self) {
         self.supervisor.stop(Some("shutdown".into()));

@@ -32,10 +32,19 @@
 //!   placement now names, which claims the guild once the old owner's lease is gone and sends
 //!   a fresh GUILD_CREATE. So a gap is never silent.
 //!
-//! Not yet here (see `cluster/README.md`): the handoff of a guild when placement moves it while its owner
-//! lives (a node keeps the guilds it holds until it stops, and work for them reaches it through
-//! "owned by"), resync after a gap on a link (it is logged and counted), and re-subscribing
-//! remote sessions when a guild's actor restarts on a live owner.
+//! - **Handoff.** A node claims a guild only when placement names it (or nobody is ready).
+//!   When the view changes so that placement names another node for a guild this node holds
+//!   (a node joined, or this one is draining), the node hands it off: new work for it is sent
+//!   on, work in flight finishes, the actor drains its mailbox and stops, the lease is
+//!   released, and every other node hears `GuildMoved` on its link after the guild's last
+//!   events. Sessions that followed the guild, here and elsewhere, get GUILD_DELETE
+//!   `unavailable: true` and follow it again at its new owner, which claims it (the next epoch)
+//!   and sends GUILD_CREATE.
+//!
+//! Not yet here (see `cluster/README.md`): a handoff without the unavailable/GUILD_CREATE
+//! resync (holding the new owner's frames until the old owner's end marker), resync after a
+//! gap on a link (it is logged and counted), and re-subscribing remote sessions when a guild's
+//! actor restarts on a live owner.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -51,11 +60,12 @@ use enrichment_actors::guild::requests::AnyReply;
 use enrichment_actors::guild::{
     Envelope, Recipient, RecipientDirectory, SessionKey, SessionOp, SessionRef,
 };
+use enrichment_actors::router::GuildStartHook;
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_protocol::gateway::UnavailableGuild;
 use enrichment_protocol::node::NodeIdentity;
 use enrichment_protocol::{ApiError, IdPair, Snowflake};
-use enrichment_storage::{GuildClaim, LeaseStore};
+use enrichment_storage::{GuildClaim, GuildOwner, LeaseStore};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
@@ -115,6 +125,19 @@ pub enum Control {
     /// The sending node stops: it owns nothing from here on. Sent on every link after the
     /// node's last events, so a session's node has every event before it acts on this.
     Leaving,
+    /// The sending node handed the guild off: its last events came before this.
+    GuildMoved {
+        guild_id: Snowflake,
+    },
+}
+
+/// A guild this node holds: the epoch of its claim, and a gate that work passes through
+/// (shared) and a handoff closes (exclusive), so that a handoff waits for work in flight and
+/// work that comes after it is sent on.
+#[derive(Debug)]
+struct Held {
+    epoch: u64,
+    moving: tokio::sync::RwLock<bool>,
 }
 
 /// A session of another node, as a guild's actor here delivers to it.
@@ -412,7 +435,7 @@ pub struct ClusterRouter {
     directory: Arc<ClusterDirectory>,
     registry: Arc<SessionRegistry>,
     /// Guilds this node holds, with the epoch of its claim.
-    held: DashMap<Snowflake, u64>,
+    held: DashMap<Snowflake, Arc<Held>>,
     pending: DashMap<u64, oneshot::Sender<Outcome>>,
     next_id: AtomicU64,
     /// How long forwarded work may take: the owner's own command timeout and a margin.
@@ -563,27 +586,34 @@ impl ClusterRouter {
         ))
     }
 
+    /// The node placement names for a guild, when it is another node.
+    fn placed_elsewhere(&self, guild_id: Snowflake) -> Option<String> {
+        let view = self.views.borrow();
+        view.owner(guild_id.get())
+            .filter(|m| m.node_id() != self.me.node_id)
+            .map(|m| m.node_id().to_owned())
+    }
+
     /// Runs work here, once this node holds the guild.
     async fn run_here(&self, guild_id: Snowflake, work: Work) -> Outcome {
-        if !self.held.contains_key(&guild_id) {
-            match self.leases.claim_guild(guild_id, &self.me, self.pair).await {
-                Ok(GuildClaim::Claimed(owner)) => {
-                    debug!(%guild_id, epoch = owner.epoch, "claimed guild");
-                    self.held.insert(guild_id, owner.epoch);
-                }
-                Ok(GuildClaim::Held(owner)) => return Outcome::OwnedBy(owner.node.node_id),
-                Ok(GuildClaim::NotLeased) => {
-                    return Outcome::Failed(ApiError::unavailable(
-                        "This node is leaving the cluster; try again",
-                    ));
-                }
-                Err(e) => {
-                    warn!(%guild_id, error = %e, "cannot claim guild");
-                    return Outcome::Failed(ApiError::unavailable("Guild temporarily unavailable"));
-                }
-            }
+        let existing = self.held.get(&guild_id).map(|h| h.clone());
+        let held = match existing {
+            Some(held) => held,
+            None => match self.claim(guild_id).await {
+                Ok(held) => held,
+                Err(outcome) => return outcome,
+            },
+        };
+        let gate = held.moving.read().await;
+        if *gate {
+            return match self.placed_elsewhere(guild_id) {
+                Some(node) => Outcome::OwnedBy(node),
+                None => Outcome::Failed(ApiError::unavailable(
+                    "The guild is changing nodes; try again",
+                )),
+            };
         }
-        match work {
+        let outcome = match work {
             Work::Request(envelope) => match self.local.send(guild_id, envelope).await {
                 Ok(reply) => Outcome::Reply(reply),
                 Err(e) => Outcome::Failed(e),
@@ -592,7 +622,116 @@ impl ClusterRouter {
                 Ok(()) => Outcome::Done,
                 Err(e) => Outcome::Failed(e),
             },
+        };
+        drop(gate);
+        outcome
+    }
+
+    /// Claims a guild placement gives this node; any other answer is the work's outcome.
+    async fn claim(&self, guild_id: Snowflake) -> Result<Arc<Held>, Outcome> {
+        // A guild placed elsewhere is not taken, even when it is free: it is on its way to
+        // that node (handed off from here, or its owner died).
+        if let Some(node) = self.placed_elsewhere(guild_id) {
+            return Err(Outcome::OwnedBy(node));
         }
+        match self.leases.claim_guild(guild_id, &self.me, self.pair).await {
+            Ok(GuildClaim::Claimed(owner)) => {
+                debug!(%guild_id, epoch = owner.epoch, "claimed guild");
+                let held = Arc::new(Held {
+                    epoch: owner.epoch,
+                    moving: tokio::sync::RwLock::new(false),
+                });
+                Ok(self.held.entry(guild_id).or_insert(held).clone())
+            }
+            Ok(GuildClaim::Held(owner)) => Err(Outcome::OwnedBy(owner.node.node_id)),
+            Ok(GuildClaim::NotLeased) => Err(Outcome::Failed(ApiError::unavailable(
+                "This node is leaving the cluster; try again",
+            ))),
+            Err(e) => {
+                warn!(%guild_id, error = %e, "cannot claim guild");
+                Err(Outcome::Failed(ApiError::unavailable(
+                    "Guild temporarily unavailable",
+                )))
+            }
+        }
+    }
+
+    /// Hands off every guild this node holds that placement now gives another node.
+    fn rebalance(self: &Arc<Self>) {
+        let moving: Vec<Snowflake> = self
+            .held
+            .iter()
+            .map(|h| *h.key())
+            .filter(|g| self.placed_elsewhere(*g).is_some())
+            .collect();
+        if moving.is_empty() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            for guild_id in moving {
+                me.hand_off(guild_id).await;
+            }
+        });
+    }
+
+    /// Hands one guild off (see the module docs).
+    async fn hand_off(self: &Arc<Self>, guild_id: Snowflake) {
+        let Some(held) = self.held.get(&guild_id).map(|h| h.clone()) else {
+            return;
+        };
+        {
+            // Waits for the work in flight; work after it is sent on.
+            let mut moving = held.moving.write().await;
+            if *moving {
+                return;
+            }
+            *moving = true;
+        }
+        let started = std::time::Instant::now();
+        if !self.local.retire(guild_id, self.timeout).await {
+            warn!(%guild_id, "the guild's actor did not finish its work in time; handing off anyway");
+        }
+        let local_followers = match self.registry.guild_started(guild_id) {
+            Some(SessionOp::Resubscribe { sessions }) => sessions,
+            _ => Vec::new(),
+        };
+        let owner = GuildOwner {
+            guild_id,
+            node: self.me.clone(),
+            pair: self.pair,
+            epoch: held.epoch,
+        };
+        match self.leases.release_guild(&owner).await {
+            Ok(true) => {}
+            Ok(false) => warn!(%guild_id, "the guild's lease had already moved on"),
+            Err(e) => {
+                warn!(%guild_id, error = %e, "cannot release the guild's lease; it frees with this node's id lease")
+            }
+        }
+        self.held.remove(&guild_id);
+        let peers: Vec<String> = self
+            .views
+            .borrow()
+            .members
+            .iter()
+            .filter(|m| m.node_id() != self.me.node_id)
+            .map(|m| m.node_id().to_owned())
+            .collect();
+        for peer in peers {
+            if let Err(e) = self
+                .transport
+                .send_control(&peer, &Control::GuildMoved { guild_id })
+            {
+                debug!(%peer, error = %e, "guild move not announced");
+            }
+        }
+        let keys = local_followers.iter().map(|s| s.key.0).collect();
+        self.resync(vec![(guild_id, keys)]);
+        metrics::counter!("enrichment_cluster_handoffs_total").increment(1);
+        metrics::histogram!("enrichment_cluster_handoff_seconds")
+            .record(started.elapsed().as_secs_f64());
+        debug!(%guild_id, epoch = held.epoch, "handed the guild off");
     }
 
     async fn forward(
@@ -716,6 +855,18 @@ impl ClusterRouter {
                 self.drain_requested.notify_one();
             }
             Control::Leaving => self.owner_lost(&from.node_id),
+            Control::GuildMoved { guild_id } => {
+                let moved = {
+                    let mut followed = self.followed.lock();
+                    match followed.get(&guild_id) {
+                        Some((owner, _)) if *owner == from.node_id => {
+                            followed.remove(&guild_id).map(|(_, keys)| (guild_id, keys))
+                        }
+                        _ => None,
+                    }
+                };
+                self.resync(moved.into_iter().collect());
+            }
         }
     }
 }
@@ -737,6 +888,12 @@ impl ClusterRouter {
                 .filter_map(|g| followed.remove(&g).map(|(_, keys)| (g, keys)))
                 .collect()
         };
+        self.resync(lost);
+    }
+
+    /// The sessions named (by key) lost these guilds' streams: each hears the guild is
+    /// unavailable, and follows it again wherever it is now.
+    fn resync(self: &Arc<Self>, lost: Vec<(Snowflake, HashSet<u64>)>) {
         for (guild_id, keys) in lost {
             metrics::counter!("enrichment_cluster_guild_resyncs_total").increment(1);
             for key in keys {
@@ -803,6 +960,7 @@ async fn watch_owners(router: Arc<ClusterRouter>, mut views: watch::Receiver<Clu
             router.owner_lost(gone);
         }
         members = now;
+        router.rebalance();
         if views.changed().await.is_err() {
             return;
         }

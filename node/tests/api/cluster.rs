@@ -786,3 +786,131 @@ async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_
     acknowledged.extend(after);
     t.stored(&acknowledged).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
+    use crate::gw::Gw;
+    use reqwest::Method;
+    use serde_json::json;
+
+    let place = SharedPlace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &place, SECRET);
+    let http = reqwest::Client::new();
+    let a = start(dir.path(), "node-a", &config, &[]).await;
+    let b = start(dir.path(), "node-b", &config, &[&a]).await;
+    let c = start(dir.path(), "node-c", &config, &[&a]).await;
+    until_all_see(&http, &[&a, &b, &c], &["node-a", "node-b", "node-c"]).await;
+    let (ra, rb) = (Rest::on(&a), Rest::on(&b));
+    let (token, _) = ra.register("owner").await;
+    let mut guilds = Vec::new();
+    for n in 0..40 {
+        let g = ra
+            .ok(
+                Method::POST,
+                "/guilds",
+                Some(&token),
+                Some(json!({"name": format!("g{n}")})),
+                201,
+            )
+            .await;
+        let id = g["id"].as_str().unwrap().to_owned();
+        let channels = ra
+            .ok(
+                Method::GET,
+                &format!("/guilds/{id}/channels"),
+                Some(&token),
+                None,
+                200,
+            )
+            .await;
+        guilds.push((id, channels[0]["id"].as_str().unwrap().to_owned()));
+    }
+    let mut gw = Gw::connect_url(&format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        a.node.gateway_port
+    ))
+    .await;
+    gw.send_identify(&token, 1 | (1 << 9) | (1 << 15)).await;
+    let mut created = std::collections::HashSet::new();
+    while created.len() < guilds.len() {
+        created.insert(
+            gw.dispatch("GUILD_CREATE").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+
+    let d = start(dir.path(), "node-d", &config, &[&a]).await;
+    until_all_see(
+        &http,
+        &[&a, &b, &c, &d],
+        &["node-a", "node-b", "node-c", "node-d"],
+    )
+    .await;
+    let mut moved = std::collections::HashSet::new();
+    for (id, _) in &guilds {
+        let r = ring(&http, &a, Some(id.parse().unwrap())).await;
+        if r.owner.unwrap().node_id == "node-d" {
+            moved.insert(id.clone());
+        }
+    }
+    assert!(
+        !moved.is_empty(),
+        "some of 40 guilds fall to the fourth node"
+    );
+    assert!(
+        moved.len() < guilds.len() / 2,
+        "about a quarter move: {}",
+        moved.len()
+    );
+
+    // Exactly the moved guilds go unavailable and come back.
+    let mut unavailable = std::collections::HashSet::new();
+    let mut back = std::collections::HashSet::new();
+    while back.len() < moved.len() {
+        let (t, d) = gw.next_event().await;
+        let id = d["id"].as_str().unwrap_or_default().to_owned();
+        match t.as_str() {
+            "GUILD_DELETE" => {
+                assert_eq!(d["unavailable"], true);
+                assert!(
+                    moved.contains(&id),
+                    "only moved guilds go unavailable: {id}"
+                );
+                unavailable.insert(id);
+            }
+            "GUILD_CREATE" => {
+                assert!(
+                    unavailable.contains(&id),
+                    "back only after going unavailable"
+                );
+                back.insert(id);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(back, moved);
+
+    // Every guild takes sends through any node, and the session gets each once.
+    for (id, channel) in &guilds {
+        let body = rb
+            .ok(
+                Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(&token),
+                Some(json!({"content": format!("after the join, in {id}")})),
+                200,
+            )
+            .await;
+        let got = gw.dispatch("MESSAGE_CREATE").await;
+        assert_eq!(got["id"], body["id"]);
+    }
+    let on_d = status(&http, &d).await.nodes.remove(0).guild_actors;
+    assert_eq!(on_d as usize, moved.len(), "node-d runs the moved guilds");
+    drop(gw);
+    for m in [a, b, c, d] {
+        m.node.stop();
+    }
+}
