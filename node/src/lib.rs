@@ -270,6 +270,7 @@ impl Node {
             id_pair: node_ids.pair,
             lease_lost: node_ids.lost_signal(),
             cluster: cluster.clone(),
+            leases: guild_ctx.stores.leases.clone(),
         });
         let limits = Arc::new(ratelimit::RateLimits::new(
             &config.rate_limits,

@@ -124,7 +124,21 @@ pub struct ClusterRing {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GuildOwner {
     pub guild_id: Snowflake,
+    /// The node placement names for the guild over the ready members.
     pub node_id: String,
+    /// Who holds the guild's lease in the store now, if anyone: the node that runs it. It
+    /// differs from `node_id` while the guild moves, or before any work reached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<GuildLease>,
+}
+
+/// A guild's lease as the store records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuildLease {
+    pub node_id: String,
+    pub generation: GenerationId,
+    /// Grows by one each time the guild changes hands.
+    pub epoch: u64,
 }
 
 /// Query of `GET /admin/v1/cluster/ring`.
@@ -185,6 +199,7 @@ mod tests {
             owner: Some(GuildOwner {
                 guild_id: Snowflake(42),
                 node_id: "n1".into(),
+                lease: None,
             }),
             ..ring
         };

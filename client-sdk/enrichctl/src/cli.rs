@@ -361,7 +361,13 @@ pub enum ClusterCmd {
         #[arg(long, value_parser = id, value_name = "GUILD_ID")]
         guild: Option<Snowflake>,
     },
-    /// Drain a node: its gateway clients reconnect elsewhere, it takes no new ones.
+    /// The node that should own a guild, and the node that holds its lease now.
+    Owner {
+        #[arg(value_parser = id, value_name = "GUILD_ID")]
+        guild: Snowflake,
+    },
+    /// Drain a node: its gateway clients reconnect elsewhere, it takes no new ones; in a
+    /// cluster it also hands its guilds to the others and stops.
     Drain {
         #[arg(value_name = "NODE_ID")]
         node: String,

@@ -27,16 +27,17 @@ use enrichment_actors::auth::Keyring;
 use enrichment_actors::gateway::SessionRegistry;
 use enrichment_actors::router::GuildRouter;
 use enrichment_protocol::admin::{
-    ADMIN_PREFIX, ClusterRing, ClusterStatus, GuildOwner, NodeInfo, NodeStatus, RingNode,
-    RingQuery, SigningKeys,
+    ADMIN_PREFIX, ClusterRing, ClusterStatus, GuildLease, GuildOwner, NodeInfo, NodeStatus,
+    RingNode, RingQuery, SigningKeys,
 };
 use enrichment_protocol::node::NodeIdentity;
-use enrichment_protocol::{ApiError, ErrorCode, IdPair, Timestamp};
+use enrichment_protocol::{ApiError, ErrorCode, IdPair, Snowflake, Timestamp};
 use enrichment_storage::shared::SharedState;
 
 pub use credentials::AdminToken;
 
 use enrichment_cluster::{Member, MemberState};
+use enrichment_storage::LeaseStore;
 
 use crate::cluster::NodeCluster;
 use crate::error::{ApiResult, HttpError};
@@ -66,6 +67,8 @@ pub struct AdminState {
     pub lease_lost: LeaseLost,
     /// The cluster this node is a member of, if any.
     pub cluster: Arc<NodeCluster>,
+    /// Who holds each guild's lease.
+    pub leases: Arc<dyn LeaseStore>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -211,13 +214,30 @@ async fn cluster_status(admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(ClusterStatus { nodes })
 }
 
+/// The guild's lease as the store has it; `None` when nobody holds it (or the store cannot
+/// say, which is logged).
+async fn lease_of(admin: &AdminState, guild_id: Snowflake) -> Option<GuildLease> {
+    match admin.leases.guild_owner(guild_id).await {
+        Ok(owner) => owner.map(|o| GuildLease {
+            node_id: o.node.node_id,
+            generation: o.node.generation,
+            epoch: o.epoch,
+        }),
+        Err(e) => {
+            tracing::warn!(%guild_id, error = %e, "cannot read a guild's lease");
+            None
+        }
+    }
+}
+
 #[get("/cluster/ring")]
 async fn cluster_ring(admin: Admin, query: web::Query<RingQuery>) -> HttpResponse {
     let Some(view) = admin.cluster.view() else {
-        // A node alone owns every guild.
+        // A node alone owns every guild, and claims none.
         let owner = query.guild_id.map(|guild_id| GuildOwner {
             guild_id,
             node_id: admin.node_id.clone(),
+            lease: None,
         });
         return HttpResponse::Ok().json(ClusterRing {
             epoch: 0,
@@ -225,12 +245,16 @@ async fn cluster_ring(admin: Admin, query: web::Query<RingQuery>) -> HttpRespons
             owner,
         });
     };
-    let owner = query.guild_id.and_then(|guild_id| {
+    let mut owner = query.guild_id.and_then(|guild_id| {
         view.owner(guild_id.get()).map(|m| GuildOwner {
             guild_id,
             node_id: m.node_id().to_owned(),
+            lease: None,
         })
     });
+    if let Some(o) = owner.as_mut() {
+        o.lease = lease_of(&admin, o.guild_id).await;
+    }
     let nodes = view
         .ready
         .iter()

@@ -445,6 +445,15 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
         1,
         "one actor for the guild: {running:?}"
     );
+    // The admin API names the lease holder: the node that runs it, under the first epoch.
+    let runs = statuses
+        .iter()
+        .find(|s| s.nodes[0].guild_actors == 1)
+        .map(|s| s.nodes[0].id.clone())
+        .unwrap();
+    let r = ring(&http, &a, Some(guild_id.parse().unwrap())).await;
+    let lease = r.owner.unwrap().lease.expect("the guild's lease is held");
+    assert_eq!((lease.node_id.as_str(), lease.epoch), (runs.as_str(), 1));
 
     // A ban through one node holds on every node at once.
     rest[2]

@@ -2,7 +2,9 @@
 
 use enrichment_client::AuthorizeQuery;
 use enrichment_client::protocol::Permissions;
-use enrichment_client::protocol::admin::{NodeInfo, NodeStatus, SigningKeys};
+use enrichment_client::protocol::admin::{
+    ClusterRing, GuildOwner, NodeInfo, NodeStatus, SigningKeys,
+};
 use enrichment_client::protocol::rest::{AuthorizeBot, CreateApplication};
 use serde_json::json;
 
@@ -149,6 +151,29 @@ fn admin_error(e: enrichment_client::Error) -> CliError {
     e.into()
 }
 
+/// Which node should own a guild, and which holds it now.
+fn say_owner(ctx: &mut Ctx, ring: &ClusterRing, owner: &GuildOwner) {
+    let node = ring.nodes.iter().find(|n| n.id == owner.node_id);
+    ctx.out.say(format!(
+        "guild {} is owned by node {}{}",
+        owner.guild_id,
+        paint(BOLD, &owner.node_id),
+        node.map(|n| format!(" ({}, {})", n.rest_address, n.status))
+            .unwrap_or_default()
+    ));
+    match &owner.lease {
+        Some(l) if l.node_id != owner.node_id => ctx.out.say(format!(
+            "its lease is held by node {} (generation {}, epoch {}): the guild is moving",
+            l.node_id, l.generation, l.epoch
+        )),
+        Some(l) => ctx.out.say(format!(
+            "lease: epoch {}, generation {}",
+            l.epoch, l.generation
+        )),
+        None => {}
+    }
+}
+
 fn key_table(ctx: &mut Ctx, keys: &SigningKeys) {
     let rows = keys
         .kids
@@ -175,20 +200,23 @@ pub async fn cluster(ctx: &mut Ctx, cmd: ClusterCmd) -> CliResult<()> {
             }
             ctx.out.table(&NODE_HEADER, node_rows(&status.nodes));
         }
+        ClusterCmd::Owner { guild } => {
+            let ring = admin.cluster_ring(Some(guild)).await.map_err(admin_error)?;
+            match &ring.owner {
+                Some(owner) if !ctx.out.json => say_owner(ctx, &ring, owner),
+                Some(owner) => return ctx.out.value(owner),
+                None => ctx
+                    .out
+                    .say(format!("no node is ready to own guild {guild}")),
+            }
+        }
         ClusterCmd::Ring { guild } => {
             let ring = admin.cluster_ring(guild).await.map_err(admin_error)?;
             if ctx.out.json {
                 return ctx.out.value(&ring);
             }
             if let Some(owner) = &ring.owner {
-                let node = ring.nodes.iter().find(|n| n.id == owner.node_id);
-                ctx.out.say(format!(
-                    "guild {} is owned by node {}{}",
-                    owner.guild_id,
-                    paint(BOLD, &owner.node_id),
-                    node.map(|n| format!(" ({}, {})", n.rest_address, n.status))
-                        .unwrap_or_default()
-                ));
+                say_owner(ctx, &ring, owner);
                 return Ok(());
             }
             let rows = ring
