@@ -527,6 +527,12 @@ impl ClusterRouter {
     /// Tells every other member this node owns nothing any more. Sent when it stops, after
     /// its guild actors stopped, so on each link it comes after the node's last events.
     pub fn announce_leaving(&self) {
+        self.tell_every_member(&Control::Leaving);
+    }
+
+    /// Sends a control message to every other member, each on its own link (so after
+    /// everything sent to it before).
+    fn tell_every_member(&self, message: &Control) {
         let peers: Vec<String> = self
             .views
             .borrow()
@@ -536,8 +542,8 @@ impl ClusterRouter {
             .map(|m| m.node_id().to_owned())
             .collect();
         for peer in peers {
-            if let Err(e) = self.transport.send_control(&peer, &Control::Leaving) {
-                debug!(%peer, error = %e, "leaving not announced");
+            if let Err(e) = self.transport.send_control(&peer, message) {
+                debug!(%peer, error = %e, ?message, "control message not sent");
             }
         }
     }
@@ -710,22 +716,7 @@ impl ClusterRouter {
             }
         }
         self.held.remove(&guild_id);
-        let peers: Vec<String> = self
-            .views
-            .borrow()
-            .members
-            .iter()
-            .filter(|m| m.node_id() != self.me.node_id)
-            .map(|m| m.node_id().to_owned())
-            .collect();
-        for peer in peers {
-            if let Err(e) = self
-                .transport
-                .send_control(&peer, &Control::GuildMoved { guild_id })
-            {
-                debug!(%peer, error = %e, "guild move not announced");
-            }
-        }
+        self.tell_every_member(&Control::GuildMoved { guild_id });
         let keys = local_followers.iter().map(|s| s.key.0).collect();
         self.resync(vec![(guild_id, keys)]);
         metrics::counter!("enrichment_cluster_handoffs_total").increment(1);

@@ -82,6 +82,20 @@ async fn start_with(
     Member { node, gossip }
 }
 
+/// Three members, b and c joined through a, once each lists all three.
+async fn trio(dir: &Path, config: &Path, extra: &[&str]) -> (Member, Member, Member) {
+    let a = start_with(dir, "node-a", config, &[], extra).await;
+    let b = start_with(dir, "node-b", config, &[&a], extra).await;
+    let c = start_with(dir, "node-c", config, &[&a], extra).await;
+    until_all_see(
+        &reqwest::Client::new(),
+        &[&a, &b, &c],
+        &["node-a", "node-b", "node-c"],
+    )
+    .await;
+    (a, b, c)
+}
+
 async fn admin_get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: String) -> T {
     let res = http
         .get(url)
@@ -141,11 +155,8 @@ async fn three_nodes_find_each_other_through_one_seed_and_agree_on_every_guild_o
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &place, SECRET);
     let http = reqwest::Client::new();
-    let a = start(dir.path(), "node-a", &config, &[]).await;
-    let b = start(dir.path(), "node-b", &config, &[&a]).await;
-    let c = start(dir.path(), "node-c", &config, &[&a]).await;
+    let (a, b, c) = trio(dir.path(), &config, &[]).await;
     let all = [&a, &b, &c];
-    until_all_see(&http, &all, &["node-a", "node-b", "node-c"]).await;
 
     // What each node says of the others comes from gossip: their addresses and generations.
     let seen_by_c = status(&http, &c).await;
@@ -345,11 +356,8 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &place, SECRET);
     let http = reqwest::Client::new();
-    let a = start(dir.path(), "node-a", &config, &[]).await;
-    let b = start(dir.path(), "node-b", &config, &[&a]).await;
-    let c = start(dir.path(), "node-c", &config, &[&a]).await;
+    let (a, b, c) = trio(dir.path(), &config, &[]).await;
     let all = [&a, &b, &c];
-    until_all_see(&http, &all, &["node-a", "node-b", "node-c"]).await;
     let rest: Vec<Rest> = all.iter().map(|m| Rest::on(m)).collect();
 
     let (owner_token, _) = rest[0].register("owner").await;
@@ -511,10 +519,7 @@ impl Spread {
         let http = reqwest::Client::new();
         // Short leases: a killed node's guilds pass on 3 s after its last renewal.
         let fast = ["--id-lease-secs", "3"];
-        let a = start_with(dir.path(), "node-a", &config, &[], &fast).await;
-        let b = start_with(dir.path(), "node-b", &config, &[&a], &fast).await;
-        let c = start_with(dir.path(), "node-c", &config, &[&a], &fast).await;
-        until_all_see(&http, &[&a, &b, &c], &["node-a", "node-b", "node-c"]).await;
+        let (a, b, c) = trio(dir.path(), &config, &fast).await;
         let (ra, rb) = (Rest::on(&a), Rest::on(&b));
 
         let (owner_token, _) = ra.register("owner").await;
@@ -806,10 +811,7 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &place, SECRET);
     let http = reqwest::Client::new();
-    let a = start(dir.path(), "node-a", &config, &[]).await;
-    let b = start(dir.path(), "node-b", &config, &[&a]).await;
-    let c = start(dir.path(), "node-c", &config, &[&a]).await;
-    until_all_see(&http, &[&a, &b, &c], &["node-a", "node-b", "node-c"]).await;
+    let (a, b, c) = trio(dir.path(), &config, &[]).await;
     let (ra, rb) = (Rest::on(&a), Rest::on(&b));
     let (token, _) = ra.register("owner").await;
     let mut guilds = Vec::new();
