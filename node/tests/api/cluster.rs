@@ -925,3 +925,256 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
         m.node.stop();
     }
 }
+
+/// What the observer session saw: (event name, `d`), in order.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// Reads a session until `stop`, heartbeating, and records every dispatch but presence.
+async fn observe(mut gw: crate::gw::Gw, seen: Seen, stop: std::sync::Arc<tokio::sync::Notify>) {
+    use enrichment_protocol::gateway::op;
+    let mut beat = tokio::time::Instant::now();
+    loop {
+        if beat.elapsed() > Duration::from_secs(5) {
+            let seq = gw.seq;
+            gw.send(op::HEARTBEAT, serde_json::json!(seq)).await;
+            beat = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            _ = stop.notified() => return,
+            frame = gw.try_recv(Duration::from_millis(500)) => match frame {
+                Ok(Some(f)) if f.op == op::DISPATCH && f.t.as_deref() != Some("PRESENCE_UPDATE") => {
+                    seen.lock().unwrap().push((f.t.unwrap_or_default(), f.d));
+                }
+                Ok(_) => {}
+                Err(end) => panic!("the observer's node never stops, yet its session ended: {end:?}"),
+            },
+        }
+    }
+}
+
+/// The chaos run: under a steady send load through every live node, node-c and node-b in turn
+/// are killed with SIGKILL and started again, `ENRICHMENT_CHAOS_ROUNDS` times (default 2), a
+/// kill every `ENRICHMENT_CHAOS_EVERY_SECS` (default 3). A session on node-a (never
+/// killed) follows six guilds spread over the nodes. Checked: every acknowledged message is in
+/// storage; the session got no message twice and every channel's messages in order; and every
+/// acknowledged message it did not get belongs to a guild it saw go unavailable (the gap is
+/// never silent). The long variant is the same test with `ENRICHMENT_CHAOS_ROUNDS=6` and
+/// `ENRICHMENT_CHAOS_EVERY_SECS=30` (see `bench/README.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
+    use crate::gw::Gw;
+    use reqwest::Method;
+    use serde_json::json;
+    use std::collections::{HashMap, HashSet};
+    use std::sync::{Arc, Mutex};
+
+    let place = SharedPlace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &place, SECRET);
+    let fast = ["--id-lease-secs", "3"];
+    let (a, b, c) = trio(dir.path(), &config, &fast).await;
+    let ra = Rest::on(&a);
+    let (token, _) = ra.register("owner").await;
+    let mut channels = Vec::new();
+    let mut guild_of = HashMap::new();
+    for n in 0..6 {
+        let g = ra
+            .ok(
+                Method::POST,
+                "/guilds",
+                Some(&token),
+                Some(json!({"name": format!("g{n}")})),
+                201,
+            )
+            .await;
+        let guild = g["id"].as_str().unwrap().to_owned();
+        let ch = ra
+            .ok(
+                Method::GET,
+                &format!("/guilds/{guild}/channels"),
+                Some(&token),
+                None,
+                200,
+            )
+            .await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        guild_of.insert(ch.clone(), guild);
+        channels.push(ch);
+    }
+    let mut gw = Gw::connect_url(&format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        a.node.gateway_port
+    ))
+    .await;
+    gw.send_identify(&token, 1 | (1 << 9) | (1 << 15)).await;
+    let mut created = HashSet::new();
+    while created.len() < channels.len() {
+        created.insert(
+            gw.dispatch("GUILD_CREATE").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let observer = tokio::spawn(observe(gw, seen.clone(), stop.clone()));
+
+    // The REST bases of the live nodes; a killed node's is None until it is back.
+    let bases = Arc::new(Mutex::new(vec![
+        Some(a.node.base.clone()),
+        Some(b.node.base.clone()),
+        Some(c.node.base.clone()),
+    ]));
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sender = {
+        let (bases, sending, channels, token) = (
+            bases.clone(),
+            sending.clone(),
+            channels.clone(),
+            token.clone(),
+        );
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap();
+            let mut acknowledged: Vec<(String, String)> = Vec::new();
+            let mut i = 0usize;
+            while sending.load(std::sync::atomic::Ordering::Relaxed) {
+                let channel = &channels[i % channels.len()];
+                let base = bases.lock().unwrap()[i % 3].clone();
+                i += 1;
+                let Some(base) = base else { continue };
+                let res = http
+                    .post(format!("{base}/api/v10/channels/{channel}/messages"))
+                    .header("Authorization", &token)
+                    .json(&json!({"content": format!("chaos {i}")}))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 200 => {
+                        let body: serde_json::Value = r.json().await.unwrap();
+                        acknowledged
+                            .push((channel.clone(), body["id"].as_str().unwrap().to_owned()));
+                    }
+                    Ok(r) => assert_eq!(r.status(), 503, "a send answers 200 or a retryable 503"),
+                    // The node was killed under the request: nothing was acknowledged.
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            acknowledged
+        })
+    };
+
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = setting("ENRICHMENT_CHAOS_ROUNDS", 2);
+    let every = Duration::from_secs(setting("ENRICHMENT_CHAOS_EVERY_SECS", 3));
+    let mut members = [Some(a), Some(b), Some(c)];
+    for round in 0..rounds {
+        let victim = 2 - (round % 2) as usize;
+        tokio::time::sleep(every).await;
+        let name = ["node-a", "node-b", "node-c"][victim];
+        bases.lock().unwrap()[victim] = None;
+        members[victim].take().unwrap().node.kill();
+        // Its guilds pass on once it is dropped from the view and its 3 s lease ran out.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let seed = members[0].as_ref().unwrap();
+        let back = start_with(dir.path(), name, &config, &[seed], &fast).await;
+        bases.lock().unwrap()[victim] = Some(back.node.base.clone());
+        members[victim] = Some(back);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sending.store(false, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = sender.await.unwrap();
+    // Let the last deliveries arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.notify_one();
+    observer.await.unwrap();
+    assert!(
+        acknowledged.len() > 50,
+        "the load kept going: {}",
+        acknowledged.len()
+    );
+
+    // Every acknowledged message is stored.
+    let mut stored = HashSet::new();
+    for ch in &channels {
+        let mut before = String::new();
+        loop {
+            let page = ra
+                .ok(
+                    Method::GET,
+                    &format!("/channels/{ch}/messages?limit=100{before}"),
+                    Some(&token),
+                    None,
+                    200,
+                )
+                .await;
+            let ids: Vec<String> = page
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned())
+                .collect();
+            match ids.last() {
+                Some(oldest) => before = format!("&before={oldest}"),
+                None => break,
+            }
+            stored.extend(ids);
+        }
+    }
+    for (_, id) in &acknowledged {
+        assert!(stored.contains(id), "acknowledged message {id} is stored");
+    }
+
+    // The session: no duplicate, per-channel order, and every miss covered by a resync.
+    let seen = seen.lock().unwrap().clone();
+    let mut delivered: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut unavailable = HashSet::new();
+    let mut all = HashSet::new();
+    for (t, d) in &seen {
+        match t.as_str() {
+            "MESSAGE_CREATE" => {
+                let id = d["id"].as_str().unwrap().to_owned();
+                assert!(all.insert(id.clone()), "message {id} delivered twice");
+                delivered
+                    .entry(d["channel_id"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(id.parse().unwrap());
+            }
+            "GUILD_DELETE" if d["unavailable"] == true => {
+                unavailable.insert(d["id"].as_str().unwrap().to_owned());
+            }
+            _ => {}
+        }
+    }
+    for (ch, ids) in &delivered {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "channel {ch} in order");
+    }
+    let missed: Vec<&(String, String)> = acknowledged
+        .iter()
+        .filter(|(_, id)| !all.contains(id))
+        .collect();
+    for (ch, id) in &missed {
+        assert!(
+            unavailable.contains(&guild_of[ch]),
+            "message {id} in channel {ch} was acknowledged, not delivered, and its guild never went unavailable"
+        );
+    }
+    eprintln!(
+        "chaos: {} acknowledged, {} delivered, {} missed in resync windows, {} guilds resynced",
+        acknowledged.len(),
+        all.len(),
+        missed.len(),
+        unavailable.len()
+    );
+}
