@@ -926,8 +926,8 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     }
 }
 
-/// What the observer session saw: (event name, `d`), in order.
-type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+/// What the observer session saw: (when, event name, `d`), in order.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(Instant, String, serde_json::Value)>>>;
 
 /// Reads a session until `stop`, heartbeating, and records every dispatch but presence.
 async fn observe(mut gw: crate::gw::Gw, seen: Seen, stop: std::sync::Arc<tokio::sync::Notify>) {
@@ -943,7 +943,7 @@ async fn observe(mut gw: crate::gw::Gw, seen: Seen, stop: std::sync::Arc<tokio::
             _ = stop.notified() => return,
             frame = gw.try_recv(Duration::from_millis(500)) => match frame {
                 Ok(Some(f)) if f.op == op::DISPATCH && f.t.as_deref() != Some("PRESENCE_UPDATE") => {
-                    seen.lock().unwrap().push((f.t.unwrap_or_default(), f.d));
+                    seen.lock().unwrap().push((Instant::now(), f.t.unwrap_or_default(), f.d));
                 }
                 Ok(_) => {}
                 Err(end) => panic!("the observer's node never stops, yet its session ended: {end:?}"),
@@ -1079,12 +1079,14 @@ async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
     let rounds = setting("ENRICHMENT_CHAOS_ROUNDS", 2);
     let every = Duration::from_secs(setting("ENRICHMENT_CHAOS_EVERY_SECS", 3));
     let mut members = [Some(a), Some(b), Some(c)];
+    let mut kills = Vec::new();
     for round in 0..rounds {
         let victim = 2 - (round % 2) as usize;
         tokio::time::sleep(every).await;
         let name = ["node-a", "node-b", "node-c"][victim];
         bases.lock().unwrap()[victim] = None;
         members[victim].take().unwrap().node.kill();
+        kills.push(Instant::now());
         // Its guilds pass on once it is dropped from the view and its 3 s lease ran out.
         tokio::time::sleep(Duration::from_secs(6)).await;
         let seed = members[0].as_ref().unwrap();
@@ -1141,7 +1143,29 @@ async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
     let mut delivered: HashMap<String, Vec<u64>> = HashMap::new();
     let mut unavailable = HashSet::new();
     let mut all = HashSet::new();
-    for (t, d) in &seen {
+    // Recovery: from the kill to the guild's GUILD_CREATE from its next owner.
+    let mut recoveries = Vec::new();
+    let mut down_since: HashMap<String, Instant> = HashMap::new();
+    for (at, t, d) in &seen {
+        let guild = d["id"].as_str().unwrap_or_default().to_owned();
+        match t.as_str() {
+            "GUILD_DELETE" => {
+                down_since.insert(guild, *at);
+            }
+            "GUILD_CREATE" => {
+                if let Some(down) = down_since.remove(&guild)
+                    && let Some(kill) = kills.iter().rev().find(|k| **k <= down)
+                {
+                    recoveries.push(at.duration_since(*kill));
+                }
+            }
+            _ => {}
+        }
+    }
+    recoveries.sort();
+    let worst = recoveries.last().copied().unwrap_or_default();
+    assert!(worst < Duration::from_secs(30), "recovery took {worst:?}");
+    for (_, t, d) in &seen {
         match t.as_str() {
             "MESSAGE_CREATE" => {
                 let id = d["id"].as_str().unwrap().to_owned();
@@ -1171,10 +1195,16 @@ async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
         );
     }
     eprintln!(
-        "chaos: {} acknowledged, {} delivered, {} missed in resync windows, {} guilds resynced",
+        "chaos: {} acknowledged, {} delivered, {} missed in resync windows, {} guilds resynced; \
+         {} recoveries, median {:?}, worst {worst:?} (kill to GUILD_CREATE)",
         acknowledged.len(),
         all.len(),
         missed.len(),
-        unavailable.len()
+        unavailable.len(),
+        recoveries.len(),
+        recoveries
+            .get(recoveries.len() / 2)
+            .copied()
+            .unwrap_or_default(),
     );
 }
