@@ -63,6 +63,7 @@ use enrichment_actors::guild::{
 use enrichment_actors::router::GuildStartHook;
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_protocol::gateway::UnavailableGuild;
+use enrichment_protocol::models::User;
 use enrichment_protocol::node::NodeIdentity;
 use enrichment_protocol::{ApiError, IdPair, Snowflake};
 use enrichment_storage::{GuildClaim, GuildOwner, LeaseStore};
@@ -129,6 +130,23 @@ pub enum Control {
     GuildMoved {
         guild_id: Snowflake,
     },
+    /// A user joined a guild through the sending node: the user's sessions here follow it.
+    UserJoined {
+        user_id: Snowflake,
+        guild_id: Snowflake,
+    },
+    /// A user changed their account through the sending node: USER_UPDATE to their sessions.
+    UserUpdated {
+        user: User,
+    },
+}
+
+/// The gateway side of this node, for the per-user events other nodes pass on.
+pub trait UserEvents: Send + Sync + 'static {
+    /// The user joined a guild: this node's sessions of theirs follow it (GUILD_CREATE).
+    fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake);
+    /// USER_UPDATE to this node's sessions of the user.
+    fn user_updated(&self, user: &User);
 }
 
 /// A guild this node holds: the epoch of its claim, and a gate that work passes through
@@ -447,6 +465,8 @@ pub struct ClusterRouter {
     resubscribe_for: Duration,
     /// Woken when another node passes on an operator's request that this node drain.
     drain_requested: Arc<tokio::sync::Notify>,
+    /// Where per-user events from other nodes go; set once the gateway side exists.
+    user_events: std::sync::OnceLock<Arc<dyn UserEvents>>,
 }
 
 impl std::fmt::Debug for ClusterRouter {
@@ -509,6 +529,7 @@ impl ClusterRouter {
             followed: parking_lot::Mutex::new(HashMap::new()),
             resubscribe_for: parts.resubscribe_for,
             drain_requested: parts.drain_requested,
+            user_events: std::sync::OnceLock::new(),
         });
         let serving = tokio::spawn(serve(router.clone(), inbound));
         let watching = tokio::spawn(watch_owners(router.clone(), router.views.clone()));
@@ -546,6 +567,22 @@ impl ClusterRouter {
                 debug!(%peer, error = %e, ?message, "control message not sent");
             }
         }
+    }
+
+    /// Where per-user events from other nodes go. Set once; later calls change nothing.
+    pub fn set_user_events(&self, events: Arc<dyn UserEvents>) {
+        let _ = self.user_events.set(events);
+    }
+
+    /// Tells every other node a user joined a guild through this one, so the user's sessions
+    /// there follow it too.
+    pub fn announce_user_joined(&self, user_id: Snowflake, guild_id: Snowflake) {
+        self.tell_every_member(&Control::UserJoined { user_id, guild_id });
+    }
+
+    /// Tells every other node a user changed their account through this one.
+    pub fn announce_user_updated(&self, user: &User) {
+        self.tell_every_member(&Control::UserUpdated { user: user.clone() });
     }
 
     /// Passes an operator's drain request on to another member.
@@ -846,6 +883,16 @@ impl ClusterRouter {
                 self.drain_requested.notify_one();
             }
             Control::Leaving => self.owner_lost(&from.node_id),
+            Control::UserJoined { user_id, guild_id } => {
+                if let Some(events) = self.user_events.get() {
+                    events.joined_guild(user_id, guild_id);
+                }
+            }
+            Control::UserUpdated { user } => {
+                if let Some(events) = self.user_events.get() {
+                    events.user_updated(&user);
+                }
+            }
             Control::GuildMoved { guild_id } => {
                 let moved = {
                     let mut followed = self.followed.lock();

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use enrichment_actors::gateway::GatewayService;
 use enrichment_actors::gateway::SessionRegistry;
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
+use enrichment_cluster::routing::UserEvents;
 use enrichment_cluster::routing::{ClusterDirectory, ClusterRouter, ClusterRouterParts};
 use enrichment_cluster::transport::{
     ClusterTransport, Inbound, LinkSecret, Peer, TcpTransport, TransportConfig,
@@ -20,8 +22,9 @@ use enrichment_cluster::transport::{
 use enrichment_cluster::{
     ClusterConfig, ClusterView, LocalNode, MemberLoad, MemberState, Membership,
 };
-use enrichment_protocol::IdPair;
+use enrichment_protocol::models::User;
 use enrichment_protocol::node::NodeIdentity;
+use enrichment_protocol::{IdPair, Snowflake};
 use enrichment_storage::LeaseStore;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -116,6 +119,20 @@ impl Links {
             drain_requested,
         };
         (router as Arc<dyn GuildRouter>, routed)
+    }
+}
+
+/// The gateway side, as per-user events from other nodes reach it.
+struct GatewayUserEvents(Arc<GatewayService>);
+
+impl UserEvents for GatewayUserEvents {
+    fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake) {
+        let gateway = self.0.clone();
+        tokio::spawn(async move { gateway.joined_guild(user_id, guild_id).await });
+    }
+
+    fn user_updated(&self, user: &User) {
+        self.0.user_updated(user);
     }
 }
 
@@ -234,6 +251,29 @@ impl NodeCluster {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Per-user events from other nodes reach this node's gateway sessions through `gateway`.
+    pub fn deliver_user_events_to(&self, gateway: Arc<GatewayService>) {
+        if let Some(links) = &self.links {
+            links
+                .router
+                .set_user_events(Arc::new(GatewayUserEvents(gateway)));
+        }
+    }
+
+    /// A user joined a guild through this node: the other nodes' sessions of theirs follow it.
+    pub fn user_joined(&self, user_id: Snowflake, guild_id: Snowflake) {
+        if let Some(links) = &self.links {
+            links.router.announce_user_joined(user_id, guild_id);
+        }
+    }
+
+    /// A user changed their account through this node: USER_UPDATE on the other nodes too.
+    pub fn user_updated(&self, user: &User) {
+        if let Some(links) = &self.links {
+            links.router.announce_user_updated(user);
         }
     }
 

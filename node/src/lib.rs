@@ -252,6 +252,7 @@ impl Node {
             }
             None => cluster::NodeCluster::alone(),
         });
+        cluster.deliver_user_events_to(gateway_svc.clone());
         let admin_state = web::Data::new(admin::AdminState {
             token: admin_token,
             node_id: node_id.clone(),
@@ -287,6 +288,7 @@ impl Node {
             gateway: gateway_svc,
             blobs,
             attachments: config.attachments.clone(),
+            cluster: cluster.clone(),
         });
         let limits_data = web::Data::new(limits.clone());
         let max_json = config.max_json_bytes;

@@ -25,6 +25,23 @@ pub struct AppState {
     /// Attachment bytes.
     pub blobs: Arc<dyn BlobStore>,
     pub attachments: AttachmentConfig,
+    /// The cluster this node is in, if any: per-user events go to its other nodes too.
+    pub cluster: Arc<crate::cluster::NodeCluster>,
+}
+
+impl AppState {
+    /// A user joined a guild: their gateway sessions, here and on every other node, follow it
+    /// (GUILD_CREATE). Those here have it before this returns.
+    pub async fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake) {
+        self.cluster.user_joined(user_id, guild_id);
+        self.gateway.joined_guild(user_id, guild_id).await;
+    }
+
+    /// USER_UPDATE to the user's gateway sessions, here and on every other node.
+    pub fn user_updated(&self, user: &enrichment_protocol::models::User) {
+        self.cluster.user_updated(user);
+        self.gateway.user_updated(user);
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -52,7 +52,7 @@ fn no_content() -> HttpResponse {
 pub async fn create(state: State, who: Authed, body: Json<CreateGuild>) -> ApiResult<HttpResponse> {
     let g = create_guild(&state.guilds, who.0.user_id, body.0).await?;
     // The owner's gateway sessions get GUILD_CREATE before this answer leaves.
-    state.gateway.joined_guild(who.0.user_id, g.id).await;
+    state.joined_guild(who.0.user_id, g.id).await;
     Ok(HttpResponse::Created().json(g))
 }
 

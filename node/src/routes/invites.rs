@@ -56,7 +56,7 @@ pub async fn accept_invite(
     })
     .await?;
     // The new member's gateway sessions get GUILD_CREATE before this answer leaves.
-    state.gateway.joined_guild(who.0.user_id, guild).await;
+    state.joined_guild(who.0.user_id, guild).await;
     Ok(HttpResponse::Ok().json(invite))
 }
 

@@ -51,7 +51,7 @@ pub async fn modify_me(
     body: Json<ModifyCurrentUser>,
 ) -> ApiResult<HttpResponse> {
     let modified = state.accounts.modify_me(who.0, body.0).await?;
-    state.gateway.user_updated(&modified.user);
+    state.user_updated(&modified.user);
     Ok(HttpResponse::Ok().json(modified))
 }
 
@@ -272,10 +272,7 @@ pub async fn authorize(
         )
         .await?;
     // The bot's gateway sessions get GUILD_CREATE before this answer leaves.
-    state
-        .gateway
-        .joined_guild(app.bot_user_id, body.0.guild_id)
-        .await;
+    state.joined_guild(app.bot_user_id, body.0.guild_id).await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "location": "about:blank#authorized" })))
 }
 

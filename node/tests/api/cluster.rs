@@ -1231,3 +1231,79 @@ async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
             .unwrap_or_default(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_user_does_through_one_node_reaches_their_sessions_on_the_others() {
+    use crate::gw::Gw;
+    use reqwest::Method;
+    use serde_json::json;
+
+    let place = SharedPlace::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &place, SECRET);
+    let (a, b, c) = trio(dir.path(), &config, &[]).await;
+    let (ra, rc) = (Rest::on(&a), Rest::on(&c));
+    let (owner, _) = ra.register("owner").await;
+    let (guest, guest_id) = ra.register("guest").await;
+    let guild = ra
+        .ok(
+            Method::POST,
+            "/guilds",
+            Some(&owner),
+            Some(json!({"name": "later"})),
+            201,
+        )
+        .await;
+    let guild_id = guild["id"].as_str().unwrap().to_owned();
+    let channels = ra
+        .ok(
+            Method::GET,
+            &format!("/guilds/{guild_id}/channels"),
+            Some(&owner),
+            None,
+            200,
+        )
+        .await;
+    let invite = ra
+        .ok(
+            Method::POST,
+            &format!("/channels/{}/invites", channels[0]["id"].as_str().unwrap()),
+            Some(&owner),
+            Some(json!({})),
+            200,
+        )
+        .await;
+
+    // The guest's session lives on node-b; they act through node-c.
+    let mut gw = Gw::connect_url(&format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        b.node.gateway_port
+    ))
+    .await;
+    gw.send_identify(&guest, 1 | (1 << 9)).await;
+    rc.ok(
+        Method::POST,
+        &format!("/invites/{}", invite["code"].as_str().unwrap()),
+        Some(&guest),
+        Some(json!({})),
+        200,
+    )
+    .await;
+    gw.guild_create(&guild_id).await;
+
+    rc.ok(
+        Method::PATCH,
+        "/users/@me",
+        Some(&guest),
+        Some(json!({"global_name": "Guest Elsewhere"})),
+        200,
+    )
+    .await;
+    let updated = gw.dispatch("USER_UPDATE").await;
+    assert_eq!(updated["id"], guest_id.as_str());
+    assert_eq!(updated["global_name"], "Guest Elsewhere");
+    drop(gw);
+    for m in [a, b, c] {
+        m.node.stop();
+    }
+}
