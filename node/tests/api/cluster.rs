@@ -15,6 +15,11 @@ use crate::support::*;
 const SECRET: &str = "a-cluster-secret-for-tests";
 const ADMIN: &str = "admin-token-for-the-cluster-tests";
 
+/// The tests here each run three or four node processes; on a two-core machine, beside the
+/// rest of the suite, two of them at once starve each other's nodes of CPU for seconds. They
+/// take turns.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A config file putting a node on `place` (PostgreSQL, Redis, S3), clustered with `secret`.
 fn config_file(dir: &Path, place: &SharedPlace, secret: &str) -> PathBuf {
     let s = servers();
@@ -151,6 +156,7 @@ async fn until_all_see(http: &reqwest::Client, members: &[&Member], ids: &[&str]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_find_each_other_through_one_seed_and_agree_on_every_guild_owner() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let place = SharedPlace::new();
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &place, SECRET);
@@ -199,6 +205,7 @@ async fn three_nodes_find_each_other_through_one_seed_and_agree_on_every_guild_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_secret_is_never_a_member() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let place = SharedPlace::new();
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
@@ -348,6 +355,7 @@ impl Rest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_in_order() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     use crate::gw::Gw;
     use reqwest::Method;
     use serde_json::json;
@@ -505,11 +513,14 @@ struct Spread {
     guild_id: String,
     channel: String,
     sessions: Vec<crate::gw::Gw>,
+    /// Last, so the nodes above are gone before the next cluster test starts.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Spread {
     async fn start() -> Spread {
         use crate::gw::Gw;
+        let turn = ONE_CLUSTER_AT_A_TIME.lock().await;
         use reqwest::Method;
         use serde_json::json;
 
@@ -584,6 +595,7 @@ impl Spread {
             sessions.push(gw);
         }
         Spread {
+            _turn: turn,
             _dir: dir,
             a,
             _b: b,
@@ -803,6 +815,7 @@ async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     use crate::gw::Gw;
     use reqwest::Method;
     use serde_json::json;
@@ -962,6 +975,7 @@ async fn observe(mut gw: crate::gw::Gw, seen: Seen, stop: std::sync::Arc<tokio::
 /// `ENRICHMENT_CHAOS_EVERY_SECS=30` (see `bench/README.md`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     use crate::gw::Gw;
     use reqwest::Method;
     use serde_json::json;
@@ -1234,6 +1248,7 @@ async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_user_does_through_one_node_reaches_their_sessions_on_the_others() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     use crate::gw::Gw;
     use reqwest::Method;
     use serde_json::json;
