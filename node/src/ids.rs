@@ -140,20 +140,22 @@ impl NodeIds {
 
     /// Stops renewing and frees the pair for other nodes (called once nothing mints any more).
     pub async fn release(&self) {
-        let Some(lease) = &self.lease else { return };
-        let Some(keeper) = lease
+        if let Some(store) = self.stop_renewing() {
+            release(store, self.identity.clone(), self.pair).await;
+        }
+    }
+
+    /// Stops the renewals, once; the store to free the pair in when it is still this node's
+    /// (not lost, not already released).
+    fn stop_renewing(&self) -> Option<Arc<dyn NodeStore>> {
+        let lease = self.lease.as_ref()?;
+        let keeper = lease
             .keeper
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return;
-        };
+            .take()?;
         keeper.abort();
-        if lease.lost.borrow().is_some() {
-            return;
-        }
-        release(lease.store.clone(), self.identity.clone(), self.pair).await;
+        lease.lost.borrow().is_none().then(|| lease.store.clone())
     }
 }
 
@@ -161,25 +163,10 @@ impl NodeIds {
 /// renewing and releases its pair in the background, so the pair does not wait out its lease.
 impl Drop for NodeIds {
     fn drop(&mut self) {
-        let Some(lease) = &self.lease else { return };
-        let Some(keeper) = lease
-            .keeper
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
-            return;
-        };
-        keeper.abort();
-        if lease.lost.borrow().is_some() {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(release(
-                lease.store.clone(),
-                self.identity.clone(),
-                self.pair,
-            ));
+        if let Some(store) = self.stop_renewing()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(release(store, self.identity.clone(), self.pair));
         }
     }
 }
