@@ -332,6 +332,31 @@ impl Rest {
         body
     }
 
+    /// A new guild of the user with `token`: its id and its first channel's.
+    async fn guild(&self, token: &str, name: &str) -> (String, String) {
+        let g = self
+            .ok(
+                reqwest::Method::POST,
+                "/guilds",
+                Some(token),
+                Some(serde_json::json!({ "name": name })),
+                201,
+            )
+            .await;
+        let id = g["id"].as_str().unwrap().to_owned();
+        let channels = self
+            .ok(
+                reqwest::Method::GET,
+                &format!("/guilds/{id}/channels"),
+                Some(token),
+                None,
+                200,
+            )
+            .await;
+        let channel = channels[0]["id"].as_str().unwrap().to_owned();
+        (id, channel)
+    }
+
     /// A new user's token.
     async fn register(&self, name: &str) -> (String, String) {
         let body = self
@@ -370,26 +395,7 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
 
     let (owner_token, _) = rest[0].register("owner").await;
     let (guest_token, guest_id) = rest[1].register("guest").await;
-    let guild = rest[2]
-        .ok(
-            Method::POST,
-            "/guilds",
-            Some(&owner_token),
-            Some(json!({"name": "spread"})),
-            201,
-        )
-        .await;
-    let guild_id = guild["id"].as_str().unwrap().to_owned();
-    let channels = rest[0]
-        .ok(
-            Method::GET,
-            &format!("/guilds/{guild_id}/channels"),
-            Some(&owner_token),
-            None,
-            200,
-        )
-        .await;
-    let channel = channels[0]["id"].as_str().unwrap().to_owned();
+    let (guild_id, channel) = rest[2].guild(&owner_token, "spread").await;
     let invite = rest[1]
         .ok(
             Method::POST,
@@ -537,33 +543,14 @@ impl Spread {
         let (guest_token, _) = rb.register("guest").await;
         let mut found = None;
         for n in 0..40 {
-            let g = ra
-                .ok(
-                    Method::POST,
-                    "/guilds",
-                    Some(&owner_token),
-                    Some(json!({"name": format!("g{n}")})),
-                    201,
-                )
-                .await;
-            let id = g["id"].as_str().unwrap().to_owned();
+            let (id, channel) = ra.guild(&owner_token, &format!("g{n}")).await;
             let r = ring(&http, &a, Some(id.parse().unwrap())).await;
             if r.owner.unwrap().node_id == "node-c" {
-                found = Some(id);
+                found = Some((id, channel));
                 break;
             }
         }
-        let guild_id = found.expect("one of 40 guilds falls to node-c");
-        let channels = ra
-            .ok(
-                Method::GET,
-                &format!("/guilds/{guild_id}/channels"),
-                Some(&owner_token),
-                None,
-                200,
-            )
-            .await;
-        let channel = channels[0]["id"].as_str().unwrap().to_owned();
+        let (guild_id, channel) = found.expect("one of 40 guilds falls to node-c");
         let invite = ra
             .ok(
                 Method::POST,
@@ -829,26 +816,7 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     let (token, _) = ra.register("owner").await;
     let mut guilds = Vec::new();
     for n in 0..40 {
-        let g = ra
-            .ok(
-                Method::POST,
-                "/guilds",
-                Some(&token),
-                Some(json!({"name": format!("g{n}")})),
-                201,
-            )
-            .await;
-        let id = g["id"].as_str().unwrap().to_owned();
-        let channels = ra
-            .ok(
-                Method::GET,
-                &format!("/guilds/{id}/channels"),
-                Some(&token),
-                None,
-                200,
-            )
-            .await;
-        guilds.push((id, channels[0]["id"].as_str().unwrap().to_owned()));
+        guilds.push(ra.guild(&token, &format!("g{n}")).await);
     }
     let mut gw = Gw::connect_url(&format!(
         "ws://127.0.0.1:{}/?v=10&encoding=json",
@@ -992,28 +960,7 @@ async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
     let mut channels = Vec::new();
     let mut guild_of = HashMap::new();
     for n in 0..6 {
-        let g = ra
-            .ok(
-                Method::POST,
-                "/guilds",
-                Some(&token),
-                Some(json!({"name": format!("g{n}")})),
-                201,
-            )
-            .await;
-        let guild = g["id"].as_str().unwrap().to_owned();
-        let ch = ra
-            .ok(
-                Method::GET,
-                &format!("/guilds/{guild}/channels"),
-                Some(&token),
-                None,
-                200,
-            )
-            .await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (guild, ch) = ra.guild(&token, &format!("g{n}")).await;
         guild_of.insert(ch.clone(), guild);
         channels.push(ch);
     }
@@ -1260,29 +1207,11 @@ async fn what_a_user_does_through_one_node_reaches_their_sessions_on_the_others(
     let (ra, rc) = (Rest::on(&a), Rest::on(&c));
     let (owner, _) = ra.register("owner").await;
     let (guest, guest_id) = ra.register("guest").await;
-    let guild = ra
-        .ok(
-            Method::POST,
-            "/guilds",
-            Some(&owner),
-            Some(json!({"name": "later"})),
-            201,
-        )
-        .await;
-    let guild_id = guild["id"].as_str().unwrap().to_owned();
-    let channels = ra
-        .ok(
-            Method::GET,
-            &format!("/guilds/{guild_id}/channels"),
-            Some(&owner),
-            None,
-            200,
-        )
-        .await;
+    let (guild_id, channel) = ra.guild(&owner, "later").await;
     let invite = ra
         .ok(
             Method::POST,
-            &format!("/channels/{}/invites", channels[0]["id"].as_str().unwrap()),
+            &format!("/channels/{channel}/invites"),
             Some(&owner),
             Some(json!({})),
             200,
