@@ -12,6 +12,8 @@
 //!   and verifies with the same set;
 //! - [`NodeStore`]: what the shared store knows about the nodes of a cluster: which node mints
 //!   snowflakes with which worker and process id, under a lease on the store's clock.
+//! - [`LeaseStore`]: which node owns each guild's actor, and ([`fence`]) the guild and message
+//!   writes fenced by that ownership, so a deposed owner cannot write.
 //!
 //! Contract shared by all writes: when the future resolves `Ok`, the write is durable (fsynced, or
 //! acknowledged by a quorum) and visible to every later read. A write that fails leaves nothing
@@ -39,6 +41,7 @@ pub use enrichment_protocol::IdPair;
 pub mod blobs;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod fence;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "scylla")]
@@ -67,6 +70,11 @@ pub enum StoreError {
     /// Stored bytes could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A write fenced by a guild's ownership ([`Stores::fenced`]) was refused: the writer no
+    /// longer owns the guild under that epoch (it was released or taken over, or the owner's id
+    /// lease ran out). Nothing of it was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -624,6 +632,26 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// Every guild `node` (this generation) owns, in id order. Ownership records whose lease
     /// ran out are not listed.
     async fn guilds_owned_by(&self, node: &NodeIdentity) -> StoreResult<Vec<GuildOwner>>;
+    /// This backend's guild and message stores, with every write fenced by `owner`: a write
+    /// is made only while `owner` is the guild's live record, and refused with
+    /// [`StoreError::Fenced`] otherwise. Reads are not fenced. What "only while" means is the
+    /// backend's to say: PostgreSQL checks inside the write's own transaction, share-locking
+    /// the record so no claim or release can commit between the check and the write; the
+    /// embedded store and ScyllaDB check just before the write (see [`fence`]).
+    fn fenced(self: Arc<Self>, owner: GuildOwner) -> FencedStores;
+}
+
+/// A guild's stores as its owner writes them: see [`LeaseStore::fenced`].
+#[derive(Clone)]
+pub struct FencedStores {
+    pub guilds: Arc<dyn GuildStore>,
+    pub messages: Arc<dyn MessageStore>,
+}
+
+impl std::fmt::Debug for FencedStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FencedStores")
+    }
 }
 
 /// The pair's index, or an error for ids beyond 5 bits.
@@ -651,6 +679,19 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub nodes: Arc<dyn NodeStore>,
     pub leases: Arc<dyn LeaseStore>,
+}
+
+impl Stores {
+    /// These stores with the guild's writes fenced by its ownership record: what a guild's
+    /// actor writes through once its node claimed the guild ([`LeaseStore::fenced`]).
+    pub fn fenced(&self, owner: GuildOwner) -> Stores {
+        let FencedStores { guilds, messages } = self.leases.clone().fenced(owner);
+        Stores {
+            guilds,
+            messages,
+            ..self.clone()
+        }
+    }
 }
 
 impl std::fmt::Debug for Stores {

@@ -148,6 +148,10 @@ macro_rules! conformance_tests {
             guild_owners_release_hands_on_under_the_next_epoch,
             guild_owners_list_what_a_node_owns,
             guild_owners_concurrent_claims_have_one_winner,
+            fenced_writes_land_while_the_owner_holds_the_guild,
+            fenced_writes_are_refused_once_the_guild_changed_hands,
+            fenced_writes_are_refused_once_the_owner_lease_ran_out,
+            fenced_creates_in_one_batch_are_answered_each_by_its_fence,
         );
     };
     (@cases $open:path, $attrs:tt; $($case:ident),* $(,)?) => {
@@ -3823,4 +3827,237 @@ pub async fn guild_owners_concurrent_claims_have_one_winner<
         s.leases.guild_owner(g).await.unwrap().as_ref(),
         Some(winner)
     );
+}
+
+// ------------------------------------------------------------------ fenced writes
+
+#[track_caller]
+fn is_fenced<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    match result {
+        Err(StoreError::Fenced(_)) => true,
+        other => panic!("expected the write to be fenced, got {other:?}"),
+    }
+}
+
+/// Tries one write of every kind through `f`, each expected to be fenced, then checks that
+/// none of them left anything behind in `s`.
+async fn every_write_is_fenced(s: &Stores, f: &Stores, g: &GuildFixture, ch: Snowflake) {
+    let kept = s
+        .messages
+        .list_messages(ch, HistoryAnchor::Latest, 100)
+        .await
+        .unwrap();
+    let before = load(s, g.id()).await;
+    let target = kept[0].id;
+    let mut renamed = g.guild.clone();
+    renamed.name = "renamed by a deposed owner".into();
+    assert!(is_fenced(
+        f.guilds
+            .write_guild(g.id(), vec![GuildWrite::PutGuild(renamed)])
+            .await
+    ));
+    let late = MessageRecord::text(fresh_id(), ch, Some(g.id()), Snowflake(7), "late");
+    assert!(is_fenced(f.messages.create_message(&late).await));
+    let edited = MessageRecord {
+        content: "edited by a deposed owner".into(),
+        ..kept[0].clone()
+    };
+    assert!(is_fenced(f.messages.update_message(&edited).await));
+    assert!(is_fenced(
+        f.messages
+            .add_reaction(ch, target, "👎", Snowflake(8))
+            .await
+    ));
+    assert!(is_fenced(
+        f.messages
+            .remove_reaction(ch, target, "👍", Snowflake(5))
+            .await
+    ));
+    assert!(is_fenced(
+        f.messages.remove_reactions(ch, target, None).await
+    ));
+    assert!(is_fenced(f.messages.set_pinned(ch, target, false).await));
+    assert!(is_fenced(f.messages.delete_messages(ch, &[target]).await));
+    assert!(is_fenced(f.messages.delete_channel(ch).await));
+
+    assert_eq!(load(s, g.id()).await, before, "the guild is untouched");
+    assert_eq!(
+        s.messages
+            .list_messages(ch, HistoryAnchor::Latest, 100)
+            .await
+            .unwrap(),
+        kept,
+        "the messages are untouched"
+    );
+    assert_eq!(
+        s.messages
+            .reaction_counts(ch, target, Snowflake(5))
+            .await
+            .unwrap(),
+        vec![rc("👍", 1, true)]
+    );
+    assert_eq!(s.messages.list_pins(ch).await.unwrap().len(), 1);
+}
+
+/// A guild written through `f` (its fixture, a channel, one message with a reaction and pin).
+async fn write_through(f: &Stores, g: &GuildFixture) -> Snowflake {
+    f.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+    let ch = g.channels[0].id;
+    let m = MessageRecord::text(fresh_id(), ch, Some(g.id()), Snowflake(5), "hello");
+    f.messages.create_message(&m).await.unwrap();
+    assert!(
+        f.messages
+            .add_reaction(ch, m.id, "👍", Snowflake(5))
+            .await
+            .unwrap()
+    );
+    assert!(f.messages.set_pinned(ch, m.id, true).await.unwrap());
+    ch
+}
+
+pub async fn fenced_writes_land_while_the_owner_holds_the_guild<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let g = GuildFixture::new(fresh_id());
+    let owner = owns(s.leases.claim_guild(g.id(), &a, pa).await.unwrap());
+    let f = s.fenced(owner);
+    let ch = write_through(&f, &g).await;
+
+    let loaded = load(s, g.id()).await.unwrap();
+    assert_eq!(loaded.guild.map(|x| x.name), Some(g.guild.name.clone()));
+    assert_eq!((loaded.roles.len(), loaded.channels.len()), (2, 2));
+    let stored = s
+        .messages
+        .list_messages(ch, HistoryAnchor::Latest, 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].pinned);
+    let edited = MessageRecord {
+        content: "edited".into(),
+        ..stored[0].clone()
+    };
+    assert!(f.messages.update_message(&edited).await.unwrap());
+    assert!(
+        is_conflict(f.messages.create_message(&stored[0]).await, "id"),
+        "a fenced create keeps the create contract"
+    );
+    assert_eq!(
+        f.messages
+            .delete_messages(ch, &[stored[0].id])
+            .await
+            .unwrap(),
+        vec![stored[0].id]
+    );
+    assert_eq!(
+        f.messages.get_message(ch, stored[0].id).await.unwrap(),
+        None,
+        "reads go through too"
+    );
+}
+
+pub async fn fenced_writes_are_refused_once_the_guild_changed_hands<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let (b, pb) = cluster_member(s, "b", LEASE).await;
+    let g = GuildFixture::new(fresh_id());
+    let first = owns(s.leases.claim_guild(g.id(), &a, pa).await.unwrap());
+    let by_a = s.fenced(first.clone());
+    let ch = write_through(&by_a, &g).await;
+
+    assert!(s.leases.release_guild(&first).await.unwrap());
+    every_write_is_fenced(s, &by_a, &g, ch).await;
+
+    let second = owns(s.leases.claim_guild(g.id(), &b, pb).await.unwrap());
+    every_write_is_fenced(s, &by_a, &g, ch).await;
+    let stranger = GuildOwner {
+        node: a.clone(),
+        pair: pa,
+        ..second.clone()
+    };
+    every_write_is_fenced(s, &s.fenced(stranger), &g, ch).await;
+
+    let by_b = s.fenced(second);
+    let m = MessageRecord::text(fresh_id(), ch, Some(g.id()), Snowflake(6), "from b");
+    by_b.messages.create_message(&m).await.unwrap();
+    assert_eq!(s.messages.get_message(ch, m.id).await.unwrap(), Some(m));
+}
+
+pub async fn fenced_writes_are_refused_once_the_owner_lease_ran_out<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", SHORT_LEASE).await;
+    let g = GuildFixture::new(fresh_id());
+    let owner = owns(s.leases.claim_guild(g.id(), &a, pa).await.unwrap());
+    let f = s.fenced(owner);
+    let ch = write_through(&f, &g).await;
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(500)).await;
+    // Nobody took the guild over, but its owner may be a paused process that another node
+    // is about to replace: its lease is what let it write.
+    every_write_is_fenced(s, &f, &g, ch).await;
+}
+
+pub async fn fenced_creates_in_one_batch_are_answered_each_by_its_fence<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, pa) = cluster_member(s, "a", LEASE).await;
+    let (live, gone) = (fresh_id(), fresh_id());
+    let owner = owns(s.leases.claim_guild(live, &a, pa).await.unwrap());
+    let deposed = owns(s.leases.claim_guild(gone, &a, pa).await.unwrap());
+    assert!(s.leases.release_guild(&deposed).await.unwrap());
+    let (by_live, by_deposed) = (s.fenced(owner), s.fenced(deposed));
+    let (c1, c2, c3) = (fresh_id(), fresh_id(), fresh_id());
+
+    // Sent together, so that a backend that groups creates gets them in one batch.
+    let mut tasks = Vec::new();
+    for n in 0..20u64 {
+        let (stores, channel, guild, expect) = match n % 3 {
+            0 => (by_live.clone(), c1, Some(live), "stored"),
+            1 => (by_deposed.clone(), c2, Some(gone), "fenced"),
+            _ => (s.clone(), c3, None, "stored"),
+        };
+        let m = MessageRecord::text(fresh_id(), channel, guild, Snowflake(9), format!("m{n}"));
+        tasks.push(tokio::spawn(async move {
+            let result = stores.messages.create_message(&m).await;
+            (expect, result)
+        }));
+    }
+    for task in tasks {
+        match task.await.unwrap() {
+            ("stored", result) => result.unwrap(),
+            (_, result) => assert!(is_fenced(result)),
+        }
+    }
+    let count = |ch| async move {
+        s.messages
+            .list_messages(ch, HistoryAnchor::Latest, 100)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(c1).await, 7, "the live owner's creates");
+    assert_eq!(count(c2).await, 0, "none of the deposed owner's");
+    assert_eq!(count(c3).await, 6, "unfenced creates");
 }

@@ -223,8 +223,15 @@ fn live_owner(
     Ok(holds(tx, &owner.node, row.pair, now)?.then_some(owner))
 }
 
+/// Checks the ownership record just before each write (see [`crate::fence`]).
+impl crate::fence::ChecksBeforeWriting for EmbeddedStore {}
+
 #[async_trait]
 impl LeaseStore for EmbeddedStore {
+    fn fenced(self: std::sync::Arc<Self>, owner: GuildOwner) -> crate::FencedStores {
+        crate::fence::Fenced::stores(self, owner)
+    }
+
     async fn claim_guild(
         &self,
         guild_id: Snowflake,

@@ -19,7 +19,10 @@
 //! Rows are sorted by primary key, so every batch takes its index locks in one global order
 //! and two batches in flight never deadlock on each other. A batch with a pinned record runs
 //! in an explicit transaction that also pins what it inserted, taking the channel's pin clock.
-//! Edits do not come through here: `update_message` is its own statement
+//! A fenced create (a guild owner's, see [`crate::fence`]) carries its ownership record; a batch
+//! holding one runs [`FENCED_INSERT`], which share-locks the live records the batch names and
+//! inserts a fenced row only under one of them, still in one statement. A row whose fence is
+//! not live is answered `Fenced` alone. Edits do not come through here: `update_message` is its own statement
 //! (`messages.rs`), because an update must find its row and an insert must not.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +35,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::messages::{PIN_IF_ABSENT, message_key};
 use super::{Db, col, db_error, describe, encode_error, sql_id, sql_time};
-use crate::{MessageRecord, StoreError, StoreResult};
+use crate::{GuildOwner, MessageRecord, StoreError, StoreResult};
 
 /// A message as the `messages` table stores it, encoded by its caller.
 pub(super) struct MessageRow {
@@ -115,12 +118,69 @@ const INSERT: &str = "INSERT INTO messages (channel_id, bucket, message_id, guil
     ON CONFLICT (channel_id, bucket, message_id) DO NOTHING
     RETURNING channel_id, bucket, message_id, pinned";
 
+/// [`INSERT`] for a batch where some rows are fenced (see [`crate::fence`]): `live` share-locks
+/// the ownership records the rows name that are live, a fenced row is inserted only when its
+/// fence is one of them, and the statement returns the stored keys followed by the live
+/// fences (keys `NULL`). One statement still: the check costs no round trip.
+const FENCED_INSERT: &str = "WITH live AS (
+        SELECT o.guild_id, o.node_id, o.generation, o.epoch
+        FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
+        WHERE o.guild_id = ANY($19::bigint[]) AND NOT o.released
+            AND l.node_id = o.node_id AND l.generation = o.generation AND l.expires_at > now()
+        FOR SHARE OF o
+    ), stored AS (
+        INSERT INTO messages (channel_id, bucket, message_id, guild_id, author_id,
+            content, edited_at, tts, mention_everyone, mentions, mention_roles, attachments,
+            embeds, pinned, kind, flags, nonce, message_reference)
+        SELECT channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
+            mention_everyone, mentions::bigint[], mention_roles::bigint[], attachments::jsonb,
+            embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb
+        FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[],
+            $6::text[], $7::timestamptz[], $8::bool[], $9::bool[], $10::text[], $11::text[],
+            $12::text[], $13::text[], $14::bool[], $15::int2[], $16::bigint[], $17::text[],
+            $18::text[], $19::bigint[], $20::text[], $21::bigint[], $22::bigint[])
+        AS t(channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
+            mention_everyone, mentions, mention_roles, attachments, embeds, pinned, kind, flags,
+            nonce, message_reference, f_guild, f_node, f_generation, f_epoch)
+        WHERE t.f_guild IS NULL OR EXISTS (SELECT 1 FROM live w
+            WHERE w.guild_id = t.f_guild AND w.node_id = t.f_node
+                AND w.generation = t.f_generation AND w.epoch = t.f_epoch)
+        ON CONFLICT (channel_id, bucket, message_id) DO NOTHING
+        RETURNING channel_id, bucket, message_id, pinned
+    )
+    SELECT channel_id, bucket, message_id, pinned,
+        NULL::bigint, NULL::text, NULL::bigint, NULL::bigint FROM stored
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, guild_id, node_id, generation, epoch FROM live";
+
+/// The ownership a row is written under, as [`FENCED_INSERT`] compares it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FenceKey {
+    guild_id: i64,
+    node_id: String,
+    generation: i64,
+    epoch: i64,
+}
+
+impl FenceKey {
+    fn of(owner: &GuildOwner) -> FenceKey {
+        FenceKey {
+            guild_id: sql_id(owner.guild_id),
+            node_id: owner.node.node_id.clone(),
+            generation: owner.node.generation.0 as i64,
+            epoch: owner.epoch as i64,
+        }
+    }
+}
+
 /// What the writer tells one caller.
 #[derive(Clone, Debug)]
 enum Answer {
     Stored,
     /// The key was taken; nothing of this caller's row was written.
     Taken,
+    /// The row's fence is not the guild's live ownership; nothing of it was written.
+    Fenced,
     /// The whole batch failed.
     Failed(String),
 }
@@ -129,6 +189,8 @@ type Reply = oneshot::Sender<Answer>;
 
 struct Pending {
     row: MessageRow,
+    /// `None` for an unfenced write.
+    fence: Option<FenceKey>,
     reply: Reply,
 }
 
@@ -174,17 +236,29 @@ impl MessageWriter {
     }
 
     /// Queues `row` and waits until the batch holding it committed; `Conflict("id")` when its
-    /// key was already taken.
-    pub(super) async fn create(&self, row: MessageRow) -> StoreResult<()> {
+    /// key was already taken, `Fenced` when `fence` is not the guild's live ownership.
+    pub(super) async fn create(
+        &self,
+        row: MessageRow,
+        fence: Option<&GuildOwner>,
+    ) -> StoreResult<()> {
         let (reply, done) = oneshot::channel();
         let stopped = || StoreError::Backend("the PostgreSQL message writer stopped".into());
         self.queue
-            .send(Pending { row, reply })
+            .send(Pending {
+                row,
+                fence: fence.map(FenceKey::of),
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         match done.await.map_err(|_| stopped())? {
             Answer::Stored => Ok(()),
             Answer::Taken => Err(StoreError::Conflict("id")),
+            Answer::Fenced => Err(fence.map_or_else(
+                || StoreError::Backend("an unfenced row was fenced".into()),
+                crate::fence::deposed,
+            )),
             Answer::Failed(e) => Err(StoreError::Backend(e)),
         }
     }
@@ -216,18 +290,16 @@ async fn run(
                 Ok(stored) => {
                     counters.batches.fetch_add(1, Ordering::Relaxed);
                     counters.rows.fetch_add(
-                        stored.iter().filter(|s| **s).count() as u64,
+                        stored
+                            .iter()
+                            .filter(|s| matches!(s, Answer::Stored))
+                            .count() as u64,
                         Ordering::Relaxed,
                     );
                     counters
                         .calls
                         .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                    for (p, stored) in pending.into_iter().zip(stored) {
-                        let answer = if stored {
-                            Answer::Stored
-                        } else {
-                            Answer::Taken
-                        };
+                    for (p, answer) in pending.into_iter().zip(stored) {
                         // A caller that went away does not care; its row is committed all the
                         // same.
                         let _ = p.reply.send(answer);
@@ -267,10 +339,18 @@ struct Columns<'a> {
     flags: Vec<i64>,
     nonce: Vec<Option<&'a str>>,
     message_reference: Vec<Option<&'a str>>,
+    fence_guild: Vec<Option<i64>>,
+    fence_node: Vec<Option<&'a str>>,
+    fence_generation: Vec<Option<i64>>,
+    fence_epoch: Vec<Option<i64>>,
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, r: &'a MessageRow) {
+    fn push(&mut self, r: &'a MessageRow, fence: Option<&'a FenceKey>) {
+        self.fence_guild.push(fence.map(|f| f.guild_id));
+        self.fence_node.push(fence.map(|f| f.node_id.as_str()));
+        self.fence_generation.push(fence.map(|f| f.generation));
+        self.fence_epoch.push(fence.map(|f| f.epoch));
         self.channel_id.push(r.channel_id);
         self.bucket.push(r.bucket);
         self.message_id.push(r.message_id);
@@ -292,21 +372,23 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Commits one batch; returns, per pending call in order, whether its row was stored.
-async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<Vec<bool>> {
+/// Commits one batch; returns, per pending call in order, what to answer it.
+async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<Vec<Answer>> {
     let context = "committing a message batch";
     // The first row queued for a key is the one offered to the table; the map also sorts by
     // primary key.
-    let mut rows: BTreeMap<(i64, i32, i64), &MessageRow> = BTreeMap::new();
+    let mut rows: BTreeMap<(i64, i32, i64), &Pending> = BTreeMap::new();
     for p in pending {
-        rows.entry(p.row.key()).or_insert(&p.row);
+        rows.entry(p.row.key()).or_insert(p);
     }
     let mut columns = Columns::default();
-    for row in rows.values() {
-        columns.push(row);
+    for p in rows.values() {
+        columns.push(&p.row, p.fence.as_ref());
     }
+    let fenced = pending.iter().any(|p| p.fence.is_some());
+    let insert = if fenced { FENCED_INSERT } else { INSERT };
     let c = &columns;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
+    let all: [&(dyn tokio_postgres::types::ToSql + Sync); 22] = [
         &c.channel_id,
         &c.bucket,
         &c.message_id,
@@ -325,26 +407,41 @@ async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<Vec<bool>> {
         &c.flags,
         &c.nonce,
         &c.message_reference,
+        &c.fence_guild,
+        &c.fence_node,
+        &c.fence_generation,
+        &c.fence_epoch,
     ];
+    let params = if fenced { &all[..] } else { &all[..18] };
     let mut client = pool
         .get()
         .await
         .map_err(|e| StoreError::Backend(format!("PostgreSQL connection: {}", describe(&e))))?;
     let mut inserted: BTreeSet<(i64, i32, i64)> = BTreeSet::new();
+    let mut live: BTreeSet<FenceKey> = BTreeSet::new();
     if !c.pinned.contains(&true) {
         // One statement is one transaction: no BEGIN/COMMIT round trips on the hot path.
-        for row in Db::Conn(&client).query(INSERT, &params, context).await? {
-            inserted.insert(stored_key(&row)?);
+        for row in Db::Conn(&client).query(insert, params, context).await? {
+            match returned(&row)? {
+                Returned::Stored(key, _) => inserted.insert(key),
+                Returned::Live(fence) => live.insert(fence),
+            };
         }
     } else {
         let tx = client.transaction().await.map_err(db_error(context))?;
         let db = Db::Tx(&tx);
         let mut to_pin = Vec::new();
-        for row in db.query(INSERT, &params, context).await? {
-            let key = stored_key(&row)?;
-            inserted.insert(key);
-            if col::<bool>(&row, 3)? {
-                to_pin.push((key.0, key.2, key.1));
+        for row in db.query(insert, params, context).await? {
+            match returned(&row)? {
+                Returned::Stored(key, pinned) => {
+                    inserted.insert(key);
+                    if pinned {
+                        to_pin.push((key.0, key.2, key.1));
+                    }
+                }
+                Returned::Live(fence) => {
+                    live.insert(fence);
+                }
             }
         }
         // Pin clocks are locked in channel order, like the rows.
@@ -357,14 +454,41 @@ async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<Vec<bool>> {
     }
     // A key is stored for the first caller that queued it: later callers of the same key, and
     // every caller of a key the table already held, were refused.
+    // A fenced row whose fence was not live was never offered: that is its answer.
     let mut answered = BTreeSet::new();
     Ok(pending
         .iter()
-        .map(|p| inserted.contains(&p.row.key()) && answered.insert(p.row.key()))
+        .map(|p| {
+            if p.fence.as_ref().is_some_and(|f| !live.contains(f)) {
+                Answer::Fenced
+            } else if inserted.contains(&p.row.key()) && answered.insert(p.row.key()) {
+                Answer::Stored
+            } else {
+                Answer::Taken
+            }
+        })
         .collect())
 }
 
-/// `(channel_id, bucket, message_id)` of a row [`INSERT`] returned.
-fn stored_key(row: &tokio_postgres::Row) -> StoreResult<(i64, i32, i64)> {
-    Ok((col(row, 0)?, col(row, 1)?, col(row, 2)?))
+/// A row [`INSERT`] or [`FENCED_INSERT`] returned.
+enum Returned {
+    /// `(channel_id, bucket, message_id)` of a stored row, and whether it is pinned.
+    Stored((i64, i32, i64), bool),
+    /// A live fence ([`FENCED_INSERT`] only).
+    Live(FenceKey),
+}
+
+fn returned(row: &tokio_postgres::Row) -> StoreResult<Returned> {
+    match col::<Option<i64>>(row, 0)? {
+        Some(channel_id) => Ok(Returned::Stored(
+            (channel_id, col(row, 1)?, col(row, 2)?),
+            col(row, 3)?,
+        )),
+        None => Ok(Returned::Live(FenceKey {
+            guild_id: col(row, 4)?,
+            node_id: col(row, 5)?,
+            generation: col(row, 6)?,
+            epoch: col(row, 7)?,
+        })),
+    }
 }

@@ -12,10 +12,11 @@ use enrichment_protocol::Snowflake;
 use enrichment_protocol::models::{Channel, Guild, Role};
 use tokio_postgres::types::Json;
 
+use super::nodes::check_fence;
 use super::{Db, PostgresStore, col, db_error, snowflake, sql_id};
 use crate::{
-    BanRecord, GuildSnapshot, GuildStore, GuildWrite, InviteRecord, MemberRecord, StoreError,
-    StoreResult,
+    BanRecord, GuildOwner, GuildSnapshot, GuildStore, GuildWrite, InviteRecord, MemberRecord,
+    StoreError, StoreResult,
 };
 
 const CONTEXT: &str = "writing a guild batch";
@@ -146,19 +147,32 @@ async fn apply(db: &Db<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreR
     Ok(())
 }
 
-#[async_trait]
-impl GuildStore for PostgresStore {
-    async fn write_guild(&self, guild_id: Snowflake, writes: Vec<GuildWrite>) -> StoreResult<()> {
+impl PostgresStore {
+    /// A batch, under a fence or none (see [`crate::fence`]).
+    pub(super) async fn write_guild_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        guild_id: Snowflake,
+        writes: Vec<GuildWrite>,
+    ) -> StoreResult<()> {
         if writes.is_empty() {
             return Ok(());
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error(CONTEXT))?;
         let db = Db::Tx(&tx);
+        check_fence(&db, fence).await?;
         for write in writes {
             apply(&db, guild_id, write).await?;
         }
         tx.commit().await.map_err(db_error(CONTEXT))
+    }
+}
+
+#[async_trait]
+impl GuildStore for PostgresStore {
+    async fn write_guild(&self, guild_id: Snowflake, writes: Vec<GuildWrite>) -> StoreResult<()> {
+        self.write_guild_in(None, guild_id, writes).await
     }
 
     /// One statement, so one snapshot: a batch committed meanwhile is seen whole or not at all.

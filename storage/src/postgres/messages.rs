@@ -27,9 +27,12 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
 use super::batch::MessageRow;
+use super::nodes::check_fence;
 use super::{Db, PostgresStore, col, db_error, read_u32, snowflake, sql_id, timestamp};
+use crate::fence::FencedWrites;
 use crate::{
-    MessageRecord, MessageStore, PinnedMessage, ReactionCount, StoreError, StoreResult, bucket_of,
+    GuildOwner, GuildWrite, MessageRecord, MessageStore, PinnedMessage, ReactionCount, StoreError,
+    StoreResult, bucket_of,
 };
 
 /// The columns a [`MessageRecord`] is read from, on the `messages` table aliased `m`.
@@ -125,6 +128,18 @@ const UPDATE: &str = "UPDATE messages SET guild_id = $4, author_id = $5, content
     WHERE channel_id = $1 AND bucket = $2 AND message_id = $3";
 
 const UNPIN: &str = "DELETE FROM pins WHERE channel_id = $1 AND message_id = $2";
+
+/// Adds a reactor and counts it, in one statement; returns 1 when the reactor was new.
+const ADD_REACTION: &str = "WITH added AS (
+        INSERT INTO reactions (channel_id, message_id, emoji, user_id)
+        VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1
+    ), counted AS (
+        INSERT INTO reaction_emoji (channel_id, message_id, emoji, count)
+        SELECT $1::bigint, $2::bigint, $3::text, 1 FROM added
+        ON CONFLICT (channel_id, message_id, emoji)
+        DO UPDATE SET count = reaction_emoji.count + 1
+    )
+    SELECT count(*) FROM added";
 
 const REACTION_COUNTS: &str = "SELECT e.message_id, e.emoji, e.count,
         EXISTS (SELECT 1 FROM reactions r
@@ -274,18 +289,15 @@ async fn list(
     }
 }
 
-#[async_trait]
-impl MessageStore for PostgresStore {
-    /// Goes through the group-commit writer (`batch.rs`); resolves once the batch committed.
-    /// Also pins the message when its record says so.
-    async fn create_message(&self, message: &MessageRecord) -> StoreResult<()> {
-        let row = MessageRow::new(message)?;
-        self.writer.create(row).await
-    }
-
+/// The writes, each under a fence or none (see [`crate::fence`]).
+impl PostgresStore {
     /// One transaction: the update locks the row (the pin paths lock it too), then the pin
     /// index follows `pinned`.
-    async fn update_message(&self, message: &MessageRecord) -> StoreResult<bool> {
+    pub(super) async fn update_message_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        message: &MessageRecord,
+    ) -> StoreResult<bool> {
         let context = "updating a message";
         if message_key(message.id).is_err() {
             // Beyond what this store can hold, so not stored.
@@ -295,6 +307,7 @@ impl MessageStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error(context))?;
         let db = Db::Tx(&tx);
+        check_fence(&db, fence).await?;
         let found = db
             .execute(
                 UPDATE,
@@ -337,6 +350,312 @@ impl MessageStore for PostgresStore {
         }
         tx.commit().await.map_err(db_error(context))?;
         Ok(true)
+    }
+
+    pub(super) async fn delete_messages_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        channel_id: Snowflake,
+        ids: &[Snowflake],
+    ) -> StoreResult<Vec<Snowflake>> {
+        let context = "deleting messages";
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ch = sql_id(channel_id);
+        let all: Vec<i64> = ids.iter().map(|id| sql_id(*id)).collect();
+        let (buckets, stored): (Vec<i32>, Vec<i64>) =
+            ids.iter().filter_map(|id| message_key(*id).ok()).unzip();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        check_fence(&db, fence).await?;
+        // The message rows first: every pin path locks them before the pin.
+        let deleted = db
+            .query(
+                "DELETE FROM messages
+                 WHERE channel_id = $1 AND bucket = ANY($2) AND message_id = ANY($3)
+                 RETURNING message_id",
+                &[&ch, &buckets, &stored],
+                context,
+            )
+            .await?;
+        db.execute(
+            "DELETE FROM pins WHERE channel_id = $1 AND message_id = ANY($2)",
+            &[&ch, &all],
+            context,
+        )
+        .await?;
+        // Reactions go even without their message: one racing the delete may have landed
+        // after it.
+        for sql in [
+            "DELETE FROM reaction_emoji WHERE channel_id = $1 AND message_id = ANY($2)",
+            "DELETE FROM reactions WHERE channel_id = $1 AND message_id = ANY($2)",
+        ] {
+            db.execute(sql, &[&ch, &all], context).await?;
+        }
+        tx.commit().await.map_err(db_error(context))?;
+        let deleted: Vec<i64> = deleted
+            .iter()
+            .map(|r| col(r, 0))
+            .collect::<StoreResult<_>>()?;
+        // In the order asked, each once, like the embedded store.
+        let mut out: Vec<Snowflake> = Vec::new();
+        for id in ids {
+            if deleted.contains(&sql_id(*id)) && !out.contains(id) {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn delete_channel_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        channel_id: Snowflake,
+    ) -> StoreResult<()> {
+        let context = "deleting a channel's messages";
+        let ch = sql_id(channel_id);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        check_fence(&db, fence).await?;
+        for sql in [
+            "DELETE FROM messages WHERE channel_id = $1",
+            "DELETE FROM pins WHERE channel_id = $1",
+            "DELETE FROM pin_clocks WHERE channel_id = $1",
+            "DELETE FROM reaction_emoji WHERE channel_id = $1",
+            "DELETE FROM reactions WHERE channel_id = $1",
+        ] {
+            db.execute(sql, &[&ch], context).await?;
+        }
+        tx.commit().await.map_err(db_error(context))
+    }
+
+    pub(super) async fn add_reaction_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool> {
+        let context = "adding a reaction";
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+            &sql_id(channel_id),
+            &sql_id(message_id),
+            &emoji,
+            &sql_id(user_id),
+        ];
+        let mut client = self.client().await?;
+        // Unfenced it is one statement; fenced, the check shares its transaction.
+        let row = match fence {
+            None => {
+                Db::Conn(&client)
+                    .query_opt(ADD_REACTION, &params, context)
+                    .await?
+            }
+            Some(_) => {
+                let tx = client.transaction().await.map_err(db_error(context))?;
+                let db = Db::Tx(&tx);
+                check_fence(&db, fence).await?;
+                let row = db.query_opt(ADD_REACTION, &params, context).await?;
+                tx.commit().await.map_err(db_error(context))?;
+                row
+            }
+        };
+        Ok(row.map(|r| col::<i64>(&r, 0)).transpose()?.unwrap_or(0) > 0)
+    }
+
+    pub(super) async fn remove_reaction_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool> {
+        let context = "removing a reaction";
+        let (ch, m) = (sql_id(channel_id), sql_id(message_id));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        check_fence(&db, fence).await?;
+        let removed = db
+            .execute(
+                "DELETE FROM reactions
+                 WHERE channel_id = $1 AND message_id = $2 AND emoji = $3 AND user_id = $4",
+                &[&ch, &m, &emoji, &sql_id(user_id)],
+                context,
+            )
+            .await?;
+        if removed == 0 {
+            return Ok(false);
+        }
+        let left = db
+            .query_opt(
+                "UPDATE reaction_emoji SET count = count - 1
+                 WHERE channel_id = $1 AND message_id = $2 AND emoji = $3 RETURNING count",
+                &[&ch, &m, &emoji],
+                context,
+            )
+            .await?;
+        if left
+            .map(|r| col::<i32>(&r, 0))
+            .transpose()?
+            .is_some_and(|n| n <= 0)
+        {
+            db.execute(
+                "DELETE FROM reaction_emoji
+                 WHERE channel_id = $1 AND message_id = $2 AND emoji = $3",
+                &[&ch, &m, &emoji],
+                context,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error(context))?;
+        Ok(true)
+    }
+
+    pub(super) async fn remove_reactions_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: Option<&str>,
+    ) -> StoreResult<()> {
+        let context = "removing reactions";
+        let (ch, m) = (sql_id(channel_id), sql_id(message_id));
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        check_fence(&db, fence).await?;
+        match emoji {
+            None => {
+                for sql in [
+                    "DELETE FROM reaction_emoji WHERE channel_id = $1 AND message_id = $2",
+                    "DELETE FROM reactions WHERE channel_id = $1 AND message_id = $2",
+                ] {
+                    db.execute(sql, &[&ch, &m], context).await?;
+                }
+            }
+            Some(emoji) => {
+                for sql in [
+                    "DELETE FROM reaction_emoji
+                     WHERE channel_id = $1 AND message_id = $2 AND emoji = $3",
+                    "DELETE FROM reactions
+                     WHERE channel_id = $1 AND message_id = $2 AND emoji = $3",
+                ] {
+                    db.execute(sql, &[&ch, &m, &emoji], context).await?;
+                }
+            }
+        }
+        tx.commit().await.map_err(db_error(context))
+    }
+
+    pub(super) async fn set_pinned_in(
+        &self,
+        fence: Option<&GuildOwner>,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        pinned: bool,
+    ) -> StoreResult<bool> {
+        let context = "pinning a message";
+        let Ok((bucket, id)) = message_key(message_id) else {
+            return Ok(false);
+        };
+        let ch = sql_id(channel_id);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error(context))?;
+        let db = Db::Tx(&tx);
+        check_fence(&db, fence).await?;
+        let found = db
+            .execute(
+                "UPDATE messages SET pinned = $4
+                 WHERE channel_id = $1 AND bucket = $2 AND message_id = $3",
+                &[&ch, &bucket, &id, &pinned],
+                context,
+            )
+            .await?;
+        if found == 0 {
+            return Ok(false);
+        }
+        if pinned {
+            db.execute(PIN_IF_ABSENT, &[&ch, &id, &bucket], context)
+                .await?;
+        } else {
+            db.execute(UNPIN, &[&ch, &id], context).await?;
+        }
+        tx.commit().await.map_err(db_error(context))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl MessageStore for PostgresStore {
+    async fn update_message(&self, message: &MessageRecord) -> StoreResult<bool> {
+        self.update_message_in(None, message).await
+    }
+
+    async fn delete_messages(
+        &self,
+        channel_id: Snowflake,
+        ids: &[Snowflake],
+    ) -> StoreResult<Vec<Snowflake>> {
+        self.delete_messages_in(None, channel_id, ids).await
+    }
+
+    async fn delete_channel(&self, channel_id: Snowflake) -> StoreResult<()> {
+        self.delete_channel_in(None, channel_id).await
+    }
+
+    async fn add_reaction(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool> {
+        self.add_reaction_in(None, channel_id, message_id, emoji, user_id)
+            .await
+    }
+
+    async fn remove_reaction(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool> {
+        self.remove_reaction_in(None, channel_id, message_id, emoji, user_id)
+            .await
+    }
+
+    async fn remove_reactions(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: Option<&str>,
+    ) -> StoreResult<()> {
+        self.remove_reactions_in(None, channel_id, message_id, emoji)
+            .await
+    }
+
+    async fn set_pinned(
+        &self,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        pinned: bool,
+    ) -> StoreResult<bool> {
+        self.set_pinned_in(None, channel_id, message_id, pinned)
+            .await
+    }
+
+    /// Goes through the group-commit writer (`batch.rs`); resolves once the batch committed.
+    /// Also pins the message when its record says so.
+    async fn create_message(&self, message: &MessageRecord) -> StoreResult<()> {
+        let row = MessageRow::new(message)?;
+        self.writer.create(row, None).await
     }
 
     async fn get_message(
@@ -393,193 +712,6 @@ impl MessageStore for PostgresStore {
             .iter()
             .map(|c| newest.get(c).copied().map(snowflake))
             .collect())
-    }
-
-    async fn delete_messages(
-        &self,
-        channel_id: Snowflake,
-        ids: &[Snowflake],
-    ) -> StoreResult<Vec<Snowflake>> {
-        let context = "deleting messages";
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ch = sql_id(channel_id);
-        let all: Vec<i64> = ids.iter().map(|id| sql_id(*id)).collect();
-        let (buckets, stored): (Vec<i32>, Vec<i64>) =
-            ids.iter().filter_map(|id| message_key(*id).ok()).unzip();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error(context))?;
-        let db = Db::Tx(&tx);
-        // The message rows first: every pin path locks them before the pin.
-        let deleted = db
-            .query(
-                "DELETE FROM messages
-                 WHERE channel_id = $1 AND bucket = ANY($2) AND message_id = ANY($3)
-                 RETURNING message_id",
-                &[&ch, &buckets, &stored],
-                context,
-            )
-            .await?;
-        db.execute(
-            "DELETE FROM pins WHERE channel_id = $1 AND message_id = ANY($2)",
-            &[&ch, &all],
-            context,
-        )
-        .await?;
-        // Reactions go even without their message: one racing the delete may have landed
-        // after it.
-        for sql in [
-            "DELETE FROM reaction_emoji WHERE channel_id = $1 AND message_id = ANY($2)",
-            "DELETE FROM reactions WHERE channel_id = $1 AND message_id = ANY($2)",
-        ] {
-            db.execute(sql, &[&ch, &all], context).await?;
-        }
-        tx.commit().await.map_err(db_error(context))?;
-        let deleted: Vec<i64> = deleted
-            .iter()
-            .map(|r| col(r, 0))
-            .collect::<StoreResult<_>>()?;
-        // In the order asked, each once, like the embedded store.
-        let mut out: Vec<Snowflake> = Vec::new();
-        for id in ids {
-            if deleted.contains(&sql_id(*id)) && !out.contains(id) {
-                out.push(*id);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn delete_channel(&self, channel_id: Snowflake) -> StoreResult<()> {
-        let context = "deleting a channel's messages";
-        let ch = sql_id(channel_id);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error(context))?;
-        let db = Db::Tx(&tx);
-        for sql in [
-            "DELETE FROM messages WHERE channel_id = $1",
-            "DELETE FROM pins WHERE channel_id = $1",
-            "DELETE FROM pin_clocks WHERE channel_id = $1",
-            "DELETE FROM reaction_emoji WHERE channel_id = $1",
-            "DELETE FROM reactions WHERE channel_id = $1",
-        ] {
-            db.execute(sql, &[&ch], context).await?;
-        }
-        tx.commit().await.map_err(db_error(context))
-    }
-
-    async fn add_reaction(
-        &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        emoji: &str,
-        user_id: Snowflake,
-    ) -> StoreResult<bool> {
-        let client = self.client().await?;
-        let row = Db::Conn(&client)
-            .query_opt(
-                "WITH added AS (
-                     INSERT INTO reactions (channel_id, message_id, emoji, user_id)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1
-                 ), counted AS (
-                     INSERT INTO reaction_emoji (channel_id, message_id, emoji, count)
-                     SELECT $1::bigint, $2::bigint, $3::text, 1 FROM added
-                     ON CONFLICT (channel_id, message_id, emoji)
-                     DO UPDATE SET count = reaction_emoji.count + 1
-                 )
-                 SELECT count(*) FROM added",
-                &[
-                    &sql_id(channel_id),
-                    &sql_id(message_id),
-                    &emoji,
-                    &sql_id(user_id),
-                ],
-                "adding a reaction",
-            )
-            .await?;
-        Ok(row.map(|r| col::<i64>(&r, 0)).transpose()?.unwrap_or(0) > 0)
-    }
-
-    async fn remove_reaction(
-        &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        emoji: &str,
-        user_id: Snowflake,
-    ) -> StoreResult<bool> {
-        let context = "removing a reaction";
-        let (ch, m) = (sql_id(channel_id), sql_id(message_id));
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error(context))?;
-        let db = Db::Tx(&tx);
-        let removed = db
-            .execute(
-                "DELETE FROM reactions
-                 WHERE channel_id = $1 AND message_id = $2 AND emoji = $3 AND user_id = $4",
-                &[&ch, &m, &emoji, &sql_id(user_id)],
-                context,
-            )
-            .await?;
-        if removed == 0 {
-            return Ok(false);
-        }
-        let left = db
-            .query_opt(
-                "UPDATE reaction_emoji SET count = count - 1
-                 WHERE channel_id = $1 AND message_id = $2 AND emoji = $3 RETURNING count",
-                &[&ch, &m, &emoji],
-                context,
-            )
-            .await?;
-        if left
-            .map(|r| col::<i32>(&r, 0))
-            .transpose()?
-            .is_some_and(|n| n <= 0)
-        {
-            db.execute(
-                "DELETE FROM reaction_emoji
-                 WHERE channel_id = $1 AND message_id = $2 AND emoji = $3",
-                &[&ch, &m, &emoji],
-                context,
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(db_error(context))?;
-        Ok(true)
-    }
-
-    async fn remove_reactions(
-        &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        emoji: Option<&str>,
-    ) -> StoreResult<()> {
-        let context = "removing reactions";
-        let (ch, m) = (sql_id(channel_id), sql_id(message_id));
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error(context))?;
-        let db = Db::Tx(&tx);
-        match emoji {
-            None => {
-                for sql in [
-                    "DELETE FROM reaction_emoji WHERE channel_id = $1 AND message_id = $2",
-                    "DELETE FROM reactions WHERE channel_id = $1 AND message_id = $2",
-                ] {
-                    db.execute(sql, &[&ch, &m], context).await?;
-                }
-            }
-            Some(emoji) => {
-                for sql in [
-                    "DELETE FROM reaction_emoji
-                     WHERE channel_id = $1 AND message_id = $2 AND emoji = $3",
-                    "DELETE FROM reactions
-                     WHERE channel_id = $1 AND message_id = $2 AND emoji = $3",
-                ] {
-                    db.execute(sql, &[&ch, &m, &emoji], context).await?;
-                }
-            }
-        }
-        tx.commit().await.map_err(db_error(context))
     }
 
     /// Ascending as `u64`: ids below 2^63 (stored non-negative) first, then the rest (stored
@@ -685,41 +817,6 @@ impl MessageStore for PostgresStore {
             .collect())
     }
 
-    async fn set_pinned(
-        &self,
-        channel_id: Snowflake,
-        message_id: Snowflake,
-        pinned: bool,
-    ) -> StoreResult<bool> {
-        let context = "pinning a message";
-        let Ok((bucket, id)) = message_key(message_id) else {
-            return Ok(false);
-        };
-        let ch = sql_id(channel_id);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error(context))?;
-        let db = Db::Tx(&tx);
-        let found = db
-            .execute(
-                "UPDATE messages SET pinned = $4
-                 WHERE channel_id = $1 AND bucket = $2 AND message_id = $3",
-                &[&ch, &bucket, &id, &pinned],
-                context,
-            )
-            .await?;
-        if found == 0 {
-            return Ok(false);
-        }
-        if pinned {
-            db.execute(PIN_IF_ABSENT, &[&ch, &id, &bucket], context)
-                .await?;
-        } else {
-            db.execute(UNPIN, &[&ch, &id], context).await?;
-        }
-        tx.commit().await.map_err(db_error(context))?;
-        Ok(true)
-    }
-
     async fn list_pins(&self, channel_id: Snowflake) -> StoreResult<Vec<PinnedMessage>> {
         let client = self.client().await?;
         let rows = Db::Conn(&client)
@@ -733,5 +830,97 @@ impl MessageStore for PostgresStore {
                 })
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl FencedWrites for PostgresStore {
+    async fn write_guild_fenced(
+        &self,
+        fence: &GuildOwner,
+        guild_id: Snowflake,
+        writes: Vec<GuildWrite>,
+    ) -> StoreResult<()> {
+        self.write_guild_in(Some(fence), guild_id, writes).await
+    }
+
+    async fn create_message_fenced(
+        &self,
+        fence: &GuildOwner,
+        message: &MessageRecord,
+    ) -> StoreResult<()> {
+        let row = MessageRow::new(message)?;
+        self.writer.create(row, Some(fence)).await
+    }
+
+    async fn update_message_fenced(
+        &self,
+        fence: &GuildOwner,
+        message: &MessageRecord,
+    ) -> StoreResult<bool> {
+        self.update_message_in(Some(fence), message).await
+    }
+
+    async fn delete_messages_fenced(
+        &self,
+        fence: &GuildOwner,
+        channel_id: Snowflake,
+        ids: &[Snowflake],
+    ) -> StoreResult<Vec<Snowflake>> {
+        self.delete_messages_in(Some(fence), channel_id, ids).await
+    }
+
+    async fn delete_channel_fenced(
+        &self,
+        fence: &GuildOwner,
+        channel_id: Snowflake,
+    ) -> StoreResult<()> {
+        self.delete_channel_in(Some(fence), channel_id).await
+    }
+
+    async fn add_reaction_fenced(
+        &self,
+        fence: &GuildOwner,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool> {
+        self.add_reaction_in(Some(fence), channel_id, message_id, emoji, user_id)
+            .await
+    }
+
+    async fn remove_reaction_fenced(
+        &self,
+        fence: &GuildOwner,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: &str,
+        user_id: Snowflake,
+    ) -> StoreResult<bool> {
+        self.remove_reaction_in(Some(fence), channel_id, message_id, emoji, user_id)
+            .await
+    }
+
+    async fn remove_reactions_fenced(
+        &self,
+        fence: &GuildOwner,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        emoji: Option<&str>,
+    ) -> StoreResult<()> {
+        self.remove_reactions_in(Some(fence), channel_id, message_id, emoji)
+            .await
+    }
+
+    async fn set_pinned_fenced(
+        &self,
+        fence: &GuildOwner,
+        channel_id: Snowflake,
+        message_id: Snowflake,
+        pinned: bool,
+    ) -> StoreResult<bool> {
+        self.set_pinned_in(Some(fence), channel_id, message_id, pinned)
+            .await
     }
 }

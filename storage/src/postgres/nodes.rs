@@ -203,6 +203,38 @@ const OWNED_BY: &str = "SELECT o.guild_id, o.pair, o.epoch
         AND l.node_id = o.node_id AND l.generation = o.generation AND l.expires_at > now()
     ORDER BY o.guild_id";
 
+/// `fence` as the guild's live record, share-locked for the rest of the transaction: a claim
+/// or release (which lock it for update) waits until the transaction ends.
+const FENCE: &str = "SELECT 1 FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
+    WHERE o.guild_id = $1 AND o.node_id = $2 AND o.generation = $3 AND o.epoch = $4
+        AND NOT o.released AND l.node_id = o.node_id AND l.generation = o.generation
+        AND l.expires_at > now()
+    FOR SHARE OF o";
+
+/// Refuses the transaction's writes unless `fence` (when there is one) is the guild's live
+/// ownership record; the record stays share-locked until the transaction ends.
+pub(super) async fn check_fence(db: &Db<'_>, fence: Option<&GuildOwner>) -> StoreResult<()> {
+    let Some(fence) = fence else {
+        return Ok(());
+    };
+    let live = db
+        .query_opt(
+            FENCE,
+            &[
+                &guild_sql(fence.guild_id),
+                &fence.node.node_id,
+                &generation(&fence.node),
+                &(fence.epoch as i64),
+            ],
+            "checking a guild's ownership",
+        )
+        .await?;
+    match live {
+        Some(_) => Ok(()),
+        None => Err(crate::fence::deposed(fence)),
+    }
+}
+
 fn guild_sql(id: Snowflake) -> i64 {
     id.get() as i64
 }
@@ -225,6 +257,10 @@ fn owner_row(guild_id: Snowflake, row: &Row) -> StoreResult<(GuildOwner, bool)> 
 
 #[async_trait]
 impl LeaseStore for PostgresStore {
+    fn fenced(self: std::sync::Arc<Self>, owner: GuildOwner) -> crate::FencedStores {
+        crate::fence::Fenced::stores(self, owner)
+    }
+
     async fn claim_guild(
         &self,
         guild_id: Snowflake,

@@ -237,8 +237,15 @@ impl ScyllaStore {
     }
 }
 
+/// Checks the ownership record just before each write (see [`crate::fence`]).
+impl crate::fence::ChecksBeforeWriting for ScyllaStore {}
+
 #[async_trait]
 impl LeaseStore for ScyllaStore {
+    fn fenced(self: std::sync::Arc<Self>, owner: GuildOwner) -> crate::FencedStores {
+        crate::fence::Fenced::stores(self, owner)
+    }
+
     async fn claim_guild(
         &self,
         guild_id: Snowflake,
