@@ -11,7 +11,12 @@
 //! deleted) so the next request starts it afresh. Right after an actor starts, before any
 //! request can reach it, the supervisor asks the [`GuildStartHook`] (the gateway side) for the
 //! sessions that already follow the guild and hands them to the new actor. The cluster layer
-//! will provide a ring-aware implementation of the same trait.
+//! provides a ring-aware implementation of the same trait.
+//!
+//! In a cluster a guild's writes are fenced by its ownership record (`enrichment_storage::fence`):
+//! once a [`GuildOwnership`] is set, the supervisor asks it for the record before starting an
+//! actor, starts the actor on stores fenced by that record, and starts none when this node does
+//! not own the guild. Without one (a single node) actors write unfenced.
 //!
 //! ractor mailboxes are unbounded. They stay bounded in practice because every request is a
 //! call: its sender waits for the answer (at most `command_timeout`), so a guild's mailbox
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use dashmap::DashMap;
 use enrichment_protocol::{ApiError, ErrorCode, Snowflake};
+use enrichment_storage::GuildOwner;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
@@ -79,6 +85,16 @@ pub trait GuildStartHook: Send + Sync + 'static {
 
 type StartHook = Arc<OnceLock<Arc<dyn GuildStartHook>>>;
 
+/// Which guilds this node owns, and under which ownership record (the cluster layer).
+#[async_trait]
+pub trait GuildOwnership: Send + Sync + 'static {
+    /// The record the guild's actor is to write under: this node's live ownership of the
+    /// guild, as the store has it now; `None` when this node does not own it.
+    async fn owner(&self, guild_id: Snowflake) -> Option<GuildOwner>;
+}
+
+type Ownership = Arc<OnceLock<Arc<dyn GuildOwnership>>>;
+
 /// Messages to the supervisor.
 pub enum SupervisorMsg {
     /// The running actor for a guild, started if needed.
@@ -104,6 +120,7 @@ pub struct SupervisorState {
     ctx: Arc<GuildContext>,
     actors: Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
     hook: StartHook,
+    ownership: Ownership,
 }
 
 impl std::fmt::Debug for SupervisorState {
@@ -120,14 +137,18 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         guild_id: Snowflake,
     ) -> Result<ActorRef<GuildMsg>, ApiError> {
-        match Actor::spawn_linked(
-            None,
-            GuildActor,
-            (guild_id, self.ctx.clone()),
-            myself.get_cell(),
-        )
-        .await
-        {
+        let ctx = match self.ownership.get() {
+            None => self.ctx.clone(),
+            Some(ownership) => match ownership.owner(guild_id).await {
+                Some(owner) => Arc::new(self.ctx.fenced(owner)),
+                None => {
+                    return Err(ApiError::unavailable(
+                        "The guild is changing nodes; try again",
+                    ));
+                }
+            },
+        };
+        match Actor::spawn_linked(None, GuildActor, (guild_id, ctx), myself.get_cell()).await {
             Ok((actor, _)) => {
                 // Before anyone can send it a request: only the supervisor knows the new actor
                 // until `Get` answers.
@@ -165,14 +186,20 @@ impl Actor for GuildSupervisor {
         Arc<GuildContext>,
         Arc<DashMap<Snowflake, ActorRef<GuildMsg>>>,
         StartHook,
+        Ownership,
     );
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        (ctx, actors, hook): Self::Arguments,
+        (ctx, actors, hook, ownership): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState { ctx, actors, hook })
+        Ok(SupervisorState {
+            ctx,
+            actors,
+            hook,
+            ownership,
+        })
     }
 
     async fn handle(
@@ -231,6 +258,7 @@ pub struct LocalGuildRouter {
     channels: DashMap<Snowflake, Snowflake>,
     timeout: Duration,
     hook: StartHook,
+    ownership: Ownership,
 }
 
 impl std::fmt::Debug for LocalGuildRouter {
@@ -249,10 +277,11 @@ impl LocalGuildRouter {
     ) -> Result<Arc<Self>, ractor::SpawnErr> {
         let actors = Arc::new(DashMap::new());
         let hook = StartHook::default();
+        let ownership = Ownership::default();
         let (supervisor, _) = Actor::spawn(
             None,
             GuildSupervisor,
-            (ctx.clone(), actors.clone(), hook.clone()),
+            (ctx.clone(), actors.clone(), hook.clone(), ownership.clone()),
         )
         .await?;
         Ok(Arc::new(LocalGuildRouter {
@@ -262,6 +291,7 @@ impl LocalGuildRouter {
             channels: DashMap::new(),
             timeout,
             hook,
+            ownership,
         }))
     }
 
@@ -269,6 +299,13 @@ impl LocalGuildRouter {
     /// the router it sends through). False when one was set already.
     pub fn set_start_hook(&self, hook: Arc<dyn GuildStartHook>) -> bool {
         self.hook.set(hook).is_ok()
+    }
+
+    /// Fences every guild actor started from now on by the ownership `ownership` gives it, and
+    /// starts none for a guild this node does not own (once; the cluster layer, which is built
+    /// after this router). False when one was set already.
+    pub fn set_ownership(&self, ownership: Arc<dyn GuildOwnership>) -> bool {
+        self.ownership.set(ownership).is_ok()
     }
 
     pub fn context(&self) -> &Arc<GuildContext> {

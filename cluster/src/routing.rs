@@ -60,7 +60,7 @@ use enrichment_actors::guild::requests::AnyReply;
 use enrichment_actors::guild::{
     Envelope, Recipient, RecipientDirectory, SessionKey, SessionOp, SessionRef,
 };
-use enrichment_actors::router::GuildStartHook;
+use enrichment_actors::router::{GuildOwnership, GuildStartHook};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_protocol::gateway::UnavailableGuild;
 use enrichment_protocol::models::User;
@@ -506,6 +506,38 @@ impl std::fmt::Debug for ClusterRouterParts {
     }
 }
 
+/// What the local router asks before it starts a guild's actor: this node's claim on the
+/// guild, if the store still has it, which the actor's writes are then fenced by.
+struct Ownership(std::sync::Weak<ClusterRouter>);
+
+#[async_trait]
+impl GuildOwnership for Ownership {
+    async fn owner(&self, guild_id: Snowflake) -> Option<GuildOwner> {
+        let router = self.0.upgrade()?;
+        let epoch = router.held.get(&guild_id).map(|h| h.epoch)?;
+        let mine = GuildOwner {
+            guild_id,
+            node: router.me.clone(),
+            pair: router.pair,
+            epoch,
+        };
+        // Checked again: an actor restarting on a claim that the store no longer has (this
+        // node was paused past its lease, say) would only have every write refused.
+        match router.leases.guild_owner(guild_id).await {
+            Ok(Some(current)) if current == mine => Some(mine),
+            Ok(current) => {
+                warn!(%guild_id, epoch, ?current, "this node's claim on the guild is gone");
+                router.held.remove_if(&guild_id, |_, h| h.epoch == epoch);
+                None
+            }
+            Err(e) => {
+                warn!(%guild_id, error = %e, "cannot read the guild's owner");
+                None
+            }
+        }
+    }
+}
+
 impl ClusterRouter {
     /// The router, and the task that serves what other nodes send it (`inbound` is the
     /// transport's receiving side).
@@ -531,6 +563,10 @@ impl ClusterRouter {
             drain_requested: parts.drain_requested,
             user_events: std::sync::OnceLock::new(),
         });
+        // Weak: the local router is the cluster router's, not the other way round.
+        router
+            .local
+            .set_ownership(Arc::new(Ownership(Arc::downgrade(&router))));
         let serving = tokio::spawn(serve(router.clone(), inbound));
         let watching = tokio::spawn(watch_owners(router.clone(), router.views.clone()));
         let task = tokio::spawn(async move {

@@ -10,7 +10,7 @@ use enrichment_protocol::gateway::Presence;
 use enrichment_protocol::models::{Message, Nonce, User};
 use enrichment_protocol::{ApiError, Snowflake, SnowflakeGenerator, Timestamp};
 use enrichment_storage::blobs::BlobStore;
-use enrichment_storage::{GuildWrite, StoreError, StoreResult, Stores};
+use enrichment_storage::{GuildOwner, GuildWrite, StoreError, StoreResult, Stores};
 use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,22 @@ impl std::fmt::Debug for GuildContext {
 }
 
 impl GuildContext {
+    /// This context with the guild's writes fenced by `owner` (see
+    /// [`crate::router::GuildOwnership`]).
+    pub fn fenced(&self, owner: GuildOwner) -> GuildContext {
+        GuildContext {
+            stores: self.stores.fenced(owner),
+            users: self.users.clone(),
+            bus: self.bus.clone(),
+            recipients: self.recipients.clone(),
+            presences: self.presences.clone(),
+            ids: self.ids.clone(),
+            limits: self.limits.clone(),
+            member_chunk_size: self.member_chunk_size,
+            blobs: self.blobs.clone(),
+        }
+    }
+
     pub fn store_error(e: StoreError) -> ApiError {
         match e {
             StoreError::Conflict(field) => ApiError::form(
@@ -114,6 +130,13 @@ impl GuildContext {
                 "ALREADY_EXISTS",
                 format!("{field} is already taken."),
             ),
+            // Another node owns the guild now: nothing was written, and the caller's retry
+            // reaches the new owner.
+            StoreError::Fenced(why) => {
+                tracing::warn!(reason = %why, "a write of a deposed guild owner was refused");
+                metrics::counter!("enrichment_guild_fenced_writes_total").increment(1);
+                ApiError::unavailable("The guild is changing nodes; try again")
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal()

@@ -723,6 +723,124 @@ async fn when_an_owner_is_killed_its_followers_see_the_guild_unavailable_then_ba
     t.stored(&acknowledged).await;
 }
 
+/// A partition as the owner sees it: node-c, which owns the guild, freezes (SIGSTOP) with its
+/// sockets open. The others take the guild over once its lease lapsed, and take sends. Then
+/// node-c runs on, still believing it owns the guild, with sends of its own queued up: not
+/// one of them may be acknowledged or stored, since the guild has another owner now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_that_runs_on_after_its_guild_moved_accepts_no_write() {
+    let mut t = Spread::start().await;
+    let mut acknowledged = Vec::new();
+    for i in 0..4 {
+        let (status, id) = t.post(i).await;
+        assert_eq!(status, 200);
+        acknowledged.push(id.unwrap());
+    }
+    let mut c = t.c.take().unwrap();
+    c.node.pause();
+
+    // The other side of the partition: once node-c's lease (3 s) lapsed, another node owns
+    // the guild and acknowledges sends.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut taken = Vec::new();
+    let mut i = 4;
+    while taken.len() < 3 {
+        assert!(Instant::now() < deadline, "nobody took the guild over");
+        match t.post(i).await {
+            (200, id) => taken.push(id.unwrap()),
+            (503, _) => tokio::time::sleep(Duration::from_millis(200)).await,
+            (other, _) => panic!("a send during the takeover answered {other}"),
+        }
+        i += 1;
+    }
+    let owner = ring(
+        &reqwest::Client::new(),
+        &t.a,
+        Some(t.guild_id.parse().unwrap()),
+    )
+    .await
+    .owner
+    .unwrap();
+    assert_ne!(owner.node_id, "node-c");
+
+    // node-c's side: sends made to it while it is frozen wait in its sockets, and it handles
+    // them as it runs on.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let stale: Vec<_> = (0..8)
+        .map(|n| {
+            let req = http
+                .post(format!(
+                    "{}/api/v10/channels/{}/messages",
+                    c.node.base, t.channel
+                ))
+                .header("Authorization", &t.owner_token)
+                .json(&serde_json::json!({"content": format!("from the paused owner {n}")}));
+            tokio::spawn(async move {
+                match req.send().await {
+                    Ok(res) => Some(res.status().as_u16()),
+                    Err(_) => None,
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.node.resume();
+    let mut answers = Vec::new();
+    for task in stale {
+        let answer = task.await.unwrap();
+        assert_ne!(
+            answer,
+            Some(200),
+            "a deposed owner acknowledged a send (answers: 503, or no answer as it stops)"
+        );
+        answers.push(answer);
+    }
+    // It learns its lease is gone and stops by itself.
+    assert!(
+        c.node
+            .exited_within(Duration::from_secs(30))
+            .await
+            .is_some(),
+        "node-c stops once it finds its id lease gone"
+    );
+
+    acknowledged.extend(taken);
+    t.stored(&acknowledged).await;
+    let history =
+        t.rb.ok(
+            reqwest::Method::GET,
+            &format!("/channels/{}/messages?limit=100", t.channel),
+            Some(&t.guest_token),
+            None,
+            200,
+        )
+        .await;
+    // node-c may also have passed a send on to the new owner before it stopped (that one
+    // is written, unacknowledged): the owner that wrote a message is the one that minted its
+    // id, which says so in its worker and process bits.
+    let pair = |id: &str| (id.parse::<u64>().unwrap() >> 12) & 0x3ff;
+    let new_owner = pair(&acknowledged[acknowledged.len() - 1]);
+    for m in history.as_array().unwrap() {
+        let id = m["id"].as_str().unwrap();
+        if m["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("from the paused owner")
+        {
+            assert_eq!(pair(id), new_owner, "written by a deposed owner: {m}");
+        }
+    }
+    let log = std::fs::read_to_string(t._dir.path().join("node-c.log")).unwrap_or_default();
+    eprintln!(
+        "node-c's answers: {answers:?}; writes it found fenced: {}",
+        log.matches("a write of a deposed guild owner was refused")
+            .count()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_acknowledged_send()
 {
