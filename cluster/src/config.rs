@@ -57,7 +57,15 @@ pub struct ClusterConfig {
     /// how long a captured datagram can be replayed, and is the clock skew nodes tolerate.
     #[serde(rename = "replay_window_secs", with = "As::<DurationSeconds<u64>>")]
     pub replay_window: Duration,
+    /// Bytes that may wait to be sent to one peer (the transport's queue cap). Past it, frames
+    /// to that peer are refused; the peer sees the gap and the guilds between the two nodes
+    /// resync. At least [`MIN_LINK_QUEUE_BYTES`], and more than the largest frame a node sends
+    /// (a large guild's GUILD_CREATE for a session elsewhere), or that frame never goes out.
+    pub link_queue_bytes: usize,
 }
+
+/// The smallest `link_queue_bytes` accepted.
+pub const MIN_LINK_QUEUE_BYTES: usize = 64 * 1024;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -72,6 +80,7 @@ impl Default for ClusterConfig {
             gossip_interval: Duration::from_millis(500),
             dead_after: Duration::from_secs(5),
             replay_window: Duration::from_secs(60),
+            link_queue_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -116,6 +125,11 @@ impl ClusterConfig {
         }
         if self.replay_window < Duration::from_secs(1) {
             return Err(ConfigError::ReplayWindow);
+        }
+        if self.link_queue_bytes < MIN_LINK_QUEUE_BYTES {
+            return Err(ConfigError::LinkQueueBytes {
+                bytes: self.link_queue_bytes,
+            });
         }
         Ok(())
     }
@@ -172,6 +186,11 @@ pub enum ConfigError {
         "cluster.replay_window_secs (ENRICHMENT_CLUSTER_REPLAY_WINDOW_SECS) must be at least 1"
     )]
     ReplayWindow,
+    #[error(
+        "cluster.link_queue_bytes (ENRICHMENT_CLUSTER_LINK_QUEUE_BYTES) is {bytes}; it must be \
+         at least {MIN_LINK_QUEUE_BYTES}"
+    )]
+    LinkQueueBytes { bytes: usize },
 }
 
 /// The cluster's shared secret. Never printed: `Debug` shows `ClusterSecret(..)`.
@@ -294,6 +313,16 @@ mod tests {
         c = enabled();
         c.replay_window = Duration::ZERO;
         assert_eq!(c.validate(), Err(ConfigError::ReplayWindow));
+        c = enabled();
+        c.link_queue_bytes = MIN_LINK_QUEUE_BYTES - 1;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::LinkQueueBytes {
+                bytes: MIN_LINK_QUEUE_BYTES - 1
+            })
+        );
+        c.link_queue_bytes = MIN_LINK_QUEUE_BYTES;
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]
@@ -338,6 +367,7 @@ mod tests {
             "gossip_interval_ms",
             "dead_after_secs",
             "replay_window_secs",
+            "link_queue_bytes",
         ] {
             assert!(keys.contains(&key), "{key} is missing from {keys:?}");
         }

@@ -139,6 +139,9 @@ pub enum Control {
     UserUpdated {
         user: User,
     },
+    /// Frames from the receiving node to the sending one were lost: the receiver's sessions
+    /// that follow the sender's guilds may have missed a follow, so they follow them afresh.
+    Resync,
 }
 
 /// The gateway side of this node, for the per-user events other nodes pass on.
@@ -376,9 +379,9 @@ impl ClusterDirectory {
     /// Remembers the sessions an op from `node_id` names, so the actor can deliver to them.
     fn register(&self, node_id: &str, op: &SessionOp) {
         let sessions: &[SessionRef] = match op {
-            SessionOp::Subscribe { session } | SessionOp::RequestMembers { session, .. } => {
-                std::slice::from_ref(session)
-            }
+            SessionOp::Subscribe { session }
+            | SessionOp::Resync { session }
+            | SessionOp::RequestMembers { session, .. } => std::slice::from_ref(session),
             SessionOp::Resubscribe { sessions } => sessions,
             SessionOp::Presence { .. } => &[],
         };
@@ -918,7 +921,7 @@ impl ClusterRouter {
                 warn!(from = %from, "drain requested through another node");
                 self.drain_requested.notify_one();
             }
-            Control::Leaving => self.owner_lost(&from.node_id),
+            Control::Leaving | Control::Resync => self.owner_lost(&from.node_id),
             Control::UserJoined { user_id, guild_id } => {
                 if let Some(events) = self.user_events.get() {
                     events.joined_guild(user_id, guild_id);
@@ -965,6 +968,17 @@ impl ClusterRouter {
         self.resync(lost);
     }
 
+    /// Frames from `node_id` were lost (its queue to this node overflowed, or a connection
+    /// broke with frames in flight). They may have been events of its guilds for sessions here,
+    /// so those sessions resync as if the owner had been lost; and since frames the other way
+    /// may be lost too, `node_id` is asked to do the same for its sessions.
+    fn link_gap(self: &Arc<Self>, node_id: &str) {
+        self.owner_lost(node_id);
+        if let Err(e) = self.transport.send_control(node_id, &Control::Resync) {
+            debug!(%node_id, error = %e, "resync request not sent");
+        }
+    }
+
     /// The sessions named (by key) lost these guilds' streams: each hears the guild is
     /// unavailable, and follows it again wherever it is now.
     fn resync(self: &Arc<Self>, lost: Vec<(Snowflake, HashSet<u64>)>) {
@@ -997,7 +1011,9 @@ impl ClusterRouter {
     async fn resubscribe(&self, guild_id: Snowflake, session: SessionRef) {
         let deadline = tokio::time::Instant::now() + self.resubscribe_for;
         loop {
-            let op = SessionOp::Subscribe {
+            // A resync, not a subscribe: after a gap the owner may still count the session
+            // among its recipients, and it must send the guild again all the same.
+            let op = SessionOp::Resync {
                 session: session.clone(),
             };
             match self.route(guild_id, Work::Session(op)).await {
@@ -1057,7 +1073,13 @@ async fn serve(router: Arc<ClusterRouter>, mut inbound: mpsc::Receiver<Inbound>)
                 got,
             } => {
                 metrics::counter!("enrichment_cluster_link_gaps_total").increment(1);
-                warn!(from = %from, expected, got, "frames from a node were lost");
+                warn!(
+                    from = %from,
+                    expected,
+                    got,
+                    "frames from a node were lost; resyncing the guilds between us"
+                );
+                router.link_gap(&from.node_id);
             }
             Inbound::PeerRestarted { peer, .. } => {
                 router.directory.node_gone(&peer.node_id);

@@ -91,6 +91,8 @@ impl ViewBuilder {
                 "the set of ready cluster members changed"
             );
             self.ready = ready_ids;
+            metrics::gauge!("enrichment_cluster_ring_epoch").set(self.epoch as f64);
+            metrics::gauge!("enrichment_cluster_ready_members").set(self.ready.len() as f64);
         }
         ClusterView {
             epoch: self.epoch,

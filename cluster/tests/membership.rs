@@ -25,6 +25,7 @@ fn config(secret: &str, seeds: &[SocketAddr], dead_after: Duration) -> ClusterCo
         gossip_interval: Duration::from_millis(200),
         dead_after,
         replay_window: Duration::from_secs(60),
+        ..ClusterConfig::default()
     }
 }
 

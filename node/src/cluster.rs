@@ -68,7 +68,10 @@ impl Links {
             identity.clone(),
             secret,
             config.listen,
-            TransportConfig::default(),
+            TransportConfig {
+                queue_bytes: config.link_queue_bytes,
+                ..TransportConfig::default()
+            },
         )
         .await
         .with_context(|| format!("cannot listen for cluster links on {}/TCP", config.listen))?;

@@ -180,6 +180,23 @@ impl Fanout {
         self.by_user.is_empty()
     }
 
+    /// Stops fanning out to one session. False if it was not a recipient.
+    pub fn remove_session(&mut self, user: Snowflake, key: SessionKey) -> bool {
+        let Some(list) = self.by_user.get_mut(&user) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|f| f.sink.session().key != key);
+        let removed = list.len() < before;
+        if list.is_empty() {
+            self.by_user.remove(&user);
+        }
+        if removed {
+            self.invalidate();
+        }
+        removed
+    }
+
     /// Whether a session (by key) is among the recipients.
     pub fn contains(&self, user: Snowflake, key: SessionKey) -> bool {
         self.sessions_of(user)

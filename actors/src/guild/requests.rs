@@ -356,6 +356,10 @@ pub enum SessionOp {
     /// The session starts following the guild: it gets GUILD_CREATE, then the guild's events,
     /// in that order.
     Subscribe { session: SessionRef },
+    /// The session was told the guild is unavailable (events to it may have been lost on the
+    /// way): it gets a fresh GUILD_CREATE, then the guild's events, whether or not it was
+    /// still among the recipients.
+    Resync { session: SessionRef },
     /// Sessions that already followed the guild before its actor (re)started: they follow it
     /// again without a new GUILD_CREATE.
     Resubscribe { sessions: Vec<SessionRef> },
@@ -376,6 +380,7 @@ impl SessionOp {
     pub fn name(&self) -> &'static str {
         match self {
             SessionOp::Subscribe { .. } => "Subscribe",
+            SessionOp::Resync { .. } => "Resync",
             SessionOp::Resubscribe { .. } => "Resubscribe",
             SessionOp::Presence { .. } => "Presence",
             SessionOp::RequestMembers { .. } => "RequestMembers",

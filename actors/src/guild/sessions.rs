@@ -29,6 +29,13 @@ impl GuildActorState {
                 let recipient = self.recipient(&session)?;
                 self.subscribe(&session, recipient).await
             }
+            SessionOp::Resync { session } => {
+                let recipient = self.recipient(&session)?;
+                if self.fanout.remove_session(session.user_id, session.key) {
+                    tracing::debug!(guild_id = %self.state.id(), key = session.key.0, "resyncing a session");
+                }
+                self.subscribe(&session, recipient).await
+            }
             SessionOp::Resubscribe { sessions } => {
                 self.resubscribe(sessions);
                 Ok(())

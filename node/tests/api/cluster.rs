@@ -20,15 +20,21 @@ const ADMIN: &str = "admin-token-for-the-cluster-tests";
 /// take turns.
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A config file putting a node on `place` (PostgreSQL, Redis, S3), clustered with `secret`.
+/// A config file putting a node on `place` (PostgreSQL, Redis, S3), clustered with `secret`,
+/// quick to call a silent node dead.
 fn config_file(dir: &Path, place: &SharedPlace, secret: &str) -> PathBuf {
+    config_file_with(dir, place, secret, "dead_after_secs = 2\n")
+}
+
+/// [`config_file`] with `cluster` as the rest of the `[cluster]` section.
+fn config_file_with(dir: &Path, place: &SharedPlace, secret: &str, cluster: &str) -> PathBuf {
     let s = servers();
     let text = format!(
         "storage = \"postgres\"\nblobs = \"s3\"\nadmin_token = \"{ADMIN}\"\n\
          [postgres]\nurl = \"{db}\"\npool_size = 4\n\
          [redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\
          [s3]\nendpoint = \"{s3}\"\nbucket = \"{bucket}\"\naccess_key = \"{ak}\"\nsecret_key = \"{sk}\"\n\
-         [cluster]\nenabled = true\nsecret = \"{secret}\"\ngossip_interval_ms = 200\ndead_after_secs = 2\n",
+         [cluster]\nenabled = true\nsecret = \"{secret}\"\ngossip_interval_ms = 200\n{cluster}",
         db = place.database,
         redis = s.redis.url(),
         prefix = place.prefix,
@@ -509,7 +515,7 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
 struct Spread {
     _dir: tempfile::TempDir,
     a: Member,
-    _b: Member,
+    b: Member,
     /// Taken by a test that stops it.
     c: Option<Member>,
     ra: Rest,
@@ -524,7 +530,14 @@ struct Spread {
 }
 
 impl Spread {
+    /// Short leases: a killed node's guilds pass on 3 s after its last renewal, and a silent
+    /// node is dead after 2 s.
     async fn start() -> Spread {
+        Spread::start_with(&["--id-lease-secs", "3"], "dead_after_secs = 2\n").await
+    }
+
+    /// With these flags for every node, and `cluster` as the rest of their `[cluster]`.
+    async fn start_with(flags: &[&str], cluster: &str) -> Spread {
         use crate::gw::Gw;
         let turn = ONE_CLUSTER_AT_A_TIME.lock().await;
         use reqwest::Method;
@@ -532,11 +545,9 @@ impl Spread {
 
         let place = SharedPlace::new();
         let dir = tempfile::tempdir().unwrap();
-        let config = config_file(dir.path(), &place, SECRET);
+        let config = config_file_with(dir.path(), &place, SECRET, cluster);
         let http = reqwest::Client::new();
-        // Short leases: a killed node's guilds pass on 3 s after its last renewal.
-        let fast = ["--id-lease-secs", "3"];
-        let (a, b, c) = trio(dir.path(), &config, &fast).await;
+        let (a, b, c) = trio(dir.path(), &config, flags).await;
         let (ra, rb) = (Rest::on(&a), Rest::on(&b));
 
         let (owner_token, _) = ra.register("owner").await;
@@ -585,7 +596,7 @@ impl Spread {
             _turn: turn,
             _dir: dir,
             a,
-            _b: b,
+            b,
             c: Some(c),
             ra,
             rb,
@@ -721,6 +732,94 @@ async fn when_an_owner_is_killed_its_followers_see_the_guild_unavailable_then_ba
     t.delivered(&after).await;
     acknowledged.extend(after);
     t.stored(&acknowledged).await;
+}
+
+/// The sum of a counter's series in a node's `/metrics`.
+async fn counter(m: &Member, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", m.node.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Frames lost on a link: node-b, where the guest's session is, stalls (SIGSTOP, shorter than
+/// both its id lease and the time to call it dead) while the owner, node-c, fans sends out to
+/// it, until node-c's queue for node-b (capped small here) refuses frames. When node-b runs on,
+/// it sees the gap in node-c's numbering, and the guest's session resyncs: GUILD_DELETE
+/// `unavailable`, then a fresh GUILD_CREATE, then the guild's events again. Never a silent
+/// hole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_resync() {
+    let mut t = Spread::start_with(
+        &[],
+        &format!(
+            "dead_after_secs = 30\nlink_queue_bytes = {}\n",
+            enrichment_cluster::config::MIN_LINK_QUEUE_BYTES
+        ),
+    )
+    .await;
+    let c = t.c.take().unwrap();
+    t.b.node.pause();
+    let started = Instant::now();
+    let big = "x".repeat(1_900);
+    let http = reqwest::Client::new();
+    let mut sent = 0;
+    // Sends go to the owner itself, several at a time, until its queue for node-b overflowed.
+    while counter(&c, "enrichment_cluster_send_overflows_total").await == 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "node-c's queue for node-b never overflowed after {sent} sends"
+        );
+        let batch: Vec<_> = (0..16)
+            .map(|_| {
+                http.post(format!(
+                    "{}/api/v10/channels/{}/messages",
+                    c.node.base, t.channel
+                ))
+                .header("Authorization", &t.owner_token)
+                .json(&serde_json::json!({ "content": big }))
+                .send()
+            })
+            .collect();
+        for res in futures::future::join_all(batch).await {
+            assert_eq!(res.unwrap().status(), 200);
+        }
+        sent += 16;
+    }
+    t.b.node.resume();
+
+    let guest = &mut t.sessions[1];
+    let guild_id = t.guild_id.clone();
+    let before = Spread::until_resynced(guest, &guild_id).await;
+    assert!(
+        before.len() < sent,
+        "the session got {} of {sent} sends before its resync: some were lost",
+        before.len()
+    );
+    // After the resync the guest gets the guild's events again.
+    let (status, id) = t.post(0).await;
+    assert_eq!(status, 200);
+    let id = id.unwrap();
+    let guest = &mut t.sessions[1];
+    loop {
+        let d = guest.dispatch("MESSAGE_CREATE").await;
+        if d["id"].as_str() == Some(id.as_str()) {
+            break;
+        }
+    }
+    let log = std::fs::read_to_string(t._dir.path().join("node-b.log")).unwrap_or_default();
+    assert!(
+        log.contains("frames from a node were lost"),
+        "node-b saw the gap"
+    );
+    assert!(counter(&t.b, "enrichment_cluster_link_gaps_total").await >= 1.0);
+    t.c = Some(c);
 }
 
 /// A partition as the owner sees it: node-c, which owns the guild, freezes (SIGSTOP) with its
