@@ -152,6 +152,11 @@ pub trait UserEvents: Send + Sync + 'static {
     fn user_updated(&self, user: &User);
 }
 
+/// How long work for another node waits for a link to it that is not open: enough for a
+/// link being redialled (the transport retries from 100 ms) to open, far less than the
+/// forward timeout.
+const LINK_WAIT: Duration = Duration::from_secs(1);
+
 /// A guild this node holds: the epoch of its claim, and a gate that work passes through
 /// (shared) and a handoff closes (exclusive), so that a handoff waits for work in flight and
 /// work that comes after it is sent on.
@@ -807,6 +812,15 @@ impl ClusterRouter {
         guild_id: Snowflake,
         work: Work,
     ) -> Result<Outcome, ApiError> {
+        // Work queued for a node with no link could wait out the whole timeout (the node is
+        // restarting, or dead and not yet known so): a link that does not open soon fails
+        // the work at once, unsent, so the caller may safely try again.
+        if !self.link_opens(node).await {
+            metrics::counter!("enrichment_cluster_forward_unreachable_total").increment(1);
+            return Err(ApiError::unavailable(
+                "The guild's node is unreachable; try again",
+            ));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id, tx);
@@ -831,6 +845,18 @@ impl ClusterRouter {
                 ))
             }
         }
+    }
+
+    /// Whether the link to `node` is open, or opens within [`LINK_WAIT`].
+    async fn link_opens(&self, node: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + LINK_WAIT;
+        while !self.transport.link_up(node) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Handles one frame from another node.

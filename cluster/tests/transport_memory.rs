@@ -114,6 +114,7 @@ async fn a_partition_stops_delivery_both_ways_and_healing_restores_it_with_the_l
     }
     assert_eq!(seqs(&settled(&mut rx_b).await), (0..10).collect::<Vec<_>>());
     assert_eq!(seqs(&settled(&mut rx_a).await), (0..10).collect::<Vec<_>>());
+    assert!(a.link_up("b") && b.link_up("a"));
 
     // Frames 10..20 are on their way when the network splits: they are lost.
     network.delay("a", "b", Duration::from_millis(50));
@@ -136,6 +137,7 @@ async fn a_partition_stops_delivery_both_ways_and_healing_restores_it_with_the_l
         settled(&mut rx_a).await,
         [Inbound::PeerDown { peer: node("b", 1) }]
     );
+    assert!(!a.link_up("b") && !b.link_up("a"), "split apart");
 
     network.heal();
     let at_b = settled(&mut rx_b).await;
@@ -149,6 +151,7 @@ async fn a_partition_stops_delivery_both_ways_and_healing_restores_it_with_the_l
     assert_eq!(at_a[0], Inbound::PeerUp { peer: node("b", 1) });
     assert_eq!(seqs(&at_a), (10..20).collect::<Vec<_>>());
     assert_eq!(at_a.len(), 11);
+    assert!(a.link_up("b") && b.link_up("a"), "healed");
 }
 
 #[tokio::test(start_paused = true)]

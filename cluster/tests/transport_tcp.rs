@@ -141,6 +141,8 @@ async fn ten_thousand_mixed_frames_cross_both_ways_in_order_with_their_bytes_int
         (0, 0, 0)
     );
     assert_eq!(stats.bytes_sent, b.stats().bytes_received);
+    assert!(a.link_up("b") && b.link_up("a"));
+    assert!(!a.link_up("c"), "no link to a node never named");
 }
 
 #[tokio::test]
@@ -166,6 +168,7 @@ async fn a_peer_with_the_wrong_secret_gets_no_link_and_nothing_it_is_sent_is_del
     .unwrap();
     assert!(rx_a.try_recv().is_err(), "a heard from b");
     assert!(rx_b.try_recv().is_err(), "b heard from a");
+    assert!(!a.link_up("b") && !b.link_up("a"), "no link is up");
     assert_eq!(a.stats().frames_sent, 0);
     assert_eq!(b.stats().frames_received, 0);
 }

@@ -354,6 +354,10 @@ impl ClusterTransport for MemoryTransport {
         self.node.outbound.remove(node_id);
     }
 
+    fn link_up(&self, to: &str) -> bool {
+        self.node.outbound.link_up(to)
+    }
+
     fn send(&self, to: &str, kind: FrameKind, payload: Bytes) -> Result<u64, SendError> {
         self.node.outbound.send(to, kind, payload)
     }
@@ -427,7 +431,10 @@ async fn run_link(
                     }
                     Err(OpenError::Closed) => None,
                 };
+                peer.set_up(link.is_some());
                 open = Some((route, link));
+            } else {
+                peer.set_up(false);
             }
         }
         if let Some((route, Some(link))) = &open {
@@ -472,6 +479,7 @@ async fn run_link(
                 if let Some((_, link)) = &mut open {
                     *link = None;
                 }
+                peer.set_up(false);
             }
             continue;
         }
@@ -480,6 +488,7 @@ async fn run_link(
             break;
         }
     }
+    peer.set_up(false);
     if let Some((_, Some(link))) = open.take() {
         link.close().await;
     }

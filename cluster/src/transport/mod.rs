@@ -95,6 +95,11 @@ pub trait ClusterTransport: Send + Sync + std::fmt::Debug {
     /// Stops dialling one peer, as if [`set_peers`](Self::set_peers) had left it out.
     fn remove_peer(&self, node_id: &str);
 
+    /// Whether a link to the peer is open now (dialled and past its handshake). A frame sent
+    /// while it is not waits in the queue for the next link, and may wait long: the peer may be
+    /// restarting, or dead.
+    fn link_up(&self, to: &str) -> bool;
+
     /// Queues one frame for a peer. Never waits. Returns the frame's sequence number.
     fn send(&self, to: &str, kind: FrameKind, payload: Bytes) -> Result<u64, SendError>;
 

@@ -191,11 +191,18 @@ pub(crate) struct PeerQueue {
     pub meter: SendMeter,
     /// The running link task's stop signal, while the peer is dialled.
     task: Mutex<Option<CancellationToken>>,
+    /// Whether a link to the peer is open (past its handshake) right now.
+    up: AtomicBool,
 }
 
 impl PeerQueue {
     pub fn addr(&self) -> String {
         self.addr.lock().clone()
+    }
+
+    /// The link task says whether its link is open.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
     }
 }
 
@@ -229,6 +236,16 @@ impl OutboundPeers {
             closed: AtomicBool::new(false),
             stats,
         }
+    }
+
+    /// Whether a link to `to` is open now.
+    pub fn link_up(&self, to: &str) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && self
+                .peers
+                .read()
+                .get(to)
+                .is_some_and(|peer| peer.up.load(Ordering::Acquire))
     }
 
     pub fn send(&self, to: &str, kind: FrameKind, payload: Bytes) -> Result<u64, SendError> {
@@ -296,6 +313,7 @@ impl OutboundPeers {
                     wake: Notify::new(),
                     meter: SendMeter::new(&peer.node_id),
                     task: Mutex::new(None),
+                    up: AtomicBool::new(false),
                 })
             });
             *entry.addr.lock() = peer.addr.clone();

@@ -118,6 +118,10 @@ impl ClusterTransport for TcpTransport {
         self.shared.outbound.remove(node_id);
     }
 
+    fn link_up(&self, to: &str) -> bool {
+        self.shared.outbound.link_up(to)
+    }
+
     fn send(&self, to: &str, kind: FrameKind, payload: Bytes) -> Result<u64, SendError> {
         self.shared.outbound.send(to, kind, payload)
     }
@@ -463,10 +467,13 @@ async fn run_outbound(
     link.codec_mut()
         .set_max_frame_length(shared.config.max_frame_length);
     info!(peer = %listener, "outbound cluster link up");
-    match write_link(shared, peer, &mut link, next_seq).await {
+    peer.set_up(true);
+    let ended = match write_link(shared, peer, &mut link, next_seq).await {
         Ok(never) => match never {},
         Err(error) => error,
-    }
+    };
+    peer.set_up(false);
+    ended
 }
 
 /// Returns the listener's identity and the number the link starts at.
