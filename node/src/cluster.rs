@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use enrichment_actors::gateway::GatewayService;
 use enrichment_actors::gateway::SessionRegistry;
+use enrichment_actors::gateway::{GatewayService, NodeLiveness};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
 use enrichment_cluster::routing::UserEvents;
 use enrichment_cluster::routing::{ClusterDirectory, ClusterRouter, ClusterRouterParts};
@@ -136,6 +136,21 @@ impl UserEvents for GatewayUserEvents {
 
     fn user_updated(&self, user: &User) {
         self.0.user_updated(user);
+    }
+}
+
+/// Which nodes are up, as this node's view of the membership has it: a node is up while it
+/// is a ready member (same process: node id and generation). Draining is not up: its sessions
+/// are on their way elsewhere.
+struct ViewLiveness(watch::Receiver<ClusterView>);
+
+impl NodeLiveness for ViewLiveness {
+    fn is_live(&self, node: &NodeIdentity) -> bool {
+        self.0
+            .borrow()
+            .members
+            .iter()
+            .any(|m| m.identity == *node && m.is_ready())
     }
 }
 
@@ -263,6 +278,14 @@ impl NodeCluster {
             links
                 .router
                 .set_user_events(Arc::new(GatewayUserEvents(gateway)));
+        }
+    }
+
+    /// Lets the gateway tell a RESUME for a session of a dead or draining node from one of a
+    /// live node (which the client is sent to).
+    pub fn answer_liveness_of(&self, gateway: &GatewayService) {
+        if let Some(views) = &self.views {
+            gateway.set_node_liveness(Arc::new(ViewLiveness(views.clone())));
         }
     }
 

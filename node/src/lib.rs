@@ -229,6 +229,7 @@ impl Node {
                 state: shared.clone(),
                 prefix: config.redis.key_prefix.clone(),
                 node: identity,
+                liveness: Default::default(),
             }),
         );
         let shared_upkeep = gateway_svc.spawn_shared_upkeep();
@@ -253,6 +254,7 @@ impl Node {
             None => cluster::NodeCluster::alone(),
         });
         cluster.deliver_user_events_to(gateway_svc.clone());
+        cluster.answer_liveness_of(&gateway_svc);
         let admin_state = web::Data::new(admin::AdminState {
             token: admin_token,
             node_id: node_id.clone(),

@@ -123,6 +123,12 @@ impl GatewayService {
 
     /// Keeps IDENTIFY budgets, session locations and presence in `shared` (the cluster's)
     /// instead of a state of this service's own.
+    /// Which nodes are up, for RESUMEs of sessions held elsewhere (see
+    /// [`super::shared::NodeLiveness`]).
+    pub fn set_node_liveness(&self, liveness: Arc<dyn super::shared::NodeLiveness>) {
+        self.shared.set_liveness(liveness);
+    }
+
     pub fn with_shared(mut self, shared: SharedGateway) -> Self {
         self.shared = shared;
         self

@@ -58,6 +58,12 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// refresh; [`SharedGateway::refresh_every`] rewrites them well before that.
 const RECORD_TTL: Duration = Duration::from_secs(600);
 
+/// Whether a node that holds sessions still serves them: the cluster layer knows.
+pub trait NodeLiveness: Send + Sync + 'static {
+    /// Whether `node` (that very process) is a ready member of the cluster now.
+    fn is_live(&self, node: &NodeIdentity) -> bool;
+}
+
 /// This node's handle on the shared state.
 #[derive(Clone)]
 pub struct SharedGateway {
@@ -66,6 +72,9 @@ pub struct SharedGateway {
     pub prefix: String,
     /// This node, as its records and announcements name it.
     pub node: NodeIdentity,
+    /// Set by the cluster layer ([`SharedGateway::set_liveness`]); without it every node a
+    /// session record names is taken as up.
+    pub liveness: Arc<std::sync::OnceLock<Arc<dyn NodeLiveness>>>,
 }
 
 impl std::fmt::Debug for SharedGateway {
@@ -96,7 +105,13 @@ impl SharedGateway {
             state: Arc::new(MemoryShared::new()),
             prefix: "enrichment".into(),
             node: NodeIdentity::new("local", GenerationId::now()),
+            liveness: Default::default(),
         }
+    }
+
+    /// Tells RESUMEs for sessions of other nodes which of those nodes are up (once).
+    pub fn set_liveness(&self, liveness: Arc<dyn NodeLiveness>) {
+        let _ = self.liveness.set(liveness);
     }
 
     /// How often live sessions and presences are rewritten so they do not expire.
@@ -239,6 +254,16 @@ impl SharedGateway {
             Ok(Some(loc))
                 if loc.node.node_id != self.node.node_id && loc.gateway_url != own_url =>
             {
+                // A dead or draining node's record outlives it (until its TTL): sending the
+                // client there would only fail again. Op 9 lets it identify anew here.
+                if self
+                    .liveness
+                    .get()
+                    .is_some_and(|live| !live.is_live(&loc.node))
+                {
+                    tracing::debug!(node = %loc.node, "RESUME for a session of a node that is gone");
+                    return Elsewhere::Nowhere;
+                }
                 Elsewhere::Node {
                     node_id: loc.node.node_id,
                     gateway_url: loc.gateway_url,

@@ -515,7 +515,8 @@ async fn guild_work_runs_on_one_owner_and_sessions_on_every_node_get_its_events_
 struct Spread {
     _dir: tempfile::TempDir,
     a: Member,
-    b: Member,
+    /// Taken by a test that kills it.
+    b: Option<Member>,
     /// Taken by a test that stops it.
     c: Option<Member>,
     ra: Rest,
@@ -596,7 +597,7 @@ impl Spread {
             _turn: turn,
             _dir: dir,
             a,
-            b,
+            b: Some(b),
             c: Some(c),
             ra,
             rb,
@@ -734,6 +735,51 @@ async fn when_an_owner_is_killed_its_followers_see_the_guild_unavailable_then_ba
     t.stored(&acknowledged).await;
 }
 
+/// A RESUME reaching another node than the session's: while the session's node is up, the
+/// client is sent back to it (close 4000, to reconnect at its `resume_gateway_url`); once that
+/// node is dead, it gets op 9 and identifies anew, instead of being sent to a node that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_for_a_session_of_a_dead_node_is_invalid_instead_of_sent_back_to_it() {
+    use crate::gw::Gw;
+    use enrichment_protocol::gateway::op;
+    let mut t = Spread::start().await;
+    let (session_id, seq) = {
+        let guest = &t.sessions[1];
+        (guest.session_id.clone(), guest.seq.unwrap_or(0))
+    };
+    let url = format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        t.a.node.gateway_port
+    );
+    let mut elsewhere = Gw::connect_url(&url).await;
+    elsewhere
+        .send_resume(&t.guest_token, &session_id, seq)
+        .await;
+    assert_eq!(
+        elsewhere.closed().await,
+        Some(4000),
+        "sent to the session's node"
+    );
+
+    t.b.take().unwrap().node.kill();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&http, &t.a)
+        .await
+        .nodes
+        .iter()
+        .any(|n| n.id == "node-b")
+    {
+        assert!(Instant::now() < deadline, "node-a still lists node-b");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut again = Gw::connect_url(&url).await;
+    again.send_resume(&t.guest_token, &session_id, seq).await;
+    let answer = again.recv().await;
+    assert_eq!(answer.op, op::INVALID_SESSION, "{answer:?}");
+    assert_eq!(answer.d, serde_json::json!(false));
+}
+
 /// The sum of a counter's series in a node's `/metrics`.
 async fn counter(m: &Member, name: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", m.node.base))
@@ -765,7 +811,7 @@ async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_re
     )
     .await;
     let c = t.c.take().unwrap();
-    t.b.node.pause();
+    t.b.as_ref().unwrap().node.pause();
     let started = Instant::now();
     let big = "x".repeat(1_900);
     let http = reqwest::Client::new();
@@ -792,7 +838,7 @@ async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_re
         }
         sent += 16;
     }
-    t.b.node.resume();
+    t.b.as_ref().unwrap().node.resume();
 
     let guest = &mut t.sessions[1];
     let guild_id = t.guild_id.clone();
@@ -818,7 +864,7 @@ async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_re
         log.contains("frames from a node were lost"),
         "node-b saw the gap"
     );
-    assert!(counter(&t.b, "enrichment_cluster_link_gaps_total").await >= 1.0);
+    assert!(counter(t.b.as_ref().unwrap(), "enrichment_cluster_link_gaps_total").await >= 1.0);
     t.c = Some(c);
 }
 
@@ -1017,6 +1063,11 @@ async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_
     t.stored(&acknowledged).await;
 }
 
+/// `ENRICHMENT_JOIN_GUILDS` guilds (default 40), all live (a session follows each), on three
+/// nodes; a fourth joins. Checked: exactly the guilds placement gives the fourth go unavailable
+/// and come back from it, and every guild takes sends afterwards. Printed: how long the
+/// handoff took, from the fourth node's start and from the moment every node lists it. The
+/// handoff benchmark in `bench/README.md` is this test with `ENRICHMENT_JOIN_GUILDS=1000`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
@@ -1031,8 +1082,12 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     let (a, b, c) = trio(dir.path(), &config, &[]).await;
     let (ra, rb) = (Rest::on(&a), Rest::on(&b));
     let (token, _) = ra.register("owner").await;
+    let count: usize = std::env::var("ENRICHMENT_JOIN_GUILDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let mut guilds = Vec::new();
-    for n in 0..40 {
+    for n in 0..count {
         guilds.push(ra.guild(&token, &format!("g{n}")).await);
     }
     let mut gw = Gw::connect_url(&format!(
@@ -1051,13 +1106,16 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
         );
     }
 
+    let joining = Instant::now();
     let d = start(dir.path(), "node-d", &config, &[&a]).await;
+    let started = Instant::now();
     until_all_see(
         &http,
         &[&a, &b, &c, &d],
         &["node-a", "node-b", "node-c", "node-d"],
     )
     .await;
+    let seen = Instant::now();
     let mut moved = std::collections::HashSet::new();
     for (id, _) in &guilds {
         let r = ring(&http, &a, Some(id.parse().unwrap())).await;
@@ -1067,7 +1125,7 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     }
     assert!(
         !moved.is_empty(),
-        "some of 40 guilds fall to the fourth node"
+        "some of {count} guilds fall to the fourth node"
     );
     assert!(
         moved.len() < guilds.len() / 2,
@@ -1078,6 +1136,7 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     // Exactly the moved guilds go unavailable and come back.
     let mut unavailable = std::collections::HashSet::new();
     let mut back = std::collections::HashSet::new();
+    let mut back_at = Vec::new();
     while back.len() < moved.len() {
         let (t, d) = gw.next_event().await;
         let id = d["id"].as_str().unwrap_or_default().to_owned();
@@ -1096,11 +1155,26 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
                     "back only after going unavailable"
                 );
                 back.insert(id);
+                back_at.push(started.elapsed());
             }
             _ => {}
         }
     }
     assert_eq!(back, moved);
+    let last = *back_at.last().unwrap();
+    eprintln!(
+        "handoff of {} of {count} guilds to a joining node: node-d up {:.2} s after its start, \
+         listed by every node {:.2} s after it was up; the moved guilds were back (GUILD_CREATE \
+         from node-d) {:.2} s (first), {:.2} s (median) and {:.2} s (last) after it was up, \
+         {:.2} s after every node listed it",
+        moved.len(),
+        (started - joining).as_secs_f64(),
+        (seen - started).as_secs_f64(),
+        back_at[0].as_secs_f64(),
+        back_at[back_at.len() / 2].as_secs_f64(),
+        last.as_secs_f64(),
+        last.saturating_sub(seen - started).as_secs_f64(),
+    );
 
     // Every guild takes sends through any node, and the session gets each once.
     for (id, channel) in &guilds {
