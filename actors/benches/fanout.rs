@@ -363,7 +363,7 @@ fn bench_deliver(c: &mut Criterion) {
     // Encodes the event once per (encoding, content variant), then appends the shared bytes
     // to every session's replay and outbox.
     group.bench_function("message_create/10000_sessions", |b| {
-        b.iter(|| fanout::deliver(black_box(&recipients), black_box(&event)))
+        b.iter(|| fanout::deliver(black_box(&recipients), Snowflake(1), black_box(&event)))
     });
     group.finish();
 }

@@ -34,7 +34,9 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::guild::actor::UnknownGuild;
-use crate::guild::requests::{AnyReply, AnyResult, Caller, Envelope, Request, SessionOp};
+use crate::guild::requests::{
+    AnyReply, AnyResult, Caller, Envelope, Request, SessionOp, SessionRef,
+};
 use crate::guild::{GuildActor, GuildContext, GuildMsg};
 
 #[async_trait]
@@ -337,6 +339,17 @@ impl LocalGuildRouter {
             Some(a) => a.send_message(GuildMsg::Reload).is_ok(),
             None => false,
         }
+    }
+
+    /// The sessions that follow a running guild, each with its node when that is another;
+    /// `None` when the guild does not run here or its actor does not answer within `timeout`.
+    pub async fn followers(
+        &self,
+        guild_id: Snowflake,
+        timeout: Duration,
+    ) -> Option<Vec<(Option<String>, SessionRef)>> {
+        let actor = self.actors.get(&guild_id).map(|a| a.clone())?;
+        ractor::call_t!(actor, GuildMsg::Followers, timeout.as_millis() as u64).ok()
     }
 
     /// Lets a guild's actor finish everything it was sent, then stops it (its guild moves to

@@ -18,6 +18,9 @@ use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::{Encoding, PresenceUpdate, intents};
 use enrichment_protocol::node::{GenerationId, NodeIdentity};
 
+/// The guild the benchmarked events are of.
+const GUILD: Snowflake = Snowflake(7);
+
 const SESSIONS: u64 = 10_000;
 
 /// A session of node `node` (0, 1 or 2): keys carry the node in their top bits, as
@@ -71,7 +74,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let event = event();
     group.bench_function("one_node", |b| {
-        b.iter(|| black_box(fanout::deliver(&local, &event)))
+        b.iter(|| black_box(fanout::deliver(&local, GUILD, &event)))
     });
 
     // Spread over three nodes: the owner's third in place, two batch frames.
@@ -105,7 +108,7 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     group.bench_function("three_nodes_owner", |b| {
-        b.iter(|| black_box(fanout::deliver(&spread, &event)))
+        b.iter(|| black_box(fanout::deliver(&spread, GUILD, &event)))
     });
 
     // A receiving node: one batch for its 3,333 sessions, handed over without re-encoding.
@@ -127,7 +130,7 @@ fn bench(c: &mut Criterion) {
         None,
         None,
     ];
-    let frame = FanoutBatch::encode(&variants, &mine);
+    let frame = FanoutBatch::encode(Some(GUILD), &variants, &mine);
     group.throughput(Throughput::Elements(mine.len() as u64));
     group.bench_function("three_nodes_receiver", |b| {
         b.iter(|| {

@@ -34,22 +34,34 @@
 //!
 //! - **Handoff.** A node claims a guild only when placement names it (or nobody is ready).
 //!   When the view changes so that placement names another node for a guild this node holds
-//!   (a node joined, or this one is draining), the node hands it off: new work for it is sent
-//!   on, work in flight finishes, the actor drains its mailbox and stops, the lease is
-//!   released, and every other node hears `GuildMoved` on its link after the guild's last
-//!   events. Sessions that followed the guild, here and elsewhere, get GUILD_DELETE
-//!   `unavailable: true` and follow it again at its new owner, which claims it (the next epoch)
-//!   and sends GUILD_CREATE.
+//!   (a node joined, or this one is draining), the node hands it off, and live sessions see
+//!   neither a gap nor a duplicate:
+//!   1. new work for the guild is sent on, work in flight finishes;
+//!   2. the actor says who follows the guild (sessions here and on other nodes), drains its
+//!      mailbox and stops: its last events are on their way, each on its node's link;
+//!   3. the followers go to the next owner ([`Control::Adopt`]), which registers them and
+//!      acknowledges; the actor it starts (once it claims the guild) fans out to them from its
+//!      first event, without a new GUILD_CREATE;
+//!   4. the lease is released, and every other node hears `GuildMoved` naming the next owner:
+//!      the end-of-epoch marker, after the guild's last events on each link.
 //!
-//! Not yet here (see `cluster/README.md`): a handoff without the unavailable/GUILD_CREATE
-//! resync (holding the new owner's frames until the old owner's end marker), resync after a
-//! gap on a link (it is logged and counted), and re-subscribing remote sessions when a guild's
-//! actor restarts on a live owner.
+//!   A session's node holds the frames of a guild it follows that come from another node
+//!   than the guild's owner as it knows it, and hands them on, in order, when the marker
+//!   arrives. Frames cannot be held forever: past `hold_bytes` or [`HOLD_FOR`], or when the
+//!   old owner turns out dead, the guild's sessions resync instead. When the next owner does
+//!   not acknowledge the followers in time, the handoff falls back to the resync: `GuildMoved`
+//!   names no next owner, and the sessions get GUILD_DELETE `unavailable: true`, then a fresh
+//!   GUILD_CREATE from the next owner.
+//! - **Gaps.** Frames lost on a link (a queue overflowed, a connection broke) resync the
+//!   guilds between the two nodes, both ways.
+//!
+//! Not yet here (see `cluster/README.md`): re-subscribing remote sessions when a guild's actor
+//! restarts on a live owner.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -126,9 +138,23 @@ pub enum Control {
     /// The sending node stops: it owns nothing from here on. Sent on every link after the
     /// node's last events, so a session's node has every event before it acts on this.
     Leaving,
-    /// The sending node handed the guild off: its last events came before this.
+    /// The sending node handed the guild off: its last events came before this. `to`, when
+    /// set, is the next owner, which already fans out to the guild's followers (their node
+    /// hands on the frames it held from it); without it the followers resync.
     GuildMoved {
         guild_id: Snowflake,
+        #[serde(default)]
+        to: Option<String>,
+    },
+    /// The sending node hands the guild to the receiving one: these are its followers, by
+    /// node. Answered with [`Control::Adopted`] and the same `id` once registered.
+    Adopt {
+        id: u64,
+        guild_id: Snowflake,
+        followers: Vec<(String, Vec<SessionRef>)>,
+    },
+    Adopted {
+        id: u64,
     },
     /// A user joined a guild through the sending node: the user's sessions here follow it.
     UserJoined {
@@ -157,6 +183,27 @@ pub trait UserEvents: Send + Sync + 'static {
 /// forward timeout.
 const LINK_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a handoff waits for the next owner to take the guild's followers before it falls
+/// back to resyncing them.
+const ADOPT_WAIT: Duration = Duration::from_secs(2);
+
+/// How long adopted followers wait for the guild's actor to start here; past it they are
+/// stale (the guild went elsewhere).
+const ADOPTION_KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// How long a session's node holds a guild's frames from its next owner, waiting for the
+/// previous owner's end-of-epoch marker, before it resyncs the guild's sessions instead.
+pub const HOLD_FOR: Duration = Duration::from_secs(10);
+
+/// Frames of a guild from its next owner, held until the previous owner's marker.
+#[derive(Debug)]
+struct Holding {
+    from: String,
+    since: Instant,
+    bytes: usize,
+    frames: Vec<Bytes>,
+}
+
 /// A guild this node holds: the epoch of its claim, and a gate that work passes through
 /// (shared) and a handoff closes (exclusive), so that a handoff waits for work in flight and
 /// work that comes after it is sent on.
@@ -184,6 +231,8 @@ pub struct RemoteRecipient {
 /// the variant it gets (u8).
 #[derive(Debug, PartialEq, Eq)]
 pub struct FanoutBatch {
+    /// The guild whose event this is; `None` for a dispatch to one session alone.
+    pub guild_id: Option<Snowflake>,
     pub variants: Variants,
     pub sessions: Vec<(SessionKey, u8)>,
 }
@@ -194,8 +243,12 @@ pub struct FanoutBatch {
 pub struct MalformedFanout(&'static str);
 
 impl FanoutBatch {
-    /// Encodes the variants the sessions use, and the sessions.
-    pub fn encode(variants: &Variants, sessions: &[(SessionKey, u8)]) -> Bytes {
+    /// Encodes the guild (0 for none), the variants the sessions use, and the sessions.
+    pub fn encode(
+        guild_id: Option<Snowflake>,
+        variants: &Variants,
+        sessions: &[(SessionKey, u8)],
+    ) -> Bytes {
         let mut used = [false; 4];
         for (_, v) in sessions {
             if let Some(u) = used.get_mut(usize::from(*v)) {
@@ -206,9 +259,13 @@ impl FanoutBatch {
             .filter(|i| used[usize::from(*i)])
             .filter_map(|i| variants[usize::from(i)].as_ref().map(|b| (i, b)))
             .collect();
-        let len =
-            1 + present.iter().map(|(_, b)| 5 + b.len()).sum::<usize>() + 4 + sessions.len() * 9;
+        let len = 8
+            + 1
+            + present.iter().map(|(_, b)| 5 + b.len()).sum::<usize>()
+            + 4
+            + sessions.len() * 9;
         let mut out = BytesMut::with_capacity(len);
+        out.put_u64(guild_id.map_or(0, Snowflake::get));
         out.put_u8(present.len() as u8);
         for (i, bytes) in &present {
             out.put_u8(*i);
@@ -235,6 +292,12 @@ impl FanoutBatch {
             *at = end;
             Ok(range)
         };
+        let guild = u64::from_be_bytes(
+            payload[take(&mut at, 8)?]
+                .try_into()
+                .map_err(|_| MalformedFanout("guild"))?,
+        );
+        let guild_id = (guild != 0).then_some(Snowflake(guild));
         let count = payload[take(&mut at, 1)?][0];
         let mut variants: Variants = Default::default();
         for _ in 0..count {
@@ -270,7 +333,11 @@ impl FanoutBatch {
             }
             sessions.push((SessionKey(key), v));
         }
-        Ok(FanoutBatch { variants, sessions })
+        Ok(FanoutBatch {
+            guild_id,
+            variants,
+            sessions,
+        })
     }
 }
 
@@ -282,8 +349,13 @@ pub struct NodeRelay {
 }
 
 impl Relay for NodeRelay {
-    fn deliver_batch(&self, variants: &Variants, sessions: &[(SessionKey, u8)]) -> usize {
-        let frame = FanoutBatch::encode(variants, sessions);
+    fn deliver_batch(
+        &self,
+        guild_id: Option<Snowflake>,
+        variants: &Variants,
+        sessions: &[(SessionKey, u8)],
+    ) -> usize {
+        let frame = FanoutBatch::encode(guild_id, variants, sessions);
         match self.transport.send(&self.node_id, FrameKind::Fanout, frame) {
             Ok(_) => {
                 metrics::histogram!("enrichment_cluster_fanout_batch_sessions")
@@ -297,6 +369,10 @@ impl Relay for NodeRelay {
                 0
             }
         }
+    }
+
+    fn node_id(&self) -> &str {
+        &self.node_id
     }
 }
 
@@ -325,7 +401,7 @@ impl Recipient for RemoteRecipient {
         let variants = [Some(prefix), None, None, None];
         if self
             .relay
-            .deliver_batch(&variants, &[(self.session.key, 0)])
+            .deliver_batch(None, &variants, &[(self.session.key, 0)])
             == 1
         {
             true
@@ -475,6 +551,13 @@ pub struct ClusterRouter {
     drain_requested: Arc<tokio::sync::Notify>,
     /// Where per-user events from other nodes go; set once the gateway side exists.
     user_events: std::sync::OnceLock<Arc<dyn UserEvents>>,
+    /// Followers handed over by a guild's previous owner, for its actor here to start with.
+    adopted: DashMap<Snowflake, (Instant, Vec<SessionRef>)>,
+    /// Handoffs waiting for the next owner to take the followers, by id.
+    adoptions: DashMap<u64, oneshot::Sender<()>>,
+    /// Frames held per guild until its previous owner's end-of-epoch marker.
+    holding: parking_lot::Mutex<HashMap<Snowflake, Holding>>,
+    hold_bytes: usize,
 }
 
 impl std::fmt::Debug for ClusterRouter {
@@ -504,6 +587,9 @@ pub struct ClusterRouterParts {
     pub resubscribe_for: Duration,
     /// Woken when another node passes on an operator's request that this node drain.
     pub drain_requested: Arc<tokio::sync::Notify>,
+    /// The most bytes of one guild's frames held while its handoff completes (see the module
+    /// docs); past it the guild's sessions here resync.
+    pub hold_bytes: usize,
 }
 
 impl std::fmt::Debug for ClusterRouterParts {
@@ -517,6 +603,26 @@ impl std::fmt::Debug for ClusterRouterParts {
 /// What the local router asks before it starts a guild's actor: this node's claim on the
 /// guild, if the store still has it, which the actor's writes are then fenced by.
 struct Ownership(std::sync::Weak<ClusterRouter>);
+
+/// Who a guild's actor starts with: the sessions here that follow the guild, and those of
+/// other nodes that its previous owner handed over ([`Control::Adopt`]).
+struct StartHook(std::sync::Weak<ClusterRouter>);
+
+impl GuildStartHook for StartHook {
+    fn guild_started(&self, guild_id: Snowflake) -> Option<SessionOp> {
+        let router = self.0.upgrade()?;
+        let mut sessions = match router.registry.guild_started(guild_id) {
+            Some(SessionOp::Resubscribe { sessions }) => sessions,
+            _ => Vec::new(),
+        };
+        if let Some((_, (at, adopted))) = router.adopted.remove(&guild_id)
+            && at.elapsed() < ADOPTION_KEPT_FOR
+        {
+            sessions.extend(adopted);
+        }
+        (!sessions.is_empty()).then_some(SessionOp::Resubscribe { sessions })
+    }
+}
 
 #[async_trait]
 impl GuildOwnership for Ownership {
@@ -570,11 +676,18 @@ impl ClusterRouter {
             resubscribe_for: parts.resubscribe_for,
             drain_requested: parts.drain_requested,
             user_events: std::sync::OnceLock::new(),
+            adopted: DashMap::new(),
+            adoptions: DashMap::new(),
+            holding: parking_lot::Mutex::new(HashMap::new()),
+            hold_bytes: parts.hold_bytes,
         });
         // Weak: the local router is the cluster router's, not the other way round.
         router
             .local
             .set_ownership(Arc::new(Ownership(Arc::downgrade(&router))));
+        router
+            .local
+            .set_start_hook(Arc::new(StartHook(Arc::downgrade(&router))));
         let serving = tokio::spawn(serve(router.clone(), inbound));
         let watching = tokio::spawn(watch_owners(router.clone(), router.views.clone()));
         let task = tokio::spawn(async move {
@@ -587,6 +700,20 @@ impl ClusterRouter {
     /// Guilds this node holds now.
     pub fn held_count(&self) -> usize {
         self.held.len()
+    }
+
+    /// Waits until this node holds no guild (a draining node handed them all off), at most
+    /// `timeout`. False when some are still held: there was nobody to take them, or the
+    /// handoffs did not finish in time.
+    pub async fn until_handed_off(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.held.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Tells every other member this node owns nothing any more. Sent when it stops, after
@@ -776,12 +903,22 @@ impl ClusterRouter {
             *moving = true;
         }
         let started = std::time::Instant::now();
+        let next = self.placed_elsewhere(guild_id);
+        // Asked before the actor stops; nothing can follow or unfollow it meanwhile, since
+        // session ops pass the same gate as requests.
+        let followers = self.local.followers(guild_id, self.timeout).await;
         if !self.local.retire(guild_id, self.timeout).await {
             warn!(%guild_id, "the guild's actor did not finish its work in time; handing off anyway");
         }
         let local_followers = match self.registry.guild_started(guild_id) {
             Some(SessionOp::Resubscribe { sessions }) => sessions,
             _ => Vec::new(),
+        };
+        let adopted_by = match (next, followers) {
+            (Some(next), Some(followers)) => {
+                self.adopt(&next, guild_id, followers).await.then_some(next)
+            }
+            _ => None,
         };
         let owner = GuildOwner {
             guild_id,
@@ -797,13 +934,65 @@ impl ClusterRouter {
             }
         }
         self.held.remove(&guild_id);
-        self.tell_every_member(&Control::GuildMoved { guild_id });
-        let keys = local_followers.iter().map(|s| s.key.0).collect();
-        self.resync(vec![(guild_id, keys)]);
-        metrics::counter!("enrichment_cluster_handoffs_total").increment(1);
+        self.tell_every_member(&Control::GuildMoved {
+            guild_id,
+            to: adopted_by.clone(),
+        });
+        let keys: HashSet<u64> = local_followers.iter().map(|s| s.key.0).collect();
+        match &adopted_by {
+            // The sessions here keep following the guild, now at its next owner.
+            Some(next) if !keys.is_empty() => {
+                self.followed.lock().insert(guild_id, (next.clone(), keys));
+            }
+            Some(_) => {}
+            None => self.resync(vec![(guild_id, keys)]),
+        }
+        let seamless = if adopted_by.is_some() {
+            "true"
+        } else {
+            "false"
+        };
+        metrics::counter!("enrichment_cluster_handoffs_total", "seamless" => seamless).increment(1);
         metrics::histogram!("enrichment_cluster_handoff_seconds")
             .record(started.elapsed().as_secs_f64());
         debug!(%guild_id, epoch = held.epoch, "handed the guild off");
+    }
+
+    /// Hands a guild's followers to its next owner; true once it took them within
+    /// [`ADOPT_WAIT`].
+    async fn adopt(
+        &self,
+        next: &str,
+        guild_id: Snowflake,
+        followers: Vec<(Option<String>, SessionRef)>,
+    ) -> bool {
+        let mut by_node: HashMap<String, Vec<SessionRef>> = HashMap::new();
+        for (node, session) in followers {
+            let node = node.unwrap_or_else(|| self.me.node_id.clone());
+            by_node.entry(node).or_default().push(session);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.adoptions.insert(id, tx);
+        // A node that just joined may not be linked yet.
+        let sent = self.link_opens_within(next, ADOPT_WAIT).await
+            && self
+                .transport
+                .send_control(
+                    next,
+                    &Control::Adopt {
+                        id,
+                        guild_id,
+                        followers: by_node.into_iter().collect(),
+                    },
+                )
+                .is_ok();
+        let taken = sent && matches!(tokio::time::timeout(ADOPT_WAIT, rx).await, Ok(Ok(())));
+        self.adoptions.remove(&id);
+        if !taken {
+            warn!(%guild_id, %next, "the next owner did not take the guild's followers; they resync");
+        }
+        taken
     }
 
     async fn forward(
@@ -849,7 +1038,11 @@ impl ClusterRouter {
 
     /// Whether the link to `node` is open, or opens within [`LINK_WAIT`].
     async fn link_opens(&self, node: &str) -> bool {
-        let deadline = tokio::time::Instant::now() + LINK_WAIT;
+        self.link_opens_within(node, LINK_WAIT).await
+    }
+
+    async fn link_opens_within(&self, node: &str, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
         while !self.transport.link_up(node) {
             if tokio::time::Instant::now() >= deadline {
                 return false;
@@ -870,7 +1063,7 @@ impl ClusterRouter {
         }
     }
 
-    fn on_fanout(&self, from: &NodeIdentity, payload: Bytes) {
+    fn on_fanout(self: &Arc<Self>, from: &NodeIdentity, payload: Bytes) {
         let batch = match FanoutBatch::decode(&payload) {
             Ok(batch) => batch,
             Err(e) => {
@@ -878,6 +1071,57 @@ impl ClusterRouter {
                 return;
             }
         };
+        if let Some(guild_id) = batch.guild_id
+            && self.hold(guild_id, &from.node_id, &payload)
+        {
+            return;
+        }
+        self.hand_on(&from.node_id, batch);
+    }
+
+    /// Holds a frame of a guild that comes from another node than the guild's owner as this
+    /// node knows it: the guild is changing hands, and the frame waits for the previous
+    /// owner's marker. False when the frame is to be handed on now. A holding that grows past
+    /// its bounds is given up: the guild's sessions here resync.
+    fn hold(self: &Arc<Self>, guild_id: Snowflake, from: &str, payload: &Bytes) -> bool {
+        let owner = match self.followed.lock().get(&guild_id) {
+            Some((owner, _)) => owner.clone(),
+            None => return false,
+        };
+        if owner == from {
+            return false;
+        }
+        let overflowed = {
+            let mut holding = self.holding.lock();
+            let h = holding.entry(guild_id).or_insert_with(|| Holding {
+                from: from.to_owned(),
+                since: Instant::now(),
+                bytes: 0,
+                frames: Vec::new(),
+            });
+            if h.from != from {
+                // A third node: not the handoff this node waits for.
+                return false;
+            }
+            h.bytes += payload.len();
+            h.frames.push(payload.clone());
+            metrics::counter!("enrichment_cluster_held_frames_total").increment(1);
+            let over = h.bytes > self.hold_bytes || h.since.elapsed() > HOLD_FOR;
+            if over {
+                holding.remove(&guild_id);
+            }
+            over
+        };
+        if overflowed {
+            warn!(%guild_id, %from, "held too much of a guild's stream waiting for its handoff; its sessions resync");
+            let lost = self.followed.lock().remove(&guild_id);
+            self.resync(lost.map(|(_, keys)| (guild_id, keys)).into_iter().collect());
+        }
+        true
+    }
+
+    /// Hands each session of a fanout frame its bytes.
+    fn hand_on(&self, from: &str, batch: FanoutBatch) {
         for (key, v) in batch.sessions {
             let bytes = batch.variants[usize::from(v)].clone();
             let delivered = bytes.is_some_and(|bytes| {
@@ -888,7 +1132,35 @@ impl ClusterRouter {
             if !delivered {
                 let _ = self
                     .transport
-                    .send_control(&from.node_id, &Control::SessionGone { key });
+                    .send_control(from, &Control::SessionGone { key });
+            }
+        }
+    }
+
+    /// The previous owner's marker for a guild that moved to `next`, which already fans out
+    /// to the sessions here: they follow it there, and what was held from it goes on, in
+    /// order.
+    fn moved_to(&self, from: &str, guild_id: Snowflake, next: &str) {
+        {
+            let mut followed = self.followed.lock();
+            match followed.get_mut(&guild_id) {
+                Some((owner, _)) if owner == from => {
+                    if next == self.me.node_id {
+                        // Its events reach the sessions here straight from the actor now.
+                        followed.remove(&guild_id);
+                    } else {
+                        *owner = next.to_owned();
+                    }
+                }
+                _ => return,
+            }
+        }
+        let held = self.holding.lock().remove(&guild_id);
+        if let Some(held) = held.filter(|h| h.from == next) {
+            for payload in held.frames {
+                if let Ok(batch) = FanoutBatch::decode(&payload) {
+                    self.hand_on(next, batch);
+                }
             }
         }
     }
@@ -919,14 +1191,14 @@ impl ClusterRouter {
                 Some(s) => {
                     s.follow(guild_id);
                     let mut followed = self.followed.lock();
-                    let entry = followed
+                    // Another owner than the one known here: the guild is being handed over,
+                    // and the previous owner's marker moves the entry (a lost owner's entry
+                    // is gone already).
+                    followed
                         .entry(guild_id)
-                        .or_insert_with(|| (from.node_id.clone(), HashSet::new()));
-                    if entry.0 != from.node_id {
-                        // The guild moved: its new owner's followers are the ones to track.
-                        *entry = (from.node_id.clone(), HashSet::new());
-                    }
-                    entry.1.insert(key.0);
+                        .or_insert_with(|| (from.node_id.clone(), HashSet::new()))
+                        .1
+                        .insert(key.0);
                 }
                 None => {
                     let _ = self
@@ -958,7 +1230,62 @@ impl ClusterRouter {
                     events.user_updated(&user);
                 }
             }
-            Control::GuildMoved { guild_id } => {
+            Control::GuildMoved {
+                guild_id,
+                to: Some(next),
+            } => {
+                self.moved_to(&from.node_id, guild_id, &next);
+                if next == self.me.node_id {
+                    // Claim and start it now rather than at its next request: its followers
+                    // are waiting for its events.
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let wake = Work::Session(SessionOp::Resubscribe {
+                            sessions: Vec::new(),
+                        });
+                        if let Err(e) = me.route(guild_id, wake).await {
+                            debug!(%guild_id, error = ?e, "a guild handed over did not start here yet");
+                        }
+                    });
+                }
+            }
+            Control::Adopt {
+                id,
+                guild_id,
+                followers,
+            } => {
+                let mut adopted = Vec::new();
+                for (node, sessions) in followers {
+                    // This node's own sessions are found here when the actor starts.
+                    if node != self.me.node_id {
+                        self.directory.register_sessions(&node, &sessions);
+                        adopted.extend(sessions);
+                    }
+                }
+                self.adopted.insert(guild_id, (Instant::now(), adopted));
+                // A node that just joined may hear from a peer before its own view lists
+                // that peer (and dials it): the answer waits for the link, within what the
+                // sender waits.
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let node = from.node_id;
+                    if !me.link_opens_within(&node, ADOPT_WAIT).await
+                        || me
+                            .transport
+                            .send_control(&node, &Control::Adopted { id })
+                            .is_err()
+                    {
+                        debug!(%node, "adoption not acknowledged");
+                    }
+                });
+            }
+            Control::Adopted { id } => {
+                if let Some((_, tx)) = self.adoptions.remove(&id) {
+                    let _ = tx.send(());
+                }
+            }
+            Control::GuildMoved { guild_id, to: None } => {
+                self.holding.lock().remove(&guild_id);
                 let moved = {
                     let mut followed = self.followed.lock();
                     match followed.get(&guild_id) {
@@ -979,13 +1306,26 @@ impl ClusterRouter {
     /// sessions here hear that each guild became unavailable, and follow it again wherever it
     /// goes next.
     fn owner_lost(self: &Arc<Self>, node_id: &str) {
+        // Guilds handed to it whose handoff had not completed here lose their stream too.
+        let handed: HashSet<Snowflake> = {
+            let mut holding = self.holding.lock();
+            let guilds: HashSet<Snowflake> = holding
+                .iter()
+                .filter(|(_, h)| h.from == node_id)
+                .map(|(g, _)| *g)
+                .collect();
+            holding.retain(|g, _| !guilds.contains(g));
+            guilds
+        };
         let lost: Vec<(Snowflake, HashSet<u64>)> = {
             let mut followed = self.followed.lock();
             let guilds: Vec<Snowflake> = followed
                 .iter()
-                .filter(|(_, (owner, _))| owner == node_id)
+                .filter(|(g, (owner, _))| owner == node_id || handed.contains(g))
                 .map(|(g, _)| *g)
                 .collect();
+            // What they were waiting for will not come.
+            self.holding.lock().retain(|g, _| !guilds.contains(g));
             guilds
                 .into_iter()
                 .filter_map(|g| followed.remove(&g).map(|(_, keys)| (g, keys)))

@@ -104,7 +104,7 @@ async fn one_event_to_ten_thousand_sessions_on_three_nodes_is_two_frames() {
         guild_id: Snowflake(7),
     });
     let before = owner.stats().frames_sent;
-    let delivered = fanout::deliver(&followers, &event);
+    let delivered = fanout::deliver(&followers, Snowflake(7), &event);
     assert_eq!(delivered, 10_000);
     assert!(locals.iter().all(|l| l.got.load(Ordering::Relaxed) == 1));
 
@@ -124,6 +124,11 @@ async fn one_event_to_ten_thousand_sessions_on_three_nodes_is_two_frames() {
             }
         };
         let batch = FanoutBatch::decode(&payload).unwrap();
+        assert_eq!(
+            batch.guild_id,
+            Some(Snowflake(7)),
+            "the frame names its guild"
+        );
         let got: Vec<(u64, u8)> = batch.sessions.iter().map(|(k, v)| (k.0, *v)).collect();
         assert_eq!(
             got, expected[node],
@@ -160,9 +165,12 @@ fn a_fanout_frame_reads_back_and_malformed_ones_are_refused() {
         None,
     ];
     let sessions = vec![(SessionKey(1), 0), (SessionKey(2), 1), (SessionKey(3), 0)];
-    let frame = FanoutBatch::encode(&variants, &sessions);
+    let frame = FanoutBatch::encode(Some(Snowflake(42)), &variants, &sessions);
     let back = FanoutBatch::decode(&frame).unwrap();
+    assert_eq!(back.guild_id, Some(Snowflake(42)));
     assert_eq!(back.sessions, sessions);
+    let alone = FanoutBatch::encode(None, &variants, &sessions[..1]);
+    assert_eq!(FanoutBatch::decode(&alone).unwrap().guild_id, None);
     assert_eq!(
         back.variants,
         [variants[0].clone(), variants[1].clone(), None, None],
@@ -175,7 +183,7 @@ fn a_fanout_frame_reads_back_and_malformed_ones_are_refused() {
     extra.push(0);
     assert!(FanoutBatch::decode(&Bytes::from(extra)).is_err());
     // A session pointing at a variant the frame does not carry.
-    let bad = FanoutBatch::encode(&variants, &[(SessionKey(1), 0)]).to_vec();
+    let bad = FanoutBatch::encode(None, &variants, &[(SessionKey(1), 0)]).to_vec();
     let mut bad = bad;
     let last = bad.len() - 1;
     bad[last] = 1;

@@ -94,6 +94,7 @@ impl Links {
         leases: Arc<dyn LeaseStore>,
         command_timeout: Duration,
         resubscribe_for: Duration,
+        hold_bytes: usize,
     ) -> (Arc<dyn GuildRouter>, RoutedLinks) {
         let (views_tx, views) = watch::channel(ClusterView::default());
         let drain_requested = Arc::new(tokio::sync::Notify::new());
@@ -111,6 +112,7 @@ impl Links {
                 timeout: command_timeout + Duration::from_secs(2),
                 resubscribe_for,
                 drain_requested: drain_requested.clone(),
+                hold_bytes,
             },
             self.inbound,
         );
@@ -258,6 +260,20 @@ impl NodeCluster {
     /// Tells the cluster this node is going away: placement stops counting it.
     pub async fn drain(&self) {
         self.set_state(MemberState::Draining).await;
+    }
+
+    /// Waits, at most `timeout`, until the guilds this node owned were handed to other nodes
+    /// (which a drain starts). Their actors must run until then: a handoff asks its actor who
+    /// follows the guild, and lets it finish its work.
+    pub async fn handed_off(&self, timeout: Duration) {
+        if let Some(links) = &self.links
+            && !links.router.until_handed_off(timeout).await
+        {
+            tracing::warn!(
+                held = links.router.held_count(),
+                "guilds still held when the node stops; they pass on when its lease ends"
+            );
+        }
     }
 
     /// An operator asks this cluster node to drain and stop ([`crate::Node::wait`] does it).

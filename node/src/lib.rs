@@ -161,8 +161,6 @@ impl Node {
         let router = LocalGuildRouter::start(guild_ctx.clone(), config.guilds.command_timeout)
             .await
             .context("starting the guild supervisor")?;
-        // A guild actor that restarts takes back the sessions here that followed it.
-        router.set_start_hook(sessions.clone());
         let (guild_router, links) = match links {
             Some(l) => {
                 let (routed, serving) = l.start_router(
@@ -175,10 +173,17 @@ impl Node {
                     config.cluster.dead_after
                         + Duration::from_secs(config.id_lease_secs)
                         + Duration::from_secs(10),
+                    // A guild's frames held through its handoff: at most what one link queues.
+                    config.cluster.link_queue_bytes,
                 );
                 (routed, Some(serving))
             }
-            None => (router.clone() as Arc<dyn GuildRouter>, None),
+            None => {
+                // A guild actor that restarts takes back the sessions here that followed it
+                // (in a cluster, the cluster router's hook adds those handed over to it).
+                router.set_start_hook(sessions.clone());
+                (router.clone() as Arc<dyn GuildRouter>, None)
+            }
         };
         let a = &config.auth;
         let accounts = Arc::new(
@@ -412,6 +417,8 @@ impl Node {
     pub async fn stop(self) {
         self.cluster.drain().await;
         self.gateway.drain(Duration::from_secs(5)).await;
+        // Requests keep being served (and sent on to the guilds' next owners) meanwhile.
+        self.cluster.handed_off(Duration::from_secs(10)).await;
         self.server.stop(true).await;
         let _ = self.serving.await;
         self.housekeeping.abort();

@@ -18,7 +18,7 @@ use serde_with::{As, DurationSeconds};
 
 use super::commit::{Applied, Change, CommitQueue, Completion, apply};
 use super::fanout::{self, Fanout, Follower, Recipient, RecipientDirectory, Recipients};
-use super::requests::{AnyResult, Envelope, SessionOp};
+use super::requests::{AnyResult, Envelope, SessionOp, SessionRef};
 use super::state::GuildState;
 use crate::events::{Audience, Dispatch, EventBus, GuildEvent};
 use crate::users::UserDirectory;
@@ -152,6 +152,8 @@ pub enum GuildMsg {
     /// A request of the gateway side for its sessions; the supervisor sends one unanswered
     /// (`None`) when the actor starts.
     Session(SessionOp, Option<RpcReplyPort<Result<(), ApiError>>>),
+    /// The sessions that follow the guild now, each with the node it is on (`None`: this one).
+    Followers(RpcReplyPort<Vec<(Option<String>, SessionRef)>>),
     /// Periodic: stop when idle.
     Tick,
     /// Fail on purpose so the supervisor reloads the guild from storage: the operator's way to
@@ -164,6 +166,7 @@ impl std::fmt::Debug for GuildMsg {
         match self {
             GuildMsg::Request(r, _) => f.debug_tuple("Request").field(&r.request.name()).finish(),
             GuildMsg::Session(op, _) => f.debug_tuple("Session").field(&op.name()).finish(),
+            GuildMsg::Followers(_) => f.write_str("Followers"),
             GuildMsg::Tick => f.write_str("Tick"),
             GuildMsg::Reload => f.write_str("Reload"),
         }
@@ -304,7 +307,7 @@ impl GuildActorState {
 /// The one way a committed change reaches its audience: the sessions that follow the guild
 /// (fanout), then the bus (consumers that are not sessions).
 pub(super) fn publish(bus: &EventBus, recipients: &[Follower], dispatch: Dispatch) {
-    fanout::deliver(recipients, &dispatch.event);
+    fanout::deliver(recipients, dispatch.guild_id, &dispatch.event);
     bus.publish(dispatch);
 }
 
@@ -421,6 +424,10 @@ impl Actor for GuildActor {
                 }
             }
             GuildMsg::Reload => return Err(Box::new(ReloadRequested)),
+            GuildMsg::Followers(port) => {
+                state.fanout.prune();
+                let _ = port.send(state.fanout.followers());
+            }
             GuildMsg::Tick => {
                 state.fanout.prune();
                 if state.fanout.is_empty()

@@ -64,8 +64,16 @@ pub fn variant_index(stripped: bool, encoding: Encoding) -> u8 {
 /// Carries events to the sessions of one other node: the event once, and for each recipient
 /// its key and the variant it gets.
 pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
-    /// Sends one event to the sessions named. Returns how many it queued (all or none).
-    fn deliver_batch(&self, variants: &Variants, recipients: &[(SessionKey, u8)]) -> usize;
+    /// Sends one event of a guild (`None`: a dispatch for one session alone, such as its
+    /// GUILD_CREATE) to the sessions named. Returns how many it queued (all or none).
+    fn deliver_batch(
+        &self,
+        guild_id: Option<Snowflake>,
+        variants: &Variants,
+        recipients: &[(SessionKey, u8)],
+    ) -> usize;
+    /// The node whose sessions this relay reaches.
+    fn node_id(&self) -> &str;
 }
 
 /// Turns the sessions named in session ops into recipients.
@@ -195,6 +203,20 @@ impl Fanout {
             self.invalidate();
         }
         removed
+    }
+
+    /// Every recipient's session, with the node it is on when that is another (its relay's).
+    pub fn followers(&self) -> Vec<(Option<String>, SessionRef)> {
+        self.by_user
+            .values()
+            .flatten()
+            .map(|f| {
+                (
+                    f.sink.relay().map(|r| r.node_id().to_owned()),
+                    f.sink.session().clone(),
+                )
+            })
+            .collect()
     }
 
     /// Whether a session (by key) is among the recipients.
@@ -342,9 +364,9 @@ fn strip_content(event: &GuildEvent) -> GuildEvent {
 /// One relay's share of an event: the relay and its recipients with their variants.
 type Batch<'a> = (&'a Arc<dyn Relay>, Vec<(SessionKey, u8)>);
 
-/// Delivers an event to each recipient whose intents ask for it. Returns how many got it (for
-/// recipients behind a relay: how many the relay queued).
-pub fn deliver(recipients: &[Follower], event: &GuildEvent) -> usize {
+/// Delivers an event of `guild_id` to each recipient whose intents ask for it. Returns how many
+/// got it (for recipients behind a relay: how many the relay queued).
+pub fn deliver(recipients: &[Follower], guild_id: Snowflake, event: &GuildEvent) -> usize {
     let intent = event.intent();
     let encoded = Encoded::default();
     let mut delivered = 0;
@@ -376,7 +398,7 @@ pub fn deliver(recipients: &[Follower], event: &GuildEvent) -> usize {
     if !batches.is_empty() {
         let variants = encoded.variants();
         for (relay, keys) in &batches {
-            delivered += relay.deliver_batch(&variants, keys);
+            delivered += relay.deliver_batch(Some(guild_id), &variants, keys);
         }
     }
     metrics::counter!("enrichment_gateway_deliveries_total").increment(delivered as u64);
