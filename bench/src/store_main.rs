@@ -25,6 +25,10 @@
 //! - **write ack**: from the call (or, open loop, from its due time) to its acknowledgement.
 //! - **read**: one `list_messages` call, from call to answer.
 //! - **batches**: transactions the group commit made in the window, and rows per batch.
+//!
+//! With `--fenced`, each writer is the owner of a guild of its own (one node claims an id pair
+//! and every writer's guild) and writes through `Stores::fenced`, as a guild actor of a cluster
+//! does: the cost of fencing on the hot path.
 
 // It measures the store itself, under the guild actors' write pattern, so it calls the write
 // methods the rest of the workspace reaches only through the guild actor's commit path.
@@ -36,10 +40,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
 use enrichment_storage::postgres::{PostgresOptions, PostgresStore};
-use enrichment_storage::{MessageRecord, MessageStore};
+use enrichment_storage::{GuildClaim, IdClaim, MessageRecord, MessageStore};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -85,6 +90,11 @@ struct Cli {
     /// Bytes of content per message.
     #[arg(long, default_value_t = 100)]
     content_bytes: usize,
+    /// Each writer writes as the owner of a guild of its own, through stores fenced by that
+    /// ownership (as a guild actor in a cluster does): every batch checks and share-locks the
+    /// ownership records it names.
+    #[arg(long)]
+    fenced: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -133,8 +143,9 @@ struct WriterResult {
 
 async fn writer(
     shared: Arc<Shared>,
+    messages: Arc<dyn MessageStore>,
     index: usize,
-    channel: Snowflake,
+    (guild, channel): (Snowflake, Snowflake),
     interval: Option<Duration>,
     content: String,
 ) -> anyhow::Result<WriterResult> {
@@ -162,11 +173,11 @@ async fn writer(
         let message = MessageRecord::text(
             id,
             channel,
-            Some(Snowflake(1)),
+            Some(guild),
             Snowflake(2 + index as u64),
             content.clone(),
         );
-        let result = shared.store.create_message(&message).await;
+        let result = messages.create_message(&message).await;
         let acked = Instant::now();
         shared.writes_done.fetch_add(1, Ordering::Relaxed);
         if !shared.window.contains(acked) {
@@ -288,6 +299,7 @@ struct Report {
     cores: usize,
     cpu: String,
     writers: usize,
+    fenced: bool,
     mode: String,
     offered_rate: Option<f64>,
     read_ratio: f64,
@@ -316,7 +328,7 @@ impl Report {
         format!(
             "server            {} (fsync={}, synchronous_commit={})\n\
              machine           {} cores, {}\n\
-             load              {} writers {}, {} readers at {} reads/write, {} B content\n\
+             load              {} writers{} {}, {} readers at {} reads/write, {} B content\n\
              store             pool {}, batch max {}, {} batches in flight\n\
              window            {:.1} s after {:.1} s warmup\n\
              writes persisted  {} ({:.0} msgs/s), {} errors\n\
@@ -331,6 +343,7 @@ impl Report {
             self.cores,
             self.cpu,
             self.writers,
+            if self.fenced { " (fenced)" } else { "" },
             self.mode,
             self.readers,
             self.read_ratio,
@@ -463,14 +476,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     let content = "x".repeat(cli.content_bytes);
+    // A guild per writer (its channel's id, plus one), owned by one node when fenced.
+    let mut stores = Vec::with_capacity(channels.len());
+    let all = Arc::clone(&store).stores();
+    let owner = if cli.fenced {
+        let me = NodeIdentity::new("store-bench", GenerationId::now());
+        match all
+            .nodes
+            .claim_id_pair(&me, None, Duration::from_secs(3600))
+            .await?
+        {
+            IdClaim::Claimed(lease) => Some((me, lease.pair)),
+            other => anyhow::bail!("cannot claim an id pair: {other:?}"),
+        }
+    } else {
+        None
+    };
+    for &channel in channels.iter() {
+        let guild = Snowflake(channel.get() + (1 << 40));
+        let messages = match &owner {
+            Some((me, pair)) => match all.leases.claim_guild(guild, me, *pair).await? {
+                GuildClaim::Claimed(record) => all.fenced(record).messages,
+                other => anyhow::bail!("cannot claim guild {guild}: {other:?}"),
+            },
+            None => Arc::clone(&all.messages),
+        };
+        stores.push((guild, messages));
+    }
     let writers: Vec<_> = channels
         .iter()
+        .zip(stores)
         .enumerate()
-        .map(|(i, &channel)| {
+        .map(|(i, (&channel, (guild, messages)))| {
             tokio::spawn(writer(
                 Arc::clone(&shared),
+                messages,
                 i,
-                channel,
+                (guild, channel),
                 interval,
                 content.clone(),
             ))
@@ -529,6 +571,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu: cpu_model(),
         writers: cli.writers,
+        fenced: cli.fenced,
         mode: if cli.rate > 0.0 {
             "open loop".into()
         } else {
