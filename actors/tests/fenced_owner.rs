@@ -6,23 +6,21 @@
 // Test helpers panic on anything unexpected; that is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use enrichment_actors::events::EventBus;
-use enrichment_actors::gateway::{GatewayConfig, Presences, SessionRegistry};
+use enrichment_actors::gateway::SessionRegistry;
 use enrichment_actors::guild::requests::{self, Caller};
-use enrichment_actors::guild::{GuildContext, GuildLimits, create_guild};
+use enrichment_actors::guild::{GuildLimits, create_guild};
 use enrichment_actors::router::{GuildOwnership, GuildRouter, LocalGuildRouter};
-use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::models::User;
 use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_protocol::rest::{CreateGuild, HistoryAnchor};
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
-use enrichment_storage::blobs::memory::MemoryBlobStore;
 use enrichment_storage::embedded::EmbeddedStore;
-use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::testsuite::credentials;
 use enrichment_storage::{GuildClaim, GuildOwner, IdClaim, IdPair, Stores};
 
@@ -65,20 +63,8 @@ async fn a_deposed_owner_writes_nothing_and_answers_a_retryable_error() {
         .await
         .unwrap();
     let sessions = Arc::new(SessionRegistry::new());
-    let ctx = Arc::new(GuildContext {
-        stores: stores.clone(),
-        users: UserDirectory::new(stores.users.clone()),
-        bus: EventBus::new(64),
-        recipients: sessions.clone(),
-        presences: Arc::new(Presences {
-            registry: sessions,
-            shared: Arc::new(MemoryShared::new()),
-        }),
-        ids: Arc::new(SnowflakeGenerator::new(1, 1)),
-        limits: GuildLimits::default(),
-        member_chunk_size: GatewayConfig::default().member_chunk_size,
-        blobs: Arc::new(MemoryBlobStore::default()),
-    });
+    let ids = SnowflakeGenerator::new(1, 1);
+    let ctx = common::context(&stores, &sessions, ids, GuildLimits::default());
     let body: CreateGuild =
         serde_json::from_value(serde_json::json!({ "name": "one guild" })).unwrap();
     let guild = create_guild(&ctx, user, body).await.unwrap();

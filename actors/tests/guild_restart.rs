@@ -4,24 +4,21 @@
 // Test helpers panic on anything unexpected; that is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use enrichment_actors::events::EventBus;
-use enrichment_actors::gateway::{
-    GatewayConfig, Presences, Session, SessionInfo, SessionLimits, SessionRegistry,
-};
+use enrichment_actors::gateway::{Session, SessionInfo, SessionLimits, SessionRegistry};
 use enrichment_actors::guild::requests::{self, Caller, SessionOp};
 use enrichment_actors::guild::{GuildContext, GuildLimits, create_guild};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
-use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::gateway::{Encoding, Outbound, PresenceUpdate, finish_dispatch, intents};
 use enrichment_protocol::models::User;
 use enrichment_protocol::rest::CreateGuild;
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
 use enrichment_storage::embedded::EmbeddedStore;
-use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::{Credentials, Stores};
 
 async fn user(stores: &Stores, id: u64) -> Snowflake {
@@ -70,20 +67,7 @@ async fn fixture(limits: GuildLimits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stores = Arc::new(EmbeddedStore::open(&dir.path().join("store")).unwrap()).stores();
     let sessions = Arc::new(SessionRegistry::new());
-    let ctx = Arc::new(GuildContext {
-        stores: stores.clone(),
-        users: UserDirectory::new(stores.users.clone()),
-        bus: EventBus::new(64),
-        recipients: sessions.clone(),
-        presences: Arc::new(Presences {
-            registry: sessions.clone(),
-            shared: Arc::new(MemoryShared::new()),
-        }),
-        ids: Arc::new(SnowflakeGenerator::new(1, 1)),
-        limits,
-        member_chunk_size: GatewayConfig::default().member_chunk_size,
-        blobs: Arc::new(enrichment_storage::blobs::memory::MemoryBlobStore::default()),
-    });
+    let ctx = common::context(&stores, &sessions, SnowflakeGenerator::new(1, 1), limits);
     let local = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(5))
         .await
         .unwrap();

@@ -6,42 +6,29 @@
 // Test helpers panic on anything unexpected; that is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use enrichment_actors::events::EventBus;
-use enrichment_actors::gateway::{GatewayConfig, Presences, SessionRegistry};
+use enrichment_actors::gateway::SessionRegistry;
 use enrichment_actors::guild::requests::{self, Caller};
 use enrichment_actors::guild::{GuildContext, GuildLimits, create_guild};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
-use enrichment_actors::users::UserDirectory;
 use enrichment_protocol::models::User;
 use enrichment_protocol::rest::CreateGuild;
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
+use enrichment_storage::Stores;
 use enrichment_storage::embedded::EmbeddedStore;
-use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::testsuite::credentials;
-use enrichment_storage::{Stores, blobs::memory::MemoryBlobStore};
 
 /// One "node": its own guild actors and its own generator, on the shared store.
 async fn node(stores: &Stores) -> (Arc<GuildContext>, Arc<LocalGuildRouter>) {
     let sessions = Arc::new(SessionRegistry::new());
-    let ctx = Arc::new(GuildContext {
-        stores: stores.clone(),
-        users: UserDirectory::new(stores.users.clone()),
-        bus: EventBus::new(64),
-        recipients: sessions.clone(),
-        presences: Arc::new(Presences {
-            registry: sessions,
-            shared: Arc::new(MemoryShared::new()),
-        }),
-        // The same pair on both: the misconfiguration the id leases exist to prevent.
-        ids: Arc::new(SnowflakeGenerator::new(3, 4)),
-        limits: GuildLimits::default(),
-        member_chunk_size: GatewayConfig::default().member_chunk_size,
-        blobs: Arc::new(MemoryBlobStore::default()),
-    });
+    // The same pair on both: the misconfiguration the id leases exist to prevent.
+    let ids = SnowflakeGenerator::new(3, 4);
+    let ctx = common::context(stores, &sessions, ids, GuildLimits::default());
     let router = LocalGuildRouter::start(ctx.clone(), Duration::from_secs(10))
         .await
         .unwrap();
