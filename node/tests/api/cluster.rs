@@ -1245,6 +1245,16 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     }
     let on_d = status(&http, &d).await.nodes.remove(0).guild_actors;
     assert_eq!(on_d as usize, moved.len(), "node-d runs the moved guilds");
+    let mut held = 0.0;
+    for m in [&a, &b, &c, &d] {
+        held += counter(m, "enrichment_cluster_held_frames_total").await;
+    }
+    let seamless = counter(&a, "enrichment_cluster_handoffs_total").await
+        + counter(&b, "enrichment_cluster_handoffs_total").await
+        + counter(&c, "enrichment_cluster_handoffs_total").await;
+    eprintln!(
+        "handoffs: {seamless}; frames a session's node held until the old owner's marker: {held}"
+    );
     drop(gw);
     for m in [a, b, c, d] {
         m.node.stop();
