@@ -53,6 +53,9 @@ pub trait GuildRouter: Send + Sync + 'static {
     fn local_actor_count(&self) -> usize;
     /// Whether the guild's actor runs on this node now (without starting it).
     fn is_running(&self, guild_id: Snowflake) -> bool;
+    /// Makes the guild's actor on this node reload the guild from storage, keeping its
+    /// followers ([`LocalGuildRouter::reload`]). False when it does not run here.
+    fn reload_here(&self, guild_id: Snowflake) -> bool;
 }
 
 impl dyn GuildRouter {
@@ -456,5 +459,9 @@ impl GuildRouter for LocalGuildRouter {
 
     fn is_running(&self, guild_id: Snowflake) -> bool {
         self.actors.contains_key(&guild_id)
+    }
+
+    fn reload_here(&self, guild_id: Snowflake) -> bool {
+        self.reload(guild_id)
     }
 }

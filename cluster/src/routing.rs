@@ -55,8 +55,11 @@
 //! - **Gaps.** Frames lost on a link (a queue overflowed, a connection broke) resync the
 //!   guilds between the two nodes, both ways.
 //!
-//! Not yet here (see `cluster/README.md`): re-subscribing remote sessions when a guild's actor
-//! restarts on a live owner.
+//! - **Restarts.** The owner remembers which sessions of other nodes followed each guild it
+//!   runs; an actor that restarts (after a failure, or reloaded by an operator) takes them back
+//!   with this node's own, as the start hook of the local router.
+//!
+//! Not yet here (see `cluster/README.md`): taking a session over on RESUME at another node.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -553,6 +556,11 @@ pub struct ClusterRouter {
     user_events: std::sync::OnceLock<Arc<dyn UserEvents>>,
     /// Followers handed over by a guild's previous owner, for its actor here to start with.
     adopted: DashMap<Snowflake, (Instant, Vec<SessionRef>)>,
+    /// Sessions of other nodes that asked to follow each guild run here: what an actor that
+    /// restarts (after a failure, or reloaded) takes back, beside this node's own sessions. A
+    /// superset: the actor keeps only members still entitled, and the directory drops ended
+    /// sessions.
+    remote_follows: DashMap<Snowflake, HashMap<u64, SessionRef>>,
     /// Handoffs waiting for the next owner to take the followers, by id.
     adoptions: DashMap<u64, oneshot::Sender<()>>,
     /// Frames held per guild until its previous owner's end-of-epoch marker.
@@ -618,7 +626,12 @@ impl GuildStartHook for StartHook {
         if let Some((_, (at, adopted))) = router.adopted.remove(&guild_id)
             && at.elapsed() < ADOPTION_KEPT_FOR
         {
-            sessions.extend(adopted);
+            router.remember_remote(guild_id, &adopted);
+        }
+        // Those of other nodes that followed it here before, still reachable.
+        if let Some(mut remote) = router.remote_follows.get_mut(&guild_id) {
+            remote.retain(|_, s| router.directory.recipient(s).is_some());
+            sessions.extend(remote.values().cloned());
         }
         (!sessions.is_empty()).then_some(SessionOp::Resubscribe { sessions })
     }
@@ -677,6 +690,7 @@ impl ClusterRouter {
             drain_requested: parts.drain_requested,
             user_events: std::sync::OnceLock::new(),
             adopted: DashMap::new(),
+            remote_follows: DashMap::new(),
             adoptions: DashMap::new(),
             holding: parking_lot::Mutex::new(HashMap::new()),
             hold_bytes: parts.hold_bytes,
@@ -700,6 +714,25 @@ impl ClusterRouter {
     /// Guilds this node holds now.
     pub fn held_count(&self) -> usize {
         self.held.len()
+    }
+
+    /// Forgets remembered followers whose sessions are gone (their node left or restarted).
+    fn forget_unreachable_followers(&self) {
+        self.remote_follows.retain(|_, follows| {
+            follows.retain(|_, s| self.directory.recipient(s).is_some());
+            !follows.is_empty()
+        });
+    }
+
+    /// Remembers sessions of other nodes as followers of a guild run here.
+    fn remember_remote(&self, guild_id: Snowflake, sessions: &[SessionRef]) {
+        if sessions.is_empty() {
+            return;
+        }
+        let mut follows = self.remote_follows.entry(guild_id).or_default();
+        for s in sessions {
+            follows.insert(s.key.0, s.clone());
+        }
     }
 
     /// Waits until this node holds no guild (a draining node handed them all off), at most
@@ -934,6 +967,8 @@ impl ClusterRouter {
             }
         }
         self.held.remove(&guild_id);
+        // Its next owner follows them now.
+        self.remote_follows.remove(&guild_id);
         self.tell_every_member(&Control::GuildMoved {
             guild_id,
             to: adopted_by.clone(),
@@ -1170,6 +1205,15 @@ impl ClusterRouter {
             Control::Work { id, guild_id, work } => {
                 if let Work::Session(op) = &work {
                     self.directory.register(&from.node_id, op);
+                    match op {
+                        SessionOp::Subscribe { session } | SessionOp::Resync { session } => {
+                            self.remember_remote(guild_id, std::slice::from_ref(session));
+                        }
+                        SessionOp::Resubscribe { sessions } => {
+                            self.remember_remote(guild_id, sessions);
+                        }
+                        SessionOp::Presence { .. } | SessionOp::RequestMembers { .. } => {}
+                    }
                 }
                 let me = self.clone();
                 tokio::spawn(async move {
@@ -1214,7 +1258,12 @@ impl ClusterRouter {
                     keys.remove(&key.0);
                 }
             }
-            Control::SessionGone { key } => self.directory.gone(key),
+            Control::SessionGone { key } => {
+                self.directory.gone(key);
+                for mut follows in self.remote_follows.iter_mut() {
+                    follows.remove(&key.0);
+                }
+            }
             Control::Drain => {
                 warn!(from = %from, "drain requested through another node");
                 self.drain_requested.notify_one();
@@ -1413,6 +1462,7 @@ async fn watch_owners(router: Arc<ClusterRouter>, mut views: watch::Receiver<Clu
             .collect();
         for gone in members.difference(&now) {
             router.directory.node_gone(gone);
+            router.forget_unreachable_followers();
             router.owner_lost(gone);
         }
         members = now;
@@ -1449,6 +1499,7 @@ async fn serve(router: Arc<ClusterRouter>, mut inbound: mpsc::Receiver<Inbound>)
             }
             Inbound::PeerRestarted { peer, .. } => {
                 router.directory.node_gone(&peer.node_id);
+                router.forget_unreachable_followers();
                 router.owner_lost(&peer.node_id);
             }
             Inbound::PeerUp { .. } | Inbound::PeerDown { .. } => {}
@@ -1498,5 +1549,9 @@ impl GuildRouter for ClusterRouter {
 
     fn is_running(&self, guild_id: Snowflake) -> bool {
         self.local.is_running(guild_id)
+    }
+
+    fn reload_here(&self, guild_id: Snowflake) -> bool {
+        self.local.reload(guild_id)
     }
 }

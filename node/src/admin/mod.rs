@@ -10,6 +10,10 @@
 //!   tokens with a fresh key, older tokens keep verifying, other nodes follow on their own;
 //! - `POST /cluster/nodes/{node_id}/drain`: the node tells its gateway clients to reconnect
 //!   (op 7, then close 4000) and refuses new gateway connections; `/readyz` turns 503.
+//! - `POST /guilds/{guild_id}/reload`: the guild's actor on this node (its owner; see
+//!   `/cluster/ring?guild_id=`) reloads the guild from storage and keeps its followers, as after
+//!   a crash: the way to pick up a change made to storage behind it. 404 when it does not run
+//!   here.
 //!
 //! The wire types live in `enrichment_protocol::admin`, shared with the SDK.
 
@@ -166,6 +170,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(cluster_status)
             .service(cluster_ring)
             .service(drain_node)
+            .service(reload_guild)
             .service(signing_keys)
             .service(rotate_keys),
     );
@@ -303,6 +308,21 @@ async fn drain_node(admin: Admin, node_id: web::Path<String>) -> ApiResult<HttpR
         admin.cluster.request_drain();
     }
     Ok(HttpResponse::Ok().json(admin.node_info()))
+}
+
+#[post("/guilds/{guild_id}/reload")]
+async fn reload_guild(admin: Admin, guild_id: web::Path<u64>) -> ApiResult<HttpResponse> {
+    let guild_id = Snowflake(guild_id.into_inner());
+    if admin.router.reload_here(guild_id) {
+        tracing::warn!(%guild_id, "reloading a guild's actor on admin request");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(HttpError(ApiError::new(
+            404,
+            ErrorCode::UnknownGuild,
+            "The guild's actor does not run on this node",
+        )))
+    }
 }
 
 fn key_list(keyring: &Keyring) -> SigningKeys {

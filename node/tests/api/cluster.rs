@@ -780,6 +780,46 @@ async fn a_resume_for_a_session_of_a_dead_node_is_invalid_instead_of_sent_back_t
     assert_eq!(answer.d, serde_json::json!(false));
 }
 
+/// A guild's actor restarts on its owner (an operator reloads it, as after a crash): the
+/// sessions of the other nodes that followed it still get its events, without a resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_that_restarts_on_its_owner_keeps_its_followers_on_other_nodes() {
+    let mut t = Spread::start().await;
+    let (status, first) = t.post(0).await;
+    assert_eq!(status, 200);
+    t.delivered(&[first.unwrap()]).await;
+
+    let http = reqwest::Client::new();
+    let reload = |m: &Member| {
+        http.post(format!(
+            "{}/admin/v1/guilds/{}/reload",
+            m.node.base, t.guild_id
+        ))
+        .header("Authorization", format!("Bearer {ADMIN}"))
+        .send()
+    };
+    assert_eq!(
+        reload(&t.a).await.unwrap().status(),
+        404,
+        "node-a does not run the guild"
+    );
+    assert_eq!(reload(t.c.as_ref().unwrap()).await.unwrap().status(), 204);
+
+    let mut after = Vec::new();
+    for i in 1..5 {
+        let (status, id) = t.post(i).await;
+        assert_eq!(status, 200);
+        after.push(id.unwrap());
+    }
+    for gw in &mut t.sessions {
+        for id in &after {
+            let (event, d) = gw.next_event().await;
+            assert_eq!(event, "MESSAGE_CREATE", "no resync, only the messages: {d}");
+            assert_eq!(d["id"].as_str(), Some(id.as_str()));
+        }
+    }
+}
+
 /// The sum of a counter's series in a node's `/metrics`.
 async fn counter(m: &Member, name: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", m.node.base))
@@ -802,10 +842,12 @@ async fn counter(m: &Member, name: &str) -> f64 {
 /// hole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_resync() {
+    // Leases and the failure detector far longer than the stall; the kernel buffers several
+    // MB of a link before node-c's own queue fills, which can take many sends on a busy machine.
     let mut t = Spread::start_with(
-        &[],
+        &["--id-lease-secs", "120"],
         &format!(
-            "dead_after_secs = 30\nlink_queue_bytes = {}\n",
+            "dead_after_secs = 90\nlink_queue_bytes = {}\n",
             enrichment_cluster::config::MIN_LINK_QUEUE_BYTES
         ),
     )
@@ -813,13 +855,17 @@ async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_re
     let c = t.c.take().unwrap();
     t.b.as_ref().unwrap().node.pause();
     let started = Instant::now();
-    let big = "x".repeat(1_900);
+    // About 6 KB per event: the longest content and embed description Discord allows.
+    let body = serde_json::json!({
+        "content": "x".repeat(2_000),
+        "embeds": [{ "description": "y".repeat(4_000) }],
+    });
     let http = reqwest::Client::new();
     let mut sent = 0;
     // Sends go to the owner itself, several at a time, until its queue for node-b overflowed.
     while counter(&c, "enrichment_cluster_send_overflows_total").await == 0.0 {
         assert!(
-            started.elapsed() < Duration::from_secs(15),
+            started.elapsed() < Duration::from_secs(60),
             "node-c's queue for node-b never overflowed after {sent} sends"
         );
         let batch: Vec<_> = (0..16)
@@ -829,7 +875,7 @@ async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_re
                     c.node.base, t.channel
                 ))
                 .header("Authorization", &t.owner_token)
-                .json(&serde_json::json!({ "content": big }))
+                .json(&body)
                 .send()
             })
             .collect();
