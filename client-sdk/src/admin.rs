@@ -69,6 +69,14 @@ impl AdminClient {
         self.call(Method::POST, &path, None).await
     }
 
+    /// `POST /admin/v1/guilds/{guild_id}/reload`: the guild's actor on this node (its owner)
+    /// reloads the guild from storage, keeping the sessions that follow it, as after a crash.
+    /// Not found when the guild's actor does not run on this node.
+    pub async fn reload_guild(&self, guild_id: Snowflake) -> Result<()> {
+        let path = format!("/guilds/{guild_id}/reload");
+        self.call(Method::POST, &path, None).await
+    }
+
     /// `GET /admin/v1/keys`: the ids of the JWT signing keys every node shares, and the one
     /// new tokens are signed with (never the key material).
     pub async fn signing_keys(&self) -> Result<SigningKeys> {

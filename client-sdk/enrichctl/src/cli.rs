@@ -372,6 +372,12 @@ pub enum ClusterCmd {
         #[arg(value_name = "NODE_ID")]
         node: String,
     },
+    /// Reload a guild's actor from storage on the node it runs on (its owner), keeping the
+    /// sessions that follow it: the way to pick up a change made to storage behind it.
+    Reload {
+        #[arg(value_parser = id, value_name = "GUILD_ID")]
+        guild: Snowflake,
+    },
     /// The JWT signing keys the nodes share.
     #[command(subcommand)]
     Keys(KeysCmd),

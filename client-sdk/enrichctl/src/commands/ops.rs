@@ -250,6 +250,31 @@ pub async fn cluster(ctx: &mut Ctx, cmd: ClusterCmd) -> CliResult<()> {
                 ));
             }
         }
+        ClusterCmd::Reload { guild } => {
+            match admin.reload_guild(guild).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {
+                    return Err(CliError::new(
+                        Exit::NotFound,
+                        format!("guild {guild}'s actor does not run on this node"),
+                    )
+                    .with_hint(
+                        "`enrichctl cluster owner GUILD` names the node that runs it; point \
+                         --api at that node (an idle guild runs nowhere until it is used)",
+                    ));
+                }
+                Err(e) => return Err(admin_error(e)),
+            }
+            if ctx.out.json {
+                return ctx
+                    .out
+                    .value(&json!({ "guild_id": guild, "reloaded": true }));
+            }
+            ctx.out.say(format!(
+                "guild {}'s actor reloads from storage; the sessions that follow it stay",
+                paint(BOLD, guild)
+            ));
+        }
         ClusterCmd::Drain { node } => {
             let n = admin.drain_node(&node).await.map_err(admin_error)?;
             if ctx.out.json {

@@ -1,4 +1,4 @@
-//! `cluster status`, `ring`, `keys` and `drain` with the admin token, and without it.
+//! `cluster status`, `ring`, `keys`, `reload` and `drain` with the admin token, and without it.
 
 use crate::support::*;
 
@@ -82,6 +82,39 @@ async fn cluster_commands_need_the_admin_token() {
     // The login made before the rotation still works.
     let me = cli.run(&["--json", "whoami"]).await.json();
     assert_eq!(me["username"], "dave");
+
+    // Reload: a guild whose actor runs here (it was just used), and one that runs nowhere.
+    let guild = cli
+        .run(&["--json", "guild", "create", "Reloaded"])
+        .await
+        .json();
+    let gid = guild["id"].as_str().unwrap().to_owned();
+    let cid = cli
+        .run(&["--json", "channel", "create", &gid, "general"])
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli.run(&["send", &cid, "before the reload"]).await.ok();
+    let reloaded = cli
+        .run_with(&["cluster", "reload", &gid], &with_token, None)
+        .await;
+    assert!(
+        reloaded.ok().contains("reloads from storage"),
+        "{reloaded:?}"
+    );
+    cli.run(&["send", &cid, "after the reload"]).await.ok();
+    cli.run_with(
+        &["cluster", "reload", "175928847299117063"],
+        &with_token,
+        None,
+    )
+    .await
+    .fails(4, "cluster owner GUILD");
+    cli.run(&["cluster", "reload", &gid])
+        .await
+        .fails(3, "cluster commands need the admin token");
 
     cli.run_with(&["cluster", "drain", "elsewhere"], &with_token, None)
         .await
