@@ -16,12 +16,9 @@ use enrichment_actors::gateway::SessionRegistry;
 use enrichment_actors::guild::requests::{self, Caller};
 use enrichment_actors::guild::{GuildLimits, create_guild};
 use enrichment_actors::router::{GuildOwnership, GuildRouter, LocalGuildRouter};
-use enrichment_protocol::models::User;
 use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_protocol::rest::{CreateGuild, HistoryAnchor};
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
-use enrichment_storage::embedded::EmbeddedStore;
-use enrichment_storage::testsuite::credentials;
 use enrichment_storage::{GuildClaim, GuildOwner, IdClaim, IdPair, Stores};
 
 /// What the cluster layer would say: the record this node claimed, for the one guild it owns.
@@ -47,21 +44,11 @@ async fn member(stores: &Stores, name: &str) -> (NodeIdentity, IdPair) {
     }
 }
 
-fn create(channel: Snowflake, content: &str) -> requests::CreateMessage {
-    let body = serde_json::from_value(serde_json::json!({ "content": content })).unwrap();
-    requests::CreateMessage::text(channel, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_owner_writes_nothing_and_answers_a_retryable_error() {
     let dir = tempfile::tempdir().unwrap();
-    let stores = Arc::new(EmbeddedStore::open(dir.path()).unwrap()).stores();
     let user = Snowflake(1_000);
-    stores
-        .users
-        .create_user(&User::new(user, "owner"), &credentials(user))
-        .await
-        .unwrap();
+    let stores = common::stores_with_owner(dir.path(), user).await;
     let sessions = Arc::new(SessionRegistry::new());
     let ids = SnowflakeGenerator::new(1, 1);
     let ctx = common::context(&stores, &sessions, ids, GuildLimits::default());
@@ -97,7 +84,11 @@ async fn a_deposed_owner_writes_nothing_and_answers_a_retryable_error() {
     let router: Arc<dyn GuildRouter> = router;
 
     let first = router
-        .request(guild.id, Caller::new(user), create(channel, "while owner"))
+        .request(
+            guild.id,
+            Caller::new(user),
+            common::create(channel, "while owner"),
+        )
         .await
         .unwrap();
 
@@ -112,7 +103,7 @@ async fn a_deposed_owner_writes_nothing_and_answers_a_retryable_error() {
         .request(
             guild.id,
             Caller::new(user),
-            create(channel, "after the move"),
+            common::create(channel, "after the move"),
         )
         .await
         .unwrap_err();
@@ -138,7 +129,11 @@ async fn a_deposed_owner_writes_nothing_and_answers_a_retryable_error() {
 
     // A guild this node never claimed gets no actor.
     let refused = router
-        .request(unowned.id, Caller::new(user), create(channel, "elsewhere"))
+        .request(
+            unowned.id,
+            Caller::new(user),
+            common::create(channel, "elsewhere"),
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.status, 503, "{:?}", refused.body);

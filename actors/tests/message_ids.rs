@@ -13,15 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enrichment_actors::gateway::SessionRegistry;
-use enrichment_actors::guild::requests::{self, Caller};
+use enrichment_actors::guild::requests::Caller;
 use enrichment_actors::guild::{GuildContext, GuildLimits, create_guild};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
-use enrichment_protocol::models::User;
 use enrichment_protocol::rest::CreateGuild;
 use enrichment_protocol::{Snowflake, SnowflakeGenerator};
 use enrichment_storage::Stores;
-use enrichment_storage::embedded::EmbeddedStore;
-use enrichment_storage::testsuite::credentials;
 
 /// One "node": its own guild actors and its own generator, on the shared store.
 async fn node(stores: &Stores) -> (Arc<GuildContext>, Arc<LocalGuildRouter>) {
@@ -35,21 +32,11 @@ async fn node(stores: &Stores) -> (Arc<GuildContext>, Arc<LocalGuildRouter>) {
     (ctx, router)
 }
 
-fn create(channel: Snowflake, content: &str) -> requests::CreateMessage {
-    let body = serde_json::from_value(serde_json::json!({ "content": content })).unwrap();
-    requests::CreateMessage::text(channel, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_create_of_one_id_is_refused_and_no_acknowledged_message_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let stores = Arc::new(EmbeddedStore::open(dir.path()).unwrap()).stores();
     let owner = Snowflake(1_000);
-    stores
-        .users
-        .create_user(&User::new(owner, "owner"), &credentials(owner))
-        .await
-        .unwrap();
+    let stores = common::stores_with_owner(dir.path(), owner).await;
     let (ctx_a, router_a) = node(&stores).await;
     let (_ctx_b, router_b) = node(&stores).await;
     let body: CreateGuild =
@@ -77,7 +64,11 @@ async fn a_second_create_of_one_id_is_refused_and_no_acknowledged_message_is_los
                     for n in 0..25 {
                         let content = format!("{name}{t}-{round}-{n}");
                         let result = router
-                            .request(guild.id, Caller::new(owner), create(channel, &content))
+                            .request(
+                                guild.id,
+                                Caller::new(owner),
+                                common::create(channel, &content),
+                            )
                             .await;
                         out.push((content, result));
                     }
