@@ -34,6 +34,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::messages::{PIN_IF_ABSENT, message_key};
+use super::nodes::live_owner;
 use super::{Db, col, db_error, describe, encode_error, sql_id, sql_time};
 use crate::{GuildOwner, MessageRecord, StoreError, StoreResult};
 
@@ -122,11 +123,13 @@ const INSERT: &str = "INSERT INTO messages (channel_id, bucket, message_id, guil
 /// the ownership records the rows name that are live, a fenced row is inserted only when its
 /// fence is one of them, and the statement returns the stored keys followed by the live
 /// fences (keys `NULL`). One statement still: the check costs no round trip.
-const FENCED_INSERT: &str = "WITH live AS (
+const FENCED_INSERT: &str = concat!(
+    "WITH live AS (
         SELECT o.guild_id, o.node_id, o.generation, o.epoch
         FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
-        WHERE o.guild_id = ANY($19::bigint[]) AND NOT o.released
-            AND l.node_id = o.node_id AND l.generation = o.generation AND l.expires_at > now()
+        WHERE o.guild_id = ANY($19::bigint[]) AND ",
+    live_owner!(),
+    "
         FOR SHARE OF o
     ), stored AS (
         INSERT INTO messages (channel_id, bucket, message_id, guild_id, author_id,
@@ -151,7 +154,8 @@ const FENCED_INSERT: &str = "WITH live AS (
     SELECT channel_id, bucket, message_id, pinned,
         NULL::bigint, NULL::text, NULL::bigint, NULL::bigint FROM stored
     UNION ALL
-    SELECT NULL, NULL, NULL, NULL, guild_id, node_id, generation, epoch FROM live";
+    SELECT NULL, NULL, NULL, NULL, guild_id, node_id, generation, epoch FROM live"
+);
 
 /// The ownership a row is written under, as [`FENCED_INSERT`] compares it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -183,12 +183,23 @@ const CLAIMER_LEASE: &str = "SELECT 1 FROM id_leases
 const FIRST_CLAIM: &str = "INSERT INTO guild_owners (guild_id, node_id, generation, pair, epoch)
     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (guild_id) DO NOTHING";
 
-/// A record with whether it is live: not released, and its node still holds its pair.
-const OWNER: &str = "SELECT o.node_id, o.generation, o.pair, o.epoch,
-        NOT o.released AND l.expires_at > now() AND l.node_id = o.node_id
-            AND l.generation = o.generation
-    FROM guild_owners o LEFT JOIN id_leases l ON l.pair = o.pair
-    WHERE o.guild_id = $1";
+/// Whether the ownership record `o`, joined with its pair's lease `l`, is live: not released,
+/// and its node (that generation) still holds the pair. The one definition every statement
+/// that asks uses.
+macro_rules! live_owner {
+    () => {
+        "NOT o.released AND l.node_id = o.node_id AND l.generation = o.generation \
+         AND l.expires_at > now()"
+    };
+}
+pub(super) use live_owner;
+
+/// A record with whether it is live.
+const OWNER: &str = concat!(
+    "SELECT o.node_id, o.generation, o.pair, o.epoch, ",
+    live_owner!(),
+    " FROM guild_owners o LEFT JOIN id_leases l ON l.pair = o.pair WHERE o.guild_id = $1"
+);
 
 const TAKE_OVER: &str = "UPDATE guild_owners SET node_id = $2, generation = $3, pair = $4,
         epoch = epoch + 1, released = false
@@ -197,19 +208,21 @@ const TAKE_OVER: &str = "UPDATE guild_owners SET node_id = $2, generation = $3, 
 const RELEASE_GUILD: &str = "UPDATE guild_owners SET released = true
     WHERE guild_id = $1 AND node_id = $2 AND generation = $3 AND epoch = $4 AND NOT released";
 
-const OWNED_BY: &str = "SELECT o.guild_id, o.pair, o.epoch
-    FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
-    WHERE o.node_id = $1 AND o.generation = $2 AND NOT o.released
-        AND l.node_id = o.node_id AND l.generation = o.generation AND l.expires_at > now()
-    ORDER BY o.guild_id";
+const OWNED_BY: &str = concat!(
+    "SELECT o.guild_id, o.pair, o.epoch FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
+    WHERE o.node_id = $1 AND o.generation = $2 AND ",
+    live_owner!(),
+    " ORDER BY o.guild_id"
+);
 
 /// `fence` as the guild's live record, share-locked for the rest of the transaction: a claim
 /// or release (which lock it for update) waits until the transaction ends.
-const FENCE: &str = "SELECT 1 FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
-    WHERE o.guild_id = $1 AND o.node_id = $2 AND o.generation = $3 AND o.epoch = $4
-        AND NOT o.released AND l.node_id = o.node_id AND l.generation = o.generation
-        AND l.expires_at > now()
-    FOR SHARE OF o";
+const FENCE: &str = concat!(
+    "SELECT 1 FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
+    WHERE o.guild_id = $1 AND o.node_id = $2 AND o.generation = $3 AND o.epoch = $4 AND ",
+    live_owner!(),
+    " FOR SHARE OF o"
+);
 
 /// Refuses the transaction's writes unless `fence` (when there is one) is the guild's live
 /// ownership record; the record stays share-locked until the transaction ends.
