@@ -20,6 +20,14 @@ const ADMIN: &str = "admin-token-for-the-cluster-tests";
 /// take turns.
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A number a long run of a test takes from the environment, else `default`.
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A config file putting a node on `place` (PostgreSQL, Redis, S3), clustered with `secret`,
 /// quick to call a silent node dead.
 fn config_file(dir: &Path, place: &SharedPlace, secret: &str) -> PathBuf {
@@ -1146,10 +1154,7 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     let (a, b, c) = trio(dir.path(), &config, &[]).await;
     let (ra, rb) = (Rest::on(&a), Rest::on(&b));
     let (token, _) = ra.register("owner").await;
-    let count: usize = std::env::var("ENRICHMENT_JOIN_GUILDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let count = setting("ENRICHMENT_JOIN_GUILDS", 40) as usize;
     let mut guilds = Vec::new();
     for n in 0..count {
         guilds.push(ra.guild(&token, &format!("g{n}")).await);
@@ -1445,12 +1450,6 @@ async fn chaos_kill_nine_under_load_loses_no_acknowledged_message() {
         })
     };
 
-    let setting = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let rounds = setting("ENRICHMENT_CHAOS_ROUNDS", 2);
     let every = Duration::from_secs(setting("ENRICHMENT_CHAOS_EVERY_SECS", 3));
     let mut members = [Some(a), Some(b), Some(c)];
