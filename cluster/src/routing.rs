@@ -150,14 +150,12 @@ pub enum Control {
         to: Option<String>,
     },
     /// The sending node hands the guild to the receiving one: these are its followers, by
-    /// node. Answered with [`Control::Adopted`] and the same `id` once registered.
+    /// node. Answered like work, with [`Control::Outcome`] (`Done`) and the same `id`, once
+    /// registered.
     Adopt {
         id: u64,
         guild_id: Snowflake,
         followers: Vec<(String, Vec<SessionRef>)>,
-    },
-    Adopted {
-        id: u64,
     },
     /// A user joined a guild through the sending node: the user's sessions here follow it.
     UserJoined {
@@ -203,8 +201,10 @@ pub const HOLD_FOR: Duration = Duration::from_secs(10);
 struct Holding {
     from: String,
     since: Instant,
+    /// The frames' bytes on the wire, which `hold_bytes` bounds.
     bytes: usize,
-    frames: Vec<Bytes>,
+    /// Decoded; their variants are slices of the frames, not copies.
+    frames: Vec<FanoutBatch>,
 }
 
 /// A guild this node holds: the epoch of its claim, and a gate that work passes through
@@ -462,14 +462,7 @@ impl ClusterDirectory {
 
     /// Remembers the sessions an op from `node_id` names, so the actor can deliver to them.
     fn register(&self, node_id: &str, op: &SessionOp) {
-        let sessions: &[SessionRef] = match op {
-            SessionOp::Subscribe { session }
-            | SessionOp::Resync { session }
-            | SessionOp::RequestMembers { session, .. } => std::slice::from_ref(session),
-            SessionOp::Resubscribe { sessions } => sessions,
-            SessionOp::Presence { .. } => &[],
-        };
-        self.register_sessions(node_id, sessions);
+        self.register_sessions(node_id, op.sessions());
     }
 
     /// Remembers sessions of `node_id`, reached through that node's relay.
@@ -561,8 +554,6 @@ pub struct ClusterRouter {
     /// superset: the actor keeps only members still entitled, and the directory drops ended
     /// sessions.
     remote_follows: DashMap<Snowflake, HashMap<u64, SessionRef>>,
-    /// Handoffs waiting for the next owner to take the followers, by id.
-    adoptions: DashMap<u64, oneshot::Sender<()>>,
     /// Frames held per guild until its previous owner's end-of-epoch marker.
     holding: parking_lot::Mutex<HashMap<Snowflake, Holding>>,
     hold_bytes: usize,
@@ -691,7 +682,6 @@ impl ClusterRouter {
             user_events: std::sync::OnceLock::new(),
             adopted: DashMap::new(),
             remote_follows: DashMap::new(),
-            adoptions: DashMap::new(),
             holding: parking_lot::Mutex::new(HashMap::new()),
             hold_bytes: parts.hold_bytes,
         });
@@ -716,12 +706,15 @@ impl ClusterRouter {
         self.held.len()
     }
 
-    /// Forgets remembered followers whose sessions are gone (their node left or restarted).
-    fn forget_unreachable_followers(&self) {
+    /// A node left the cluster or came back as a new process: its sessions are gone from
+    /// every guild run here, and the guilds it owned lost their owner.
+    fn node_lost(self: &Arc<Self>, node_id: &str) {
+        self.directory.node_gone(node_id);
         self.remote_follows.retain(|_, follows| {
             follows.retain(|_, s| self.directory.recipient(s).is_some());
             !follows.is_empty()
         });
+        self.owner_lost(node_id);
     }
 
     /// Remembers sessions of other nodes as followers of a guild run here.
@@ -943,9 +936,20 @@ impl ClusterRouter {
         if !self.local.retire(guild_id, self.timeout).await {
             warn!(%guild_id, "the guild's actor did not finish its work in time; handing off anyway");
         }
-        let local_followers = match self.registry.guild_started(guild_id) {
-            Some(SessionOp::Resubscribe { sessions }) => sessions,
-            _ => Vec::new(),
+        // The sessions here among the followers: the actor's word, or, when it did not answer,
+        // each session's own (a scan of every session here).
+        let keys: HashSet<u64> = match &followers {
+            Some(followers) => followers
+                .iter()
+                .filter(|(node, _)| node.is_none())
+                .map(|(_, s)| s.key.0)
+                .collect(),
+            None => match self.registry.guild_started(guild_id) {
+                Some(SessionOp::Resubscribe { sessions }) => {
+                    sessions.iter().map(|s| s.key.0).collect()
+                }
+                _ => HashSet::new(),
+            },
         };
         let adopted_by = match (next, followers) {
             (Some(next), Some(followers)) => {
@@ -973,7 +977,6 @@ impl ClusterRouter {
             guild_id,
             to: adopted_by.clone(),
         });
-        let keys: HashSet<u64> = local_followers.iter().map(|s| s.key.0).collect();
         match &adopted_by {
             // The sessions here keep following the guild, now at its next owner.
             Some(next) if !keys.is_empty() => {
@@ -1008,7 +1011,7 @@ impl ClusterRouter {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.adoptions.insert(id, tx);
+        self.pending.insert(id, tx);
         // A node that just joined may not be linked yet.
         let sent = self.link_opens_within(next, ADOPT_WAIT).await
             && self
@@ -1022,8 +1025,12 @@ impl ClusterRouter {
                     },
                 )
                 .is_ok();
-        let taken = sent && matches!(tokio::time::timeout(ADOPT_WAIT, rx).await, Ok(Ok(())));
-        self.adoptions.remove(&id);
+        let taken = sent
+            && matches!(
+                tokio::time::timeout(ADOPT_WAIT, rx).await,
+                Ok(Ok(Outcome::Done))
+            );
+        self.pending.remove(&id);
         if !taken {
             warn!(%guild_id, %next, "the next owner did not take the guild's followers; they resync");
         }
@@ -1106,25 +1113,33 @@ impl ClusterRouter {
                 return;
             }
         };
-        if let Some(guild_id) = batch.guild_id
-            && self.hold(guild_id, &from.node_id, &payload)
-        {
-            return;
-        }
+        let batch = match batch.guild_id {
+            Some(guild_id) => match self.hold(guild_id, &from.node_id, batch, payload.len()) {
+                Some(batch) => batch,
+                None => return,
+            },
+            None => batch,
+        };
         self.hand_on(&from.node_id, batch);
     }
 
     /// Holds a frame of a guild that comes from another node than the guild's owner as this
     /// node knows it: the guild is changing hands, and the frame waits for the previous
-    /// owner's marker. False when the frame is to be handed on now. A holding that grows past
-    /// its bounds is given up: the guild's sessions here resync.
-    fn hold(self: &Arc<Self>, guild_id: Snowflake, from: &str, payload: &Bytes) -> bool {
+    /// owner's marker. Gives the frame back when it is to be handed on now. A holding that
+    /// grows past its bounds is given up: the guild's sessions here resync.
+    fn hold(
+        self: &Arc<Self>,
+        guild_id: Snowflake,
+        from: &str,
+        batch: FanoutBatch,
+        wire_len: usize,
+    ) -> Option<FanoutBatch> {
         let owner = match self.followed.lock().get(&guild_id) {
             Some((owner, _)) => owner.clone(),
-            None => return false,
+            None => return Some(batch),
         };
         if owner == from {
-            return false;
+            return Some(batch);
         }
         let overflowed = {
             let mut holding = self.holding.lock();
@@ -1136,10 +1151,10 @@ impl ClusterRouter {
             });
             if h.from != from {
                 // A third node: not the handoff this node waits for.
-                return false;
+                return Some(batch);
             }
-            h.bytes += payload.len();
-            h.frames.push(payload.clone());
+            h.bytes += wire_len;
+            h.frames.push(batch);
             metrics::counter!("enrichment_cluster_held_frames_total").increment(1);
             let over = h.bytes > self.hold_bytes || h.since.elapsed() > HOLD_FOR;
             if over {
@@ -1152,7 +1167,7 @@ impl ClusterRouter {
             let lost = self.followed.lock().remove(&guild_id);
             self.resync(lost.map(|(_, keys)| (guild_id, keys)).into_iter().collect());
         }
-        true
+        None
     }
 
     /// Hands each session of a fanout frame its bytes.
@@ -1192,10 +1207,8 @@ impl ClusterRouter {
         }
         let held = self.holding.lock().remove(&guild_id);
         if let Some(held) = held.filter(|h| h.from == next) {
-            for payload in held.frames {
-                if let Ok(batch) = FanoutBatch::decode(&payload) {
-                    self.hand_on(next, batch);
-                }
+            for batch in held.frames {
+                self.hand_on(next, batch);
             }
         }
     }
@@ -1205,14 +1218,8 @@ impl ClusterRouter {
             Control::Work { id, guild_id, work } => {
                 if let Work::Session(op) = &work {
                     self.directory.register(&from.node_id, op);
-                    match op {
-                        SessionOp::Subscribe { session } | SessionOp::Resync { session } => {
-                            self.remember_remote(guild_id, std::slice::from_ref(session));
-                        }
-                        SessionOp::Resubscribe { sessions } => {
-                            self.remember_remote(guild_id, sessions);
-                        }
-                        SessionOp::Presence { .. } | SessionOp::RequestMembers { .. } => {}
+                    if op.follows() {
+                        self.remember_remote(guild_id, op.sessions());
                     }
                 }
                 let me = self.clone();
@@ -1321,17 +1328,18 @@ impl ClusterRouter {
                     if !me.link_opens_within(&node, ADOPT_WAIT).await
                         || me
                             .transport
-                            .send_control(&node, &Control::Adopted { id })
+                            .send_control(
+                                &node,
+                                &Control::Outcome {
+                                    id,
+                                    outcome: Outcome::Done,
+                                },
+                            )
                             .is_err()
                     {
                         debug!(%node, "adoption not acknowledged");
                     }
                 });
-            }
-            Control::Adopted { id } => {
-                if let Some((_, tx)) = self.adoptions.remove(&id) {
-                    let _ = tx.send(());
-                }
             }
             Control::GuildMoved { guild_id, to: None } => {
                 self.holding.lock().remove(&guild_id);
@@ -1461,9 +1469,7 @@ async fn watch_owners(router: Arc<ClusterRouter>, mut views: watch::Receiver<Clu
             .map(|m| m.node_id().to_owned())
             .collect();
         for gone in members.difference(&now) {
-            router.directory.node_gone(gone);
-            router.forget_unreachable_followers();
-            router.owner_lost(gone);
+            router.node_lost(gone);
         }
         members = now;
         router.rebalance();
@@ -1498,9 +1504,7 @@ async fn serve(router: Arc<ClusterRouter>, mut inbound: mpsc::Receiver<Inbound>)
                 router.link_gap(&from.node_id);
             }
             Inbound::PeerRestarted { peer, .. } => {
-                router.directory.node_gone(&peer.node_id);
-                router.forget_unreachable_followers();
-                router.owner_lost(&peer.node_id);
+                router.node_lost(&peer.node_id);
             }
             Inbound::PeerUp { .. } | Inbound::PeerDown { .. } => {}
         }

@@ -376,6 +376,25 @@ pub enum SessionOp {
 }
 
 impl SessionOp {
+    /// The sessions the op names.
+    pub fn sessions(&self) -> &[SessionRef] {
+        match self {
+            SessionOp::Subscribe { session }
+            | SessionOp::Resync { session }
+            | SessionOp::RequestMembers { session, .. } => std::slice::from_ref(session),
+            SessionOp::Resubscribe { sessions } => sessions,
+            SessionOp::Presence { .. } => &[],
+        }
+    }
+
+    /// Whether the sessions it names follow the guild once it is carried out.
+    pub fn follows(&self) -> bool {
+        matches!(
+            self,
+            SessionOp::Subscribe { .. } | SessionOp::Resync { .. } | SessionOp::Resubscribe { .. }
+        )
+    }
+
     /// The op's name in logs.
     pub fn name(&self) -> &'static str {
         match self {
