@@ -62,6 +62,10 @@ pub struct ClusterConfig {
     /// resync. At least [`MIN_LINK_QUEUE_BYTES`], and more than the largest frame a node sends
     /// (a large guild's GUILD_CREATE for a session elsewhere), or that frame never goes out.
     pub link_queue_bytes: usize,
+    /// How long a draining node, once it has asked its clients to reconnect, keeps their
+    /// sessions for other nodes to take over on RESUME before it stops.
+    #[serde(rename = "session_handover_secs", with = "As::<DurationSeconds<u64>>")]
+    pub session_handover: Duration,
 }
 
 /// The smallest `link_queue_bytes` accepted.
@@ -81,6 +85,7 @@ impl Default for ClusterConfig {
             dead_after: Duration::from_secs(5),
             replay_window: Duration::from_secs(60),
             link_queue_bytes: 64 * 1024 * 1024,
+            session_handover: Duration::from_secs(10),
         }
     }
 }
@@ -368,6 +373,7 @@ mod tests {
             "dead_after_secs",
             "replay_window_secs",
             "link_queue_bytes",
+            "session_handover_secs",
         ] {
             assert!(keys.contains(&key), "{key} is missing from {keys:?}");
         }

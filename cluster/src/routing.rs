@@ -59,7 +59,8 @@
 //!   runs; an actor that restarts (after a failure, or reloaded by an operator) takes them back
 //!   with this node's own, as the start hook of the local router.
 //!
-//! Not yet here (see `cluster/README.md`): taking a session over on RESUME at another node.
+//! - **Sessions.** A RESUME at another node than the session's takes the session over: see
+//!   [`takeover`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
-use enrichment_actors::gateway::SessionRegistry;
+use enrichment_actors::gateway::{ResumeError, Session, SessionRegistry};
 use enrichment_actors::guild::fanout::{Relay, Variants, send_event};
 use enrichment_actors::guild::requests::AnyReply;
 use enrichment_actors::guild::{
@@ -77,7 +78,7 @@ use enrichment_actors::guild::{
 };
 use enrichment_actors::router::{GuildOwnership, GuildStartHook};
 use enrichment_actors::router::{GuildRouter, LocalGuildRouter};
-use enrichment_protocol::gateway::UnavailableGuild;
+use enrichment_protocol::gateway::{Encoding, PresenceUpdate, UnavailableGuild};
 use enrichment_protocol::models::User;
 use enrichment_protocol::node::NodeIdentity;
 use enrichment_protocol::{ApiError, IdPair, Snowflake};
@@ -89,6 +90,10 @@ use tracing::{debug, warn};
 use crate::transport::frame::decode_control;
 use crate::transport::{ClusterTransport, ClusterTransportExt, FrameKind, Inbound};
 use crate::view::ClusterView;
+
+mod takeover;
+
+use takeover::Wanted;
 
 /// Work for a guild's actor.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -169,6 +174,54 @@ pub enum Control {
     /// Frames from the receiving node to the sending one were lost: the receiver's sessions
     /// that follow the sender's guilds may have missed a follow, so they follow them afresh.
     Resync,
+    /// The sending node takes over a session of the receiving one, whose client saw up to
+    /// `seq` (its RESUME reached the sender). Answered at once with [`Control::SessionOffer`],
+    /// then, once the owners of the session's guilds deliver to the sender (or
+    /// [`MOVE_WAIT`] passed), with [`Control::SessionHandover`], both with the same `id`.
+    TakeSession {
+        id: u64,
+        session_id: String,
+        user_id: Snowflake,
+        seq: u64,
+        encoding: Encoding,
+    },
+    SessionOffer {
+        id: u64,
+        offer: Result<SessionOffer, ResumeError>,
+    },
+    SessionHandover {
+        id: u64,
+        handover: Result<SessionHandover, ResumeError>,
+    },
+    /// The guild's owner (the sender) delivers to the session at its new node from now on:
+    /// its last event for the session here came before this.
+    HandedOver {
+        key: SessionKey,
+        guild_id: Snowflake,
+    },
+}
+
+/// A session as its old node offers it to the node taking it over.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionOffer {
+    /// How guilds know it on the old node.
+    pub session: SessionRef,
+    pub presence: PresenceUpdate,
+    /// The guilds it follows: the new node asks each owner to move it
+    /// ([`SessionOp::Move`]).
+    pub guilds: Vec<Snowflake>,
+}
+
+/// What the client of a session taken over has not seen, from its old node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionHandover {
+    /// The last sequence number the old node gave.
+    pub seq: u64,
+    /// The dispatches after the client's sequence number, up to `seq`.
+    pub frames: Vec<Bytes>,
+    /// Guilds whose owners did not say in time that they deliver to the new node: what
+    /// they sent meanwhile may be lost, so the session resyncs them.
+    pub unsynced: Vec<Snowflake>,
 }
 
 /// The gateway side of this node, for the per-user events other nodes pass on.
@@ -191,6 +244,10 @@ const ADOPT_WAIT: Duration = Duration::from_secs(2);
 /// How long adopted followers wait for the guild's actor to start here; past it they are
 /// stale (the guild went elsewhere).
 const ADOPTION_KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// How long a session's old node waits for the owners of its guilds to deliver to the node
+/// taking it over (and that node keeps asking them) before the guilds left resync.
+pub const MOVE_WAIT: Duration = Duration::from_secs(3);
 
 /// How long a session's node holds a guild's frames from its next owner, waiting for the
 /// previous owner's end-of-epoch marker, before it resyncs the guild's sessions instead.
@@ -436,6 +493,13 @@ impl Recipient for RemoteRecipient {
             guild_id,
         });
     }
+
+    fn handed_over(&self, guild_id: Snowflake) {
+        self.control(&Control::HandedOver {
+            key: self.session.key,
+            guild_id,
+        });
+    }
 }
 
 /// The sessions guild actors here deliver to: this node's own, and those of other nodes that
@@ -557,6 +621,9 @@ pub struct ClusterRouter {
     /// Frames held per guild until its previous owner's end-of-epoch marker.
     holding: parking_lot::Mutex<HashMap<Snowflake, Holding>>,
     hold_bytes: usize,
+    /// Sessions being taken over from other nodes: their offers and handovers, by id.
+    offers: DashMap<u64, oneshot::Sender<Result<SessionOffer, ResumeError>>>,
+    handovers: DashMap<u64, oneshot::Sender<Result<SessionHandover, ResumeError>>>,
 }
 
 impl std::fmt::Debug for ClusterRouter {
@@ -684,6 +751,8 @@ impl ClusterRouter {
             remote_follows: DashMap::new(),
             holding: parking_lot::Mutex::new(HashMap::new()),
             hold_bytes: parts.hold_bytes,
+            offers: DashMap::new(),
+            handovers: DashMap::new(),
         });
         // Weak: the local router is the cluster router's, not the other way round.
         router
@@ -1218,6 +1287,11 @@ impl ClusterRouter {
             Control::Work { id, guild_id, work } => {
                 if let Work::Session(op) = &work {
                     self.directory.register(&from.node_id, op);
+                    if let SessionOp::Move { from, .. } = op
+                        && let Some(mut follows) = self.remote_follows.get_mut(&guild_id)
+                    {
+                        follows.remove(&from.key.0);
+                    }
                     if op.follows() {
                         self.remember_remote(guild_id, op.sessions());
                     }
@@ -1341,6 +1415,37 @@ impl ClusterRouter {
                     }
                 });
             }
+            Control::TakeSession {
+                id,
+                session_id,
+                user_id,
+                seq,
+                encoding,
+            } => {
+                let me = self.clone();
+                let wanted = Wanted {
+                    session_id,
+                    user_id,
+                    seq,
+                    encoding,
+                };
+                tokio::spawn(async move { me.give_session(from.node_id, id, wanted).await });
+            }
+            Control::SessionOffer { id, offer } => {
+                if let Some((_, tx)) = self.offers.remove(&id) {
+                    let _ = tx.send(offer);
+                }
+            }
+            Control::SessionHandover { id, handover } => {
+                if let Some((_, tx)) = self.handovers.remove(&id) {
+                    let _ = tx.send(handover);
+                }
+            }
+            Control::HandedOver { key, guild_id } => {
+                if let Some(s) = self.registry.by_key(key.0) {
+                    s.guild_handed_over(guild_id);
+                }
+            }
             Control::GuildMoved { guild_id, to: None } => {
                 self.holding.lock().remove(&guild_id);
                 let moved = {
@@ -1411,22 +1516,27 @@ impl ClusterRouter {
                 let Some(session) = self.registry.by_key(key) else {
                     continue;
                 };
-                if !session.follows(guild_id) {
-                    continue;
+                if session.follows(guild_id) {
+                    self.stream_lost(&session, guild_id);
                 }
-                session.unfollow(guild_id);
-                let unavailable = UnavailableGuild {
-                    id: guild_id,
-                    unavailable: true,
-                };
-                if !send_event(&*session, "GUILD_DELETE", &unavailable) {
-                    continue;
-                }
-                let me = self.clone();
-                let reference = Recipient::session(&*session).clone();
-                tokio::spawn(async move { me.resubscribe(guild_id, reference).await });
             }
         }
+    }
+
+    /// A session lost a guild's stream: it hears the guild is unavailable, and follows it
+    /// again wherever it is now.
+    fn stream_lost(self: &Arc<Self>, session: &Session, guild_id: Snowflake) {
+        session.unfollow(guild_id);
+        let unavailable = UnavailableGuild {
+            id: guild_id,
+            unavailable: true,
+        };
+        if !send_event(session, "GUILD_DELETE", &unavailable) {
+            return;
+        }
+        let me = self.clone();
+        let reference = Recipient::session(session).clone();
+        tokio::spawn(async move { me.resubscribe(guild_id, reference).await });
     }
 
     /// Subscribes a session to a guild whose owner was lost, until the guild's new owner takes

@@ -141,18 +141,16 @@ impl UserEvents for GatewayUserEvents {
     }
 }
 
-/// Which nodes are up, as this node's view of the membership has it: a node is up while it
-/// is a ready member (same process: node id and generation). Draining is not up: its sessions
-/// are on their way elsewhere.
+/// Which nodes still hold their sessions, as this node's view of the membership has it: a
+/// ready member, or a draining one, which keeps its sessions for other nodes to take over
+/// (same process: node id and generation).
 struct ViewLiveness(watch::Receiver<ClusterView>);
 
 impl NodeLiveness for ViewLiveness {
     fn is_live(&self, node: &NodeIdentity) -> bool {
-        self.0
-            .borrow()
-            .members
-            .iter()
-            .any(|m| m.identity == *node && m.is_ready())
+        self.0.borrow().members.iter().any(|m| {
+            m.identity == *node && matches!(m.state, MemberState::Ready | MemberState::Draining)
+        })
     }
 }
 
@@ -174,6 +172,8 @@ pub struct NodeCluster {
     links: Option<RoutedLinks>,
     /// Feeds the router's view and the links' peers from the membership.
     follow: Option<JoinHandle<()>>,
+    /// How long a draining node keeps its sessions for other nodes to take over.
+    session_handover: Duration,
 }
 
 impl std::fmt::Debug for NodeCluster {
@@ -192,6 +192,7 @@ impl NodeCluster {
             views: None,
             links: None,
             follow: None,
+            session_handover: Duration::ZERO,
         }
     }
 
@@ -233,6 +234,7 @@ impl NodeCluster {
             membership: Mutex::new(Some(membership)),
             links: Some(links),
             follow: Some(follow),
+            session_handover: config.session_handover,
         })
     }
 
@@ -297,11 +299,31 @@ impl NodeCluster {
         }
     }
 
-    /// Lets the gateway tell a RESUME for a session of a dead or draining node from one of a
-    /// live node (which the client is sent to).
-    pub fn answer_liveness_of(&self, gateway: &GatewayService) {
-        if let Some(views) = &self.views {
+    /// Lets the gateway take over, on RESUME, sessions of the other live nodes, and tell them
+    /// from those of dead nodes (op 9).
+    pub fn take_sessions_over_for(&self, gateway: &GatewayService) {
+        if let (Some(views), Some(links)) = (&self.views, &self.links) {
             gateway.set_node_liveness(Arc::new(ViewLiveness(views.clone())));
+            gateway.set_takeover(links.router.takeover());
+        }
+    }
+
+    /// Waits, at most `cluster.session_handover_secs`, until other nodes took over every
+    /// session here (their clients, told to reconnect, resumed there). Nothing for a node
+    /// alone: its sessions end with it.
+    pub async fn sessions_taken_over(&self, sessions: &SessionRegistry) {
+        if self.links.is_none() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.session_handover;
+        while !sessions.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !sessions.is_empty() {
+            tracing::info!(
+                left = sessions.len(),
+                "sessions not taken over by another node end with this one"
+            );
         }
     }
 

@@ -82,6 +82,8 @@ pub struct Node {
     lease_watch: tokio::task::JoinHandle<()>,
     /// This node's membership of a cluster (none for a node alone).
     pub cluster: Arc<cluster::NodeCluster>,
+    /// The gateway sessions held here.
+    sessions: Arc<SessionRegistry>,
     load_upkeep: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -259,7 +261,8 @@ impl Node {
             None => cluster::NodeCluster::alone(),
         });
         cluster.deliver_user_events_to(gateway_svc.clone());
-        cluster.answer_liveness_of(&gateway_svc);
+        cluster.take_sessions_over_for(&gateway_svc);
+        let held_sessions = gateway_svc.registry.clone();
         let admin_state = web::Data::new(admin::AdminState {
             token: admin_token,
             node_id: node_id.clone(),
@@ -389,6 +392,7 @@ impl Node {
             shared_upkeep,
             invalidations,
             cluster,
+            sessions: held_sessions,
             load_upkeep,
         })
     }
@@ -417,6 +421,8 @@ impl Node {
     pub async fn stop(self) {
         self.cluster.drain().await;
         self.gateway.drain(Duration::from_secs(5)).await;
+        // Its clients resume on other nodes, which take their sessions from here.
+        self.cluster.sessions_taken_over(&self.sessions).await;
         // Requests keep being served (and sent on to the guilds' next owners) meanwhile.
         self.cluster.handed_off(Duration::from_secs(10)).await;
         self.server.stop(true).await;

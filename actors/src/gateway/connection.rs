@@ -24,7 +24,7 @@ use futures::StreamExt;
 use super::GatewayConfig;
 use super::registry::SessionRegistry;
 use super::session::{Detach, ResumeError, Session, SessionInfo};
-use super::shared::{Elsewhere, SharedGateway, StartLimit};
+use super::shared::{Elsewhere, SessionTakeover, SharedGateway, StartLimit, TakeoverRequest};
 use crate::accounts::AccountService;
 use crate::guild::SessionOp;
 use crate::router::GuildRouter;
@@ -87,6 +87,8 @@ pub struct GatewayService {
     stores: Stores,
     /// IDENTIFY budgets, session locations and presence: in-process, or shared by the cluster.
     shared: SharedGateway,
+    /// Takes over sessions of other nodes on RESUME, in a cluster.
+    takeover: std::sync::OnceLock<Arc<dyn SessionTakeover>>,
 }
 
 impl std::fmt::Debug for GatewayService {
@@ -118,7 +120,14 @@ impl GatewayService {
             router,
             stores,
             shared: SharedGateway::in_process(),
+            takeover: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets a RESUME of a session another node holds take it over here (once; later calls
+    /// change nothing). Without it the client is sent to that node's gateway.
+    pub fn set_takeover(&self, takeover: Arc<dyn SessionTakeover>) {
+        let _ = self.takeover.set(takeover);
     }
 
     /// Keeps IDENTIFY budgets, session locations and presence in `shared` (the cluster's)
@@ -596,19 +605,13 @@ impl Connection {
             .await
             .map_err(|_: ApiError| Close::from(CloseCode::AuthenticationFailed))?;
         let invalid = || Ok(vec![control(enc, op::INVALID_SESSION, &false)]);
-        let Some(s) = self.svc.registry.get(&r.session_id) else {
-            if let Elsewhere::Node { node_id, .. } = self
-                .svc
-                .shared
-                .locate(&r.session_id, &self.svc.config.resume_url)
-                .await
-            {
-                // The client reconnects to its `resume_gateway_url`, which is that node's.
-                tracing::debug!(%node_id, "RESUME for a session held by another node");
-                metrics::counter!("enrichment_gateway_resumes_redirected_total").increment(1);
-                return Err(Close::ELSEWHERE);
-            }
-            return invalid();
+        let (s, taken) = match self.svc.registry.get(&r.session_id) {
+            Some(s) => (s, false),
+            None => match self.take_over(&r, who.user_id).await {
+                Ok(Some(s)) => (s, true),
+                Ok(None) => return invalid(),
+                Err(close) => return Err(close),
+            },
         };
         if s.user_id() != who.user_id || s.info.encoding != enc {
             return invalid();
@@ -620,7 +623,12 @@ impl Connection {
         }
         let resumed = gateway::dispatch_prefix(enc, "RESUMED", &serde_json::Value::Null)
             .map_err(|_| Close::from(CloseCode::UnknownError))?;
-        match s.resume_with(r.seq, resumed) {
+        let outcome = s.resume_with(r.seq, resumed);
+        if outcome.is_err() && taken {
+            // It exists here only for this RESUME.
+            self.svc.end_session(&s).await;
+        }
+        match outcome {
             Ok(generation) => {
                 self.session = Some(s);
                 self.generation = generation;
@@ -629,6 +637,52 @@ impl Connection {
             }
             Err(ResumeError::InvalidSeq) => Err(CloseCode::InvalidSeq.into()),
             Err(ResumeError::Lost) => invalid(),
+        }
+    }
+
+    /// A RESUME of a session this node does not hold: taken over from the node that does, in
+    /// a cluster; else that node's gateway is where the client should go. `None` when no live
+    /// node holds it.
+    async fn take_over(
+        &self,
+        r: &Resume,
+        user_id: Snowflake,
+    ) -> Result<Option<Arc<Session>>, Close> {
+        let svc = &self.svc;
+        let Elsewhere::Node { node_id, .. } = svc
+            .shared
+            .locate(&r.session_id, &svc.config.resume_url)
+            .await
+        else {
+            return Ok(None);
+        };
+        let Some(takeover) = svc.takeover.get() else {
+            // The client reconnects to its `resume_gateway_url`, which is that node's.
+            tracing::debug!(%node_id, "RESUME for a session held by another node");
+            metrics::counter!("enrichment_gateway_resumes_redirected_total").increment(1);
+            return Err(Close::ELSEWHERE);
+        };
+        let request = TakeoverRequest {
+            session_id: r.session_id.clone(),
+            user_id,
+            seq: r.seq,
+            encoding: self.params.encoding,
+            limits: svc.config.session,
+        };
+        match takeover.take_over(&node_id, request).await {
+            Ok(s) => {
+                metrics::counter!("enrichment_gateway_sessions_taken_over_total").increment(1);
+                tracing::debug!(%node_id, key = s.key, "took a session over");
+                svc.shared.session_started(&s, &svc.config.resume_url);
+                let (svc, user) = (svc.clone(), s.user_id());
+                tokio::spawn(async move { svc.presence_changed(user).await });
+                Ok(Some(s))
+            }
+            Err(ResumeError::InvalidSeq) => Err(CloseCode::InvalidSeq.into()),
+            Err(ResumeError::Lost) => {
+                tracing::debug!(%node_id, "a session could not be taken over");
+                Ok(None)
+            }
         }
     }
 

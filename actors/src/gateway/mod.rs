@@ -24,7 +24,10 @@ pub mod shared;
 pub use connection::{Close, Connection, GatewayService, Inbound};
 pub use registry::SessionRegistry;
 pub use session::{Detach, ResumeError, Session, SessionInfo, SessionLimits};
-pub use shared::{IdentifyLimits, NodeLiveness, Presences, SharedGateway, StartLimit};
+pub use shared::{
+    IdentifyLimits, NodeLiveness, Presences, SessionTakeover, SharedGateway, StartLimit,
+    TakeoverRequest,
+};
 
 /// Gateway limits and timings; Discord's values by default. These defaults are the node's too:
 /// its `[gateway]` config section starts from them.

@@ -64,6 +64,26 @@ impl SessionRegistry {
         metrics::gauge!("enrichment_gateway_sessions").set(self.by_id.len() as f64);
     }
 
+    /// A session being taken over from another node ([`Session::arriving`]): guilds may
+    /// deliver to it (by key) before its client can resume it here (by id, see
+    /// [`SessionRegistry::arrived`]).
+    pub fn insert_arriving(&self, s: Arc<Session>) {
+        self.by_key.insert(s.key, s);
+    }
+
+    /// A session taken over from another node is this node's now.
+    pub fn arrived(&self, s: Arc<Session>) {
+        self.insert(s);
+    }
+
+    /// Forgets a session another node took over. Unlike [`SessionRegistry::remove`] with a
+    /// presence announcement, the user's presence here changes silently: the user is still
+    /// online, and the new node says so.
+    pub fn handed_over(&self, s: &Session) {
+        self.remove(s);
+        let _ = self.recompute_presence(s.user_id());
+    }
+
     pub fn get(&self, session_id: &str) -> Option<Arc<Session>> {
         self.by_id.get(session_id).map(|s| s.clone())
     }

@@ -81,6 +81,29 @@ enum Link {
     Attached(u64),
     /// No connection since this instant; resumable until the window passes.
     Detached(Instant),
+    /// Another node is taking the session over: not resumable here, and never expired.
+    Leaving,
+}
+
+/// A session changing nodes (a RESUME at another node takes it over).
+#[derive(Debug)]
+enum Transfer {
+    /// On the old node: the guilds whose owners have yet to say they deliver to the new one.
+    Leaving { awaiting: HashSet<Snowflake> },
+    /// On the new node: dispatches delivered here before the old node's replay buffer came.
+    Arriving {
+        held: Vec<Bytes>,
+        bytes: usize,
+        overflowed: bool,
+    },
+}
+
+/// What a session's new node needs to know of it to take it over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Leaving {
+    /// The guilds it follows, whose owners must deliver to the new node from now on.
+    pub guilds: Vec<Snowflake>,
+    pub presence: PresenceUpdate,
 }
 
 #[derive(Debug)]
@@ -104,6 +127,8 @@ struct Inner {
     overflowed: bool,
     guilds: HashSet<Snowflake>,
     presence: PresenceUpdate,
+    /// Set only while the session changes nodes; boxed, since almost no session ever does.
+    transfer: Option<Box<Transfer>>,
 }
 
 /// Why a connection must stop draining a session.
@@ -118,7 +143,7 @@ pub enum Detach {
 }
 
 /// Why a resume was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ResumeError {
     /// The client claims a sequence number the session never sent (close 4007).
     InvalidSeq,
@@ -174,6 +199,7 @@ impl Session {
                 overflowed: false,
                 guilds: HashSet::new(),
                 presence,
+                transfer: None,
             }),
             ended: AtomicBool::new(false),
             wake: Notify::new(),
@@ -204,14 +230,61 @@ impl Session {
         self.wake.notify_one();
     }
 
+    /// A session taken over from another node: what guilds deliver to it waits until the
+    /// old node's replay buffer arrives ([`Session::install`]); it is resumed then.
+    pub fn arriving(
+        info: SessionInfo,
+        key: u64,
+        limits: SessionLimits,
+        presence: PresenceUpdate,
+    ) -> Self {
+        let s = Session::new(info, key, limits, presence);
+        {
+            let mut inner = s.inner.lock();
+            inner.link = Link::Detached(Instant::now());
+            inner.transfer = Some(Box::new(Transfer::Arriving {
+                held: Vec::new(),
+                bytes: 0,
+                overflowed: false,
+            }));
+        }
+        s
+    }
+
     /// Appends a dispatch whose frame prefix is already encoded in this session's encoding.
     /// Returns false when the session has ended (the caller should forget it).
     pub fn deliver(&self, prefix: Bytes) -> bool {
         if self.is_ended() {
             return false;
         }
-        let len = prefix.len();
         let mut inner = self.inner.lock();
+        if let Some(Transfer::Arriving {
+            held,
+            bytes,
+            overflowed,
+        }) = inner.transfer.as_deref_mut()
+        {
+            // Held within the replay caps: past them the takeover cannot cover the gap.
+            *bytes += prefix.len();
+            held.push(prefix);
+            if held.len() > self.limits.replay_frames || *bytes > self.limits.replay_bytes {
+                *overflowed = true;
+                held.clear();
+            }
+            return true;
+        }
+        let attached = self.push(&mut inner, prefix);
+        drop(inner);
+        if attached {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Gives a dispatch the next sequence number; true when a connection is attached (and
+    /// should be woken).
+    fn push(&self, inner: &mut Inner, prefix: Bytes) -> bool {
+        let len = prefix.len();
         inner.seq += 1;
         inner.replay.push_back(prefix);
         inner.replay_bytes += len;
@@ -234,11 +307,7 @@ impl Session {
                 inner.overflowed = true;
             }
         }
-        drop(inner);
-        if attached {
-            self.wake.notify_one();
-        }
-        true
+        attached
     }
 
     /// Encodes and delivers one dispatch meant for this session alone (READY, GUILD_CREATE, ...).
@@ -309,11 +378,11 @@ impl Session {
         self.inner.lock().link == Link::Attached(generation)
     }
 
-    /// When the session lost its connection, if it has none.
+    /// When the session lost its connection, if it has none (and stays here).
     pub fn detached_since(&self) -> Option<Instant> {
         match self.inner.lock().link {
             Link::Detached(t) => Some(t),
-            Link::Attached(_) => None,
+            Link::Attached(_) | Link::Leaving => None,
         }
     }
 
@@ -337,13 +406,10 @@ impl Session {
             return Err(ResumeError::Lost);
         }
         let mut inner = self.inner.lock();
-        if seq > inner.seq {
-            return Err(ResumeError::InvalidSeq);
-        }
-        let first = inner.seq + 1 - inner.replay.len() as u64;
-        if seq + 1 < first {
+        if inner.transfer.is_some() {
             return Err(ResumeError::Lost);
         }
+        inner.covers(seq)?;
         inner.generation += 1;
         let generation = inner.generation;
         inner.link = Link::Attached(generation);
@@ -375,6 +441,105 @@ impl Session {
         self.wake.notify_waiters();
         self.wake.notify_one();
         Ok(generation)
+    }
+
+    /// Starts handing the session over to another node, for a client that saw up to `seq`:
+    /// the connection attached, if any, is superseded, and dispatches keep collecting here
+    /// until the owner of each guild it follows says it delivers to the new node
+    /// ([`Session::guild_handed_over`]).
+    pub fn begin_leaving(&self, seq: u64) -> Result<Leaving, ResumeError> {
+        if self.is_ended() {
+            return Err(ResumeError::Lost);
+        }
+        let mut inner = self.inner.lock();
+        if inner.transfer.is_some() {
+            return Err(ResumeError::Lost);
+        }
+        inner.covers(seq)?;
+        inner.generation += 1;
+        inner.link = Link::Leaving;
+        let guilds: Vec<Snowflake> = inner.guilds.iter().copied().collect();
+        inner.transfer = Some(Box::new(Transfer::Leaving {
+            awaiting: guilds.iter().copied().collect(),
+        }));
+        let presence = inner.presence.clone();
+        drop(inner);
+        // The superseded connection finds out at once.
+        self.wake.notify_one();
+        Ok(Leaving { guilds, presence })
+    }
+
+    /// A guild's owner delivers to the session's new node from now on; everything before came
+    /// here first.
+    pub fn guild_handed_over(&self, guild_id: Snowflake) {
+        if let Some(Transfer::Leaving { awaiting }) = self.inner.lock().transfer.as_deref_mut() {
+            awaiting.remove(&guild_id);
+        }
+    }
+
+    /// The guilds whose owners have yet to hand the leaving session over.
+    pub fn awaiting(&self) -> Vec<Snowflake> {
+        match self.inner.lock().transfer.as_deref() {
+            Some(Transfer::Leaving { awaiting }) => awaiting.iter().copied().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A leaving session stays after all (no other node was asked to take it over): it is
+    /// resumable here again, detached from now.
+    pub fn stay(&self) {
+        let mut inner = self.inner.lock();
+        if matches!(inner.transfer.as_deref(), Some(Transfer::Leaving { .. })) {
+            inner.transfer = None;
+            inner.link = Link::Detached(Instant::now());
+        }
+    }
+
+    /// Ends a leaving session and gives what its client has not seen (after `seq`), with the
+    /// last sequence number, for the new node to replay.
+    pub fn finish_leaving(&self, seq: u64) -> Result<(u64, Vec<Bytes>), ResumeError> {
+        let inner = self.inner.lock();
+        if !matches!(inner.transfer.as_deref(), Some(Transfer::Leaving { .. })) || self.is_ended() {
+            return Err(ResumeError::Lost);
+        }
+        let covered = inner.covers(seq);
+        let last = inner.seq;
+        let first = last + 1 - inner.replay.len() as u64;
+        let frames = match covered {
+            Ok(()) => inner
+                .replay
+                .iter()
+                .skip((seq + 1 - first) as usize)
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        drop(inner);
+        self.end();
+        covered.map(|()| (last, frames))
+    }
+
+    /// The old node's replay buffer arrived: `frames` are the dispatches up to `seq` that the
+    /// client has not seen. They go first, then what was delivered here meanwhile; the session
+    /// is then resumable like any other.
+    pub fn install(&self, seq: u64, frames: Vec<Bytes>) -> Result<(), ResumeError> {
+        let mut inner = self.inner.lock();
+        let held = match inner.transfer.take().map(|t| *t) {
+            Some(Transfer::Arriving {
+                held,
+                overflowed: false,
+                ..
+            }) if frames.len() as u64 <= seq => held,
+            _ => return Err(ResumeError::Lost),
+        };
+        inner.seq = seq;
+        inner.written = seq - frames.len() as u64;
+        inner.replay_bytes = frames.iter().map(Bytes::len).sum();
+        inner.replay = frames.into();
+        for prefix in held {
+            self.push(&mut inner, prefix);
+        }
+        Ok(())
     }
 
     /// Last sequence number assigned.
@@ -429,6 +594,24 @@ impl Recipient for Session {
 
     fn unfollow(&self, guild_id: Snowflake) {
         Session::unfollow(self, guild_id)
+    }
+
+    fn handed_over(&self, guild_id: Snowflake) {
+        self.guild_handed_over(guild_id)
+    }
+}
+
+impl Inner {
+    /// Whether a client that saw up to `seq` can resume from this replay buffer.
+    fn covers(&self, seq: u64) -> Result<(), ResumeError> {
+        if seq > self.seq {
+            return Err(ResumeError::InvalidSeq);
+        }
+        let first = self.seq + 1 - self.replay.len() as u64;
+        if seq + 1 < first {
+            return Err(ResumeError::Lost);
+        }
+        Ok(())
     }
 }
 
@@ -626,6 +809,115 @@ mod tests {
             s.deliver(frame(n));
         }
         assert_eq!(drain(&s, 0), Err(Detach::SlowConsumer));
+    }
+
+    #[test]
+    fn a_session_moves_to_another_node_with_nothing_missed_or_repeated() {
+        let old = session(SessionLimits::default());
+        for n in 1..=4 {
+            old.deliver(frame(n));
+        }
+        drain(&old, 0).unwrap();
+        old.follow(Snowflake(10));
+        old.follow(Snowflake(11));
+        // The client saw up to 2 (3 and 4 were written but lost in transit).
+        assert_eq!(old.begin_leaving(5), Err(ResumeError::InvalidSeq));
+        let leaving = old.begin_leaving(2).unwrap();
+        let mut guilds = leaving.guilds;
+        guilds.sort_unstable();
+        assert_eq!(guilds, vec![Snowflake(10), Snowflake(11)]);
+        assert_eq!(drain(&old, 0), Err(Detach::Superseded));
+        assert_eq!(
+            old.resume(2),
+            Err(ResumeError::Lost),
+            "not here while it leaves"
+        );
+        assert_eq!(
+            old.begin_leaving(2),
+            Err(ResumeError::Lost),
+            "one move at a time"
+        );
+        assert!(
+            old.detached_since().is_none(),
+            "never expires while it leaves"
+        );
+
+        // Guild 10's owner sends 5, then moves the session; guild 11's sends 6, then moves it.
+        old.deliver(frame(5));
+        old.guild_handed_over(Snowflake(10));
+        assert_eq!(old.awaiting(), vec![Snowflake(11)]);
+        let new = Session::arriving(
+            SessionInfo {
+                session_id: "s".into(),
+                user_id: Snowflake(1),
+                bot: false,
+                intents: 0,
+                encoding: Encoding::Json,
+                shard: None,
+                large_threshold: 50,
+            },
+            2,
+            SessionLimits::default(),
+            PresenceUpdate::default(),
+        );
+        // Guild 10's next event reaches the new node before the replay buffer does.
+        new.deliver(frame(7));
+        assert_eq!(
+            new.resume(2),
+            Err(ResumeError::Lost),
+            "not before the handover"
+        );
+        old.deliver(frame(6));
+        old.guild_handed_over(Snowflake(11));
+        assert!(old.awaiting().is_empty());
+
+        let (seq, frames) = old.finish_leaving(2).unwrap();
+        assert_eq!(seq, 6);
+        assert_eq!(frames, (3..=6).map(frame).collect::<Vec<_>>());
+        assert!(old.is_ended());
+        new.install(seq, frames).unwrap();
+        new.deliver(frame(8));
+        let g = new.resume(2).unwrap();
+        assert_eq!(drain(&new, g).unwrap(), vec![3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn a_move_that_cannot_cover_the_gap_is_lost_and_one_never_asked_for_stays() {
+        let limits = SessionLimits {
+            replay_frames: 3,
+            ..SessionLimits::default()
+        };
+        // Held past the replay caps on the new node.
+        let new = Session::arriving(
+            session(limits).info.clone(),
+            2,
+            limits,
+            PresenceUpdate::default(),
+        );
+        for n in 1..=4 {
+            assert!(new.deliver(frame(n)), "still taken: the guilds keep it");
+        }
+        assert_eq!(new.install(0, Vec::new()), Err(ResumeError::Lost));
+
+        // Evicted on the old node while its owners moved it.
+        let old = session(limits);
+        old.detach(0, Instant::now());
+        old.deliver(frame(1));
+        old.begin_leaving(0).unwrap();
+        for n in 2..=4 {
+            old.deliver(frame(n));
+        }
+        assert_eq!(old.finish_leaving(0), Err(ResumeError::Lost));
+        assert!(old.is_ended());
+
+        // Nobody was asked to take it: resumable here again.
+        let stays = session(limits);
+        stays.deliver(frame(1));
+        stays.begin_leaving(0).unwrap();
+        stays.stay();
+        assert!(stays.detached_since().is_some());
+        let g = stays.resume(0).unwrap();
+        assert_eq!(drain(&stays, g).unwrap(), vec![1]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The gateway's use of the shared state ([`SharedState`]): IDENTIFY budgets (Discord's daily
 //! total and, for bots, one IDENTIFY per `max_concurrency` bucket per window), a record of which
-//! node holds each session (so a RESUME that reaches the wrong node is sent where its session
-//! is), and presence announced to every node.
+//! node holds each session (so a RESUME that reaches another node takes the session over from
+//! it, through the cluster layer's [`SessionTakeover`]), and presence announced to every node.
 //!
 //! The state is in-process on a single node and Redis (with its in-process twin while Redis is
 //! down) in a cluster; this code does not know which: with the in-process state the budgets
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::gateway::{Presence, Status};
+use enrichment_protocol::gateway::{Encoding, Presence, Status};
 use enrichment_protocol::node::{GenerationId, NodeIdentity};
 use enrichment_storage::shared::memory::MemoryShared;
 use enrichment_storage::shared::{
@@ -22,7 +22,7 @@ use enrichment_storage::shared::{
 };
 
 use super::registry::SessionRegistry;
-use super::session::Session;
+use super::session::{ResumeError, Session, SessionLimits};
 use crate::guild::PresenceSource;
 
 /// IDENTIFY limits (Discord's: 1000 per day, `max_concurrency` per 5 s).
@@ -62,6 +62,35 @@ const RECORD_TTL: Duration = Duration::from_secs(600);
 pub trait NodeLiveness: Send + Sync + 'static {
     /// Whether `node` (that very process) is a ready member of the cluster now.
     fn is_live(&self, node: &NodeIdentity) -> bool;
+}
+
+/// What a RESUME of a session another node holds asks of the cluster layer.
+#[derive(Clone, Debug)]
+pub struct TakeoverRequest {
+    pub session_id: String,
+    /// The user the RESUME's token names: the session must be theirs.
+    pub user_id: Snowflake,
+    /// The last sequence number the client saw.
+    pub seq: u64,
+    /// The connection's encoding: the session's must be the same.
+    pub encoding: Encoding,
+    /// This node's caps for the session.
+    pub limits: SessionLimits,
+}
+
+/// Takes a session over from the node that holds it: the cluster layer does, through its
+/// transport.
+#[async_trait::async_trait]
+pub trait SessionTakeover: Send + Sync + 'static {
+    /// Takes the session over from `node_id`. On success it is in this node's registry,
+    /// detached, with the old node's replay buffer and then what reached it here meanwhile;
+    /// the caller resumes it. `InvalidSeq` is the old node's verdict on the client's sequence
+    /// number; anything else that goes wrong is `Lost`.
+    async fn take_over(
+        &self,
+        node_id: &str,
+        request: TakeoverRequest,
+    ) -> Result<Arc<Session>, ResumeError>;
 }
 
 /// This node's handle on the shared state.

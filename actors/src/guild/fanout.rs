@@ -45,6 +45,9 @@ pub trait Recipient: Send + Sync + std::fmt::Debug + 'static {
     fn follow(&self, guild_id: Snowflake) -> bool;
     /// The session no longer follows the guild (removed from it, or the guild was deleted).
     fn unfollow(&self, guild_id: Snowflake);
+    /// The guild delivers to this session at its new node from now on
+    /// ([`super::SessionOp::Move`]): every event it had for the session came before this call.
+    fn handed_over(&self, _guild_id: Snowflake) {}
     /// The relay this recipient is reached through, for a session of another node. [`deliver`]
     /// gives such recipients' events to their relay in one batch instead of one by one.
     fn relay(&self) -> Option<&Arc<dyn Relay>> {

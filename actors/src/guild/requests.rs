@@ -373,6 +373,10 @@ pub enum SessionOp {
         session: SessionRef,
         request: RequestGuildMembers,
     },
+    /// A session moved to another node (RESUME there took it over): the guild's events go to
+    /// it as `to` from now on, without a new GUILD_CREATE, and `from` is told, after the
+    /// last event it got, that nothing more comes to it ([`super::Recipient::handed_over`]).
+    Move { from: SessionRef, to: SessionRef },
 }
 
 impl SessionOp {
@@ -383,6 +387,7 @@ impl SessionOp {
             | SessionOp::Resync { session }
             | SessionOp::RequestMembers { session, .. } => std::slice::from_ref(session),
             SessionOp::Resubscribe { sessions } => sessions,
+            SessionOp::Move { to, .. } => std::slice::from_ref(to),
             SessionOp::Presence { .. } => &[],
         }
     }
@@ -391,7 +396,10 @@ impl SessionOp {
     pub fn follows(&self) -> bool {
         matches!(
             self,
-            SessionOp::Subscribe { .. } | SessionOp::Resync { .. } | SessionOp::Resubscribe { .. }
+            SessionOp::Subscribe { .. }
+                | SessionOp::Resync { .. }
+                | SessionOp::Resubscribe { .. }
+                | SessionOp::Move { .. }
         )
     }
 
@@ -403,6 +411,7 @@ impl SessionOp {
             SessionOp::Resubscribe { .. } => "Resubscribe",
             SessionOp::Presence { .. } => "Presence",
             SessionOp::RequestMembers { .. } => "RequestMembers",
+            SessionOp::Move { .. } => "Move",
         }
     }
 }

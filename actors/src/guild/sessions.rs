@@ -46,7 +46,34 @@ impl GuildActorState {
                 self.request_members(&session, recipient.as_ref(), request)
                     .await
             }
+            SessionOp::Move { from, to } => self.move_session(&from, &to),
         }
+    }
+
+    /// A session's events go to it at its new node from now on. Its old node hears so after
+    /// the last event it got, whatever becomes of the new one: it waits for that word from
+    /// each guild the session follows before it hands the session's replay buffer over.
+    fn move_session(&mut self, from: &SessionRef, to: &SessionRef) -> Result<(), ApiError> {
+        if from.user_id != to.user_id {
+            return Err(ApiError::missing_access());
+        }
+        let gid = self.state.id();
+        let old = self.ctx.recipients.recipient(from);
+        self.fanout.remove_session(from.user_id, from.key);
+        let entitled = self.state.members.contains_key(&to.user_id) && to.carries(gid);
+        let moved = match self.ctx.recipients.recipient(to) {
+            _ if self.fanout.contains(to.user_id, to.key) => Ok(()),
+            Some(r) if entitled && !r.is_gone() => {
+                r.follow(gid);
+                self.fanout.add(r);
+                Ok(())
+            }
+            _ => Err(ApiError::missing_access()),
+        };
+        if let Some(old) = old {
+            old.handed_over(gid);
+        }
+        moved
     }
 
     fn recipient(&self, session: &SessionRef) -> Result<Arc<dyn Recipient>, ApiError> {

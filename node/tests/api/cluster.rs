@@ -743,32 +743,188 @@ async fn when_an_owner_is_killed_its_followers_see_the_guild_unavailable_then_ba
     t.stored(&acknowledged).await;
 }
 
-/// A RESUME reaching another node than the session's: while the session's node is up, the
-/// client is sent back to it (close 4000, to reconnect at its `resume_gateway_url`); once that
-/// node is dead, it gets op 9 and identifies anew, instead of being sent to a node that is gone.
+impl Spread {
+    /// A guild of the owner's that placement gives `node_id`, which the guest joins: its id
+    /// and its channel's.
+    async fn guild_owned_by(&self, node_id: &str) -> (String, String) {
+        use reqwest::Method;
+        let http = reqwest::Client::new();
+        for n in 0..40 {
+            let (id, channel) = self
+                .ra
+                .guild(&self.owner_token, &format!("{node_id}-{n}"))
+                .await;
+            let r = ring(&http, &self.a, Some(id.parse().unwrap())).await;
+            if r.owner.unwrap().node_id != node_id {
+                continue;
+            }
+            let invite = self
+                .ra
+                .ok(
+                    Method::POST,
+                    &format!("/channels/{channel}/invites"),
+                    Some(&self.owner_token),
+                    Some(serde_json::json!({})),
+                    200,
+                )
+                .await;
+            self.rb
+                .ok(
+                    Method::POST,
+                    &format!("/invites/{}", invite["code"].as_str().unwrap()),
+                    Some(&self.guest_token),
+                    Some(serde_json::json!({})),
+                    200,
+                )
+                .await;
+            return (id, channel);
+        }
+        panic!("none of 40 guilds falls to {node_id}");
+    }
+
+    /// Posts `content` to `channel` as the owner through node-a; the new message's id.
+    async fn post_to(&self, channel: &str, content: &str) -> String {
+        let sent = self
+            .ra
+            .ok(
+                reqwest::Method::POST,
+                &format!("/channels/{channel}/messages"),
+                Some(&self.owner_token),
+                Some(serde_json::json!({ "content": content })),
+                200,
+            )
+            .await;
+        sent["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A guest session that follows three guilds, one owned by each node.
+async fn guest_following(t: &Spread, on: &Member, guilds: &[String]) -> crate::gw::Gw {
+    let mut gw = crate::gw::Gw::connect_url(&format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        on.node.gateway_port
+    ))
+    .await;
+    gw.send_identify(&t.guest_token, 1 | (1 << 9) | (1 << 15))
+        .await;
+    let mut waiting: std::collections::HashSet<&String> = guilds.iter().collect();
+    while !waiting.is_empty() {
+        let d = gw.dispatch("GUILD_CREATE").await;
+        waiting.retain(|g| d["id"] != g.as_str());
+    }
+    gw
+}
+
+/// Reads MESSAGE_CREATEs until every id of `wanted` arrived; returns them by channel, in the
+/// order they came, and whether RESUMED came. A guild going unavailable fails the test.
+async fn messages_until(
+    gw: &mut crate::gw::Gw,
+    wanted: &std::collections::HashSet<String>,
+) -> (std::collections::HashMap<String, Vec<String>>, bool) {
+    let mut by_channel: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut resumed = false;
+    let mut missing = wanted.clone();
+    while !missing.is_empty() {
+        let (t, d) = gw.next_event().await;
+        match t.as_str() {
+            "MESSAGE_CREATE" => {
+                let id = d["id"].as_str().unwrap().to_owned();
+                missing.remove(&id);
+                by_channel
+                    .entry(d["channel_id"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(id);
+            }
+            "RESUMED" => resumed = true,
+            "GUILD_DELETE" => panic!("a guild went unavailable: {d}"),
+            _ => {}
+        }
+    }
+    (by_channel, resumed)
+}
+
+/// A RESUME at another node than the session's takes the session over: the client gets what
+/// it missed and what was sent while the session moved, each message once and in order per
+/// channel, with sequence numbers that go on by one, and no guild goes unavailable. The
+/// session follows three guilds: one owned by its old node, one by its new node, one by the
+/// third. Then a RESUME for a session of a dead node: op 9, to identify anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resume_for_a_session_of_a_dead_node_is_invalid_instead_of_sent_back_to_it() {
-    use crate::gw::Gw;
-    use enrichment_protocol::gateway::op;
+async fn a_resume_at_another_node_takes_the_session_over_and_the_client_misses_nothing() {
+    use std::collections::{HashMap, HashSet};
     let mut t = Spread::start().await;
-    let (session_id, seq) = {
-        let guest = &t.sessions[1];
-        (guest.session_id.clone(), guest.seq.unwrap_or(0))
-    };
-    let url = format!(
+    let mut channels = vec![t.channel.clone()];
+    let mut guilds = vec![t.guild_id.clone()];
+    for node in ["node-a", "node-b"] {
+        let (g, c) = t.guild_owned_by(node).await;
+        guilds.push(g);
+        channels.push(c);
+    }
+    let b = t.b.as_ref().unwrap();
+    let mut gw = guest_following(&t, b, &guilds).await;
+
+    // Seen before the connection drops.
+    let mut seen = HashSet::new();
+    for (i, c) in channels.iter().enumerate() {
+        seen.insert(t.post_to(c, &format!("seen {i}")).await);
+    }
+    messages_until(&mut gw, &seen).await;
+    let (session_id, seq) = (gw.session_id.clone(), gw.seq.unwrap());
+    gw.drop_connection();
+
+    // Missed while away, then sent while the session moves to node-a.
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    for round in 0..2 {
+        for c in &channels {
+            let id = t.post_to(c, &format!("missed {round}")).await;
+            expected.entry(c.clone()).or_default().push(id);
+        }
+    }
+    let mut resumed_at_a = crate::gw::Gw::connect_url(&format!(
         "ws://127.0.0.1:{}/?v=10&encoding=json",
         t.a.node.gateway_port
-    );
-    let mut elsewhere = Gw::connect_url(&url).await;
-    elsewhere
-        .send_resume(&t.guest_token, &session_id, seq)
-        .await;
+    ))
+    .await;
+    let sending = async {
+        let mut sent: Vec<(String, String)> = Vec::new();
+        for round in 0..8 {
+            for c in &channels {
+                sent.push((c.clone(), t.post_to(c, &format!("moving {round}")).await));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        sent
+    };
+    let (sent, ()) = tokio::join!(sending, async {
+        resumed_at_a
+            .send_resume(&t.guest_token, &session_id, seq)
+            .await;
+    });
+    for (c, id) in sent {
+        expected.entry(c).or_default().push(id);
+    }
+    let wanted: HashSet<String> = expected.values().flatten().cloned().collect();
+    let (got, resumed) = messages_until(&mut resumed_at_a, &wanted).await;
+    assert!(resumed, "RESUMED came with the messages");
+    for c in &channels {
+        assert_eq!(
+            got.get(c),
+            expected.get(c),
+            "channel {c}: every message once, in order, and nothing seen before"
+        );
+    }
+    // Later messages come straight to node-a.
+    let later = t.post_to(&channels[1], "later").await;
+    let (got, _) = messages_until(&mut resumed_at_a, &HashSet::from([later.clone()])).await;
+    assert_eq!(got[&channels[1]], vec![later]);
     assert_eq!(
-        elsewhere.closed().await,
-        Some(4000),
-        "sent to the session's node"
+        counter(&t.a, "enrichment_gateway_sessions_taken_over_total").await,
+        1.0
     );
 
+    // A session of a node that dies: op 9 at another node, not a wait for the dead node.
+    let gw = guest_following(&t, b, &guilds).await;
+    let (session_id, seq) = (gw.session_id.clone(), gw.seq.unwrap());
+    gw.drop_connection();
     t.b.take().unwrap().node.kill();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -781,10 +937,18 @@ async fn a_resume_for_a_session_of_a_dead_node_is_invalid_instead_of_sent_back_t
         assert!(Instant::now() < deadline, "node-a still lists node-b");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut again = Gw::connect_url(&url).await;
+    let mut again = crate::gw::Gw::connect_url(&format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        t.a.node.gateway_port
+    ))
+    .await;
     again.send_resume(&t.guest_token, &session_id, seq).await;
     let answer = again.recv().await;
-    assert_eq!(answer.op, op::INVALID_SESSION, "{answer:?}");
+    assert_eq!(
+        answer.op,
+        enrichment_protocol::gateway::op::INVALID_SESSION,
+        "{answer:?}"
+    );
     assert_eq!(answer.d, serde_json::json!(false));
 }
 
@@ -1050,10 +1214,17 @@ async fn a_paused_owner_that_runs_on_after_its_guild_moved_writes_nothing() {
     );
 }
 
+/// node-c owns the guild and holds a session of the guest's; an operator drains it through
+/// node-a under a steady send load. The guild moves without going unavailable, and the session
+/// moves too: told to reconnect (op 7), its client resumes at node-a, as it would through a
+/// load balancer, and node-a takes the session over from node-c. Every session, the moved one
+/// included, gets every acknowledged send once, in order, and each is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_acknowledged_send()
 {
+    use enrichment_protocol::gateway::op;
     let mut t = Spread::start().await;
+    let mut on_c = guest_following(&t, t.c.as_ref().unwrap(), &[t.guild_id.clone()]).await;
     let mut c = t.c.take().unwrap();
     let http = reqwest::Client::new();
     let drain = async {
@@ -1083,7 +1254,33 @@ async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_
         }
         acknowledged
     };
-    let (exit, mut acknowledged) = tokio::join!(drain, send);
+    // The client on node-c: what it reads until node-c closes it, then a RESUME at node-a.
+    let a_url = format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        t.a.node.gateway_port
+    );
+    let moved = async {
+        let mut before = Vec::new();
+        let mut reconnect = false;
+        let code = loop {
+            match on_c.try_recv(Duration::from_secs(30)).await {
+                Ok(Some(f)) if f.op == op::RECONNECT => reconnect = true,
+                Ok(Some(f)) if f.t.as_deref() == Some("MESSAGE_CREATE") => {
+                    before.push(f.d["id"].as_str().unwrap().to_owned());
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("node-c never closed the connection"),
+                Err(end) => break end,
+            }
+        };
+        assert!(reconnect, "op 7 before the close ({code:?})");
+        let mut gw = crate::gw::Gw::connect_url(&a_url).await;
+        let session_id = on_c.session_id.clone();
+        gw.send_resume(&t.guest_token, &session_id, on_c.seq.unwrap())
+            .await;
+        (before, gw)
+    };
+    let (exit, mut acknowledged, (before, mut resumed)) = tokio::join!(drain, send, moved);
     let exit = exit.expect("node-c stops by itself once drained");
     assert!(exit.success(), "{exit:?}");
 
@@ -1131,6 +1328,27 @@ async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_
             );
         }
     }
+    // The session that moved: what it read on node-c, then what node-a gave it.
+    let wanted: std::collections::HashSet<String> = acknowledged
+        .iter()
+        .filter(|id| !before.contains(id))
+        .cloned()
+        .collect();
+    let (after, was_resumed) = messages_until(&mut resumed, &wanted).await;
+    assert!(was_resumed, "the session was resumed at node-a");
+    let ids: Vec<String> = before
+        .into_iter()
+        .chain(after.into_values().flatten())
+        .collect();
+    let order: Vec<u64> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "the moved session got each message once, in order: {ids:?}"
+    );
+    assert_eq!(
+        counter(&t.a, "enrichment_gateway_sessions_taken_over_total").await,
+        1.0
+    );
     t.stored(&acknowledged).await;
 }
 
