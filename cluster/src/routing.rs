@@ -1246,7 +1246,10 @@ impl ClusterRouter {
             let delivered = bytes.is_some_and(|bytes| {
                 self.registry
                     .by_key(key.0)
-                    .is_some_and(|s| s.deliver(bytes))
+                    .is_some_and(|s| match batch.guild_id {
+                        Some(g) => s.deliver_guild_event(g, bytes),
+                        None => s.deliver(bytes),
+                    })
             });
             if !delivered {
                 let _ = self

@@ -254,10 +254,27 @@ impl Session {
     /// Appends a dispatch whose frame prefix is already encoded in this session's encoding.
     /// Returns false when the session has ended (the caller should forget it).
     pub fn deliver(&self, prefix: Bytes) -> bool {
+        self.deliver_from(None, prefix)
+    }
+
+    /// [`Session::deliver`] for an event of a guild that reached this node from the guild's
+    /// owner on another node: a session that does not follow the guild (it was told the guild
+    /// is unavailable and awaits a fresh GUILD_CREATE) drops it, so nothing of the guild comes
+    /// between that GUILD_DELETE and that GUILD_CREATE.
+    pub fn deliver_guild_event(&self, guild_id: Snowflake, prefix: Bytes) -> bool {
+        self.deliver_from(Some(guild_id), prefix)
+    }
+
+    fn deliver_from(&self, guild_id: Option<Snowflake>, prefix: Bytes) -> bool {
         if self.is_ended() {
             return false;
         }
         let mut inner = self.inner.lock();
+        if let Some(g) = guild_id
+            && !inner.guilds.contains(&g)
+        {
+            return true;
+        }
         if let Some(Transfer::Arriving {
             held,
             bytes,
@@ -918,6 +935,22 @@ mod tests {
         assert!(stays.detached_since().is_some());
         let g = stays.resume(0).unwrap();
         assert_eq!(drain(&stays, g).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn a_guild_event_from_another_node_reaches_only_a_session_that_follows_the_guild() {
+        let s = session(SessionLimits::default());
+        s.follow(Snowflake(10));
+        assert!(s.deliver_guild_event(Snowflake(10), frame(1)));
+        // Told the guild is unavailable: its events wait for the fresh GUILD_CREATE.
+        s.unfollow(Snowflake(10));
+        assert!(s.deliver_guild_event(Snowflake(10), frame(99)), "not gone");
+        assert!(s.deliver(frame(2)), "GUILD_CREATE");
+        s.follow(Snowflake(10));
+        assert!(s.deliver_guild_event(Snowflake(10), frame(3)));
+        assert_eq!(drain(&s, 0).unwrap(), vec![1, 2, 3]);
+        s.end();
+        assert!(!s.deliver_guild_event(Snowflake(10), frame(4)));
     }
 
     #[test]

@@ -346,6 +346,23 @@ impl Rest {
         body
     }
 
+    /// A read that may meet the cluster changing (a retryable 503) while a guild settles on
+    /// its next owner: tried again for up to 10 s.
+    async fn read_settled(&self, path: &str, token: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self
+                .call(reqwest::Method::GET, path, Some(token), None)
+                .await;
+            if status == 503 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            assert_eq!(status, 200, "{path}: {body}");
+            return body;
+        }
+    }
+
     /// A new guild of the user with `token`: its id and its first channel's.
     async fn guild(&self, token: &str, name: &str) -> (String, String) {
         let g = self
@@ -686,12 +703,9 @@ impl Spread {
     async fn stored(&self, ids: &[String]) {
         let history = self
             .rb
-            .ok(
-                reqwest::Method::GET,
+            .read_settled(
                 &format!("/channels/{}/messages?limit=100", self.channel),
-                Some(&self.guest_token),
-                None,
-                200,
+                &self.guest_token,
             )
             .await;
         let stored: std::collections::HashSet<&str> = history
@@ -1175,12 +1189,9 @@ async fn a_paused_owner_that_runs_on_after_its_guild_moved_writes_nothing() {
     acknowledged.extend(taken);
     t.stored(&acknowledged).await;
     let history =
-        t.rb.ok(
-            reqwest::Method::GET,
+        t.rb.read_settled(
             &format!("/channels/{}/messages?limit=100", t.channel),
-            Some(&t.guest_token),
-            None,
-            200,
+            &t.guest_token,
         )
         .await;
     // node-c may also have passed a send on to the new owner before it stopped (that one
