@@ -20,12 +20,15 @@ use enrichment_protocol::gateway::intents;
     about = "Gateway sessions against an Enrichment node: idle memory, fanout rate, delivery latency (loopback only)"
 )]
 struct Cli {
-    /// API base URL, e.g. http://127.0.0.1:8080/api/v10 (loopback only).
-    #[arg(long, global = true, default_value = "")]
-    api: String,
-    /// The server's process id, for its RSS and CPU time from /proc.
-    #[arg(long, global = true, default_value_t = 0)]
-    server_pid: u32,
+    /// API base URL, e.g. http://127.0.0.1:8080/api/v10 (loopback only). Given once per node
+    /// of a cluster: setup and posts go to the first, connections are spread over every
+    /// node's gateway, and the nodes' counters are summed.
+    #[arg(long = "api", global = true)]
+    apis: Vec<String>,
+    /// The server's process id, for its RSS and CPU time from /proc; once per node of a
+    /// cluster (summed).
+    #[arg(long = "server-pid", global = true)]
+    server_pids: Vec<u32>,
     /// Loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N).
     #[arg(long, global = true, default_value_t = 8)]
     sources: u8,
@@ -169,9 +172,14 @@ fn connections_needed(mode: &Mode) -> usize {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    check_loopback(&cli.api)?;
-    anyhow::ensure!(cli.server_pid != 0, "--server-pid is required");
-    procfs::rss_kib(cli.server_pid).context("--server-pid must be a running process")?;
+    anyhow::ensure!(!cli.apis.is_empty(), "--api is required");
+    for api in &cli.apis {
+        check_loopback(api)?;
+    }
+    anyhow::ensure!(!cli.server_pids.is_empty(), "--server-pid is required");
+    for pid in &cli.server_pids {
+        procfs::rss_kib(*pid).context("--server-pid must be a running process")?;
+    }
     anyhow::ensure!(cli.sources >= 1, "--sources must be at least 1");
     let need = connections_needed(&cli.mode);
     if let Some(limit) = procfs::open_files_limit() {
@@ -188,23 +196,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .no_proxy()
         .build()
         .context("building the HTTP client")?;
-    let api = cli.api.trim_end_matches('/').to_owned();
-    let (server, url) = gateway(&client, &api).await?;
+    let nodes: Vec<String> = cli
+        .apis
+        .iter()
+        .map(|a| a.trim_end_matches('/').to_owned())
+        .collect();
+    let mut gateways = Vec::with_capacity(nodes.len());
+    for api in &nodes {
+        gateways.push(gateway(&client, api).await?);
+    }
     let sources = (1..=cli.sources)
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
         .collect();
     let mut ctx = Ctx {
         client,
-        api,
+        api: nodes[0].clone(),
+        nodes,
         target: Target {
-            server,
-            url,
+            gateways,
             sources,
             intents: cli.intents,
             identify_timeout: Duration::from_secs(60),
             identify: true,
         },
-        server_pid: cli.server_pid,
+        server_pids: cli.server_pids,
         ticks: procfs::clock_ticks(),
         identify_concurrency: cli.identify_concurrency,
         setup_parallelism: cli.setup_parallelism,

@@ -60,7 +60,7 @@
 //!   with this node's own, as the start hook of the local router.
 //!
 //! - **Sessions.** A RESUME at another node than the session's takes the session over: see
-//!   [`takeover`].
+//!   `routing/takeover.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -176,9 +176,9 @@ pub struct Control {
 /// How to reach the gateway.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub server: SocketAddr,
-    /// `ws://host:port/?v=10&encoding=json`
-    pub url: String,
+    /// The gateways connections are spread over, round-robin: each node's address and
+    /// `ws://host:port/?v=10&encoding=json`.
+    pub gateways: Vec<(SocketAddr, String)>,
     /// Loopback source addresses, used round-robin (more than one gives more local ports).
     pub sources: Vec<IpAddr>,
     pub intents: u64,
@@ -294,10 +294,11 @@ async fn connect(target: &Target, i: usize) -> anyhow::Result<Ws> {
     let source = target.sources[i % target.sources.len()];
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(target.server).await?;
+    let (server, url) = &target.gateways[i % target.gateways.len()];
+    let stream = socket.connect(*server).await?;
     stream.set_nodelay(true)?;
     let (ws, _) =
-        tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(ws_config()))
+        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config()))
             .await?;
     Ok(ws)
 }

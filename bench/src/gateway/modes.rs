@@ -26,9 +26,13 @@ use crate::run::new_histogram;
 #[derive(Debug)]
 pub struct Ctx {
     pub client: Client,
+    /// Where setup and posts go: the first node's API.
     pub api: String,
+    /// Every node's API (the first is `api`), for their `/metrics`.
+    pub nodes: Vec<String>,
     pub target: Target,
-    pub server_pid: u32,
+    /// Every node's process: RSS and CPU are their sums.
+    pub server_pids: Vec<u32>,
     pub ticks: u64,
     pub identify_concurrency: usize,
     pub setup_parallelism: usize,
@@ -45,34 +49,48 @@ impl Ctx {
     }
 
     fn rss(&self) -> anyhow::Result<u64> {
-        procfs::rss_kib(self.server_pid)
+        self.server_pids.iter().map(|p| procfs::rss_kib(*p)).sum()
+    }
+
+    fn threads(&self) -> u64 {
+        self.server_pids
+            .iter()
+            .map(|p| procfs::threads(*p).unwrap_or(0))
+            .sum()
     }
 
     fn cpu(&self) -> anyhow::Result<CpuWindow> {
-        CpuWindow::start(self.server_pid)
+        CpuWindow::start(&self.server_pids)
     }
 
     fn used(&self, w: &CpuWindow) -> anyhow::Result<CpuUsed> {
-        w.end(self.server_pid, self.ticks)
+        w.end(&self.server_pids, self.ticks)
     }
 
-    /// The server's gateway write counters, from `/metrics` (zeros if unavailable).
+    /// The nodes' gateway write counters, from their `/metrics`, summed (zeros where
+    /// unavailable).
     async fn counters(&self) -> Counters {
-        let root = self.api.trim_end_matches("/api/v10");
-        let text = match self.client.get(format!("{root}/metrics")).send().await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
+        let mut sum = Counters {
+            writes: 0.0,
+            frames: 0.0,
+            deliveries: 0.0,
         };
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-                .unwrap_or(0.0)
-        };
-        Counters {
-            writes: value("enrichment_gateway_write_batch_count"),
-            frames: value("enrichment_gateway_write_batch_sum"),
-            deliveries: value("enrichment_gateway_deliveries_total"),
+        for api in &self.nodes {
+            let root = api.trim_end_matches("/api/v10");
+            let text = match self.client.get(format!("{root}/metrics")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let value = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                    .unwrap_or(0.0)
+            };
+            sum.writes += value("enrichment_gateway_write_batch_count");
+            sum.frames += value("enrichment_gateway_write_batch_sum");
+            sum.deliveries += value("enrichment_gateway_deliveries_total");
         }
+        sum
     }
 
     async fn world(&mut self, plan: WorldPlan) -> anyhow::Result<GwWorld> {
@@ -253,7 +271,7 @@ pub async fn idle(ctx: &mut Ctx, plan: IdlePlan) -> anyhow::Result<()> {
     let rss0 = settled_rss(ctx, plan.settle).await?;
     ctx.note(format!(
         "server RSS before any connection: {rss0} KiB (threads {})",
-        procfs::threads(ctx.server_pid).unwrap_or(0)
+        ctx.threads()
     ));
     let limit = Duration::from_secs(300);
 
@@ -343,10 +361,15 @@ pub async fn idle(ctx: &mut Ctx, plan: IdlePlan) -> anyhow::Result<()> {
         kib(d(rss_full, rss_half), rest),
         kib(d(rss_full_unacked, rss_half_unacked), rest),
     ));
-    if let Some(anon) = procfs::rss_anon_kib(ctx.server_pid) {
+    let anon: Option<u64> = ctx
+        .server_pids
+        .iter()
+        .map(|p| procfs::rss_anon_kib(*p))
+        .sum();
+    if let Some(anon) = anon {
         ctx.note(format!(
             "server RssAnon now: {anon} KiB; threads {}",
-            procfs::threads(ctx.server_pid).unwrap_or(0)
+            ctx.threads()
         ));
     }
     if !plan.hold.is_zero() {

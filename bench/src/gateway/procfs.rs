@@ -49,6 +49,14 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// User and system CPU time of a process, in clock ticks.
+/// [`cpu_split`] summed over several processes (the nodes of a cluster).
+pub fn cpu_split_all(pids: &[u32]) -> anyhow::Result<(u64, u64)> {
+    pids.iter().try_fold((0, 0), |(u, s), pid| {
+        let (pu, ps) = cpu_split(*pid)?;
+        Ok((u + pu, s + ps))
+    })
+}
+
 pub fn cpu_split(pid: u32) -> anyhow::Result<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
@@ -141,18 +149,19 @@ pub struct CpuUsed {
 }
 
 impl CpuWindow {
-    pub fn start(server_pid: u32) -> anyhow::Result<CpuWindow> {
+    /// Starts a window over the server processes `server_pids` (their CPU is summed).
+    pub fn start(server_pids: &[u32]) -> anyhow::Result<CpuWindow> {
         Ok(CpuWindow {
-            server: cpu_split(server_pid)?,
+            server: cpu_split_all(server_pids)?,
             me: cpu_ticks(std::process::id())?,
             machine: MachineCpu::read()?,
             at: std::time::Instant::now(),
         })
     }
 
-    pub fn end(&self, server_pid: u32, ticks: u64) -> anyhow::Result<CpuUsed> {
+    pub fn end(&self, server_pids: &[u32], ticks: u64) -> anyhow::Result<CpuUsed> {
         let t = ticks as f64;
-        let (u, s) = cpu_split(server_pid)?;
+        let (u, s) = cpu_split_all(server_pids)?;
         let server = (u + s).saturating_sub(self.server.0 + self.server.1) as f64 / t;
         let generator = cpu_ticks(std::process::id())?.saturating_sub(self.me) as f64 / t;
         let machine = MachineCpu::read()?;
