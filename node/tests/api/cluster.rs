@@ -678,12 +678,22 @@ impl Spread {
     }
 
     /// Reads a session until its guild came back after going unavailable; returns the ids of
-    /// the MESSAGE_CREATEs it got on the way, in order.
+    /// the MESSAGE_CREATEs it got on the way, in order. The session may hear nothing for a
+    /// while: a gap shows only when the next frame or keep-alive (every 5 s) comes over the
+    /// link, and a link broken by a stall is dialled again with a backoff of up to 5 s.
     async fn until_resynced(gw: &mut crate::gw::Gw, guild_id: &str) -> Vec<String> {
         let mut ids = Vec::new();
         let mut unavailable = false;
         loop {
-            let (t, d) = gw.next_event().await;
+            let f = match gw.try_recv(Duration::from_secs(30)).await {
+                Ok(Some(f)) => f,
+                Ok(None) => panic!("no frame within 30 s"),
+                Err(end) => panic!("connection ended: {end:?}"),
+            };
+            let (Some(t), enrichment_protocol::gateway::op::DISPATCH) = (f.t, f.op) else {
+                continue;
+            };
+            let d = f.d;
             match t.as_str() {
                 "MESSAGE_CREATE" => ids.push(d["id"].as_str().unwrap().to_owned()),
                 "GUILD_DELETE" if d["id"] == guild_id => {
