@@ -264,6 +264,13 @@ struct Holding {
     frames: Vec<FanoutBatch>,
 }
 
+/// Sessions to wake once the inbound frames being handed on are all delivered: each once.
+#[derive(Debug, Default)]
+struct Wakes {
+    seen: HashSet<u64>,
+    sessions: Vec<Arc<Session>>,
+}
+
 /// A guild this node holds: the epoch of its claim, and a gate that work passes through
 /// (shared) and a handoff closes (exclusive), so that a handoff waits for work in flight and
 /// work that comes after it is sent on.
@@ -621,6 +628,8 @@ pub struct ClusterRouter {
     /// Frames held per guild until its previous owner's end-of-epoch marker.
     holding: parking_lot::Mutex<HashMap<Snowflake, Holding>>,
     hold_bytes: usize,
+    /// Sessions given frames from other nodes whose connections are yet to be woken.
+    wakes: parking_lot::Mutex<Wakes>,
     /// Sessions being taken over from other nodes: their offers and handovers, by id.
     offers: DashMap<u64, oneshot::Sender<Result<SessionOffer, ResumeError>>>,
     handovers: DashMap<u64, oneshot::Sender<Result<SessionHandover, ResumeError>>>,
@@ -753,6 +762,7 @@ impl ClusterRouter {
             hold_bytes: parts.hold_bytes,
             offers: DashMap::new(),
             handovers: DashMap::new(),
+            wakes: parking_lot::Mutex::new(Wakes::default()),
         });
         // Weak: the local router is the cluster router's, not the other way round.
         router
@@ -1239,23 +1249,43 @@ impl ClusterRouter {
         None
     }
 
-    /// Hands each session of a fanout frame its bytes.
+    /// Hands each session of a fanout frame its bytes. Their connections are woken once the
+    /// frames that came in together are all handed on ([`ClusterRouter::wake_sessions`]), so
+    /// each writes them in one go.
     fn hand_on(&self, from: &str, batch: FanoutBatch) {
+        let mut wakes = self.wakes.lock();
         for (key, v) in batch.sessions {
             let bytes = batch.variants[usize::from(v)].clone();
-            let delivered = bytes.is_some_and(|bytes| {
-                self.registry
-                    .by_key(key.0)
-                    .is_some_and(|s| match batch.guild_id {
-                        Some(g) => s.deliver_guild_event(g, bytes),
-                        None => s.deliver(bytes),
-                    })
-            });
+            let session = self.registry.by_key(key.0);
+            let delivered = match (bytes, session) {
+                (Some(bytes), Some(s)) => match s.deliver_unwoken(batch.guild_id, bytes) {
+                    Some(wake) => {
+                        if wake && wakes.seen.insert(key.0) {
+                            wakes.sessions.push(s);
+                        }
+                        true
+                    }
+                    None => false,
+                },
+                _ => false,
+            };
             if !delivered {
                 let _ = self
                     .transport
                     .send_control(from, &Control::SessionGone { key });
             }
+        }
+    }
+
+    /// Wakes the sessions given frames since the last call.
+    fn wake_sessions(&self) {
+        let sessions = {
+            let mut wakes = self.wakes.lock();
+            wakes.seen.clear();
+            std::mem::take(&mut wakes.sessions)
+        };
+        for s in sessions {
+            s.wake();
         }
     }
 
@@ -1592,35 +1622,47 @@ async fn watch_owners(router: Arc<ClusterRouter>, mut views: watch::Receiver<Clu
     }
 }
 
+/// Inbound events taken at once: what has queued up while the last ones were handled. Their
+/// sessions are woken once, after all of them.
+const INBOUND_BATCH: usize = 256;
+
 /// Serves the transport's inbound side until it closes.
 async fn serve(router: Arc<ClusterRouter>, mut inbound: mpsc::Receiver<Inbound>) {
-    while let Some(event) = inbound.recv().await {
-        match event {
-            Inbound::Frame {
-                from,
-                kind,
-                payload,
-                ..
-            } => router.on_frame(from, kind, payload).await,
-            Inbound::Gap {
-                from,
+    let mut events = Vec::with_capacity(INBOUND_BATCH);
+    while inbound.recv_many(&mut events, INBOUND_BATCH).await > 0 {
+        for event in events.drain(..) {
+            serve_one(&router, event).await;
+        }
+        router.wake_sessions();
+    }
+}
+
+async fn serve_one(router: &Arc<ClusterRouter>, event: Inbound) {
+    match event {
+        Inbound::Frame {
+            from,
+            kind,
+            payload,
+            ..
+        } => router.on_frame(from, kind, payload).await,
+        Inbound::Gap {
+            from,
+            expected,
+            got,
+        } => {
+            metrics::counter!("enrichment_cluster_link_gaps_total").increment(1);
+            warn!(
+                from = %from,
                 expected,
                 got,
-            } => {
-                metrics::counter!("enrichment_cluster_link_gaps_total").increment(1);
-                warn!(
-                    from = %from,
-                    expected,
-                    got,
-                    "frames from a node were lost; resyncing the guilds between us"
-                );
-                router.link_gap(&from.node_id);
-            }
-            Inbound::PeerRestarted { peer, .. } => {
-                router.node_lost(&peer.node_id);
-            }
-            Inbound::PeerUp { .. } | Inbound::PeerDown { .. } => {}
+                "frames from a node were lost; resyncing the guilds between us"
+            );
+            router.link_gap(&from.node_id);
         }
+        Inbound::PeerRestarted { peer, .. } => {
+            router.node_lost(&peer.node_id);
+        }
+        Inbound::PeerUp { .. } | Inbound::PeerDown { .. } => {}
     }
 }
 

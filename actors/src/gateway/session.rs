@@ -254,7 +254,7 @@ impl Session {
     /// Appends a dispatch whose frame prefix is already encoded in this session's encoding.
     /// Returns false when the session has ended (the caller should forget it).
     pub fn deliver(&self, prefix: Bytes) -> bool {
-        self.deliver_from(None, prefix)
+        self.deliver_and_wake(None, prefix)
     }
 
     /// [`Session::deliver`] for an event of a guild that reached this node from the guild's
@@ -262,18 +262,34 @@ impl Session {
     /// is unavailable and awaits a fresh GUILD_CREATE) drops it, so nothing of the guild comes
     /// between that GUILD_DELETE and that GUILD_CREATE.
     pub fn deliver_guild_event(&self, guild_id: Snowflake, prefix: Bytes) -> bool {
-        self.deliver_from(Some(guild_id), prefix)
+        self.deliver_and_wake(Some(guild_id), prefix)
     }
 
-    fn deliver_from(&self, guild_id: Option<Snowflake>, prefix: Bytes) -> bool {
+    fn deliver_and_wake(&self, guild_id: Option<Snowflake>, prefix: Bytes) -> bool {
+        match self.deliver_unwoken(guild_id, prefix) {
+            None => false,
+            Some(wake) => {
+                if wake {
+                    self.wake();
+                }
+                true
+            }
+        }
+    }
+
+    /// [`Session::deliver`] (or, with a guild, [`Session::deliver_guild_event`]) without waking
+    /// the connection: whoever hands on many dispatches at once wakes each session once, at
+    /// the end ([`Session::wake`]), so its connection writes them all in one go. `None` when
+    /// the session ended; else whether it has a connection to wake.
+    pub fn deliver_unwoken(&self, guild_id: Option<Snowflake>, prefix: Bytes) -> Option<bool> {
         if self.is_ended() {
-            return false;
+            return None;
         }
         let mut inner = self.inner.lock();
         if let Some(g) = guild_id
             && !inner.guilds.contains(&g)
         {
-            return true;
+            return Some(false);
         }
         if let Some(Transfer::Arriving {
             held,
@@ -288,14 +304,14 @@ impl Session {
                 *overflowed = true;
                 held.clear();
             }
-            return true;
+            return Some(false);
         }
-        let attached = self.push(&mut inner, prefix);
-        drop(inner);
-        if attached {
-            self.wake.notify_one();
-        }
-        true
+        Some(self.push(&mut inner, prefix))
+    }
+
+    /// Wakes the connection to write what was delivered ([`Session::deliver_unwoken`]).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Gives a dispatch the next sequence number; true when a connection is attached (and
