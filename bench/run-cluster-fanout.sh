@@ -18,33 +18,16 @@
 #   BASE_PORT=P        REST port of every node (default 18180; the gateway is P+1, gossip P+2)
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
-
-target="${CARGO_TARGET_DIR:-$repo/target}"
-case "$target" in
-  /*) ;;
-  *) target="$repo/$target" ;;
-esac
-
-if [[ "${NO_BUILD:-0}" != "1" ]]; then
-  cargo build --release -p enrichment-node -p enrichment-bench -p enrichment-testkit
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+build_release enrichment-node enrichment-bench enrichment-testkit
 server_bin="$target/release/enrichment"
 launcher_bin="$target/release/enrichment-local-cluster"
 load_bin="$target/release/enrichment-gateway-load"
-for b in "$server_bin" "$launcher_bin" "$load_bin"; do
-  [[ -x "$b" ]] || { echo "missing binary: $b" >&2; exit 1; }
-done
+require_bins "$server_bin" "$launcher_bin" "$load_bin"
 nodes="${NODES:-3}"
 port="${BASE_PORT:-18180}"
-
-hard="$(ulimit -Hn)"
-want=20000
-if [[ "$hard" != "unlimited" && "$hard" -lt "$want" ]]; then
-  want="$hard"
-fi
-ulimit -n "$want"
+raise_open_files
 
 log="$(mktemp "${TMPDIR:-/tmp}/enrichment-cluster-fanout.XXXXXX")"
 launcher_pid=""

@@ -22,32 +22,16 @@
 #   KEEP_DATA=1        keep the data dir and server log instead of deleting them
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
-
-target="${CARGO_TARGET_DIR:-$repo/target}"
-case "$target" in
-  /*) ;;
-  *) target="$repo/$target" ;;
-esac
-
-if [[ "${NO_BUILD:-0}" != "1" ]]; then
-  cargo build --release -p enrichment-node -p enrichment-bench
-fi
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+build_release enrichment-node enrichment-bench
 server_bin="$target/release/enrichment"
 load_bin="$target/release/enrichment-gateway-load"
-for b in "$server_bin" "$load_bin"; do
-  [[ -x "$b" ]] || { echo "missing binary: $b" >&2; exit 1; }
-done
+require_bins "$server_bin" "$load_bin"
 config="${CONFIG:-$repo/bench/gateway-bench.toml}"
 
 # Both processes hold one socket per connection.
-hard="$(ulimit -Hn)"
-want=20000
-if [[ "$hard" != "unlimited" && "$hard" -lt "$want" ]]; then
-  want="$hard"
-fi
-ulimit -n "$want"
+raise_open_files
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/enrichment-gateway-load.XXXXXX")"
 server_pid=""

@@ -434,15 +434,22 @@ impl Session {
         self.attach(seq, Some(resumed))
     }
 
-    fn attach(&self, seq: u64, resumed: Option<Bytes>) -> Result<u64, ResumeError> {
+    /// The session's state, for a client that saw up to `seq` to take it: neither ended nor
+    /// changing nodes, and with a replay buffer that covers what the client missed.
+    fn lock_for(&self, seq: u64) -> Result<parking_lot::MutexGuard<'_, Inner>, ResumeError> {
         if self.is_ended() {
             return Err(ResumeError::Lost);
         }
-        let mut inner = self.inner.lock();
+        let inner = self.inner.lock();
         if inner.transfer.is_some() {
             return Err(ResumeError::Lost);
         }
         inner.covers(seq)?;
+        Ok(inner)
+    }
+
+    fn attach(&self, seq: u64, resumed: Option<Bytes>) -> Result<u64, ResumeError> {
+        let mut inner = self.lock_for(seq)?;
         inner.generation += 1;
         let generation = inner.generation;
         inner.link = Link::Attached(generation);
@@ -481,14 +488,7 @@ impl Session {
     /// until the owner of each guild it follows says it delivers to the new node
     /// ([`Session::guild_handed_over`]).
     pub fn begin_leaving(&self, seq: u64) -> Result<Leaving, ResumeError> {
-        if self.is_ended() {
-            return Err(ResumeError::Lost);
-        }
-        let mut inner = self.inner.lock();
-        if inner.transfer.is_some() {
-            return Err(ResumeError::Lost);
-        }
-        inner.covers(seq)?;
+        let mut inner = self.lock_for(seq)?;
         inner.generation += 1;
         inner.link = Link::Leaving;
         let guilds: Vec<Snowflake> = inner.guilds.iter().copied().collect();
