@@ -1583,7 +1583,21 @@ impl ClusterRouter {
                 session: session.clone(),
             };
             match self.route(guild_id, Work::Session(op)).await {
-                Ok(Outcome::Done) => return,
+                // The owner sends the GUILD_CREATE and the follow before its answer, on the
+                // same link: a session that does not follow the guild now lost them in a gap
+                // (its queue to this node overflowed again) and asks once more. Without it the
+                // session would wait for a GUILD_CREATE that never comes.
+                Ok(Outcome::Done)
+                    if self
+                        .registry
+                        .by_key(session.key.0)
+                        .is_none_or(|s| s.follows(guild_id)) =>
+                {
+                    return;
+                }
+                Ok(Outcome::Done) => {
+                    debug!(%guild_id, "a session's fresh GUILD_CREATE was lost on the way; asking again");
+                }
                 Ok(Outcome::Failed(e)) if e.status != 503 => {
                     debug!(%guild_id, error = ?e, "a session cannot follow the guild again");
                     return;
