@@ -264,13 +264,6 @@ struct Holding {
     frames: Vec<FanoutBatch>,
 }
 
-/// Sessions to wake once the inbound frames being handed on are all delivered: each once.
-#[derive(Debug, Default)]
-struct Wakes {
-    seen: HashSet<u64>,
-    sessions: Vec<Arc<Session>>,
-}
-
 /// A guild this node holds: the epoch of its claim, and a gate that work passes through
 /// (shared) and a handoff closes (exclusive), so that a handoff waits for work in flight and
 /// work that comes after it is sent on.
@@ -629,7 +622,7 @@ pub struct ClusterRouter {
     holding: parking_lot::Mutex<HashMap<Snowflake, Holding>>,
     hold_bytes: usize,
     /// Sessions given frames from other nodes whose connections are yet to be woken.
-    wakes: parking_lot::Mutex<Wakes>,
+    wakes: parking_lot::Mutex<Vec<Arc<Session>>>,
     /// Sessions being taken over from other nodes: their offers and handovers, by id.
     offers: DashMap<u64, oneshot::Sender<Result<SessionOffer, ResumeError>>>,
     handovers: DashMap<u64, oneshot::Sender<Result<SessionHandover, ResumeError>>>,
@@ -762,7 +755,7 @@ impl ClusterRouter {
             hold_bytes: parts.hold_bytes,
             offers: DashMap::new(),
             handovers: DashMap::new(),
-            wakes: parking_lot::Mutex::new(Wakes::default()),
+            wakes: parking_lot::Mutex::new(Vec::new()),
         });
         // Weak: the local router is the cluster router's, not the other way round.
         router
@@ -1260,8 +1253,9 @@ impl ClusterRouter {
             let delivered = match (bytes, session) {
                 (Some(bytes), Some(s)) => match s.deliver_unwoken(batch.guild_id, bytes) {
                     Some(wake) => {
-                        if wake && wakes.seen.insert(key.0) {
-                            wakes.sessions.push(s);
+                        // True once per session until it is woken.
+                        if wake {
+                            wakes.push(s);
                         }
                         true
                     }
@@ -1279,11 +1273,7 @@ impl ClusterRouter {
 
     /// Wakes the sessions given frames since the last call.
     fn wake_sessions(&self) {
-        let sessions = {
-            let mut wakes = self.wakes.lock();
-            wakes.seen.clear();
-            std::mem::take(&mut wakes.sessions)
-        };
+        let sessions = std::mem::take(&mut *self.wakes.lock());
         for s in sessions {
             s.wake();
         }

@@ -163,6 +163,9 @@ pub struct Session {
     limits: SessionLimits,
     inner: Mutex<Inner>,
     ended: AtomicBool,
+    /// Dispatches were delivered without waking the connection, and a wake is on its way
+    /// ([`Session::deliver_unwoken`]): later ones need not ask again.
+    wake_pending: AtomicBool,
     wake: Notify,
 }
 
@@ -202,6 +205,7 @@ impl Session {
                 transfer: None,
             }),
             ended: AtomicBool::new(false),
+            wake_pending: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
@@ -280,7 +284,8 @@ impl Session {
     /// [`Session::deliver`] (or, with a guild, [`Session::deliver_guild_event`]) without waking
     /// the connection: whoever hands on many dispatches at once wakes each session once, at
     /// the end ([`Session::wake`]), so its connection writes them all in one go. `None` when
-    /// the session ended; else whether it has a connection to wake.
+    /// the session ended; else whether the caller must wake it: true for the first delivery
+    /// that needs it since the last wake, false for the rest.
     pub fn deliver_unwoken(&self, guild_id: Option<Snowflake>, prefix: Bytes) -> Option<bool> {
         if self.is_ended() {
             return None;
@@ -306,11 +311,14 @@ impl Session {
             }
             return Some(false);
         }
-        Some(self.push(&mut inner, prefix))
+        let attached = self.push(&mut inner, prefix);
+        drop(inner);
+        Some(attached && !self.wake_pending.swap(true, Ordering::AcqRel))
     }
 
     /// Wakes the connection to write what was delivered ([`Session::deliver_unwoken`]).
     pub fn wake(&self) {
+        self.wake_pending.store(false, Ordering::Release);
         self.wake.notify_one();
     }
 
@@ -631,6 +639,14 @@ impl Recipient for Session {
 
     fn handed_over(&self, guild_id: Snowflake) {
         self.guild_handed_over(guild_id)
+    }
+
+    fn deliver_unwoken(&self, prefix: Bytes) -> Option<bool> {
+        Session::deliver_unwoken(self, None, prefix)
+    }
+
+    fn wake(&self) {
+        Session::wake(self)
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use enrichment_protocol::Snowflake;
 use enrichment_storage::{GuildWrite, MessageRecord, StoreError, StoreResult, Stores};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -227,7 +228,16 @@ async fn run(mut rx: mpsc::Receiver<BoxFuture<'static, Completion>>, depth: usiz
     loop {
         tokio::select! {
             biased;
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => done(),
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                // Every completion ready now (a group commit finishes many writes at once)
+                // runs before any session is woken, so each connection writes them together.
+                crate::guild::fanout::batched_wakes(|| {
+                    done();
+                    while let Some(Some(done)) = in_flight.next().now_or_never() {
+                        done();
+                    }
+                });
+            }
             next = rx.recv(), if open && in_flight.len() < depth => match next {
                 Some(work) => in_flight.push_back(work),
                 None => open = false,

@@ -17,7 +17,7 @@
 //!
 //! [`SessionOp`]: super::requests::SessionOp
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -48,6 +48,15 @@ pub trait Recipient: Send + Sync + std::fmt::Debug + 'static {
     /// The guild delivers to this session at its new node from now on
     /// ([`super::SessionOp::Move`]): every event it had for the session came before this call.
     fn handed_over(&self, _guild_id: Snowflake) {}
+    /// [`Recipient::deliver`], leaving the wake-up of the session's connection to the caller:
+    /// `None` when the session is gone, else whether the caller must call [`Recipient::wake`]
+    /// (once, for however many dispatches it delivered meanwhile). A recipient with nothing
+    /// to wake delivers and says false.
+    fn deliver_unwoken(&self, prefix: Bytes) -> Option<bool> {
+        self.deliver(prefix).then_some(false)
+    }
+    /// Wakes the session's connection after [`Recipient::deliver_unwoken`].
+    fn wake(&self) {}
     /// The relay this recipient is reached through, for a session of another node. [`deliver`]
     /// gives such recipients' events to their relay in one batch instead of one by one.
     fn relay(&self) -> Option<&Arc<dyn Relay>> {
@@ -83,6 +92,42 @@ pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
 pub trait RecipientDirectory: Send + Sync + 'static {
     /// The recipient for `session`, or `None` when it is gone.
     fn recipient(&self, session: &SessionRef) -> Option<Arc<dyn Recipient>>;
+}
+
+thread_local! {
+    /// The recipients to wake at the end of the [`batched_wakes`] running on this thread.
+    static WAKES: RefCell<Option<Vec<Arc<dyn Recipient>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, which delivers events, and wakes each recipient it delivered to once, at the
+/// end, rather than once per event: a connection then writes a whole run of events (a group
+/// commit's messages, say) in one go. Nested calls wake at the end of the outermost.
+pub fn batched_wakes<R>(f: impl FnOnce() -> R) -> R {
+    let outermost = WAKES.with(|w| {
+        let mut w = w.borrow_mut();
+        w.is_none().then(|| *w = Some(Vec::new())).is_some()
+    });
+    let out = f();
+    if outermost && let Some(wakes) = WAKES.with(|w| w.borrow_mut().take()) {
+        for r in wakes {
+            r.wake();
+        }
+    }
+    out
+}
+
+/// Wakes `r` at the end of the batch running on this thread, or now outside of one.
+fn wake_later(r: &Arc<dyn Recipient>) {
+    let now = WAKES.with(|w| match w.borrow_mut().as_mut() {
+        Some(wakes) => {
+            wakes.push(r.clone());
+            false
+        }
+        None => true,
+    });
+    if now {
+        r.wake();
+    }
 }
 
 /// Encodes one dispatch for one recipient alone (GUILD_CREATE, member chunks) and delivers it.
@@ -394,8 +439,11 @@ pub fn deliver(recipients: &[Follower], guild_id: Snowflake, event: &GuildEvent)
             }
             continue;
         }
-        if f.sink.deliver(bytes) {
+        if let Some(wake) = f.sink.deliver_unwoken(bytes) {
             delivered += 1;
+            if wake {
+                wake_later(&f.sink);
+            }
         }
     }
     if !batches.is_empty() {
@@ -406,4 +454,66 @@ pub fn deliver(recipients: &[Follower], guild_id: Snowflake, event: &GuildEvent)
     }
     metrics::counter!("enrichment_gateway_deliveries_total").increment(delivered as u64);
     delivered
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::events::MessageDeleteData;
+    use crate::gateway::session::{Session, SessionInfo, SessionLimits};
+
+    const GUILD: Snowflake = Snowflake(1_000_000_000_000_000_000);
+
+    fn session() -> Arc<Session> {
+        Arc::new(Session::new(
+            SessionInfo {
+                session_id: "s".into(),
+                user_id: Snowflake(7),
+                bot: false,
+                intents: intents::GUILDS | intents::GUILD_MESSAGES,
+                encoding: Encoding::Json,
+                shard: None,
+                large_threshold: 50,
+            },
+            1,
+            SessionLimits::default(),
+            Default::default(),
+        ))
+    }
+
+    fn deleted(id: u64) -> GuildEvent {
+        GuildEvent::MessageDelete(MessageDeleteData {
+            id: Snowflake(id),
+            channel_id: Snowflake(1_000_000_000_000_000_001),
+            guild_id: GUILD,
+        })
+    }
+
+    #[test]
+    fn a_batch_of_events_wakes_each_connection_once_at_its_end() {
+        let s = session();
+        let followers = [Follower::new(s.clone())];
+        batched_wakes(|| {
+            for id in 1..=3 {
+                assert_eq!(deliver(&followers, GUILD, &deleted(id)), 1);
+            }
+            assert!(
+                s.notified().now_or_never().is_none(),
+                "not woken before the batch ends"
+            );
+        });
+        assert!(s.notified().now_or_never().is_some(), "woken at its end");
+        assert!(s.notified().now_or_never().is_none(), "once");
+        let mut out = Vec::new();
+        s.take_pending(0, &mut out).unwrap();
+        assert_eq!(out.len(), 3, "with every event");
+
+        // Outside a batch each event wakes at once.
+        deliver(&followers, GUILD, &deleted(4));
+        assert!(s.notified().now_or_never().is_some());
+    }
 }
