@@ -896,15 +896,7 @@ mod tests {
         old.guild_handed_over(Snowflake(10));
         assert_eq!(old.awaiting(), vec![Snowflake(11)]);
         let new = Session::arriving(
-            SessionInfo {
-                session_id: "s".into(),
-                user_id: Snowflake(1),
-                bot: false,
-                intents: 0,
-                encoding: Encoding::Json,
-                shard: None,
-                large_threshold: 50,
-            },
+            old.info.clone(),
             2,
             SessionLimits::default(),
             PresenceUpdate::default(),
