@@ -455,7 +455,8 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Initial read buffer per connection (grows for larger frames).
     pub read_buffer_bytes: usize,
-    /// Queued frames are written once this many bytes are buffered, and at every flush.
+    /// Output buffer a connection keeps between writes; a larger batch allocates for its write
+    /// and gives the memory back after it.
     pub write_buffer_bytes: usize,
     /// The kernel send buffer per connection (SO_SNDBUF); 0 keeps the OS default.
     pub send_buffer_bytes: usize,

@@ -4,27 +4,32 @@
 //! [`Connection`] state machine. The task waits on three things: a frame from the client, its
 //! session's signal that dispatches are queued, and its heartbeat deadline. When woken for
 //! dispatches it takes everything queued, splices each frame's sequence number onto the shared
-//! prefix, and writes the lot with one flush. No task, buffer or timer exists per connection
-//! beyond that one task, the tungstenite stream (whose buffers are sized by
-//! `[gateway] read_buffer_bytes` / `write_buffer_bytes`) and the session.
+//! prefix, frames the lot into one buffer and writes it with one system call (`Writer`). No
+//! task, buffer or timer exists per connection beyond that one task, the tungstenite stream
+//! (reading; its buffer is sized by `[gateway] read_buffer_bytes`), the output buffer (kept up
+//! to `write_buffer_bytes` between writes) and the session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use enrichment_actors::gateway::connection::Inbound;
 use enrichment_actors::gateway::{Close, Connection, GatewayService};
 use enrichment_protocol::gateway::{CloseCode, ConnectParams, Encoding, ZlibStream};
 use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{
+    CloseCode as WsCloseCode, Data, OpCode,
+};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::GatewayConfig as ListenerConfig;
 
@@ -42,6 +47,7 @@ pub struct GatewayServer {
 struct Settings {
     ws: WebSocketConfig,
     send_buffer: usize,
+    write_buffer: usize,
     write_timeout: Duration,
     max_connections: usize,
 }
@@ -58,9 +64,10 @@ impl GatewayServer {
         let listener = TcpListener::from_std(std_listener)?;
         let mut ws = WebSocketConfig::default();
         ws.read_buffer_size = cfg.read_buffer_bytes.max(64);
-        ws.write_buffer_size = cfg.write_buffer_bytes;
+        // tungstenite writes only its own frames (pong, close); ours bypass its buffer.
+        ws.write_buffer_size = 0;
         // Bounded per connection: the outbox cap plus one frame of slack.
-        ws.max_write_buffer_size = cfg.outbox_bytes.max(cfg.write_buffer_bytes + 1) + (1 << 20);
+        ws.max_write_buffer_size = cfg.outbox_bytes + (1 << 20);
         // Oversized frames are refused with 4002 by the state machine; this cap only stops a
         // client from making us buffer megabytes first.
         ws.max_message_size = Some(cfg.max_inbound_bytes.max(4096) * 4);
@@ -68,6 +75,7 @@ impl GatewayServer {
         let settings = Settings {
             ws,
             send_buffer: cfg.send_buffer_bytes,
+            write_buffer: cfg.write_buffer_bytes,
             write_timeout: Duration::from_secs(cfg.write_timeout_secs),
             max_connections: cfg.max_connections,
         };
@@ -164,36 +172,72 @@ async fn accept_loop(
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// Frames' worth of `Writer::pending` capacity a connection keeps between wake-ups.
-const PENDING_KEPT: usize = 8;
-
-/// Per-connection output: the zlib context (when asked for) and scratch buffers.
+/// Per-connection output: the zlib context (when asked for) and the buffers of one write.
+///
+/// Server frames are unmasked, so a WebSocket frame is a header and the payload as is. The
+/// writer formats every frame of a wake-up (header by tungstenite's [`FrameHeader`], payload
+/// copied straight from the session's shared prefix with its sequence number spliced on) into
+/// one buffer and hands that to the socket in one write. Going through tungstenite's `Sink`
+/// instead costs an allocation, a UTF-8 check, a copy into its own buffer and two waker
+/// registrations per frame, which at tens of thousands of frames per event was most of the
+/// writer's time. tungstenite still owns the read side and the frames it writes itself (pong,
+/// close); `serve` flushes those before any write of ours, so frames never interleave.
 struct Writer {
     encoding: Encoding,
     zlib: Option<Box<ZlibStream>>,
-    pending: Vec<(u64, Bytes)>,
-    /// Frames per flush; looked up once, not on every write.
-    batch: metrics::Histogram,
+    /// Whole frames, headers included, for the next socket write.
+    out: Vec<u8>,
+    /// The capacity of `out` kept between writes (`[gateway] write_buffer_bytes`).
+    kept: usize,
+    /// One payload being finished (sequence number spliced on) before it is framed.
+    payload: BytesMut,
+    /// For zlib-stream: every payload of a wake-up, copied out under the session's lock and
+    /// compressed after it is released. `ends[i]` is where payload `i` ends.
+    payloads: BytesMut,
+    ends: Vec<usize>,
+    /// A write failed or timed out part-way: the stream may end inside a frame, so nothing
+    /// more (not even a close frame) may be written to it.
+    torn: bool,
+    /// Frames and socket writes, for frames per write; looked up once, not on every write.
+    frames: metrics::Counter,
+    writes: metrics::Counter,
 }
 
 impl Writer {
-    fn message(&mut self, frame: Bytes) -> Message {
-        if let Some(z) = &mut self.zlib {
-            return Message::Binary(z.compress(&frame).into());
-        }
-        match self.encoding {
-            Encoding::Json => match Utf8Bytes::try_from(frame) {
-                Ok(text) => Message::Text(text),
-                Err(e) => {
-                    tracing::error!(error = %e, "a JSON frame was not UTF-8");
-                    Message::Text(Utf8Bytes::from_static("{}"))
-                }
-            },
-            Encoding::MsgPack => Message::Binary(frame),
+    fn new(encoding: Encoding, zlib: bool, kept: usize) -> Writer {
+        Writer {
+            encoding,
+            zlib: zlib.then(|| Box::new(ZlibStream::new())),
+            out: Vec::new(),
+            kept,
+            payload: BytesMut::new(),
+            payloads: BytesMut::new(),
+            ends: Vec::new(),
+            torn: false,
+            frames: metrics::counter!("enrichment_gateway_frames_written_total"),
+            writes: metrics::counter!("enrichment_gateway_writes_total"),
         }
     }
 
-    /// Sends control frames, then every queued dispatch, with one flush.
+    /// The frame opcode of every message this connection gets.
+    fn opcode(&self) -> OpCode {
+        if self.zlib.is_some() || self.encoding == Encoding::MsgPack {
+            OpCode::Data(Data::Binary)
+        } else {
+            OpCode::Data(Data::Text)
+        }
+    }
+
+    /// Appends one message, compressed first on a zlib-stream connection.
+    fn frame(&mut self, message: &[u8]) {
+        let opcode = self.opcode();
+        match &mut self.zlib {
+            Some(z) => push_frame(&mut self.out, opcode, &z.compress(message)),
+            None => push_frame(&mut self.out, opcode, message),
+        }
+    }
+
+    /// Sends control frames, then every queued dispatch, in one socket write.
     async fn write(
         &mut self,
         ws: &mut Ws,
@@ -201,39 +245,72 @@ impl Writer {
         controls: Vec<Vec<u8>>,
         timeout: Duration,
     ) -> Result<(), Close> {
-        conn.drain(&mut self.pending)?;
-        if controls.is_empty() && self.pending.is_empty() {
+        self.out.clear();
+        for c in &controls {
+            self.frame(c);
+        }
+        let mut n = controls.len();
+        n += if self.zlib.is_none() {
+            let opcode = self.opcode();
+            let (out, payload) = (&mut self.out, &mut self.payload);
+            conn.drain_with(|seq, prefix| {
+                payload.clear();
+                conn.finish(seq, prefix, payload);
+                push_frame(out, opcode, payload);
+            })?
+        } else {
+            self.payloads.clear();
+            self.ends.clear();
+            let (payloads, ends) = (&mut self.payloads, &mut self.ends);
+            let n = conn.drain_with(|seq, prefix| {
+                conn.finish(seq, prefix, payloads);
+                ends.push(payloads.len());
+            })?;
+            let payloads = std::mem::take(&mut self.payloads);
+            let mut start = 0;
+            for i in 0..self.ends.len() {
+                let end = self.ends[i];
+                self.frame(&payloads[start..end]);
+                start = end;
+            }
+            self.payloads = payloads;
+            n
+        };
+        if n == 0 {
             return Ok(());
         }
-        let mut frames = Vec::with_capacity(controls.len() + self.pending.len());
-        frames.extend(controls.into_iter().map(Bytes::from));
-        for (seq, prefix) in self.pending.drain(..) {
-            let mut buf = BytesMut::with_capacity(prefix.len() + 21);
-            conn.finish(seq, &prefix, &mut buf);
-            frames.push(buf.freeze());
+        let result = tokio::time::timeout(timeout, ws.get_mut().write_all(&self.out)).await;
+        // A burst's worth of buffer would otherwise stay with every connection that saw one.
+        if self.out.capacity() > self.kept {
+            self.out = Vec::new();
         }
-        // Keep room for the usual few frames; a burst's worth (40 bytes a frame) would
-        // otherwise stay with every connection that ever saw one.
-        if self.pending.capacity() > PENDING_KEPT {
-            self.pending = Vec::new();
-        }
-        let batch = frames.len();
-        let send = async {
-            for f in frames {
-                let m = self.message(f);
-                ws.feed(m).await?;
-            }
-            ws.flush().await
-        };
-        match tokio::time::timeout(timeout, send).await {
+        match result {
             Ok(Ok(())) => {
-                self.batch.record(batch as f64);
+                self.frames.increment(n as u64);
+                self.writes.increment(1);
                 Ok(())
             }
-            Ok(Err(_)) => Err(Close::from(CloseCode::UnknownError)),
-            Err(_) => Err(WRITE_TIMEOUT),
+            Ok(Err(_)) => {
+                self.torn = true;
+                Err(Close::from(CloseCode::UnknownError))
+            }
+            Err(_) => {
+                self.torn = true;
+                Err(WRITE_TIMEOUT)
+            }
         }
     }
+}
+
+/// Appends one unmasked, unfragmented server frame.
+fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
+    // Formatting into memory cannot fail.
+    let _ = header.format(payload.len() as u64, out);
+    out.extend_from_slice(payload);
 }
 
 /// A write blocked longer than `write_timeout_secs`: the client is not reading.
@@ -242,7 +319,10 @@ const WRITE_TIMEOUT: Close = Close {
     reason: "Write timed out; resume to continue.",
 };
 
-async fn close(ws: &mut Ws, close: Close) {
+async fn close(ws: &mut Ws, writer: &Writer, close: Close) {
+    if writer.torn {
+        return;
+    }
     let frame = CloseFrame {
         code: WsCloseCode::from(close.code),
         reason: close.reason.into(),
@@ -281,16 +361,14 @@ async fn serve(
     };
     let params = match ConnectParams::parse(query.as_deref()) {
         Ok(p) => p,
-        Err(code) => return Box::pin(close(&mut ws, code.into())).await,
+        Err(code) => {
+            let writer = Writer::new(Encoding::Json, false, 0);
+            return Box::pin(close(&mut ws, &writer, code.into())).await;
+        }
     };
     drop(query);
     let mut conn = Connection::new(svc, params, Instant::now());
-    let mut writer = Writer {
-        encoding: params.encoding,
-        zlib: params.zlib_stream.then(|| Box::new(ZlibStream::new())),
-        pending: Vec::new(),
-        batch: metrics::histogram!("enrichment_gateway_write_batch"),
-    };
+    let mut writer = Writer::new(params.encoding, params.zlib_stream, settings.write_buffer);
     let hello = conn.hello();
     if writer
         .write(&mut ws, &conn, vec![hello], settings.write_timeout)
@@ -329,6 +407,15 @@ async fn serve(
                     let _ = Box::pin(tokio::time::timeout(Duration::from_secs(2), ws.flush())).await;
                     break;
                 }
+                // tungstenite has queued the pong; send it now, so that no frame of ours
+                // can start while part of it waits in tungstenite's buffer.
+                Some(Ok(Message::Ping(_))) => match Box::pin(tokio::time::timeout(settings.write_timeout, ws.flush())).await {
+                    Ok(Ok(())) => Ok(Vec::new()),
+                    _ => {
+                        writer.torn = true;
+                        Err(WRITE_TIMEOUT)
+                    }
+                },
                 Some(Ok(_)) => Ok(Vec::new()),
                 Some(Err(WsError::Capacity(_))) => Err(CloseCode::DecodeError.into()),
                 Some(Err(_)) | None => break,
@@ -354,7 +441,7 @@ async fn serve(
             if c == Close::SLOW_CONSUMER || c == WRITE_TIMEOUT {
                 metrics::counter!("enrichment_gateway_slow_consumers_total").increment(1);
             }
-            Box::pin(close(&mut ws, c)).await;
+            Box::pin(close(&mut ws, &writer, c)).await;
             break;
         }
     }

@@ -714,13 +714,22 @@ impl Connection {
 
     /// Dispatches waiting for this connection, as `(seq, shared prefix)`.
     pub fn drain(&self, out: &mut Vec<(u64, Bytes)>) -> Result<(), Close> {
+        self.drain_with(|seq, prefix| out.push((seq, prefix.clone())))
+            .map(drop)
+    }
+
+    /// Hands each dispatch waiting for this connection to `write` as `(seq, shared prefix)`,
+    /// under the session's lock ([`Session::write_pending`]). Returns how many.
+    pub fn drain_with(&self, write: impl FnMut(u64, &Bytes)) -> Result<usize, Close> {
         match &self.session {
-            None => Ok(()),
-            Some(s) => s.take_pending(self.generation, out).map_err(|d| match d {
-                Detach::SlowConsumer => Close::SLOW_CONSUMER,
-                Detach::Superseded => Close::SUPERSEDED,
-                Detach::Ended => Close::ENDED,
-            }),
+            None => Ok(0),
+            Some(s) => s
+                .write_pending(self.generation, write)
+                .map_err(|d| match d {
+                    Detach::SlowConsumer => Close::SLOW_CONSUMER,
+                    Detach::Superseded => Close::SUPERSEDED,
+                    Detach::Ended => Close::ENDED,
+                }),
         }
     }
 

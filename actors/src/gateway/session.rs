@@ -358,6 +358,19 @@ impl Session {
 
     /// Moves every dispatch after the last one written into `out` as `(seq, prefix)`.
     pub fn take_pending(&self, generation: u64, out: &mut Vec<(u64, Bytes)>) -> Result<(), Detach> {
+        self.write_pending(generation, |seq, prefix| out.push((seq, prefix.clone())))
+            .map(drop)
+    }
+
+    /// Hands every dispatch after the last one written to `write` as `(seq, prefix)`, in order,
+    /// and counts them as written. It runs under the session's lock, so the connection copies
+    /// each prefix straight into its output without a reference count of its own: `write` is
+    /// meant to copy bytes and nothing slower. Returns how many it handed over.
+    pub fn write_pending(
+        &self,
+        generation: u64,
+        mut write: impl FnMut(u64, &Bytes),
+    ) -> Result<usize, Detach> {
         if self.is_ended() {
             return Err(Detach::Ended);
         }
@@ -371,17 +384,14 @@ impl Session {
         let first = inner.seq + 1 - inner.replay.len() as u64;
         let from = inner.written + 1;
         let skip = (from - first) as usize;
-        out.extend(
-            inner
-                .replay
-                .iter()
-                .skip(skip)
-                .enumerate()
-                .map(|(i, b)| (from + i as u64, b.clone())),
-        );
+        let mut n = 0;
+        for (i, prefix) in inner.replay.iter().skip(skip).enumerate() {
+            write(from + i as u64, prefix);
+            n += 1;
+        }
         inner.written = inner.seq;
         inner.pending_bytes = 0;
-        Ok(())
+        Ok(n)
     }
 
     /// Waits until there is something to drain (or the session changed state).

@@ -86,8 +86,8 @@ impl Ctx {
                     .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
                     .unwrap_or(0.0)
             };
-            sum.writes += value("enrichment_gateway_write_batch_count");
-            sum.frames += value("enrichment_gateway_write_batch_sum");
+            sum.writes += value("enrichment_gateway_writes_total");
+            sum.frames += value("enrichment_gateway_frames_written_total");
             sum.deliveries += value("enrichment_gateway_deliveries_total");
         }
         sum

@@ -581,3 +581,62 @@ async fn json_msgpack_and_zlib_stream_carry_the_same_events() {
         assert_eq!(other, &seen[0]);
     }
 }
+
+/// The node writes dispatch frames itself, batched, next to the pongs tungstenite answers pings
+/// with: each must arrive whole and in order, whatever the encoding.
+#[tokio::test]
+async fn pings_between_dispatches_get_their_pongs_and_every_frame_arrives_whole() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const N: usize = 30;
+    let node = TestNode::start().await;
+    let alice = node.register("alice").await;
+    let (gid, ch) = node.guild(&alice, "home").await;
+    for query in [
+        "v=10&encoding=json",
+        "v=10&encoding=msgpack",
+        "v=10&encoding=json&compress=zlib-stream",
+    ] {
+        let mut gw = Gw::connect(&node, query).await;
+        gw.send_identify(&alice.token, ALL).await;
+        gw.guild_create(&gid).await;
+        let posts = async {
+            for i in 0..N {
+                node.post(
+                    &format!("/channels/{ch}/messages"),
+                    &alice.token,
+                    json!({"content": format!("{query} {i}")}),
+                )
+                .await
+                .ok(200);
+            }
+        };
+        let reads = async {
+            let mut seen = Vec::new();
+            while seen.len() < N {
+                let ping = Message::Ping(format!("{}", seen.len()).into_bytes().into());
+                gw.ws.send(ping).await.expect("ping sent");
+                let (t, d) = gw.next_event().await;
+                if t == "MESSAGE_CREATE" {
+                    seen.push(d["content"].as_str().expect("content").to_owned());
+                }
+            }
+            seen
+        };
+        let ((), seen) = tokio::join!(posts, reads);
+        let sent: Vec<_> = (0..N).map(|i| format!("{query} {i}")).collect();
+        assert_eq!(seen, sent, "{query}: every message, whole and in order");
+
+        // A message after the last ping: its frame comes behind the last pong.
+        node.post(
+            &format!("/channels/{ch}/messages"),
+            &alice.token,
+            json!({"content": "last"}),
+        )
+        .await
+        .ok(200);
+        assert_eq!(expect(&mut gw, "MESSAGE_CREATE").await["content"], "last");
+        assert_eq!(gw.pongs, N, "{query}: a pong for every ping");
+    }
+}

@@ -30,6 +30,8 @@ pub struct Gw {
     pub session_id: String,
     pub resume_url: String,
     pub heartbeat_interval: u64,
+    /// WebSocket pongs received so far (skipped by [`Gw::recv`]).
+    pub pongs: usize,
 }
 
 /// How a connection ended.
@@ -78,6 +80,7 @@ impl Gw {
             session_id: String::new(),
             resume_url: String::new(),
             heartbeat_interval: 0,
+            pongs: 0,
         };
         let hello = gw.recv().await;
         assert_eq!(hello.op, op::HELLO, "first frame is HELLO: {hello:?}");
@@ -144,6 +147,10 @@ impl Gw {
                 Message::Binary(b) => b.to_vec(),
                 Message::Close(frame) => {
                     return Err(Ended::Closed(frame.map(|f| u16::from(f.code))));
+                }
+                Message::Pong(_) => {
+                    self.pongs += 1;
+                    continue;
                 }
                 _ => continue,
             };
