@@ -2,13 +2,11 @@
 //!
 //! See the `enrichment_bench::gateway` module docs for what each mode measures.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use enrichment_bench::check_loopback;
-use enrichment_bench::gateway::client::Target;
 use enrichment_bench::gateway::modes::{self, Ctx, FanoutPlan, IdlePlan, LatencyPlan};
 use enrichment_bench::gateway::procfs;
 use enrichment_protocol::gateway::intents;
@@ -45,6 +43,10 @@ struct Cli {
     /// Generator worker threads (0 = one per core).
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
+    /// Print the result as one JSON object on stdout (latency mode); the running commentary
+    /// still goes to stderr.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -136,33 +138,6 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(v).with_context(|| format!("--{name} {v} is not a duration"))
 }
 
-/// `ws://host:port` from `GET /gateway`, resolved to a loopback socket address.
-async fn gateway(client: &reqwest::Client, api: &str) -> anyhow::Result<(SocketAddr, String)> {
-    let body: serde_json::Value = client
-        .get(format!("{api}/gateway"))
-        .send()
-        .await
-        .context("GET /gateway")?
-        .error_for_status()?
-        .json()
-        .await?;
-    let url = body["url"].as_str().context("GET /gateway has no url")?;
-    let hostport = url
-        .strip_prefix("ws://")
-        .context("the gateway URL is not ws://")?
-        .trim_end_matches('/');
-    let addr = hostport
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {hostport}"))?
-        .find(|a| a.is_ipv4())
-        .context("no IPv4 address for the gateway")?;
-    anyhow::ensure!(
-        addr.ip().is_loopback(),
-        "the gateway {addr} is not on loopback"
-    );
-    Ok((addr, format!("ws://{hostport}/?v=10&encoding=json")))
-}
-
 fn connections_needed(mode: &Mode) -> usize {
     match mode {
         Mode::Idle(a) => a.connections,
@@ -189,42 +164,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             need + 200
         );
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")?;
-    let nodes: Vec<String> = cli
-        .apis
-        .iter()
-        .map(|a| a.trim_end_matches('/').to_owned())
-        .collect();
-    let mut gateways = Vec::with_capacity(nodes.len());
-    for api in &nodes {
-        gateways.push(gateway(&client, api).await?);
-    }
-    let sources = (1..=cli.sources)
-        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
-        .collect();
-    let mut ctx = Ctx {
-        client,
-        api: nodes[0].clone(),
-        nodes,
-        target: Target {
-            gateways,
-            sources,
-            intents: cli.intents,
-            identify_timeout: Duration::from_secs(60),
-            identify: true,
-        },
-        server_pids: cli.server_pids,
-        ticks: procfs::clock_ticks(),
-        identify_concurrency: cli.identify_concurrency,
-        setup_parallelism: cli.setup_parallelism,
-        report: String::new(),
-    };
+    anyhow::ensure!(
+        !cli.json || matches!(cli.mode, Mode::Latency(_)),
+        "--json is offered by the latency mode"
+    );
+    let mut ctx = Ctx::new(
+        cli.apis,
+        cli.server_pids,
+        cli.sources,
+        cli.intents,
+        cli.identify_concurrency,
+        cli.setup_parallelism,
+    )
+    .await?;
     match cli.mode {
         Mode::Idle(a) => {
             modes::idle(
@@ -262,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 a.rate.is_finite() && a.rate > 0.0,
                 "--rate must be positive"
             );
-            modes::latency(
+            let report = modes::latency(
                 &mut ctx,
                 LatencyPlan {
                     guilds: a.guilds,
@@ -275,7 +227,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     content_bytes: a.content_bytes,
                 },
             )
-            .await?
+            .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(());
+            }
         }
     }
     print!("{}", ctx.report);

@@ -132,6 +132,9 @@ pub struct Shared {
     pub ended: AtomicU64,
     /// Every frame received after identifying.
     pub frames: AtomicU64,
+    /// Latency messages that arrived at or before one its connection had already seen: a
+    /// duplicate, or one overtaken by a later message of the same channel.
+    pub out_of_order: AtomicU64,
     pub heartbeats_sent: AtomicU64,
     pub latencies: Option<Latencies>,
     errors: Mutex<Vec<String>>,
@@ -145,6 +148,7 @@ impl Shared {
             failed: AtomicU64::new(0),
             ended: AtomicU64::new(0),
             frames: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
             heartbeats_sent: AtomicU64::new(0),
             latencies,
             errors: Mutex::new(Vec::new()),
@@ -256,16 +260,40 @@ fn tail_seq(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(num).ok()?.parse().ok()
 }
 
-/// The content marker latency messages carry: `lat <send ns since the run's epoch> ...`.
+/// The content marker latency messages carry: `lat <send ns since the run's epoch> <index> ...`,
+/// where the index counts the run's messages and only grows within a channel.
 pub const LATENCY_MARK: &str = "lat ";
 
-/// The send timestamp of a latency message, found by a byte search for its content.
-pub fn sent_ns(bytes: &[u8]) -> Option<u64> {
+/// The send timestamp and index of a latency message, found by a byte search for its content.
+pub fn latency_mark(bytes: &[u8]) -> Option<(u64, u64)> {
     const KEY: &[u8] = b"\"content\":\"lat ";
     let at = find(bytes, KEY)? + KEY.len();
-    let rest = &bytes[at..];
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    let mut fields = bytes[at..].split(|&b| b == b' ').map(|f| {
+        let digits = f.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&f[..digits]).ok()?.parse().ok()
+    });
+    Some((fields.next()??, fields.next()??))
+}
+
+/// The order one connection saw its latency messages in. Every message of a run has its own
+/// index, and a channel's messages reach each session in the order of their indices, so an
+/// index at or below the last one seen is a defect: a duplicate, or a message overtaken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Order {
+    last: Option<u64>,
+}
+
+impl Order {
+    /// Notes message `index`; false when it came out of order (or again).
+    pub fn observe(&mut self, index: u64) -> bool {
+        match self.last {
+            Some(last) if index <= last => false,
+            _ => {
+                self.last = Some(index);
+                true
+            }
+        }
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -409,39 +437,23 @@ pub async fn run(
     let mut beat = tokio::time::interval_at(first, interval);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = *control.borrow_and_update();
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    let mut order = Order::default();
     let result: anyhow::Result<()> = loop {
         tokio::select! {
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    shared.frames.fetch_add(1, Ordering::Relaxed);
-                    let bytes = t.as_bytes();
-                    let (kind, s) = peek(bytes);
-                    seq = s.or(seq);
-                    match kind {
-                        Kind::MessageCreate => {
-                            if let Some(l) = &shared.latencies
-                                && let Some(ns) = sent_ns(bytes)
-                            {
-                                l.record(i, ns, Instant::now());
-                            }
-                            shared.messages.add(1);
+            end = std::future::poll_fn(|cx| read_ready(&mut ws, cx, &mut batch)) => {
+                match on_frames(&mut batch, i, &mut seq, &mut order, &shared) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await {
+                            break Err(e);
                         }
-                        Kind::Control(op::HEARTBEAT) => {
-                            if let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await {
-                                break Err(e);
-                            }
-                        }
-                        Kind::Control(op::RECONNECT | op::INVALID_SESSION) => {
-                            break Err(anyhow::anyhow!("server sent op {kind:?}"));
-                        }
-                        Kind::Undecodable => break Err(anyhow::anyhow!("undecodable frame")),
-                        _ => {}
                     }
+                    Err(e) => break Err(e),
                 }
-                Some(Ok(Message::Close(f))) => break Err(anyhow::anyhow!("closed by the server: {f:?}")),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break Err(e.into()),
-                None => break Err(anyhow::anyhow!("connection ended")),
+                if let Some(e) = end {
+                    break Err(e);
+                }
             },
             _ = beat.tick() => {
                 shared.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
@@ -471,15 +483,101 @@ pub async fn run(
     }
 }
 
+/// Frames a connection takes from its socket per wake-up at most.
+const READ_BATCH: usize = 256;
+
+/// Takes every text frame the socket has ready (up to [`READ_BATCH`]) into `batch`: pending
+/// until there is at least one, or the connection ended (`Some` error, after what came
+/// before it). Reading until the socket would block leaves the task's waker registered, and
+/// the shared counters are then touched once per wake-up rather than once per frame.
+fn read_ready(
+    ws: &mut Ws,
+    cx: &mut std::task::Context<'_>,
+    batch: &mut Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
+) -> std::task::Poll<Option<anyhow::Error>> {
+    use std::task::Poll;
+    while batch.len() < READ_BATCH {
+        match ws.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(Message::Text(t)))) => batch.push(t),
+            Poll::Ready(Some(Ok(Message::Close(f)))) => {
+                return Poll::Ready(Some(anyhow::anyhow!("closed by the server: {f:?}")));
+            }
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(e.into())),
+            Poll::Ready(None) => return Poll::Ready(Some(anyhow::anyhow!("connection ended"))),
+            Poll::Pending if batch.is_empty() => return Poll::Pending,
+            Poll::Pending => break,
+        }
+    }
+    Poll::Ready(None)
+}
+
+/// Accounts for the frames of one read (and empties `batch`); true when the server asked for
+/// a heartbeat.
+fn on_frames(
+    batch: &mut Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
+    i: usize,
+    seq: &mut Option<u64>,
+    order: &mut Order,
+    shared: &Shared,
+) -> anyhow::Result<bool> {
+    let now = Instant::now();
+    let mut messages = 0;
+    let mut out_of_order = 0;
+    let mut beat = false;
+    let frames = batch.len() as u64;
+    let mut result = Ok(());
+    for t in batch.drain(..) {
+        let bytes = t.as_bytes();
+        let (kind, s) = peek(bytes);
+        *seq = s.or(*seq);
+        match kind {
+            Kind::MessageCreate => {
+                if let Some(l) = &shared.latencies
+                    && let Some((ns, index)) = latency_mark(bytes)
+                {
+                    if order.observe(index) {
+                        l.record(i, ns, now);
+                    } else {
+                        out_of_order += 1;
+                    }
+                }
+                messages += 1;
+            }
+            Kind::Control(op::HEARTBEAT) => beat = true,
+            Kind::Control(op::RECONNECT | op::INVALID_SESSION) => {
+                result = Err(anyhow::anyhow!("server sent op {kind:?}"));
+            }
+            Kind::Undecodable => result = Err(anyhow::anyhow!("undecodable frame")),
+            _ => {}
+        }
+    }
+    shared.frames.fetch_add(frames, Ordering::Relaxed);
+    if out_of_order > 0 {
+        shared
+            .out_of_order
+            .fetch_add(out_of_order, Ordering::Relaxed);
+    }
+    if messages > 0 {
+        shared.messages.add(messages);
+    }
+    result.map(|()| beat)
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
     fn peeks_the_server_layout_without_parsing() {
         let f = br#"{"op":0,"t":"MESSAGE_CREATE","d":{"content":"lat 12345 x","id":"1"},"s":42}"#;
         assert_eq!(peek(f), (Kind::MessageCreate, Some(42)));
-        assert_eq!(sent_ns(f), Some(12345));
+        assert_eq!(latency_mark(f), None, "no index");
+        let f =
+            br#"{"op":0,"t":"MESSAGE_CREATE","d":{"content":"lat 12345 7 xx","id":"1"},"s":42}"#;
+        assert_eq!(latency_mark(f), Some((12345, 7)));
         let f = br#"{"op":0,"t":"GUILD_CREATE","d":{},"s":2}"#;
         assert_eq!(peek(f), (Kind::GuildCreate, Some(2)));
         let f = br#"{"op":11,"d":null,"s":null,"t":null}"#;
@@ -493,6 +591,31 @@ mod tests {
         let f = br#"{"d":null,"op":11}"#;
         assert_eq!(peek(f), (Kind::Control(11), None));
         assert_eq!(peek(b"nonsense").0, Kind::Undecodable);
-        assert_eq!(sent_ns(br#"{"content":"hello"}"#), None);
+        assert_eq!(latency_mark(br#"{"content":"hello"}"#), None);
+    }
+
+    #[test]
+    fn order_flags_repeats_and_messages_overtaken() {
+        let mut o = Order::default();
+        assert!(o.observe(3));
+        assert!(o.observe(5), "gaps are other channels' messages");
+        assert!(!o.observe(5), "a duplicate");
+        assert!(!o.observe(4), "overtaken by 5");
+        assert!(o.observe(9), "and later ones count again");
+    }
+
+    #[test]
+    fn latency_shards_merge_into_one_histogram() {
+        let l = Latencies::new(Instant::now()).unwrap();
+        l.measure_from_ns.store(1_000, Ordering::Relaxed);
+        let now = l.epoch + Duration::from_millis(10);
+        l.record(0, 2_000_000, now); // 8 ms
+        l.record(1, 5_000_000, now); // 5 ms
+        l.record(17, 9_000_000, now); // 1 ms, same shard as connection 1
+        l.record(2, 500, now); // warmup: not recorded
+        let h = l.merged().unwrap();
+        assert_eq!(h.len(), 3);
+        assert!((7_990..=8_010).contains(&h.max()), "max {}", h.max());
+        assert!((990..=1_010).contains(&h.min()), "min {}", h.min());
     }
 }

@@ -3,6 +3,7 @@
 //! (delivery latency under an open-loop message rate).
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,6 +42,57 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A context for the nodes at `apis` (loopback only; setup and posts go to the first),
+    /// their gateways found through `GET /gateway`, connections spread over `sources`
+    /// addresses 127.0.0.1 ..= 127.0.0.N.
+    pub async fn new(
+        apis: Vec<String>,
+        server_pids: Vec<u32>,
+        sources: u8,
+        intents: u64,
+        identify_concurrency: usize,
+        setup_parallelism: usize,
+    ) -> anyhow::Result<Ctx> {
+        anyhow::ensure!(sources >= 1, "at least one source address");
+        let client = Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .context("building the HTTP client")?;
+        let nodes: Vec<String> = apis
+            .iter()
+            .map(|a| a.trim_end_matches('/').to_owned())
+            .collect();
+        anyhow::ensure!(!nodes.is_empty(), "no node to run against");
+        let mut gateways = Vec::with_capacity(nodes.len());
+        for api in &nodes {
+            crate::check_loopback(api)?;
+            gateways.push(gateway(&client, api).await?);
+        }
+        let sources = (1..=sources)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+            .collect();
+        Ok(Ctx {
+            client,
+            api: nodes[0].clone(),
+            nodes,
+            target: Target {
+                gateways,
+                sources,
+                intents,
+                identify_timeout: Duration::from_secs(60),
+                identify: true,
+            },
+            server_pids,
+            ticks: procfs::clock_ticks(),
+            identify_concurrency,
+            setup_parallelism,
+            report: String::new(),
+        })
+    }
+
     fn note(&mut self, line: impl AsRef<str>) {
         let line = line.as_ref();
         eprintln!("{line}");
@@ -135,6 +187,33 @@ impl Ctx {
             self.note(format!("  error: {e}"));
         }
     }
+}
+
+/// `ws://host:port` from `GET /gateway`, resolved to a loopback socket address.
+async fn gateway(client: &Client, api: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let body: serde_json::Value = client
+        .get(format!("{api}/gateway"))
+        .send()
+        .await
+        .context("GET /gateway")?
+        .error_for_status()?
+        .json()
+        .await?;
+    let url = body["url"].as_str().context("GET /gateway has no url")?;
+    let hostport = url
+        .strip_prefix("ws://")
+        .context("the gateway URL is not ws://")?
+        .trim_end_matches('/');
+    let addr = hostport
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {hostport}"))?
+        .find(|a| a.is_ipv4())
+        .context("no IPv4 address for the gateway")?;
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "the gateway {addr} is not on loopback"
+    );
+    Ok((addr, format!("ws://{hostport}/?v=10&encoding=json")))
 }
 
 /// Gateway counters the server exports: socket writes (one flush each), frames written, and
@@ -603,6 +682,62 @@ pub async fn fanout(ctx: &mut Ctx, plan: FanoutPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Percentiles of a latency histogram, in ms.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Percentiles {
+    pub samples: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            samples: h.len(),
+            p50: pct(h, 0.50),
+            p90: pct(h, 0.90),
+            p99: pct(h, 0.99),
+            p999: pct(h, 0.999),
+            max: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// What a `latency` run found (`--json` prints it).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LatencyReport {
+    pub sessions: usize,
+    pub identified: usize,
+    pub offered_rate: f64,
+    pub measured_secs: f64,
+    pub posted: u64,
+    pub posted_ok: u64,
+    pub post_non_2xx: u64,
+    pub post_errors: u64,
+    /// Scheduled while every in-flight slot was busy, so never sent.
+    pub post_dropped: u64,
+    /// Every 2xx message times the sessions of its guild, over the whole run.
+    pub deliveries_expected: u64,
+    /// Deliveries that arrived in order, once.
+    pub deliveries: u64,
+    /// Expected deliveries that never arrived.
+    pub lost: u64,
+    /// Deliveries at or before one their session had already seen (duplicates, or overtaken).
+    pub out_of_order: u64,
+    /// Connections that failed to identify or ended before the run did.
+    pub connections_failed: u64,
+    pub delivery_ms: Percentiles,
+    pub post_ms: Percentiles,
+    pub deliveries_per_sec: f64,
+    pub server_cpu_us_per_delivery: f64,
+}
+
 #[derive(Clone, Debug)]
 pub struct LatencyPlan {
     pub guilds: usize,
@@ -617,7 +752,7 @@ pub struct LatencyPlan {
 
 /// `latency`: G guilds of M members, an open-loop message rate spread over the guilds; every
 /// message carries its scheduled send time and every receiver records its delivery latency.
-pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<()> {
+pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<LatencyReport> {
     let per_user = plan.sessions_per_user.max(1);
     anyhow::ensure!(
         plan.members.is_multiple_of(per_user),
@@ -714,6 +849,10 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<()> {
         Ok(_) => expect,
         Err(got) => got,
     };
+    // Give anything still on its way (a duplicate, say) a moment to show up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out_of_order = fleet.shared.out_of_order.load(Ordering::Relaxed);
+    let received = fleet.shared.messages.count();
     let h = lat.merged()?;
     let http = stats.merged()?;
     let measured_msgs = stats.measured.load(Ordering::Relaxed);
@@ -738,8 +877,10 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<()> {
     {
         ctx.note(format!("  post error: {e}"));
     }
+    let delivered = received.saturating_sub(out_of_order);
+    let lost = expect.saturating_sub(delivered);
     ctx.note(format!(
-        "deliveries: {got} of {expect} expected (whole run); measured window: {measured_msgs} messages, {} deliveries recorded = {:.0} deliveries/s",
+        "deliveries: {got} of {expect} expected (whole run): {lost} lost, {out_of_order} out of order or repeated; measured window: {measured_msgs} messages, {} deliveries recorded = {:.0} deliveries/s",
         h.len(),
         h.len() as f64 / plan.duration.as_secs_f64()
     ));
@@ -758,8 +899,29 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<()> {
         1e6 * used.server_s / h.len().max(1) as f64
     ));
     ctx.errors(&fleet.shared.clone());
+    let report = LatencyReport {
+        sessions: n,
+        identified: opened.identified,
+        offered_rate: plan.rate,
+        measured_secs: plan.duration.as_secs_f64(),
+        posted: stats.sent.load(Ordering::Relaxed),
+        posted_ok: ok,
+        post_non_2xx: stats.non_2xx.load(Ordering::Relaxed),
+        post_errors: stats.errors.load(Ordering::Relaxed),
+        post_dropped: stats.dropped.load(Ordering::Relaxed),
+        deliveries_expected: expect,
+        deliveries: delivered,
+        lost,
+        out_of_order,
+        connections_failed: fleet.shared.failed.load(Ordering::Relaxed)
+            + fleet.shared.ended.load(Ordering::Relaxed),
+        delivery_ms: Percentiles::of(&h),
+        post_ms: Percentiles::of(&http),
+        deliveries_per_sec: h.len() as f64 / plan.duration.as_secs_f64(),
+        server_cpu_us_per_delivery: 1e6 * used.server_s / h.len().max(1) as f64,
+    };
     fleet.stop(Duration::from_secs(20)).await;
-    Ok(())
+    Ok(report)
 }
 
 struct PostStats {
