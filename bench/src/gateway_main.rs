@@ -98,8 +98,9 @@ struct FanoutArgs {
     burst: usize,
     #[arg(long, default_value_t = 3)]
     burst_rounds: usize,
-    /// HTTP requests in flight during a burst.
-    #[arg(long, default_value_t = 16)]
+    /// HTTP requests in flight during a burst; 0 posts the whole burst at once. Fewer in
+    /// flight means smaller group commits, so fewer events per connection wake-up.
+    #[arg(long, default_value_t = 0)]
     burst_concurrency: usize,
     /// Messages sent one at a time, each after the previous reached every session.
     #[arg(long, default_value_t = 100)]

@@ -45,6 +45,7 @@ pub async fn readyz(state: State, admin: web::Data<AdminState>) -> HttpResponse 
 #[get("/metrics")]
 pub async fn prometheus(state: State) -> HttpResponse {
     metrics::gauge!("enrichment_guild_actors_local").set(state.router.local_actor_count() as f64);
+    crate::gateway::publish_counters();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

@@ -291,7 +291,11 @@ async fn post_many(
                 format!("burst {m} {padding}"),
             )
         })
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(if concurrency == 0 {
+            k.max(1)
+        } else {
+            concurrency
+        })
         .filter(|r| futures::future::ready(matches!(r, Ok(s) if s.is_success())))
         .count()
         .await
