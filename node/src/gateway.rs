@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use enrichment_actors::gateway::connection::Inbound;
 use enrichment_actors::gateway::{Close, Connection, GatewayService};
-use enrichment_protocol::gateway::{CloseCode, ConnectParams, Encoding, ZlibStream};
+use enrichment_protocol::gateway::{CloseCode, ConnectParams, Encoding, ZlibStream, dispatch_len};
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -188,11 +188,9 @@ struct Writer {
     encoding: Encoding,
     zlib: Option<Box<ZlibStream>>,
     /// Whole frames, headers included, for the next socket write.
-    out: Vec<u8>,
+    out: BytesMut,
     /// The capacity of `out` kept between writes (`[gateway] write_buffer_bytes`).
     kept: usize,
-    /// One payload being finished (sequence number spliced on) before it is framed.
-    payload: BytesMut,
     /// For zlib-stream: every payload of a wake-up, copied out under the session's lock and
     /// compressed after it is released. `ends[i]` is where payload `i` ends.
     payloads: BytesMut,
@@ -253,9 +251,8 @@ impl Writer {
         Writer {
             encoding,
             zlib: zlib.then(|| Box::new(ZlibStream::new())),
-            out: Vec::new(),
+            out: BytesMut::new(),
             kept,
-            payload: BytesMut::new(),
             payloads: BytesMut::new(),
             ends: Vec::new(),
             torn: false,
@@ -294,12 +291,11 @@ impl Writer {
         }
         let mut n = controls.len();
         n += if self.zlib.is_none() {
-            let opcode = self.opcode();
-            let (out, payload) = (&mut self.out, &mut self.payload);
+            let (opcode, encoding, out) = (self.opcode(), self.encoding, &mut self.out);
             conn.drain_with(|seq, prefix| {
-                payload.clear();
-                conn.finish(seq, prefix, payload);
-                push_frame(out, opcode, payload);
+                let len = dispatch_len(encoding, prefix.len(), seq);
+                push_header(out, opcode, len);
+                conn.finish(seq, prefix, out);
             })?
         } else {
             self.payloads.clear();
@@ -325,7 +321,10 @@ impl Writer {
         let result = tokio::time::timeout(timeout, ws.get_mut().write_all(&self.out)).await;
         // A burst's worth of buffer would otherwise stay with every connection that saw one.
         if self.out.capacity() > self.kept {
-            self.out = Vec::new();
+            self.out = BytesMut::new();
+        }
+        if self.payloads.capacity() > self.kept {
+            self.payloads = BytesMut::new();
         }
         match result {
             Ok(Ok(())) => {
@@ -346,14 +345,19 @@ impl Writer {
 }
 
 /// Appends one unmasked, unfragmented server frame.
-fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+fn push_frame(out: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
+    push_header(out, opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends the header of an unmasked, unfragmented server frame of `len` payload bytes.
+fn push_header(out: &mut BytesMut, opcode: OpCode, len: usize) {
     let header = FrameHeader {
         opcode,
         ..FrameHeader::default()
     };
     // Formatting into memory cannot fail.
-    let _ = header.format(payload.len() as u64, out);
-    out.extend_from_slice(payload);
+    let _ = header.format(len as u64, &mut (&mut *out).writer());
 }
 
 /// A write blocked longer than `write_timeout_secs`: the client is not reading.

@@ -571,6 +571,23 @@ pub fn dispatch_prefix<T: Serialize + ?Sized>(
     }
 }
 
+/// The length of the frame [`finish_dispatch`] appends for `prefix_len` bytes of prefix and
+/// sequence number `seq`: what a connection needs to write the WebSocket header first.
+pub fn dispatch_len(encoding: Encoding, prefix_len: usize, seq: u64) -> usize {
+    prefix_len
+        + match encoding {
+            Encoding::Json => itoa::Buffer::new().format(seq).len() + 1,
+            // MessagePack's smallest form of an unsigned integer, as `rmp` writes it.
+            Encoding::MsgPack => match seq {
+                0..0x80 => 1,
+                0x80..0x100 => 2,
+                0x100..0x1_0000 => 3,
+                0x1_0000..0x1_0000_0000 => 5,
+                _ => 9,
+            },
+        }
+}
+
 /// Appends a complete dispatch frame: the shared prefix and this receiver's `s`.
 pub fn finish_dispatch(encoding: Encoding, prefix: &[u8], seq: u64, out: &mut BytesMut) {
     out.reserve(prefix.len() + 21);

@@ -14,7 +14,27 @@ fn a_spliced_dispatch_decodes_to_the_same_frame_in_both_encodings() {
     let d = json!({"id": "1", "content": "hi \"there\"", "nested": {"n": [1, 2, 3]}});
     for encoding in [Encoding::Json, Encoding::MsgPack] {
         let prefix = dispatch_prefix(encoding, "MESSAGE_CREATE", &d).unwrap();
-        for seq in [1u64, 127, 128, 65_536, u64::from(u32::MAX) + 1] {
+        for seq in [
+            1u64,
+            9,
+            10,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let mut out = BytesMut::new();
+            finish_dispatch(encoding, &prefix, seq, &mut out);
+            assert_eq!(
+                dispatch_len(encoding, prefix.len(), seq),
+                out.len(),
+                "{seq}"
+            );
             let f = frame(encoding, &prefix, seq);
             assert_eq!(f.op, 0);
             assert_eq!(f.s, Some(seq), "{encoding:?}");
