@@ -49,12 +49,17 @@ async fn a_200_session_latency_run_reports_every_delivery_and_loses_none() {
     assert_eq!(report.posted_ok, 220, "{report:#?}");
     assert_eq!(report.deliveries_expected, 220 * 100);
     assert_eq!(report.deliveries, report.deliveries_expected, "{report:#?}");
-    assert_eq!((report.lost, report.out_of_order), (0, 0), "{report:#?}");
+    assert_eq!((report.lost, report.unexpected), (0, 0), "{report:#?}");
+    assert_eq!(
+        (report.sessions_wrong_set, report.sessions_out_of_order),
+        (0, 0),
+        "{report:#?}"
+    );
     // The measured window's deliveries all have a latency, and the text report says so.
     assert_eq!(report.delivery_ms.samples, 200 * 100, "{report:#?}");
     assert!(report.delivery_ms.p50 > 0.0 && report.delivery_ms.p99 >= report.delivery_ms.p50);
     assert!(
-        ctx.report.contains("0 lost, 0 out of order"),
+        ctx.report.contains("0 lost, 0 unexpected"),
         "{}",
         ctx.report
     );

@@ -22,6 +22,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::mix::splitmix64;
 use crate::run::new_histogram;
 
 /// A counter that wakes one waiter when it reaches an armed target, and remembers when.
@@ -132,9 +133,9 @@ pub struct Shared {
     pub ended: AtomicU64,
     /// Every frame received after identifying.
     pub frames: AtomicU64,
-    /// Latency messages that arrived at or before one its connection had already seen: a
-    /// duplicate, or one overtaken by a later message of the same channel.
-    pub out_of_order: AtomicU64,
+    /// Per identified connection, what it received of the latency messages (pushed when it
+    /// ends).
+    pub arrivals: Mutex<Vec<(usize, Arrivals)>>,
     pub heartbeats_sent: AtomicU64,
     pub latencies: Option<Latencies>,
     errors: Mutex<Vec<String>>,
@@ -148,7 +149,7 @@ impl Shared {
             failed: AtomicU64::new(0),
             ended: AtomicU64::new(0),
             frames: AtomicU64::new(0),
-            out_of_order: AtomicU64::new(0),
+            arrivals: Mutex::new(Vec::new()),
             heartbeats_sent: AtomicU64::new(0),
             latencies,
             errors: Mutex::new(Vec::new()),
@@ -275,24 +276,24 @@ pub fn latency_mark(bytes: &[u8]) -> Option<(u64, u64)> {
     Some((fields.next()??, fields.next()??))
 }
 
-/// The order one connection saw its latency messages in. Every message of a run has its own
-/// index, and a channel's messages reach each session in the order of their indices, so an
-/// index at or below the last one seen is a defect: a duplicate, or a message overtaken.
+/// What one connection received of the latency messages: enough to tell at the end of a run
+/// whether it got exactly the messages its guild was sent, each once, and in the same order as
+/// every other session of its guild. (The order itself is the server's: posts in flight
+/// together may be committed in either order, but then every session must see that order.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Order {
-    last: Option<u64>,
+pub struct Arrivals {
+    pub count: u64,
+    /// A sum of a hash of each index: equal for equal sets (barring a 64-bit collision).
+    pub set: u64,
+    /// A hash of the sequence of indices: equal for equal orders.
+    pub order: u64,
 }
 
-impl Order {
-    /// Notes message `index`; false when it came out of order (or again).
-    pub fn observe(&mut self, index: u64) -> bool {
-        match self.last {
-            Some(last) if index <= last => false,
-            _ => {
-                self.last = Some(index);
-                true
-            }
-        }
+impl Arrivals {
+    pub fn observe(&mut self, index: u64) {
+        self.count += 1;
+        self.set = self.set.wrapping_add(splitmix64(index));
+        self.order = splitmix64(self.order ^ index);
     }
 }
 
@@ -432,17 +433,17 @@ pub async fn run(
     shared.identified.add(1);
 
     // Discord clients wait `interval * jitter` before their first heartbeat; spread them so.
-    let jitter = (crate::mix::splitmix64(i as u64) % 1000) as u32;
+    let jitter = (splitmix64(i as u64) % 1000) as u32;
     let first = tokio::time::Instant::now() + interval * jitter / 1000;
     let mut beat = tokio::time::interval_at(first, interval);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = *control.borrow_and_update();
     let mut batch = Vec::with_capacity(READ_BATCH);
-    let mut order = Order::default();
+    let mut arrivals = Arrivals::default();
     let result: anyhow::Result<()> = loop {
         tokio::select! {
             end = std::future::poll_fn(|cx| read_ready(&mut ws, cx, &mut batch)) => {
-                match on_frames(&mut batch, i, &mut seq, &mut order, &shared) {
+                match on_frames(&mut batch, i, &mut seq, &mut arrivals, &shared) {
                     Ok(false) => {}
                     Ok(true) => {
                         if let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await {
@@ -477,6 +478,9 @@ pub async fn run(
             }
         }
     };
+    if shared.latencies.is_some() {
+        lock(&shared.arrivals).push((i, arrivals));
+    }
     if let Err(e) = result {
         shared.ended.fetch_add(1, Ordering::Relaxed);
         shared.error(format!("after identify: {e:#}"));
@@ -518,12 +522,11 @@ fn on_frames(
     batch: &mut Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
     i: usize,
     seq: &mut Option<u64>,
-    order: &mut Order,
+    arrivals: &mut Arrivals,
     shared: &Shared,
 ) -> anyhow::Result<bool> {
     let now = Instant::now();
     let mut messages = 0;
-    let mut out_of_order = 0;
     let mut beat = false;
     let frames = batch.len() as u64;
     let mut result = Ok(());
@@ -536,11 +539,8 @@ fn on_frames(
                 if let Some(l) = &shared.latencies
                     && let Some((ns, index)) = latency_mark(bytes)
                 {
-                    if order.observe(index) {
-                        l.record(i, ns, now);
-                    } else {
-                        out_of_order += 1;
-                    }
+                    arrivals.observe(index);
+                    l.record(i, ns, now);
                 }
                 messages += 1;
             }
@@ -553,11 +553,6 @@ fn on_frames(
         }
     }
     shared.frames.fetch_add(frames, Ordering::Relaxed);
-    if out_of_order > 0 {
-        shared
-            .out_of_order
-            .fetch_add(out_of_order, Ordering::Relaxed);
-    }
     if messages > 0 {
         shared.messages.add(messages);
     }
@@ -595,13 +590,23 @@ mod tests {
     }
 
     #[test]
-    fn order_flags_repeats_and_messages_overtaken() {
-        let mut o = Order::default();
-        assert!(o.observe(3));
-        assert!(o.observe(5), "gaps are other channels' messages");
-        assert!(!o.observe(5), "a duplicate");
-        assert!(!o.observe(4), "overtaken by 5");
-        assert!(o.observe(9), "and later ones count again");
+    fn arrivals_tell_sets_and_orders_apart() {
+        let of = |ix: &[u64]| {
+            let mut a = Arrivals::default();
+            ix.iter().for_each(|i| a.observe(*i));
+            a
+        };
+        let a = of(&[1, 4, 7]);
+        assert_eq!(a, of(&[1, 4, 7]));
+        let swapped = of(&[4, 1, 7]);
+        assert_eq!((swapped.count, swapped.set), (a.count, a.set), "same set");
+        assert_ne!(swapped.order, a.order, "another order");
+        let dup = of(&[1, 4, 4]);
+        assert_eq!(dup.count, a.count);
+        assert_ne!(
+            dup.set, a.set,
+            "a duplicate in place of a message is another set"
+        );
     }
 
     #[test]

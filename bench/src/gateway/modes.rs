@@ -17,10 +17,11 @@ use reqwest::Client;
 use reqwest::header::HeaderValue;
 use tokio::sync::Semaphore;
 
-use super::client::{LATENCY_MARK, Latencies, Shared, Target};
+use super::client::{Arrivals, LATENCY_MARK, Latencies, Shared, Target};
 use super::fleet::{Fleet, Opened};
 use super::procfs::{self, CpuUsed, CpuWindow};
 use super::world::{self, GwWorld, WorldPlan};
+use crate::mix::splitmix64;
 use crate::run::new_histogram;
 
 /// What every mode needs.
@@ -728,12 +729,17 @@ pub struct LatencyReport {
     pub post_dropped: u64,
     /// Every 2xx message times the sessions of its guild, over the whole run.
     pub deliveries_expected: u64,
-    /// Deliveries that arrived in order, once.
+    /// Deliveries that arrived, up to what each session was to get.
     pub deliveries: u64,
     /// Expected deliveries that never arrived.
     pub lost: u64,
-    /// Deliveries at or before one their session had already seen (duplicates, or overtaken).
-    pub out_of_order: u64,
+    /// Deliveries beyond what a session was to get: duplicates, or messages whose post did not
+    /// get its 2xx and were delivered all the same.
+    pub unexpected: u64,
+    /// Sessions that got as many messages as their guild was sent, but not the same ones.
+    pub sessions_wrong_set: u64,
+    /// Sessions that saw their guild's messages in another order than most of its sessions.
+    pub sessions_out_of_order: u64,
     /// Connections that failed to identify or ended before the run did.
     pub connections_failed: u64,
     pub delivery_ms: Percentiles,
@@ -791,17 +797,14 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
     let warmup_n = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
     let start = Instant::now() + Duration::from_millis(100);
     let measure_start = start + Duration::from_nanos((warmup_n as f64 * interval_ns) as u64);
-    let lat = fleet
-        .shared
-        .latencies
-        .as_ref()
-        .context("latencies are on")?;
+    let shared = fleet.shared.clone();
+    let lat = shared.latencies.as_ref().context("latencies are on")?;
     lat.measure_from_ns.store(
         measure_start.saturating_duration_since(epoch).as_nanos() as u64,
         Ordering::Relaxed,
     );
 
-    let stats = Arc::new(PostStats::new()?);
+    let stats = Arc::new(PostStats::new(plan.guilds)?);
     let sem = Arc::new(Semaphore::new(plan.in_flight.max(1)));
     let guilds: Vec<(Snowflake, Vec<HeaderValue>)> = world
         .guilds
@@ -853,10 +856,25 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
         Ok(_) => expect,
         Err(got) => got,
     };
-    // Give anything still on its way (a duplicate, say) a moment to show up.
+    // Give anything still on its way (a duplicate, say) a moment to show up, then close every
+    // connection: each hands in what it received as it ends.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let out_of_order = fleet.shared.out_of_order.load(Ordering::Relaxed);
-    let received = fleet.shared.messages.count();
+    let connections_failed =
+        fleet.shared.failed.load(Ordering::Relaxed) + fleet.shared.ended.load(Ordering::Relaxed);
+    fleet.stop(Duration::from_secs(20)).await;
+    let arrivals = std::mem::take(&mut *shared.arrivals.lock().unwrap_or_else(|e| e.into_inner()));
+    let sent: Vec<Arrivals> = stats
+        .per_guild
+        .iter()
+        .map(|(count, set)| Arrivals {
+            count: count.load(Ordering::Relaxed),
+            set: set.load(Ordering::Relaxed),
+            order: 0,
+        })
+        .collect();
+    // Connection c is user c % users' session; user u is in guild u / users_per_guild.
+    let users = world.users.len();
+    let check = check_arrivals(&sent, &arrivals, |c| (c % users) / users_per_guild);
     let h = lat.merged()?;
     let http = stats.merged()?;
     let measured_msgs = stats.measured.load(Ordering::Relaxed);
@@ -881,10 +899,12 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
     {
         ctx.note(format!("  post error: {e}"));
     }
-    let delivered = received.saturating_sub(out_of_order);
-    let lost = expect.saturating_sub(delivered);
     ctx.note(format!(
-        "deliveries: {got} of {expect} expected (whole run): {lost} lost, {out_of_order} out of order or repeated; measured window: {measured_msgs} messages, {} deliveries recorded = {:.0} deliveries/s",
+        "deliveries: {got} of {expect} expected (whole run): {} lost, {} unexpected; sessions with other messages than their guild was sent: {}, in another order than their guild's other sessions: {}; measured window: {measured_msgs} messages, {} deliveries recorded = {:.0} deliveries/s",
+        check.lost,
+        check.unexpected,
+        check.wrong_set,
+        check.out_of_order,
         h.len(),
         h.len() as f64 / plan.duration.as_secs_f64()
     ));
@@ -902,7 +922,7 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
         used.describe(),
         1e6 * used.server_s / h.len().max(1) as f64
     ));
-    ctx.errors(&fleet.shared.clone());
+    ctx.errors(&shared);
     let report = LatencyReport {
         sessions: n,
         identified: opened.identified,
@@ -914,18 +934,64 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
         post_errors: stats.errors.load(Ordering::Relaxed),
         post_dropped: stats.dropped.load(Ordering::Relaxed),
         deliveries_expected: expect,
-        deliveries: delivered,
-        lost,
-        out_of_order,
-        connections_failed: fleet.shared.failed.load(Ordering::Relaxed)
-            + fleet.shared.ended.load(Ordering::Relaxed),
+        deliveries: check.delivered,
+        lost: check.lost,
+        unexpected: check.unexpected,
+        sessions_wrong_set: check.wrong_set,
+        sessions_out_of_order: check.out_of_order,
+        connections_failed,
         delivery_ms: Percentiles::of(&h),
         post_ms: Percentiles::of(&http),
         deliveries_per_sec: h.len() as f64 / plan.duration.as_secs_f64(),
         server_cpu_us_per_delivery: 1e6 * used.server_s / h.len().max(1) as f64,
     };
-    fleet.stop(Duration::from_secs(20)).await;
     Ok(report)
+}
+
+/// What the sessions received against what their guilds were sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    pub delivered: u64,
+    pub lost: u64,
+    pub unexpected: u64,
+    pub wrong_set: u64,
+    pub out_of_order: u64,
+}
+
+/// Compares each connection's arrivals with what its guild (`guild_of(connection)`) was sent
+/// (`sent[guild]`, whose `order` is ignored). A session that got the right messages has them
+/// in the wrong order when its order differs from the one most such sessions of its guild saw.
+pub fn check_arrivals(
+    sent: &[Arrivals],
+    arrivals: &[(usize, Arrivals)],
+    guild_of: impl Fn(usize) -> usize,
+) -> Check {
+    let mut c = Check::default();
+    let mut orders: Vec<std::collections::HashMap<u64, u64>> = vec![Default::default(); sent.len()];
+    for (conn, a) in arrivals {
+        let g = guild_of(*conn);
+        let Some(want) = sent.get(g) else {
+            c.unexpected += a.count;
+            continue;
+        };
+        c.delivered += a.count.min(want.count);
+        c.lost += want.count.saturating_sub(a.count);
+        c.unexpected += a.count.saturating_sub(want.count);
+        if a.count == want.count && a.set != want.set {
+            c.wrong_set += 1;
+        }
+        // Only sessions that got exactly their guild's messages vote on its order; the others
+        // are counted above already.
+        if a.count == want.count && a.set == want.set {
+            *orders[g].entry(a.order).or_default() += 1;
+        }
+    }
+    for by_order in &orders {
+        let total: u64 = by_order.values().sum();
+        let most = by_order.values().copied().max().unwrap_or(0);
+        c.out_of_order += total - most;
+    }
+    c
 }
 
 struct PostStats {
@@ -935,13 +1001,16 @@ struct PostStats {
     errors: AtomicU64,
     dropped: AtomicU64,
     measured: AtomicU64,
+    /// Per guild, the messages that got a 2xx: how many, and the sum of their hashed indices
+    /// (see [`Arrivals`]).
+    per_guild: Vec<(AtomicU64, AtomicU64)>,
     http: [std::sync::Mutex<Histogram<u64>>; 4],
     /// The first few distinct transport errors, so a report with errors says what they were.
     error_samples: std::sync::Mutex<Vec<String>>,
 }
 
 impl PostStats {
-    fn new() -> anyhow::Result<PostStats> {
+    fn new(guilds: usize) -> anyhow::Result<PostStats> {
         let h = || new_histogram().map(std::sync::Mutex::new);
         Ok(PostStats {
             sent: AtomicU64::new(0),
@@ -950,6 +1019,9 @@ impl PostStats {
             errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             measured: AtomicU64::new(0),
+            per_guild: (0..guilds)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
             http: [h()?, h()?, h()?, h()?],
             error_samples: std::sync::Mutex::new(Vec::new()),
         })
@@ -1020,6 +1092,9 @@ fn schedule(s: Schedule) {
             match r {
                 Ok(st) if st.is_success() => {
                     stats.ok.fetch_add(1, Ordering::Relaxed);
+                    let (count, set) = &stats.per_guild[(i % g) as usize];
+                    count.fetch_add(1, Ordering::Relaxed);
+                    set.fetch_add(splitmix64(i), Ordering::Relaxed);
                 }
                 Ok(_) => {
                     stats.non_2xx.fetch_add(1, Ordering::Relaxed);
@@ -1039,5 +1114,48 @@ fn schedule(s: Schedule) {
             }
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(ix: &[u64]) -> Arrivals {
+        let mut a = Arrivals::default();
+        ix.iter().for_each(|i| a.observe(*i));
+        a
+    }
+
+    #[test]
+    fn arrivals_are_checked_against_what_each_guild_was_sent() {
+        // Guild 0 was sent 0, 2, 4 (in any order); guild 1 was sent 1, 3.
+        let sent = [of(&[0, 2, 4]), of(&[1, 3])];
+        let guild_of = |c: usize| c % 2;
+        let all_good = [(0, of(&[2, 0, 4])), (2, of(&[2, 0, 4])), (1, of(&[1, 3]))];
+        let c = check_arrivals(&sent, &all_good, guild_of);
+        assert_eq!(
+            c,
+            Check {
+                delivered: 8,
+                ..Check::default()
+            },
+            "the server's order, the same for every session, is fine"
+        );
+
+        let bad = [
+            (0, of(&[0, 2, 4])),
+            (2, of(&[0, 2, 4])),
+            (4, of(&[2, 0, 4])), // overtaken at this session only
+            (6, of(&[0, 2, 2])), // a duplicate in place of 4
+            (1, of(&[1])),       // 3 lost
+            (3, of(&[1, 3, 3])), // 3 twice
+        ];
+        let c = check_arrivals(&sent, &bad, guild_of);
+        assert_eq!(c.lost, 1);
+        assert_eq!(c.unexpected, 1);
+        assert_eq!(c.wrong_set, 1);
+        assert_eq!(c.out_of_order, 1, "4 differs from guild 0's common order");
+        assert_eq!(c.delivered, 3 * 4 + 1 + 2);
     }
 }
