@@ -14,16 +14,17 @@ use crate::error::{ApiResult, Json};
 use crate::state::{Authed, State};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The busiest routes first: each route tried before the one that matches costs a regex.
     // Literal segments (`bulk-delete`, `pins`) before `{message_id}` so they match first.
-    cfg.service(bulk_delete)
+    cfg.service(create_message)
+        .service(list_messages)
+        .service(bulk_delete)
         .service(list_pins_new)
         .service(pin_new)
         .service(unpin_new)
         .service(list_pins)
         .service(pin)
         .service(unpin)
-        .service(list_messages)
-        .service(create_message)
         .service(get_message)
         .service(edit_message)
         .service(delete_message)
