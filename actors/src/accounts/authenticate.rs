@@ -1,8 +1,6 @@
 //! Turning an `Authorization` header into a [`Principal`](super::Principal): access tokens
 //! (checked against their session) and bot tokens.
 
-use sha2::{Digest, Sha256};
-
 use super::*;
 
 impl AccountService {
@@ -27,21 +25,6 @@ impl AccountService {
         }
     }
 
-    /// The claims of a valid access token: from the tokens verified in the last
-    /// [`super::VERIFIED_TOKEN_CACHE`] while unexpired, else verified now.
-    async fn access_claims(&self, token: &str) -> Result<auth::AccessClaims, AuthError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if let Some(claims) = self.verified.get(&key).filter(|c| c.exp > now) {
-            return Ok(claims);
-        }
-        let claims = self.verify(|k| k.verify(token)).await?;
-        self.verified.insert(key, claims.clone());
-        Ok(claims)
-    }
-
     /// Resolves an `Authorization` header: `Bot <token>`, `Bearer <jwt>` or a bare token.
     pub async fn authenticate(&self, header: &str) -> Result<Principal, ApiError> {
         let header = header.trim();
@@ -49,7 +32,7 @@ impl AccountService {
             return self.authenticate_bot(token.trim()).await;
         }
         let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
-        match self.access_claims(token).await {
+        match self.verify(|k| k.verify(token)).await {
             Ok(claims) => {
                 let session = Snowflake(claims.sid);
                 if self.session_revoked(session).await? {

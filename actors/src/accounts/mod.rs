@@ -98,11 +98,6 @@ pub struct AccountService {
     /// Whether a session (refresh family) is revoked, as the store said within the last
     /// `session_cache`, or as a revocation announced since.
     sessions: moka::future::Cache<Snowflake, bool>,
-    /// Access tokens whose signature and claims were verified, by the SHA-256 of the token,
-    /// for [`VERIFIED_TOKEN_CACHE`]: an Ed25519 verification costs more than the rest of a
-    /// typical request's authentication, and a client sends the same token for its whole
-    /// life. Revocation is still checked on every request ([`AccountService::authenticate`]).
-    verified: moka::sync::Cache<[u8; 32], auth::AccessClaims>,
     /// A hash with the configured cost, verified against when a login names no account.
     decoy_hash: String,
 }
@@ -147,12 +142,6 @@ fn invalid_code() -> ApiError {
 /// how long a token reset on another node of the cluster keeps working here.
 pub const BOT_TOKEN_CACHE: Duration = Duration::from_secs(30);
 
-/// How long an access token, once verified, is trusted without checking its signature again
-/// (its expiry is checked on every use): the bound on how long a token signed by a key that
-/// was since withdrawn keeps working.
-pub const VERIFIED_TOKEN_CACHE: Duration = Duration::from_secs(60);
-const VERIFIED_TOKEN_CAPACITY: u64 = 100_000;
-
 impl AccountService {
     pub fn new(
         stores: Stores,
@@ -179,10 +168,6 @@ impl AccountService {
             prefix: "enrichment".into(),
             bot_tokens: DashMap::new(),
             sessions,
-            verified: moka::sync::Cache::builder()
-                .max_capacity(VERIFIED_TOKEN_CAPACITY)
-                .time_to_live(VERIFIED_TOKEN_CACHE)
-                .build(),
             decoy_hash,
         }
     }
@@ -217,7 +202,6 @@ impl AccountService {
                         tracing::warn!(skipped = n, "invalidations skipped; dropping caches");
                         me.sessions.invalidate_all();
                         me.bot_tokens.clear();
-                        me.verified.invalidate_all();
                     }
                     Err(RecvError::Closed) => return,
                 }
