@@ -9,7 +9,10 @@
 //!   one at a time give the per-event completion time. Server and generator CPU (from
 //!   `/proc/PID/stat`) are reported per delivery.
 //! - **latency**: G guilds of M members, an open-loop message rate spread over the guilds; each
-//!   message carries its scheduled send time and each receiver records the delivery latency.
+//!   message carries its scheduled send time and index, each receiver records the delivery
+//!   latency, and at the end every session's messages are checked against what its guild was
+//!   sent: none lost, none extra, and the same order at every session of the guild
+//!   ([`modes::check_arrivals`]). `--json` prints the result ([`modes::LatencyReport`]).
 //!
 //! Setup (users, guilds, invites, joins) goes through REST with bounded concurrency. The server
 //! must run with `--no-rate-limits` and IDENTIFY limits raised (see `bench/gateway-bench.toml`).
