@@ -17,6 +17,14 @@ async fn expect(gw: &mut Gw, t: &str) -> Value {
 
 const QUIET: Duration = Duration::from_millis(300);
 
+/// The gateway query of every encoding and compression a client may ask for.
+const EVERY_ENCODING: [&str; 4] = [
+    "v=10&encoding=json",
+    "v=10&encoding=msgpack",
+    "v=10&encoding=json&compress=zlib-stream",
+    "v=10&encoding=msgpack&compress=zlib-stream",
+];
+
 #[tokio::test]
 async fn every_rest_action_emits_its_dispatch() {
     let node = TestNode::start().await;
@@ -557,16 +565,8 @@ async fn json_msgpack_and_zlib_stream_carry_the_same_events() {
     let alice = node.register("alice").await;
     let (gid, ch) = node.guild(&alice, "home").await;
     let mut clients = Vec::new();
-    for q in [
-        "v=10&encoding=json",
-        "v=10&encoding=msgpack",
-        "v=10&encoding=json&compress=zlib-stream",
-        "v=10&encoding=msgpack&compress=zlib-stream",
-    ] {
-        let mut gw = Gw::connect(&node, q).await;
-        gw.send_identify(&alice.token, ALL).await;
-        gw.guild_create(&gid).await;
-        clients.push(gw);
+    for q in EVERY_ENCODING {
+        clients.push(Gw::joined(&node, q, &alice.token, &gid).await);
     }
     let sent = node.send(&alice, &ch, "same everywhere ✓").await;
     let mut seen = Vec::new();
@@ -593,14 +593,8 @@ async fn pings_between_dispatches_get_their_pongs_and_every_frame_arrives_whole(
     let node = TestNode::start().await;
     let alice = node.register("alice").await;
     let (gid, ch) = node.guild(&alice, "home").await;
-    for query in [
-        "v=10&encoding=json",
-        "v=10&encoding=msgpack",
-        "v=10&encoding=json&compress=zlib-stream",
-    ] {
-        let mut gw = Gw::connect(&node, query).await;
-        gw.send_identify(&alice.token, ALL).await;
-        gw.guild_create(&gid).await;
+    for query in EVERY_ENCODING {
+        let mut gw = Gw::joined(&node, query, &alice.token, &gid).await;
         let posts = async {
             for i in 0..N {
                 node.post(

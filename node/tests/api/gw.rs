@@ -95,6 +95,15 @@ impl Gw {
         (gw, ready)
     }
 
+    /// Connects with `query`, identifies with every intent and waits for `guild_id`'s
+    /// GUILD_CREATE.
+    pub async fn joined(node: &TestNode, query: &str, token: &str, guild_id: &str) -> Gw {
+        let mut gw = Gw::connect(node, query).await;
+        gw.send_identify(token, ALL).await;
+        gw.guild_create(guild_id).await;
+        gw
+    }
+
     pub async fn send_identify(&mut self, token: &str, intents: u64) -> Value {
         self.send(
             op::IDENTIFY,
