@@ -597,13 +597,7 @@ async fn pings_between_dispatches_get_their_pongs_and_every_frame_arrives_whole(
         let mut gw = Gw::joined(&node, query, &alice.token, &gid).await;
         let posts = async {
             for i in 0..N {
-                node.post(
-                    &format!("/channels/{ch}/messages"),
-                    &alice.token,
-                    json!({"content": format!("{query} {i}")}),
-                )
-                .await
-                .ok(200);
+                node.send(&alice, &ch, &format!("{query} {i}")).await;
             }
         };
         let reads = async {
@@ -623,13 +617,7 @@ async fn pings_between_dispatches_get_their_pongs_and_every_frame_arrives_whole(
         assert_eq!(seen, sent, "{query}: every message, whole and in order");
 
         // A message after the last ping: its frame comes behind the last pong.
-        node.post(
-            &format!("/channels/{ch}/messages"),
-            &alice.token,
-            json!({"content": "last"}),
-        )
-        .await
-        .ok(200);
+        node.send(&alice, &ch, "last").await;
         assert_eq!(expect(&mut gw, "MESSAGE_CREATE").await["content"], "last");
         assert_eq!(gw.pongs, N, "{query}: a pong for every ping");
     }
