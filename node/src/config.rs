@@ -58,6 +58,10 @@ pub struct Config {
     pub id_lease_secs: u64,
     /// HTTP worker threads; 0 means one per core.
     pub http_workers: usize,
+    /// Connections the REST and gateway listeners queue before they are accepted (the kernel
+    /// caps it at `net.core.somaxconn`). Deep enough for a reconnect storm: a SYN dropped
+    /// from a full queue is retried only after the client's 1-s retransmission timeout.
+    pub listen_backlog: u32,
     /// Largest accepted JSON body, in bytes.
     pub max_json_bytes: usize,
     /// Where guilds, users and messages live: `embedded` (fjall in `data_dir`, one node),
@@ -509,6 +513,7 @@ impl Default for Config {
             process_id: None,
             id_lease_secs: 30,
             http_workers: 0,
+            listen_backlog: 4096,
             max_json_bytes: 256 * 1024,
             storage: StorageKind::Embedded,
             blobs: BlobKind::Fs,
@@ -581,6 +586,10 @@ impl Config {
                 "admin_token must be 16 to 512 printable characters without spaces"
             );
         }
+        anyhow::ensure!(
+            self.listen_backlog >= 1,
+            "listen_backlog (ENRICHMENT_LISTEN_BACKLOG) must be at least 1"
+        );
         anyhow::ensure!(
             self.max_json_bytes >= 1024,
             "max_json_bytes must be at least 1024"

@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod ids;
+mod listen;
 mod openapi;
 mod ops;
 pub mod ratelimit;
@@ -211,12 +212,12 @@ impl Node {
             .with_shared(shared.clone(), config.redis.key_prefix.clone()),
         );
         let invalidations = accounts.spawn_invalidation_listener();
-        let listener = std::net::TcpListener::bind(config.listen)
+        let listener = listen::bind(config.listen, config.listen_backlog)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         // The gateway binds first so that `GET /gateway` can report the port it really got.
-        let gateway_listener =
-            std::net::TcpListener::bind(config.gateway_listen).with_context(|| {
+        let gateway_listener = listen::bind(config.gateway_listen, config.listen_backlog)
+            .with_context(|| {
                 format!("cannot listen for the gateway on {}", config.gateway_listen)
             })?;
         let gateway_addr = gateway_listener.local_addr()?;
