@@ -33,49 +33,7 @@ config="${CONFIG:-$repo/bench/gateway-bench.toml}"
 # Both processes hold one socket per connection.
 raise_open_files
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/enrichment-gateway-load.XXXXXX")"
-server_pid=""
-cleanup() {
-  local rc=$?
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ "${KEEP_DATA:-0}" == "1" ]]; then
-    echo "kept data dir and server log in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT INT TERM
-
-ENRICHMENT_LOG="${ENRICHMENT_LOG:-warn}" "$server_bin" serve \
-  --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 --data-dir "$work/data" \
-  --no-rate-limits --config "$config" >"$work/server.log" 2>&1 &
-server_pid=$!
-
-base=""
-for _ in $(seq 1 300); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "server exited during startup:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-  fi
-  base="$(sed -n 's|^enrichment listening on \(http://[^ ]*\) .*|\1|p' "$work/server.log" | head -n1)"
-  if [[ -n "$base" ]] && curl -fsS "$base/healthz" >/dev/null 2>&1; then
-    break
-  fi
-  base=""
-  sleep 0.1
-done
-[[ -n "$base" ]] || { echo "server did not become healthy" >&2; cat "$work/server.log" >&2; exit 1; }
-echo "server up at $base (pid $server_pid, open files $(ulimit -n), data in $work/data)" >&2
+start_node "$config"
 
 # CPU seconds (user+system) of a process, from /proc/<pid>/stat fields 14 and 15.
 cpu_seconds() {

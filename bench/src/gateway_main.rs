@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use enrichment_bench::check_loopback;
+use enrichment_bench::gateway::leader;
 use enrichment_bench::gateway::modes::{self, Ctx, FanoutPlan, IdlePlan, LatencyPlan};
 use enrichment_bench::gateway::procfs;
+use enrichment_bench::gateway::scenario::Scenario;
 use enrichment_protocol::gateway::intents;
 
 #[derive(Parser, Debug)]
@@ -59,6 +61,22 @@ enum Mode {
     Fanout(FanoutArgs),
     /// G guilds x M members, open-loop message rate: delivery latency percentiles.
     Latency(LatencyArgs),
+    /// A scenario file (bench/scenarios/*.toml): a latency run spread over several worker
+    /// processes, with an optional storm of resumes and slow consumers; writes result.json,
+    /// summary.md and SVG plots.
+    Scenario(ScenarioArgs),
+    /// One worker process of a scenario, started by the scenario's leader.
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(Args, Debug)]
+struct ScenarioArgs {
+    /// The scenario file.
+    file: std::path::PathBuf,
+    /// Where to write result.json, summary.md and the plots (default: ./NAME-UNIXTIME).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -139,15 +157,25 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(v).with_context(|| format!("--{name} {v} is not a duration"))
 }
 
+/// The sockets this process opens itself (a scenario's are in its workers).
 fn connections_needed(mode: &Mode) -> usize {
     match mode {
         Mode::Idle(a) => a.connections,
         Mode::Fanout(a) => a.sessions,
         Mode::Latency(a) => a.guilds * a.members,
+        Mode::Scenario(_) | Mode::Worker => 0,
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Mode::Worker = cli.mode {
+        return enrichment_bench::gateway::worker::run().await;
+    }
+    // Read before anything starts, so that a bad file costs nothing.
+    let scenario = match &cli.mode {
+        Mode::Scenario(a) => Some(Scenario::load(&a.file)?),
+        _ => None,
+    };
     anyhow::ensure!(!cli.apis.is_empty(), "--api is required");
     for api in &cli.apis {
         check_loopback(api)?;
@@ -166,8 +194,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(
-        !cli.json || matches!(cli.mode, Mode::Latency(_)),
-        "--json is offered by the latency mode"
+        !cli.json || matches!(cli.mode, Mode::Latency(_) | Mode::Scenario(_)),
+        "--json is offered by the latency and scenario modes"
     );
     let mut ctx = Ctx::new(
         cli.apis,
@@ -234,6 +262,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
+        Mode::Scenario(a) => {
+            let scenario = scenario.context("the scenario was read above")?;
+            let out = a.out.unwrap_or_else(|| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                format!("{}-{now}", scenario.name).into()
+            });
+            let result = leader::run(&mut ctx, &scenario, &out).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                return Ok(());
+            }
+        }
+        Mode::Worker => unreachable!("handled above"),
     }
     print!("{}", ctx.report);
     Ok(())

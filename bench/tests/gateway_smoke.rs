@@ -64,3 +64,82 @@ async fn a_200_session_latency_run_reports_every_delivery_and_loses_none() {
         ctx.report
     );
 }
+
+/// The multi-process harness end to end: the scenario's leader (the real binary) starts two
+/// worker processes against a node, drops 50 sessions mid-run so that they resume, stalls 5 %
+/// of them, and must write its result, summary and plots with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_over_two_worker_processes_survives_a_storm_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(Config::ephemeral(dir.path()))
+        .await
+        .expect("node starts");
+    let out = dir.path().join("out");
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_enrichment-gateway-load"))
+        .args(["--api", &node.api_url(), "--server-pid"])
+        .arg(std::process::id().to_string())
+        .args(["--sources", "2", "--threads", "1", "scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let run = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the run ends within 3 minutes")
+        .expect("the harness starts");
+    node.stop().await;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+
+    let result: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("result.json")).expect("result.json written"),
+    )
+    .expect("result.json is JSON");
+    let n = |k: &str| result[k].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(
+        (n("sessions"), n("identified"), n("workers")),
+        (200, 200, 2),
+        "{result:#}"
+    );
+    // 11 s at 20 msg/s, alternating between the two guilds.
+    assert_eq!(n("posted_ok"), 220, "{result:#}");
+    // The last 5 % of each worker's 100 connections (95..100 and 195..200) stall; they are
+    // sessions of users 15..20, all members of guild 1.
+    assert_eq!(result["slow_consumers"]["stalled"], 10, "{result:#}");
+    assert_eq!(n("deliveries_expected"), 110 * 100 + 110 * 90, "{result:#}");
+    assert_eq!(n("deliveries"), n("deliveries_expected"), "{result:#}");
+    assert_eq!((n("lost"), n("unexpected")), (0, 0), "{result:#}");
+    assert_eq!(
+        (n("sessions_wrong_set"), n("sessions_out_of_order")),
+        (0, 0),
+        "{result:#}"
+    );
+    assert_eq!(n("connections_failed"), 0, "{result:#}");
+    // Every dropped session resumed, without a missed event (checked above with the rest).
+    assert_eq!(result["storm"]["sessions"], 50, "{result:#}");
+    assert_eq!(result["storm"]["resumed"], 50, "{result:#}");
+    assert_eq!(result["storm"]["failed"], 0, "{result:#}");
+    assert!(result["storm"]["all_resumed_ms"].as_f64().unwrap_or(-1.0) > 0.0);
+    assert!(result["delivery_ms"]["p99"].as_f64().unwrap_or(0.0) > 0.0);
+    // One row per second of the run, with deliveries in the measured window.
+    let timeline = result["timeline"].as_array().expect("a timeline");
+    assert!(
+        timeline
+            .iter()
+            .filter(|s| s["t"].as_i64() >= Some(0) && s["deliveries"].as_u64() > Some(0))
+            .count()
+            >= 8,
+        "{result:#}"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md written");
+    assert!(
+        summary.contains("| lost / unexpected | **0** / 0 |"),
+        "{summary}"
+    );
+    for plot in ["latency.svg", "throughput.svg", "memory.svg"] {
+        let svg = std::fs::read_to_string(out.join(plot)).expect("plot written");
+        assert!(svg.contains("<polyline"), "{plot} has a line");
+    }
+}

@@ -110,6 +110,18 @@ impl Latencies {
         lock(&self.shards[conn % self.shards.len()]).saturating_record(us.max(1));
     }
 
+    /// Everything recorded since the last `take`, merged; the shards start again empty.
+    pub fn take(&self) -> anyhow::Result<Histogram<u64>> {
+        let mut h = new_histogram()?;
+        for s in &self.shards {
+            let mut s = lock(s);
+            h.add(&*s)
+                .map_err(|e| anyhow::anyhow!("merging histograms: {e}"))?;
+            s.reset();
+        }
+        Ok(h)
+    }
+
     /// All shards merged.
     pub fn merged(&self) -> anyhow::Result<Histogram<u64>> {
         let mut h = new_histogram()?;
@@ -138,6 +150,12 @@ pub struct Shared {
     pub arrivals: Mutex<Vec<(usize, Arrivals)>>,
     pub heartbeats_sent: AtomicU64,
     pub latencies: Option<Latencies>,
+    /// Connections dropped by a storm that got RESUMED on a new connection.
+    pub resumed: Gate,
+    /// Connections dropped by a storm whose RESUME failed (refused, or no answer in time).
+    pub resume_failed: AtomicU64,
+    /// Connections told to stop reading, and of those, how many the server then closed.
+    pub stalled: AtomicU64,
     errors: Mutex<Vec<String>>,
 }
 
@@ -152,6 +170,9 @@ impl Shared {
             arrivals: Mutex::new(Vec::new()),
             heartbeats_sent: AtomicU64::new(0),
             latencies,
+            resumed: Gate::default(),
+            resume_failed: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
         }
     }
@@ -176,6 +197,23 @@ pub struct Control {
     pub beat: u64,
     /// Close with 1000 and end.
     pub stop: bool,
+    /// Bumped to make the connections in `storm_range` drop their socket without a close
+    /// frame (as a network failure would) and RESUME on a new one at once.
+    pub storm: u64,
+    pub storm_range: (usize, usize),
+    /// Connections in this range stop reading from their socket for good (they still
+    /// heartbeat): the slow consumers the server has to cut loose.
+    pub stall_range: (usize, usize),
+}
+
+impl Control {
+    fn stalls(&self, i: usize) -> bool {
+        (self.stall_range.0..self.stall_range.1).contains(&i)
+    }
+
+    fn storms(&self, i: usize) -> bool {
+        (self.storm_range.0..self.storm_range.1).contains(&i)
+    }
 }
 
 /// How to reach the gateway.
@@ -200,6 +238,7 @@ pub enum Kind {
     MessageCreate,
     Ready,
     GuildCreate,
+    Resumed,
     OtherDispatch,
     Control(u8),
     Undecodable,
@@ -216,6 +255,7 @@ pub fn peek(bytes: &[u8]) -> (Kind, Option<u64>) {
             b"MESSAGE_CREATE" => Kind::MessageCreate,
             b"READY" => Kind::Ready,
             b"GUILD_CREATE" => Kind::GuildCreate,
+            b"RESUMED" => Kind::Resumed,
             _ => Kind::OtherDispatch,
         };
         return (kind, Some(seq));
@@ -238,6 +278,7 @@ pub fn peek(bytes: &[u8]) -> (Kind, Option<u64>) {
                 Some("MESSAGE_CREATE") => Kind::MessageCreate,
                 Some("READY") => Kind::Ready,
                 Some("GUILD_CREATE") => Kind::GuildCreate,
+                Some("RESUMED") => Kind::Resumed,
                 _ => Kind::OtherDispatch,
             };
             (kind, f.s)
@@ -280,7 +321,7 @@ pub fn latency_mark(bytes: &[u8]) -> Option<(u64, u64)> {
 /// whether it got exactly the messages its guild was sent, each once, and in the same order as
 /// every other session of its guild. (The order itself is the server's: posts in flight
 /// together may be committed in either order, but then every session must see that order.)
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Arrivals {
     pub count: u64,
     /// A sum of a hash of each index: equal for equal sets (barring a 64-bit collision).
@@ -354,13 +395,13 @@ async fn next_text(ws: &mut Ws) -> anyhow::Result<tokio_tungstenite::tungstenite
     }
 }
 
-/// Connects and identifies; returns the socket, the heartbeat interval and the last sequence.
-async fn identify(
-    target: &Target,
-    i: usize,
-    token: &str,
-    guilds: usize,
-) -> anyhow::Result<(Ws, Duration, Option<u64>)> {
+/// What a connection needs to resume its session on a new socket.
+struct Resumable {
+    session_id: Box<str>,
+}
+
+/// Connects and reads HELLO; returns the socket and the heartbeat interval.
+async fn hello(target: &Target, i: usize) -> anyhow::Result<(Ws, Duration)> {
     let mut ws = connect(target, i).await?;
     let hello = next_text(&mut ws).await?;
     let hello = Outbound::decode(Encoding::Json, hello.as_bytes())
@@ -369,8 +410,20 @@ async fn identify(
     let interval = hello.d["heartbeat_interval"]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("HELLO without heartbeat_interval"))?;
+    Ok((ws, Duration::from_millis(interval)))
+}
+
+/// Connects and identifies; returns the socket, the heartbeat interval, the last sequence and
+/// the session to resume.
+async fn identify(
+    target: &Target,
+    i: usize,
+    token: &str,
+    guilds: usize,
+) -> anyhow::Result<(Ws, Duration, Option<u64>, Option<Resumable>)> {
+    let (mut ws, interval) = hello(target, i).await?;
     if !target.identify {
-        return Ok((ws, Duration::from_millis(interval), None));
+        return Ok((ws, interval, None, None));
     }
     send_json(
         &mut ws,
@@ -382,21 +435,49 @@ async fn identify(
         }),
     )
     .await?;
-    let mut ready = false;
+    let mut ready = None;
     let mut created = 0;
     let mut seq = None;
-    while !ready || created < guilds {
+    while ready.is_none() || created < guilds {
         let t = next_text(&mut ws).await?;
         let (kind, s) = peek(t.as_bytes());
         seq = s.or(seq);
         match kind {
-            Kind::Ready => ready = true,
+            Kind::Ready => {
+                let f = Outbound::decode(Encoding::Json, t.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("READY: {e}"))?;
+                let id = f.d["session_id"]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("READY without session_id"))?;
+                ready = Some(Resumable {
+                    session_id: id.into(),
+                });
+            }
             Kind::GuildCreate => created += 1,
             Kind::Control(op::INVALID_SESSION) => anyhow::bail!("INVALID_SESSION on IDENTIFY"),
             _ => {}
         }
     }
-    Ok((ws, Duration::from_millis(interval), seq))
+    Ok((ws, interval, seq, ready))
+}
+
+/// Opens a new socket and sends RESUME for `session` from `seq`; what the server replays and
+/// its RESUMED then arrive through the connection's usual read loop.
+async fn resume(
+    target: &Target,
+    i: usize,
+    token: &str,
+    session: &Resumable,
+    seq: Option<u64>,
+) -> anyhow::Result<Ws> {
+    let (mut ws, _) = hello(target, i).await?;
+    send_json(
+        &mut ws,
+        op::RESUME,
+        json!({"token": token, "session_id": &*session.session_id, "seq": seq}),
+    )
+    .await?;
+    Ok(ws)
 }
 
 /// One connection, from connect to the end of the run. `permit` (the identify concurrency
@@ -416,8 +497,7 @@ pub async fn run(
     )
     .await;
     drop(permit);
-    drop(token);
-    let (mut ws, interval, mut seq) = match identified {
+    let (mut ws, interval, mut seq, session) = match identified {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -440,13 +520,38 @@ pub async fn run(
     let mut seen = *control.borrow_and_update();
     let mut batch = Vec::with_capacity(READ_BATCH);
     let mut arrivals = Arrivals::default();
+    // Between a storm's drop and the RESUMED on the new socket.
+    let mut resuming = false;
+    let mut stalled = false;
     let result: anyhow::Result<()> = loop {
+        if stalled {
+            // Never reads again: only heartbeats, so that the server has to notice it is not
+            // reading rather than that it went silent.
+            tokio::select! {
+                _ = beat.tick() => {
+                    if send_json(&mut ws, op::HEARTBEAT, json!(seq)).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                changed = control.changed() => {
+                    if changed.is_err() || control.borrow_and_update().stop {
+                        break Ok(());
+                    }
+                }
+            }
+            continue;
+        }
         tokio::select! {
             end = std::future::poll_fn(|cx| read_ready(&mut ws, cx, &mut batch)) => {
                 match on_frames(&mut batch, i, &mut seq, &mut arrivals, &shared) {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        if let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await {
+                    Ok(seen) => {
+                        if seen.resumed && resuming {
+                            resuming = false;
+                            shared.resumed.add(1);
+                        }
+                        if seen.beat
+                            && let Err(e) = send_json(&mut ws, op::HEARTBEAT, json!(seq)).await
+                        {
                             break Err(e);
                         }
                     }
@@ -474,14 +579,39 @@ pub async fn run(
                         break Err(e);
                     }
                 }
+                if now.stalls(i) && !seen.stalls(i) {
+                    stalled = true;
+                    shared.stalled.fetch_add(1, Ordering::Relaxed);
+                }
+                if now.storm != seen.storm
+                    && now.storms(i)
+                    && let Some(session) = &session
+                {
+                    // No close frame: to the server this is a connection that broke.
+                    drop(ws);
+                    resuming = true;
+                    ws = match tokio::time::timeout(
+                        target.identify_timeout,
+                        resume(&target, i, &token, session, seq),
+                    )
+                    .await
+                    {
+                        Ok(Ok(ws)) => ws,
+                        Ok(Err(e)) => break Err(e.context("resume")),
+                        Err(_) => break Err(anyhow::anyhow!("resume: timed out")),
+                    };
+                }
                 seen = now;
             }
         }
     };
-    if shared.latencies.is_some() {
+    if shared.latencies.is_some() && !stalled {
         lock(&shared.arrivals).push((i, arrivals));
     }
     if let Err(e) = result {
+        if resuming {
+            shared.resume_failed.fetch_add(1, Ordering::Relaxed);
+        }
         shared.ended.fetch_add(1, Ordering::Relaxed);
         shared.error(format!("after identify: {e:#}"));
     }
@@ -516,18 +646,26 @@ fn read_ready(
     Poll::Ready(None)
 }
 
-/// Accounts for the frames of one read (and empties `batch`); true when the server asked for
-/// a heartbeat.
+/// What one read asks of the connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// The server asked for a heartbeat.
+    beat: bool,
+    /// RESUMED arrived.
+    resumed: bool,
+}
+
+/// Accounts for the frames of one read (and empties `batch`).
 fn on_frames(
     batch: &mut Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
     i: usize,
     seq: &mut Option<u64>,
     arrivals: &mut Arrivals,
     shared: &Shared,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Seen> {
     let now = Instant::now();
     let mut messages = 0;
-    let mut beat = false;
+    let mut seen = Seen::default();
     let frames = batch.len() as u64;
     let mut result = Ok(());
     for t in batch.drain(..) {
@@ -544,7 +682,8 @@ fn on_frames(
                 }
                 messages += 1;
             }
-            Kind::Control(op::HEARTBEAT) => beat = true,
+            Kind::Control(op::HEARTBEAT) => seen.beat = true,
+            Kind::Resumed => seen.resumed = true,
             Kind::Control(op::RECONNECT | op::INVALID_SESSION) => {
                 result = Err(anyhow::anyhow!("server sent op {kind:?}"));
             }
@@ -556,7 +695,7 @@ fn on_frames(
     if messages > 0 {
         shared.messages.add(messages);
     }
-    result.map(|()| beat)
+    result.map(|()| seen)
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct Fleet {
     control: watch::Sender<Control>,
     handles: Vec<JoinHandle<()>>,
     concurrency: Arc<Semaphore>,
+    /// The index of the first connection (a worker process holds a slice of a run's).
+    first: usize,
     opened: usize,
 }
 
@@ -43,8 +45,16 @@ impl Fleet {
             control: watch::channel(Control::default()).0,
             handles: Vec::new(),
             concurrency: Arc::new(Semaphore::new(identify_concurrency.max(1))),
+            first: 0,
             opened: 0,
         }
+    }
+
+    /// The same fleet, numbering its connections from `first` (its slice of a run spread over
+    /// several processes: the index picks the source address, the gateway and the guild).
+    pub fn numbered_from(mut self, first: usize) -> Fleet {
+        self.first = first;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -68,7 +78,7 @@ impl Fleet {
             let Ok(permit) = self.concurrency.clone().acquire_owned().await else {
                 break;
             };
-            let i = self.opened;
+            let i = self.first + self.opened;
             self.opened += 1;
             self.handles.push(tokio::spawn(client::run(
                 i,
@@ -114,6 +124,20 @@ impl Fleet {
     /// what it kept for resume.
     pub fn heartbeat_now(&self) {
         self.control.send_modify(|c| c.beat += 1);
+    }
+
+    /// The connections numbered `range` drop their sockets at once and resume on new ones.
+    pub fn storm(&self, range: std::ops::Range<usize>) {
+        self.control.send_modify(|c| {
+            c.storm += 1;
+            c.storm_range = (range.start, range.end);
+        });
+    }
+
+    /// The connections numbered `range` stop reading for the rest of the run.
+    pub fn stall(&self, range: std::ops::Range<usize>) {
+        self.control
+            .send_modify(|c| c.stall_range = (range.start, range.end));
     }
 
     /// Closes every connection (1000) and waits for their tasks, at most `limit`.

@@ -1,5 +1,5 @@
 //! The gateway load generator (`enrichment-gateway-load`): many WebSocket sessions against one
-//! node, in three modes.
+//! node or a cluster, in four modes.
 //!
 //! - **idle**: N identified JSON connections, all in one guild, that only heartbeat. Reports the
 //!   identify rate and the server's resident memory per connection (RSS read from
@@ -14,6 +14,13 @@
 //!   sent: none lost, none extra, and the same order at every session of the guild
 //!   ([`modes::check_arrivals`]). `--json` prints the result ([`modes::LatencyReport`]).
 //!
+//! - **scenario** ([`leader`], [`worker`], [`scenario`]): a latency run from a scenario file,
+//!   its sessions spread over several worker processes (one process may hold 20,000 sockets
+//!   here), with an optional storm of dropped-and-resumed sessions and slow consumers that
+//!   stop reading. The leader sets up, posts, samples server and generator CPU and RSS from
+//!   `/proc` every second, shows a progress line, and merges what the workers hand in
+//!   ([`wire`]) into `result.json`, `summary.md` and SVG plots ([`plot`]).
+//!
 //! Setup (users, guilds, invites, joins) goes through REST with bounded concurrency. The server
 //! must run with `--no-rate-limits` and IDENTIFY limits raised (see `bench/gateway-bench.toml`).
 //!
@@ -22,6 +29,12 @@
 
 pub mod client;
 pub mod fleet;
+pub mod leader;
 pub mod modes;
+pub mod plot;
+pub mod posting;
 pub mod procfs;
+pub mod scenario;
+pub mod wire;
+pub mod worker;
 pub mod world;

@@ -2,26 +2,24 @@
 //! per second and server CPU per delivery, batched and one event at a time) and `latency`
 //! (delivery latency under an open-loop message rate).
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::rest::CreateMessage;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use reqwest::Client;
 use reqwest::header::HeaderValue;
 use tokio::sync::Semaphore;
 
-use super::client::{Arrivals, LATENCY_MARK, Latencies, Shared, Target};
+use super::client::{Arrivals, Latencies, Shared, Target};
 use super::fleet::{Fleet, Opened};
+use super::posting::{PostStats, Schedule, post, schedule};
 use super::procfs::{self, CpuUsed, CpuWindow};
 use super::world::{self, GwWorld, WorldPlan};
-use crate::mix::splitmix64;
 use crate::run::new_histogram;
 
 /// What every mode needs.
@@ -94,14 +92,14 @@ impl Ctx {
         })
     }
 
-    fn note(&mut self, line: impl AsRef<str>) {
+    pub(crate) fn note(&mut self, line: impl AsRef<str>) {
         let line = line.as_ref();
         eprintln!("{line}");
         self.report.push_str(line);
         self.report.push('\n');
     }
 
-    fn rss(&self) -> anyhow::Result<u64> {
+    pub(crate) fn rss(&self) -> anyhow::Result<u64> {
         self.server_pids.iter().map(|p| procfs::rss_kib(*p)).sum()
     }
 
@@ -123,30 +121,41 @@ impl Ctx {
     /// The nodes' gateway write counters, from their `/metrics`, summed (zeros where
     /// unavailable).
     async fn counters(&self) -> Counters {
-        let mut sum = Counters {
-            writes: 0.0,
-            frames: 0.0,
-            deliveries: 0.0,
-        };
+        let [writes, frames, deliveries] = self
+            .metrics([
+                "enrichment_gateway_writes_total",
+                "enrichment_gateway_frames_written_total",
+                "enrichment_gateway_deliveries_total",
+            ])
+            .await;
+        Counters {
+            writes,
+            frames,
+            deliveries,
+        }
+    }
+
+    /// Unlabelled metrics from every node's `/metrics`, summed over the nodes (zero where one
+    /// is unavailable).
+    pub(crate) async fn metrics<const N: usize>(&self, names: [&str; N]) -> [f64; N] {
+        let mut sum = [0.0; N];
         for api in &self.nodes {
             let root = api.trim_end_matches("/api/v10");
             let text = match self.client.get(format!("{root}/metrics")).send().await {
                 Ok(r) => r.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            let value = |name: &str| {
-                text.lines()
+            for (name, total) in names.iter().zip(sum.iter_mut()) {
+                *total += text
+                    .lines()
                     .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-                    .unwrap_or(0.0)
-            };
-            sum.writes += value("enrichment_gateway_writes_total");
-            sum.frames += value("enrichment_gateway_frames_written_total");
-            sum.deliveries += value("enrichment_gateway_deliveries_total");
+                    .unwrap_or(0.0);
+            }
         }
         sum
     }
 
-    async fn world(&mut self, plan: WorldPlan) -> anyhow::Result<GwWorld> {
+    pub(crate) async fn world(&mut self, plan: WorldPlan) -> anyhow::Result<GwWorld> {
         let started = Instant::now();
         let w = tokio::time::timeout(
             Duration::from_secs(600),
@@ -248,29 +257,6 @@ fn sessions(world: &GwWorld, n: usize) -> Vec<(Arc<str>, usize)> {
     (0..n)
         .map(|c| (tokens[c % tokens.len()].clone(), 1))
         .collect()
-}
-
-async fn post(
-    client: &Client,
-    api: &str,
-    channel: Snowflake,
-    auth: &HeaderValue,
-    content: String,
-) -> anyhow::Result<reqwest::StatusCode> {
-    let body = serde_json::to_vec(&CreateMessage {
-        content: Some(content),
-        ..Default::default()
-    })?;
-    let res = client
-        .post(format!("{api}/channels/{channel}/messages"))
-        .header(reqwest::header::AUTHORIZATION, auth.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await?;
-    let status = res.status();
-    let _ = res.bytes().await?;
-    Ok(status)
 }
 
 /// Posts `k` messages with at most `concurrency` requests in flight; returns how many got 2xx.
@@ -699,7 +685,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
         if h.is_empty() {
             return Percentiles::default();
         }
@@ -992,129 +978,6 @@ pub fn check_arrivals(
         c.out_of_order += total - most;
     }
     c
-}
-
-struct PostStats {
-    sent: AtomicU64,
-    ok: AtomicU64,
-    non_2xx: AtomicU64,
-    errors: AtomicU64,
-    dropped: AtomicU64,
-    measured: AtomicU64,
-    /// Per guild, the messages that got a 2xx: how many, and the sum of their hashed indices
-    /// (see [`Arrivals`]).
-    per_guild: Vec<(AtomicU64, AtomicU64)>,
-    http: [std::sync::Mutex<Histogram<u64>>; 4],
-    /// The first few distinct transport errors, so a report with errors says what they were.
-    error_samples: std::sync::Mutex<Vec<String>>,
-}
-
-impl PostStats {
-    fn new(guilds: usize) -> anyhow::Result<PostStats> {
-        let h = || new_histogram().map(std::sync::Mutex::new);
-        Ok(PostStats {
-            sent: AtomicU64::new(0),
-            ok: AtomicU64::new(0),
-            non_2xx: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            measured: AtomicU64::new(0),
-            per_guild: (0..guilds)
-                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
-                .collect(),
-            http: [h()?, h()?, h()?, h()?],
-            error_samples: std::sync::Mutex::new(Vec::new()),
-        })
-    }
-
-    fn error_sample(&self, msg: String) {
-        let mut samples = self.error_samples.lock().unwrap_or_else(|e| e.into_inner());
-        if samples.len() < 4 && !samples.contains(&msg) {
-            samples.push(msg);
-        }
-    }
-
-    fn merged(&self) -> anyhow::Result<Histogram<u64>> {
-        let mut out = new_histogram()?;
-        for h in &self.http {
-            let h = h.lock().unwrap_or_else(|e| e.into_inner());
-            out.add(&*h)
-                .map_err(|e| anyhow::anyhow!("merging histograms: {e}"))?;
-        }
-        Ok(out)
-    }
-}
-
-struct Schedule {
-    client: Client,
-    api: String,
-    /// Per guild: its channel and its members' `Authorization` headers.
-    guilds: Vec<(Snowflake, Vec<HeaderValue>)>,
-    padding: String,
-    epoch: Instant,
-    start: Instant,
-    interval_ns: f64,
-    total: u64,
-    warmup_n: u64,
-    sem: Arc<Semaphore>,
-    stats: Arc<PostStats>,
-    runtime: tokio::runtime::Handle,
-}
-
-/// Sends message `i` at `start + i / rate` to guild `i % G`, by one of its members in turn.
-/// Runs on a thread of its own and sleeps with `std::thread::sleep` (see `crate::run`).
-fn schedule(s: Schedule) {
-    let g = s.guilds.len() as u64;
-    for i in 0..s.total {
-        let scheduled = s.start + Duration::from_nanos((i as f64 * s.interval_ns) as u64);
-        let now = Instant::now();
-        if scheduled > now {
-            std::thread::sleep(scheduled - now);
-        }
-        let Ok(permit) = s.sem.clone().try_acquire_owned() else {
-            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let measured = i >= s.warmup_n;
-        let (channel, members) = &s.guilds[(i % g) as usize];
-        let auth = members[((i / g) % members.len() as u64) as usize].clone();
-        let sent_ns = scheduled.saturating_duration_since(s.epoch).as_nanos() as u64;
-        let mut content = String::with_capacity(40 + s.padding.len());
-        let _ = write!(content, "{LATENCY_MARK}{sent_ns} {i} {}", s.padding);
-        let client = s.client.clone();
-        let api = s.api.clone();
-        let channel = *channel;
-        let stats = s.stats.clone();
-        s.stats.sent.fetch_add(1, Ordering::Relaxed);
-        s.runtime.spawn(async move {
-            let r = post(&client, &api, channel, &auth, content).await;
-            let took = Instant::now().saturating_duration_since(scheduled);
-            match r {
-                Ok(st) if st.is_success() => {
-                    stats.ok.fetch_add(1, Ordering::Relaxed);
-                    let (count, set) = &stats.per_guild[(i % g) as usize];
-                    count.fetch_add(1, Ordering::Relaxed);
-                    set.fetch_add(splitmix64(i), Ordering::Relaxed);
-                }
-                Ok(_) => {
-                    stats.non_2xx.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    stats.error_sample(format!("{e:#}"));
-                }
-            }
-            if measured {
-                stats.measured.fetch_add(1, Ordering::Relaxed);
-                let shard = (i % 4) as usize;
-                stats.http[shard]
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .saturating_record((took.as_micros() as u64).max(1));
-            }
-            drop(permit);
-        });
-    }
 }
 
 #[cfg(test)]
