@@ -11,6 +11,7 @@ mod attachments;
 mod auth;
 mod bad_input;
 mod cluster;
+mod fanout_order;
 mod gateway;
 mod gateway_events;
 mod gateway_limits;
