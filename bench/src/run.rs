@@ -34,6 +34,56 @@ pub fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG).context("creating a histogram")
 }
 
+/// An open-loop schedule: request `i` is due at `start + i / rate`, fixed before the run and
+/// whatever the server does; the first `warmup_n` are warmup, the rest are measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Pacing {
+    pub start: Instant,
+    interval_ns: f64,
+    /// Requests over warmup and measured window together.
+    pub total: u64,
+    pub warmup_n: u64,
+}
+
+impl Pacing {
+    /// `rate` per second for `warmup` then `duration`, starting at `start`.
+    pub fn new(start: Instant, rate: f64, warmup: Duration, duration: Duration) -> Pacing {
+        Pacing {
+            start,
+            interval_ns: 1e9 / rate,
+            total: ((warmup + duration).as_secs_f64() * rate).round() as u64,
+            warmup_n: (warmup.as_secs_f64() * rate).round() as u64,
+        }
+    }
+
+    /// When request `i` is due.
+    pub fn at(&self, i: u64) -> Instant {
+        self.start + Duration::from_nanos((i as f64 * self.interval_ns) as u64)
+    }
+
+    pub fn measured(&self, i: u64) -> bool {
+        i >= self.warmup_n
+    }
+
+    /// When the measured window begins: the first measured request's time.
+    pub fn measure_start(&self) -> Instant {
+        self.at(self.warmup_n)
+    }
+
+    /// Sleeps this thread until request `i` is due (at once when it is late); returns its due
+    /// time. The schedule loops run on threads of their own and sleep with
+    /// `std::thread::sleep` (nanosleep, tens of microseconds of slack) rather than on the
+    /// runtime's 1 ms timer wheel, so requests leave close to their time.
+    pub fn wait_for(&self, i: u64) -> Instant {
+        let due = self.at(i);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        due
+    }
+}
+
 /// Counters and latencies of one operation within the measured window.
 #[derive(Debug)]
 pub struct OpStats {
@@ -255,26 +305,18 @@ struct Schedule {
     rec: Arc<Mutex<Recorded>>,
     sem: Arc<Semaphore>,
     runtime: tokio::runtime::Handle,
-    start: Instant,
-    interval_ns: f64,
-    total: u64,
-    warmup_n: u64,
+    pacing: Pacing,
 }
 
-/// The schedule loop. It runs on a blocking-pool thread of its own and sleeps with `std::thread::sleep`
-/// (nanosleep, tens of microseconds of slack) rather than on the runtime's 1 ms timer wheel, so
-/// requests leave close to their scheduled time; the requests themselves run on the runtime.
+/// The schedule loop, on a blocking-pool thread of its own (see [`Pacing::wait_for`]); the
+/// requests themselves run on the runtime.
 fn schedule(s: Schedule) -> anyhow::Result<()> {
     let padding = "x".repeat(s.plan.content_bytes);
     let channels = s.world.channels.len() as u64;
     let users = s.world.users.len() as u64;
-    for i in 0..s.total {
-        let scheduled = s.start + Duration::from_nanos((i as f64 * s.interval_ns) as u64);
-        let now = Instant::now();
-        if scheduled > now {
-            std::thread::sleep(scheduled - now);
-        }
-        let measured = i >= s.warmup_n;
+    for i in 0..s.pacing.total {
+        let scheduled = s.pacing.wait_for(i);
+        let measured = s.pacing.measured(i);
         let op = s.plan.mix.pick(s.plan.seed, i);
         let h = splitmix64(s.plan.seed.wrapping_add(i));
         let channel = s.world.channels[(h % channels) as usize];
@@ -351,19 +393,18 @@ pub async fn run_load(
     anyhow::ensure!(plan.connections > 0, "--connections must be positive");
     anyhow::ensure!(!world.channels.is_empty(), "no channels to load");
     anyhow::ensure!(!world.users.is_empty(), "no users to load with");
-    let interval_ns = 1e9 / plan.rate;
-    let total_secs = (plan.warmup + plan.duration).as_secs_f64();
-    let total = (total_secs * plan.rate).round() as u64;
-    let warmup_n = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
-
     let seconds = plan.duration.as_secs_f64().ceil() as usize;
     let rec = Arc::new(Mutex::new(Recorded::new(seconds)?));
     let sem = Arc::new(Semaphore::new(plan.connections));
     let connections = u32::try_from(plan.connections).context("--connections is too large")?;
     // Start a little in the future so request 0 is not already late.
-    let start = Instant::now() + Duration::from_millis(50);
-    lock(&rec).measure_start =
-        Some(start + Duration::from_nanos((warmup_n as f64 * interval_ns) as u64));
+    let pacing = Pacing::new(
+        Instant::now() + Duration::from_millis(50),
+        plan.rate,
+        plan.warmup,
+        plan.duration,
+    );
+    lock(&rec).measure_start = Some(pacing.measure_start());
 
     let sched = Schedule {
         client: client.clone(),
@@ -373,10 +414,7 @@ pub async fn run_load(
         rec: rec.clone(),
         sem: sem.clone(),
         runtime: tokio::runtime::Handle::current(),
-        start,
-        interval_ns,
-        total,
-        warmup_n,
+        pacing,
     };
     tokio::task::spawn_blocking(move || schedule(sched))
         .await
@@ -394,4 +432,59 @@ pub async fn run_load(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_puts_each_request_at_its_fixed_slot_and_splits_warmup_from_measured() {
+        let start = Instant::now();
+        let p = Pacing::new(
+            start,
+            250.0,
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+        );
+        assert_eq!((p.total, p.warmup_n), (3_000, 500));
+        assert_eq!(p.at(0), start);
+        assert_eq!(p.at(1) - p.at(0), Duration::from_millis(4));
+        assert_eq!(p.at(2_999) - start, Duration::from_micros(11_996_000));
+        assert!(!p.measured(499) && p.measured(500));
+        assert_eq!(p.measure_start() - start, Duration::from_secs(2));
+        // Rates that do not divide a second: slots never drift from i / rate.
+        let p = Pacing::new(start, 3.0, Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(p.total, 3);
+        assert_eq!(p.at(2) - start, Duration::from_nanos(666_666_666));
+        assert!(p.measured(0));
+    }
+
+    #[test]
+    fn a_request_never_leaves_before_its_slot_and_a_late_one_leaves_at_once() {
+        let p = Pacing::new(
+            Instant::now() + Duration::from_millis(20),
+            1000.0,
+            Duration::ZERO,
+            Duration::from_millis(5),
+        );
+        for i in 0..p.total {
+            let due = p.wait_for(i);
+            assert_eq!(due, p.at(i));
+            assert!(Instant::now() >= due, "request {i} left early");
+        }
+        // A slot already past: no sleep, the due time is still the slot's.
+        let late = Pacing::new(
+            Instant::now() - Duration::from_secs(1),
+            1.0,
+            Duration::ZERO,
+            Duration::from_secs(1),
+        );
+        let before = Instant::now();
+        assert_eq!(late.wait_for(0), late.start);
+        assert!(
+            before.elapsed() < Duration::from_secs(1),
+            "no wait for a late slot"
+        );
+    }
 }

@@ -30,7 +30,7 @@ use super::procfs;
 use super::scenario::Scenario;
 use super::wire::{self, Assignment, Command, Done, Report, Tick};
 use super::world::WorldPlan;
-use crate::run::new_histogram;
+use crate::run::{Pacing, new_histogram};
 
 /// What a scenario run found; written as `result.json`.
 #[derive(Clone, Debug, Serialize)]
@@ -218,11 +218,13 @@ pub async fn run(ctx: &mut Ctx, scenario: &Scenario, out: &Path) -> anyhow::Resu
     ));
 
     // The schedule.
-    let interval_ns = 1e9 / scenario.rate;
-    let total = ((scenario.warmup_secs + scenario.duration_secs) * scenario.rate).round() as u64;
-    let warmup_n = (scenario.warmup_secs * scenario.rate).round() as u64;
-    let start = Instant::now() + Duration::from_millis(200);
-    let measure_start = start + Duration::from_nanos((warmup_n as f64 * interval_ns) as u64);
+    let pacing = Pacing::new(
+        Instant::now() + Duration::from_millis(200),
+        scenario.rate,
+        scenario.warmup(),
+        scenario.duration(),
+    );
+    let measure_start = pacing.measure_start();
     let measure_ns = measure_start.saturating_duration_since(epoch).as_nanos() as u64;
     lock(&state).measure_from = Some(measure_start.saturating_duration_since(epoch).as_secs());
     for w in &mut workers {
@@ -250,10 +252,7 @@ pub async fn run(ctx: &mut Ctx, scenario: &Scenario, out: &Path) -> anyhow::Resu
             guilds,
             padding: "x".repeat(scenario.content_bytes),
             epoch,
-            start,
-            interval_ns,
-            total,
-            warmup_n,
+            pacing,
             sem: sem.clone(),
             stats: stats.clone(),
             runtime: tokio::runtime::Handle::current(),

@@ -20,7 +20,7 @@ use super::fleet::{Fleet, Opened};
 use super::posting::{PostStats, Schedule, post, schedule};
 use super::procfs::{self, CpuUsed, CpuWindow};
 use super::world::{self, GwWorld, WorldPlan};
-use crate::run::new_histogram;
+use crate::run::{Pacing, new_histogram};
 
 /// What every mode needs.
 #[derive(Debug)]
@@ -778,11 +778,13 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
     fleet.heartbeat_now();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let interval_ns = 1e9 / plan.rate;
-    let total = ((plan.warmup + plan.duration).as_secs_f64() * plan.rate).round() as u64;
-    let warmup_n = (plan.warmup.as_secs_f64() * plan.rate).round() as u64;
-    let start = Instant::now() + Duration::from_millis(100);
-    let measure_start = start + Duration::from_nanos((warmup_n as f64 * interval_ns) as u64);
+    let pacing = Pacing::new(
+        Instant::now() + Duration::from_millis(100),
+        plan.rate,
+        plan.warmup,
+        plan.duration,
+    );
+    let measure_start = pacing.measure_start();
     let shared = fleet.shared.clone();
     let lat = shared.latencies.as_ref().context("latencies are on")?;
     lat.measure_from_ns.store(
@@ -811,10 +813,7 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
         guilds,
         padding: "x".repeat(plan.content_bytes),
         epoch,
-        start,
-        interval_ns,
-        total,
-        warmup_n,
+        pacing,
         sem: sem.clone(),
         stats: stats.clone(),
         runtime: tokio::runtime::Handle::current(),

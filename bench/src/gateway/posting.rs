@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use enrichment_protocol::Snowflake;
 use enrichment_protocol::rest::CreateMessage;
@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use super::client::LATENCY_MARK;
 use crate::mix::splitmix64;
-use crate::run::new_histogram;
+use crate::run::{Pacing, new_histogram};
 
 /// Posts one message; its status once the whole answer is read.
 pub(crate) async fn post(
@@ -101,30 +101,23 @@ pub(crate) struct Schedule {
     pub(crate) guilds: Vec<(Snowflake, Vec<HeaderValue>)>,
     pub(crate) padding: String,
     pub(crate) epoch: Instant,
-    pub(crate) start: Instant,
-    pub(crate) interval_ns: f64,
-    pub(crate) total: u64,
-    pub(crate) warmup_n: u64,
+    pub(crate) pacing: Pacing,
     pub(crate) sem: Arc<Semaphore>,
     pub(crate) stats: Arc<PostStats>,
     pub(crate) runtime: tokio::runtime::Handle,
 }
 
-/// Sends message `i` at `start + i / rate` to guild `i % G`, by one of its members in turn.
-/// Runs on a thread of its own and sleeps with `std::thread::sleep` (see `crate::run`).
+/// Sends message `i` when `pacing` has it due, to guild `i % G`, by one of its members in
+/// turn. Runs on a thread of its own (see [`Pacing::wait_for`]).
 pub(crate) fn schedule(s: Schedule) {
     let g = s.guilds.len() as u64;
-    for i in 0..s.total {
-        let scheduled = s.start + Duration::from_nanos((i as f64 * s.interval_ns) as u64);
-        let now = Instant::now();
-        if scheduled > now {
-            std::thread::sleep(scheduled - now);
-        }
+    for i in 0..s.pacing.total {
+        let scheduled = s.pacing.wait_for(i);
         let Ok(permit) = s.sem.clone().try_acquire_owned() else {
             s.stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let measured = i >= s.warmup_n;
+        let measured = s.pacing.measured(i);
         let (channel, members) = &s.guilds[(i % g) as usize];
         let auth = members[((i / g) % members.len() as u64) as usize].clone();
         let sent_ns = scheduled.saturating_duration_since(s.epoch).as_nanos() as u64;
