@@ -7,7 +7,7 @@
 //! prefix, frames the lot into one buffer and writes it with one system call (`Writer`). No
 //! task, buffer or timer exists per connection beyond that one task, the tungstenite stream
 //! (reading; its buffer is sized by `[gateway] read_buffer_bytes`), the output buffer (kept up
-//! to `write_buffer_bytes` between writes) and the session.
+//! to `write_buffer_bytes` between writes, none by default) and the session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
