@@ -37,18 +37,17 @@ raise_open_files() {
   ulimit -n "$want"
 }
 
-# start_node CONFIG: starts `enrichment serve` ($server_bin) on free loopback ports with a fresh
-# data dir, rate limits off and CONFIG; sets server_pid, base (http://host:port) and work (the
-# temporary dir holding data and server.log), and stops the node on exit (KEEP_DATA=1 keeps
-# $work).
+# start_node [SERVE FLAGS...]: starts `enrichment serve` ($server_bin) on free loopback ports
+# with a fresh data dir, rate limits off and the flags given (e.g. --config FILE); sets
+# server_pid, base (http://host:port) and work (the temporary dir holding data and
+# server.log), and stops the node on exit (KEEP_DATA=1 keeps $work).
 start_node() {
-  local config="$1"
   work="$(mktemp -d "${TMPDIR:-/tmp}/enrichment-bench.XXXXXX")"
   server_pid=""
   trap stop_node EXIT INT TERM
   ENRICHMENT_LOG="${ENRICHMENT_LOG:-warn}" "$server_bin" serve \
     --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 --data-dir "$work/data" \
-    --no-rate-limits --config "$config" >"$work/server.log" 2>&1 &
+    --no-rate-limits "$@" >"$work/server.log" 2>&1 &
   server_pid=$!
   base=""
   for _ in $(seq 1 300); do

@@ -33,7 +33,7 @@ config="${CONFIG:-$repo/bench/gateway-bench.toml}"
 # Both processes hold one socket per connection.
 raise_open_files
 
-start_node "$config"
+start_node --config "$config"
 
 # CPU seconds (user+system) of a process, from /proc/<pid>/stat fields 14 and 15.
 cpu_seconds() {

@@ -22,54 +22,12 @@ server_bin="$target/release/enrichment"
 load_bin="$target/release/enrichment-load"
 require_bins "$server_bin" "$load_bin"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/enrichment-load.XXXXXX")"
-server_pid=""
-cleanup() {
-  local rc=$?
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ "${KEEP_DATA:-0}" == "1" ]]; then
-    echo "kept data dir and server log in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT INT TERM
-
-serve_args=(serve --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 --data-dir "$work/data" --no-rate-limits)
+serve_flags=()
 if [[ -n "${HTTP_WORKERS:-}" ]]; then
-  serve_args+=(--http-workers "$HTTP_WORKERS")
+  serve_flags+=(--http-workers "$HTTP_WORKERS")
 fi
-ENRICHMENT_LOG="${ENRICHMENT_LOG:-warn}" "$server_bin" "${serve_args[@]}" >"$work/server.log" 2>&1 &
-server_pid=$!
+start_node "${serve_flags[@]}"
 
-# Port 0 lets the kernel pick a free port; the server prints the address it bound.
-base=""
-for _ in $(seq 1 300); do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "server exited during startup:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-  fi
-  base="$(sed -n 's|^enrichment listening on \(http://[^ ]*\) .*|\1|p' "$work/server.log" | head -n1)"
-  if [[ -n "$base" ]] && curl -fsS "$base/healthz" >/dev/null 2>&1; then
-    break
-  fi
-  base=""
-  sleep 0.1
-done
-[[ -n "$base" ]] || { echo "server did not become healthy" >&2; cat "$work/server.log" >&2; exit 1; }
-echo "server up at $base (pid $server_pid, data in $work/data)" >&2
-
-# CPU seconds (user+system) of a process, from /proc/<pid>/stat fields 14 and 15.
 cpu_seconds() {
   awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / tck }' "/proc/$1/stat"
 }

@@ -42,7 +42,7 @@ if [[ "$nodes" -ge 1 ]]; then
   require_bins "$launcher_bin"
   start_cluster "$nodes" "${BASE_PORT:-18180}"
 else
-  start_node "${CONFIG:-$repo/bench/gateway-bench.toml}"
+  start_node --config "${CONFIG:-$repo/bench/gateway-bench.toml}"
   node_args=(--api "$base/api/v10" --server-pid "$server_pid")
 fi
 

@@ -24,7 +24,7 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::Semaphore;
 
 use super::client::Arrivals;
-use super::modes::{Check, Ctx, Percentiles, check_arrivals};
+use super::modes::{Check, Ctx, LatencyReport, Percentiles, check_arrivals};
 use super::posting::{PostStats, Schedule, schedule};
 use super::procfs;
 use super::scenario::Scenario;
@@ -32,14 +32,16 @@ use super::wire::{self, Assignment, Command, Done, Report, Tick};
 use super::world::WorldPlan;
 use crate::run::{Pacing, new_histogram};
 
-/// What a scenario run found; written as `result.json`.
+/// What a scenario run found; written as `result.json`: the figures of a latency run
+/// ([`LatencyReport`], whose fields sit at the top level of the JSON) and what only a scenario
+/// has.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioResult {
     pub scenario: String,
-    pub sessions: usize,
+    #[serde(flatten)]
+    pub run: LatencyReport,
     pub workers: usize,
     pub nodes: usize,
-    pub identified: usize,
     pub identify_failed: usize,
     /// From the first connect to the last session identified, over every worker.
     pub identify_secs: f64,
@@ -48,28 +50,6 @@ pub struct ScenarioResult {
     /// against before the first connection.
     pub server_rss_kib_per_session: f64,
     pub server_rss_peak_mib: f64,
-    pub offered_rate: f64,
-    pub measured_secs: f64,
-    pub posted: u64,
-    pub posted_ok: u64,
-    pub post_non_2xx: u64,
-    pub post_errors: u64,
-    pub post_dropped: u64,
-    /// Deliveries to sessions that kept reading: every 2xx message to each such session of
-    /// its guild, over the whole run.
-    pub deliveries_expected: u64,
-    pub deliveries: u64,
-    pub lost: u64,
-    pub unexpected: u64,
-    pub sessions_wrong_set: u64,
-    pub sessions_out_of_order: u64,
-    /// Connections that failed to identify or ended before the run did (stalled ones
-    /// excluded).
-    pub connections_failed: u64,
-    pub delivery_ms: Percentiles,
-    pub post_ms: Percentiles,
-    pub deliveries_per_sec: f64,
-    pub server_cpu_us_per_delivery: f64,
     pub generator_cpu_us_per_delivery: f64,
     pub server_cpu_cores: f64,
     pub generator_cpu_cores: f64,
@@ -386,33 +366,35 @@ pub async fn run(ctx: &mut Ctx, scenario: &Scenario, out: &Path) -> anyhow::Resu
     let timeline = s.timeline(measure_start.saturating_duration_since(epoch).as_secs());
     let result = ScenarioResult {
         scenario: scenario.name.clone(),
-        sessions: scenario.sessions(),
+        run: LatencyReport {
+            sessions: scenario.sessions(),
+            identified,
+            offered_rate: scenario.rate,
+            measured_secs: duration,
+            posted: stats.sent.load(Ordering::Relaxed),
+            posted_ok: ok,
+            post_non_2xx: stats.non_2xx.load(Ordering::Relaxed),
+            post_errors: stats.errors.load(Ordering::Relaxed),
+            post_dropped: stats.dropped.load(Ordering::Relaxed),
+            deliveries_expected: expected,
+            deliveries: check.delivered,
+            lost: check.lost,
+            unexpected: check.unexpected,
+            sessions_wrong_set: check.wrong_set,
+            sessions_out_of_order: check.out_of_order,
+            connections_failed: failed_or_ended,
+            delivery_ms: Percentiles::of(&h),
+            post_ms: Percentiles::of(&stats.merged()?),
+            deliveries_per_sec: h.len() as f64 / duration,
+            server_cpu_us_per_delivery: 1e6 * server_s / h.len().max(1) as f64,
+        },
         workers: scenario.workers,
         nodes: ctx.nodes.len(),
-        identified,
         identify_failed,
         identify_secs,
         identifies_per_sec: identified as f64 / identify_secs.max(1e-9),
         server_rss_kib_per_session: rss_per_session,
         server_rss_peak_mib: s.server_rss_peak_kib as f64 / 1024.0,
-        offered_rate: scenario.rate,
-        measured_secs: duration,
-        posted: stats.sent.load(Ordering::Relaxed),
-        posted_ok: ok,
-        post_non_2xx: stats.non_2xx.load(Ordering::Relaxed),
-        post_errors: stats.errors.load(Ordering::Relaxed),
-        post_dropped: stats.dropped.load(Ordering::Relaxed),
-        deliveries_expected: expected,
-        deliveries: check.delivered,
-        lost: check.lost,
-        unexpected: check.unexpected,
-        sessions_wrong_set: check.wrong_set,
-        sessions_out_of_order: check.out_of_order,
-        connections_failed: failed_or_ended,
-        delivery_ms: Percentiles::of(&h),
-        post_ms: Percentiles::of(&stats.merged()?),
-        deliveries_per_sec: h.len() as f64 / duration,
-        server_cpu_us_per_delivery: 1e6 * server_s / h.len().max(1) as f64,
         generator_cpu_us_per_delivery: 1e6 * generator_s / h.len().max(1) as f64,
         server_cpu_cores: server_s / duration,
         generator_cpu_cores: generator_s / duration,
@@ -793,25 +775,25 @@ pub fn summary(scenario: &Scenario, r: &ScenarioResult) -> String {
     line(format!("# Scenario `{}`\n", r.scenario));
     line(format!(
         "{} sessions ({} guilds × {} members, {} per user) on {} node(s), held by {} generator processes; {} msg/s offered for {} s after {} s of warmup.\n",
-        r.sessions,
+        r.run.sessions,
         scenario.guilds,
         scenario.members,
         scenario.sessions_per_user,
         r.nodes,
         r.workers,
-        r.offered_rate,
-        r.measured_secs,
+        r.run.offered_rate,
+        r.run.measured_secs,
         scenario.warmup_secs
     ));
     line("| figure | value |".into());
     line("|---|---:|".into());
-    let d = &r.delivery_ms;
+    let d = &r.run.delivery_ms;
     let rows = [
         (
             "sessions identified",
             format!(
                 "{} of {} ({} failed)",
-                r.identified, r.sessions, r.identify_failed
+                r.run.identified, r.run.sessions, r.identify_failed
             ),
         ),
         (
@@ -828,11 +810,14 @@ pub fn summary(scenario: &Scenario, r: &ScenarioResult) -> String {
         ),
         (
             "messages posted / 2xx / dropped",
-            format!("{} / {} / {}", r.posted, r.posted_ok, r.post_dropped),
+            format!(
+                "{} / {} / {}",
+                r.run.posted, r.run.posted_ok, r.run.post_dropped
+            ),
         ),
         (
             "deliveries/s (measured window)",
-            format!("{:.0}", r.deliveries_per_sec),
+            format!("{:.0}", r.run.deliveries_per_sec),
         ),
         (
             "delivery p50 / p90 / p99 / p99.9 / max",
@@ -843,29 +828,32 @@ pub fn summary(scenario: &Scenario, r: &ScenarioResult) -> String {
         ),
         (
             "post p50 / p99",
-            format!("{:.2} / {:.2} ms", r.post_ms.p50, r.post_ms.p99),
+            format!("{:.2} / {:.2} ms", r.run.post_ms.p50, r.run.post_ms.p99),
         ),
         (
             "deliveries expected / arrived",
-            format!("{} / {}", r.deliveries_expected, r.deliveries),
+            format!("{} / {}", r.run.deliveries_expected, r.run.deliveries),
         ),
         (
             "lost / unexpected",
-            format!("**{}** / {}", r.lost, r.unexpected),
+            format!("**{}** / {}", r.run.lost, r.run.unexpected),
         ),
         (
             "sessions with a wrong set / out of order",
-            format!("{} / {}", r.sessions_wrong_set, r.sessions_out_of_order),
+            format!(
+                "{} / {}",
+                r.run.sessions_wrong_set, r.run.sessions_out_of_order
+            ),
         ),
         (
             "connections failed or ended early",
-            format!("{}", r.connections_failed),
+            format!("{}", r.run.connections_failed),
         ),
         (
             "server CPU per delivery",
             format!(
                 "{:.2} µs ({:.2} cores)",
-                r.server_cpu_us_per_delivery, r.server_cpu_cores
+                r.run.server_cpu_us_per_delivery, r.server_cpu_cores
             ),
         ),
         (
