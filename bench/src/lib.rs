@@ -44,6 +44,7 @@
 //! The run is bounded: the schedule ends after warmup + duration, in-flight requests are then
 //! awaited (each bounded by `--timeout-ms`), and the process exits.
 
+pub mod baseline;
 pub mod gateway;
 pub mod mix;
 pub mod report;
