@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::wire::{self, Eio, Sio};
 use crate::gateway::client::{Arrivals, Gate, latency_mark};
-use crate::gateway::fleet::Opened;
+use crate::gateway::fleet::{Opened, open_phase};
 use crate::run::new_histogram;
 
 /// Which baseline a connection speaks to.
@@ -425,53 +425,27 @@ impl Fleet {
     /// Opens one connection per room name given and waits until each has joined or failed,
     /// at most `limit`.
     pub async fn open(&mut self, rooms: Vec<Arc<str>>, limit: Duration) -> Opened {
-        let n = rooms.len();
-        let before_ok = self.shared.joined.count() as usize;
-        let before_failed = self.failed();
-        self.shared.joined.arm((before_ok + n) as u64);
-        let started = Instant::now();
-        let hard = started + limit;
-        for room in rooms {
-            let Ok(permit) = self.concurrency.clone().acquire_owned().await else {
-                break;
-            };
-            let i = self.opened;
-            self.opened += 1;
-            self.handles.push(tokio::spawn(run(
-                i,
-                room,
-                self.target.clone(),
-                self.shared.clone(),
-                permit,
-                self.stop.subscribe(),
-            )));
-            if Instant::now() > hard {
-                break;
-            }
-        }
-        let done_at = loop {
-            let step = Instant::now() + Duration::from_millis(200);
-            match self.shared.joined.wait(step).await {
-                Ok(at) => break at,
-                Err(ok) => {
-                    let settled =
-                        ok as usize - before_ok + self.failed().saturating_sub(before_failed);
-                    if settled >= n || Instant::now() > hard {
-                        break Instant::now();
-                    }
-                }
-            }
-        };
-        Opened {
-            requested: n,
-            identified: self.shared.joined.count() as usize - before_ok,
-            failed: self.failed().saturating_sub(before_failed),
-            elapsed: done_at.saturating_duration_since(started),
-        }
-    }
-
-    fn failed(&self) -> usize {
-        self.shared.failed.load(Ordering::Relaxed) as usize
+        let shared = self.shared.clone();
+        open_phase(
+            &shared.joined,
+            &shared.failed,
+            &self.concurrency,
+            rooms,
+            limit,
+            |room, permit| {
+                let i = self.opened;
+                self.opened += 1;
+                self.handles.push(tokio::spawn(run(
+                    i,
+                    room,
+                    self.target.clone(),
+                    shared.clone(),
+                    permit,
+                    self.stop.subscribe(),
+                )));
+            },
+        )
+        .await
     }
 
     /// Closes every connection and waits for their tasks, at most `limit`.

@@ -1,13 +1,15 @@
 //! A fleet of gateway connections: opened in phases with bounded identify concurrency,
-//! commanded together (heartbeat now, stop), and counted through one [`Shared`].
+//! commanded together (heartbeat now, stop), and counted through one [`Shared`]. The opening
+//! itself ([`open_phase`]) serves the baseline generator's connections too.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use super::client::{self, Control, Shared, Target};
+use super::client::{self, Control, Gate, Shared, Target};
 
 /// How one identify phase went.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +24,54 @@ pub struct Opened {
 impl Opened {
     pub fn rate(&self) -> f64 {
         self.identified as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One phase of opening connections, for any kind of connection: takes a slot of
+/// `concurrency` per item (the connection releases it once it is ready or has failed), hands
+/// item and slot to `spawn`, and waits until `ready` has counted every new connection ready or
+/// `failed` has counted it failed, at most `limit` (after which no more are started).
+pub async fn open_phase<T>(
+    ready: &Gate,
+    failed: &AtomicU64,
+    concurrency: &Arc<Semaphore>,
+    items: Vec<T>,
+    limit: Duration,
+    mut spawn: impl FnMut(T, OwnedSemaphorePermit),
+) -> Opened {
+    let failed_now = || failed.load(Ordering::Relaxed) as usize;
+    let n = items.len();
+    let before_ok = ready.count() as usize;
+    let before_failed = failed_now();
+    ready.arm((before_ok + n) as u64);
+    let started = Instant::now();
+    let hard = started + limit;
+    for item in items {
+        let Ok(permit) = concurrency.clone().acquire_owned().await else {
+            break;
+        };
+        spawn(item, permit);
+        if Instant::now() > hard {
+            break;
+        }
+    }
+    let done_at = loop {
+        let step = Instant::now() + Duration::from_millis(200);
+        match ready.wait(step).await {
+            Ok(at) => break at,
+            Err(ok) => {
+                let settled = ok as usize - before_ok + failed_now().saturating_sub(before_failed);
+                if settled >= n || Instant::now() > hard {
+                    break Instant::now();
+                }
+            }
+        }
+    };
+    Opened {
+        requested: n,
+        identified: ready.count() as usize - before_ok,
+        failed: failed_now().saturating_sub(before_failed),
+        elapsed: done_at.saturating_duration_since(started),
     }
 }
 
@@ -68,56 +118,28 @@ impl Fleet {
     /// Opens one connection per `(token, guild count)` and waits until each has identified
     /// (READY and its GUILD_CREATEs) or failed, at most `limit`.
     pub async fn open(&mut self, conns: Vec<(Arc<str>, usize)>, limit: Duration) -> Opened {
-        let n = conns.len();
-        let before_ok = self.shared.identified.count() as usize;
-        let before_failed = self.failed();
-        self.shared.identified.arm((before_ok + n) as u64);
-        let started = Instant::now();
-        let hard = started + limit;
-        for (token, guilds) in conns {
-            let Ok(permit) = self.concurrency.clone().acquire_owned().await else {
-                break;
-            };
-            let i = self.first + self.opened;
-            self.opened += 1;
-            self.handles.push(tokio::spawn(client::run(
-                i,
-                token,
-                guilds,
-                self.target.clone(),
-                self.shared.clone(),
-                permit,
-                self.control.subscribe(),
-            )));
-            if Instant::now() > hard {
-                break;
-            }
-        }
-        let done_at = loop {
-            let step = Instant::now() + Duration::from_millis(200);
-            match self.shared.identified.wait(step).await {
-                Ok(at) => break at,
-                Err(ok) => {
-                    let settled =
-                        ok as usize - before_ok + self.failed().saturating_sub(before_failed);
-                    if settled >= n || Instant::now() > hard {
-                        break Instant::now();
-                    }
-                }
-            }
-        };
-        Opened {
-            requested: n,
-            identified: self.shared.identified.count() as usize - before_ok,
-            failed: self.failed().saturating_sub(before_failed),
-            elapsed: done_at.saturating_duration_since(started),
-        }
-    }
-
-    fn failed(&self) -> usize {
-        self.shared
-            .failed
-            .load(std::sync::atomic::Ordering::Relaxed) as usize
+        let shared = self.shared.clone();
+        open_phase(
+            &shared.identified,
+            &shared.failed,
+            &self.concurrency,
+            conns,
+            limit,
+            |(token, guilds), permit| {
+                let i = self.first + self.opened;
+                self.opened += 1;
+                self.handles.push(tokio::spawn(client::run(
+                    i,
+                    token,
+                    guilds,
+                    self.target.clone(),
+                    shared.clone(),
+                    permit,
+                    self.control.subscribe(),
+                )));
+            },
+        )
+        .await
     }
 
     /// Every connection heartbeats now with the last sequence it saw, so the server may drop
