@@ -14,7 +14,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -23,9 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::wire::{self, Eio, Sio};
-use crate::gateway::client::{Arrivals, Gate, latency_mark};
+use crate::gateway::client::{Arrivals, Gate, Latencies, latency_mark};
 use crate::gateway::fleet::{Opened, open_phase};
-use crate::run::new_histogram;
 
 /// Which baseline a connection speaks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -63,61 +61,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Delivery latencies (µs) of the current step, in shards so receivers rarely wait on one
-/// another; reset between the steps of a sweep.
-#[derive(Debug)]
-pub struct Recorder {
-    shards: Vec<Mutex<Histogram<u64>>>,
-    /// Messages sent before this (ns since `epoch`) are warmup.
-    measure_from_ns: AtomicU64,
-    pub epoch: Instant,
-}
-
-impl Recorder {
-    pub fn new(epoch: Instant) -> anyhow::Result<Recorder> {
-        Ok(Recorder {
-            shards: (0..16)
-                .map(|_| new_histogram().map(Mutex::new))
-                .collect::<anyhow::Result<_>>()?,
-            measure_from_ns: AtomicU64::new(u64::MAX),
-            epoch,
-        })
-    }
-
-    /// Empties the histograms and records messages sent from `from` on.
-    pub fn restart(&self, from: Instant) {
-        for s in &self.shards {
-            lock(s).reset();
-        }
-        let ns = from.saturating_duration_since(self.epoch).as_nanos() as u64;
-        self.measure_from_ns.store(ns, Ordering::Release);
-    }
-
-    /// Stops recording until the next [`Recorder::restart`].
-    pub fn pause(&self) {
-        self.measure_from_ns.store(u64::MAX, Ordering::Release);
-    }
-
-    fn record(&self, conn: usize, sent_ns: &[u64], now: Instant) {
-        let from = self.measure_from_ns.load(Ordering::Acquire);
-        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        let mut h = None;
-        for &ns in sent_ns.iter().filter(|&&ns| ns >= from) {
-            let h = h.get_or_insert_with(|| lock(&self.shards[conn % self.shards.len()]));
-            h.saturating_record((now_ns.saturating_sub(ns) / 1000).max(1));
-        }
-    }
-
-    pub fn merged(&self) -> anyhow::Result<Histogram<u64>> {
-        let mut h = new_histogram()?;
-        for s in &self.shards {
-            h.add(&*lock(s))
-                .map_err(|e| anyhow::anyhow!("merging histograms: {e}"))?;
-        }
-        Ok(h)
-    }
-}
-
 /// What every connection of a run shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -132,7 +75,8 @@ pub struct Shared {
     pub ended: AtomicU64,
     /// Pings answered (Socket.IO).
     pub pongs: AtomicU64,
-    pub latencies: Recorder,
+    /// Delivery latencies of the current step; reset between the steps of a sweep.
+    pub latencies: Latencies,
     /// Per connection, what it received of the latency messages since the last
     /// [`Shared::take_arrivals`].
     arrivals: Vec<Mutex<Arrivals>>,
@@ -149,7 +93,7 @@ impl Shared {
             failed: AtomicU64::new(0),
             ended: AtomicU64::new(0),
             pongs: AtomicU64::new(0),
-            latencies: Recorder::new(epoch)?,
+            latencies: Latencies::new(epoch)?,
             arrivals: (0..connections)
                 .map(|_| Mutex::new(Arrivals::default()))
                 .collect(),
@@ -350,7 +294,7 @@ async fn run(
                 if !batch.marks.is_empty() {
                     sent_ns.clear();
                     sent_ns.extend(batch.marks.iter().map(|m| m.0));
-                    shared.latencies.record(i, &sent_ns, now);
+                    shared.latencies.record_all(i, &sent_ns, now);
                     if let Some(slot) = shared.arrivals.get(i) {
                         let mut a = lock(slot);
                         batch.marks.iter().for_each(|m| a.observe(m.1));
@@ -490,21 +434,5 @@ mod tests {
         assert_eq!(b.bytes, r#"{"content":"lat 5 9 x"}"#.len() as u64);
         assert_eq!(b.marks, vec![(5, 9)]);
         assert!(b.replies.is_empty());
-    }
-
-    #[test]
-    fn the_recorder_keeps_only_the_measured_window() {
-        let epoch = Instant::now();
-        let r = Recorder::new(epoch).unwrap_or_else(|e| panic!("{e}"));
-        let now = epoch + Duration::from_millis(10);
-        r.record(0, &[1_000_000], now);
-        assert_eq!(r.merged().map(|h| h.len()).ok(), Some(0), "paused");
-        r.restart(epoch + Duration::from_millis(2));
-        r.record(3, &[1_000_000, 5_000_000, 8_000_000], now);
-        let h = r.merged().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(h.len(), 2);
-        assert!((4_990..=5_010).contains(&h.max()), "max {}", h.max());
-        r.restart(epoch);
-        assert_eq!(r.merged().map(|h| h.len()).ok(), Some(0), "reset");
     }
 }

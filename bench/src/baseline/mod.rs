@@ -9,7 +9,8 @@
 //! Both take a room in the connection's query and broadcast the JSON body of
 //! `POST /rooms/ROOM/messages` to it. The modes mirror the gateway generator's, with the same
 //! methodology and many of the same parts (the [`Gate`](crate::gateway::client::Gate)
-//! counters, the latency mark and arrival check, `/proc` sampling):
+//! counters, the phased opening of connections, the latency mark, histograms and arrival check,
+//! the open-loop [`Pacing`](crate::run::Pacing), `/proc` sampling):
 //!
 //! - **idle**: N connections in rooms; the server's RSS per connection ([`modes::idle`]).
 //! - **fanout**: S connections in one room, bursts of K posts at once; deliveries per second

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use reqwest::Client;
 use tokio::sync::Semaphore;
 
@@ -19,9 +18,10 @@ use super::sweep::{StepResult, Sweep};
 use super::wire;
 use crate::gateway::client::{Arrivals, LATENCY_MARK};
 use crate::gateway::fleet::Opened;
-use crate::gateway::modes::{Check, check_arrivals};
+use crate::gateway::modes::{Check, check_arrivals, pct};
 use crate::gateway::procfs::{self, CpuUsed, CpuWindow};
 use crate::mix::splitmix64;
+use crate::run::Pacing;
 
 /// What every mode needs.
 #[derive(Debug)]
@@ -551,25 +551,19 @@ struct Schedule {
     rooms: Vec<Arc<str>>,
     padding: String,
     epoch: Instant,
-    start: Instant,
-    interval_ns: f64,
-    total: u64,
+    pacing: Pacing,
     base: u64,
     sem: Arc<Semaphore>,
     stats: Arc<PostStats>,
     runtime: tokio::runtime::Handle,
 }
 
-/// Sends message `i` at `start + i / rate` to room `i % G`. Runs on a thread of its own and
-/// sleeps with `std::thread::sleep`, so the schedule does not wait for the runtime's timer.
+/// Sends message `i` when `pacing` has it due, to room `i % G`. Runs on a thread of its own
+/// (see [`Pacing::wait_for`]).
 fn schedule(s: Schedule) {
     let g = s.rooms.len() as u64;
-    for i in 0..s.total {
-        let scheduled = s.start + Duration::from_nanos((i as f64 * s.interval_ns) as u64);
-        let now = Instant::now();
-        if scheduled > now {
-            std::thread::sleep(scheduled - now);
-        }
+    for i in 0..s.pacing.total {
+        let scheduled = s.pacing.wait_for(i);
         let Ok(permit) = s.sem.clone().try_acquire_owned() else {
             s.stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -633,13 +627,6 @@ fn schedule(s: Schedule) {
     }
 }
 
-fn pct(h: &Histogram<u64>, q: f64) -> f64 {
-    if h.is_empty() {
-        return 0.0;
-    }
-    h.value_at_quantile(q) as f64 / 1000.0
-}
-
 /// One open-loop step on open connections: `warmup + duration` seconds at `rate`, message
 /// indices from `base` (so a late delivery from an earlier step shows as unexpected).
 async fn step(
@@ -654,11 +641,13 @@ async fn step(
     let g = plan.rooms;
     let _ = shared.take_arrivals();
     let count0 = shared.messages.count();
-    let interval_ns = 1e9 / rate;
-    let total = ((plan.warmup + plan.duration).as_secs_f64() * rate).round() as u64;
-    let warmup_n = (plan.warmup.as_secs_f64() * rate).round() as u64;
-    let start = Instant::now() + Duration::from_millis(100);
-    let measure_start = start + Duration::from_nanos((warmup_n as f64 * interval_ns) as u64);
+    let pacing = Pacing::new(
+        Instant::now() + Duration::from_millis(100),
+        rate,
+        plan.warmup,
+        plan.duration,
+    );
+    let measure_start = pacing.measure_start();
     shared.latencies.restart(measure_start);
     let stats = Arc::new(PostStats {
         sent: AtomicU64::new(0),
@@ -678,9 +667,7 @@ async fn step(
         rooms: (0..g).map(room_name).collect(),
         padding: "x".repeat(plan.content_bytes),
         epoch: shared.latencies.epoch,
-        start,
-        interval_ns,
-        total,
+        pacing,
         base,
         sem: sem.clone(),
         stats: stats.clone(),

@@ -81,7 +81,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Delivery latencies (µs), in a few shards so receivers rarely wait on one another.
+/// Delivery latencies (µs), in a few shards so receivers rarely wait on one another. The
+/// baseline generator's connections record into the same.
 #[derive(Debug)]
 pub struct Latencies {
     shards: Vec<Mutex<Histogram<u64>>>,
@@ -101,13 +102,34 @@ impl Latencies {
         })
     }
 
-    fn record(&self, conn: usize, sent_ns: u64, now: Instant) {
-        if sent_ns < self.measure_from_ns.load(Ordering::Relaxed) {
-            return;
+    /// Empties the shards and records messages sent from `from` on (a sweep's next step).
+    pub fn restart(&self, from: Instant) {
+        for s in &self.shards {
+            lock(s).reset();
         }
+        let ns = from.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.measure_from_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Stops recording until the next [`Latencies::restart`].
+    pub fn pause(&self) {
+        self.measure_from_ns.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    fn record(&self, conn: usize, sent_ns: u64, now: Instant) {
+        self.record_all(conn, &[sent_ns], now);
+    }
+
+    /// Records messages sent at `sent_ns` (ns since the epoch) that connection `conn` read at
+    /// `now`, taking its shard's lock once for them all.
+    pub(crate) fn record_all(&self, conn: usize, sent_ns: &[u64], now: Instant) {
+        let from = self.measure_from_ns.load(Ordering::Relaxed);
         let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        let us = now_ns.saturating_sub(sent_ns) / 1000;
-        lock(&self.shards[conn % self.shards.len()]).saturating_record(us.max(1));
+        let mut h = None;
+        for &ns in sent_ns.iter().filter(|&&ns| ns >= from) {
+            let h = h.get_or_insert_with(|| lock(&self.shards[conn % self.shards.len()]));
+            h.saturating_record((now_ns.saturating_sub(ns) / 1000).max(1));
+        }
     }
 
     /// Everything recorded since the last `take`, merged; the shards start again empty.
@@ -761,5 +783,24 @@ mod tests {
         assert_eq!(h.len(), 3);
         assert!((7_990..=8_010).contains(&h.max()), "max {}", h.max());
         assert!((990..=1_010).contains(&h.min()), "min {}", h.min());
+    }
+
+    #[test]
+    fn latencies_restart_and_pause_bound_the_measured_window() {
+        let epoch = Instant::now();
+        let l = Latencies::new(epoch).unwrap_or_else(|e| panic!("{e}"));
+        let now = epoch + Duration::from_millis(10);
+        l.record_all(0, &[1_000_000], now);
+        assert_eq!(l.merged().map(|h| h.len()).ok(), Some(0), "not started");
+        l.restart(epoch + Duration::from_millis(2));
+        l.record_all(3, &[1_000_000, 5_000_000, 8_000_000], now);
+        let h = l.merged().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.len(), 2);
+        assert!((4_990..=5_010).contains(&h.max()), "max {}", h.max());
+        l.pause();
+        l.record_all(3, &[9_000_000], now);
+        assert_eq!(l.merged().map(|h| h.len()).ok(), Some(2), "paused");
+        l.restart(epoch);
+        assert_eq!(l.merged().map(|h| h.len()).ok(), Some(0), "reset");
     }
 }

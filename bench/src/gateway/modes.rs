@@ -468,7 +468,8 @@ pub struct FanoutPlan {
     pub content_bytes: usize,
 }
 
-fn pct(h: &Histogram<u64>, q: f64) -> f64 {
+/// The value at quantile `q`, in ms (0 for an empty histogram).
+pub fn pct(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
