@@ -4,7 +4,7 @@
 //!
 //! See the `enrichment_bench::baseline` module docs for what each mode measures.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +14,7 @@ use enrichment_bench::baseline::modes::{
     self, Ctx, FanoutPlan, IdlePlan, LatencyPlan, SweepReport,
 };
 use enrichment_bench::baseline::sweep::{StepResult, Sweep};
+use enrichment_bench::cli::{LoadArgs, ensure_open_files, loopback_sources, seconds};
 use enrichment_bench::gateway::procfs;
 
 #[derive(Parser, Debug)]
@@ -36,15 +37,11 @@ struct Cli {
     /// may be repeated.
     #[arg(long = "helper-pid", global = true)]
     helper_pids: Vec<u32>,
-    /// Loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N).
-    #[arg(long, global = true, default_value_t = 8)]
-    sources: u8,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Connections connecting and joining at once.
     #[arg(long, global = true, default_value_t = 256)]
     connect_concurrency: usize,
-    /// Generator worker threads (0 = one per core).
-    #[arg(long, global = true, default_value_t = 0)]
-    threads: usize,
     /// Print the result as one JSON object on stdout; the running commentary still goes to
     /// stderr.
     #[arg(long, global = true)]
@@ -167,10 +164,6 @@ struct SweepCommandArgs {
     command: Vec<String>,
 }
 
-fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).with_context(|| format!("--{name} {v} is not a duration"))
-}
-
 impl StepArgs {
     fn plan(&self) -> anyhow::Result<LatencyPlan> {
         anyhow::ensure!(
@@ -249,21 +242,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for pid in &cli.helper_pids {
         procfs::cpu_ticks(*pid).context("--helper-pid must be a running process")?;
     }
-    anyhow::ensure!(cli.sources >= 1, "--sources must be at least 1");
+    anyhow::ensure!(cli.load.sources >= 1, "--sources must be at least 1");
     let need = connections_needed(&cli.mode);
-    if let Some(limit) = procfs::open_files_limit() {
-        anyhow::ensure!(
-            need as u64 + 600 <= limit,
-            "{need} connections need {} open files; this process may open {limit} (raise `ulimit -n`)",
-            need + 600
-        );
-    }
+    ensure_open_files(need, 600)?;
     let target = Target {
         server: server_addr(&http)?,
         flavor,
-        sources: (1..=cli.sources)
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
-            .collect(),
+        sources: loopback_sources(cli.load.sources),
         join_timeout: Duration::from_secs(60),
     };
     let mut ctx = Ctx::new(&http, target, server_pid, cli.helper_pids.clone())?;
@@ -332,11 +317,6 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if cli.threads > 0 {
-        rt.worker_threads(cli.threads);
-    }
-    let rt = rt.build().context("starting the runtime")?;
+    let rt = cli.load.runtime()?;
     rt.block_on(run(cli))
 }

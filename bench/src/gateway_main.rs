@@ -2,11 +2,10 @@
 //!
 //! See the `enrichment_bench::gateway` module docs for what each mode measures.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use enrichment_bench::check_loopback;
+use enrichment_bench::cli::{LoadArgs, ensure_open_files, seconds};
 use enrichment_bench::gateway::leader;
 use enrichment_bench::gateway::modes::{self, Ctx, FanoutPlan, IdlePlan, LatencyPlan};
 use enrichment_bench::gateway::procfs;
@@ -29,9 +28,8 @@ struct Cli {
     /// cluster (summed).
     #[arg(long = "server-pid", global = true)]
     server_pids: Vec<u32>,
-    /// Loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N).
-    #[arg(long, global = true, default_value_t = 8)]
-    sources: u8,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Connections identifying at once.
     #[arg(long, global = true, default_value_t = 256)]
     identify_concurrency: usize,
@@ -42,9 +40,6 @@ struct Cli {
     /// presences, so users coming online do not fan out to every session).
     #[arg(long, global = true, default_value_t = intents::GUILDS | intents::GUILD_MESSAGES | intents::MESSAGE_CONTENT)]
     intents: u64,
-    /// Generator worker threads (0 = one per core).
-    #[arg(long, global = true, default_value_t = 0)]
-    threads: usize,
     /// Print the result as one JSON object on stdout (latency mode); the running commentary
     /// still goes to stderr.
     #[arg(long, global = true)]
@@ -153,10 +148,6 @@ struct LatencyArgs {
     content_bytes: usize,
 }
 
-fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).with_context(|| format!("--{name} {v} is not a duration"))
-}
-
 /// The sockets this process opens itself (a scenario's are in its workers).
 fn connections_needed(mode: &Mode) -> usize {
     match mode {
@@ -184,15 +175,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for pid in &cli.server_pids {
         procfs::rss_kib(*pid).context("--server-pid must be a running process")?;
     }
-    anyhow::ensure!(cli.sources >= 1, "--sources must be at least 1");
+    anyhow::ensure!(cli.load.sources >= 1, "--sources must be at least 1");
     let need = connections_needed(&cli.mode);
-    if let Some(limit) = procfs::open_files_limit() {
-        anyhow::ensure!(
-            need as u64 + 200 <= limit,
-            "{need} connections need {} open files; this process may open {limit} (raise `ulimit -n`)",
-            need + 200
-        );
-    }
+    ensure_open_files(need, 200)?;
     anyhow::ensure!(
         !cli.json || matches!(cli.mode, Mode::Latency(_) | Mode::Scenario(_)),
         "--json is offered by the latency and scenario modes"
@@ -200,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut ctx = Ctx::new(
         cli.apis,
         cli.server_pids,
-        cli.sources,
+        cli.load.sources,
         cli.intents,
         cli.identify_concurrency,
         cli.setup_parallelism,
@@ -285,11 +270,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if cli.threads > 0 {
-        rt.worker_threads(cli.threads);
-    }
-    let rt = rt.build().context("starting the runtime")?;
+    let rt = cli.load.runtime()?;
     rt.block_on(run(cli))
 }

@@ -45,6 +45,7 @@
 //! awaited (each bounded by `--timeout-ms`), and the process exits.
 
 pub mod baseline;
+pub mod cli;
 pub mod gateway;
 pub mod mix;
 pub mod report;

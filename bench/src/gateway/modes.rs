@@ -2,7 +2,7 @@
 //! per second and server CPU per delivery, batched and one event at a time) and `latency`
 //! (delivery latency under an open-loop message rate).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -70,9 +70,7 @@ impl Ctx {
             crate::check_loopback(api)?;
             gateways.push(gateway(&client, api).await?);
         }
-        let sources = (1..=sources)
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
-            .collect();
+        let sources = crate::cli::loopback_sources(sources);
         Ok(Ctx {
             client,
             api: nodes[0].clone(),
