@@ -4,25 +4,24 @@
 //! open packet, namespace connect, the server's `joined` event; `ws`: the `{"joined":...}`
 //! frame), then only reads: it counts room messages, records the latency of those that carry
 //! a scheduled send time, keeps what it received for the end-of-step check, and answers
-//! Socket.IO's pings. Like the gateway client it reads every frame its socket has ready before
-//! it touches anything shared, so the shared counters cost once per wake-up, not per frame.
+//! Socket.IO's pings. It connects and reads through the gateway client's socket helpers
+//! ([`connect_from`], [`read_ready`]): every frame its socket has ready is read before it
+//! touches anything shared, so the shared counters cost once per wake-up, not per frame.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
+use futures::SinkExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::wire::{self, Eio, Sio};
-use crate::gateway::client::{Arrivals, Gate, Latencies, latency_mark};
+use crate::gateway::client::{
+    Arrivals, Gate, Latencies, READ_BATCH, Ws, connect_from, latency_mark, next_text, read_ready,
+};
 use crate::gateway::fleet::{Opened, open_phase};
 
 /// Which baseline a connection speaks to.
@@ -123,38 +122,9 @@ impl Shared {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
-fn ws_config() -> WebSocketConfig {
-    // tungstenite zero-fills its read buffer up to this size on every read: keep it modest.
-    WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
-}
-
 async fn connect(target: &Target, i: usize, room: &str) -> anyhow::Result<Ws> {
     let source = target.sources[i % target.sources.len()];
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(target.server).await?;
-    stream.set_nodelay(true)?;
-    let url = target.url(room);
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config()))
-            .await?;
-    Ok(ws)
-}
-
-async fn next_text(ws: &mut Ws) -> anyhow::Result<Utf8Bytes> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(t),
-            Some(Ok(Message::Close(f))) => anyhow::bail!("closed by the server: {f:?}"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("connection ended"),
-        }
-    }
+    connect_from(source, target.server, &target.url(room)).await
 }
 
 async fn send(ws: &mut Ws, text: String) -> anyhow::Result<()> {
@@ -186,33 +156,6 @@ async fn join(target: &Target, i: usize, room: &str) -> anyhow::Result<Ws> {
             }
         },
     }
-}
-
-/// Frames a connection takes from its socket per wake-up at most.
-const READ_BATCH: usize = 256;
-
-/// Takes every text frame the socket has ready (up to [`READ_BATCH`]) into `batch`: pending
-/// until there is at least one, or the connection ended (`Some` error, after what came
-/// before it).
-fn read_ready(
-    ws: &mut Ws,
-    cx: &mut std::task::Context<'_>,
-    batch: &mut Vec<Utf8Bytes>,
-) -> Poll<Option<anyhow::Error>> {
-    while batch.len() < READ_BATCH {
-        match ws.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(Message::Text(t)))) => batch.push(t),
-            Poll::Ready(Some(Ok(Message::Close(f)))) => {
-                return Poll::Ready(Some(anyhow::anyhow!("closed by the server: {f:?}")));
-            }
-            Poll::Ready(Some(Ok(_))) => {}
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(e.into())),
-            Poll::Ready(None) => return Poll::Ready(Some(anyhow::anyhow!("connection ended"))),
-            Poll::Pending if batch.is_empty() => return Poll::Pending,
-            Poll::Pending => break,
-        }
-    }
-    Poll::Ready(None)
 }
 
 /// What one read held, once classified.

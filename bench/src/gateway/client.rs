@@ -373,9 +373,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
-type Ws = WebSocketStream<TcpStream>;
+/// A client WebSocket over TCP; the baseline generator's connections are the same.
+pub(crate) type Ws = WebSocketStream<TcpStream>;
 
-fn ws_config() -> WebSocketConfig {
+pub(crate) fn ws_config() -> WebSocketConfig {
     // tungstenite zero-fills its read buffer up to this size on every read: keep it modest.
     WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
@@ -384,14 +385,22 @@ fn ws_config() -> WebSocketConfig {
 
 async fn connect(target: &Target, i: usize) -> anyhow::Result<Ws> {
     let source = target.sources[i % target.sources.len()];
+    let (server, url) = &target.gateways[i % target.gateways.len()];
+    connect_from(source, *server, url).await
+}
+
+/// Connects to `server` from the loopback address `source` and opens the WebSocket `url`.
+pub(crate) async fn connect_from(
+    source: IpAddr,
+    server: SocketAddr,
+    url: &str,
+) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
-    let (server, url) = &target.gateways[i % target.gateways.len()];
-    let stream = socket.connect(*server).await?;
+    let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
     let (ws, _) =
-        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config()))
-            .await?;
+        tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())).await?;
     Ok(ws)
 }
 
@@ -403,7 +412,9 @@ async fn send_json(ws: &mut Ws, opcode: u8, d: serde_json::Value) -> anyhow::Res
 }
 
 /// The next text frame; an error when the connection ends.
-async fn next_text(ws: &mut Ws) -> anyhow::Result<tokio_tungstenite::tungstenite::Utf8Bytes> {
+pub(crate) async fn next_text(
+    ws: &mut Ws,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::Utf8Bytes> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => return Ok(t),
@@ -640,13 +651,13 @@ pub async fn run(
 }
 
 /// Frames a connection takes from its socket per wake-up at most.
-const READ_BATCH: usize = 256;
+pub(crate) const READ_BATCH: usize = 256;
 
 /// Takes every text frame the socket has ready (up to [`READ_BATCH`]) into `batch`: pending
 /// until there is at least one, or the connection ended (`Some` error, after what came
 /// before it). Reading until the socket would block leaves the task's waker registered, and
 /// the shared counters are then touched once per wake-up rather than once per frame.
-fn read_ready(
+pub(crate) fn read_ready(
     ws: &mut Ws,
     cx: &mut std::task::Context<'_>,
     batch: &mut Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
