@@ -701,15 +701,7 @@ async fn step(
     tokio::time::sleep(Duration::from_millis(200)).await;
     shared.latencies.pause();
     let arrivals = shared.take_arrivals();
-    let sent: Vec<Arrivals> = stats
-        .per_room
-        .iter()
-        .map(|(count, set)| Arrivals {
-            count: count.load(Ordering::Relaxed),
-            set: set.load(Ordering::Relaxed),
-            order: 0,
-        })
-        .collect();
+    let sent: Vec<Arrivals> = Arrivals::sent(&stats.per_room);
     let check: Check = check_arrivals(&sent, &arrivals, |c| c % g);
     let h = shared.latencies.merged()?;
     let deliveries_per_sec = h.len() as f64 / plan.duration.as_secs_f64().max(1e-9);

@@ -353,6 +353,21 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
+    /// What each guild (or room) was sent, from its count of posts that got a 2xx and the sum
+    /// of their hashed indices; `order` is left 0 (see [`check_arrivals`]).
+    ///
+    /// [`check_arrivals`]: super::modes::check_arrivals
+    pub fn sent(per_channel: &[(AtomicU64, AtomicU64)]) -> Vec<Arrivals> {
+        per_channel
+            .iter()
+            .map(|(count, set)| Arrivals {
+                count: count.load(Ordering::Relaxed),
+                set: set.load(Ordering::Relaxed),
+                order: 0,
+            })
+            .collect()
+    }
+
     pub fn observe(&mut self, index: u64) {
         self.count += 1;
         self.set = self.set.wrapping_add(splitmix64(index));

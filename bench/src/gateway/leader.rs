@@ -348,15 +348,7 @@ pub async fn run(ctx: &mut Ctx, scenario: &Scenario, out: &Path) -> anyhow::Resu
         .iter()
         .flat_map(|d| d.arrivals.iter().copied())
         .collect();
-    let sent: Vec<Arrivals> = stats
-        .per_guild
-        .iter()
-        .map(|(count, set)| Arrivals {
-            count: count.load(Ordering::Relaxed),
-            set: set.load(Ordering::Relaxed),
-            order: 0,
-        })
-        .collect();
+    let sent: Vec<Arrivals> = Arrivals::sent(&stats.per_guild);
     let check: Check = check_arrivals(&sent, &arrivals, |c| scenario.guild_of(c));
     let stalled: u64 = done.iter().map(|d| d.stalled).sum();
     let failed_or_ended: u64 = done.iter().map(|d| d.tick.failed + d.tick.ended).sum();

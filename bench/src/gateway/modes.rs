@@ -847,15 +847,7 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
         fleet.shared.failed.load(Ordering::Relaxed) + fleet.shared.ended.load(Ordering::Relaxed);
     fleet.stop(Duration::from_secs(20)).await;
     let arrivals = std::mem::take(&mut *shared.arrivals.lock().unwrap_or_else(|e| e.into_inner()));
-    let sent: Vec<Arrivals> = stats
-        .per_guild
-        .iter()
-        .map(|(count, set)| Arrivals {
-            count: count.load(Ordering::Relaxed),
-            set: set.load(Ordering::Relaxed),
-            order: 0,
-        })
-        .collect();
+    let sent: Vec<Arrivals> = Arrivals::sent(&stats.per_guild);
     // Connection c is user c % users' session; user u is in guild u / users_per_guild.
     let users = world.users.len();
     let check = check_arrivals(&sent, &arrivals, |c| (c % users) / users_per_guild);
