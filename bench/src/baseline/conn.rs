@@ -20,7 +20,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::wire::{self, Eio, Sio};
 use crate::gateway::client::{
-    Arrivals, Gate, Latencies, READ_BATCH, Ws, connect_from, latency_mark, next_text, read_ready,
+    Arrivals, ErrorSamples, Gate, Latencies, READ_BATCH, Ws, connect_from, latency_mark, next_text,
+    read_ready,
 };
 use crate::gateway::fleet::{Opened, open_phase};
 
@@ -79,7 +80,8 @@ pub struct Shared {
     /// Per connection, what it received of the latency messages since the last
     /// [`Shared::take_arrivals`].
     arrivals: Vec<Mutex<Arrivals>>,
-    errors: Mutex<Vec<String>>,
+    /// Up to eight distinct error messages seen.
+    pub errors: ErrorSamples,
 }
 
 impl Shared {
@@ -96,7 +98,7 @@ impl Shared {
             arrivals: (0..connections)
                 .map(|_| Mutex::new(Arrivals::default()))
                 .collect(),
-            errors: Mutex::new(Vec::new()),
+            errors: ErrorSamples::default(),
         })
     }
 
@@ -107,18 +109,6 @@ impl Shared {
             .enumerate()
             .map(|(c, a)| (c, std::mem::take(&mut *lock(a))))
             .collect()
-    }
-
-    fn error(&self, msg: String) {
-        let mut e = lock(&self.errors);
-        if e.len() < 8 && !e.contains(&msg) {
-            e.push(msg);
-        }
-    }
-
-    /// Up to eight distinct error messages seen.
-    pub fn error_samples(&self) -> Vec<String> {
-        lock(&self.errors).clone()
     }
 }
 
@@ -216,12 +206,12 @@ async fn run(
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
-            shared.error(format!("join: {e:#}"));
+            shared.errors.add(format!("join: {e:#}"));
             return;
         }
         Err(_) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
-            shared.error("join: timed out".into());
+            shared.errors.add("join: timed out".into());
             return;
         }
     };
@@ -273,7 +263,7 @@ async fn run(
     };
     if let Err(e) = result {
         shared.ended.fetch_add(1, Ordering::Relaxed);
-        shared.error(format!("after join: {e:#}"));
+        shared.errors.add(format!("after join: {e:#}"));
     }
 }
 

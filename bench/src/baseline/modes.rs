@@ -137,7 +137,7 @@ impl Ctx {
             "connections: {failed} failed to join, {ended} ended early; {} pings answered",
             shared.pongs.load(Ordering::Relaxed)
         ));
-        for e in shared.error_samples() {
+        for e in shared.errors.samples() {
             self.note(format!("  error: {e}"));
         }
     }

@@ -81,6 +81,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The first eight distinct error messages of a run's connections, so a report with failures
+/// says what they were.
+#[derive(Debug, Default)]
+pub struct ErrorSamples(Mutex<Vec<String>>);
+
+impl ErrorSamples {
+    pub fn add(&self, msg: String) {
+        let mut e = lock(&self.0);
+        if e.len() < 8 && !e.contains(&msg) {
+            e.push(msg);
+        }
+    }
+
+    pub fn samples(&self) -> Vec<String> {
+        lock(&self.0).clone()
+    }
+}
+
 /// Delivery latencies (µs), in a few shards so receivers rarely wait on one another. The
 /// baseline generator's connections record into the same.
 #[derive(Debug)]
@@ -178,7 +196,8 @@ pub struct Shared {
     pub resume_failed: AtomicU64,
     /// Connections told to stop reading, and of those, how many the server then closed.
     pub stalled: AtomicU64,
-    errors: Mutex<Vec<String>>,
+    /// Up to eight distinct error messages seen.
+    pub errors: ErrorSamples,
 }
 
 impl Shared {
@@ -195,20 +214,8 @@ impl Shared {
             resumed: Gate::default(),
             resume_failed: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
-            errors: Mutex::new(Vec::new()),
+            errors: ErrorSamples::default(),
         }
-    }
-
-    fn error(&self, msg: String) {
-        let mut e = lock(&self.errors);
-        if e.len() < 8 && !e.contains(&msg) {
-            e.push(msg);
-        }
-    }
-
-    /// Up to eight distinct error messages seen.
-    pub fn error_samples(&self) -> Vec<String> {
-        lock(&self.errors).clone()
     }
 }
 
@@ -549,12 +556,12 @@ pub async fn run(
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
-            shared.error(format!("identify: {e:#}"));
+            shared.errors.add(format!("identify: {e:#}"));
             return;
         }
         Err(_) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
-            shared.error("identify: timed out".into());
+            shared.errors.add("identify: timed out".into());
             return;
         }
     };
@@ -661,7 +668,7 @@ pub async fn run(
             shared.resume_failed.fetch_add(1, Ordering::Relaxed);
         }
         shared.ended.fetch_add(1, Ordering::Relaxed);
-        shared.error(format!("after identify: {e:#}"));
+        shared.errors.add(format!("after identify: {e:#}"));
     }
 }
 

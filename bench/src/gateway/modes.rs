@@ -191,7 +191,7 @@ impl Ctx {
             shared.heartbeats_sent.load(Ordering::Relaxed),
             shared.frames.load(Ordering::Relaxed)
         ));
-        for e in shared.error_samples() {
+        for e in shared.errors.samples() {
             self.note(format!("  error: {e}"));
         }
     }

@@ -112,7 +112,7 @@ pub async fn run() -> anyhow::Result<()> {
         frames: shared.frames.load(Ordering::Relaxed),
         stalled: shared.stalled.load(Ordering::Relaxed),
         resume_failed: shared.resume_failed.load(Ordering::Relaxed),
-        errors: shared.error_samples(),
+        errors: shared.errors.samples(),
     };
     let _ = tx.send(Report::Done(done));
     drop(tx);
