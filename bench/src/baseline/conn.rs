@@ -5,7 +5,7 @@
 //! frame), then only reads: it counts room messages, records the latency of those that carry
 //! a scheduled send time, keeps what it received for the end-of-step check, and answers
 //! Socket.IO's pings. It connects and reads through the gateway client's socket helpers
-//! ([`connect_from`], [`read_ready`]): every frame its socket has ready is read before it
+//! (`connect_from`, `read_ready`): every frame its socket has ready is read before it
 //! touches anything shared, so the shared counters cost once per wake-up, not per frame.
 
 use std::net::{IpAddr, SocketAddr};
