@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use enrichment_protocol::Snowflake;
 use hdrhistogram::Histogram;
-use reqwest::header::HeaderValue;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
@@ -212,19 +210,7 @@ pub async fn run(ctx: &mut Ctx, scenario: &Scenario, out: &Path) -> anyhow::Resu
     }
     let stats = Arc::new(PostStats::new(scenario.guilds)?);
     let sem = Arc::new(Semaphore::new(scenario.in_flight));
-    let guilds: Vec<(Snowflake, Vec<HeaderValue>)> = world
-        .guilds
-        .iter()
-        .map(|g| {
-            (
-                g.channel,
-                g.members
-                    .clone()
-                    .map(|u| world.users[u].auth.clone())
-                    .collect(),
-            )
-        })
-        .collect();
+    let guilds = world.post_targets();
     let scheduler = tokio::task::spawn_blocking({
         let s = Schedule {
             client: ctx.client.clone(),

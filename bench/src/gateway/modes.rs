@@ -793,19 +793,7 @@ pub async fn latency(ctx: &mut Ctx, plan: LatencyPlan) -> anyhow::Result<Latency
 
     let stats = Arc::new(PostStats::new(plan.guilds)?);
     let sem = Arc::new(Semaphore::new(plan.in_flight.max(1)));
-    let guilds: Vec<(Snowflake, Vec<HeaderValue>)> = world
-        .guilds
-        .iter()
-        .map(|g| {
-            (
-                g.channel,
-                g.members
-                    .clone()
-                    .map(|u| world.users[u].auth.clone())
-                    .collect(),
-            )
-        })
-        .collect();
+    let guilds = world.post_targets();
     let sched = Schedule {
         client: ctx.client.clone(),
         api: ctx.api.clone(),

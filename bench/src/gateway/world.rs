@@ -42,6 +42,25 @@ pub struct GwWorld {
     pub guilds: Vec<GwGuild>,
 }
 
+impl GwWorld {
+    /// Per guild, where its messages are posted and as whom: its channel and its members'
+    /// `Authorization` headers (what an open-loop schedule takes in turn).
+    pub fn post_targets(&self) -> Vec<(Snowflake, Vec<HeaderValue>)> {
+        self.guilds
+            .iter()
+            .map(|g| {
+                (
+                    g.channel,
+                    g.members
+                        .clone()
+                        .map(|u| self.users[u].auth.clone())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Registers `guilds * users_per_guild` users; user `i` is in guild `i / users_per_guild`, the
 /// first user of each guild creates it and the others join it through an invite.
 pub async fn build(client: &Client, base: &str, plan: &WorldPlan) -> anyhow::Result<GwWorld> {
