@@ -389,8 +389,13 @@ impl Actor for GuildActor {
     async fn post_stop(
         &self,
         _myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Message writes are pipelined: the mailbox can be empty while some are in flight,
+        // and their completions (the reply, the event) would otherwise run after the actor
+        // stopped. Whoever waits for the stop (a handoff, before it sends its end-of-epoch
+        // marker) must know the guild's last events are out.
+        state.commits.flush().await;
         metrics::gauge!("enrichment_guild_actors").decrement(1.0);
         Ok(())
     }

@@ -8,12 +8,13 @@
 //!
 //! The queue: each entry is a future that performs a durable write and then yields a completion
 //! (reply to the caller, publish the event). Entries run concurrently, so their fsyncs can share
-//! one group commit in the store, but completions run strictly in submission order: a client
-//! never sees message N+1 acknowledged or broadcast before message N. Message writes are
-//! pipelined through it (the actor takes the next command while they are in flight); every other
-//! write is submitted the same way and awaited ([`CommitQueue::submit_and_wait`]), so it too is
-//! ordered after the writes before it. The queue is bounded; when it is full the actor waits,
-//! which backs pressure up into its mailbox.
+//! one group commit in the store, but completions run strictly in submission order: a client never
+//! sees message N+1 acknowledged or broadcast before message N. Message writes are pipelined
+//! through it (the actor takes the next command while they are in flight); every other write is
+//! submitted the same way and awaited ([`CommitQueue::submit_and_wait`]), so it too is ordered
+//! after the writes before it. A stopping actor flushes the queue ([`CommitQueue::flush`]), so
+//! whoever waits for its stop knows its last replies and events are out. The queue is bounded; when
+//! it is full the actor waits, which backs pressure up into its mailbox.
 
 use std::time::Instant;
 
@@ -201,6 +202,22 @@ impl CommitQueue {
         }
     }
 
+    /// Returns once every completion queued before it has run: the replies and events of the
+    /// writes in flight are out.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            async move {
+                Box::new(move || {
+                    let _ = tx.send(());
+                }) as Completion
+            }
+            .boxed(),
+        )
+        .await;
+        let _ = rx.await;
+    }
+
     /// Queues a change and waits for its outcome, which arrives once every write queued
     /// before it has completed.
     pub async fn submit_and_wait(&self, stores: Stores, change: Change) -> StoreResult<Applied> {
@@ -276,6 +293,25 @@ mod tests {
         drop(q);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(*seen.lock().unwrap(), (0..10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_returns_after_every_completion_queued_before_it() {
+        let q = CommitQueue::start(8);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..4u64 {
+            let seen = seen.clone();
+            q.submit(
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100 - i * 10)).await;
+                    Box::new(move || seen.lock().unwrap().push(i)) as Completion
+                }
+                .boxed(),
+            )
+            .await;
+        }
+        q.flush().await;
+        assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3]);
     }
 
     #[tokio::test(start_paused = true)]

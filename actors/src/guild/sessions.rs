@@ -46,14 +46,14 @@ impl GuildActorState {
                 self.request_members(&session, recipient.as_ref(), request)
                     .await
             }
-            SessionOp::Move { from, to } => self.move_session(&from, &to),
+            SessionOp::Move { from, to } => self.move_session(&from, &to).await,
         }
     }
 
     /// A session's events go to it at its new node from now on. Its old node hears so after
     /// the last event it got, whatever becomes of the new one: it waits for that word from
     /// each guild the session follows before it hands the session's replay buffer over.
-    fn move_session(&mut self, from: &SessionRef, to: &SessionRef) -> Result<(), ApiError> {
+    async fn move_session(&mut self, from: &SessionRef, to: &SessionRef) -> Result<(), ApiError> {
         if from.user_id != to.user_id {
             return Err(ApiError::missing_access());
         }
@@ -71,7 +71,9 @@ impl GuildActorState {
             _ => Err(ApiError::missing_access()),
         };
         if let Some(old) = old {
-            old.handed_over(gid);
+            // Events whose writes are in flight still go to the old recipient (their
+            // recipients were taken when they were queued): the word follows them.
+            self.after_queued(move || old.handed_over(gid)).await;
         }
         moved
     }
