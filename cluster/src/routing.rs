@@ -766,9 +766,11 @@ impl ClusterRouter {
             .set_start_hook(Arc::new(StartHook(Arc::downgrade(&router))));
         let serving = tokio::spawn(serve(router.clone(), inbound));
         let watching = tokio::spawn(watch_owners(router.clone(), router.views.clone()));
+        let sweeping = tokio::spawn(sweep_holdings(router.clone()));
         let task = tokio::spawn(async move {
             let _ = serving.await;
             watching.abort();
+            sweeping.abort();
         });
         (router, task)
     }
@@ -1236,10 +1238,34 @@ impl ClusterRouter {
         };
         if overflowed {
             warn!(%guild_id, %from, "held too much of a guild's stream waiting for its handoff; its sessions resync");
-            let lost = self.followed.lock().remove(&guild_id);
-            self.resync(lost.map(|(_, keys)| (guild_id, keys)).into_iter().collect());
+            self.give_up_holding(guild_id);
         }
         None
+    }
+
+    /// Holdings past [`HOLD_FOR`] are given up even when no frame comes after them: a marker
+    /// that never arrives must not leave the frames held, and the sessions waiting, for good.
+    fn expire_holdings(self: &Arc<Self>) {
+        let expired: Vec<Snowflake> = {
+            let mut holding = self.holding.lock();
+            let expired: Vec<Snowflake> = holding
+                .iter()
+                .filter(|(_, h)| h.since.elapsed() > HOLD_FOR)
+                .map(|(g, _)| *g)
+                .collect();
+            holding.retain(|g, _| !expired.contains(g));
+            expired
+        };
+        for guild_id in expired {
+            warn!(%guild_id, "no end-of-epoch marker came for a guild's held frames; its sessions resync");
+            self.give_up_holding(guild_id);
+        }
+    }
+
+    /// The guild's sessions here resync instead of waiting for what was held.
+    fn give_up_holding(self: &Arc<Self>, guild_id: Snowflake) {
+        let lost = self.followed.lock().remove(&guild_id);
+        self.resync(lost.map(|(_, keys)| (guild_id, keys)).into_iter().collect());
     }
 
     /// Hands each session of a fanout frame its bytes. Their connections are woken once the
@@ -1623,6 +1649,16 @@ async fn watch_owners(router: Arc<ClusterRouter>, mut views: watch::Receiver<Clu
         if views.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Gives up holdings that waited past [`HOLD_FOR`], checked once a second.
+async fn sweep_holdings(router: Arc<ClusterRouter>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        router.expire_holdings();
     }
 }
 

@@ -79,6 +79,7 @@ impl SessionTakeover for Takeover {
             Err(ResumeError::InvalidSeq) => "invalid_seq",
             Err(ResumeError::Lost) => "lost",
         };
+        debug!(%node_id, outcome = label, "session takeover");
         metrics::counter!("enrichment_cluster_session_takeovers_total", "outcome" => label)
             .increment(1);
         outcome
@@ -180,6 +181,7 @@ impl ClusterRouter {
         let unsynced = match installed {
             Ok(unsynced) => unsynced,
             Err(e) => {
+                debug!(%node_id, error = ?e, "a session handed over could not be installed");
                 // Guilds that moved it drop it at their next delivery.
                 self.registry.remove(&session);
                 return Err(e);
