@@ -1290,6 +1290,7 @@ impl ClusterRouter {
                 _ => false,
             };
             if !delivered {
+                debug!(key = key.0, %from, "a session a fanout frame names is gone here");
                 let _ = self
                     .transport
                     .send_control(from, &Control::SessionGone { key });
@@ -1334,6 +1335,7 @@ impl ClusterRouter {
     fn on_control(self: &Arc<Self>, from: NodeIdentity, control: Control) {
         match control {
             Control::Work { id, guild_id, work } => {
+                let mut follow = None;
                 if let Work::Session(op) = &work {
                     self.directory.register(&from.node_id, op);
                     if let SessionOp::Move { from, .. } = op
@@ -1342,12 +1344,20 @@ impl ClusterRouter {
                         follows.remove(&from.key.0);
                     }
                     if op.follows() {
-                        self.remember_remote(guild_id, op.sessions());
+                        follow = Some(op.sessions().to_vec());
                     }
                 }
                 let me = self.clone();
                 tokio::spawn(async move {
                     let outcome = me.run_here(guild_id, work).await;
+                    // Remembered once they follow, not before: an actor this op starts takes
+                    // the remembered sessions in without a word to them, and a session it
+                    // took in so would not be told it follows the guild (a Move finds its
+                    // target there already), nor kept from events meant for the session it
+                    // replaces.
+                    if let (Some(sessions), Outcome::Done) = (follow, &outcome) {
+                        me.remember_remote(guild_id, &sessions);
+                    }
                     if let Err(e) = me
                         .transport
                         .send_control(&from.node_id, &Control::Outcome { id, outcome })
@@ -1375,6 +1385,7 @@ impl ClusterRouter {
                         .insert(key.0);
                 }
                 None => {
+                    debug!(key = key.0, %guild_id, from = %from, "a session told to follow a guild is gone here");
                     let _ = self
                         .transport
                         .send_control(&from.node_id, &Control::SessionGone { key });
@@ -1491,6 +1502,7 @@ impl ClusterRouter {
                 }
             }
             Control::HandedOver { key, guild_id } => {
+                debug!(key = key.0, %guild_id, from = %from, "a guild's owner moved a leaving session on");
                 if let Some(s) = self.registry.by_key(key.0) {
                     s.guild_handed_over(guild_id);
                 }

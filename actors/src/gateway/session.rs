@@ -294,6 +294,7 @@ impl Session {
         if let Some(g) = guild_id
             && !inner.guilds.contains(&g)
         {
+            tracing::debug!(guild_id = %g, key = self.key, "an event of a guild the session does not follow is dropped");
             return Some(false);
         }
         if let Some(Transfer::Arriving {

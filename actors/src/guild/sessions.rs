@@ -70,6 +70,7 @@ impl GuildActorState {
             }
             _ => Err(ApiError::missing_access()),
         };
+        tracing::debug!(guild_id = %gid, from = from.key.0, to = to.key.0, moved = moved.is_ok(), had_old = old.is_some(), "moved a follower");
         if let Some(old) = old {
             // Events whose writes are in flight still go to the old recipient (their
             // recipients were taken when they were queued): the word follows them.

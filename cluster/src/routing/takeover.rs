@@ -259,6 +259,7 @@ impl ClusterRouter {
             session.stay();
             return;
         }
+        debug!(key = session.key, awaiting = ?session.awaiting(), node = %to, "giving a session over");
         let deadline = tokio::time::Instant::now() + MOVE_WAIT;
         while !session.awaiting().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
