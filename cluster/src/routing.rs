@@ -91,8 +91,10 @@ use crate::transport::frame::decode_control;
 use crate::transport::{ClusterTransport, ClusterTransportExt, FrameKind, Inbound};
 use crate::view::ClusterView;
 
+mod holding;
 mod takeover;
 
+use holding::{Hold, Holdings};
 use takeover::Wanted;
 
 /// Work for a guild's actor.
@@ -252,17 +254,6 @@ pub const MOVE_WAIT: Duration = Duration::from_secs(3);
 /// How long a session's node holds a guild's frames from its next owner, waiting for the
 /// previous owner's end-of-epoch marker, before it resyncs the guild's sessions instead.
 pub const HOLD_FOR: Duration = Duration::from_secs(10);
-
-/// Frames of a guild from its next owner, held until the previous owner's marker.
-#[derive(Debug)]
-struct Holding {
-    from: String,
-    since: Instant,
-    /// The frames' bytes on the wire, which `hold_bytes` bounds.
-    bytes: usize,
-    /// Decoded; their variants are slices of the frames, not copies.
-    frames: Vec<FanoutBatch>,
-}
 
 /// A guild this node holds: the epoch of its claim, and a gate that work passes through
 /// (shared) and a handoff closes (exclusive), so that a handoff waits for work in flight and
@@ -618,9 +609,9 @@ pub struct ClusterRouter {
     /// superset: the actor keeps only members still entitled, and the directory drops ended
     /// sessions.
     remote_follows: DashMap<Snowflake, HashMap<u64, SessionRef>>,
-    /// Frames held per guild until its previous owner's end-of-epoch marker.
-    holding: parking_lot::Mutex<HashMap<Snowflake, Holding>>,
-    hold_bytes: usize,
+    /// Frames held per guild until its previous owner's end-of-epoch marker; decoded, their
+    /// variants are slices of the frames, not copies.
+    holding: parking_lot::Mutex<Holdings<FanoutBatch>>,
     /// Sessions given frames from other nodes whose connections are yet to be woken.
     wakes: parking_lot::Mutex<Vec<Arc<Session>>>,
     /// Sessions being taken over from other nodes: their offers and handovers, by id.
@@ -751,8 +742,7 @@ impl ClusterRouter {
             user_events: std::sync::OnceLock::new(),
             adopted: DashMap::new(),
             remote_follows: DashMap::new(),
-            holding: parking_lot::Mutex::new(HashMap::new()),
-            hold_bytes: parts.hold_bytes,
+            holding: parking_lot::Mutex::new(Holdings::new(parts.hold_bytes, HOLD_FOR)),
             offers: DashMap::new(),
             handovers: DashMap::new(),
             wakes: parking_lot::Mutex::new(Vec::new()),
@@ -1215,47 +1205,26 @@ impl ClusterRouter {
         if owner == from {
             return Some(batch);
         }
-        let overflowed = {
-            let mut holding = self.holding.lock();
-            let h = holding.entry(guild_id).or_insert_with(|| Holding {
-                from: from.to_owned(),
-                since: Instant::now(),
-                bytes: 0,
-                frames: Vec::new(),
-            });
-            if h.from != from {
-                // A third node: not the handoff this node waits for.
-                return Some(batch);
+        let held = self
+            .holding
+            .lock()
+            .hold(guild_id, from, batch, wire_len, Instant::now());
+        match held {
+            Hold::Pass(batch) => return Some(batch),
+            Hold::Held => {}
+            Hold::GaveUp => {
+                warn!(%guild_id, %from, "held too much of a guild's stream waiting for its handoff; its sessions resync");
+                self.give_up_holding(guild_id);
             }
-            h.bytes += wire_len;
-            h.frames.push(batch);
-            metrics::counter!("enrichment_cluster_held_frames_total").increment(1);
-            let over = h.bytes > self.hold_bytes || h.since.elapsed() > HOLD_FOR;
-            if over {
-                holding.remove(&guild_id);
-            }
-            over
-        };
-        if overflowed {
-            warn!(%guild_id, %from, "held too much of a guild's stream waiting for its handoff; its sessions resync");
-            self.give_up_holding(guild_id);
         }
+        metrics::counter!("enrichment_cluster_held_frames_total").increment(1);
         None
     }
 
     /// Holdings past [`HOLD_FOR`] are given up even when no frame comes after them: a marker
     /// that never arrives must not leave the frames held, and the sessions waiting, for good.
     fn expire_holdings(self: &Arc<Self>) {
-        let expired: Vec<Snowflake> = {
-            let mut holding = self.holding.lock();
-            let expired: Vec<Snowflake> = holding
-                .iter()
-                .filter(|(_, h)| h.since.elapsed() > HOLD_FOR)
-                .map(|(g, _)| *g)
-                .collect();
-            holding.retain(|g, _| !expired.contains(g));
-            expired
-        };
+        let expired = self.holding.lock().expire(Instant::now());
         for guild_id in expired {
             warn!(%guild_id, "no end-of-epoch marker came for a guild's held frames; its sessions resync");
             self.give_up_holding(guild_id);
@@ -1324,11 +1293,9 @@ impl ClusterRouter {
                 _ => return,
             }
         }
-        let held = self.holding.lock().remove(&guild_id);
-        if let Some(held) = held.filter(|h| h.from == next) {
-            for batch in held.frames {
-                self.hand_on(next, batch);
-            }
+        let held = self.holding.lock().release(guild_id, next);
+        for batch in held {
+            self.hand_on(next, batch);
         }
     }
 
@@ -1508,7 +1475,7 @@ impl ClusterRouter {
                 }
             }
             Control::GuildMoved { guild_id, to: None } => {
-                self.holding.lock().remove(&guild_id);
+                self.holding.lock().drop_guilds([&guild_id]);
                 let moved = {
                     let mut followed = self.followed.lock();
                     match followed.get(&guild_id) {
@@ -1530,16 +1497,7 @@ impl ClusterRouter {
     /// goes next.
     fn owner_lost(self: &Arc<Self>, node_id: &str) {
         // Guilds handed to it whose handoff had not completed here lose their stream too.
-        let handed: HashSet<Snowflake> = {
-            let mut holding = self.holding.lock();
-            let guilds: HashSet<Snowflake> = holding
-                .iter()
-                .filter(|(_, h)| h.from == node_id)
-                .map(|(g, _)| *g)
-                .collect();
-            holding.retain(|g, _| !guilds.contains(g));
-            guilds
-        };
+        let handed = self.holding.lock().drop_from(node_id);
         let lost: Vec<(Snowflake, HashSet<u64>)> = {
             let mut followed = self.followed.lock();
             let guilds: Vec<Snowflake> = followed
@@ -1548,7 +1506,7 @@ impl ClusterRouter {
                 .map(|(g, _)| *g)
                 .collect();
             // What they were waiting for will not come.
-            self.holding.lock().retain(|g, _| !guilds.contains(g));
+            self.holding.lock().drop_guilds(&guilds);
             guilds
                 .into_iter()
                 .filter_map(|g| followed.remove(&g).map(|(_, keys)| (g, keys)))
