@@ -161,10 +161,7 @@ async fn s3_check_names_what_is_wrong() {
     .unwrap();
     let err = no_bucket.check().await.unwrap_err().to_string();
     assert!(err.contains("does not exist"), "{err}");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_refusing, port) = enrichment_testkit::refusing_port().unwrap();
     let unreachable = S3BlobStore::new(S3Settings {
         endpoint: format!("http://127.0.0.1:{port}"),
         request_timeout: Duration::from_secs(5),

@@ -38,6 +38,23 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// A loopback port that refuses connections for as long as the returned socket lives. The
+/// socket is bound but never listens, so a connection to it is reset at once, and no server
+/// can be given the port meanwhile, as one freed after binding ([`free_port`]) may be.
+pub fn refusing_port() -> Result<(socket2::Socket, u16)> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .context("creating a socket")?;
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .context("binding an ephemeral port")?;
+    let port = socket
+        .local_addr()?
+        .as_socket()
+        .context("a loopback address")?
+        .port();
+    Ok((socket, port))
+}
+
 /// Finds `name` in `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

@@ -708,11 +708,7 @@ async fn s3_startup_checks_the_bucket() {
     .await;
     assert!(err.contains("ENRICHMENT_S3_SECRET_KEY"), "{err}");
     assert!(err.contains("access denied"), "{err}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_refusing, port) = enrichment_testkit::refusing_port().unwrap();
     let err = start(S3Config {
         endpoint: Some(format!("http://127.0.0.1:{port}")),
         ..s3_config(&server)
