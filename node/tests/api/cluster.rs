@@ -83,33 +83,34 @@ async fn start_with(
     seeds: &[&Member],
     extra: &[&str],
 ) -> Member {
-    let gossip = format!("127.0.0.1:{}", enrichment_testkit::free_port().unwrap());
     let seeds = seeds
         .iter()
         .map(|m| m.gossip.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--node-id",
-        name,
-        "--cluster-listen",
-        &gossip,
-        "--no-rate-limits",
-    ];
-    if !seeds.is_empty() {
-        args.extend(["--seeds", &seeds]);
+    // The cluster port is chosen anew with the others for each attempt: one taken meanwhile
+    // would fail every retry on the same port.
+    for _ in 0..3 {
+        let gossip = format!("127.0.0.1:{}", enrichment_testkit::free_port().unwrap());
+        let mut args = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "--node-id",
+            name,
+            "--cluster-listen",
+            &gossip,
+            "--no-rate-limits",
+        ];
+        if !seeds.is_empty() {
+            args.extend(["--seeds", &seeds]);
+        }
+        args.extend_from_slice(extra);
+        let log = dir.join(format!("{name}.log"));
+        if let Some(node) = Binary::try_start(&dir.join(name), &args, &[], &log).await {
+            return Member { node, gossip };
+        }
     }
-    args.extend_from_slice(extra);
-    let node = Binary::start(
-        &dir.join(name),
-        &args,
-        &[],
-        &dir.join(format!("{name}.log")),
-    )
-    .await;
-    Member { node, gossip }
+    panic!("no free ports for {name} after three tries");
 }
 
 /// Three members, b and c joined through a, once each lists all three.

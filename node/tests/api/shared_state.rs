@@ -158,7 +158,7 @@ async fn a_redis_outage_degrades_then_recovers_without_a_restart() {
 async fn an_unreachable_redis_stops_the_node_at_startup() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    let port = enrichment_testkit::free_port().unwrap();
+    let (_refusing, port) = enrichment_testkit::refusing_port().unwrap();
     config.redis.url = Some(Secret::new(format!("redis://127.0.0.1:{port}")));
     config.redis.connect_timeout_secs = 1;
     let err = enrichment_node::Node::start(config)
@@ -301,7 +301,7 @@ async fn identify_budgets_presence_and_resume_span_the_cluster() {
 async fn an_unreachable_postgres_stops_the_node_at_startup() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    let port = enrichment_testkit::free_port().unwrap();
+    let (_refusing, port) = enrichment_testkit::refusing_port().unwrap();
     config.storage = enrichment_node::config::StorageKind::Postgres;
     config.postgres.url = Some(Secret::new(format!(
         "postgres://enrichment:secret@127.0.0.1:{port}/enrichment"

@@ -375,64 +375,77 @@ impl Binary {
         env: &[(&str, &str)],
         log: &std::path::Path,
     ) -> Binary {
-        use std::process::{Command, Stdio};
-        let http = reqwest::Client::new();
         for _ in 0..3 {
-            let port = enrichment_testkit::free_port().unwrap();
-            let gateway_port = enrichment_testkit::free_port().unwrap();
-            let out = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap();
-            // Where this attempt's output starts: an earlier attempt's bind error is not this one's.
-            let from = out.metadata().unwrap().len() as usize;
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichment"));
-            cmd.args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--gateway-listen",
-                &format!("127.0.0.1:{gateway_port}"),
-            ])
-            .args(extra)
-            .env_remove("ENRICHMENT_ADMIN_TOKEN")
-            .env_remove("ENRICHMENT_NODE_ID")
-            .env("ENRICHMENT_DATA_DIR", data_dir)
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out));
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let mut node = Binary {
-                child: cmd.spawn().unwrap(),
-                base: format!("http://127.0.0.1:{port}"),
-                gateway_port,
-            };
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                if let Ok(r) = http.get(format!("{}/healthz", node.base)).send().await
-                    && r.status() == 200
-                {
-                    return node;
-                }
-                if let Ok(Some(status)) = node.child.try_wait() {
-                    let all = std::fs::read_to_string(log).unwrap_or_default();
-                    let output = all.get(from..).unwrap_or(&all);
-                    if output.contains("Address already in use") {
-                        break;
-                    }
-                    panic!("the server exited with {status} before serving: {output}");
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "server did not come up: {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(node) = Binary::try_start(data_dir, extra, env, log).await {
+                return node;
             }
         }
         panic!("no free ports after three tries");
+    }
+
+    /// One attempt of [`Binary::start`]: `None` when a port was taken before the child bound
+    /// it. A caller that puts ports of its own in `extra` chooses them anew for each attempt.
+    pub async fn try_start(
+        data_dir: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Option<Binary> {
+        use std::process::{Command, Stdio};
+        let http = reqwest::Client::new();
+        let port = enrichment_testkit::free_port().unwrap();
+        let gateway_port = enrichment_testkit::free_port().unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        // Where this attempt's output starts: an earlier attempt's bind error is not this one's.
+        let from = out.metadata().unwrap().len() as usize;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_enrichment"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--gateway-listen",
+            &format!("127.0.0.1:{gateway_port}"),
+        ])
+        .args(extra)
+        .env_remove("ENRICHMENT_ADMIN_TOKEN")
+        .env_remove("ENRICHMENT_NODE_ID")
+        .env("ENRICHMENT_DATA_DIR", data_dir)
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut node = Binary {
+            child: cmd.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+            gateway_port,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(format!("{}/healthz", node.base)).send().await
+                && r.status() == 200
+            {
+                return Some(node);
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                let all = std::fs::read_to_string(log).unwrap_or_default();
+                let output = all.get(from..).unwrap_or(&all);
+                if output.contains("Address already in use") {
+                    return None;
+                }
+                panic!("the server exited with {status} before serving: {output}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not come up: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends SIGTERM: the node drains and exits.
