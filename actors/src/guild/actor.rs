@@ -251,9 +251,7 @@ impl GuildActorState {
 
     /// Answers in submission order without writing anything (a repeated nonce's original).
     pub(super) async fn after_queued(&self, then: impl FnOnce() + Send + 'static) {
-        self.commits
-            .submit(async move { Box::new(then) as Completion }.boxed())
-            .await;
+        self.commits.after_queued(then).await;
     }
 
     /// A user for display, or Discord's "Deleted User" when the account is gone.

@@ -202,18 +202,19 @@ impl CommitQueue {
         }
     }
 
+    /// Queues `then` with no write: it runs once every completion queued before it has run.
+    pub async fn after_queued(&self, then: impl FnOnce() + Send + 'static) {
+        self.submit(async move { Box::new(then) as Completion }.boxed())
+            .await;
+    }
+
     /// Returns once every completion queued before it has run: the replies and events of the
     /// writes in flight are out.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        self.submit(
-            async move {
-                Box::new(move || {
-                    let _ = tx.send(());
-                }) as Completion
-            }
-            .boxed(),
-        )
+        self.after_queued(move || {
+            let _ = tx.send(());
+        })
         .await;
         let _ = rx.await;
     }
