@@ -697,15 +697,10 @@ impl Spread {
         let mut ids = Vec::new();
         let mut unavailable = false;
         loop {
-            let f = match gw.try_recv(Duration::from_secs(30)).await {
-                Ok(Some(f)) => f,
-                Ok(None) => return Err(format!("no frame within 30 s after {} sends", ids.len())),
-                Err(end) => return Err(format!("connection ended: {end:?}")),
-            };
-            let (Some(t), enrichment_protocol::gateway::op::DISPATCH) = (f.t, f.op) else {
-                continue;
-            };
-            let d = f.d;
+            let (t, d) = gw
+                .try_dispatch(Duration::from_secs(30))
+                .await
+                .map_err(|e| format!("{e} after {} sends", ids.len()))?;
             match t.as_str() {
                 "MESSAGE_CREATE" => ids.push(d["id"].as_str().unwrap().to_owned()),
                 "GUILD_DELETE" if d["id"] == guild_id => {
@@ -721,9 +716,14 @@ impl Spread {
         }
     }
 
-    /// The named nodes' logs, for a failure message.
-    fn logs(&self, names: &[&str]) -> String {
-        node_logs(self._dir.path(), names)
+    /// `r`'s value, or a failure with its error and the nodes' logs.
+    fn or_logs<T>(&self, r: Result<T, String>) -> T {
+        r.unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}",
+                node_logs(self._dir.path(), &["node-a", "node-b", "node-c"])
+            )
+        })
     }
 
     /// Every id in `ids` is in the channel's history.
@@ -866,18 +866,10 @@ async fn messages_until(
     let mut resumed = false;
     let mut missing = wanted.clone();
     while !missing.is_empty() {
-        let f = match gw.try_recv(Duration::from_secs(20)).await {
-            Ok(Some(f)) => f,
-            Ok(None) => return Err(format!("20 s of silence; never arrived: {missing:?}")),
-            Err(end) => return Err(format!("{end:?}; never arrived: {missing:?}")),
-        };
-        if f.op == enrichment_protocol::gateway::op::INVALID_SESSION {
-            return Err(format!("INVALID_SESSION; never arrived: {missing:?}"));
-        }
-        let (Some(t), enrichment_protocol::gateway::op::DISPATCH) = (f.t, f.op) else {
-            continue;
-        };
-        let d = f.d;
+        let (t, d) = gw
+            .try_dispatch(Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("{e}; never arrived: {missing:?}"))?;
         match t.as_str() {
             "MESSAGE_CREATE" => {
                 let id = d["id"].as_str().unwrap().to_owned();
@@ -919,9 +911,8 @@ async fn a_resume_at_another_node_takes_the_session_over_and_the_client_misses_n
     for (i, c) in channels.iter().enumerate() {
         seen.insert(t.post_to(c, &format!("seen {i}")).await);
     }
-    messages_until(&mut gw, &seen)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", t.logs(&["node-a", "node-b", "node-c"])));
+    let r = messages_until(&mut gw, &seen).await;
+    t.or_logs(r);
     let (session_id, seq) = (gw.session_id.clone(), gw.seq.unwrap());
     gw.drop_connection();
 
@@ -957,9 +948,8 @@ async fn a_resume_at_another_node_takes_the_session_over_and_the_client_misses_n
         expected.entry(c).or_default().push(id);
     }
     let wanted: HashSet<String> = expected.values().flatten().cloned().collect();
-    let (got, resumed) = messages_until(&mut resumed_at_a, &wanted)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", t.logs(&["node-a", "node-b", "node-c"])));
+    let r = messages_until(&mut resumed_at_a, &wanted).await;
+    let (got, resumed) = t.or_logs(r);
     assert!(resumed, "RESUMED came with the messages");
     for c in &channels {
         assert_eq!(
@@ -970,9 +960,8 @@ async fn a_resume_at_another_node_takes_the_session_over_and_the_client_misses_n
     }
     // Later messages come straight to node-a.
     let later = t.post_to(&channels[1], "later").await;
-    let (got, _) = messages_until(&mut resumed_at_a, &HashSet::from([later.clone()]))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", t.logs(&["node-a", "node-b", "node-c"])));
+    let r = messages_until(&mut resumed_at_a, &HashSet::from([later.clone()])).await;
+    let (got, _) = t.or_logs(r);
     assert_eq!(got[&channels[1]], vec![later]);
     assert_eq!(
         counter(&t.a, "enrichment_gateway_sessions_taken_over_total").await,
@@ -1121,10 +1110,8 @@ async fn frames_lost_on_a_link_are_never_a_silent_hole_the_sessions_behind_it_re
 
     let guest = &mut t.sessions[1];
     let guild_id = t.guild_id.clone();
-    let before = match Spread::until_resynced(guest, &guild_id).await {
-        Ok(ids) => ids,
-        Err(e) => panic!("{e}\n{}", t.logs(&["node-b", "node-c"])),
-    };
+    let r = Spread::until_resynced(guest, &guild_id).await;
+    let before = t.or_logs(r);
     assert!(
         before.len() < sent,
         "the session got {} of {sent} sends before its resync: some were lost",
@@ -1395,9 +1382,8 @@ async fn draining_an_owner_through_another_node_hands_its_guild_on_and_loses_no_
         .filter(|id| !before.contains(id))
         .cloned()
         .collect();
-    let (after, was_resumed) = messages_until(&mut resumed, &wanted)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", t.logs(&["node-a", "node-b", "node-c"])));
+    let r = messages_until(&mut resumed, &wanted).await;
+    let (after, was_resumed) = t.or_logs(r);
     assert!(was_resumed, "the session was resumed at node-a");
     let ids: Vec<String> = before
         .into_iter()
@@ -1569,13 +1555,9 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
     while !expected.is_empty() {
         // Longer than a node holds a moving guild's frames, so a hold given up shows as a
         // GUILD_DELETE rather than as silence.
-        let f = match gw.try_recv(Duration::from_secs(20)).await {
-            Ok(Some(f)) => f,
-            other => {
-                let why = match other {
-                    Err(end) => format!("{end:?}"),
-                    _ => "20 s of silence".to_owned(),
-                };
+        let (event, d) = match gw.try_dispatch(Duration::from_secs(20)).await {
+            Ok(dispatch) => dispatch,
+            Err(why) => {
                 let logs = node_logs(dir.path(), &["node-a", "node-b", "node-c", "node-d"]);
                 panic!(
                     "{} acknowledged sends never arrived ({why}): {expected:?}; moved: {moved:?}\n{logs}",
@@ -1583,10 +1565,6 @@ async fn a_joining_node_takes_exactly_the_guilds_placement_moves_to_it() {
                 );
             }
         };
-        let (Some(event), enrichment_protocol::gateway::op::DISPATCH) = (f.t, f.op) else {
-            continue;
-        };
-        let d = f.d;
         match event.as_str() {
             "MESSAGE_CREATE" => {
                 let id = d["id"].as_str().unwrap().to_owned();

@@ -194,6 +194,27 @@ impl Gw {
         }
     }
 
+    /// The next dispatch, skipping other frames: its name and `d`. An error says why none
+    /// came: no frame at all within `wait`, the connection's end, or INVALID_SESSION.
+    pub async fn try_dispatch(&mut self, wait: Duration) -> Result<(String, Value), String> {
+        loop {
+            match self.try_recv(wait).await {
+                Ok(Some(f)) if f.op == op::INVALID_SESSION => {
+                    return Err("INVALID_SESSION".to_owned());
+                }
+                Ok(Some(Outbound {
+                    op: op::DISPATCH,
+                    t: Some(t),
+                    d,
+                    ..
+                })) => return Ok((t, d)),
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(format!("{} s of silence", wait.as_secs())),
+                Err(end) => return Err(format!("connection ended: {end:?}")),
+            }
+        }
+    }
+
     /// The next dispatch that is not a presence update (those arrive whenever users come and go).
     pub async fn next_event(&mut self) -> (String, Value) {
         loop {
