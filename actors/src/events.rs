@@ -7,14 +7,15 @@
 
 use std::sync::Arc;
 
-use enrichment_protocol::Snowflake;
 use enrichment_protocol::gateway::Presence;
 pub use enrichment_protocol::gateway::dispatch::{
-    ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData, InviteDeleteData,
-    MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData, ReactionData,
-    ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData, TypingStartData,
+    AuditLogEntryData, ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData,
+    InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData,
+    ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData,
+    TypingStartData,
 };
 use enrichment_protocol::models::{Channel, Guild};
+use enrichment_protocol::{Permissions, Snowflake};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -32,6 +33,9 @@ pub enum Audience {
     ChannelManagers(Snowflake),
     /// Exactly these users (e.g. a removed member learning it left).
     Users(Vec<Snowflake>),
+    /// Members with all of these guild-level permissions (audit-log entries need
+    /// VIEW_AUDIT_LOG), checked by the fanout layer.
+    GuildPermission(Permissions),
 }
 
 /// A change in a guild; serializes to the dispatch's `d`.
@@ -64,6 +68,7 @@ pub enum GuildEvent {
     ReactionRemoveEmoji(ReactionRemoveEmojiData),
     TypingStart(TypingStartData),
     PresenceUpdate(Presence),
+    AuditLogEntryCreate(AuditLogEntryData),
 }
 
 impl GuildEvent {
@@ -96,6 +101,7 @@ impl GuildEvent {
             GuildEvent::ReactionRemoveEmoji(_) => "MESSAGE_REACTION_REMOVE_EMOJI",
             GuildEvent::TypingStart(_) => "TYPING_START",
             GuildEvent::PresenceUpdate(_) => "PRESENCE_UPDATE",
+            GuildEvent::AuditLogEntryCreate(_) => "GUILD_AUDIT_LOG_ENTRY_CREATE",
         }
     }
 
@@ -115,7 +121,9 @@ impl GuildEvent {
             GuildEvent::MemberAdd(_)
             | GuildEvent::MemberUpdate(_)
             | GuildEvent::MemberRemove(_) => GUILD_MEMBERS,
-            GuildEvent::BanAdd(_) | GuildEvent::BanRemove(_) => GUILD_MODERATION,
+            GuildEvent::BanAdd(_)
+            | GuildEvent::BanRemove(_)
+            | GuildEvent::AuditLogEntryCreate(_) => GUILD_MODERATION,
             GuildEvent::InviteCreate(_) | GuildEvent::InviteDelete(_) => GUILD_INVITES,
             GuildEvent::MessageCreate(_)
             | GuildEvent::MessageUpdate(_)

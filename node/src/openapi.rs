@@ -62,6 +62,7 @@ use crate::routes;
         routes::guilds::ban,
         routes::guilds::unban,
         routes::guilds::list_invites,
+        routes::guilds::audit_log,
         routes::channels::get_channel,
         routes::channels::modify_channel,
         routes::channels::delete_channel,
@@ -96,7 +97,7 @@ use crate::routes;
     tags(
         (name = "auth"), (name = "users"), (name = "applications"), (name = "gateway"), (name = "guilds"),
         (name = "channels"), (name = "roles"), (name = "members"), (name = "bans"), (name = "invites"),
-        (name = "messages"), (name = "reactions"), (name = "pins")
+        (name = "messages"), (name = "reactions"), (name = "pins"), (name = "audit-log")
     )
 )]
 pub struct ApiDoc;

@@ -56,25 +56,17 @@ pub type State = web::Data<AppState>;
 
 impl AppState {
     /// Sends a request to a guild on behalf of `who`; answers with the request's reply.
+    /// Sends a request to a guild as the caller, with the reason its request gave for the
+    /// audit log.
     pub async fn guild<R: Request>(
         &self,
         guild_id: Snowflake,
-        who: &Principal,
-        request: R,
-    ) -> Result<R::Reply, HttpError> {
-        self.guild_with_reason(guild_id, who, None, request).await
-    }
-
-    pub async fn guild_with_reason<R: Request>(
-        &self,
-        guild_id: Snowflake,
-        who: &Principal,
-        reason: Option<String>,
+        who: &Authed,
         request: R,
     ) -> Result<R::Reply, HttpError> {
         let caller = Caller {
-            actor: who.user_id,
-            reason,
+            actor: who.0.user_id,
+            reason: who.1.clone(),
         };
         Ok(self.router.request(guild_id, caller, request).await?)
     }
@@ -83,7 +75,7 @@ impl AppState {
     pub async fn channel<R: Request>(
         &self,
         channel_id: Snowflake,
-        who: &Principal,
+        who: &Authed,
         request: R,
     ) -> Result<R::Reply, HttpError> {
         let guild_id = self.router.guild_of_channel(channel_id).await?;
@@ -98,9 +90,10 @@ impl AppState {
     }
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, Copy)]
-pub struct Authed(pub Principal);
+/// An authenticated caller, and the reason its request gives for the audit log
+/// (`X-Audit-Log-Reason`, which Discord accepts on every route that changes something).
+#[derive(Debug, Clone)]
+pub struct Authed(pub Principal, pub Option<String>);
 
 impl FromRequest for Authed {
     type Error = HttpError;
@@ -113,12 +106,13 @@ impl FromRequest for Authed {
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let reason = audit_reason(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| HttpError(ApiError::internal()))?;
             let header = header.ok_or_else(|| HttpError(ApiError::unauthorized()))?;
             let who = state.accounts.authenticate(&header).await?;
             tracing::Span::current().record("user_id", tracing::field::display(who.user_id));
-            Ok(Authed(who))
+            Ok(Authed(who, reason))
         })
     }
 }

@@ -675,3 +675,120 @@ wire! {
         pub bot: Option<User>,
     }
 }
+
+/// Audit-log action types ([`AuditLogEntry::action_type`]), as Discord numbers them; only those
+/// this server records are listed.
+pub mod audit_action {
+    pub const GUILD_UPDATE: u16 = 1;
+    pub const CHANNEL_CREATE: u16 = 10;
+    pub const CHANNEL_UPDATE: u16 = 11;
+    pub const CHANNEL_DELETE: u16 = 12;
+    pub const CHANNEL_OVERWRITE_CREATE: u16 = 13;
+    pub const CHANNEL_OVERWRITE_UPDATE: u16 = 14;
+    pub const CHANNEL_OVERWRITE_DELETE: u16 = 15;
+    pub const MEMBER_KICK: u16 = 20;
+    pub const MEMBER_BAN_ADD: u16 = 22;
+    pub const MEMBER_BAN_REMOVE: u16 = 23;
+    pub const MEMBER_UPDATE: u16 = 24;
+    pub const MEMBER_ROLE_UPDATE: u16 = 25;
+    pub const BOT_ADD: u16 = 28;
+    pub const ROLE_CREATE: u16 = 30;
+    pub const ROLE_UPDATE: u16 = 31;
+    pub const ROLE_DELETE: u16 = 32;
+    pub const INVITE_CREATE: u16 = 40;
+    pub const INVITE_DELETE: u16 = 42;
+    pub const MESSAGE_DELETE: u16 = 72;
+    pub const MESSAGE_BULK_DELETE: u16 = 73;
+    pub const MESSAGE_PIN: u16 = 74;
+    pub const MESSAGE_UNPIN: u16 = 75;
+}
+
+wire! {
+    /// One administrative action in a guild: who did what to which object, and why.
+    pub struct AuditLogEntry {
+        pub id: Snowflake,
+        /// The affected object's id (a user, role, channel, message; an invite's code), or null.
+        pub target_id: Option<String>,
+        /// What changed, key by key; absent when the action carries no field changes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
+        pub changes: Vec<AuditLogChange>,
+        /// Who acted.
+        pub user_id: Option<Snowflake>,
+        pub action_type: u16,
+        /// Extra facts some action types carry (the channel of a deleted message, an
+        /// overwrite's target, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub options: Option<AuditEntryInfo>,
+        /// `X-Audit-Log-Reason` of the request, up to 512 characters.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reason: Option<String>,
+    }
+}
+
+wire! {
+    /// One changed key of an audit-log entry; either value may be absent (a creation has no
+    /// old value, a deletion no new one).
+    pub struct AuditLogChange {
+        pub key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::json_object())"))]
+        pub new_value: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::json_object())"))]
+        pub old_value: Option<Value>,
+    }
+}
+
+wire! {
+    /// Optional audit entry info: which fields are set depends on the action type. Counts are
+    /// strings on the wire, as Discord sends them.
+    #[derive(Default)]
+    pub struct AuditEntryInfo {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub channel_id: Option<Snowflake>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub count: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message_id: Option<Snowflake>,
+        /// An overwrite's target (role or member).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub id: Option<Snowflake>,
+        /// An overwrite's target type: "0" role, "1" member.
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+        pub kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub role_name: Option<String>,
+    }
+}
+
+wire! {
+    /// `GET /guilds/{id}/audit-logs`: the entries, newest first, with the users they name.
+    /// The other lists are the objects entries may refer to that this server does not have yet;
+    /// they are sent empty so clients that read them find them.
+    pub struct AuditLog {
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
+        pub audit_log_entries: Vec<AuditLogEntry>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
+        pub users: Vec<User>,
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
+        pub application_commands: Vec<Value>,
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
+        pub auto_moderation_rules: Vec<Value>,
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
+        pub guild_scheduled_events: Vec<Value>,
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
+        pub integrations: Vec<Value>,
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
+        pub threads: Vec<Channel>,
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
+        pub webhooks: Vec<Value>,
+    }
+}

@@ -1055,6 +1055,73 @@ impl MessagesQuery {
     }
 }
 
+/// `GET /guilds/{id}/audit-logs` query: filters by acting user and action type, `before` /
+/// `after` entry-id cursors, and `limit` 1–100 (default 50).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct AuditLogQuery {
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Snowflake>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_type: Option<i64>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Snowflake>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Snowflake>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+/// A validated audit-log query, as the stores answer it: entries with ids strictly between
+/// `after` and `before` that match both filters, newest first. With `after`, the `limit`
+/// entries just above it (what paging forward needs); otherwise the newest `limit`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
+pub struct AuditLogFilter {
+    pub user_id: Option<Snowflake>,
+    pub action_type: Option<u16>,
+    pub before: Option<Snowflake>,
+    pub after: Option<Snowflake>,
+    pub limit: usize,
+}
+
+impl AuditLogFilter {
+    /// Whether an entry passes the user and action filters (the id range is the stores' part).
+    pub fn matches(&self, user_id: Option<Snowflake>, action_type: u16) -> bool {
+        self.user_id.is_none_or(|u| user_id == Some(u))
+            && self.action_type.is_none_or(|a| a == action_type)
+    }
+
+    /// Whether an id lies inside the cursors.
+    pub fn in_range(&self, id: Snowflake) -> bool {
+        self.before.is_none_or(|b| id < b) && self.after.is_none_or(|a| id > a)
+    }
+}
+
+impl AuditLogQuery {
+    /// Validates the limit (1–100, default 50) and the action type (a u16, as Discord's).
+    pub fn filter(&self) -> Result<AuditLogFilter, ApiError> {
+        let mut e = FormErrors::default();
+        let limit = self.limit.unwrap_or(50);
+        e.check_range(&["limit"], limit, 1, 100);
+        if let Some(a) = self.action_type {
+            e.check_range(&["action_type"], a, 0, i64::from(u16::MAX));
+        }
+        e.finish()?;
+        Ok(AuditLogFilter {
+            user_id: self.user_id,
+            action_type: self.action_type.map(|a| a as u16),
+            before: self.before,
+            after: self.after,
+            limit: limit as usize,
+        })
+    }
+}
+
 /// `GET /users/@me/guilds` query: `limit` 1–200 (default 200) and `before`/`after` cursors.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]

@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::rest::HistoryAnchor;
+use enrichment_protocol::models::AuditLogEntry;
+use enrichment_protocol::rest::{AuditLogFilter, HistoryAnchor};
 
 use crate::{
     GuildOwner, GuildSnapshot, GuildStore, GuildWrite, InviteRecord, LeaseStore, MessageRecord,
@@ -250,6 +251,13 @@ impl<S: FencedWrites> GuildStore for Fenced<S> {
     }
     async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>> {
         self.store.get_invite(code).await
+    }
+    async fn audit_log(
+        &self,
+        guild_id: Snowflake,
+        filter: &AuditLogFilter,
+    ) -> StoreResult<Vec<AuditLogEntry>> {
+        self.store.audit_log(guild_id, filter).await
     }
 }
 

@@ -29,10 +29,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use enrichment_protocol::models::{
-    Attachment, Channel, Embed, Guild, MessageReference, Nonce, Role, User,
+    Attachment, AuditLogEntry, Channel, Embed, Guild, MessageReference, Nonce, Role, User,
 };
 use enrichment_protocol::node::NodeIdentity;
-use enrichment_protocol::rest::HistoryAnchor;
+use enrichment_protocol::rest::{AuditLogFilter, HistoryAnchor};
 use enrichment_protocol::{Snowflake, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -277,6 +277,13 @@ pub enum GuildWrite {
     DeleteInvite {
         code: String,
     },
+    /// Appends an entry to the guild's audit log, in the same batch as the change it records,
+    /// so a change is never stored without its entry nor an entry without its change. Entries
+    /// are never rewritten; they go with the guild (`DeleteGuild`).
+    PutAuditEntry {
+        guild_id: Snowflake,
+        entry: AuditLogEntry,
+    },
 }
 
 /// Everything a guild actor loads when it starts.
@@ -302,6 +309,13 @@ pub trait GuildStore: Send + Sync + 'static {
     /// The guild a channel belongs to.
     async fn channel_guild(&self, channel_id: Snowflake) -> StoreResult<Option<Snowflake>>;
     async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>>;
+    /// The guild's audit-log entries that pass `filter`, newest first (see [`AuditLogFilter`]
+    /// for which `limit` entries those are).
+    async fn audit_log(
+        &self,
+        guild_id: Snowflake,
+        filter: &AuditLogFilter,
+    ) -> StoreResult<Vec<AuditLogEntry>>;
 }
 
 // ------------------------------------------------------------------ messages

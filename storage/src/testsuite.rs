@@ -64,11 +64,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use enrichment_protocol::models::{
-    Attachment, Channel, ChannelType, Embed, EmbedField, Guild, MessageReference, Nonce,
-    PermissionOverwrite, Role, User,
+    Attachment, AuditEntryInfo, AuditLogChange, AuditLogEntry, Channel, ChannelType, Embed,
+    EmbedField, Guild, MessageReference, Nonce, PermissionOverwrite, Role, User,
 };
 use enrichment_protocol::node::{GenerationId, NodeIdentity};
-use enrichment_protocol::rest::HistoryAnchor;
+use enrichment_protocol::rest::{AuditLogFilter, HistoryAnchor};
 use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 
 use crate::{
@@ -111,6 +111,8 @@ macro_rules! conformance_tests {
             guild_batch_applies_in_order,
             guild_invite_conflict_is_atomic,
             guild_delete_removes_everything,
+            audit_log_filters_and_cursors,
+            audit_log_is_atomic_with_its_batch_and_goes_with_the_guild,
             messages_order_and_cursors,
             messages_around,
             messages_bucket_boundaries,
@@ -4060,4 +4062,213 @@ pub async fn fenced_creates_in_one_batch_are_answered_each_by_its_fence<
     assert_eq!(count(c1).await, 7, "the live owner's creates");
     assert_eq!(count(c2).await, 0, "none of the deposed owner's");
     assert_eq!(count(c3).await, 6, "unfenced creates");
+}
+
+// ------------------------------------------------------------------ audit log
+
+fn audit_entry(user: Snowflake, action_type: u16, target: Snowflake) -> AuditLogEntry {
+    AuditLogEntry {
+        id: fresh_id(),
+        target_id: Some(target.to_string()),
+        changes: vec![AuditLogChange {
+            key: "nick".into(),
+            new_value: Some(serde_json::json!("new")),
+            old_value: Some(serde_json::json!("old")),
+        }],
+        user_id: Some(user),
+        action_type,
+        options: Some(AuditEntryInfo {
+            channel_id: Some(target),
+            count: Some("2".into()),
+            ..AuditEntryInfo::default()
+        }),
+        reason: Some("spam, and \u{1F6AB} more".into()),
+    }
+}
+
+fn audit_filter(limit: usize) -> AuditLogFilter {
+    AuditLogFilter {
+        user_id: None,
+        action_type: None,
+        before: None,
+        after: None,
+        limit,
+    }
+}
+
+fn entry_ids(entries: &[AuditLogEntry]) -> Vec<Snowflake> {
+    entries.iter().map(|e| e.id).collect()
+}
+
+/// Entries come back newest first, filtered by user and action, between the cursors; with
+/// `after`, the `limit` entries just above it.
+pub async fn audit_log_filters_and_cursors<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (alice, bob) = (fresh_id(), fresh_id());
+    let g = GuildFixture::new(alice);
+    s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+    let target = g.channels[0].id;
+    // e0..e5: alice 22, bob 22, alice 20, bob 20, alice 22, bob 22; two per batch.
+    let entries: Vec<AuditLogEntry> = [
+        (alice, 22),
+        (bob, 22),
+        (alice, 20),
+        (bob, 20),
+        (alice, 22),
+        (bob, 22),
+    ]
+    .into_iter()
+    .map(|(u, a)| audit_entry(u, a, target))
+    .collect();
+    for pair in entries.chunks(2) {
+        let writes = pair
+            .iter()
+            .map(|e| GuildWrite::PutAuditEntry {
+                guild_id: g.id(),
+                entry: e.clone(),
+            })
+            .collect();
+        s.guilds.write_guild(g.id(), writes).await.unwrap();
+    }
+    let id = |i: usize| entries[i].id;
+    let gid = g.id();
+    let log = |f: AuditLogFilter| async move { s.guilds.audit_log(gid, &f).await.unwrap() };
+
+    let all = log(audit_filter(50)).await;
+    assert_eq!(
+        entry_ids(&all),
+        vec![id(5), id(4), id(3), id(2), id(1), id(0)]
+    );
+    assert_eq!(all[5], entries[0], "an entry round-trips exactly");
+    assert_eq!(entry_ids(&log(audit_filter(2)).await), vec![id(5), id(4)]);
+
+    let before = AuditLogFilter {
+        before: Some(id(4)),
+        ..audit_filter(2)
+    };
+    assert_eq!(entry_ids(&log(before).await), vec![id(3), id(2)]);
+    let after = AuditLogFilter {
+        after: Some(id(1)),
+        ..audit_filter(2)
+    };
+    assert_eq!(
+        entry_ids(&log(after).await),
+        vec![id(3), id(2)],
+        "the oldest above, newest first"
+    );
+    let between = AuditLogFilter {
+        after: Some(id(0)),
+        before: Some(id(4)),
+        ..audit_filter(50)
+    };
+    assert_eq!(entry_ids(&log(between).await), vec![id(3), id(2), id(1)]);
+
+    let by_bob = AuditLogFilter {
+        user_id: Some(bob),
+        ..audit_filter(2)
+    };
+    assert_eq!(entry_ids(&log(by_bob).await), vec![id(5), id(3)]);
+    let kicks = AuditLogFilter {
+        action_type: Some(20),
+        ..audit_filter(50)
+    };
+    assert_eq!(entry_ids(&log(kicks).await), vec![id(3), id(2)]);
+    let alice_bans_after = AuditLogFilter {
+        user_id: Some(alice),
+        action_type: Some(22),
+        after: Some(id(0)),
+        ..audit_filter(1)
+    };
+    assert_eq!(entry_ids(&log(alice_bans_after).await), vec![id(4)]);
+    let nobody = AuditLogFilter {
+        user_id: Some(fresh_id()),
+        ..audit_filter(50)
+    };
+    assert!(log(nobody).await.is_empty());
+    let past_the_end = AuditLogFilter {
+        after: Some(id(5)),
+        ..audit_filter(50)
+    };
+    assert!(log(past_the_end).await.is_empty());
+    // Another guild's log is its own.
+    assert!(
+        s.guilds
+            .audit_log(fresh_id(), &audit_filter(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// An entry is written with its change or not at all, and is deleted with its guild.
+pub async fn audit_log_is_atomic_with_its_batch_and_goes_with_the_guild<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let owner = fresh_id();
+    let a = GuildFixture::new(owner);
+    let b = GuildFixture::new(owner);
+    s.guilds.write_guild(a.id(), a.writes()).await.unwrap();
+    s.guilds.write_guild(b.id(), b.writes()).await.unwrap();
+
+    // A batch that fails on an invite code held by `a` leaves no entry behind.
+    let refused = audit_entry(owner, 40, a.channels[0].id);
+    let writes = vec![
+        GuildWrite::PutAuditEntry {
+            guild_id: b.id(),
+            entry: refused,
+        },
+        GuildWrite::PutInvite(InviteRecord {
+            guild_id: b.id(),
+            channel_id: b.channels[0].id,
+            ..a.invites[0].clone()
+        }),
+    ];
+    assert!(is_conflict(
+        s.guilds.write_guild(b.id(), writes).await,
+        "code"
+    ));
+    assert!(
+        s.guilds
+            .audit_log(b.id(), &audit_filter(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let (ea, eb) = (audit_entry(owner, 1, a.id()), audit_entry(owner, 1, b.id()));
+    for (g, e) in [(a.id(), &ea), (b.id(), &eb)] {
+        s.guilds
+            .write_guild(
+                g,
+                vec![GuildWrite::PutAuditEntry {
+                    guild_id: g,
+                    entry: e.clone(),
+                }],
+            )
+            .await
+            .unwrap();
+    }
+    s.guilds
+        .write_guild(a.id(), vec![GuildWrite::DeleteGuild(a.id())])
+        .await
+        .unwrap();
+    assert!(
+        s.guilds
+            .audit_log(a.id(), &audit_filter(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.guilds.audit_log(b.id(), &audit_filter(50)).await.unwrap(),
+        vec![eb]
+    );
 }

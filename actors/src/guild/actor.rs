@@ -18,7 +18,7 @@ use serde_with::{As, DurationSeconds};
 
 use super::commit::{Applied, Change, CommitQueue, Completion, apply};
 use super::fanout::{self, Fanout, Follower, Recipient, RecipientDirectory, Recipients};
-use super::requests::{AnyResult, Envelope, SessionOp, SessionRef};
+use super::requests::{AnyResult, Caller, Envelope, SessionOp, SessionRef};
 use super::state::GuildState;
 use crate::events::{Audience, Dispatch, EventBus, GuildEvent};
 use crate::users::UserDirectory;
@@ -196,6 +196,9 @@ pub struct GuildActorState {
     pub(super) fanout: Fanout,
     /// Members visible as online, with their presence.
     pub(super) online: HashMap<Snowflake, Presence>,
+    /// Who sent the request being run, and why: the author of the audit-log entries it
+    /// writes. Set for each request before its handler runs.
+    pub(super) caller: Caller,
 }
 
 impl GuildActorState {
@@ -381,6 +384,7 @@ impl Actor for GuildActor {
             deleted: false,
             fanout: Fanout::default(),
             online,
+            caller: Caller::new(Snowflake(0)),
         })
     }
 

@@ -155,7 +155,8 @@ impl GuildActorState {
             last_pin_timestamp: None,
             flags: 0,
         };
-        self.write(vec![GuildWrite::PutChannel(channel.clone())])
+        let entries = self.channel_entries(None, Some(&channel));
+        self.write_logged(vec![GuildWrite::PutChannel(channel.clone())], entries)
             .await?;
         self.state.channels.insert(channel.id, channel.clone());
         self.emit(
@@ -195,12 +196,17 @@ impl GuildActorState {
             changed.push(c);
         }
         e.finish()?;
-        self.write(
+        let entries = changed
+            .iter()
+            .flat_map(|c| self.channel_entries(self.state.channels.get(&c.id), Some(c)))
+            .collect();
+        self.write_logged(
             changed
                 .iter()
                 .cloned()
                 .map(GuildWrite::PutChannel)
                 .collect(),
+            entries,
         )
         .await?;
         for c in changed {
@@ -317,7 +323,8 @@ impl GuildActorState {
         if guild_changed {
             writes.push(GuildWrite::PutGuild(guild.clone()));
         }
-        self.write(writes).await?;
+        let entries = self.channel_entries(Some(&c), None);
+        self.write_logged(writes, entries).await?;
         if let Err(e) = self.commit(Change::ClearChannel(ch)).await {
             tracing::warn!(channel_id = %ch, error = %e, "could not clear messages of a deleted channel");
         }
@@ -385,7 +392,9 @@ impl GuildActorState {
 
     /// Persists a changed channel, keeps it, and announces it; returns the announced form.
     async fn put_channel_update(&mut self, c: Channel) -> Result<Channel, ApiError> {
-        self.write(vec![GuildWrite::PutChannel(c.clone())]).await?;
+        let entries = self.channel_entries(self.state.channels.get(&c.id), Some(&c));
+        self.write_logged(vec![GuildWrite::PutChannel(c.clone())], entries)
+            .await?;
         self.state.channels.insert(c.id, c.clone());
         let c = self.with_last_message(c);
         self.emit(

@@ -22,6 +22,12 @@ impl GuildActorState {
     pub(super) async fn dispatch(&mut self, envelope: Envelope, port: RpcReplyPort<AnyResult>) {
         let Envelope { caller, request } = envelope;
         let actor = caller.actor;
+        // Discord keeps 512 characters of a reason; a request from another node is held to it
+        // here too.
+        self.caller = Caller {
+            reason: caller.reason.map(|r| r.chars().take(512).collect()),
+            ..caller
+        };
         match request {
             // ------------------------------------------------ the guild
             AnyRequest::GetGuild(GetGuild {}) => answer::<GetGuild>(port, self.get_guild(actor)),
@@ -113,8 +119,7 @@ impl GuildActorState {
             AnyRequest::GetBan(r) => answer::<GetBan>(port, self.get_ban(actor, r.user_id).await),
             AnyRequest::CreateBan(r) => answer::<CreateBan>(
                 port,
-                self.ban(actor, r.user_id, r.delete_message_seconds, caller.reason)
-                    .await,
+                self.ban(actor, r.user_id, r.delete_message_seconds).await,
             ),
             AnyRequest::RemoveBan(r) => {
                 answer::<RemoveBan>(port, self.unban(actor, r.user_id).await)
@@ -186,6 +191,7 @@ impl GuildActorState {
                 self.set_pin(actor, r.channel_id, r.message_id, false).await,
             ),
             AnyRequest::ListPins(r) => self.list_pins(actor, r, Responder::new(port)),
+            AnyRequest::GetAuditLog(r) => self.get_audit_log(actor, r, Responder::new(port)),
             AnyRequest::TriggerTyping(r) => {
                 answer::<TriggerTyping>(port, self.typing(actor, r.channel_id).await)
             }

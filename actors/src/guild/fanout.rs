@@ -323,6 +323,16 @@ impl Fanout {
                 .iter()
                 .flat_map(|u| self.sessions_of(*u).iter().cloned())
                 .collect(),
+            Audience::GuildPermission(need) => self
+                .by_user
+                .iter()
+                .filter(|(u, _)| {
+                    state
+                        .guild_permissions(**u, now)
+                        .is_ok_and(|p| p.contains(*need))
+                })
+                .flat_map(|(_, v)| v.iter().cloned())
+                .collect(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Member, ban, invite and bot-authorization commands.
 
 use enrichment_protocol::models::{
-    Ban, Invite, InviteChannel, InviteGuild, Member, Role, RoleTags,
+    AuditLogChange, AuditLogEntry, Ban, Invite, InviteChannel, InviteGuild, Member, Role, RoleTags,
+    audit_action,
 };
 use enrichment_protocol::rest::{CreateInvite, ModifyMember};
 use enrichment_protocol::{ApiError, ErrorCode, Permissions, Snowflake, Timestamp};
@@ -10,12 +11,17 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use super::actor::{GuildActorState, GuildContext};
+use super::audit::changes;
 use super::commit::{Applied, Change};
 use super::state::GuildState;
 use crate::events::{
     Audience, GuildDeleteData, GuildEvent, GuildUserData, InviteCreateData, InviteDeleteData,
     MemberData, MessageDeleteBulkData,
 };
+
+/// What an invite's audit entry leaves out of its changes: the guild and when it was made
+/// (the entry's own id says when).
+const INVITE_SKIP: &[&str] = &["guild_id", "created_at"];
 
 impl GuildActorState {
     pub(super) async fn wire_member(&self, m: &MemberRecord) -> Result<Member, ApiError> {
@@ -65,7 +71,8 @@ impl GuildActorState {
         let now = self.now();
         body.validate(now)?;
         let held = self.state.guild_permissions(actor, now)?;
-        let mut m = self.state.member(user)?.clone();
+        let old = self.state.member(user)?.clone();
+        let mut m = old.clone();
         let need = |p: Permissions| {
             if held.contains(p) {
                 Ok(())
@@ -125,7 +132,63 @@ impl GuildActorState {
             }
             m.communication_disabled_until = until.filter(|t| *t > now);
         }
-        self.put_member(m).await
+        let mut entries = Vec::new();
+        let fields = changes(
+            Some(&old),
+            Some(&m),
+            &[
+                "guild_id",
+                "user_id",
+                "roles",
+                "joined_at",
+                "avatar",
+                "flags",
+            ],
+        );
+        if !fields.is_empty() {
+            entries.push(AuditLogEntry {
+                changes: fields,
+                ..self.audit_entry(audit_action::MEMBER_UPDATE, Some(user))
+            });
+        }
+        entries.extend(self.role_update_entry(user, &old.roles, &m.roles));
+        self.put_member(m, entries).await
+    }
+
+    /// MEMBER_ROLE_UPDATE for a change of a member's roles, with Discord's `$add` and
+    /// `$remove` keys (each a list of `{id, name}`); `None` when the roles did not change.
+    fn role_update_entry(
+        &self,
+        user: Snowflake,
+        before: &[Snowflake],
+        after: &[Snowflake],
+    ) -> Option<AuditLogEntry> {
+        let partial = |ids: Vec<&Snowflake>| -> Option<serde_json::Value> {
+            (!ids.is_empty()).then(|| {
+                ids.into_iter()
+                    .map(|id| {
+                        let name = self.state.roles.get(id).map(|r| r.name.clone());
+                        serde_json::json!({ "id": id, "name": name })
+                    })
+                    .collect()
+            })
+        };
+        let added = partial(after.iter().filter(|r| !before.contains(r)).collect());
+        let removed = partial(before.iter().filter(|r| !after.contains(r)).collect());
+        let changes: Vec<AuditLogChange> = [("$add", added), ("$remove", removed)]
+            .into_iter()
+            .filter_map(|(key, value)| {
+                Some(AuditLogChange {
+                    key: key.into(),
+                    new_value: Some(value?),
+                    old_value: None,
+                })
+            })
+            .collect();
+        (!changes.is_empty()).then(|| AuditLogEntry {
+            changes,
+            ..self.audit_entry(audit_action::MEMBER_ROLE_UPDATE, Some(user))
+        })
     }
 
     pub(super) async fn modify_current_member(
@@ -144,8 +207,13 @@ impl GuildActorState {
         .await
     }
 
-    async fn put_member(&mut self, m: MemberRecord) -> Result<Member, ApiError> {
-        self.write(vec![GuildWrite::PutMember(m.clone())]).await?;
+    async fn put_member(
+        &mut self,
+        m: MemberRecord,
+        entries: Vec<AuditLogEntry>,
+    ) -> Result<Member, ApiError> {
+        self.write_logged(vec![GuildWrite::PutMember(m.clone())], entries)
+            .await?;
         self.state.members.insert(m.user_id, m.clone());
         let wire = self.wire_member(&m).await?;
         self.emit(
@@ -176,12 +244,14 @@ impl GuildActorState {
         if add == had {
             return Ok(());
         }
+        let before = m.roles.clone();
         if add {
             m.roles.push(role_id);
         } else {
             m.roles.retain(|r| *r != role_id);
         }
-        self.put_member(m).await?;
+        let entry = self.role_update_entry(user, &before, &m.roles);
+        self.put_member(m, entry.into_iter().collect()).await?;
         Ok(())
     }
 
@@ -190,6 +260,7 @@ impl GuildActorState {
         &mut self,
         user: Snowflake,
         extra: Vec<GuildWrite>,
+        entries: Vec<AuditLogEntry>,
     ) -> Result<(), ApiError> {
         let gid = self.state.id();
         let mut writes = extra;
@@ -200,7 +271,7 @@ impl GuildActorState {
                 user_id: user,
             });
         }
-        self.write(writes).await?;
+        self.write_logged(writes, entries).await?;
         if was_member {
             self.state.members.remove(&user);
             let u = self.user_or_deleted(user).await?;
@@ -229,7 +300,8 @@ impl GuildActorState {
         if !self.state.can_moderate(actor, user) {
             return Err(ApiError::missing_permissions());
         }
-        self.remove_member(user, Vec::new()).await?;
+        let entry = self.audit_entry(audit_action::MEMBER_KICK, Some(user));
+        self.remove_member(user, Vec::new(), vec![entry]).await?;
         Ok(())
     }
 
@@ -244,7 +316,7 @@ impl GuildActorState {
                 "The owner cannot leave; transfer ownership or delete the guild.",
             ));
         }
-        self.remove_member(actor, Vec::new()).await?;
+        self.remove_member(actor, Vec::new(), Vec::new()).await?;
         Ok(())
     }
 
@@ -284,7 +356,6 @@ impl GuildActorState {
         actor: Snowflake,
         user: Snowflake,
         delete_secs: u32,
-        reason: Option<String>,
     ) -> Result<(), ApiError> {
         let now = self.now();
         self.state
@@ -306,9 +377,10 @@ impl GuildActorState {
         let ban = BanRecord {
             guild_id: gid,
             user_id: user,
-            reason: reason.map(|r| r.chars().take(512).collect()),
+            reason: self.caller.reason.clone(),
         };
-        self.remove_member(user, vec![GuildWrite::PutBan(ban.clone())])
+        let entry = self.audit_entry(audit_action::MEMBER_BAN_ADD, Some(user));
+        self.remove_member(user, vec![GuildWrite::PutBan(ban.clone())], vec![entry])
             .await?;
         self.state.bans.insert(user, ban.clone());
         let wire = self.wire_ban(&ban).await?;
@@ -416,10 +488,14 @@ impl GuildActorState {
             return Err(ApiError::unknown(ErrorCode::UnknownBan));
         }
         let gid = self.state.id();
-        self.write(vec![GuildWrite::DeleteBan {
-            guild_id: gid,
-            user_id: user,
-        }])
+        let entry = self.audit_entry(audit_action::MEMBER_BAN_REMOVE, Some(user));
+        self.write_logged(
+            vec![GuildWrite::DeleteBan {
+                guild_id: gid,
+                user_id: user,
+            }],
+            vec![entry],
+        )
         .await?;
         self.state.bans.remove(&user);
         let u = self.user_or_deleted(user).await?;
@@ -532,12 +608,23 @@ impl GuildActorState {
                 temporary,
                 created_at: now,
             };
+            let entry = AuditLogEntry {
+                changes: changes(None, Some(&rec), INVITE_SKIP),
+                ..self.audit_entry(audit_action::INVITE_CREATE, None)
+            };
             let change = Change::Guild {
                 guild_id: self.state.id(),
-                writes: vec![GuildWrite::PutInvite(rec.clone())],
+                writes: vec![
+                    GuildWrite::PutInvite(rec.clone()),
+                    GuildWrite::PutAuditEntry {
+                        guild_id: self.state.id(),
+                        entry: entry.clone(),
+                    },
+                ],
             };
             match self.try_commit(change).await {
                 Ok(_) => {
+                    self.announce(vec![entry]);
                     self.state.invites.insert(code, rec.clone());
                     let invite = self.wire_invite(&rec, true).await?;
                     self.emit(
@@ -617,8 +704,15 @@ impl GuildActorState {
         {
             return Err(ApiError::missing_permissions());
         }
-        self.write(vec![GuildWrite::DeleteInvite { code: code.clone() }])
-            .await?;
+        let entry = AuditLogEntry {
+            changes: changes(Some(&rec), None, INVITE_SKIP),
+            ..self.audit_entry(audit_action::INVITE_DELETE, None)
+        };
+        self.write_logged(
+            vec![GuildWrite::DeleteInvite { code: code.clone() }],
+            vec![entry],
+        )
+        .await?;
         let wire = self.wire_invite(&rec, false).await?;
         self.state.invites.remove(&code);
         self.emit(
@@ -777,7 +871,8 @@ impl GuildActorState {
         let member = self.new_member(bot, roles);
         let mut writes = self.role_writes(&role_rows);
         writes.push(GuildWrite::PutMember(member.clone()));
-        self.write(writes).await?;
+        let entry = self.audit_entry(audit_action::BOT_ADD, Some(bot));
+        self.write_logged(writes, vec![entry]).await?;
         if !role_rows.is_empty() {
             self.apply_new_role(role_rows);
         }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enrichment_protocol::models::{
-    Attachment, Message, Nonce, PinnedMessage, Reaction, ReactionCountDetails, message_type,
+    Attachment, AuditEntryInfo, AuditLogEntry, Message, Nonce, PinnedMessage, Reaction,
+    ReactionCountDetails, audit_action, message_type,
 };
 use enrichment_protocol::rest::CreateMessage;
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
@@ -626,15 +627,48 @@ impl GuildActorState {
             if rec.author_id != actor && !perms.contains(Permissions::MANAGE_MESSAGES) {
                 return Err(ApiError::missing_permissions());
             }
-            Ok::<_, ApiError>(blobs::keys_of(&rec))
+            Ok::<_, ApiError>((rec.author_id, blobs::keys_of(&rec)))
         }
         .await;
-        let doomed_blobs = match checked {
-            Ok(keys) => keys,
+        let (author, doomed_blobs) = match checked {
+            Ok(found) => found,
             Err(e) => return reply.send(Err(e)),
         };
         let ctx = self.ctx.clone();
         let gid = self.state.id();
+        if author != actor {
+            // A moderator's deletion goes in the audit log, after the message is gone; it is
+            // rare enough to be awaited rather than pipelined.
+            let entry = AuditLogEntry {
+                options: Some(AuditEntryInfo {
+                    channel_id: Some(ch),
+                    count: Some("1".into()),
+                    ..AuditEntryInfo::default()
+                }),
+                ..self.audit_entry(audit_action::MESSAGE_DELETE, Some(author))
+            };
+            let change = Change::DeleteMessages {
+                channel_id: ch,
+                message_ids: vec![id],
+            };
+            match self.commit(change).await {
+                Ok(_) => {
+                    ctx.discard_blobs(doomed_blobs);
+                    reply.send(Ok(()));
+                    self.emit(
+                        Audience::Channel(ch),
+                        GuildEvent::MessageDelete(MessageDeleteData {
+                            id,
+                            channel_id: ch,
+                            guild_id: gid,
+                        }),
+                    );
+                    self.log_after(vec![entry]).await;
+                }
+                Err(e) => reply.send(Err(e)),
+            }
+            return;
+        }
         let recipients = self.recipients(&Audience::Channel(ch));
         let change = Change::DeleteMessages {
             channel_id: ch,
@@ -845,6 +879,13 @@ impl GuildActorState {
                 .collect(),
         );
         if !deleted.is_empty() {
+            let entry = AuditLogEntry {
+                options: Some(AuditEntryInfo {
+                    count: Some(deleted.len().to_string()),
+                    ..AuditEntryInfo::default()
+                }),
+                ..self.audit_entry(audit_action::MESSAGE_BULK_DELETE, Some(ch))
+            };
             self.emit(
                 Audience::Channel(ch),
                 GuildEvent::MessageDeleteBulk(MessageDeleteBulkData {
@@ -853,6 +894,7 @@ impl GuildActorState {
                     guild_id: self.state.id(),
                 }),
             );
+            self.log_after(vec![entry]).await;
         }
         Ok(())
     }
@@ -1059,12 +1101,27 @@ impl GuildActorState {
             .map_err(GuildContext::store_error)?
             .first()
             .map(|p| p.pinned_at);
+        let action = if pin {
+            audit_action::MESSAGE_PIN
+        } else {
+            audit_action::MESSAGE_UNPIN
+        };
+        let entry = AuditLogEntry {
+            options: Some(AuditEntryInfo {
+                channel_id: Some(ch),
+                message_id: Some(id),
+                ..AuditEntryInfo::default()
+            }),
+            ..self.audit_entry(action, Some(rec.author_id))
+        };
         let mut channel = self.state.channel(ch)?.clone();
         if channel.last_pin_timestamp != newest {
             channel.last_pin_timestamp = newest;
-            self.write(vec![GuildWrite::PutChannel(channel.clone())])
+            self.write_logged(vec![GuildWrite::PutChannel(channel.clone())], vec![entry])
                 .await?;
             self.state.channels.insert(ch, channel.clone());
+        } else {
+            self.log_after(vec![entry]).await;
         }
         self.emit(
             Audience::Channel(ch),

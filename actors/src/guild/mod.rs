@@ -15,6 +15,7 @@
 //! member chunks, presence), which name sessions by key, never by handle.
 
 pub mod actor;
+mod audit;
 mod blobs;
 mod channels;
 pub mod commit;

@@ -19,10 +19,12 @@ use std::marker::PhantomData;
 
 use enrichment_protocol::gateway::{Encoding, Presence, RequestGuildMembers};
 use enrichment_protocol::models::{
-    Attachment, Ban, Channel, Guild, Invite, Member, Message, PartialGuild, PinnedMessage, Role,
-    User,
+    Attachment, AuditLog, Ban, Channel, Guild, Invite, Member, Message, PartialGuild,
+    PinnedMessage, Role, User,
 };
-use enrichment_protocol::rest::{self, ChannelPosition, HistoryAnchor, RolePosition};
+use enrichment_protocol::rest::{
+    self, AuditLogFilter, ChannelPosition, HistoryAnchor, RolePosition,
+};
 use enrichment_protocol::{ApiError, Permissions, Snowflake};
 use ractor::RpcReplyPort;
 use serde::de::DeserializeOwned;
@@ -213,6 +215,7 @@ guild_requests! {
     UnpinMessage => (),
     ListPins => Vec<PinnedMessage>,
     TriggerTyping => (),
+    GetAuditLog => AuditLog,
 }
 
 /// Declares request structs with serde derives and named fields.
@@ -301,6 +304,8 @@ request_types! {
     UnpinMessage { channel_id: Snowflake, message_id: Snowflake }
     ListPins { channel_id: Snowflake }
     TriggerTyping { channel_id: Snowflake }
+    /// VIEW_AUDIT_LOG.
+    GetAuditLog { filter: AuditLogFilter }
 }
 
 impl CreateMessage {

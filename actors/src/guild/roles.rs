@@ -1,11 +1,12 @@
 //! Roles: listing, creating, editing, ordering and deleting them.
 
-use enrichment_protocol::models::{Channel, Role};
+use enrichment_protocol::models::{AuditLogEntry, Channel, Role, audit_action};
 use enrichment_protocol::rest::{RoleBody, RolePosition};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake};
 use enrichment_storage::GuildWrite;
 
 use super::actor::GuildActorState;
+use super::audit::changes;
 use crate::events::{Audience, GuildEvent, RoleData, RoleDeleteData};
 
 impl GuildActorState {
@@ -68,9 +69,28 @@ impl GuildActorState {
             flags: 0,
         };
         let rows = self.plan_role_at_bottom(&role);
-        self.write(self.role_writes(&rows)).await?;
+        let entry = self.role_entry(None, Some(&role));
+        self.write_logged(self.role_writes(&rows), entry.into_iter().collect())
+            .await?;
         self.apply_new_role(rows);
         Ok(role)
+    }
+
+    /// ROLE_CREATE / UPDATE / DELETE for a role going from `old` to `new`; `None` for an
+    /// update that changed nothing.
+    fn role_entry(&self, old: Option<&Role>, new: Option<&Role>) -> Option<AuditLogEntry> {
+        let id = new.or(old)?.id;
+        let fields = changes(old, new, &["id", "tags", "flags", "managed"]);
+        let action = match (old, new) {
+            (None, _) => audit_action::ROLE_CREATE,
+            (_, None) => audit_action::ROLE_DELETE,
+            _ if fields.is_empty() => return None,
+            _ => audit_action::ROLE_UPDATE,
+        };
+        Some(AuditLogEntry {
+            changes: fields,
+            ..self.audit_entry(action, Some(id))
+        })
     }
 
     /// New roles go directly above @everyone, as on Discord, and the roles above shift up by
@@ -155,10 +175,14 @@ impl GuildActorState {
             role.unicode_emoji = u;
         }
         let gid = self.state.id();
-        self.write(vec![GuildWrite::PutRole {
-            guild_id: gid,
-            role: role.clone(),
-        }])
+        let entry = self.role_entry(self.state.roles.get(&id), Some(&role));
+        self.write_logged(
+            vec![GuildWrite::PutRole {
+                guild_id: gid,
+                role: role.clone(),
+            }],
+            entry.into_iter().collect(),
+        )
         .await?;
         self.state.roles.insert(id, role.clone());
         self.emit(
@@ -218,7 +242,9 @@ impl GuildActorState {
             })
             .collect();
         writes.extend(channels.iter().cloned().map(GuildWrite::PutChannel));
-        self.write(writes).await?;
+        let entry = self.role_entry(Some(&role), None);
+        self.write_logged(writes, entry.into_iter().collect())
+            .await?;
         self.state.roles.remove(&id);
         for m in members {
             self.state.members.insert(m.user_id, m);
@@ -275,7 +301,11 @@ impl GuildActorState {
             changed.push(role);
         }
         e.finish()?;
-        self.write(
+        let entries = changed
+            .iter()
+            .filter_map(|r| self.role_entry(self.state.roles.get(&r.id), Some(r)))
+            .collect();
+        self.write_logged(
             changed
                 .iter()
                 .map(|r| GuildWrite::PutRole {
@@ -283,6 +313,7 @@ impl GuildActorState {
                     role: r.clone(),
                 })
                 .collect(),
+            entries,
         )
         .await?;
         for r in changed {

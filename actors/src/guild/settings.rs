@@ -1,11 +1,12 @@
 //! The guild itself: reading it, the caller's partial view, its settings, and deleting it.
 
-use enrichment_protocol::models::{Guild, PartialGuild};
+use enrichment_protocol::models::{AuditLogEntry, Guild, PartialGuild, audit_action};
 use enrichment_protocol::rest::ModifyGuild;
 use enrichment_protocol::{ApiError, FormErrors, Permissions, Snowflake};
 use enrichment_storage::GuildWrite;
 
 use super::actor::GuildActorState;
+use super::audit::changes;
 use super::commit::{Change, apply};
 use crate::events::{Audience, GuildDeleteData, GuildEvent};
 
@@ -93,7 +94,17 @@ impl GuildActorState {
             g.owner_id = owner;
         }
         e.finish()?;
-        self.write(vec![GuildWrite::PutGuild(g.clone())]).await?;
+        let fields = changes(Some(&self.state.guild), Some(&g), &["id", "roles"]);
+        let entries = if fields.is_empty() {
+            Vec::new()
+        } else {
+            vec![AuditLogEntry {
+                changes: fields,
+                ..self.audit_entry(audit_action::GUILD_UPDATE, Some(g.id))
+            }]
+        };
+        self.write_logged(vec![GuildWrite::PutGuild(g.clone())], entries)
+            .await?;
         self.state.guild = g;
         let wire = self.state.wire_guild();
         self.emit(Audience::Guild, GuildEvent::GuildUpdate(wire.clone()));

@@ -2,9 +2,10 @@
 //! it from, plus the connection's own lifecycle.
 
 use enrichment_protocol::gateway::dispatch::{
-    ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData, InviteDeleteData,
-    MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData, ReactionData,
-    ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData, TypingStartData,
+    AuditLogEntryData, ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData,
+    InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData,
+    ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData,
+    TypingStartData,
 };
 use enrichment_protocol::gateway::{GuildCreate, GuildMembersChunk, Presence, Ready};
 use enrichment_protocol::models::{Channel, Guild, User};
@@ -52,6 +53,8 @@ pub enum Event {
     GuildBanAdd(Box<GuildUserData>),
     /// A ban was lifted.
     GuildBanRemove(Box<GuildUserData>),
+    /// An administrative action was recorded in the audit log (members with VIEW_AUDIT_LOG).
+    GuildAuditLogEntryCreate(Box<AuditLogEntryData>),
     /// An invite was created.
     InviteCreate(Box<InviteCreateData>),
     /// An invite was deleted.
@@ -121,6 +124,7 @@ impl Event {
             "GUILD_MEMBERS_CHUNK" => Event::GuildMembersChunk(de(d)?),
             "GUILD_BAN_ADD" => Event::GuildBanAdd(de(d)?),
             "GUILD_BAN_REMOVE" => Event::GuildBanRemove(de(d)?),
+            "GUILD_AUDIT_LOG_ENTRY_CREATE" => Event::GuildAuditLogEntryCreate(de(d)?),
             "INVITE_CREATE" => Event::InviteCreate(de(d)?),
             "INVITE_DELETE" => Event::InviteDelete(de(d)?),
             "MESSAGE_CREATE" => Event::MessageCreate(de(d)?),

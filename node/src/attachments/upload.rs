@@ -23,7 +23,6 @@ use std::sync::Arc;
 use actix_multipart::{Field, Multipart};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
-use enrichment_actors::accounts::Principal;
 use enrichment_actors::guild::requests;
 use enrichment_protocol::models::Attachment;
 use enrichment_protocol::rest::{AttachmentRef, CreateMessage};
@@ -34,7 +33,7 @@ use futures::StreamExt;
 use super::names::sanitize_filename;
 use super::sniff::{SNIFF_BYTES, Sniffed, sniff};
 use crate::error::{BodyLimit, HttpError, parse_json, payload_too_large};
-use crate::state::State;
+use crate::state::{Authed, State};
 
 /// Chunks queued between the request and a blob write; bounds what one upload holds.
 const QUEUED_CHUNKS: usize = 4;
@@ -288,7 +287,7 @@ struct Parts {
 /// Handles a multipart message create; see the module docs for the order of work.
 pub async fn create_with_files(
     state: State,
-    who: Principal,
+    who: Authed,
     req: HttpRequest,
     channel_id: Snowflake,
     payload: web::Payload,
@@ -353,7 +352,7 @@ pub async fn create_with_files(
 
 async fn read_parts(
     state: &State,
-    who: &Principal,
+    who: &Authed,
     req: &HttpRequest,
     channel_id: Snowflake,
     payload: web::Payload,

@@ -30,7 +30,7 @@ pub async fn get_channel(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .channel(*path, &who.0, requests::GetChannel { channel_id: *path })
+            .channel(*path, &who, requests::GetChannel { channel_id: *path })
             .await?,
     ))
 }
@@ -50,7 +50,7 @@ pub async fn modify_channel(
         state
             .channel(
                 *path,
-                &who.0,
+                &who,
                 requests::ModifyChannel {
                     channel_id: *path,
                     body: body.0,
@@ -70,7 +70,7 @@ pub async fn delete_channel(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .channel(*path, &who.0, requests::DeleteChannel { channel_id: *path })
+            .channel(*path, &who, requests::DeleteChannel { channel_id: *path })
             .await?,
     ))
 }
@@ -90,7 +90,7 @@ pub async fn edit_overwrite(
     state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::EditOverwrite {
                 channel_id,
                 target,
@@ -112,7 +112,7 @@ pub async fn delete_overwrite(
     state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::DeleteOverwrite { channel_id, target },
         )
         .await?;
@@ -131,7 +131,7 @@ pub async fn list_invites(
         state
             .channel(
                 *path,
-                &who.0,
+                &who,
                 requests::ListChannelInvites { channel_id: *path },
             )
             .await?,
@@ -155,7 +155,7 @@ pub async fn create_invite(
         state
             .channel(
                 channel_id,
-                &who.0,
+                &who,
                 requests::CreateInvite {
                     channel_id,
                     body: body.0,
@@ -174,7 +174,7 @@ pub async fn typing(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     state
-        .channel(*path, &who.0, requests::TriggerTyping { channel_id: *path })
+        .channel(*path, &who, requests::TriggerTyping { channel_id: *path })
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,17 +1,17 @@
 //! `/guilds/*`: guilds, their channels, roles, members, bans and invites.
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use enrichment_actors::guild::create_guild;
 use enrichment_actors::guild::requests;
-use enrichment_protocol::models::{Ban, Channel, Guild, Invite, Member, Role};
+use enrichment_protocol::models::{AuditLog, Ban, Channel, Guild, Invite, Member, Role};
 use enrichment_protocol::rest::{
-    ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery, ModifyCurrentMember,
-    ModifyGuild, ModifyMember, RoleBody, RolePosition,
+    AuditLogQuery, ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery,
+    ModifyCurrentMember, ModifyGuild, ModifyMember, RoleBody, RolePosition,
 };
 use enrichment_protocol::{ErrorBody, Snowflake};
 
 use crate::error::{ApiResult, Json};
-use crate::state::{Authed, State, audit_reason};
+use crate::state::{Authed, State};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(create)
@@ -38,7 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_ban)
         .service(ban)
         .service(unban)
-        .service(list_invites);
+        .service(list_invites)
+        .service(audit_log);
 }
 
 fn no_content() -> HttpResponse {
@@ -64,7 +65,7 @@ pub async fn get_guild(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, requests::GetGuild {}).await?))
+    Ok(HttpResponse::Ok().json(state.guild(*path, &who, requests::GetGuild {}).await?))
 }
 
 /// Needs MANAGE_GUILD; transferring ownership needs to be the owner.
@@ -80,7 +81,7 @@ pub async fn modify_guild(
     body.0.validate()?;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, requests::ModifyGuild { body: body.0 })
+            .guild(*path, &who, requests::ModifyGuild { body: body.0 })
             .await?,
     ))
 }
@@ -93,7 +94,7 @@ pub async fn delete_guild(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    state.guild(*path, &who.0, requests::DeleteGuild {}).await?;
+    state.guild(*path, &who, requests::DeleteGuild {}).await?;
     Ok(no_content())
 }
 
@@ -105,11 +106,7 @@ pub async fn list_channels(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(
-        state
-            .guild(*path, &who.0, requests::ListChannels {})
-            .await?,
-    ))
+    Ok(HttpResponse::Ok().json(state.guild(*path, &who, requests::ListChannels {}).await?))
 }
 
 /// Needs MANAGE_CHANNELS (and MANAGE_ROLES to set overwrites).
@@ -124,7 +121,7 @@ pub async fn create_channel(
 ) -> ApiResult<HttpResponse> {
     body.0.validate()?;
     let c = state
-        .guild(*path, &who.0, requests::CreateChannel { body: body.0 })
+        .guild(*path, &who, requests::CreateChannel { body: body.0 })
         .await?;
     Ok(HttpResponse::Created().json(c))
 }
@@ -142,7 +139,7 @@ pub async fn channel_positions(
     state
         .guild(
             *path,
-            &who.0,
+            &who,
             requests::ModifyChannelPositions { positions: body.0 },
         )
         .await?;
@@ -156,7 +153,7 @@ pub async fn list_roles(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, requests::ListRoles {}).await?))
+    Ok(HttpResponse::Ok().json(state.guild(*path, &who, requests::ListRoles {}).await?))
 }
 
 /// Needs MANAGE_ROLES; only permissions the caller holds can be granted.
@@ -174,7 +171,7 @@ pub async fn create_role(
         state
             .guild(
                 *path,
-                &who.0,
+                &who,
                 requests::CreateRole {
                     body: body.0.fold_colors(),
                 },
@@ -196,7 +193,7 @@ pub async fn role_positions(
         state
             .guild(
                 *path,
-                &who.0,
+                &who,
                 requests::ModifyRolePositions { positions: body.0 },
             )
             .await?,
@@ -211,7 +208,7 @@ pub async fn get_role(
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
     let (g, r) = *path;
-    let roles = state.guild(g, &who.0, requests::ListRoles {}).await?;
+    let roles = state.guild(g, &who, requests::ListRoles {}).await?;
     let role = roles.into_iter().find(|x| x.id == r).ok_or_else(|| {
         enrichment_protocol::ApiError::unknown(enrichment_protocol::ErrorCode::UnknownRole)
     })?;
@@ -233,7 +230,7 @@ pub async fn modify_role(
         state
             .guild(
                 g,
-                &who.0,
+                &who,
                 requests::ModifyRole {
                     role_id: r,
                     body: body.0.fold_colors(),
@@ -252,7 +249,7 @@ pub async fn delete_role(
 ) -> ApiResult<HttpResponse> {
     let (g, r) = *path;
     state
-        .guild(g, &who.0, requests::DeleteRole { role_id: r })
+        .guild(g, &who, requests::DeleteRole { role_id: r })
         .await?;
     Ok(no_content())
 }
@@ -269,7 +266,7 @@ pub async fn list_members(
     let (limit, after) = q.validated()?;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, requests::ListMembers { limit, after })
+            .guild(*path, &who, requests::ListMembers { limit, after })
             .await?,
     ))
 }
@@ -285,7 +282,7 @@ pub async fn modify_current_member(
     let m = state
         .guild(
             *path,
-            &who.0,
+            &who,
             requests::ModifyCurrentMember { nick: body.0.nick },
         )
         .await?;
@@ -302,7 +299,7 @@ pub async fn get_member(
     let (g, u) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(g, &who.0, requests::GetMember { user_id: u })
+            .guild(g, &who, requests::GetMember { user_id: u })
             .await?,
     ))
 }
@@ -322,7 +319,7 @@ pub async fn modify_member(
         state
             .guild(
                 g,
-                &who.0,
+                &who,
                 requests::ModifyMember {
                     user_id: u,
                     body: body.0,
@@ -338,17 +335,11 @@ pub async fn modify_member(
 pub async fn kick(
     state: State,
     who: Authed,
-    req: HttpRequest,
     path: web::Path<(Snowflake, Snowflake)>,
 ) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
     state
-        .guild_with_reason(
-            g,
-            &who.0,
-            audit_reason(&req),
-            requests::RemoveMember { user_id: u },
-        )
+        .guild(g, &who, requests::RemoveMember { user_id: u })
         .await?;
     Ok(no_content())
 }
@@ -362,7 +353,7 @@ pub async fn add_member_role(
 ) -> ApiResult<HttpResponse> {
     let (g, user_id, role_id) = *path;
     state
-        .guild(g, &who.0, requests::AddMemberRole { user_id, role_id })
+        .guild(g, &who, requests::AddMemberRole { user_id, role_id })
         .await?;
     Ok(no_content())
 }
@@ -376,7 +367,7 @@ pub async fn remove_member_role(
 ) -> ApiResult<HttpResponse> {
     let (g, user_id, role_id) = *path;
     state
-        .guild(g, &who.0, requests::RemoveMemberRole { user_id, role_id })
+        .guild(g, &who, requests::RemoveMemberRole { user_id, role_id })
         .await?;
     Ok(no_content())
 }
@@ -388,7 +379,7 @@ pub async fn list_bans(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.guild(*path, &who.0, requests::ListBans {}).await?))
+    Ok(HttpResponse::Ok().json(state.guild(*path, &who, requests::ListBans {}).await?))
 }
 
 #[utoipa::path(tag = "bans", responses((status = 200, body = Ban), (status = 404, body = ErrorBody)), security(("token" = [])))]
@@ -401,7 +392,7 @@ pub async fn get_ban(
     let (g, u) = *path;
     Ok(HttpResponse::Ok().json(
         state
-            .guild(g, &who.0, requests::GetBan { user_id: u })
+            .guild(g, &who, requests::GetBan { user_id: u })
             .await?,
     ))
 }
@@ -413,17 +404,15 @@ pub async fn get_ban(
 pub async fn ban(
     state: State,
     who: Authed,
-    req: HttpRequest,
     path: web::Path<(Snowflake, Snowflake)>,
     body: Json<CreateBan>,
 ) -> ApiResult<HttpResponse> {
     let (g, user_id) = *path;
     let delete_message_seconds = body.0.delete_seconds()?;
     state
-        .guild_with_reason(
+        .guild(
             g,
-            &who.0,
-            audit_reason(&req),
+            &who,
             requests::CreateBan {
                 user_id,
                 delete_message_seconds,
@@ -442,7 +431,7 @@ pub async fn unban(
 ) -> ApiResult<HttpResponse> {
     let (g, u) = *path;
     state
-        .guild(g, &who.0, requests::RemoveBan { user_id: u })
+        .guild(g, &who, requests::RemoveBan { user_id: u })
         .await?;
     Ok(no_content())
 }
@@ -457,7 +446,28 @@ pub async fn list_invites(
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(
         state
-            .guild(*path, &who.0, requests::ListGuildInvites {})
+            .guild(*path, &who, requests::ListGuildInvites {})
+            .await?,
+    ))
+}
+
+/// The guild's audit log (VIEW_AUDIT_LOG): entries newest first, filtered by `user_id` and
+/// `action_type`, paged with `before` / `after`, `limit` 1–100 (default 50), with the users
+/// they name.
+#[utoipa::path(tag = "audit-log", params(AuditLogQuery),
+    responses((status = 200, body = AuditLog), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("token" = [])))]
+#[get("/guilds/{guild_id}/audit-logs")]
+pub async fn audit_log(
+    state: State,
+    who: Authed,
+    path: web::Path<Snowflake>,
+    q: web::Query<AuditLogQuery>,
+) -> ApiResult<HttpResponse> {
+    let filter = q.filter()?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .guild(*path, &who, requests::GetAuditLog { filter })
             .await?,
     ))
 }

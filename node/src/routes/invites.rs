@@ -17,7 +17,7 @@ async fn on_invite<R: Request<Reply = Invite>>(
     request: fn(String) -> R,
 ) -> ApiResult<(Snowflake, Invite)> {
     let guild = state.router.guild_of_invite(&code).await?;
-    let invite = state.guild(guild, &who.0, request(code)).await?;
+    let invite = state.guild(guild, who, request(code)).await?;
     Ok((guild, invite))
 }
 

@@ -59,7 +59,7 @@ async fn on_message<R: Request>(
     request: fn(Snowflake, Snowflake) -> R,
 ) -> ApiResult<R::Reply> {
     state
-        .channel(channel_id, &who.0, request(channel_id, message_id))
+        .channel(channel_id, &who, request(channel_id, message_id))
         .await
 }
 
@@ -79,7 +79,7 @@ pub async fn list_messages(
     let list = state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::ListMessages {
                 channel_id,
                 anchor,
@@ -121,13 +121,13 @@ pub async fn create_message(
                 .starts_with("multipart/form-data")
         });
     if is_multipart {
-        return crate::attachments::upload::create_with_files(state, who.0, req, *path, payload)
+        return crate::attachments::upload::create_with_files(state, who, req, *path, payload)
             .await;
     }
     let body = Json::<CreateMessage>::from_request(&req, &mut payload.into_inner()).await?;
     body.0.validate()?;
     let m = state
-        .channel(*path, &who.0, requests::CreateMessage::text(*path, body.0))
+        .channel(*path, &who, requests::CreateMessage::text(*path, body.0))
         .await?;
     Ok(HttpResponse::Ok().json(m))
 }
@@ -164,7 +164,7 @@ pub async fn edit_message(
         state
             .channel(
                 c,
-                &who.0,
+                &who,
                 requests::EditMessage {
                     channel_id: c,
                     message_id: m,
@@ -206,7 +206,7 @@ pub async fn bulk_delete(
     state
         .channel(
             *path,
-            &who.0,
+            &who,
             requests::BulkDeleteMessages {
                 channel_id: *path,
                 message_ids: body.0.messages,
@@ -229,7 +229,7 @@ pub async fn add_reaction(
     state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::AddReaction {
                 channel_id,
                 message_id,
@@ -252,7 +252,7 @@ pub async fn remove_own_reaction(
     state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::RemoveReaction {
                 channel_id,
                 message_id,
@@ -276,7 +276,7 @@ pub async fn remove_user_reaction(
     state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::RemoveReaction {
                 channel_id,
                 message_id,
@@ -302,7 +302,7 @@ pub async fn list_reactions(
     let users = state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::ListReactions {
                 channel_id,
                 message_id,
@@ -327,7 +327,7 @@ pub async fn remove_all_reactions(
     state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::RemoveAllReactions {
                 channel_id,
                 message_id,
@@ -350,7 +350,7 @@ pub async fn remove_emoji_reactions(
     state
         .channel(
             channel_id,
-            &who.0,
+            &who,
             requests::RemoveAllReactions {
                 channel_id,
                 message_id,
@@ -370,7 +370,7 @@ pub async fn list_pins(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     let pins = state
-        .channel(*path, &who.0, requests::ListPins { channel_id: *path })
+        .channel(*path, &who, requests::ListPins { channel_id: *path })
         .await?;
     let messages: Vec<Message> = pins.into_iter().map(|p| p.message).collect();
     Ok(HttpResponse::Ok().json(messages))
@@ -420,7 +420,7 @@ pub async fn list_pins_new(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     let items = state
-        .channel(*path, &who.0, requests::ListPins { channel_id: *path })
+        .channel(*path, &who, requests::ListPins { channel_id: *path })
         .await?;
     Ok(HttpResponse::Ok().json(PinList {
         items,

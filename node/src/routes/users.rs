@@ -81,11 +81,7 @@ pub async fn my_guilds(
         .collect();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        out.push(
-            state
-                .guild(id, &who.0, requests::GetPartialGuild {})
-                .await?,
-        );
+        out.push(state.guild(id, &who, requests::GetPartialGuild {}).await?);
     }
     Ok(HttpResponse::Ok().json(out))
 }
@@ -101,7 +97,7 @@ pub async fn my_member(
     let m = state
         .guild(
             *path,
-            &who.0,
+            &who,
             requests::GetMember {
                 user_id: who.0.user_id,
             },
@@ -118,7 +114,7 @@ pub async fn leave_guild(
     who: Authed,
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
-    state.guild(*path, &who.0, requests::LeaveGuild {}).await?;
+    state.guild(*path, &who, requests::LeaveGuild {}).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -263,7 +259,7 @@ pub async fn authorize(
     state
         .guild(
             body.0.guild_id,
-            &who.0,
+            &who,
             requests::AddBot {
                 bot_user_id: app.bot_user_id,
                 application_name: app.name.clone(),

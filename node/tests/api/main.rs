@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod attachments;
+mod audit_log;
 mod auth;
 mod bad_input;
 mod cluster;

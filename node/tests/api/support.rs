@@ -192,9 +192,24 @@ impl TestNode {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Resp {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// [`TestNode::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.header("Authorization", t);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         if let Some(b) = body {
             req = req.json(&b);

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::{Emoji, Invite, Member, Message, Role, User};
+use crate::models::{AuditLogEntry, Emoji, Invite, Member, Message, Role, User};
 use crate::{Snowflake, Timestamp};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,14 @@ pub struct MemberData {
 pub struct GuildUserData {
     pub guild_id: Snowflake,
     pub user: User,
+}
+
+/// GUILD_AUDIT_LOG_ENTRY_CREATE: the entry plus its guild.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditLogEntryData {
+    pub guild_id: Snowflake,
+    #[serde(flatten)]
+    pub entry: AuditLogEntry,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,8 +4,11 @@ use async_trait::async_trait;
 use enrichment_protocol::Snowflake;
 use fjall::Readable;
 
-use super::keys::{GuildRow, guild_row, id, read_id, user_guild};
-use super::{EmbeddedStore, Ks, Tx, decode, lock};
+use enrichment_protocol::models::AuditLogEntry;
+use enrichment_protocol::rest::AuditLogFilter;
+
+use super::keys::{GuildRow, concat, guild_row, id, read_id, user_guild};
+use super::{EmbeddedStore, Inner, Ks, Tx, decode, lock};
 use crate::{GuildSnapshot, GuildStore, GuildWrite, InviteRecord, StoreError, StoreResult};
 
 fn apply(tx: &mut Tx<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreResult<()> {
@@ -100,6 +103,13 @@ fn apply(tx: &mut Tx<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreRes
             }
             tx.del(Ks::Invites, code.into_bytes());
         }
+        GuildWrite::PutAuditEntry { guild_id, entry } => {
+            tx.put_json(
+                Ks::AuditLog,
+                concat(&[&id(guild_id), &id(entry.id)]),
+                &entry,
+            )?;
+        }
     }
     Ok(())
 }
@@ -118,7 +128,52 @@ fn delete_guild(tx: &mut Tx<'_>, guild_id: Snowflake) -> StoreResult<()> {
         }
         tx.del(Ks::Guilds, key);
     }
-    Ok(())
+    tx.del_prefix(Ks::AuditLog, &id(guild_id))
+}
+
+/// The guild's entries in the filter's id range, walked from the end the filter pages from,
+/// matched as they come, and returned newest first.
+fn audit_log(
+    inner: &Inner,
+    guild_id: Snowflake,
+    filter: &AuditLogFilter,
+) -> StoreResult<Vec<AuditLogEntry>> {
+    let g = id(guild_id);
+    // Exclusive cursors as inclusive key bounds; ids 0 and u64::MAX cannot be inside a range
+    // that excludes them, so saturating keeps the bounds right.
+    let low = filter.after.map_or(0, |a| a.get().saturating_add(1));
+    let high = filter
+        .before
+        .map_or(u64::MAX, |b| b.get().saturating_sub(1));
+    if filter.limit == 0 || low > high || filter.after.is_some_and(|a| a.get() == u64::MAX) {
+        return Ok(Vec::new());
+    }
+    let range = concat(&[&g, &low.to_be_bytes()])..=concat(&[&g, &high.to_be_bytes()]);
+    let snap = inner.db.snapshot();
+    let ks = inner.ks(Ks::AuditLog);
+    let mut out = Vec::new();
+    let mut take = |value: &[u8]| -> StoreResult<bool> {
+        let entry: AuditLogEntry = decode(value)?;
+        if filter.in_range(entry.id) && filter.matches(entry.user_id, entry.action_type) {
+            out.push(entry);
+        }
+        Ok(out.len() < filter.limit)
+    };
+    if filter.after.is_some() {
+        for kv in snap.range(ks, range) {
+            if !take(&kv.value()?)? {
+                break;
+            }
+        }
+        out.reverse();
+    } else {
+        for kv in snap.range(ks, range).rev() {
+            if !take(&kv.value()?)? {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -194,6 +249,16 @@ impl GuildStore for EmbeddedStore {
     async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>> {
         let code = code.as_bytes().to_vec();
         self.blocking(move |inner| inner.get_json(Ks::Invites, &code))
+            .await
+    }
+
+    async fn audit_log(
+        &self,
+        guild_id: Snowflake,
+        filter: &AuditLogFilter,
+    ) -> StoreResult<Vec<AuditLogEntry>> {
+        let filter = filter.clone();
+        self.blocking(move |inner| audit_log(inner, guild_id, &filter))
             .await
     }
 }

@@ -27,6 +27,7 @@
 //! | `reaction_order` | `channel \| message \| seq` | emoji |
 //! | `pins` | `channel \| pinned_at_ms \| message` | empty |
 //! | `pin_of` | `channel \| message` | `pinned_at_ms` |
+//! | `audit_log` | `guild_id \| entry_id` | `AuditLogEntry` |
 //! | `signing_keys` | kid | `SigningKeyRecord` |
 //! | `id_leases` | pair index (`u16`, `worker_id * 32 + process_id`) | `{node_id, generation, expires_at_ms}` |
 //!

@@ -96,10 +96,11 @@ pub(crate) enum Ks {
     SigningKeys,
     IdLeases,
     GuildOwners,
+    AuditLog,
 }
 
 impl Ks {
-    const ALL: [Ks; 24] = [
+    const ALL: [Ks; 25] = [
         Ks::Users,
         Ks::Credentials,
         Ks::Usernames,
@@ -124,6 +125,7 @@ impl Ks {
         Ks::SigningKeys,
         Ks::IdLeases,
         Ks::GuildOwners,
+        Ks::AuditLog,
     ];
 
     /// On-disk names; changing one orphans the data stored under it.
@@ -153,6 +155,7 @@ impl Ks {
             Ks::SigningKeys => "signing_keys",
             Ks::IdLeases => "id_leases",
             Ks::GuildOwners => "guild_owners",
+            Ks::AuditLog => "audit_log",
         }
     }
 }

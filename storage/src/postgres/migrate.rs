@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "guild_owners",
         sql: include_str!("../../migrations/postgres/0005_guild_owners.sql"),
     },
+    Migration {
+        version: 6,
+        name: "audit_log",
+        sql: include_str!("../../migrations/postgres/0006_audit_log.sql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use enrichment_protocol::Snowflake;
+use enrichment_protocol::models::AuditLogEntry;
+use enrichment_protocol::rest::AuditLogFilter;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
@@ -21,6 +23,7 @@ enum Key {
     Member(i64, i64),
     Ban(i64, i64),
     Invite(String),
+    Audit(i64, i64),
 }
 
 /// The final effect of a batch on one row: its new value, or `None` to delete it.
@@ -84,6 +87,10 @@ fn fold(guild: i64, writes: Vec<GuildWrite>) -> StoreResult<Effects> {
                 Some((big(i.guild_id), json(&i)?)),
             ),
             GuildWrite::DeleteInvite { code } => set(Key::Invite(code), None),
+            GuildWrite::PutAuditEntry { guild_id, entry } => set(
+                Key::Audit(big(guild_id), big(entry.id)),
+                Some((big(guild_id), json(&entry)?)),
+            ),
         }
     }
     Ok(out)
@@ -192,6 +199,9 @@ impl ScyllaStore {
                     add(&st.del_guild_invite, vec![v(guild), t(&code)]);
                     add(&st.del_invite, vec![t(&code)]);
                 }
+                (Key::Audit(g, e), Some((_, d))) => add(&st.put_audit, vec![v(g), v(e), t(&d)]),
+                // Entries are only ever appended; nothing folds to a deletion of one.
+                (Key::Audit(..), None) => {}
             }
         }
         if values.is_empty() {
@@ -214,11 +224,12 @@ impl ScyllaStore {
             &st.del_members,
             &st.del_bans,
             &st.del_guild_invites,
+            &st.del_audit,
         ] {
             batch.append_statement(s.clone());
         }
         self.session()
-            .batch(&batch, vec![(g,); 6])
+            .batch(&batch, vec![(g,); 7])
             .await
             .map_err(be)?;
         // A large guild has many index rows: they go out concurrently, not in one batch.
@@ -309,6 +320,49 @@ impl GuildStore for ScyllaStore {
             .one::<(i64,)>(&st.get_channel_guild, (big(channel_id),))
             .await?
             .map(|(g,)| sf(g)))
+    }
+
+    /// Pages through the id range from the end the filter pages from, matching as rows come
+    /// in, and stops at `limit` matches.
+    async fn audit_log(
+        &self,
+        guild_id: Snowflake,
+        filter: &AuditLogFilter,
+    ) -> StoreResult<Vec<AuditLogEntry>> {
+        use futures::TryStreamExt;
+        let st = self.st()?;
+        // Exclusive cursors as inclusive bounds on the stored `i64`.
+        let low = filter.after.map_or(0, |a| big(a).saturating_add(1));
+        let high = filter.before.map_or(i64::MAX, |b| big(b).saturating_sub(1));
+        if filter.limit == 0 || low > high {
+            return Ok(Vec::new());
+        }
+        let statement = if filter.after.is_some() {
+            &st.list_audit_asc
+        } else {
+            &st.list_audit_desc
+        };
+        let mut rows = self
+            .session()
+            .execute_iter(statement.clone(), (big(guild_id), low, high))
+            .await
+            .map_err(be)?
+            .rows_stream::<(String,)>()
+            .map_err(be)?;
+        let mut out = Vec::new();
+        while let Some((data,)) = rows.try_next().await.map_err(be)? {
+            let entry: AuditLogEntry = from_json(&data)?;
+            if filter.matches(entry.user_id, entry.action_type) {
+                out.push(entry);
+                if out.len() == filter.limit {
+                    break;
+                }
+            }
+        }
+        if filter.after.is_some() {
+            out.reverse();
+        }
+        Ok(out)
     }
 
     async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>> {

@@ -236,6 +236,10 @@ statements! {
     put_ban: false = "INSERT INTO {ks}.guild_bans (guild_id, user_id, data) VALUES (?, ?, ?)";
     del_ban: false = "DELETE FROM {ks}.guild_bans WHERE guild_id = ? AND user_id = ?";
     del_bans: false = "DELETE FROM {ks}.guild_bans WHERE guild_id = ?";
+    put_audit: false = "INSERT INTO {ks}.audit_log (guild_id, entry_id, data) VALUES (?, ?, ?)";
+    del_audit: false = "DELETE FROM {ks}.audit_log WHERE guild_id = ?";
+    list_audit_desc: false = "SELECT data FROM {ks}.audit_log WHERE guild_id = ? AND entry_id >= ? AND entry_id <= ?";
+    list_audit_asc: false = "SELECT data FROM {ks}.audit_log WHERE guild_id = ? AND entry_id >= ? AND entry_id <= ? ORDER BY entry_id ASC";
     list_guild_invites: false = "SELECT data FROM {ks}.guild_invites WHERE guild_id = ?";
     put_guild_invite: false = "INSERT INTO {ks}.guild_invites (guild_id, code, data) VALUES (?, ?, ?)";
     del_guild_invite: false = "DELETE FROM {ks}.guild_invites WHERE guild_id = ? AND code = ?";

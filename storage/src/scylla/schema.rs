@@ -16,12 +16,16 @@
 //!   replicas' clocks, not the nodes', decide when a lease runs out (see `nodes.rs`).
 //! - `guild_owners`: which node runs each guild's actor, claimed by lightweight transaction on
 //!   the epoch; `guilds_by_owner` lists a node's guilds for the admin API and handoff.
+//! - `audit_log`: partition `guild_id`, clustered by `entry_id DESC`. The API's user and
+//!   action filters are applied to the rows of the id range as they are paged in, which keeps
+//!   the "no `ALLOW FILTERING`" rule; a guild's log is one partition, which a retention window
+//!   would bound.
 
 /// Version of the schema below; `schema_migrations` records it with [`DESCRIPTION`].
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// What the newest version added.
-pub const DESCRIPTION: &str = "guild_owners";
+pub const DESCRIPTION: &str = "audit_log";
 
 /// Keyspace-relative DDL, in order; `{ks}` is replaced by the keyspace.
 pub const TABLES: &[&str] = &[
@@ -56,4 +60,5 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.id_leases (pair int PRIMARY KEY, node_id text, generation bigint, expires_at bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.guild_owners (guild_id bigint PRIMARY KEY, node_id text, generation bigint, pair int, epoch bigint, released boolean)",
     "CREATE TABLE IF NOT EXISTS {ks}.guilds_by_owner (node_id text, generation bigint, guild_id bigint, PRIMARY KEY ((node_id, generation), guild_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.audit_log (guild_id bigint, entry_id bigint, data text, PRIMARY KEY (guild_id, entry_id)) WITH CLUSTERING ORDER BY (entry_id DESC)",
 ];
