@@ -701,6 +701,35 @@ pub mod audit_action {
     pub const MESSAGE_BULK_DELETE: u16 = 73;
     pub const MESSAGE_PIN: u16 = 74;
     pub const MESSAGE_UNPIN: u16 = 75;
+
+    /// Discord's name of an action type, for people reading a log.
+    pub fn name(action: u16) -> Option<&'static str> {
+        Some(match action {
+            GUILD_UPDATE => "GUILD_UPDATE",
+            CHANNEL_CREATE => "CHANNEL_CREATE",
+            CHANNEL_UPDATE => "CHANNEL_UPDATE",
+            CHANNEL_DELETE => "CHANNEL_DELETE",
+            CHANNEL_OVERWRITE_CREATE => "CHANNEL_OVERWRITE_CREATE",
+            CHANNEL_OVERWRITE_UPDATE => "CHANNEL_OVERWRITE_UPDATE",
+            CHANNEL_OVERWRITE_DELETE => "CHANNEL_OVERWRITE_DELETE",
+            MEMBER_KICK => "MEMBER_KICK",
+            MEMBER_BAN_ADD => "MEMBER_BAN_ADD",
+            MEMBER_BAN_REMOVE => "MEMBER_BAN_REMOVE",
+            MEMBER_UPDATE => "MEMBER_UPDATE",
+            MEMBER_ROLE_UPDATE => "MEMBER_ROLE_UPDATE",
+            BOT_ADD => "BOT_ADD",
+            ROLE_CREATE => "ROLE_CREATE",
+            ROLE_UPDATE => "ROLE_UPDATE",
+            ROLE_DELETE => "ROLE_DELETE",
+            INVITE_CREATE => "INVITE_CREATE",
+            INVITE_DELETE => "INVITE_DELETE",
+            MESSAGE_DELETE => "MESSAGE_DELETE",
+            MESSAGE_BULK_DELETE => "MESSAGE_BULK_DELETE",
+            MESSAGE_PIN => "MESSAGE_PIN",
+            MESSAGE_UNPIN => "MESSAGE_UNPIN",
+            _ => return None,
+        })
+    }
 }
 
 wire! {

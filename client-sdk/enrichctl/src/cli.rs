@@ -97,6 +97,23 @@ pub enum Command {
     /// List, add and remove bans.
     #[command(subcommand)]
     Ban(BanCmd),
+    /// Print a guild's audit log, newest first (needs VIEW_AUDIT_LOG).
+    AuditLog {
+        #[arg(value_parser = id, value_name = "GUILD_ID")]
+        guild: Snowflake,
+        /// Only actions by this user.
+        #[arg(long, value_parser = id, value_name = "USER_ID")]
+        user: Option<Snowflake>,
+        /// Only this action type (Discord's number, e.g. 22 for bans).
+        #[arg(long, value_parser = clap::value_parser!(u16))]
+        action: Option<u16>,
+        /// How many entries (1–100).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+        limit: u8,
+        /// Only entries older than this entry id.
+        #[arg(long, value_parser = id, value_name = "ENTRY_ID")]
+        before: Option<Snowflake>,
+    },
     /// Create bots.
     #[command(subcommand)]
     Bot(BotCmd),
@@ -327,6 +344,9 @@ pub enum BanCmd {
         /// Also delete their messages from this many past seconds (at most 604800).
         #[arg(long, value_parser = clap::value_parser!(u32).range(0..=604_800))]
         delete_message_seconds: Option<u32>,
+        /// Why, for the ban list and the audit log.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Lift a ban.
     Remove {

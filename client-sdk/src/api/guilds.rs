@@ -1,10 +1,10 @@
 //! Guilds, their channels list, roles, members, bans and invites.
 
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::models::{Ban, Channel, Guild, Invite, Member, Role};
+use enrichment_protocol::models::{AuditLog, Ban, Channel, Guild, Invite, Member, Role};
 use enrichment_protocol::rest::{
-    ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery, ModifyCurrentMember,
-    ModifyGuild, ModifyMember, RoleBody, RolePosition,
+    AuditLogQuery, ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery,
+    ModifyCurrentMember, ModifyGuild, ModifyMember, RoleBody, RolePosition,
 };
 use reqwest::Method;
 
@@ -212,6 +212,17 @@ impl Client {
     pub async fn remove_guild_ban(&self, guild_id: Snowflake, user_id: Snowflake) -> Result<()> {
         let path = format!("/guilds/{guild_id}/bans/{user_id}");
         self.call_empty(Method::DELETE, &path, Body::None).await
+    }
+
+    /// `GET /guilds/{guild_id}/audit-logs` (VIEW_AUDIT_LOG): entries newest first, filtered by
+    /// `user_id` and `action_type`, paged with `before` / `after` (`limit` 1–100).
+    pub async fn get_guild_audit_log(
+        &self,
+        guild_id: Snowflake,
+        query: &AuditLogQuery,
+    ) -> Result<AuditLog> {
+        let path = format!("/guilds/{guild_id}/audit-logs");
+        self.call(Method::GET, &path, Some(query), Body::None).await
     }
 
     /// `GET /guilds/{guild_id}/invites`.

@@ -1,7 +1,7 @@
 //! Every REST call of the SDK against a real node, checking what the server then holds.
 
 use enrichment_client::protocol::Permissions;
-use enrichment_client::protocol::models::ChannelType;
+use enrichment_client::protocol::models::{ChannelType, audit_action};
 use enrichment_client::protocol::rest::*;
 use enrichment_client::{AuthorizeQuery, Client, Error, Token};
 
@@ -380,9 +380,30 @@ async fn guilds_channels_roles_members_bans_invites() {
     bob.leave_guild(gid).await.expect("leave");
     bob.accept_invite(&invite.code).await.expect("rejoin");
     owner
+        .with_audit_reason("spam, again")
         .create_guild_ban(gid, bob_id, &CreateBan::default())
         .await
         .expect("ban");
+    let bans = owner
+        .get_guild_audit_log(
+            gid,
+            &AuditLogQuery {
+                action_type: Some(i64::from(audit_action::MEMBER_BAN_ADD)),
+                ..AuditLogQuery::default()
+            },
+        )
+        .await
+        .expect("audit log");
+    assert_eq!(bans.audit_log_entries.len(), 1, "{bans:?}");
+    let entry = &bans.audit_log_entries[0];
+    assert_eq!(entry.reason.as_deref(), Some("spam, again"));
+    assert_eq!(entry.target_id, Some(bob_id.to_string()));
+    assert!(bans.users.iter().any(|u| u.id == bob_id));
+    let refused = bob
+        .get_guild_audit_log(gid, &AuditLogQuery::default())
+        .await
+        .expect_err("no VIEW_AUDIT_LOG");
+    assert_eq!(refused.code(), Some(50001), "{refused}");
     assert_eq!(owner.get_guild_bans(gid).await.expect("bans").len(), 1);
     assert_eq!(
         owner.get_guild_ban(gid, bob_id).await.expect("ban").user.id,

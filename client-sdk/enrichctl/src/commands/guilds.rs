@@ -1,11 +1,11 @@
-//! `guild`, `channel`, `invite`, `role`, `member` and `ban`.
+//! `guild`, `channel`, `invite`, `role`, `member`, `ban` and `audit-log`.
 
-use enrichment_client::protocol::models::{ChannelType, Member, Role};
+use enrichment_client::protocol::models::{ChannelType, Member, Role, audit_action};
 use enrichment_client::protocol::rest::{
-    CreateBan, CreateChannel, CreateGuild, CreateInvite, GuildsQuery, MembersQuery, ModifyMember,
-    RoleBody,
+    AuditLogQuery, CreateBan, CreateChannel, CreateGuild, CreateInvite, GuildsQuery, MembersQuery,
+    ModifyMember, RoleBody,
 };
-use enrichment_client::protocol::{Permissions, Snowflake};
+use enrichment_client::protocol::{Permissions, Snowflake, Timestamp};
 use serde_json::json;
 
 use crate::cli::{BanCmd, ChannelCmd, ChannelKind, GuildCmd, InviteCmd, MemberCmd, RoleCmd};
@@ -447,7 +447,12 @@ pub async fn ban(ctx: &mut Ctx, cmd: BanCmd) -> CliResult<()> {
             guild,
             user,
             delete_message_seconds,
+            reason,
         } => {
+            let client = match reason {
+                Some(r) => client.with_audit_reason(r),
+                None => client,
+            };
             client
                 .create_guild_ban(
                     guild,
@@ -475,5 +480,71 @@ pub async fn ban(ctx: &mut Ctx, cmd: BanCmd) -> CliResult<()> {
             );
         }
     }
+    Ok(())
+}
+
+pub async fn audit_log(
+    ctx: &mut Ctx,
+    guild: Snowflake,
+    user_id: Option<Snowflake>,
+    action: Option<u16>,
+    limit: u8,
+    before: Option<Snowflake>,
+) -> CliResult<()> {
+    let client = ctx.client().await?;
+    let log = client
+        .get_guild_audit_log(
+            guild,
+            &AuditLogQuery {
+                user_id,
+                action_type: action.map(i64::from),
+                before,
+                after: None,
+                limit: Some(i64::from(limit)),
+            },
+        )
+        .await?;
+    if ctx.out.json {
+        return ctx.out.value(&log);
+    }
+    let name_of = |id: Option<Snowflake>| {
+        id.map(|id| {
+            log.users
+                .iter()
+                .find(|u| u.id == id)
+                .map_or_else(|| id.to_string(), |u| u.username.clone())
+        })
+        .unwrap_or_default()
+    };
+    let rows = log
+        .audit_log_entries
+        .iter()
+        .map(|e| {
+            let target = e.target_id.as_deref().unwrap_or_default();
+            let target = target
+                .parse::<u64>()
+                .ok()
+                .and_then(|t| {
+                    log.users
+                        .iter()
+                        .find(|u| u.id.get() == t)
+                        .map(|u| u.username.clone())
+                })
+                .unwrap_or_else(|| target.to_owned());
+            vec![
+                e.id.to_string(),
+                short_time(Timestamp::from_unix_ms(e.id.unix_ms())),
+                audit_action::name(e.action_type)
+                    .map_or_else(|| e.action_type.to_string(), str::to_owned),
+                name_of(e.user_id),
+                target,
+                e.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    ctx.out.table(
+        &["ENTRY ID", "TIME", "ACTION", "BY", "TARGET", "REASON"],
+        rows,
+    );
     Ok(())
 }

@@ -21,6 +21,13 @@ pub async fn run(ctx: &mut Ctx, command: Command) -> CliResult<()> {
         Command::Role(cmd) => guilds::role(ctx, cmd).await,
         Command::Member(cmd) => guilds::member(ctx, cmd).await,
         Command::Ban(cmd) => guilds::ban(ctx, cmd).await,
+        Command::AuditLog {
+            guild,
+            user,
+            action,
+            limit,
+            before,
+        } => guilds::audit_log(ctx, guild, user, action, limit, before).await,
         Command::Send { channel, text } => messages::send(ctx, channel, text).await,
         Command::History {
             channel,

@@ -241,10 +241,24 @@ async fn roles_members_and_bans() {
         .await
         .fails(6, "Missing Permissions");
     let banned = alice
-        .run(&["--json", "ban", "add", &gid, &bob_id])
+        .run(&[
+            "--json", "ban", "add", &gid, &bob_id, "--reason", "flooding",
+        ])
         .await
         .json();
     assert_eq!(banned["ok"], true);
+    let log = alice
+        .run(&["--json", "audit-log", &gid, "--action", "22"])
+        .await
+        .json();
+    assert_eq!(log["audit_log_entries"][0]["target_id"], bob_id);
+    assert_eq!(log["audit_log_entries"][0]["reason"], "flooding");
+    let table = alice.run(&["audit-log", &gid, "--limit", "5"]).await;
+    let table = table.ok();
+    assert!(
+        table.contains("MEMBER_BAN_ADD") && table.contains("flooding"),
+        "{table}"
+    );
     let bans = alice.run(&["--json", "ban", "list", &gid]).await.json();
     assert_eq!(bans[0]["user"]["id"], bob_id);
     bob.run(&["guild", "show", &gid])
