@@ -206,6 +206,7 @@ fn guild_state(members: u64) -> GuildState {
         members,
         bans: HashMap::new(),
         invites: HashMap::new(),
+        webhooks: HashMap::new(),
     }
 }
 
@@ -328,6 +329,7 @@ fn message_create() -> GuildEvent {
         message_reference: None,
         referenced_message: None,
         components: Vec::new(),
+        webhook_id: None,
     };
     GuildEvent::MessageCreate(MessageData {
         message,

@@ -12,7 +12,7 @@ pub use enrichment_protocol::gateway::dispatch::{
     AuditLogEntryData, ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData,
     InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData,
     ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData,
-    TypingStartData,
+    TypingStartData, WebhooksUpdateData,
 };
 use enrichment_protocol::models::{Channel, Guild};
 use enrichment_protocol::{Permissions, Snowflake};
@@ -69,6 +69,7 @@ pub enum GuildEvent {
     TypingStart(TypingStartData),
     PresenceUpdate(Presence),
     AuditLogEntryCreate(AuditLogEntryData),
+    WebhooksUpdate(WebhooksUpdateData),
 }
 
 impl GuildEvent {
@@ -102,6 +103,7 @@ impl GuildEvent {
             GuildEvent::TypingStart(_) => "TYPING_START",
             GuildEvent::PresenceUpdate(_) => "PRESENCE_UPDATE",
             GuildEvent::AuditLogEntryCreate(_) => "GUILD_AUDIT_LOG_ENTRY_CREATE",
+            GuildEvent::WebhooksUpdate(_) => "WEBHOOKS_UPDATE",
         }
     }
 
@@ -135,6 +137,7 @@ impl GuildEvent {
             | GuildEvent::ReactionRemoveEmoji(_) => GUILD_MESSAGE_REACTIONS,
             GuildEvent::TypingStart(_) => GUILD_MESSAGE_TYPING,
             GuildEvent::PresenceUpdate(_) => GUILD_PRESENCES,
+            GuildEvent::WebhooksUpdate(_) => GUILD_WEBHOOKS,
         }
     }
 }

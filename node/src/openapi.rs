@@ -63,6 +63,19 @@ use crate::routes;
         routes::guilds::unban,
         routes::guilds::list_invites,
         routes::guilds::audit_log,
+        routes::webhooks::create,
+        routes::webhooks::list_channel,
+        routes::webhooks::list_guild,
+        routes::webhooks::get_webhook,
+        routes::webhooks::modify_webhook,
+        routes::webhooks::delete_webhook,
+        routes::webhooks::get_with_token,
+        routes::webhooks::modify_with_token,
+        routes::webhooks::delete_with_token,
+        routes::webhooks::execute,
+        routes::webhooks::get_message,
+        routes::webhooks::edit_message,
+        routes::webhooks::delete_message,
         routes::channels::get_channel,
         routes::channels::modify_channel,
         routes::channels::delete_channel,
@@ -97,7 +110,7 @@ use crate::routes;
     tags(
         (name = "auth"), (name = "users"), (name = "applications"), (name = "gateway"), (name = "guilds"),
         (name = "channels"), (name = "roles"), (name = "members"), (name = "bans"), (name = "invites"),
-        (name = "messages"), (name = "reactions"), (name = "pins"), (name = "audit-log")
+        (name = "messages"), (name = "reactions"), (name = "pins"), (name = "audit-log"), (name = "webhooks")
     )
 )]
 pub struct ApiDoc;

@@ -71,6 +71,20 @@ impl AppState {
         Ok(self.router.request(guild_id, caller, request).await?)
     }
 
+    /// Sends a request that a webhook's token authorizes: no user acts in it.
+    pub async fn guild_by_token<R: Request>(
+        &self,
+        guild_id: Snowflake,
+        reason: Option<String>,
+        request: R,
+    ) -> Result<R::Reply, HttpError> {
+        let caller = Caller {
+            actor: Snowflake(0),
+            reason,
+        };
+        Ok(self.router.request(guild_id, caller, request).await?)
+    }
+
     /// Sends a request to the guild that owns `channel_id`.
     pub async fn channel<R: Request>(
         &self,

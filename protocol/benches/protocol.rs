@@ -181,6 +181,7 @@ fn sample_message() -> Message {
         message_reference: None,
         referenced_message: None,
         components: vec![],
+        webhook_id: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub enum ErrorCode {
     UnknownToken = 10012,
     UnknownUser = 10013,
     UnknownEmoji = 10014,
+    UnknownWebhook = 10015,
     UnknownBan = 10026,
     BotsCannotUse = 20001,
     OnlyBotsCanUse = 20002,
@@ -32,6 +33,7 @@ pub enum ErrorCode {
     MaxRoles = 30005,
     MaxReactions = 30010,
     MaxChannels = 30013,
+    MaxWebhooks = 30007,
     MaxInvites = 30016,
     Unauthorized = 40001,
     RequestEntityTooLarge = 40005,
@@ -49,6 +51,7 @@ pub enum ErrorCode {
     MessageTooOldToBulkDelete = 50034,
     InvalidFormBody = 50035,
     InvalidTwoFactorCode = 60008,
+    InvalidWebhookToken = 50027,
     InvalidJson = 50109,
     TwoFactorRequired = 60003,
     InvalidTwoFactorTicket = 60006,
@@ -117,6 +120,7 @@ impl ApiError {
             ErrorCode::UnknownUser => "Unknown User",
             ErrorCode::UnknownEmoji => "Unknown Emoji",
             ErrorCode::UnknownBan => "Unknown Ban",
+            ErrorCode::UnknownWebhook => "Unknown Webhook",
             _ => "Unknown",
         };
         ApiError::new(404, code, message)

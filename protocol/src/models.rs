@@ -577,6 +577,33 @@ wire! {
         pub referenced_message: Option<Option<Box<Message>>>,
         #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::json_objects()"))]
         pub components: Vec<Value>,
+        /// The webhook that posted the message; its `author` is then the webhook's name (or
+        /// the execution's `username`), not a user account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub webhook_id: Option<Snowflake>,
+    }
+}
+
+wire! {
+    /// An incoming webhook: posts to its channel with its id and token, no account needed.
+    pub struct Webhook {
+        pub id: Snowflake,
+        /// 1: incoming.
+        #[serde(rename = "type")]
+        pub kind: u8,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub guild_id: Option<Snowflake>,
+        pub channel_id: Option<Snowflake>,
+        /// Who created it; absent when read with its token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user: Option<User>,
+        pub name: Option<String>,
+        pub avatar: Option<String>,
+        /// Only in the answer that creates it: the server keeps a hash and cannot show it
+        /// again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub token: Option<String>,
+        pub application_id: Option<Snowflake>,
     }
 }
 
@@ -701,6 +728,9 @@ pub mod audit_action {
     pub const MESSAGE_BULK_DELETE: u16 = 73;
     pub const MESSAGE_PIN: u16 = 74;
     pub const MESSAGE_UNPIN: u16 = 75;
+    pub const WEBHOOK_CREATE: u16 = 50;
+    pub const WEBHOOK_UPDATE: u16 = 51;
+    pub const WEBHOOK_DELETE: u16 = 52;
 
     /// Discord's name of an action type, for people reading a log.
     pub fn name(action: u16) -> Option<&'static str> {
@@ -727,6 +757,9 @@ pub mod audit_action {
             MESSAGE_BULK_DELETE => "MESSAGE_BULK_DELETE",
             MESSAGE_PIN => "MESSAGE_PIN",
             MESSAGE_UNPIN => "MESSAGE_UNPIN",
+            WEBHOOK_CREATE => "WEBHOOK_CREATE",
+            WEBHOOK_UPDATE => "WEBHOOK_UPDATE",
+            WEBHOOK_DELETE => "WEBHOOK_DELETE",
             _ => return None,
         })
     }

@@ -966,6 +966,152 @@ impl EditMessage {
     }
 }
 
+// ---------------------------------------------------------------- webhooks
+
+/// Longest webhook name, and longest execution `username`.
+pub const MAX_WEBHOOK_NAME_CHARS: usize = 80;
+
+/// Discord's rule for a webhook's name and an execution's `username`: 1–80 characters, and
+/// neither "clyde" nor "discord" in any case.
+fn validate_webhook_name(e: &mut FormErrors, field: &str, name: &str) {
+    e.check_len(&[field], name, 1, MAX_WEBHOOK_NAME_CHARS);
+    let lower = name.to_lowercase();
+    if ["clyde", "discord"].iter().any(|w| lower.contains(w)) {
+        e.add(
+            &[field],
+            "WEBHOOK_NAME_INVALID",
+            "Webhook names cannot contain \"clyde\" or \"discord\".",
+        );
+    }
+}
+
+body! {
+    /// `POST /channels/{id}/webhooks`.
+    pub struct CreateWebhook {
+        pub name: String,
+        /// Image data (`data:image/...;base64,...`) or an avatar hash.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub avatar: Option<String>,
+    }
+}
+
+impl CreateWebhook {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_webhook_name(&mut e, "name", &self.name);
+        e.finish()
+    }
+}
+
+body! {
+    /// `PATCH /webhooks/{id}[/{token}]`; moving it (`channel_id`) needs a user's token.
+    pub struct ModifyWebhook {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        /// Absent: unchanged; `null`: removed.
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+        pub avatar: Option<Option<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub channel_id: Option<Snowflake>,
+    }
+}
+
+impl ModifyWebhook {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(n) = &self.name {
+            validate_webhook_name(&mut e, "name", n);
+        }
+        e.finish()
+    }
+}
+
+body! {
+    /// `POST /webhooks/{id}/{token}`: a message posted as the webhook, with its name
+    /// (`username`) and avatar (`avatar_url`) overridden for this message if given.
+    pub struct ExecuteWebhook {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub content: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub username: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub avatar_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub tts: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
+        pub embeds: Option<Vec<Embed>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub allowed_mentions: Option<AllowedMentions>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::json_objects())"))]
+        pub components: Option<Vec<Value>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub flags: Option<u64>,
+    }
+}
+
+/// Longest `avatar_url` of an execution.
+pub const MAX_AVATAR_URL_CHARS: usize = 2048;
+
+impl ExecuteWebhook {
+    /// The message limits of a create, plus the `username` rule and an http(s) `avatar_url`.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_message_parts(&mut e, self.content.as_deref(), self.embeds.as_deref());
+        if let Some(u) = &self.username {
+            validate_webhook_name(&mut e, "username", u);
+        }
+        if let Some(url) = &self.avatar_url
+            && (!(url.starts_with("https://") || url.starts_with("http://"))
+                || url.chars().count() > MAX_AVATAR_URL_CHARS)
+        {
+            e.add(
+                &["avatar_url"],
+                "URL_TYPE_INVALID_URL",
+                "Not a well formed URL.",
+            );
+        }
+        e.finish()?;
+        let empty_content = self.content.as_deref().is_none_or(|c| c.trim().is_empty());
+        if empty_content && self.embeds.as_ref().is_none_or(Vec::is_empty) {
+            return Err(ApiError::new(
+                400,
+                crate::ErrorCode::EmptyMessage,
+                "Cannot send an empty message",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The message part of the execution, as a create body.
+    pub fn message(&self) -> CreateMessage {
+        CreateMessage {
+            content: self.content.clone(),
+            tts: self.tts,
+            embeds: self.embeds.clone(),
+            allowed_mentions: self.allowed_mentions.clone(),
+            components: self.components.clone(),
+            flags: self.flags,
+            ..CreateMessage::default()
+        }
+    }
+}
+
+/// `POST /webhooks/{id}/{token}` query: `wait=true` answers with the message once it is
+/// stored (else 204); `thread_id` names a thread of the channel.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ExecuteWebhookQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<Snowflake>,
+}
+
 body! {
     /// `POST /channels/{id}/messages/bulk-delete`.
     pub struct BulkDelete {

@@ -252,6 +252,9 @@ impl<S: FencedWrites> GuildStore for Fenced<S> {
     async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>> {
         self.store.get_invite(code).await
     }
+    async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>> {
+        self.store.webhook_guild(webhook_id).await
+    }
     async fn audit_log(
         &self,
         guild_id: Snowflake,

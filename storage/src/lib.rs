@@ -229,6 +229,30 @@ pub struct InviteRecord {
     pub created_at: Timestamp,
 }
 
+/// An incoming webhook. Its token is kept only as a hash ([`WebhookRecord::token_hash`]),
+/// so the store never holds what it takes to post as the webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    pub id: Snowflake,
+    pub guild_id: Snowflake,
+    pub channel_id: Snowflake,
+    /// The user who created it.
+    pub creator_id: Snowflake,
+    pub name: String,
+    pub avatar: Option<String>,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+}
+
+/// Who posted a webhook's message, as that message shows it: the webhook's name or the
+/// execution's `username`, and its avatar.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAuthor {
+    pub webhook_id: Snowflake,
+    pub username: String,
+    pub avatar: Option<String>,
+}
+
 impl InviteRecord {
     pub fn expires_at(&self) -> Option<Timestamp> {
         (self.max_age > 0).then(|| self.created_at.plus_secs(self.max_age.into()))
@@ -284,6 +308,13 @@ pub enum GuildWrite {
         guild_id: Snowflake,
         entry: AuditLogEntry,
     },
+    /// Inserts or replaces a webhook; its id is indexed to its guild
+    /// ([`GuildStore::webhook_guild`]).
+    PutWebhook(WebhookRecord),
+    DeleteWebhook {
+        guild_id: Snowflake,
+        webhook_id: Snowflake,
+    },
 }
 
 /// Everything a guild actor loads when it starts.
@@ -295,6 +326,7 @@ pub struct GuildSnapshot {
     pub members: Vec<MemberRecord>,
     pub bans: Vec<BanRecord>,
     pub invites: Vec<InviteRecord>,
+    pub webhooks: Vec<WebhookRecord>,
 }
 
 #[async_trait]
@@ -309,6 +341,8 @@ pub trait GuildStore: Send + Sync + 'static {
     /// The guild a channel belongs to.
     async fn channel_guild(&self, channel_id: Snowflake) -> StoreResult<Option<Snowflake>>;
     async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>>;
+    /// The guild a webhook belongs to.
+    async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>>;
     /// The guild's audit-log entries that pass `filter`, newest first (see [`AuditLogFilter`]
     /// for which `limit` entries those are).
     async fn audit_log(
@@ -340,6 +374,9 @@ pub struct MessageRecord {
     pub flags: u64,
     pub nonce: Option<Nonce>,
     pub message_reference: Option<MessageReference>,
+    /// Set when a webhook posted it; `author_id` is then the webhook's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookAuthor>,
 }
 
 impl MessageRecord {
@@ -369,6 +406,7 @@ impl MessageRecord {
             flags: 0,
             nonce: None,
             message_reference: None,
+            webhook: None,
         }
     }
 }

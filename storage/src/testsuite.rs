@@ -75,7 +75,7 @@ use crate::{
     ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildClaim, GuildOwner,
     GuildWrite, IdClaim, IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord, PinnedMessage,
     ReactionCount, RefreshTokenRecord, RotateOutcome, SigningKeyRecord, StoreError, Stores,
-    bucket_of,
+    WebhookAuthor, WebhookRecord, bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -441,6 +441,11 @@ fn rich_msg(channel_id: Snowflake, id: Snowflake) -> MessageRecord {
             guild_id: None,
             // Request-only on the wire (never serialized), so it reads back as its default.
             fail_if_not_exists: true,
+        }),
+        webhook: Some(WebhookAuthor {
+            webhook_id: Snowflake(77),
+            username: "Deploy bot".into(),
+            avatar: Some("abc".into()),
         }),
         edited_timestamp: Some(Timestamp::from_unix_ms(1_700_000_000_999)),
         ..msg(channel_id, id, "rich content")
@@ -1287,6 +1292,7 @@ struct GuildFixture {
     members: Vec<MemberRecord>,
     bans: Vec<BanRecord>,
     invites: Vec<InviteRecord>,
+    webhooks: Vec<WebhookRecord>,
 }
 
 impl GuildFixture {
@@ -1310,6 +1316,15 @@ impl GuildFixture {
             invite(&fresh_code(), id, channels[1].id, owner),
         ];
         invites.sort_by(|a, b| a.code.cmp(&b.code));
+        let webhooks = vec![WebhookRecord {
+            id: fresh_id(),
+            guild_id: id,
+            channel_id: channels[0].id,
+            creator_id: owner,
+            name: "Deploys".into(),
+            avatar: None,
+            token_hash: "9f86d081884c7d659a2feaa0c55ad015".into(),
+        }];
         GuildFixture {
             guild: guild(id, owner, vec![everyone.clone(), mods.clone()]),
             roles: vec![everyone, mods],
@@ -1317,6 +1332,7 @@ impl GuildFixture {
             members,
             bans,
             invites,
+            webhooks,
         }
     }
 
@@ -1334,6 +1350,7 @@ impl GuildFixture {
         w.extend(self.members.iter().cloned().map(GuildWrite::PutMember));
         w.extend(self.bans.iter().cloned().map(GuildWrite::PutBan));
         w.extend(self.invites.iter().cloned().map(GuildWrite::PutInvite));
+        w.extend(self.webhooks.iter().cloned().map(GuildWrite::PutWebhook));
         w
     }
 }
@@ -1346,6 +1363,7 @@ fn sorted(mut snap: crate::GuildSnapshot) -> crate::GuildSnapshot {
     snap.members.sort_by_key(|m| m.user_id);
     snap.bans.sort_by_key(|b| b.user_id);
     snap.invites.sort_by(|a, b| a.code.cmp(&b.code));
+    snap.webhooks.sort_by_key(|w| w.id);
     snap
 }
 
@@ -1374,7 +1392,30 @@ pub async fn guild_batch_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output = 
     assert_eq!(snap.members, g.members);
     assert_eq!(snap.bans, g.bans);
     assert_eq!(snap.invites, g.invites);
+    assert_eq!(snap.webhooks, g.webhooks);
     assert_eq!(s.guilds.load_guild(fresh_id()).await.unwrap(), None);
+    for w in &g.webhooks {
+        assert_eq!(s.guilds.webhook_guild(w.id).await.unwrap(), Some(g.id()));
+    }
+    assert_eq!(s.guilds.webhook_guild(fresh_id()).await.unwrap(), None);
+    // A webhook deleted leaves its index too.
+    let gone = g.webhooks[0].clone();
+    s.guilds
+        .write_guild(
+            g.id(),
+            vec![GuildWrite::DeleteWebhook {
+                guild_id: g.id(),
+                webhook_id: gone.id,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.guilds.webhook_guild(gone.id).await.unwrap(), None);
+    assert!(load(s, g.id()).await.unwrap().webhooks.is_empty());
+    s.guilds
+        .write_guild(g.id(), vec![GuildWrite::PutWebhook(gone)])
+        .await
+        .unwrap();
 
     for c in &g.channels {
         assert_eq!(s.guilds.channel_guild(c.id).await.unwrap(), Some(g.id()));
@@ -1676,6 +1717,9 @@ pub async fn guild_delete_removes_everything<
     for i in &g.invites {
         assert_eq!(s.guilds.get_invite(&i.code).await.unwrap(), None);
     }
+    for w in &g.webhooks {
+        assert_eq!(s.guilds.webhook_guild(w.id).await.unwrap(), None);
+    }
     // The other guild is whole.
     let snap = load(s, other.id()).await.unwrap();
     assert_eq!(snap.roles, other.roles);
@@ -1683,6 +1727,7 @@ pub async fn guild_delete_removes_everything<
     assert_eq!(snap.members, other.members);
     assert_eq!(snap.bans, other.bans);
     assert_eq!(snap.invites, other.invites);
+    assert_eq!(snap.webhooks, other.webhooks);
 
     // A deleted guild's codes are free for others.
     let reused = invite(&g.invites[0].code, other.id(), other.channels[0].id, owner);

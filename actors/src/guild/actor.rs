@@ -44,6 +44,8 @@ pub struct GuildLimits {
     pub max_roles: usize,
     pub max_channels: usize,
     pub max_invites: usize,
+    /// Webhooks per channel (Discord's 15).
+    pub max_webhooks_per_channel: usize,
     /// Distinct emoji per message.
     pub max_reactions_per_message: usize,
     /// Remembered (channel, author, nonce) triples for `enforce_nonce`.
@@ -63,6 +65,7 @@ impl Default for GuildLimits {
             max_roles: 250,
             max_channels: 500,
             max_invites: 1000,
+            max_webhooks_per_channel: 15,
             max_reactions_per_message: 20,
             nonce_memory: 4096,
             event_buffer: 4096,

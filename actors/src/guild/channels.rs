@@ -309,6 +309,8 @@ impl GuildActorState {
             })
             .collect();
         writes.extend(orphans.iter().cloned().map(GuildWrite::PutChannel));
+        // Its webhooks go with it.
+        writes.extend(self.webhooks_of_channel(ch));
         let mut guild = self.state.guild.clone();
         let guild_changed = [&mut guild.system_channel_id, &mut guild.afk_channel_id]
             .into_iter()
@@ -333,6 +335,7 @@ impl GuildActorState {
         for code in codes {
             self.state.invites.remove(&code);
         }
+        self.state.webhooks.retain(|_, w| w.channel_id != ch);
         for o in orphans {
             self.emit(
                 Audience::Channel(o.id),

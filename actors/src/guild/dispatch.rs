@@ -192,6 +192,40 @@ impl GuildActorState {
             ),
             AnyRequest::ListPins(r) => self.list_pins(actor, r, Responder::new(port)),
             AnyRequest::GetAuditLog(r) => self.get_audit_log(actor, r, Responder::new(port)),
+            // ------------------------------------------------ webhooks
+            AnyRequest::CreateWebhook(r) => answer::<CreateWebhook>(
+                port,
+                self.create_webhook(actor, r.channel_id, r.body).await,
+            ),
+            AnyRequest::ListChannelWebhooks(r) => answer::<ListChannelWebhooks>(
+                port,
+                self.list_webhooks(actor, Some(r.channel_id)).await,
+            ),
+            AnyRequest::ListGuildWebhooks(ListGuildWebhooks {}) => {
+                answer::<ListGuildWebhooks>(port, self.list_webhooks(actor, None).await)
+            }
+            AnyRequest::GetWebhook(r) => {
+                answer::<GetWebhook>(port, self.get_webhook(actor, r.webhook_id, r.token).await)
+            }
+            AnyRequest::ModifyWebhook(r) => answer::<ModifyWebhook>(
+                port,
+                self.modify_webhook(actor, r.webhook_id, r.token, r.body)
+                    .await,
+            ),
+            AnyRequest::DeleteWebhook(r) => answer::<DeleteWebhook>(
+                port,
+                self.delete_webhook(actor, r.webhook_id, r.token).await,
+            ),
+            AnyRequest::ExecuteWebhook(r) => self.execute_webhook(r, Responder::new(port)).await,
+            AnyRequest::GetWebhookMessage(r) => {
+                answer::<GetWebhookMessage>(port, self.get_webhook_message(r).await)
+            }
+            AnyRequest::EditWebhookMessage(r) => {
+                self.edit_webhook_message(r, Responder::new(port)).await
+            }
+            AnyRequest::DeleteWebhookMessage(r) => {
+                answer::<DeleteWebhookMessage>(port, self.delete_webhook_message(r).await)
+            }
             AnyRequest::TriggerTyping(r) => {
                 answer::<TriggerTyping>(port, self.typing(actor, r.channel_id).await)
             }

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use enrichment_protocol::models::{
     Attachment, AuditEntryInfo, AuditLogEntry, Message, Nonce, PinnedMessage, Reaction,
-    ReactionCountDetails, audit_action, message_type,
+    ReactionCountDetails, User, audit_action, message_type,
 };
-use enrichment_protocol::rest::CreateMessage;
+use enrichment_protocol::rest::{CreateMessage, EditMessage};
 use enrichment_protocol::{ApiError, ErrorCode, FormErrors, Permissions, Snowflake, Timestamp};
-use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount, StoreError};
+use enrichment_storage::blobs::BlobKey;
+use enrichment_storage::{GuildWrite, MessageRecord, ReactionCount, StoreError, WebhookAuthor};
 use futures::FutureExt;
 
 use super::actor::{GuildActorState, GuildContext, publish};
@@ -120,11 +121,14 @@ async fn assemble_flat(
     counts: Vec<ReactionCount>,
 ) -> Result<Message, ApiError> {
     let store_err = GuildContext::store_error;
-    let author = ctx
-        .users
-        .get_or_deleted(rec.author_id)
-        .await
-        .map_err(store_err)?;
+    let author = match &rec.webhook {
+        Some(w) => webhook_user(w),
+        None => ctx
+            .users
+            .get_or_deleted(rec.author_id)
+            .await
+            .map_err(store_err)?,
+    };
     let mentions = ctx.users.get_many(&rec.mentions).await.map_err(store_err)?;
     let reactions = counts
         .into_iter()
@@ -143,7 +147,7 @@ async fn assemble_flat(
     Ok(to_wire(rec, author, mentions, reactions))
 }
 
-fn to_wire(
+pub(super) fn to_wire(
     rec: MessageRecord,
     author: enrichment_protocol::models::User,
     mentions: Vec<enrichment_protocol::models::User>,
@@ -171,21 +175,45 @@ fn to_wire(
         message_reference: rec.message_reference,
         referenced_message: None,
         components: Vec::new(),
+        webhook_id: rec.webhook.map(|w| w.webhook_id),
+    }
+}
+
+/// The author a webhook's message shows: the webhook, as a bot user with the name and avatar
+/// it posted under, as Discord shows it.
+pub(super) fn webhook_user(w: &WebhookAuthor) -> User {
+    User {
+        id: w.webhook_id,
+        username: w.username.clone(),
+        discriminator: "0000".into(),
+        global_name: None,
+        avatar: w.avatar.clone(),
+        bot: true,
+        system: false,
+        banner: None,
+        accent_color: None,
+        public_flags: 0,
+        flags: 0,
+        mfa_enabled: None,
+        email: None,
+        verified: None,
+        locale: None,
+        premium_type: None,
     }
 }
 
 /// Resolved mentions for a message.
-struct Resolved {
-    users: Vec<Snowflake>,
-    roles: Vec<Snowflake>,
-    everyone: bool,
+pub(super) struct Resolved {
+    pub(super) users: Vec<Snowflake>,
+    pub(super) roles: Vec<Snowflake>,
+    pub(super) everyone: bool,
 }
 
 impl GuildActorState {
     /// Applies Discord's mention rules: only members are mentioned, roles only when mentionable
     /// or the author may mention everyone, `@everyone` only with MENTION_EVERYONE; then
     /// `allowed_mentions` narrows what is kept.
-    fn resolve_mentions(
+    pub(super) fn resolve_mentions(
         &self,
         content: &str,
         perms: Permissions,
@@ -293,43 +321,54 @@ impl GuildActorState {
                 message,
                 member,
             }) => {
-                let bus = self.ctx.bus.clone();
-                let recipients = self.recipients(&Audience::Channel(ch));
-                let dispatch = Dispatch {
-                    guild_id: self.state.id(),
-                    audience: Audience::Channel(ch),
-                    event: GuildEvent::MessageCreate(MessageData {
-                        message: (*message).clone(),
-                        member: Some(member),
-                    }),
-                };
-                let (message_id, channel_id) = (record.id, record.channel_id);
-                self.commit_then(
-                    Change::CreateMessage(record),
-                    move |outcome| match outcome {
-                        Ok(_) => {
-                            reply.send(Ok((*message).clone()));
-                            publish(&bus, &recipients, dispatch);
-                        }
-                        Err(StoreError::Conflict(_)) => {
-                            // Another writer minted this id too. No retry under a new id: it
-                            // would land out of order in the channel.
-                            tracing::error!(
-                                %message_id,
-                                %channel_id,
-                                "message id already stored: two writers minted the same snowflake; the message was refused"
-                            );
-                            metrics::counter!("enrichment_message_id_conflicts_total")
-                                .increment(1);
-                            reply.send(Err(ApiError::internal()));
-                        }
-                        Err(e) => reply.send(Err(GuildContext::store_error(e))),
-                    },
-                )
-                .await;
+                self.commit_created(record, message, Some(member), move |r| reply.send(r))
+                    .await
             }
             Err(e) => reply.send(Err(e)),
         }
+    }
+
+    /// Queues a new message's write; once durable (and after every earlier completion) the
+    /// sender is answered and the channel gets MESSAGE_CREATE. Pipelined: the actor takes its
+    /// next command meanwhile.
+    pub(super) async fn commit_created(
+        &mut self,
+        record: MessageRecord,
+        message: Arc<Message>,
+        member: Option<enrichment_protocol::models::Member>,
+        reply: impl FnOnce(Result<Message, ApiError>) + Send + 'static,
+    ) {
+        let ch = record.channel_id;
+        let bus = self.ctx.bus.clone();
+        let recipients = self.recipients(&Audience::Channel(ch));
+        let dispatch = Dispatch {
+            guild_id: self.state.id(),
+            audience: Audience::Channel(ch),
+            event: GuildEvent::MessageCreate(MessageData {
+                message: (*message).clone(),
+                member,
+            }),
+        };
+        let (message_id, channel_id) = (record.id, record.channel_id);
+        self.commit_then(Change::CreateMessage(record), move |outcome| match outcome {
+            Ok(_) => {
+                reply(Ok((*message).clone()));
+                publish(&bus, &recipients, dispatch);
+            }
+            Err(StoreError::Conflict(_)) => {
+                // Another writer minted this id too. No retry under a new id: it would land
+                // out of order in the channel.
+                tracing::error!(
+                    %message_id,
+                    %channel_id,
+                    "message id already stored: two writers minted the same snowflake; the message was refused"
+                );
+                metrics::counter!("enrichment_message_id_conflicts_total").increment(1);
+                reply(Err(ApiError::internal()));
+            }
+            Err(e) => reply(Err(GuildContext::store_error(e))),
+        })
+        .await;
     }
 
     /// May `actor` upload files to `ch`? The same checks a create with files makes.
@@ -462,6 +501,7 @@ impl GuildActorState {
             flags: body.flags.unwrap_or(0) & SETTABLE_FLAGS,
             nonce: body.nonce.clone(),
             message_reference: reference,
+            webhook: None,
         };
         let author = self.user_or_deleted(actor).await?;
         let mentions = self
@@ -525,48 +565,77 @@ impl GuildActorState {
                     "Cannot edit a message authored by another user",
                 ));
             }
-            if let Some(content) = body.content {
-                rec.content = content.unwrap_or_default();
-                let r = self.resolve_mentions(&rec.content, perms, None);
-                rec.mentions = r.users;
-                rec.mention_roles = r.roles;
-                rec.mention_everyone = r.everyone;
-            }
-            if let Some(embeds) = body.embeds {
-                rec.embeds = if perms.contains(Permissions::EMBED_LINKS) {
-                    embeds.unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-            }
-            if let Some(flags) = body.flags {
-                rec.flags = flags.unwrap_or(0) & SETTABLE_FLAGS;
-            }
-            // Discord's rule: attachments left out of `attachments` are removed.
-            let mut removed = Vec::new();
-            if let Some(keep) = &body.attachments {
-                let (kept, gone) = std::mem::take(&mut rec.attachments)
-                    .into_iter()
-                    .partition(|a| keep.iter().any(|k| k.id == a.id));
-                rec.attachments = kept;
-                removed = blobs::attachment_keys(ch, &gone);
-            }
-            if rec.content.trim().is_empty() && rec.embeds.is_empty() && rec.attachments.is_empty()
-            {
-                return Err(ApiError::new(
-                    400,
-                    ErrorCode::EmptyMessage,
-                    "Cannot send an empty message",
-                ));
-            }
-            rec.edited_timestamp = Some(now);
+            let removed = self.apply_edit(&mut rec, body, perms, now)?;
             Ok::<_, ApiError>((rec, removed))
         }
         .await;
-        let (rec, removed) = match prepared {
-            Ok(r) => r,
-            Err(e) => return reply.send(Err(e)),
-        };
+        match prepared {
+            Ok((rec, removed)) => {
+                self.commit_edit(actor, rec, removed, move |r| reply.send(r))
+                    .await
+            }
+            Err(e) => reply.send(Err(e)),
+        }
+    }
+
+    /// Applies an edit body to a stored message, with `perms` deciding mentions and embeds;
+    /// returns the blob keys of the attachments it drops.
+    pub(super) fn apply_edit(
+        &self,
+        rec: &mut MessageRecord,
+        body: EditMessage,
+        perms: Permissions,
+        now: Timestamp,
+    ) -> Result<Vec<BlobKey>, ApiError> {
+        let ch = rec.channel_id;
+        if let Some(content) = body.content {
+            rec.content = content.unwrap_or_default();
+            let r = self.resolve_mentions(&rec.content, perms, None);
+            rec.mentions = r.users;
+            rec.mention_roles = r.roles;
+            rec.mention_everyone = r.everyone;
+        }
+        if let Some(embeds) = body.embeds {
+            rec.embeds = if perms.contains(Permissions::EMBED_LINKS) {
+                embeds.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+        }
+        if let Some(flags) = body.flags {
+            rec.flags = flags.unwrap_or(0) & SETTABLE_FLAGS;
+        }
+        // Discord's rule: attachments left out of `attachments` are removed.
+        let mut removed = Vec::new();
+        if let Some(keep) = &body.attachments {
+            let (kept, gone) = std::mem::take(&mut rec.attachments)
+                .into_iter()
+                .partition(|a| keep.iter().any(|k| k.id == a.id));
+            rec.attachments = kept;
+            removed = blobs::attachment_keys(ch, &gone);
+        }
+        if rec.content.trim().is_empty() && rec.embeds.is_empty() && rec.attachments.is_empty() {
+            return Err(ApiError::new(
+                400,
+                ErrorCode::EmptyMessage,
+                "Cannot send an empty message",
+            ));
+        }
+        rec.edited_timestamp = Some(now);
+        Ok(removed)
+    }
+
+    /// Queues an edited message's write; once durable it is answered and announced as
+    /// stored, reactions included (hydrated for `viewer`).
+    pub(super) async fn commit_edit(
+        &mut self,
+        viewer: Snowflake,
+        rec: MessageRecord,
+        removed: Vec<BlobKey>,
+        reply: impl FnOnce(Result<Message, ApiError>) + Send + 'static,
+    ) {
+        let actor = viewer;
+        let ch = rec.channel_id;
         let ctx = self.ctx.clone();
         let gid = self.state.id();
         let recipients = self.recipients(&Audience::Channel(ch));
@@ -587,7 +656,7 @@ impl GuildActorState {
                     Box::new(move || match result {
                         Ok(message) => {
                             ctx.discard_blobs(removed);
-                            reply.send(Ok(message.clone()));
+                            reply(Ok(message.clone()));
                             publish(
                                 &ctx.bus,
                                 &recipients,
@@ -601,7 +670,7 @@ impl GuildActorState {
                                 },
                             );
                         }
-                        Err(e) => reply.send(Err(e)),
+                        Err(e) => reply(Err(e)),
                     }) as Completion
                 }
                 .boxed(),
@@ -1154,7 +1223,7 @@ impl GuildActorState {
 }
 
 /// Message flags a sender may set: SUPPRESS_EMBEDS (1<<2) and SUPPRESS_NOTIFICATIONS (1<<12).
-const SETTABLE_FLAGS: u64 = (1 << 2) | (1 << 12);
+pub(super) const SETTABLE_FLAGS: u64 = (1 << 2) | (1 << 12);
 
 enum Prepared {
     Duplicate(Arc<Message>),

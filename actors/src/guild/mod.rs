@@ -30,6 +30,7 @@ mod sessions;
 mod settings;
 pub mod state;
 mod text;
+mod webhooks;
 
 pub use actor::{GuildActor, GuildContext, GuildLimits, GuildMsg, PresenceSource};
 pub use create::create_guild;

@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use enrichment_protocol::gateway::{Encoding, Presence, RequestGuildMembers};
 use enrichment_protocol::models::{
     Attachment, AuditLog, Ban, Channel, Guild, Invite, Member, Message, PartialGuild,
-    PinnedMessage, Role, User,
+    PinnedMessage, Role, User, Webhook,
 };
 use enrichment_protocol::rest::{
     self, AuditLogFilter, ChannelPosition, HistoryAnchor, RolePosition,
@@ -216,6 +216,16 @@ guild_requests! {
     ListPins => Vec<PinnedMessage>,
     TriggerTyping => (),
     GetAuditLog => AuditLog,
+    CreateWebhook => Webhook,
+    ListChannelWebhooks => Vec<Webhook>,
+    ListGuildWebhooks => Vec<Webhook>,
+    GetWebhook => Webhook,
+    ModifyWebhook => Webhook,
+    DeleteWebhook => (),
+    ExecuteWebhook => Message,
+    GetWebhookMessage => Message,
+    EditWebhookMessage => Message,
+    DeleteWebhookMessage => (),
 }
 
 /// Declares request structs with serde derives and named fields.
@@ -306,6 +316,18 @@ request_types! {
     TriggerTyping { channel_id: Snowflake }
     /// VIEW_AUDIT_LOG.
     GetAuditLog { filter: AuditLogFilter }
+    /// MANAGE_WEBHOOKS in the channel; the answer is the only one that shows the token.
+    CreateWebhook { channel_id: Snowflake, body: rest::CreateWebhook }
+    ListChannelWebhooks { channel_id: Snowflake }
+    ListGuildWebhooks {}
+    /// With `token`, the webhook's own authority; without, the caller's MANAGE_WEBHOOKS.
+    GetWebhook { webhook_id: Snowflake, token: Option<String> }
+    ModifyWebhook { webhook_id: Snowflake, token: Option<String>, body: rest::ModifyWebhook }
+    DeleteWebhook { webhook_id: Snowflake, token: Option<String> }
+    ExecuteWebhook { webhook_id: Snowflake, token: String, thread_id: Option<Snowflake>, body: Box<rest::ExecuteWebhook> }
+    GetWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
+    EditWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake, body: rest::EditMessage }
+    DeleteWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
 }
 
 impl CreateMessage {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use enrichment_protocol::models::{Channel, Guild, Member, Role, User};
 use enrichment_protocol::permissions::{self, MemberRef, RoleLookup};
 use enrichment_protocol::{ApiError, ErrorCode, Permissions, Snowflake, Timestamp};
-use enrichment_storage::{BanRecord, GuildSnapshot, InviteRecord, MemberRecord};
+use enrichment_storage::{BanRecord, GuildSnapshot, InviteRecord, MemberRecord, WebhookRecord};
 
 #[derive(Clone, Debug)]
 pub struct GuildState {
@@ -18,6 +18,7 @@ pub struct GuildState {
     pub members: HashMap<Snowflake, MemberRecord>,
     pub bans: HashMap<Snowflake, BanRecord>,
     pub invites: HashMap<String, InviteRecord>,
+    pub webhooks: HashMap<Snowflake, WebhookRecord>,
 }
 
 impl RoleLookup for GuildState {
@@ -44,6 +45,7 @@ impl GuildState {
             members: s.members.into_iter().map(|m| (m.user_id, m)).collect(),
             bans: s.bans.into_iter().map(|b| (b.user_id, b)).collect(),
             invites: s.invites.into_iter().map(|i| (i.code.clone(), i)).collect(),
+            webhooks: s.webhooks.into_iter().map(|w| (w.id, w)).collect(),
         })
     }
 

@@ -5,7 +5,7 @@ use enrichment_protocol::gateway::dispatch::{
     AuditLogEntryData, ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData,
     InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData,
     ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData,
-    TypingStartData,
+    TypingStartData, WebhooksUpdateData,
 };
 use enrichment_protocol::gateway::{GuildCreate, GuildMembersChunk, Presence, Ready};
 use enrichment_protocol::models::{Channel, Guild, User};
@@ -55,6 +55,8 @@ pub enum Event {
     GuildBanRemove(Box<GuildUserData>),
     /// An administrative action was recorded in the audit log (members with VIEW_AUDIT_LOG).
     GuildAuditLogEntryCreate(Box<AuditLogEntryData>),
+    /// A channel's webhooks changed.
+    WebhooksUpdate(Box<WebhooksUpdateData>),
     /// An invite was created.
     InviteCreate(Box<InviteCreateData>),
     /// An invite was deleted.
@@ -125,6 +127,7 @@ impl Event {
             "GUILD_BAN_ADD" => Event::GuildBanAdd(de(d)?),
             "GUILD_BAN_REMOVE" => Event::GuildBanRemove(de(d)?),
             "GUILD_AUDIT_LOG_ENTRY_CREATE" => Event::GuildAuditLogEntryCreate(de(d)?),
+            "WEBHOOKS_UPDATE" => Event::WebhooksUpdate(de(d)?),
             "INVITE_CREATE" => Event::InviteCreate(de(d)?),
             "INVITE_DELETE" => Event::InviteDelete(de(d)?),
             "MESSAGE_CREATE" => Event::MessageCreate(de(d)?),

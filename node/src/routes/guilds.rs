@@ -39,7 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(ban)
         .service(unban)
         .service(list_invites)
-        .service(audit_log);
+        .service(audit_log)
+        .service(super::webhooks::list_guild);
 }
 
 fn no_content() -> HttpResponse {

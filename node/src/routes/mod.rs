@@ -11,6 +11,7 @@ pub mod guilds;
 pub mod invites;
 pub mod messages;
 pub mod users;
+pub mod webhooks;
 
 /// Registers every API route on a scope.
 ///
@@ -30,9 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         group(&["channels"])
             .configure(messages::configure)
-            .configure(channels::configure),
+            .configure(channels::configure)
+            .configure(webhooks::configure_channels),
     )
-    .service(group(&["invites"]).configure(invites::configure));
+    .service(group(&["invites"]).configure(invites::configure))
+    .service(group(&["webhooks"]).configure(webhooks::configure));
 }
 
 /// A scope without a prefix of its own that only requests whose first segment below the API

@@ -27,3 +27,4 @@ mod process;
 mod ratelimits;
 mod restart;
 mod shared_state;
+mod webhooks;

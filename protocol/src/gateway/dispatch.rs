@@ -46,6 +46,13 @@ pub struct GuildUserData {
     pub user: User,
 }
 
+/// WEBHOOKS_UPDATE: a channel's webhooks changed (read them again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhooksUpdateData {
+    pub guild_id: Snowflake,
+    pub channel_id: Snowflake,
+}
+
 /// GUILD_AUDIT_LOG_ENTRY_CREATE: the entry plus its guild.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditLogEntryData {

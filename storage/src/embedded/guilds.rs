@@ -103,6 +103,24 @@ fn apply(tx: &mut Tx<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreRes
             }
             tx.del(Ks::Invites, code.into_bytes());
         }
+        GuildWrite::PutWebhook(webhook) => {
+            tx.put_json(
+                Ks::Guilds,
+                guild_row(webhook.guild_id, GuildRow::Webhook, &id(webhook.id)),
+                &webhook,
+            )?;
+            tx.put(Ks::WebhookGuild, id(webhook.id), id(webhook.guild_id));
+        }
+        GuildWrite::DeleteWebhook {
+            guild_id,
+            webhook_id,
+        } => {
+            tx.del(
+                Ks::Guilds,
+                guild_row(guild_id, GuildRow::Webhook, &id(webhook_id)),
+            );
+            tx.del(Ks::WebhookGuild, id(webhook_id));
+        }
         GuildWrite::PutAuditEntry { guild_id, entry } => {
             tx.put_json(
                 Ks::AuditLog,
@@ -124,6 +142,7 @@ fn delete_guild(tx: &mut Tx<'_>, guild_id: Snowflake) -> StoreResult<()> {
                 tx.del(Ks::UserGuilds, user_guild(read_id(sub, 0)?, guild_id))
             }
             Some(GuildRow::Invite) => tx.del(Ks::Invites, sub.to_vec()),
+            Some(GuildRow::Webhook) => tx.del(Ks::WebhookGuild, sub.to_vec()),
             _ => {}
         }
         tx.del(Ks::Guilds, key);
@@ -210,6 +229,7 @@ impl GuildStore for EmbeddedStore {
                     Some(GuildRow::Channel) => out.channels.push(decode(&value)?),
                     Some(GuildRow::Member) => out.members.push(decode(&value)?),
                     Some(GuildRow::Ban) => out.bans.push(decode(&value)?),
+                    Some(GuildRow::Webhook) => out.webhooks.push(decode(&value)?),
                     Some(GuildRow::Invite) => {
                         let code = key.get(9..).unwrap_or_default();
                         match snap.get(inner.ks(Ks::Invites), code)? {
@@ -250,6 +270,16 @@ impl GuildStore for EmbeddedStore {
         let code = code.as_bytes().to_vec();
         self.blocking(move |inner| inner.get_json(Ks::Invites, &code))
             .await
+    }
+
+    async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>> {
+        self.blocking(move |inner| {
+            inner
+                .get(Ks::WebhookGuild, &id(webhook_id))?
+                .map(|v| read_id(&v, 0))
+                .transpose()
+        })
+        .await
     }
 
     async fn audit_log(

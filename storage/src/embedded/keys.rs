@@ -20,6 +20,7 @@
 //! | `guilds` | `guild_id \| kind \| sub` | the row (see [`GuildRow`]) |
 //! | `user_guilds` | `user_id \| guild_id` | empty |
 //! | `channel_guild` | `channel_id` | `guild_id` |
+//! | `webhook_guild` | `webhook_id` | `guild_id` |
 //! | `invites` | code | `InviteRecord` (global, so codes are unique) |
 //! | `messages` | `channel_id \| bucket (u32) \| message_id` | `MessageRecord` |
 //! | `reactions` | `channel \| message \| emoji_len (u16) \| emoji \| user_id` | empty |
@@ -85,6 +86,8 @@ pub(crate) enum GuildRow {
     Ban = 4,
     /// `guild | 5 | code`: empty; the record lives in `invites`.
     Invite = 5,
+    /// `guild | 6 | webhook_id`: `WebhookRecord`.
+    Webhook = 6,
 }
 
 impl GuildRow {
@@ -96,6 +99,7 @@ impl GuildRow {
             3 => GuildRow::Member,
             4 => GuildRow::Ban,
             5 => GuildRow::Invite,
+            6 => GuildRow::Webhook,
             _ => return None,
         })
     }

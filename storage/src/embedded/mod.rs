@@ -97,10 +97,11 @@ pub(crate) enum Ks {
     IdLeases,
     GuildOwners,
     AuditLog,
+    WebhookGuild,
 }
 
 impl Ks {
-    const ALL: [Ks; 25] = [
+    const ALL: [Ks; 26] = [
         Ks::Users,
         Ks::Credentials,
         Ks::Usernames,
@@ -126,6 +127,7 @@ impl Ks {
         Ks::IdLeases,
         Ks::GuildOwners,
         Ks::AuditLog,
+        Ks::WebhookGuild,
     ];
 
     /// On-disk names; changing one orphans the data stored under it.
@@ -156,6 +158,7 @@ impl Ks {
             Ks::IdLeases => "id_leases",
             Ks::GuildOwners => "guild_owners",
             Ks::AuditLog => "audit_log",
+            Ks::WebhookGuild => "webhook_guild",
         }
     }
 }

@@ -59,6 +59,7 @@ pub(super) struct MessageRow {
     pub(super) flags: i64,
     pub(super) nonce: Option<String>,
     pub(super) message_reference: Option<String>,
+    pub(super) webhook: Option<String>,
 }
 
 /// `{1,2,3}`, the text form of a `BIGINT[]`.
@@ -89,6 +90,7 @@ impl MessageRow {
             flags: m.flags as i64,
             nonce: m.nonce.as_ref().map(json).transpose()?,
             message_reference: m.message_reference.as_ref().map(json).transpose()?,
+            webhook: m.webhook.as_ref().map(json).transpose()?,
         })
     }
 
@@ -105,17 +107,17 @@ fn json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
 /// whether each is pinned. Inserts keep the order of the arrays, which the writer sorts.
 const INSERT: &str = "INSERT INTO messages (channel_id, bucket, message_id, guild_id, author_id,
         content, edited_at, tts, mention_everyone, mentions, mention_roles, attachments, embeds,
-        pinned, kind, flags, nonce, message_reference)
+        pinned, kind, flags, nonce, message_reference, webhook)
     SELECT channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
         mention_everyone, mentions::bigint[], mention_roles::bigint[], attachments::jsonb,
-        embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb
+        embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb, webhook::jsonb
     FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[],
         $6::text[], $7::timestamptz[], $8::bool[], $9::bool[], $10::text[], $11::text[],
         $12::text[], $13::text[], $14::bool[], $15::int2[], $16::bigint[], $17::text[],
-        $18::text[])
+        $18::text[], $19::text[])
     AS t(channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
         mention_everyone, mentions, mention_roles, attachments, embeds, pinned, kind, flags,
-        nonce, message_reference)
+        nonce, message_reference, webhook)
     ON CONFLICT (channel_id, bucket, message_id) DO NOTHING
     RETURNING channel_id, bucket, message_id, pinned";
 
@@ -127,24 +129,25 @@ const FENCED_INSERT: &str = concat!(
     "WITH live AS (
         SELECT o.guild_id, o.node_id, o.generation, o.epoch
         FROM guild_owners o JOIN id_leases l ON l.pair = o.pair
-        WHERE o.guild_id = ANY($19::bigint[]) AND ",
+        WHERE o.guild_id = ANY($20::bigint[]) AND ",
     live_owner!(),
     "
         FOR SHARE OF o
     ), stored AS (
         INSERT INTO messages (channel_id, bucket, message_id, guild_id, author_id,
             content, edited_at, tts, mention_everyone, mentions, mention_roles, attachments,
-            embeds, pinned, kind, flags, nonce, message_reference)
+            embeds, pinned, kind, flags, nonce, message_reference, webhook)
         SELECT channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
             mention_everyone, mentions::bigint[], mention_roles::bigint[], attachments::jsonb,
-            embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb
+            embeds::jsonb, pinned, kind, flags, nonce::jsonb, message_reference::jsonb,
+            webhook::jsonb
         FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[],
             $6::text[], $7::timestamptz[], $8::bool[], $9::bool[], $10::text[], $11::text[],
             $12::text[], $13::text[], $14::bool[], $15::int2[], $16::bigint[], $17::text[],
-            $18::text[], $19::bigint[], $20::text[], $21::bigint[], $22::bigint[])
+            $18::text[], $19::text[], $20::bigint[], $21::text[], $22::bigint[], $23::bigint[])
         AS t(channel_id, bucket, message_id, guild_id, author_id, content, edited_at, tts,
             mention_everyone, mentions, mention_roles, attachments, embeds, pinned, kind, flags,
-            nonce, message_reference, f_guild, f_node, f_generation, f_epoch)
+            nonce, message_reference, webhook, f_guild, f_node, f_generation, f_epoch)
         WHERE t.f_guild IS NULL OR EXISTS (SELECT 1 FROM live w
             WHERE w.guild_id = t.f_guild AND w.node_id = t.f_node
                 AND w.generation = t.f_generation AND w.epoch = t.f_epoch)
@@ -343,6 +346,7 @@ struct Columns<'a> {
     flags: Vec<i64>,
     nonce: Vec<Option<&'a str>>,
     message_reference: Vec<Option<&'a str>>,
+    webhook: Vec<Option<&'a str>>,
     fence_guild: Vec<Option<i64>>,
     fence_node: Vec<Option<&'a str>>,
     fence_generation: Vec<Option<i64>>,
@@ -373,6 +377,7 @@ impl<'a> Columns<'a> {
         self.flags.push(r.flags);
         self.nonce.push(r.nonce.as_deref());
         self.message_reference.push(r.message_reference.as_deref());
+        self.webhook.push(r.webhook.as_deref());
     }
 }
 
@@ -392,7 +397,7 @@ async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<Vec<Answer>> {
     let fenced = pending.iter().any(|p| p.fence.is_some());
     let insert = if fenced { FENCED_INSERT } else { INSERT };
     let c = &columns;
-    let all: [&(dyn tokio_postgres::types::ToSql + Sync); 22] = [
+    let all: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
         &c.channel_id,
         &c.bucket,
         &c.message_id,
@@ -411,12 +416,13 @@ async fn commit(pool: &Pool, pending: &[Pending]) -> StoreResult<Vec<Answer>> {
         &c.flags,
         &c.nonce,
         &c.message_reference,
+        &c.webhook,
         &c.fence_guild,
         &c.fence_node,
         &c.fence_generation,
         &c.fence_epoch,
     ];
-    let params = if fenced { &all[..] } else { &all[..18] };
+    let params = if fenced { &all[..] } else { &all[..19] };
     let mut client = pool
         .get()
         .await

@@ -17,14 +17,15 @@ use super::nodes::check_fence;
 use super::{Db, PostgresStore, col, db_error, snowflake, sql_id};
 use crate::{
     BanRecord, GuildOwner, GuildSnapshot, GuildStore, GuildWrite, InviteRecord, MemberRecord,
-    StoreError, StoreResult,
+    StoreError, StoreResult, WebhookRecord,
 };
 
 const CONTEXT: &str = "writing a guild batch";
 
 /// Every table that holds rows of a guild, in the order a guild is deleted.
-const GUILD_TABLES: [&str; 7] = [
+const GUILD_TABLES: [&str; 8] = [
     "DELETE FROM audit_log_entries WHERE guild_id = $1",
+    "DELETE FROM guild_webhooks WHERE guild_id = $1",
     "DELETE FROM guild_roles WHERE guild_id = $1",
     "DELETE FROM guild_channels WHERE guild_id = $1",
     "DELETE FROM guild_members WHERE guild_id = $1",
@@ -145,6 +146,30 @@ async fn apply(db: &Db<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreR
             db.execute("DELETE FROM invites WHERE code = $1", &[&code], CONTEXT)
                 .await?;
         }
+        GuildWrite::PutWebhook(webhook) => {
+            db.execute(
+                "INSERT INTO guild_webhooks (webhook_id, guild_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (webhook_id) DO UPDATE SET record = excluded.record",
+                &[
+                    &sql_id(webhook.id),
+                    &sql_id(webhook.guild_id),
+                    &Json(&webhook),
+                ],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::DeleteWebhook {
+            guild_id,
+            webhook_id,
+        } => {
+            db.execute(
+                "DELETE FROM guild_webhooks WHERE webhook_id = $1 AND guild_id = $2",
+                &[&sql_id(webhook_id), &sql_id(guild_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
         GuildWrite::PutAuditEntry { guild_id, entry } => {
             db.execute(
                 "INSERT INTO audit_log_entries (guild_id, entry_id, user_id, action_type, record)
@@ -202,7 +227,8 @@ impl GuildStore for PostgresStore {
                  UNION ALL SELECT 2::int2, record FROM guild_channels WHERE guild_id = $1
                  UNION ALL SELECT 3::int2, record FROM guild_members WHERE guild_id = $1
                  UNION ALL SELECT 4::int2, record FROM guild_bans WHERE guild_id = $1
-                 UNION ALL SELECT 5::int2, record FROM invites WHERE guild_id = $1",
+                 UNION ALL SELECT 5::int2, record FROM invites WHERE guild_id = $1
+                 UNION ALL SELECT 6::int2, record FROM guild_webhooks WHERE guild_id = $1",
                 &[&sql_id(guild_id)],
                 "loading a guild",
             )
@@ -215,6 +241,7 @@ impl GuildStore for PostgresStore {
                 2 => out.channels.push(col::<Json<Channel>>(row, 1)?.0),
                 3 => out.members.push(col::<Json<MemberRecord>>(row, 1)?.0),
                 4 => out.bans.push(col::<Json<BanRecord>>(row, 1)?.0),
+                6 => out.webhooks.push(col::<Json<WebhookRecord>>(row, 1)?.0),
                 _ => out.invites.push(col::<Json<InviteRecord>>(row, 1)?.0),
             }
         }
@@ -247,6 +274,18 @@ impl GuildStore for PostgresStore {
                 "SELECT guild_id FROM guild_channels WHERE channel_id = $1",
                 &[&sql_id(channel_id)],
                 "finding a channel's guild",
+            )
+            .await?;
+        row.map(|r| col(&r, 0).map(snowflake)).transpose()
+    }
+
+    async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>> {
+        let client = self.client().await?;
+        let row = Db::Conn(&client)
+            .query_opt(
+                "SELECT guild_id FROM guild_webhooks WHERE webhook_id = $1",
+                &[&sql_id(webhook_id)],
+                "finding a webhook's guild",
             )
             .await?;
         row.map(|r| col(&r, 0).map(snowflake)).transpose()

@@ -32,7 +32,7 @@ use super::{Db, PostgresStore, col, db_error, read_u32, snowflake, sql_id, times
 use crate::fence::FencedWrites;
 use crate::{
     GuildOwner, GuildWrite, MessageRecord, MessageStore, PinnedMessage, ReactionCount, StoreError,
-    StoreResult, bucket_of,
+    StoreResult, WebhookAuthor, bucket_of,
 };
 
 /// The columns a [`MessageRecord`] is read from, on the `messages` table aliased `m`.
@@ -40,7 +40,7 @@ macro_rules! message_columns {
     () => {
         "m.channel_id, m.message_id, m.guild_id, m.author_id, m.content, m.edited_at, m.tts, \
          m.mention_everyone, m.mentions, m.mention_roles, m.attachments, m.embeds, m.pinned, \
-         m.kind, m.flags, m.nonce, m.message_reference"
+         m.kind, m.flags, m.nonce, m.message_reference, m.webhook"
     };
 }
 
@@ -124,7 +124,8 @@ const UPDATE: &str = "UPDATE messages SET guild_id = $4, author_id = $5, content
         edited_at = $7, tts = $8, mention_everyone = $9, mentions = $10::text::bigint[],
         mention_roles = $11::text::bigint[], attachments = $12::text::jsonb,
         embeds = $13::text::jsonb, pinned = $14, kind = $15, flags = $16,
-        nonce = $17::text::jsonb, message_reference = $18::text::jsonb
+        nonce = $17::text::jsonb, message_reference = $18::text::jsonb,
+        webhook = $19::text::jsonb
     WHERE channel_id = $1 AND bucket = $2 AND message_id = $3";
 
 const UNPIN: &str = "DELETE FROM pins WHERE channel_id = $1 AND message_id = $2";
@@ -193,6 +194,7 @@ fn message(row: &Row, at: usize) -> StoreResult<MessageRecord> {
         flags: col::<i64>(row, at + 14)? as u64,
         nonce: col::<Option<Json<Nonce>>>(row, at + 15)?.map(|j| j.0),
         message_reference: col::<Option<Json<MessageReference>>>(row, at + 16)?.map(|j| j.0),
+        webhook: col::<Option<Json<WebhookAuthor>>>(row, at + 17)?.map(|j| j.0),
     })
 }
 
@@ -330,6 +332,7 @@ impl PostgresStore {
                     &r.flags,
                     &r.nonce,
                     &r.message_reference,
+                    &r.webhook,
                 ],
                 context,
             )

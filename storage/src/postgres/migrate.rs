@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit_log",
         sql: include_str!("../../migrations/postgres/0006_audit_log.sql"),
     },
+    Migration {
+        version: 7,
+        name: "webhooks",
+        sql: include_str!("../../migrations/postgres/0007_webhooks.sql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

@@ -24,6 +24,7 @@ enum Key {
     Ban(i64, i64),
     Invite(String),
     Audit(i64, i64),
+    Webhook(i64, i64),
 }
 
 /// The final effect of a batch on one row: its new value, or `None` to delete it.
@@ -87,6 +88,14 @@ fn fold(guild: i64, writes: Vec<GuildWrite>) -> StoreResult<Effects> {
                 Some((big(i.guild_id), json(&i)?)),
             ),
             GuildWrite::DeleteInvite { code } => set(Key::Invite(code), None),
+            GuildWrite::PutWebhook(w) => set(
+                Key::Webhook(big(w.guild_id), big(w.id)),
+                Some((big(w.guild_id), json(&w)?)),
+            ),
+            GuildWrite::DeleteWebhook {
+                guild_id,
+                webhook_id,
+            } => set(Key::Webhook(big(guild_id), big(webhook_id)), None),
             GuildWrite::PutAuditEntry { guild_id, entry } => set(
                 Key::Audit(big(guild_id), big(entry.id)),
                 Some((big(guild_id), json(&entry)?)),
@@ -202,6 +211,14 @@ impl ScyllaStore {
                 (Key::Audit(g, e), Some((_, d))) => add(&st.put_audit, vec![v(g), v(e), t(&d)]),
                 // Entries are only ever appended; nothing folds to a deletion of one.
                 (Key::Audit(..), None) => {}
+                (Key::Webhook(g, w), Some((_, d))) => {
+                    add(&st.put_webhook, vec![v(g), v(w), t(&d)]);
+                    add(&st.put_webhook_guild, vec![v(w), v(g)]);
+                }
+                (Key::Webhook(g, w), None) => {
+                    add(&st.del_webhook, vec![v(g), v(w)]);
+                    add(&st.del_webhook_guild, vec![v(w)]);
+                }
             }
         }
         if values.is_empty() {
@@ -225,11 +242,12 @@ impl ScyllaStore {
             &st.del_bans,
             &st.del_guild_invites,
             &st.del_audit,
+            &st.del_webhooks,
         ] {
             batch.append_statement(s.clone());
         }
         self.session()
-            .batch(&batch, vec![(g,); 7])
+            .batch(&batch, vec![(g,); 8])
             .await
             .map_err(be)?;
         // A large guild has many index rows: they go out concurrently, not in one batch.
@@ -242,6 +260,9 @@ impl ScyllaStore {
         }
         for i in &snapshot.invites {
             index.push((st.del_invite.clone(), vec![t(&i.code)]));
+        }
+        for w in &snapshot.webhooks {
+            index.push((st.del_webhook_guild.clone(), vec![v(big(w.id))]));
         }
         for chunk in index.chunks(64) {
             futures::future::try_join_all(chunk.iter().map(|(s, vals)| self.exec(s, vals))).await?;
@@ -287,12 +308,13 @@ impl GuildStore for ScyllaStore {
         fn parse<T: serde::de::DeserializeOwned>(rows: Vec<(String,)>) -> StoreResult<Vec<T>> {
             rows.iter().map(|(d,)| from_json(d)).collect()
         }
-        let (roles, channels, members, bans, invites) = futures::try_join!(
+        let (roles, channels, members, bans, invites, webhooks) = futures::try_join!(
             rows(&st.list_roles),
             rows(&st.list_channels),
             rows(&st.list_members),
             rows(&st.list_bans),
             rows(&st.list_guild_invites),
+            rows(&st.list_webhooks),
         )?;
         Ok(Some(GuildSnapshot {
             guild: Some(from_json(&data)?),
@@ -301,6 +323,7 @@ impl GuildStore for ScyllaStore {
             members: parse(members)?,
             bans: parse(bans)?,
             invites: parse(invites)?,
+            webhooks: parse(webhooks)?,
         }))
     }
 
@@ -318,6 +341,14 @@ impl GuildStore for ScyllaStore {
         let st = self.st()?;
         Ok(self
             .one::<(i64,)>(&st.get_channel_guild, (big(channel_id),))
+            .await?
+            .map(|(g,)| sf(g)))
+    }
+
+    async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>> {
+        let st = self.st()?;
+        Ok(self
+            .one::<(i64,)>(&st.get_webhook_guild, (big(webhook_id),))
             .await?
             .map(|(g,)| sf(g)))
     }

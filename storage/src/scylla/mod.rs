@@ -236,6 +236,13 @@ statements! {
     put_ban: false = "INSERT INTO {ks}.guild_bans (guild_id, user_id, data) VALUES (?, ?, ?)";
     del_ban: false = "DELETE FROM {ks}.guild_bans WHERE guild_id = ? AND user_id = ?";
     del_bans: false = "DELETE FROM {ks}.guild_bans WHERE guild_id = ?";
+    list_webhooks: false = "SELECT data FROM {ks}.guild_webhooks WHERE guild_id = ?";
+    put_webhook: false = "INSERT INTO {ks}.guild_webhooks (guild_id, webhook_id, data) VALUES (?, ?, ?)";
+    del_webhook: false = "DELETE FROM {ks}.guild_webhooks WHERE guild_id = ? AND webhook_id = ?";
+    del_webhooks: false = "DELETE FROM {ks}.guild_webhooks WHERE guild_id = ?";
+    put_webhook_guild: false = "INSERT INTO {ks}.webhook_guild (webhook_id, guild_id) VALUES (?, ?)";
+    del_webhook_guild: false = "DELETE FROM {ks}.webhook_guild WHERE webhook_id = ?";
+    get_webhook_guild: false = "SELECT guild_id FROM {ks}.webhook_guild WHERE webhook_id = ?";
     put_audit: false = "INSERT INTO {ks}.audit_log (guild_id, entry_id, data) VALUES (?, ?, ?)";
     del_audit: false = "DELETE FROM {ks}.audit_log WHERE guild_id = ?";
     list_audit_desc: false = "SELECT data FROM {ks}.audit_log WHERE guild_id = ? AND entry_id >= ? AND entry_id <= ?";

@@ -22,10 +22,10 @@
 //!   would bound.
 
 /// Version of the schema below; `schema_migrations` records it with [`DESCRIPTION`].
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// What the newest version added.
-pub const DESCRIPTION: &str = "audit_log";
+pub const DESCRIPTION: &str = "webhooks";
 
 /// Keyspace-relative DDL, in order; `{ks}` is replaced by the keyspace.
 pub const TABLES: &[&str] = &[
@@ -61,4 +61,6 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.guild_owners (guild_id bigint PRIMARY KEY, node_id text, generation bigint, pair int, epoch bigint, released boolean)",
     "CREATE TABLE IF NOT EXISTS {ks}.guilds_by_owner (node_id text, generation bigint, guild_id bigint, PRIMARY KEY ((node_id, generation), guild_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.audit_log (guild_id bigint, entry_id bigint, data text, PRIMARY KEY (guild_id, entry_id)) WITH CLUSTERING ORDER BY (entry_id DESC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_webhooks (guild_id bigint, webhook_id bigint, data text, PRIMARY KEY (guild_id, webhook_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.webhook_guild (webhook_id bigint PRIMARY KEY, guild_id bigint)",
 ];
