@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use enrichment_actors::gateway::connection::Inbound;
 use enrichment_actors::gateway::{Close, Connection, GatewayService};
-use enrichment_protocol::gateway::{CloseCode, ConnectParams, Encoding, ZlibStream, dispatch_len};
+use enrichment_protocol::gateway::{
+    CloseCode, Compressor, ConnectParams, Encoding, TransportCompression, dispatch_len,
+};
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -174,7 +176,8 @@ async fn accept_loop(
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// Per-connection output: the zlib context (when asked for) and the buffers of one write.
+/// Per-connection output: the compression context (zlib-stream or zstd-stream, when asked for)
+/// and the buffers of one write.
 ///
 /// Server frames are unmasked, so a WebSocket frame is a header and the payload as is. The
 /// writer formats every frame of a wake-up (header by tungstenite's [`FrameHeader`], payload
@@ -186,13 +189,14 @@ type Ws = WebSocketStream<TcpStream>;
 /// close); `serve` flushes those before any write of ours, so frames never interleave.
 struct Writer {
     encoding: Encoding,
-    zlib: Option<Box<ZlibStream>>,
+    compressor: Option<Box<Compressor>>,
     /// Whole frames, headers included, for the next socket write.
     out: BytesMut,
     /// The capacity of `out` kept between writes (`[gateway] write_buffer_bytes`).
     kept: usize,
-    /// For zlib-stream: every payload of a wake-up, copied out under the session's lock and
-    /// compressed after it is released. `ends[i]` is where payload `i` ends.
+    /// For a compressed connection: every payload of a wake-up, copied out under the session's
+    /// lock and compressed after it is released (a compressed frame's length is known only
+    /// once it is compressed, so it cannot be framed in place like a plain one). `ends[i]` is where payload `i` ends.
     payloads: BytesMut,
     ends: Vec<usize>,
     /// A write failed or timed out part-way: the stream may end inside a frame, so nothing
@@ -247,34 +251,51 @@ pub fn publish_counters() {
 }
 
 impl Writer {
-    fn new(encoding: Encoding, zlib: bool, kept: usize) -> Writer {
-        Writer {
+    /// Fails only when a compression context cannot be allocated.
+    fn new(
+        encoding: Encoding,
+        compress: TransportCompression,
+        kept: usize,
+    ) -> Result<Writer, Close> {
+        let compressor = Compressor::new(compress).map_err(|e| {
+            tracing::warn!(error = %e, "gateway compression unavailable");
+            Close::from(CloseCode::UnknownError)
+        })?;
+        Ok(Writer {
             encoding,
-            zlib: zlib.then(|| Box::new(ZlibStream::new())),
+            compressor: compressor.map(Box::new),
             out: BytesMut::new(),
             kept,
             payloads: BytesMut::new(),
             ends: Vec::new(),
             torn: false,
-        }
+        })
     }
 
     /// The frame opcode of every message this connection gets.
     fn opcode(&self) -> OpCode {
-        if self.zlib.is_some() || self.encoding == Encoding::MsgPack {
+        if self.compressor.is_some() || self.encoding == Encoding::MsgPack {
             OpCode::Data(Data::Binary)
         } else {
             OpCode::Data(Data::Text)
         }
     }
 
-    /// Appends one message, compressed first on a zlib-stream connection.
-    fn frame(&mut self, message: &[u8]) {
+    /// Appends one message, compressed first on a compressed connection: one WebSocket
+    /// message per gateway message, as both zlib-stream and zstd-stream clients expect.
+    fn frame(&mut self, message: &[u8]) -> Result<(), Close> {
         let opcode = self.opcode();
-        match &mut self.zlib {
-            Some(z) => push_frame(&mut self.out, opcode, &z.compress(message)),
+        match &mut self.compressor {
+            Some(c) => {
+                let compressed = c.compress(message).map_err(|e| {
+                    tracing::warn!(error = %e, "gateway compression failed");
+                    Close::from(CloseCode::UnknownError)
+                })?;
+                push_frame(&mut self.out, opcode, &compressed);
+            }
             None => push_frame(&mut self.out, opcode, message),
         }
+        Ok(())
     }
 
     /// Sends control frames, then every queued dispatch, in one socket write.
@@ -287,10 +308,10 @@ impl Writer {
     ) -> Result<(), Close> {
         self.out.clear();
         for c in &controls {
-            self.frame(c);
+            self.frame(c)?;
         }
         let mut n = controls.len();
-        n += if self.zlib.is_none() {
+        n += if self.compressor.is_none() {
             let (opcode, encoding, out) = (self.opcode(), self.encoding, &mut self.out);
             conn.drain_with(|seq, prefix| {
                 let len = dispatch_len(encoding, prefix.len(), seq);
@@ -307,12 +328,17 @@ impl Writer {
             })?;
             let payloads = std::mem::take(&mut self.payloads);
             let mut start = 0;
+            let mut framed = Ok(());
             for i in 0..self.ends.len() {
                 let end = self.ends[i];
-                self.frame(&payloads[start..end]);
+                framed = self.frame(&payloads[start..end]);
+                if framed.is_err() {
+                    break;
+                }
                 start = end;
             }
             self.payloads = payloads;
+            framed?;
             n
         };
         if n == 0 {
@@ -366,8 +392,9 @@ const WRITE_TIMEOUT: Close = Close {
     reason: "Write timed out; resume to continue.",
 };
 
-async fn close(ws: &mut Ws, writer: &Writer, close: Close) {
-    if writer.torn {
+/// Sends a close frame, unless a torn write (`torn`) may have left the stream inside a frame.
+async fn close(ws: &mut Ws, torn: bool, close: Close) {
+    if torn {
         return;
     }
     let frame = CloseFrame {
@@ -409,13 +436,15 @@ async fn serve(
     let params = match ConnectParams::parse(query.as_deref()) {
         Ok(p) => p,
         Err(code) => {
-            let writer = Writer::new(Encoding::Json, false, 0);
-            return Box::pin(close(&mut ws, &writer, code.into())).await;
+            return Box::pin(close(&mut ws, false, code.into())).await;
         }
     };
     drop(query);
+    let mut writer = match Writer::new(params.encoding, params.compress, settings.write_buffer) {
+        Ok(w) => w,
+        Err(c) => return Box::pin(close(&mut ws, false, c)).await,
+    };
     let mut conn = Connection::new(svc, params, Instant::now());
-    let mut writer = Writer::new(params.encoding, params.zlib_stream, settings.write_buffer);
     let hello = conn.hello();
     if writer
         .write(&mut ws, &conn, vec![hello], settings.write_timeout)
@@ -488,7 +517,7 @@ async fn serve(
             if c == Close::SLOW_CONSUMER || c == WRITE_TIMEOUT {
                 metrics::counter!("enrichment_gateway_slow_consumers_total").increment(1);
             }
-            Box::pin(close(&mut ws, &writer, c)).await;
+            Box::pin(close(&mut ws, writer.torn, c)).await;
             break;
         }
     }

@@ -4,18 +4,23 @@
 //! Frames are `{op, d, s, t}` maps in JSON or MessagePack. Fanout serializes an event's
 //! dispatch once per encoding into a shared *prefix* that ends just before the sequence number
 //! ([`dispatch_prefix`]); each connection then appends its own `s` ([`finish_dispatch`]), so
-//! ten thousand receivers cost one serialization, not ten thousand. [`ZlibStream`] is Discord's
-//! `compress=zlib-stream` transport: one deflate context per connection, every message ending
-//! in a sync flush (`00 00 ff ff`).
+//! ten thousand receivers cost one serialization, not ten thousand. [`compress`] holds Discord's
+//! transport compressions, `compress=zlib-stream` and `compress=zstd-stream`: one compression
+//! context per connection, every message flushed so the client can read it on arrival.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use serde::{Deserialize, Serialize};
 
 use crate::models::{Channel, Guild, Member, Role, User};
 use crate::{Snowflake, Timestamp};
 
+pub mod compress;
 pub mod dispatch;
+
+pub use compress::{
+    Compressor, Decompressor, SYNC_FLUSH, TransportCompression, ZlibInflater, ZlibStream,
+    ZstdDecoder, ZstdStream,
+};
 
 /// Gateway opcodes (Discord's numbers).
 pub mod op {
@@ -191,17 +196,17 @@ pub enum Encoding {
 pub struct ConnectParams {
     pub version: u8,
     pub encoding: Encoding,
-    pub zlib_stream: bool,
+    pub compress: TransportCompression,
 }
 
 impl ConnectParams {
-    /// Parses `v=10&encoding=json&compress=zlib-stream`. A missing `v` means 10, a missing
-    /// encoding JSON; anything we do not speak is the close code to answer with.
+    /// Parses `v=10&encoding=json&compress=zlib-stream` (or `zstd-stream`). A missing `v` means
+    /// 10, a missing encoding JSON; anything we do not speak is the close code to answer with.
     pub fn parse(query: Option<&str>) -> Result<ConnectParams, CloseCode> {
         let mut p = ConnectParams {
             version: 10,
             encoding: Encoding::Json,
-            zlib_stream: false,
+            compress: TransportCompression::None,
         };
         for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -221,11 +226,8 @@ impl ConnectParams {
                     }
                 }
                 "compress" => {
-                    p.zlib_stream = match v {
-                        "zlib-stream" => true,
-                        "" => false,
-                        _ => return Err(CloseCode::DecodeError),
-                    }
+                    p.compress =
+                        TransportCompression::from_query(v).ok_or(CloseCode::DecodeError)?;
                 }
                 _ => {}
             }
@@ -642,113 +644,6 @@ pub fn client_frame<T: Serialize>(
     match encoding {
         Encoding::Json => serde_json::to_vec(&f).map_err(|e| EncodeError(e.to_string())),
         Encoding::MsgPack => rmp_serde::to_vec_named(&f).map_err(|e| EncodeError(e.to_string())),
-    }
-}
-
-/// The server side of `compress=zlib-stream`: one deflate context for the connection's life.
-pub struct ZlibStream {
-    z: Compress,
-}
-
-impl std::fmt::Debug for ZlibStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZlibStream")
-            .field("total_in", &self.z.total_in())
-            .finish()
-    }
-}
-
-impl Default for ZlibStream {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ZlibStream {
-    pub fn new() -> Self {
-        ZlibStream {
-            z: Compress::new(Compression::fast(), true),
-        }
-    }
-
-    /// Compresses one gateway message; the output ends with the sync-flush marker.
-    pub fn compress(&mut self, input: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(input.len() / 2 + 64);
-        let start = self.z.total_in();
-        loop {
-            let consumed = (self.z.total_in() - start) as usize;
-            if out.capacity() - out.len() < 64 {
-                out.reserve(out.capacity().max(256));
-            }
-            // In-memory deflate only fails on misuse of the stream, which this loop avoids.
-            let _ = self
-                .z
-                .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync);
-            if (self.z.total_in() - start) as usize == input.len() && out.ends_with(&SYNC_FLUSH) {
-                return out;
-            }
-        }
-    }
-}
-
-/// Every zlib-stream message ends with these four bytes.
-pub const SYNC_FLUSH: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-/// The client side of `compress=zlib-stream`.
-pub struct ZlibInflater {
-    z: Decompress,
-    pending: Vec<u8>,
-}
-
-impl std::fmt::Debug for ZlibInflater {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZlibInflater")
-            .field("pending", &self.pending.len())
-            .finish()
-    }
-}
-
-impl Default for ZlibInflater {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ZlibInflater {
-    pub fn new() -> Self {
-        ZlibInflater {
-            z: Decompress::new(true),
-            pending: Vec::new(),
-        }
-    }
-
-    /// Feeds one WebSocket message; returns the inflated gateway message once the data ends
-    /// with the sync-flush marker, `None` while it is still incomplete.
-    pub fn push(&mut self, data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        self.pending.extend_from_slice(data);
-        if !self.pending.ends_with(&SYNC_FLUSH) {
-            return Ok(None);
-        }
-        let input = std::mem::take(&mut self.pending);
-        let mut out = Vec::with_capacity(input.len() * 4 + 64);
-        let start = self.z.total_in();
-        loop {
-            let consumed = (self.z.total_in() - start) as usize;
-            if out.capacity() - out.len() < 256 {
-                out.reserve(out.capacity().max(1024));
-            }
-            let status = self
-                .z
-                .decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync)
-                .map_err(|e| e.to_string())?;
-            let done = (self.z.total_in() - start) as usize == input.len();
-            if done && out.capacity() > out.len() {
-                return Ok(Some(out));
-            }
-            if status == flate2::Status::StreamEnd {
-                return Err("zlib stream ended".into());
-            }
-        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! - [`permissions`]: the bitfield and Discord's computation order;
 //! - [`models`]: users, guilds, channels, roles, members, messages, invites, applications;
 //! - [`gateway`]: gateway opcodes, close codes, payloads and frame codecs (JSON, MessagePack,
-//!   zlib-stream);
+//!   zlib-stream, zstd-stream);
 //! - [`rest`]: request/response bodies and their validation limits;
 //! - [`error`]: the `{code, message, errors}` body and the codes we send;
 //! - [`admin`]: the operators' admin API (`/admin/v1`): cluster status, ring, drain;

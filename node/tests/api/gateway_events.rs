@@ -18,11 +18,13 @@ async fn expect(gw: &mut Gw, t: &str) -> Value {
 const QUIET: Duration = Duration::from_millis(300);
 
 /// The gateway query of every encoding and compression a client may ask for.
-const EVERY_ENCODING: [&str; 4] = [
+const EVERY_ENCODING: [&str; 6] = [
     "v=10&encoding=json",
     "v=10&encoding=msgpack",
     "v=10&encoding=json&compress=zlib-stream",
     "v=10&encoding=msgpack&compress=zlib-stream",
+    "v=10&encoding=json&compress=zstd-stream",
+    "v=10&encoding=msgpack&compress=zstd-stream",
 ];
 
 #[tokio::test]
@@ -560,7 +562,7 @@ async fn request_guild_members_answers_in_chunks() {
 }
 
 #[tokio::test]
-async fn json_msgpack_and_zlib_stream_carry_the_same_events() {
+async fn every_encoding_and_compression_carries_the_same_events() {
     let node = TestNode::start().await;
     let alice = node.register("alice").await;
     let (gid, ch) = node.guild(&alice, "home").await;
@@ -580,6 +582,39 @@ async fn json_msgpack_and_zlib_stream_carry_the_same_events() {
     for other in &seen[1..] {
         assert_eq!(other, &seen[0]);
     }
+}
+
+/// zstd-stream as Discord sends it: one zstd frame for the connection, never ended, and one
+/// WebSocket message per gateway message that decodes whole on arrival, from HELLO through
+/// READY to a dispatch sent later.
+#[tokio::test]
+async fn zstd_stream_sends_one_flushed_message_per_frame_on_one_stream() {
+    let node = TestNode::start().await;
+    let alice = node.register("alice").await;
+    let (gid, ch) = node.guild(&alice, "home").await;
+    for query in [
+        "v=10&encoding=json&compress=zstd-stream",
+        "v=10&encoding=msgpack&compress=zstd-stream",
+    ] {
+        let mut gw = Gw::connect(&node, query).await;
+        assert_eq!((gw.zstd_messages, gw.frames), (1, 1), "{query}: HELLO");
+        let ready = gw.send_identify(&alice.token, ALL).await;
+        assert_eq!(ready["user"]["username"], "alice");
+        gw.guild_create(&gid).await;
+        let sent = node.send(&alice, &ch, "squeezed").await;
+        let d = gw.dispatch("MESSAGE_CREATE").await;
+        assert_eq!((&d["id"], &d["content"]), (&sent["id"], &json!("squeezed")));
+        assert_eq!(
+            gw.zstd_messages, gw.frames,
+            "{query}: one message per frame"
+        );
+        assert_eq!(gw.zstd_frames, 1, "{query}: one zstd frame per connection");
+    }
+    // What is not zstd-stream or zlib-stream is refused as before.
+    assert_eq!(
+        Gw::connect_raw(&node, "v=10&encoding=json&compress=zstd").await,
+        Some(4002)
+    );
 }
 
 /// The node writes dispatch frames itself, batched, next to the pongs tungstenite answers pings

@@ -1,5 +1,7 @@
-//! A real WebSocket gateway client for tests (tokio-tungstenite), speaking JSON, MessagePack
-//! and zlib-stream exactly as a Discord library would.
+//! A real WebSocket gateway client for tests (tokio-tungstenite), speaking JSON, MessagePack,
+//! zlib-stream and zstd-stream exactly as a Discord library would. zstd-stream is decoded with
+//! the zstd crate's streaming decoder directly, as twilight and discord.py do, not with the
+//! protocol crate's.
 
 use std::time::Duration;
 
@@ -25,13 +27,43 @@ pub fn identify_body(token: &str, intents: u64) -> serde_json::Value {
 pub struct Gw {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub encoding: Encoding,
-    zlib: Option<ZlibInflater>,
+    inflate: Option<Inflate>,
+    /// zstd-stream WebSocket messages received so far, and how many of them opened a zstd
+    /// frame (began with its magic number).
+    pub zstd_messages: usize,
+    pub zstd_frames: usize,
+    /// Gateway frames received so far.
+    pub frames: usize,
     pub seq: Option<u64>,
     pub session_id: String,
     pub resume_url: String,
     pub heartbeat_interval: u64,
     /// WebSocket pongs received so far (skipped by [`Gw::recv`]).
     pub pongs: usize,
+}
+
+/// The client side of the connection's transport compression.
+enum Inflate {
+    Zlib(ZlibInflater),
+    Zstd(zstd::stream::raw::Decoder<'static>),
+}
+
+/// Decodes one zstd-stream WebSocket message, which must hold one whole gateway message: all
+/// its input is taken and the decoder has nothing more to give.
+fn zstd_message(z: &mut zstd::stream::raw::Decoder<'static>, data: &[u8]) -> Vec<u8> {
+    use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+    let mut input = InBuffer::around(data);
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let mut output = OutBuffer::around(&mut chunk[..]);
+        z.run(&mut input, &mut output).expect("zstd-stream decodes");
+        let written = output.pos();
+        out.extend_from_slice(&chunk[..written]);
+        if input.pos() == data.len() && written < chunk.len() {
+            return out;
+        }
+    }
 }
 
 /// How a connection ended.
@@ -71,11 +103,22 @@ impl Gw {
         } else {
             Encoding::Json
         };
-        let zlib = url.contains("compress=zlib-stream").then(ZlibInflater::new);
+        let inflate = if url.contains("compress=zlib-stream") {
+            Some(Inflate::Zlib(ZlibInflater::new()))
+        } else if url.contains("compress=zstd-stream") {
+            Some(Inflate::Zstd(
+                zstd::stream::raw::Decoder::new().expect("zstd decoder"),
+            ))
+        } else {
+            None
+        };
         let mut gw = Gw {
             ws,
             encoding,
-            zlib,
+            inflate,
+            zstd_messages: 0,
+            zstd_frames: 0,
+            frames: 0,
             seq: None,
             session_id: String::new(),
             resume_url: String::new(),
@@ -163,14 +206,22 @@ impl Gw {
                 }
                 _ => continue,
             };
-            let bytes = match &mut self.zlib {
-                Some(z) => match z.push(&bytes).expect("inflates") {
+            let bytes = match &mut self.inflate {
+                Some(Inflate::Zlib(z)) => match z.push(&bytes).expect("inflates") {
                     Some(b) => b,
                     None => continue,
                 },
+                Some(Inflate::Zstd(z)) => {
+                    self.zstd_messages += 1;
+                    if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                        self.zstd_frames += 1;
+                    }
+                    zstd_message(z, &bytes)
+                }
                 None => bytes,
             };
             let f = Outbound::decode(self.encoding, &bytes).expect("server frame decodes");
+            self.frames += 1;
             if let Some(s) = f.s {
                 if let Some(prev) = self.seq {
                     assert_eq!(s, prev + 1, "sequence numbers increase by exactly one");

@@ -1,6 +1,7 @@
 //! twilight (twilight-http, twilight-gateway, twilight-model, twilight-cache-inmemory),
 //! unmodified: REST through `ClientBuilder::proxy("127.0.0.1:PORT", true)` and the gateway
-//! through `ConfigBuilder::proxy_url`, set to the URL `GET /gateway/bot` reports. twilight
+//! through `ConfigBuilder::proxy_url`, set to the URL `GET /gateway/bot` reports, with its default
+//! transport compression (its `zstd` feature: `compress=zstd-stream`). twilight
 //! deserializes every REST answer and gateway event into its typed models, so a field of the
 //! wrong shape fails here.
 

@@ -300,7 +300,7 @@ impl Fixture {
             ConnectParams {
                 version: 10,
                 encoding,
-                zlib_stream: false,
+                compress: enrichment_protocol::gateway::TransportCompression::None,
             },
             now,
         )
