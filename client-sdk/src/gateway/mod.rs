@@ -17,7 +17,9 @@ mod runner;
 
 use std::time::Duration;
 
-use enrichment_protocol::gateway::{Encoding, PresenceUpdate, RequestGuildMembers};
+use enrichment_protocol::gateway::{
+    Encoding, PresenceUpdate, RequestGuildMembers, TransportCompression,
+};
 use tokio::sync::{mpsc, watch};
 
 pub use event::Event;
@@ -62,8 +64,9 @@ pub struct GatewayOptions {
     pub intents: u64,
     /// JSON or MessagePack frames.
     pub encoding: Encoding,
-    /// `compress=zlib-stream`.
-    pub zlib_stream: bool,
+    /// Transport compression: `compress=zlib-stream` or `compress=zstd-stream` (one context
+    /// for the connection's life; every message is decompressed as it arrives).
+    pub compress: TransportCompression,
     /// `[shard_id, num_shards]`, for bots that shard.
     pub shard: Option<[u32; 2]>,
     /// The presence to start with.
@@ -88,7 +91,7 @@ impl Default for GatewayOptions {
             intents: enrichment_protocol::gateway::intents::GUILDS
                 | enrichment_protocol::gateway::intents::GUILD_MESSAGES,
             encoding: Encoding::Json,
-            zlib_stream: false,
+            compress: TransportCompression::None,
             shard: None,
             presence: None,
             url: None,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use enrichment_protocol::gateway::{
-    CloseCode, ConnectionProperties, Encoding, Hello, Identify, Outbound, Resume, ZlibInflater,
+    CloseCode, ConnectionProperties, Decompressor, Encoding, Hello, Identify, Outbound, Resume,
     client_frame, op,
 };
 use futures::{SinkExt, StreamExt};
@@ -181,8 +181,9 @@ impl Runner {
             Encoding::MsgPack => "msgpack",
         };
         let mut url = format!("{base}/?v=10&encoding={encoding}");
-        if self.options.zlib_stream {
-            url.push_str("&compress=zlib-stream");
+        if let Some(compress) = self.options.compress.query_value() {
+            url.push_str("&compress=");
+            url.push_str(compress);
         }
         url
     }
@@ -198,7 +199,7 @@ impl Runner {
         let mut conn = Conn {
             ws,
             encoding: self.options.encoding,
-            inflater: self.options.zlib_stream.then(ZlibInflater::new),
+            inflater: Decompressor::new(self.options.compress).map_err(Failure::Connect)?,
         };
         let hello = match timeout(connect_timeout, conn.read()).await {
             Ok(Ok(Some(f))) if f.op == op::HELLO => f,
@@ -406,7 +407,7 @@ fn close_code(e: &str) -> Option<(u16, &str)> {
 struct Conn {
     ws: Ws,
     encoding: Encoding,
-    inflater: Option<ZlibInflater>,
+    inflater: Option<Decompressor>,
 }
 
 impl Conn {

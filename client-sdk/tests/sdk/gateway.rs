@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use enrichment_client::gateway::{Event, Gateway, GatewayError, GatewayOptions};
 use enrichment_client::protocol::Snowflake;
-use enrichment_client::protocol::gateway::{Encoding, intents};
+use enrichment_client::protocol::gateway::{Encoding, TransportCompression, intents};
 use enrichment_client::protocol::rest::{CreateInvite, CreateMessage};
 use enrichment_client::{Client, Token};
 use futures::{SinkExt, StreamExt};
@@ -205,21 +205,23 @@ async fn unrecoverable_closes_end_the_stream_with_their_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn msgpack_and_zlib_stream_carry_the_same_events() {
+async fn msgpack_zlib_stream_and_zstd_stream_carry_the_same_events() {
     let t = TestNode::start().await;
     let owner = t.user("owner").await;
     let (_, ch) = t.guild(&owner, "Codecs").await;
     let mut clients = Vec::new();
-    for (encoding, zlib_stream) in [
-        (Encoding::Json, true),
-        (Encoding::MsgPack, false),
-        (Encoding::MsgPack, true),
+    for (encoding, compress) in [
+        (Encoding::Json, TransportCompression::ZlibStream),
+        (Encoding::MsgPack, TransportCompression::None),
+        (Encoding::MsgPack, TransportCompression::ZlibStream),
+        (Encoding::Json, TransportCompression::ZstdStream),
+        (Encoding::MsgPack, TransportCompression::ZstdStream),
     ] {
         let mut gw = Gateway::connect(
             &owner,
             GatewayOptions {
                 encoding,
-                zlib_stream,
+                compress,
                 ..options(MESSAGES)
             },
         )
