@@ -30,6 +30,28 @@ impl AccountService {
                 "Two-factor authentication is already enabled.",
             ));
         }
+        // The secret is checked before the code, which it would otherwise only fail as "wrong".
+        match auth::check_secret(secret) {
+            Ok(()) => {}
+            Err(auth::TotpError::SecretTooShort { .. }) => {
+                return Err(ApiError::form(
+                    &["secret"],
+                    "BASE_TYPE_MIN_LENGTH",
+                    format!(
+                        "The secret must be at least {} bits ({} base32 characters).",
+                        auth::MIN_SECRET_BITS,
+                        auth::MIN_SECRET_CHARS
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(ApiError::form(
+                    &["secret"],
+                    "BASE_TYPE_INVALID",
+                    "The secret must be base32 (A-Z and 2-7, no padding).",
+                ));
+            }
+        }
         if !Self::verify_password(password, creds.password_hash.clone()).await {
             return Err(ApiError::form(
                 &["password"],

@@ -33,7 +33,10 @@ pub use password::{PasswordParams, hash_password, verify_password};
 pub use tokens::{
     bot_token_user_id, hash_token, new_backup_codes, new_bot_token, new_refresh_token,
 };
-pub use totp::{TotpError, current_code, generate_secret, verify_totp};
+pub use totp::{
+    MIN_SECRET_BITS, MIN_SECRET_CHARS, TotpError, check_secret, current_code, generate_secret,
+    verify_totp,
+};
 
 /// Everything that can go wrong in this module.
 ///

@@ -14,12 +14,19 @@ pub const STEP_SECS: u64 = 30;
 pub const DIGITS: usize = 6;
 /// Steps of clock skew accepted on either side of the current one.
 pub const SKEW_STEPS: u64 = 1;
+/// The shortest secret accepted (RFC 4226 §4), in bits.
+pub const MIN_SECRET_BITS: usize = 128;
+/// The base32 characters (5 bits each) that carry [`MIN_SECRET_BITS`]: 26.
+pub const MIN_SECRET_CHARS: usize = MIN_SECRET_BITS.div_ceil(5);
 
 /// Why a TOTP code was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TotpError {
-    #[error("TOTP secret is not valid base32 of at least 128 bits")]
-    InvalidSecret,
+    #[error("TOTP secret is not base32 (RFC 4648, no padding)")]
+    SecretNotBase32,
+    /// RFC 4226 §4: a shared secret of fewer than 128 bits is refused (by `totp-rs` too).
+    #[error("TOTP secret is {bits} bits; it must be at least {MIN_SECRET_BITS}")]
+    SecretTooShort { bits: usize },
     #[error("TOTP code must be {DIGITS} digits")]
     MalformedCode,
     #[error("TOTP code is wrong")]
@@ -34,8 +41,23 @@ pub fn generate_secret() -> String {
     Secret::generate().to_base32()
 }
 
+/// Whether `secret_b32` can be a TOTP secret: base32 of at least [`MIN_SECRET_BITS`].
+pub fn check_secret(secret_b32: &str) -> Result<(), TotpError> {
+    decode_secret(secret_b32).map(drop)
+}
+
+fn decode_secret(secret_b32: &str) -> Result<Secret, TotpError> {
+    let secret = Secret::try_from_base32(secret_b32).map_err(|_| TotpError::SecretNotBase32)?;
+    let bits = secret.as_ref().len() * 8;
+    if bits < MIN_SECRET_BITS {
+        return Err(TotpError::SecretTooShort { bits });
+    }
+    Ok(secret)
+}
+
 fn totp(secret_b32: &str) -> Result<Totp, TotpError> {
-    let secret = Secret::try_from_base32(secret_b32).map_err(|_| TotpError::InvalidSecret)?;
+    let secret = decode_secret(secret_b32)?;
+    let bits = secret.as_ref().len() * 8;
     Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(DIGITS as u8)
@@ -45,7 +67,9 @@ fn totp(secret_b32: &str) -> Result<Totp, TotpError> {
         .with_skew(0)
         .with_secret(secret)
         .build()
-        .map_err(|_| TotpError::InvalidSecret)
+        // The digits and step are the constants above; only the secret's length can fail, and
+        // `decode_secret` checked it already.
+        .map_err(|_| TotpError::SecretTooShort { bits })
 }
 
 /// The code for the step containing `unix_time` (what an authenticator app shows).
@@ -222,13 +246,27 @@ mod tests {
     fn rejects_bad_secrets() {
         assert_eq!(
             current_code("not base32!", T),
-            Err(TotpError::InvalidSecret)
+            Err(TotpError::SecretNotBase32)
         );
         // 80 bits: valid base32 but shorter than RFC 4226's 128-bit minimum.
         assert_eq!(
             verify_totp("GEZDGNBVGY3TQOJQ", "123456", T, 0),
-            Err(TotpError::InvalidSecret)
+            Err(TotpError::SecretTooShort { bits: 80 })
         );
+    }
+
+    #[test]
+    fn the_shortest_secret_is_26_base32_characters() {
+        // 26 characters carry 130 bits, of which 128 make whole bytes; 25 carry 125 (15 bytes).
+        assert_eq!(MIN_SECRET_CHARS, 26);
+        assert_eq!(check_secret(&RFC_SECRET[..26]), Ok(()));
+        assert!(current_code(&RFC_SECRET[..26], T).is_ok());
+        assert_eq!(
+            check_secret(&RFC_SECRET[..25]),
+            Err(TotpError::SecretTooShort { bits: 120 })
+        );
+        assert_eq!(check_secret(""), Err(TotpError::SecretTooShort { bits: 0 }));
+        assert_eq!(check_secret(RFC_SECRET), Ok(()));
     }
 
     #[test]

@@ -153,6 +153,62 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// A secret too short or not base32 is named as the problem, not reported as a wrong code, and
+/// MFA stays off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_or_malformed_totp_secret_is_a_form_error_on_secret() {
+    let t = TestNode::start().await;
+    let a = t.register("grace").await;
+    // 25 base32 characters: 120 bits. Its code cannot even be computed (totp-rs refuses it).
+    let short = "JBSWY3DPEHPK3PXPJBSWY3DPE";
+    for (secret, code, message) in [
+        (
+            short,
+            "123456",
+            "The secret must be at least 128 bits (26 base32 characters).",
+        ),
+        (
+            "JBSWY3DP",
+            "123456",
+            "The secret must be at least 128 bits (26 base32 characters).",
+        ),
+        (
+            "not base32 at all, not at all!!",
+            "123456",
+            "The secret must be base32 (A-Z and 2-7, no padding).",
+        ),
+    ] {
+        let r = t
+            .post(
+                "/users/@me/mfa/totp/enable",
+                &a.token,
+                json!({"secret": secret, "code": code, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{secret}: {}", r.body);
+        assert_eq!(r.body["code"], 50035, "{secret}: {}", r.body);
+        assert_eq!(
+            r.body["errors"]["secret"]["_errors"][0]["message"], message,
+            "{secret}: {}",
+            r.body
+        );
+        assert!(r.body["errors"].get("code").is_none(), "{}", r.body);
+    }
+    assert_eq!(
+        t.get("/users/@me", &a.token).await.ok(200)["mfa_enabled"],
+        false
+    );
+    // The shortest secret that is long enough works.
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEH";
+    t.post(
+        "/users/@me/mfa/totp/enable",
+        &a.token,
+        json!({"secret": secret, "code": code_at(secret, now()), "password": "correct horse battery"}),
+    )
+    .await
+    .ok(200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_mfa_enable_login_replay_backup_codes_disable() {
     let t = TestNode::start().await;
