@@ -145,6 +145,74 @@ async fn bots_are_held_to_identify_concurrency_and_the_daily_budget() {
     let (_b, _) = Gw::identify(&node, &alice.token, ALL).await;
 }
 
+/// `session_start_limit` is read from the budget IDENTIFY is charged to: every IDENTIFY the bot
+/// makes takes one from `remaining`, `reset_after` counts down to the end of the window the first
+/// one opened, and once `remaining` is 0 IDENTIFY is refused.
+#[tokio::test]
+async fn gateway_bot_reports_what_identifies_have_spent_of_the_budget() {
+    let node = TestNode::start_with(|c| {
+        // Four buckets, so the identifies below are held back by the daily budget only.
+        c.gateway.identify_max_concurrency = 4;
+        c.gateway.identify_window_secs = 5;
+        c.gateway.identify_per_day = 3;
+    })
+    .await;
+    let alice = node.register("alice").await;
+    let (gid, _) = node.guild(&alice, "home").await;
+    let bot = node.bot(&alice, "helper", &gid, 0).await;
+    let start_limit = || async {
+        node.get("/gateway/bot", &bot.token).await.ok(200)["session_start_limit"].clone()
+    };
+    let before = start_limit().await;
+    assert_eq!(
+        (&before["total"], &before["remaining"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(before["max_concurrency"], 4);
+    assert_eq!(before["reset_after"], 86_400_000, "no window open yet");
+
+    let identify_shard = |shard: u32| {
+        let mut body = identify_body(&bot.token, intents::GUILDS);
+        body["shard"] = json!([shard, 4]);
+        body
+    };
+    let mut held = Vec::new();
+    for shard in 0..2 {
+        let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
+        gw.send(op::IDENTIFY, identify_shard(shard)).await;
+        let ready = gw.dispatch("READY").await;
+        assert_eq!(ready["shard"], json!([shard, 4]));
+        held.push(gw);
+    }
+    let after_two = start_limit().await;
+    assert_eq!(after_two["remaining"], 1, "{after_two}");
+    let reset = after_two["reset_after"].as_u64().unwrap();
+    assert!((86_000_000..86_400_000).contains(&reset), "{reset}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = start_limit().await["reset_after"].as_u64().unwrap();
+    assert!(
+        later <= reset - 1000,
+        "reset_after counts down: {reset} then {later}"
+    );
+
+    // The last one of the day, then a refusal on a bucket of its own: the budget, not the
+    // concurrency window, says no.
+    let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
+    gw.send(op::IDENTIFY, identify_shard(2)).await;
+    gw.dispatch("READY").await;
+    held.push(gw);
+    assert_eq!(start_limit().await["remaining"], 0);
+    let mut gw = Gw::connect(&node, "v=10&encoding=json").await;
+    gw.send(op::IDENTIFY, identify_shard(3)).await;
+    let f = gw.recv().await;
+    assert_eq!((f.op, f.d), (op::INVALID_SESSION, json!(false)));
+    assert_eq!(
+        start_limit().await["remaining"],
+        0,
+        "a refused identify costs nothing"
+    );
+}
+
 #[tokio::test]
 async fn resume_is_refused_when_the_gap_is_lost_or_the_session_expired() {
     let node = TestNode::start_with(|c| {
