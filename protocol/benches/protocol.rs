@@ -1,14 +1,17 @@
 //! Hot paths of the wire layer: permission computation (run on every message send and gateway
 //! fan-out), id minting (every write), message JSON (every read and every dispatch), and the
 //! gateway's frames: the shared dispatch prefix (once per event and encoding), the sequence
-//! splice (once per receiver) and zlib-stream compression (once per frame on such connections).
+//! splice (once per receiver) and zlib-stream and zstd-stream compression (once per frame on such
+//! connections).
 
 use std::collections::HashMap;
 use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use enrichment_protocol::gateway::{Encoding, ZlibStream, dispatch_prefix, finish_dispatch};
+use enrichment_protocol::gateway::{
+    Encoding, ZlibStream, ZstdStream, dispatch_prefix, finish_dispatch,
+};
 use enrichment_protocol::models::{
     Embed, EmbedAuthor, EmbedField, EmbedFooter, Member, Message, User,
 };
@@ -284,6 +287,27 @@ fn bench_gateway_frames(c: &mut Criterion) {
     // The first frame of a connection pays for the context.
     group.bench_function("compress/new_stream_message_create_json", |b| {
         b.iter(|| ZlibStream::new().compress(black_box(&frames[0])))
+    });
+    group.finish();
+
+    // The same frames through one zstd stream, flushed per frame as zstd-stream sends them.
+    let mut group = c.benchmark_group("gateway/zstd_stream");
+    group.throughput(Throughput::Bytes(frames[0].len() as u64));
+    let mut z = ZstdStream::new().expect("zstd context");
+    let mut i = 0;
+    group.bench_function("compress/message_create_json", |b| {
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            z.compress(black_box(&frames[i])).expect("compresses")
+        })
+    });
+    group.bench_function("compress/new_stream_message_create_json", |b| {
+        b.iter(|| {
+            ZstdStream::new()
+                .expect("zstd context")
+                .compress(black_box(&frames[0]))
+                .expect("compresses")
+        })
     });
     group.finish();
 }
