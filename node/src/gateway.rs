@@ -196,7 +196,8 @@ struct Writer {
     kept: usize,
     /// For a compressed connection: every payload of a wake-up, copied out under the session's
     /// lock and compressed after it is released (a compressed frame's length is known only
-    /// once it is compressed, so it cannot be framed in place like a plain one). `ends[i]` is where payload `i` ends.
+    /// once it is compressed, so it cannot be framed in place like a plain one). `ends[i]` is
+    /// where payload `i` ends.
     payloads: BytesMut,
     ends: Vec<usize>,
     /// A write failed or timed out part-way: the stream may end inside a frame, so nothing
