@@ -97,6 +97,9 @@ pub enum Command {
     /// List, add and remove bans.
     #[command(subcommand)]
     Ban(BanCmd),
+    /// Create, list and delete webhooks, and post through one.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// Print a guild's audit log, newest first (needs VIEW_AUDIT_LOG).
     AuditLog {
         #[arg(value_parser = id, value_name = "GUILD_ID")]
@@ -354,6 +357,38 @@ pub enum BanCmd {
         guild: Snowflake,
         #[arg(value_parser = id, value_name = "USER_ID")]
         user: Snowflake,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookCmd {
+    /// Create a webhook in a channel (needs MANAGE_WEBHOOKS). Its token is printed once; keep
+    /// it.
+    Create {
+        #[arg(value_parser = id, value_name = "CHANNEL_ID")]
+        channel: Snowflake,
+        name: String,
+    },
+    /// List a channel's webhooks.
+    List {
+        #[arg(value_parser = id, value_name = "CHANNEL_ID")]
+        channel: Snowflake,
+    },
+    /// Delete a webhook.
+    Delete {
+        #[arg(value_parser = id, value_name = "WEBHOOK_ID")]
+        webhook: Snowflake,
+    },
+    /// Post a message through a webhook: its id and token are enough, no login.
+    Send {
+        #[arg(value_parser = id, value_name = "WEBHOOK_ID")]
+        webhook: Snowflake,
+        token: String,
+        /// The message text; `-` reads it from standard input.
+        text: String,
+        /// The name to post under instead of the webhook's.
+        #[arg(long)]
+        username: Option<String>,
     },
 }
 

@@ -7,5 +7,6 @@ mod channels;
 mod guilds;
 mod messages;
 mod users;
+mod webhooks;
 
 pub use users::{AuthorizeQuery, AuthorizeResponse};

@@ -696,3 +696,113 @@ async fn applications_bots_and_gateway_discovery() {
         Err(Error::InvalidBaseUrl(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_managed_with_a_login_and_driven_with_their_token() {
+    let t = TestNode::start().await;
+    let owner = t.user("hookowner").await;
+    let (gid, general) = t.guild(&owner, "Hooks").await;
+    let hook = owner
+        .create_webhook(
+            general,
+            &CreateWebhook {
+                name: "CI".into(),
+                avatar: None,
+            },
+        )
+        .await
+        .expect("create webhook");
+    let token = hook.token.clone().expect("token on create");
+    assert_eq!(
+        owner.get_channel_webhooks(general).await.expect("list")[0].id,
+        hook.id
+    );
+    assert_eq!(owner.get_guild_webhooks(gid).await.expect("list").len(), 1);
+    assert!(
+        owner
+            .get_webhook(hook.id)
+            .await
+            .expect("get")
+            .token
+            .is_none()
+    );
+
+    // No login: the token is the authority.
+    let anyone = Client::new(owner.base_url()).expect("client");
+    let posted = anyone
+        .execute_webhook(
+            hook.id,
+            &token,
+            &ExecuteWebhook {
+                content: Some("build 41 green".into()),
+                username: Some("CI bot".into()),
+                ..ExecuteWebhook::default()
+            },
+        )
+        .await
+        .expect("execute");
+    assert_eq!(posted.webhook_id, Some(hook.id));
+    assert_eq!(posted.author.username, "CI bot");
+    let edited = anyone
+        .edit_webhook_message(
+            hook.id,
+            &token,
+            posted.id,
+            &EditMessage {
+                content: Some(Some("build 41 green (edited)".into())),
+                ..EditMessage::default()
+            },
+        )
+        .await
+        .expect("edit");
+    assert_eq!(edited.content, "build 41 green (edited)");
+    assert_eq!(
+        anyone
+            .get_webhook_message(hook.id, &token, posted.id)
+            .await
+            .expect("get message")
+            .content,
+        "build 41 green (edited)"
+    );
+    anyone
+        .delete_webhook_message(hook.id, &token, posted.id)
+        .await
+        .expect("delete message");
+    let renamed = anyone
+        .modify_webhook_with_token(
+            hook.id,
+            &token,
+            &ModifyWebhook {
+                name: Some("CI 2".into()),
+                ..ModifyWebhook::default()
+            },
+        )
+        .await
+        .expect("rename");
+    assert_eq!(renamed.name.as_deref(), Some("CI 2"));
+    assert_eq!(
+        anyone
+            .get_webhook_with_token(hook.id, &token)
+            .await
+            .expect("get with token")
+            .name
+            .as_deref(),
+        Some("CI 2")
+    );
+    let wrong = anyone
+        .get_webhook_with_token(hook.id, "not-the-token")
+        .await
+        .expect_err("wrong token");
+    assert_eq!((wrong.status(), wrong.code()), (Some(401), Some(50027)));
+    anyone
+        .delete_webhook_with_token(hook.id, &token)
+        .await
+        .expect("delete");
+    assert!(
+        owner
+            .get_webhook(hook.id)
+            .await
+            .expect_err("gone")
+            .is_not_found()
+    );
+}

@@ -1,4 +1,4 @@
-//! `send`, `history` and `tail`.
+//! `send`, `history`, `tail` and `webhook`.
 
 use std::io::{IsTerminal, Read};
 use std::time::{Duration, Instant};
@@ -8,9 +8,12 @@ use enrichment_client::gateway::{Event, Gateway, GatewayError, GatewayOptions};
 use enrichment_client::protocol::Snowflake;
 use enrichment_client::protocol::gateway::intents;
 use enrichment_client::protocol::models::Message;
-use enrichment_client::protocol::rest::{CreateMessage, MessagesQuery};
+use enrichment_client::protocol::rest::{
+    CreateMessage, CreateWebhook, ExecuteWebhook, MessagesQuery,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cli::WebhookCmd;
 use crate::error::{CliError, CliResult, Exit};
 use crate::output::{BOLD, DIM, paint, short_time, status};
 use crate::session::Ctx;
@@ -32,7 +35,8 @@ fn show(ctx: &Ctx, m: &Message) -> CliResult<()> {
     Ok(())
 }
 
-pub async fn send(ctx: &mut Ctx, channel: Snowflake, text: String) -> CliResult<()> {
+/// A message's text from the command line, or from standard input for `-`.
+fn message_text(text: String) -> CliResult<String> {
     let content = if text == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -45,6 +49,11 @@ pub async fn send(ctx: &mut Ctx, channel: Snowflake, text: String) -> CliResult<
     if content.trim().is_empty() {
         return Err(CliError::usage("the message is empty"));
     }
+    Ok(content)
+}
+
+pub async fn send(ctx: &mut Ctx, channel: Snowflake, text: String) -> CliResult<()> {
+    let content = message_text(text)?;
     let client = ctx.client().await?;
     let m = client
         .create_message(
@@ -228,4 +237,83 @@ async fn catch_up(
         show(ctx, m)?;
     }
     Ok(missed.last().map(|m| m.id))
+}
+
+pub async fn webhook(ctx: &mut Ctx, cmd: WebhookCmd) -> CliResult<()> {
+    match cmd {
+        WebhookCmd::Create { channel, name } => {
+            let client = ctx.client().await?;
+            let hook = client
+                .create_webhook(channel, &CreateWebhook { name, avatar: None })
+                .await?;
+            if ctx.out.json {
+                return ctx.out.value(&hook);
+            }
+            ctx.out.fields(&[
+                ("webhook id", hook.id.to_string()),
+                ("token", hook.token.clone().unwrap_or_default()),
+                (
+                    "post with",
+                    format!("enrichctl webhook send {} TOKEN \"text\"", hook.id),
+                ),
+            ]);
+        }
+        WebhookCmd::List { channel } => {
+            let client = ctx.client().await?;
+            let hooks = client.get_channel_webhooks(channel).await?;
+            if ctx.out.json {
+                return ctx.out.value(&hooks);
+            }
+            let rows = hooks
+                .iter()
+                .map(|h| {
+                    vec![
+                        h.id.to_string(),
+                        h.name.clone().unwrap_or_default(),
+                        h.user
+                            .as_ref()
+                            .map(|u| u.username.clone())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            ctx.out.table(&["WEBHOOK ID", "NAME", "CREATED BY"], rows);
+        }
+        WebhookCmd::Delete { webhook } => {
+            ctx.client().await?.delete_webhook(webhook).await?;
+            if ctx.out.json {
+                return ctx
+                    .out
+                    .value(&serde_json::json!({"ok": true, "action": "webhook_deleted", "webhook_id": webhook}));
+            }
+            ctx.out.say(format!("deleted webhook {webhook}"));
+        }
+        WebhookCmd::Send {
+            webhook,
+            token,
+            text,
+            username,
+        } => {
+            let content = message_text(text)?;
+            // The token is the authority: no login needed.
+            let m = ctx
+                .anonymous()?
+                .execute_webhook(
+                    webhook,
+                    &token,
+                    &ExecuteWebhook {
+                        content: Some(content),
+                        username,
+                        ..ExecuteWebhook::default()
+                    },
+                )
+                .await?;
+            if ctx.out.json {
+                return ctx.out.value(&m);
+            }
+            ctx.out
+                .say(format!("sent message {} as {}", m.id, m.author.username));
+        }
+    }
+    Ok(())
 }

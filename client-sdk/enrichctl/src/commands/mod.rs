@@ -21,6 +21,7 @@ pub async fn run(ctx: &mut Ctx, command: Command) -> CliResult<()> {
         Command::Role(cmd) => guilds::role(ctx, cmd).await,
         Command::Member(cmd) => guilds::member(ctx, cmd).await,
         Command::Ban(cmd) => guilds::ban(ctx, cmd).await,
+        Command::Webhook(cmd) => messages::webhook(ctx, cmd).await,
         Command::AuditLog {
             guild,
             user,

@@ -450,3 +450,60 @@ async fn expired_access_tokens_are_renewed_even_while_tailing() {
     );
     drop(t);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_made_with_a_login_and_posted_through_without_one() {
+    let t = TestNode::start().await;
+    let alice = t.user();
+    alice.register("hookalice").await;
+    let gid = id(&alice
+        .run(&["--json", "guild", "create", "Hooks"])
+        .await
+        .json());
+    let general = alice.run(&["--json", "channel", "list", &gid]).await.json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hook = alice
+        .run(&["--json", "webhook", "create", &general, "Deploys"])
+        .await
+        .json();
+    let hook_id = id(&hook);
+    let token = hook["token"].as_str().unwrap().to_owned();
+    let listed = alice
+        .run(&["--json", "webhook", "list", &general])
+        .await
+        .json();
+    assert_eq!(listed[0]["id"], hook_id);
+
+    // Someone with no login at all posts through it.
+    let stranger = t.user();
+    let sent = stranger
+        .run(&[
+            "--json",
+            "webhook",
+            "send",
+            &hook_id,
+            &token,
+            "v2 is out",
+            "--username",
+            "Release",
+        ])
+        .await
+        .json();
+    assert_eq!(sent["author"]["username"], "Release");
+    assert_eq!(sent["webhook_id"], hook_id);
+    let history = alice
+        .run(&["--json", "history", &general, "--limit", "1"])
+        .await;
+    assert!(history.ok().contains("v2 is out"));
+    stranger
+        .run(&["webhook", "send", &hook_id, "wrong-token", "x"])
+        .await
+        .fails(3, "Invalid Webhook Token");
+    alice.run(&["webhook", "delete", &hook_id]).await.ok();
+    stranger
+        .run(&["webhook", "send", &hook_id, &token, "x"])
+        .await
+        .fails(4, "Unknown Webhook");
+}
