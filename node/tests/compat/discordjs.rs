@@ -272,6 +272,23 @@ async fn discordjs_bot_plays_the_scenario() {
     .await;
     bot.proceed().await;
 
+    // A webhook made by the bot and posted through with its token.
+    let sent = bot.expect("webhook_sent").await;
+    assert_eq!(sent["has_token"], true, "{sent}");
+    let webhook_id = sent["webhook_id"].as_str().expect("webhook id").to_owned();
+    assert_eq!(sent["message_webhook_id"], webhook_id.as_str(), "{sent}");
+    assert_eq!(sent["author"], "Hooked", "{sent}");
+    s.check_webhook_message(
+        sent["message_id"].as_str().expect("message id"),
+        &webhook_id,
+        "Hooked",
+    )
+    .await;
+    bot.proceed().await;
+    bot.expect("webhook_deleted").await;
+    s.check_webhook_deleted(&webhook_id).await;
+    bot.proceed().await;
+
     bot.expect("done").await;
     let status = tokio::time::timeout(Duration::from_secs(10), bot.child.wait()).await;
     match status {

@@ -4,7 +4,8 @@
 //! with a few permissions and turns on the limited GUILD_MEMBERS and MESSAGE_CONTENT flags
 //! through `PATCH /applications/@me`, as a developer would. The bot then logs in, sees the
 //! guild, answers a message with a reply, reacts to its reply, edits it, deletes it, and
-//! welcomes a member who joins through an invite.
+//! welcomes a member who joins through an invite. A library that drives webhooks (discord.js)
+//! then makes one, posts through it with its token and deletes it.
 
 use enrichment_protocol::Permissions;
 use enrichment_protocol::gateway::app_flags;
@@ -45,7 +46,8 @@ impl Scenario {
             | Permissions::SEND_MESSAGES
             | Permissions::READ_MESSAGE_HISTORY
             | Permissions::ADD_REACTIONS
-            | Permissions::EMBED_LINKS;
+            | Permissions::EMBED_LINKS
+            | Permissions::MANAGE_WEBHOOKS;
         let bot = node
             .bot(&owner, bot_name, &guild_id, permissions.bits())
             .await;
@@ -151,6 +153,23 @@ impl Scenario {
             )
             .await
             .err(404, 10008);
+    }
+
+    /// A message a webhook posted in the scenario channel, shown with the webhook as author.
+    pub async fn check_webhook_message(&self, message_id: &str, webhook_id: &str, name: &str) {
+        let msg = self.message(message_id).await;
+        assert_eq!(msg["webhook_id"], webhook_id, "{msg}");
+        assert_eq!(msg["author"]["id"], webhook_id, "{msg}");
+        assert_eq!(msg["author"]["username"], name, "{msg}");
+        assert_eq!(msg["author"]["bot"], true, "{msg}");
+    }
+
+    /// The webhook is gone.
+    pub async fn check_webhook_deleted(&self, webhook_id: &str) {
+        self.node
+            .get(&format!("/webhooks/{webhook_id}"), &self.owner.token)
+            .await
+            .err(404, 10015);
     }
 
     /// A new user joins the guild through an invite from the owner.

@@ -101,6 +101,22 @@ client.on(Events.GuildMemberAdd, async (member) => {
     const sent = await channel.send(`Welcome, ${member.user.username}!`);
     emit('welcomed', { user_id: member.id, username: member.user.username, message_id: sent.id, guild_id: member.guild.id });
     await next();
+
+    // A webhook: created by the bot (MANAGE_WEBHOOKS), posted through with its token
+    // (discord.js sends with wait=true), then deleted.
+    const hook = await channel.createWebhook({ name: 'Compat hook' });
+    const posted = await hook.send({ content: 'from a webhook', username: 'Hooked' });
+    emit('webhook_sent', {
+      webhook_id: hook.id,
+      has_token: Boolean(hook.token),
+      message_id: posted.id,
+      message_webhook_id: posted.webhookId ?? null,
+      author: posted.author?.username ?? null,
+    });
+    await next();
+    await hook.delete();
+    emit('webhook_deleted', { webhook_id: hook.id });
+    await next();
     await client.destroy();
     emit('done');
     process.exit(0);
