@@ -62,6 +62,20 @@ pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({ "message": "404: Not Found", "code": 0 }))
 }
 
+/// The request path as logs may show it: a webhook's token (`/webhooks/{id}/{token}...`) is
+/// its whole authority, so it is replaced by `***`.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let mut segments: Vec<&str> = path.split('/').collect();
+    let Some(at) = segments.iter().position(|s| *s == "webhooks") else {
+        return path.into();
+    };
+    if segments.len() > at + 2 && !segments[at + 2].is_empty() {
+        segments[at + 2] = "***";
+        return segments.join("/").into();
+    }
+    path.into()
+}
+
 /// Opens a span per request and records request counts and latencies by route and status.
 pub async fn observe(
     req: ServiceRequest,
@@ -69,7 +83,8 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let span = tracing::info_span!("http", %method, path = %req.path(), user_id = tracing::field::Empty, status = tracing::field::Empty);
+    let path = loggable_path(req.path());
+    let span = tracing::info_span!("http", %method, %path, user_id = tracing::field::Empty, status = tracing::field::Empty);
     let res = next.call(req).instrument(span.clone()).await?;
     let route = res
         .request()
@@ -87,4 +102,29 @@ pub async fn observe(
         tracing::debug!(parent: &span, %method, %route, status, elapsed, "request");
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn a_webhook_token_never_reaches_the_logs() {
+        assert_eq!(
+            loggable_path("/api/v10/webhooks/123/s3cr3t-token"),
+            "/api/v10/webhooks/123/***"
+        );
+        assert_eq!(
+            loggable_path("/api/webhooks/123/s3cr3t/messages/9"),
+            "/api/webhooks/123/***/messages/9"
+        );
+        assert_eq!(
+            loggable_path("/api/v10/webhooks/123"),
+            "/api/v10/webhooks/123"
+        );
+        assert_eq!(
+            loggable_path("/api/v10/channels/1/messages"),
+            "/api/v10/channels/1/messages"
+        );
+    }
 }
