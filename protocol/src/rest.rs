@@ -1056,10 +1056,9 @@ body! {
 pub const MAX_AVATAR_URL_CHARS: usize = 2048;
 
 impl ExecuteWebhook {
-    /// The message limits of a create, plus the `username` rule and an http(s) `avatar_url`.
+    /// The `username` rule and an http(s) `avatar_url`, then a create's limits.
     pub fn validate(&self) -> Result<(), ApiError> {
         let mut e = FormErrors::default();
-        validate_message_parts(&mut e, self.content.as_deref(), self.embeds.as_deref());
         if let Some(u) = &self.username {
             validate_webhook_name(&mut e, "username", u);
         }
@@ -1074,15 +1073,7 @@ impl ExecuteWebhook {
             );
         }
         e.finish()?;
-        let empty_content = self.content.as_deref().is_none_or(|c| c.trim().is_empty());
-        if empty_content && self.embeds.as_ref().is_none_or(Vec::is_empty) {
-            return Err(ApiError::new(
-                400,
-                crate::ErrorCode::EmptyMessage,
-                "Cannot send an empty message",
-            ));
-        }
-        Ok(())
+        self.message().validate()
     }
 
     /// The message part of the execution, as a create body.

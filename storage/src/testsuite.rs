@@ -47,6 +47,10 @@
 //!   cannot be renewed even if nobody took it; releasing frees the pair at once.
 //! - Guild owners: the first claim of a guild is epoch 1 and every change of hands adds one;
 //!   an owner whose id lease was released or ran out owns nothing, at once.
+//! - Audit log: entries come newest first; with `after`, the `limit` entries just above it
+//!   (still newest first); the user and action filters apply before the limit counts. An
+//!   entry is part of its batch: a batch refused on an invite code leaves none.
+//! - Webhooks: a webhook's id finds its guild until the webhook or the guild is deleted.
 //!
 //! Cases never assume an empty store: every id, name, email, code and token is fresh per run
 //! (see [`fresh_id`]), so a server-based backend can share one database across cases running in

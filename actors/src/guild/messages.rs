@@ -183,22 +183,10 @@ pub(super) fn to_wire(
 /// it posted under, as Discord shows it.
 pub(super) fn webhook_user(w: &WebhookAuthor) -> User {
     User {
-        id: w.webhook_id,
-        username: w.username.clone(),
         discriminator: "0000".into(),
-        global_name: None,
         avatar: w.avatar.clone(),
         bot: true,
-        system: false,
-        banner: None,
-        accent_color: None,
-        public_flags: 0,
-        flags: 0,
-        mfa_enabled: None,
-        email: None,
-        verified: None,
-        locale: None,
-        premium_type: None,
+        ..User::new(w.webhook_id, w.username.clone())
     }
 }
 

@@ -74,6 +74,21 @@ impl GuildActorState {
         }
     }
 
+    /// Checks that `actor` may put a webhook in `ch` (MANAGE_WEBHOOKS) and that `ch` holds
+    /// messages.
+    fn webhook_channel(&self, actor: Snowflake, ch: Snowflake) -> Result<(), ApiError> {
+        self.state
+            .require_channel(actor, ch, Permissions::MANAGE_WEBHOOKS, self.now())?;
+        if !self.state.channel(ch)?.kind.is_text_based() {
+            return Err(ApiError::form(
+                &["channel_id"],
+                "CHANNEL_TYPE_INVALID",
+                "Webhooks can only post to text channels.",
+            ));
+        }
+        Ok(())
+    }
+
     /// The wire webhook; `token` only in the answer that creates it.
     async fn wire_webhook(
         &self,
@@ -139,15 +154,7 @@ impl GuildActorState {
         ch: Snowflake,
         body: CreateWebhook,
     ) -> Result<Webhook, ApiError> {
-        self.state
-            .require_channel(actor, ch, Permissions::MANAGE_WEBHOOKS, self.now())?;
-        if !self.state.channel(ch)?.kind.is_text_based() {
-            return Err(ApiError::form(
-                &["channel_id"],
-                "CHANNEL_TYPE_INVALID",
-                "Webhooks can only post to text channels.",
-            ));
-        }
+        self.webhook_channel(actor, ch)?;
         body.validate()?;
         let max = self.ctx.limits.max_webhooks_per_channel;
         if self
@@ -252,15 +259,7 @@ impl GuildActorState {
                 ));
             }
             // Moving needs MANAGE_WEBHOOKS where it goes too.
-            self.state
-                .require_channel(actor, ch, Permissions::MANAGE_WEBHOOKS, self.now())?;
-            if !self.state.channel(ch)?.kind.is_text_based() {
-                return Err(ApiError::form(
-                    &["channel_id"],
-                    "CHANNEL_TYPE_INVALID",
-                    "Webhooks can only post to text channels.",
-                ));
-            }
+            self.webhook_channel(actor, ch)?;
             w.channel_id = ch;
         }
         let entry = self.webhook_entry(audit_action::WEBHOOK_UPDATE, Some(&old), Some(&w));
