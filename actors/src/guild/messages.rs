@@ -115,7 +115,7 @@ async fn assemble(
     Ok(msg)
 }
 
-async fn assemble_flat(
+pub(super) async fn assemble_flat(
     ctx: &GuildContext,
     rec: MessageRecord,
     counts: Vec<ReactionCount>,
@@ -147,7 +147,7 @@ async fn assemble_flat(
     Ok(to_wire(rec, author, mentions, reactions))
 }
 
-pub(super) fn to_wire(
+fn to_wire(
     rec: MessageRecord,
     author: enrichment_protocol::models::User,
     mentions: Vec<enrichment_protocol::models::User>,
@@ -181,7 +181,7 @@ pub(super) fn to_wire(
 
 /// The author a webhook's message shows: the webhook, as a bot user with the name and avatar
 /// it posted under, as Discord shows it.
-pub(super) fn webhook_user(w: &WebhookAuthor) -> User {
+fn webhook_user(w: &WebhookAuthor) -> User {
     User {
         discriminator: "0000".into(),
         avatar: w.avatar.clone(),
@@ -622,7 +622,6 @@ impl GuildActorState {
         removed: Vec<BlobKey>,
         reply: impl FnOnce(Result<Message, ApiError>) + Send + 'static,
     ) {
-        let actor = viewer;
         let ch = rec.channel_id;
         let ctx = self.ctx.clone();
         let gid = self.state.id();
@@ -638,7 +637,7 @@ impl GuildActorState {
                         Ok(Applied::Changed(false)) => {
                             Err(ApiError::unknown(ErrorCode::UnknownMessage))
                         }
-                        Ok(_) => hydrate(&ctx, rec, actor, true).await,
+                        Ok(_) => hydrate(&ctx, rec, viewer, true).await,
                         Err(e) => Err(GuildContext::store_error(e)),
                     };
                     Box::new(move || match result {

@@ -24,7 +24,7 @@ use super::actor::{GuildActorState, GuildContext};
 use super::audit::changes;
 use super::blobs;
 use super::commit::{Applied, Change};
-use super::messages::webhook_user;
+use super::messages::assemble_flat;
 use super::requests::{self, Responder};
 use crate::auth::{hash_token, new_refresh_token};
 use crate::events::{Audience, GuildEvent, MessageDeleteData, WebhooksUpdateData};
@@ -361,18 +361,8 @@ impl GuildActorState {
             message_reference: None,
             webhook: Some(author),
         };
-        let mentions = self
-            .ctx
-            .users
-            .get_many(&record.mentions)
-            .await
-            .map_err(GuildContext::store_error)?;
-        let message = super::messages::to_wire(
-            record.clone(),
-            webhook_user(record.webhook.as_ref().ok_or_else(ApiError::internal)?),
-            mentions,
-            Vec::new(),
-        );
+        // Shown as every read shows it: the webhook as author, no reactions yet.
+        let message = assemble_flat(&self.ctx, record.clone(), Vec::new()).await?;
         self.last_message.insert(record.channel_id, record.id);
         Ok((record, Arc::new(message)))
     }

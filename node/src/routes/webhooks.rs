@@ -45,6 +45,17 @@ async fn guild_of(state: &State, webhook_id: Snowflake) -> Result<Snowflake, Htt
         .ok_or_else(|| HttpError(ApiError::unknown(ErrorCode::UnknownWebhook)))
 }
 
+/// A request of a logged-in caller about a webhook, sent to its guild.
+async fn by_login<R: Request>(
+    state: &State,
+    who: &Authed,
+    webhook_id: Snowflake,
+    request: R,
+) -> Result<R::Reply, HttpError> {
+    let guild = guild_of(state, webhook_id).await?;
+    state.guild(guild, who, request).await
+}
+
 /// A request the webhook's token authorizes, sent to its guild.
 async fn by_token<R: Request>(
     state: &State,
@@ -123,17 +134,16 @@ pub async fn get_webhook(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     let webhook_id = *path;
-    let guild = guild_of(&state, webhook_id).await?;
-    let hook = state
-        .guild(
-            guild,
-            &who,
-            requests::GetWebhook {
-                webhook_id,
-                token: None,
-            },
-        )
-        .await?;
+    let hook = by_login(
+        &state,
+        &who,
+        webhook_id,
+        requests::GetWebhook {
+            webhook_id,
+            token: None,
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(hook))
 }
 
@@ -150,18 +160,17 @@ pub async fn modify_webhook(
     body: Json<ModifyWebhook>,
 ) -> ApiResult<HttpResponse> {
     let webhook_id = *path;
-    let guild = guild_of(&state, webhook_id).await?;
-    let hook = state
-        .guild(
-            guild,
-            &who,
-            requests::ModifyWebhook {
-                webhook_id,
-                token: None,
-                body: body.0,
-            },
-        )
-        .await?;
+    let hook = by_login(
+        &state,
+        &who,
+        webhook_id,
+        requests::ModifyWebhook {
+            webhook_id,
+            token: None,
+            body: body.0,
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(hook))
 }
 
@@ -173,17 +182,16 @@ pub async fn delete_webhook(
     path: web::Path<Snowflake>,
 ) -> ApiResult<HttpResponse> {
     let webhook_id = *path;
-    let guild = guild_of(&state, webhook_id).await?;
-    state
-        .guild(
-            guild,
-            &who,
-            requests::DeleteWebhook {
-                webhook_id,
-                token: None,
-            },
-        )
-        .await?;
+    by_login(
+        &state,
+        &who,
+        webhook_id,
+        requests::DeleteWebhook {
+            webhook_id,
+            token: None,
+        },
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
