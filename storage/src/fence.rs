@@ -255,6 +255,12 @@ impl<S: FencedWrites> GuildStore for Fenced<S> {
     async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>> {
         self.store.webhook_guild(webhook_id).await
     }
+    async fn user_private_channels(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>> {
+        self.store.user_private_channels(user_id).await
+    }
+    async fn dm_channel(&self, a: Snowflake, b: Snowflake) -> StoreResult<Option<Snowflake>> {
+        self.store.dm_channel(a, b).await
+    }
     async fn audit_log(
         &self,
         guild_id: Snowflake,

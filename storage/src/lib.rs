@@ -159,6 +159,16 @@ pub trait UserStore: Send + Sync + 'static {
     /// until now, in no particular order. Families opened afterwards are not affected.
     async fn revoke_user_refresh_families(&self, user_id: Snowflake)
     -> StoreResult<Vec<Snowflake>>;
+    /// Inserts or replaces how `relationship.user_id` stands towards its target.
+    async fn put_relationship(&self, relationship: &RelationshipRecord) -> StoreResult<()>;
+    /// Removes it; `false` when there was none.
+    async fn delete_relationship(
+        &self,
+        user_id: Snowflake,
+        target_id: Snowflake,
+    ) -> StoreResult<bool>;
+    /// The user's relationships, by target id.
+    async fn relationships(&self, user_id: Snowflake) -> StoreResult<Vec<RelationshipRecord>>;
 }
 
 // ------------------------------------------------------------------ applications
@@ -253,6 +263,50 @@ pub struct WebhookAuthor {
     pub avatar: Option<String>,
 }
 
+/// A DM or group DM as stored: the channel row of a private channel, which is also the unit
+/// its actor owns (the unit's id is the channel's id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateChannelRecord {
+    pub id: Snowflake,
+    /// `1` for a DM, `3` for a group DM (Discord's channel types).
+    pub kind: u8,
+    /// Everyone in it, the creator included, in the order they joined.
+    pub recipients: Vec<Snowflake>,
+    /// A group DM's owner; `None` for a DM.
+    pub owner_id: Option<Snowflake>,
+    pub name: Option<String>,
+    pub icon: Option<String>,
+    pub last_pin_timestamp: Option<Timestamp>,
+}
+
+impl PrivateChannelRecord {
+    pub const DM: u8 = 1;
+    pub const GROUP_DM: u8 = 3;
+
+    /// The two users of a DM, lower id first: the key under which a DM is unique.
+    pub fn dm_pair(&self) -> Option<(Snowflake, Snowflake)> {
+        match (self.kind, self.recipients.as_slice()) {
+            (Self::DM, [a, b]) => Some(((*a).min(*b), (*a).max(*b))),
+            _ => None,
+        }
+    }
+}
+
+/// How one user stands towards another. Only blocks are kept today (Discord's relationship
+/// type 2); a block is one-way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationshipRecord {
+    pub user_id: Snowflake,
+    pub target_id: Snowflake,
+    /// Discord's relationship type: 2 is blocked.
+    pub kind: u8,
+    pub since: Timestamp,
+}
+
+impl RelationshipRecord {
+    pub const BLOCKED: u8 = 2;
+}
+
 impl InviteRecord {
     pub fn expires_at(&self) -> Option<Timestamp> {
         (self.max_age > 0).then(|| self.created_at.plus_secs(self.max_age.into()))
@@ -315,6 +369,22 @@ pub enum GuildWrite {
         guild_id: Snowflake,
         webhook_id: Snowflake,
     },
+    /// Inserts or replaces a private channel; its id is indexed as a channel of the unit of
+    /// the same id ([`GuildStore::channel_guild`]). A DM's pair of users is unique: a DM whose
+    /// pair already names another channel fails the whole batch with `Conflict("recipients")`.
+    /// Who lists it is [`GuildWrite::OpenPrivateChannel`]'s.
+    PutPrivateChannel(PrivateChannelRecord),
+    /// Lists the private channel among the user's open ones
+    /// ([`GuildStore::user_private_channels`]).
+    OpenPrivateChannel {
+        channel_id: Snowflake,
+        user_id: Snowflake,
+    },
+    /// Takes it off the user's list; the channel and its messages stay.
+    ClosePrivateChannel {
+        channel_id: Snowflake,
+        user_id: Snowflake,
+    },
 }
 
 /// Everything a guild actor loads when it starts.
@@ -327,6 +397,8 @@ pub struct GuildSnapshot {
     pub bans: Vec<BanRecord>,
     pub invites: Vec<InviteRecord>,
     pub webhooks: Vec<WebhookRecord>,
+    /// Set, with every other field empty, when the unit is a private channel.
+    pub private: Option<PrivateChannelRecord>,
 }
 
 #[async_trait]
@@ -334,7 +406,7 @@ pub trait GuildStore: Send + Sync + 'static {
     /// Applies all writes atomically and durably, or none. A `PutInvite` whose code is held by
     /// another guild fails the whole batch with `Conflict("code")`.
     async fn write_guild(&self, guild_id: Snowflake, writes: Vec<GuildWrite>) -> StoreResult<()>;
-    /// The guild's full state, or `None` if it does not exist.
+    /// The guild's full state, or the private channel of that id, or `None` if neither exists.
     async fn load_guild(&self, guild_id: Snowflake) -> StoreResult<Option<GuildSnapshot>>;
     /// Guild ids the user is a member of, ascending.
     async fn user_guilds(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>>;
@@ -343,6 +415,10 @@ pub trait GuildStore: Send + Sync + 'static {
     async fn get_invite(&self, code: &str) -> StoreResult<Option<InviteRecord>>;
     /// The guild a webhook belongs to.
     async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>>;
+    /// The private channels the user has open, ascending.
+    async fn user_private_channels(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>>;
+    /// The DM between two users, in either order.
+    async fn dm_channel(&self, a: Snowflake, b: Snowflake) -> StoreResult<Option<Snowflake>>;
     /// The guild's audit-log entries that pass `filter`, newest first (see [`AuditLogFilter`]
     /// for which `limit` entries those are).
     async fn audit_log(

@@ -121,6 +121,31 @@ fn apply(tx: &mut Tx<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreRes
             );
             tx.del(Ks::WebhookGuild, id(webhook_id));
         }
+        GuildWrite::PutPrivateChannel(channel) => {
+            if let Some((low, high)) = channel.dm_pair() {
+                let pair = concat(&[&id(low), &id(high)]);
+                if let Some(held) = tx.get(Ks::DmPairs, &pair)?
+                    && read_id(&held, 0)? != channel.id
+                {
+                    return Err(StoreError::Conflict("recipients"));
+                }
+                tx.put(Ks::DmPairs, pair, id(channel.id).to_vec());
+            }
+            tx.put_json(
+                Ks::Guilds,
+                guild_row(channel.id, GuildRow::Private, &[]),
+                &channel,
+            )?;
+            tx.put(Ks::ChannelGuild, id(channel.id), id(channel.id));
+        }
+        GuildWrite::OpenPrivateChannel {
+            channel_id,
+            user_id,
+        } => tx.put(Ks::UserPrivate, user_guild(user_id, channel_id), Vec::new()),
+        GuildWrite::ClosePrivateChannel {
+            channel_id,
+            user_id,
+        } => tx.del(Ks::UserPrivate, user_guild(user_id, channel_id)),
         GuildWrite::PutAuditEntry { guild_id, entry } => {
             tx.put_json(
                 Ks::AuditLog,
@@ -215,7 +240,15 @@ impl GuildStore for EmbeddedStore {
             let snap = inner.db.snapshot();
             let guilds = inner.ks(Ks::Guilds);
             let Some(row) = snap.get(guilds, guild_row(guild_id, GuildRow::Guild, &[]))? else {
-                return Ok(None);
+                let private = snap.get(guilds, guild_row(guild_id, GuildRow::Private, &[]))?;
+                return private
+                    .map(|row| {
+                        Ok(GuildSnapshot {
+                            private: Some(decode(&row)?),
+                            ..GuildSnapshot::default()
+                        })
+                    })
+                    .transpose();
             };
             let mut out = GuildSnapshot {
                 guild: Some(decode(&row)?),
@@ -224,7 +257,7 @@ impl GuildStore for EmbeddedStore {
             for entry in snap.prefix(guilds, id(guild_id)) {
                 let (key, value) = entry.into_inner()?;
                 match key.get(8).copied().and_then(GuildRow::from_byte) {
-                    Some(GuildRow::Guild) => {}
+                    Some(GuildRow::Guild | GuildRow::Private) => {}
                     Some(GuildRow::Role) => out.roles.push(decode(&value)?),
                     Some(GuildRow::Channel) => out.channels.push(decode(&value)?),
                     Some(GuildRow::Member) => out.members.push(decode(&value)?),
@@ -252,6 +285,27 @@ impl GuildStore for EmbeddedStore {
                 .prefix(id(user_id))
                 .map(|entry| read_id(&entry.key()?, 8))
                 .collect()
+        })
+        .await
+    }
+
+    async fn user_private_channels(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>> {
+        self.blocking(move |inner| {
+            inner
+                .ks(Ks::UserPrivate)
+                .prefix(id(user_id))
+                .map(|entry| read_id(&entry.key()?, 8))
+                .collect()
+        })
+        .await
+    }
+
+    async fn dm_channel(&self, a: Snowflake, b: Snowflake) -> StoreResult<Option<Snowflake>> {
+        self.blocking(move |inner| {
+            inner
+                .get(Ks::DmPairs, &concat(&[&id(a.min(b)), &id(a.max(b))]))?
+                .map(|v| read_id(&v, 0))
+                .transpose()
         })
         .await
     }

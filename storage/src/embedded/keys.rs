@@ -21,6 +21,9 @@
 //! | `user_guilds` | `user_id \| guild_id` | empty |
 //! | `channel_guild` | `channel_id` | `guild_id` |
 //! | `webhook_guild` | `webhook_id` | `guild_id` |
+//! | `user_private_channels` | `user_id \| channel_id` | empty (the user's open DMs) |
+//! | `dm_pairs` | `low_user_id \| high_user_id` | `channel_id` (a DM per pair of users) |
+//! | `relationships` | `user_id \| target_id` | `RelationshipRecord` |
 //! | `invites` | code | `InviteRecord` (global, so codes are unique) |
 //! | `messages` | `channel_id \| bucket (u32) \| message_id` | `MessageRecord` |
 //! | `reactions` | `channel \| message \| emoji_len (u16) \| emoji \| user_id` | empty |
@@ -88,6 +91,8 @@ pub(crate) enum GuildRow {
     Invite = 5,
     /// `guild | 6 | webhook_id`: `WebhookRecord`.
     Webhook = 6,
+    /// `channel | 7`: `PrivateChannelRecord`, the one row of a private channel's unit.
+    Private = 7,
 }
 
 impl GuildRow {
@@ -100,6 +105,7 @@ impl GuildRow {
             4 => GuildRow::Ban,
             5 => GuildRow::Invite,
             6 => GuildRow::Webhook,
+            7 => GuildRow::Private,
             _ => return None,
         })
     }

@@ -98,10 +98,13 @@ pub(crate) enum Ks {
     GuildOwners,
     AuditLog,
     WebhookGuild,
+    UserPrivate,
+    DmPairs,
+    Relationships,
 }
 
 impl Ks {
-    const ALL: [Ks; 26] = [
+    const ALL: [Ks; 29] = [
         Ks::Users,
         Ks::Credentials,
         Ks::Usernames,
@@ -128,6 +131,9 @@ impl Ks {
         Ks::GuildOwners,
         Ks::AuditLog,
         Ks::WebhookGuild,
+        Ks::UserPrivate,
+        Ks::DmPairs,
+        Ks::Relationships,
     ];
 
     /// On-disk names; changing one orphans the data stored under it.
@@ -159,6 +165,9 @@ impl Ks {
             Ks::GuildOwners => "guild_owners",
             Ks::AuditLog => "audit_log",
             Ks::WebhookGuild => "webhook_guild",
+            Ks::UserPrivate => "user_private_channels",
+            Ks::DmPairs => "dm_pairs",
+            Ks::Relationships => "relationships",
         }
     }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::keys::{concat, id, read_id};
 use super::{Committed, EmbeddedStore, Inner, Ks, Tx, decode, lock};
 use crate::{
-    ApplicationRecord, ApplicationStore, Credentials, RefreshTokenRecord, RotateOutcome,
-    StoreError, StoreResult, UserStore,
+    ApplicationRecord, ApplicationStore, Credentials, RefreshTokenRecord, RelationshipRecord,
+    RotateOutcome, StoreError, StoreResult, UserStore,
 };
 
 /// A refresh token as stored: spent tokens are kept so that their reuse can be detected.
@@ -288,6 +288,46 @@ impl UserStore for EmbeddedStore {
                 }
             }
             Ok((revoked, tx.commit()?))
+        })
+        .await
+    }
+
+    async fn put_relationship(&self, relationship: &RelationshipRecord) -> StoreResult<()> {
+        let r = relationship.clone();
+        self.write(move |inner| {
+            let mut tx = Tx::new(inner);
+            tx.put_json(
+                Ks::Relationships,
+                concat(&[&id(r.user_id), &id(r.target_id)]),
+                &r,
+            )?;
+            Ok(((), tx.commit()?))
+        })
+        .await
+    }
+
+    async fn delete_relationship(
+        &self,
+        user_id: Snowflake,
+        target_id: Snowflake,
+    ) -> StoreResult<bool> {
+        self.write(move |inner| {
+            let key = concat(&[&id(user_id), &id(target_id)]);
+            let mut tx = Tx::new(inner);
+            let existed = tx.exists(Ks::Relationships, &key)?;
+            tx.del(Ks::Relationships, key);
+            Ok((existed, tx.commit()?))
+        })
+        .await
+    }
+
+    async fn relationships(&self, user_id: Snowflake) -> StoreResult<Vec<RelationshipRecord>> {
+        self.blocking(move |inner| {
+            inner
+                .ks(Ks::Relationships)
+                .prefix(id(user_id))
+                .map(|entry| decode(&entry.value()?))
+                .collect()
         })
         .await
     }
