@@ -5,7 +5,13 @@
 //! it. Invite codes are unique through the `invites` primary key: a put of a code that another
 //! guild holds updates nothing (the upsert's `WHERE` keeps the holder's row), which fails the
 //! batch with `Conflict("code")`; a racing insert waits on the holder's uncommitted index entry
-//! and then sees the same.
+//! and then sees the same. A DM's pair of users is unique the same way, through the `dm_pairs`
+//! primary key: a DM whose pair names another channel fails the batch with
+//! `Conflict("recipients")`.
+//!
+//! A private channel (DM or group DM) is a unit of its own: its row in `private_channels` is
+//! what `load_guild` returns for its id, and that table's primary key is how `channel_guild`
+//! finds it (a private channel is its own unit), so it needs no row in `guild_channels`.
 
 use async_trait::async_trait;
 use enrichment_protocol::Snowflake;
@@ -17,7 +23,7 @@ use super::nodes::check_fence;
 use super::{Db, PostgresStore, col, db_error, snowflake, sql_id};
 use crate::{
     BanRecord, GuildOwner, GuildSnapshot, GuildStore, GuildWrite, InviteRecord, MemberRecord,
-    StoreError, StoreResult, WebhookRecord,
+    PrivateChannelRecord, StoreError, StoreResult, WebhookRecord,
 };
 
 const CONTEXT: &str = "writing a guild batch";
@@ -170,6 +176,54 @@ async fn apply(db: &Db<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreR
             )
             .await?;
         }
+        GuildWrite::PutPrivateChannel(channel) => {
+            if let Some((low, high)) = channel.dm_pair() {
+                let written = db
+                    .execute(
+                        "INSERT INTO dm_pairs (low_user_id, high_user_id, channel_id)
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (low_user_id, high_user_id) DO UPDATE
+                         SET channel_id = excluded.channel_id
+                         WHERE dm_pairs.channel_id = excluded.channel_id",
+                        &[&sql_id(low), &sql_id(high), &sql_id(channel.id)],
+                        CONTEXT,
+                    )
+                    .await?;
+                if written == 0 {
+                    return Err(StoreError::Conflict("recipients"));
+                }
+            }
+            db.execute(
+                "INSERT INTO private_channels (id, record) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                &[&sql_id(channel.id), &Json(&channel)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::OpenPrivateChannel {
+            channel_id,
+            user_id,
+        } => {
+            db.execute(
+                "INSERT INTO user_private_channels (user_id, channel_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[&sql_id(user_id), &sql_id(channel_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::ClosePrivateChannel {
+            channel_id,
+            user_id,
+        } => {
+            db.execute(
+                "DELETE FROM user_private_channels WHERE user_id = $1 AND channel_id = $2",
+                &[&sql_id(user_id), &sql_id(channel_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
         GuildWrite::PutAuditEntry { guild_id, entry } => {
             db.execute(
                 "INSERT INTO audit_log_entries (guild_id, entry_id, user_id, action_type, record)
@@ -218,6 +272,7 @@ impl GuildStore for PostgresStore {
     }
 
     /// One statement, so one snapshot: a batch committed meanwhile is seen whole or not at all.
+    /// A private channel's row comes with it, and is the answer when there is no guild row.
     async fn load_guild(&self, guild_id: Snowflake) -> StoreResult<Option<GuildSnapshot>> {
         let client = self.client().await?;
         let rows = Db::Conn(&client)
@@ -228,12 +283,14 @@ impl GuildStore for PostgresStore {
                  UNION ALL SELECT 3::int2, record FROM guild_members WHERE guild_id = $1
                  UNION ALL SELECT 4::int2, record FROM guild_bans WHERE guild_id = $1
                  UNION ALL SELECT 5::int2, record FROM invites WHERE guild_id = $1
-                 UNION ALL SELECT 6::int2, record FROM guild_webhooks WHERE guild_id = $1",
+                 UNION ALL SELECT 6::int2, record FROM guild_webhooks WHERE guild_id = $1
+                 UNION ALL SELECT 7::int2, record FROM private_channels WHERE id = $1",
                 &[&sql_id(guild_id)],
                 "loading a guild",
             )
             .await?;
         let mut out = GuildSnapshot::default();
+        let mut private = None;
         for row in &rows {
             match col::<i16>(row, 0)? {
                 0 => out.guild = Some(col::<Json<Guild>>(row, 1)?.0),
@@ -242,10 +299,17 @@ impl GuildStore for PostgresStore {
                 3 => out.members.push(col::<Json<MemberRecord>>(row, 1)?.0),
                 4 => out.bans.push(col::<Json<BanRecord>>(row, 1)?.0),
                 6 => out.webhooks.push(col::<Json<WebhookRecord>>(row, 1)?.0),
+                7 => private = Some(col::<Json<PrivateChannelRecord>>(row, 1)?.0),
                 _ => out.invites.push(col::<Json<InviteRecord>>(row, 1)?.0),
             }
         }
-        Ok(out.guild.is_some().then_some(out))
+        if out.guild.is_some() {
+            return Ok(Some(out));
+        }
+        Ok(private.map(|private| GuildSnapshot {
+            private: Some(private),
+            ..GuildSnapshot::default()
+        }))
     }
 
     /// Ascending as `u64`, which the stored `i64` bits do not sort as when an id has its top
@@ -267,11 +331,14 @@ impl GuildStore for PostgresStore {
         Ok(guilds)
     }
 
+    /// A guild's channel, or a private channel, which is its own unit.
     async fn channel_guild(&self, channel_id: Snowflake) -> StoreResult<Option<Snowflake>> {
         let client = self.client().await?;
         let row = Db::Conn(&client)
             .query_opt(
-                "SELECT guild_id FROM guild_channels WHERE channel_id = $1",
+                "SELECT guild_id FROM guild_channels WHERE channel_id = $1
+                 UNION ALL SELECT id FROM private_channels WHERE id = $1
+                 LIMIT 1",
                 &[&sql_id(channel_id)],
                 "finding a channel's guild",
             )
@@ -286,6 +353,36 @@ impl GuildStore for PostgresStore {
                 "SELECT guild_id FROM guild_webhooks WHERE webhook_id = $1",
                 &[&sql_id(webhook_id)],
                 "finding a webhook's guild",
+            )
+            .await?;
+        row.map(|r| col(&r, 0).map(snowflake)).transpose()
+    }
+
+    /// Ascending as `u64`, like [`GuildStore::user_guilds`].
+    async fn user_private_channels(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>> {
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                "SELECT channel_id FROM user_private_channels WHERE user_id = $1",
+                &[&sql_id(user_id)],
+                "listing a user's private channels",
+            )
+            .await?;
+        let mut channels = rows
+            .iter()
+            .map(|r| col(r, 0).map(snowflake))
+            .collect::<StoreResult<Vec<_>>>()?;
+        channels.sort();
+        Ok(channels)
+    }
+
+    async fn dm_channel(&self, a: Snowflake, b: Snowflake) -> StoreResult<Option<Snowflake>> {
+        let client = self.client().await?;
+        let row = Db::Conn(&client)
+            .query_opt(
+                "SELECT channel_id FROM dm_pairs WHERE low_user_id = $1 AND high_user_id = $2",
+                &[&sql_id(a.min(b)), &sql_id(a.max(b))],
+                "finding a DM",
             )
             .await?;
         row.map(|r| col(&r, 0).map(snowflake)).transpose()

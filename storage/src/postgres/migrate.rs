@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../migrations/postgres/0007_webhooks.sql"),
     },
+    Migration {
+        version: 8,
+        name: "private_channels",
+        sql: include_str!("../../migrations/postgres/0008_private_channels.sql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

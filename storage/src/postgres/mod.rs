@@ -30,10 +30,17 @@
 //!   database folds only ASCII) and could disagree with the embedded store and with itself
 //!   across deployments.
 //! - Records with many optional or nested fields (users, guilds, roles, channels, members,
-//!   bans, invites) are `JSONB` next to the columns that queries use; messages are columns, with
-//!   `JSONB` only for attachments, embeds, nonce and reference.
-//! - Unique violations (SQLSTATE 23505) on the username, email and invite-code indexes become
-//!   [`StoreError::Conflict`] with `"username"`, `"email"` or `"code"`, like the embedded store.
+//!   bans, invites, webhooks, private channels) are `JSONB` next to the columns that queries
+//!   use; relationships are columns, and so are messages, with `JSONB` only for attachments,
+//!   embeds, nonce and reference.
+//! - **Private channels** (DMs and group DMs) are units of their own: a row of
+//!   `private_channels` keyed by the channel's id, which is also the index `channel_guild`
+//!   reads for them. `dm_pairs` keys each DM by its two users, lower id first, so a pair has
+//!   one DM; `user_private_channels` lists the ones each user has open.
+//! - Unique violations (SQLSTATE 23505) on the username, email, invite-code and DM-pair keys
+//!   become [`StoreError::Conflict`] with `"username"`, `"email"`, `"code"` or `"recipients"`,
+//!   like the embedded store; so does an invite or DM upsert whose `WHERE` keeps another
+//!   holder's row.
 //!
 //! # Writes of messages: group commit, and a create never replaces
 //!
@@ -284,6 +291,7 @@ fn db_error(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Stor
                 Some("users_username_key") => return StoreError::Conflict("username"),
                 Some("users_email_key") => return StoreError::Conflict("email"),
                 Some("invites_pkey") => return StoreError::Conflict("code"),
+                Some("dm_pairs_pkey") => return StoreError::Conflict("recipients"),
                 _ => {}
             }
         }

@@ -21,7 +21,7 @@ use tokio_postgres::types::Json;
 use super::{Db, PostgresStore, col, db_error, snowflake, sql_id, sql_time, timestamp};
 use crate::{
     ApplicationRecord, ApplicationStore, BackupCodeRecord, Credentials, RefreshTokenRecord,
-    RotateOutcome, StoreResult, UserStore,
+    RelationshipRecord, RotateOutcome, StoreError, StoreResult, UserStore,
 };
 
 const INSERT_USER: &str = "INSERT INTO users (id, username_key, email_key, record)
@@ -354,6 +354,70 @@ impl UserStore for PostgresStore {
         }
         tx.commit().await.map_err(db_error(context))?;
         Ok(families)
+    }
+
+    async fn put_relationship(&self, relationship: &RelationshipRecord) -> StoreResult<()> {
+        let client = self.client().await?;
+        Db::Conn(&client)
+            .execute(
+                "INSERT INTO relationships (user_id, target_id, kind, since)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, target_id) DO UPDATE
+                 SET kind = excluded.kind, since = excluded.since",
+                &[
+                    &sql_id(relationship.user_id),
+                    &sql_id(relationship.target_id),
+                    &i16::from(relationship.kind),
+                    &sql_time(relationship.since),
+                ],
+                "storing a relationship",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_relationship(
+        &self,
+        user_id: Snowflake,
+        target_id: Snowflake,
+    ) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let deleted = Db::Conn(&client)
+            .execute(
+                "DELETE FROM relationships WHERE user_id = $1 AND target_id = $2",
+                &[&sql_id(user_id), &sql_id(target_id)],
+                "deleting a relationship",
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// By target id as `u64`, sorted here like a user's guilds.
+    async fn relationships(&self, user_id: Snowflake) -> StoreResult<Vec<RelationshipRecord>> {
+        let client = self.client().await?;
+        let rows = Db::Conn(&client)
+            .query(
+                "SELECT target_id, kind, since FROM relationships WHERE user_id = $1",
+                &[&sql_id(user_id)],
+                "listing a user's relationships",
+            )
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|row| {
+                let kind: i16 = col(row, 1)?;
+                Ok(RelationshipRecord {
+                    user_id,
+                    target_id: snowflake(col(row, 0)?),
+                    kind: u8::try_from(kind).map_err(|_| {
+                        StoreError::Corrupt(format!("relationship kind {kind} is out of range"))
+                    })?,
+                    since: timestamp(col(row, 2)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.sort_by_key(|r| r.target_id);
+        Ok(out)
     }
 }
 
