@@ -51,6 +51,13 @@
 //!   (still newest first); the user and action filters apply before the limit counts. An
 //!   entry is part of its batch: a batch refused on an invite code leaves none.
 //! - Webhooks: a webhook's id finds its guild until the webhook or the guild is deleted.
+//! - Private channels: `load_guild` of a private channel's id returns a snapshot with only
+//!   `private` set, and `channel_guild` of it is itself; a user's open ones are listed
+//!   ascending; `dm_channel` finds a DM by its users in either order. A DM for a pair that
+//!   already has one under another id is `Conflict("recipients")` and leaves nothing of its
+//!   batch; the same DM put again replaces it. A group DM has no pair.
+//! - Relationships: a put replaces the one towards the same target; listed by target id;
+//!   deleting says whether there was one.
 //!
 //! Cases never assume an empty store: every id, name, email, code and token is fresh per run
 //! (see [`fresh_id`]), so a server-based backend can share one database across cases running in
@@ -77,9 +84,9 @@ use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 
 use crate::{
     ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildClaim, GuildOwner,
-    GuildWrite, IdClaim, IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord, PinnedMessage,
-    ReactionCount, RefreshTokenRecord, RotateOutcome, SigningKeyRecord, StoreError, Stores,
-    WebhookAuthor, WebhookRecord, bucket_of,
+    GuildSnapshot, GuildWrite, IdClaim, IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord,
+    PinnedMessage, PrivateChannelRecord, ReactionCount, RefreshTokenRecord, RelationshipRecord,
+    RotateOutcome, SigningKeyRecord, StoreError, Stores, WebhookAuthor, WebhookRecord, bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -117,6 +124,9 @@ macro_rules! conformance_tests {
             guild_delete_removes_everything,
             audit_log_filters_and_cursors,
             audit_log_is_atomic_with_its_batch_and_goes_with_the_guild,
+            private_channels_round_trip_and_indexes,
+            private_channels_a_pair_has_one_dm,
+            relationships_put_list_and_delete,
             messages_order_and_cursors,
             messages_around,
             messages_bucket_boundaries,
@@ -138,6 +148,7 @@ macro_rules! conformance_tests {
             messages_newest_ids_of_channels,
             concurrent_rotate_refresh_token,
             concurrent_invite_code,
+            concurrent_dms_for_one_pair,
             concurrent_reactions,
             concurrent_insert_signing_key,
             leases_concurrent_claims_get_distinct_pairs,
@@ -3262,6 +3273,53 @@ pub async fn concurrent_invite_code<F: Fn(PathBuf) -> Fut, Fut: Future<Output = 
     }
 }
 
+/// Of several DMs for one pair written at once, each under its own id, exactly one is stored.
+pub async fn concurrent_dms_for_one_pair<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let (a, b) = (fresh_id(), fresh_id());
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let guilds = env.stores.guilds.clone();
+        // Half of them name the pair the other way round.
+        let channel = if i % 2 == 0 {
+            dm(fresh_id(), a, b)
+        } else {
+            dm(fresh_id(), b, a)
+        };
+        let writes = vec![
+            GuildWrite::PutPrivateChannel(channel.clone()),
+            open_for(channel.id, a),
+        ];
+        tasks.push(tokio::spawn(async move {
+            (channel.id, guilds.write_guild(channel.id, writes).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (id, Ok(())) => winners.push(id),
+            (id, Err(StoreError::Conflict("recipients"))) => losers.push(id),
+            (_, Err(e)) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one DM is stored");
+    assert_eq!(
+        env.stores.guilds.dm_channel(b, a).await.unwrap(),
+        Some(winners[0])
+    );
+    assert_eq!(
+        env.stores.guilds.user_private_channels(a).await.unwrap(),
+        winners
+    );
+    for id in losers {
+        assert_eq!(env.stores.guilds.load_guild(id).await.unwrap(), None);
+        assert_eq!(env.stores.guilds.channel_guild(id).await.unwrap(), None);
+    }
+}
+
 pub async fn concurrent_reactions<F: Fn(PathBuf) -> Fut, Fut: Future<Output = Stores>>(open: &F) {
     let env = env(open).await;
     let ch = fresh_id();
@@ -4319,5 +4377,364 @@ pub async fn audit_log_is_atomic_with_its_batch_and_goes_with_the_guild<
     assert_eq!(
         s.guilds.audit_log(b.id(), &audit_filter(50)).await.unwrap(),
         vec![eb]
+    );
+}
+
+// ------------------------------------------------------------------ private channels
+
+/// A fixture, shared with backend-specific tests: a DM between `a` and `b`.
+pub fn dm(id: Snowflake, a: Snowflake, b: Snowflake) -> PrivateChannelRecord {
+    PrivateChannelRecord {
+        id,
+        kind: PrivateChannelRecord::DM,
+        recipients: vec![a, b],
+        owner_id: None,
+        name: None,
+        icon: None,
+        last_pin_timestamp: None,
+    }
+}
+
+/// A fixture, shared with backend-specific tests: a group DM owned by its first recipient.
+pub fn group_dm(id: Snowflake, recipients: Vec<Snowflake>) -> PrivateChannelRecord {
+    PrivateChannelRecord {
+        id,
+        kind: PrivateChannelRecord::GROUP_DM,
+        owner_id: recipients.first().copied(),
+        recipients,
+        name: Some(format!("Group {id}")),
+        icon: Some("0123456789abcdef".into()),
+        last_pin_timestamp: Some(Timestamp::from_unix_ms(1_700_000_000_123)),
+    }
+}
+
+fn open_for(channel_id: Snowflake, user_id: Snowflake) -> GuildWrite {
+    GuildWrite::OpenPrivateChannel {
+        channel_id,
+        user_id,
+    }
+}
+
+fn only_private(channel: &PrivateChannelRecord) -> GuildSnapshot {
+    GuildSnapshot {
+        private: Some(channel.clone()),
+        ..GuildSnapshot::default()
+    }
+}
+
+/// A DM and a group DM load as units of their own, are their own units for `channel_guild`,
+/// and are listed per user while open.
+pub async fn private_channels_round_trip_and_indexes<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b, c) = (fresh_id(), fresh_id(), fresh_id());
+    let direct = dm(fresh_id(), b, a);
+    s.guilds
+        .write_guild(
+            direct.id,
+            vec![
+                GuildWrite::PutPrivateChannel(direct.clone()),
+                open_for(direct.id, a),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.guilds.load_guild(direct.id).await.unwrap(),
+        Some(only_private(&direct))
+    );
+    assert_eq!(
+        s.guilds.channel_guild(direct.id).await.unwrap(),
+        Some(direct.id)
+    );
+    assert_eq!(s.guilds.dm_channel(a, b).await.unwrap(), Some(direct.id));
+    assert_eq!(s.guilds.dm_channel(b, a).await.unwrap(), Some(direct.id));
+    assert_eq!(s.guilds.dm_channel(a, c).await.unwrap(), None);
+    // Open for whoever opened it, not for every recipient.
+    assert_eq!(
+        s.guilds.user_private_channels(a).await.unwrap(),
+        vec![direct.id]
+    );
+    assert_eq!(
+        s.guilds.user_private_channels(b).await.unwrap(),
+        Vec::<Snowflake>::new()
+    );
+
+    // A group DM of the same two users and a third has no pair: it stands beside the DM.
+    let group = group_dm(fresh_id(), vec![a, b, c]);
+    s.guilds
+        .write_guild(
+            group.id,
+            vec![
+                GuildWrite::PutPrivateChannel(group.clone()),
+                open_for(group.id, a),
+                open_for(group.id, b),
+                open_for(group.id, c),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.guilds.load_guild(group.id).await.unwrap(),
+        Some(only_private(&group))
+    );
+    assert_eq!(
+        s.guilds.channel_guild(group.id).await.unwrap(),
+        Some(group.id)
+    );
+    assert_eq!(s.guilds.dm_channel(a, b).await.unwrap(), Some(direct.id));
+    assert_eq!(s.guilds.dm_channel(b, c).await.unwrap(), None);
+    assert_eq!(
+        s.guilds.load_guild(direct.id).await.unwrap(),
+        Some(only_private(&direct))
+    );
+
+    // A user's list is ascending whatever the order of opening, and closing takes a channel
+    // off one user's list only; the channel stays.
+    let later: Vec<PrivateChannelRecord> = (0..3).map(|_| dm(fresh_id(), a, fresh_id())).collect();
+    for channel in later.iter().rev() {
+        s.guilds
+            .write_guild(
+                channel.id,
+                vec![
+                    GuildWrite::PutPrivateChannel(channel.clone()),
+                    open_for(channel.id, a),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let mut expected = vec![direct.id, group.id];
+    expected.extend(later.iter().map(|c| c.id));
+    assert_eq!(s.guilds.user_private_channels(a).await.unwrap(), expected);
+    s.guilds
+        .write_guild(
+            group.id,
+            vec![GuildWrite::ClosePrivateChannel {
+                channel_id: group.id,
+                user_id: a,
+            }],
+        )
+        .await
+        .unwrap();
+    expected.retain(|id| *id != group.id);
+    assert_eq!(s.guilds.user_private_channels(a).await.unwrap(), expected);
+    assert_eq!(
+        s.guilds.user_private_channels(b).await.unwrap(),
+        vec![group.id]
+    );
+    assert_eq!(
+        s.guilds.load_guild(group.id).await.unwrap(),
+        Some(only_private(&group))
+    );
+
+    // Within one batch the last of an open and a close wins.
+    let (closed, reopened) = (later[0].id, later[1].id);
+    let close = |channel_id| GuildWrite::ClosePrivateChannel {
+        channel_id,
+        user_id: a,
+    };
+    s.guilds
+        .write_guild(closed, vec![open_for(closed, a), close(closed)])
+        .await
+        .unwrap();
+    s.guilds
+        .write_guild(reopened, vec![close(reopened), open_for(reopened, a)])
+        .await
+        .unwrap();
+    expected.retain(|id| *id != closed);
+    assert_eq!(s.guilds.user_private_channels(a).await.unwrap(), expected);
+
+    // Nothing of a guild is a private channel, nor the other way round.
+    assert_eq!(s.guilds.load_guild(fresh_id()).await.unwrap(), None);
+    let g = GuildFixture::new(a);
+    s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+    assert_eq!(load(s, g.id()).await.unwrap().private, None);
+}
+
+/// A pair of users has one DM: another channel for it is refused with everything of its batch,
+/// while the DM itself may be put again.
+pub async fn private_channels_a_pair_has_one_dm<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (a, b) = (fresh_id(), fresh_id());
+    let first = dm(fresh_id(), a, b);
+    s.guilds
+        .write_guild(
+            first.id,
+            vec![
+                GuildWrite::PutPrivateChannel(first.clone()),
+                open_for(first.id, a),
+            ],
+        )
+        .await
+        .unwrap();
+
+    // The same pair in the other order, under another id: refused, and its writes before and
+    // after the refused one are not applied.
+    let second = dm(fresh_id(), b, a);
+    let writes = vec![
+        open_for(second.id, b),
+        GuildWrite::PutPrivateChannel(second.clone()),
+        open_for(second.id, a),
+    ];
+    assert!(is_conflict(
+        s.guilds.write_guild(second.id, writes).await,
+        "recipients"
+    ));
+    assert_eq!(s.guilds.load_guild(second.id).await.unwrap(), None);
+    assert_eq!(s.guilds.channel_guild(second.id).await.unwrap(), None);
+    assert_eq!(
+        s.guilds.user_private_channels(a).await.unwrap(),
+        vec![first.id]
+    );
+    assert_eq!(
+        s.guilds.user_private_channels(b).await.unwrap(),
+        Vec::<Snowflake>::new()
+    );
+    assert_eq!(s.guilds.dm_channel(a, b).await.unwrap(), Some(first.id));
+    assert_eq!(
+        s.guilds.load_guild(first.id).await.unwrap(),
+        Some(only_private(&first))
+    );
+
+    // The DM put again under its own id replaces it.
+    let pinned = PrivateChannelRecord {
+        last_pin_timestamp: Some(Timestamp::from_unix_ms(1_700_000_000_456)),
+        ..first.clone()
+    };
+    s.guilds
+        .write_guild(
+            first.id,
+            vec![
+                GuildWrite::PutPrivateChannel(pinned.clone()),
+                open_for(first.id, b),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.guilds.load_guild(first.id).await.unwrap(),
+        Some(only_private(&pinned))
+    );
+    assert_eq!(s.guilds.dm_channel(b, a).await.unwrap(), Some(first.id));
+    assert_eq!(
+        s.guilds.user_private_channels(b).await.unwrap(),
+        vec![first.id]
+    );
+
+    // Another pair sharing one user is another DM; a group DM of the same pair is no DM.
+    let c = fresh_id();
+    let other = dm(fresh_id(), a, c);
+    let group = group_dm(fresh_id(), vec![b, a, c]);
+    for channel in [&other, &group] {
+        s.guilds
+            .write_guild(
+                channel.id,
+                vec![GuildWrite::PutPrivateChannel(channel.clone())],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.guilds.dm_channel(c, a).await.unwrap(), Some(other.id));
+    assert_eq!(s.guilds.dm_channel(a, b).await.unwrap(), Some(first.id));
+    assert_eq!(s.guilds.dm_channel(b, c).await.unwrap(), None);
+
+    // Without the clash, the refused batch's channel is stored.
+    let d = fresh_id();
+    let retried = dm(second.id, b, d);
+    s.guilds
+        .write_guild(
+            retried.id,
+            vec![
+                GuildWrite::PutPrivateChannel(retried.clone()),
+                open_for(retried.id, b),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.guilds.dm_channel(d, b).await.unwrap(), Some(retried.id));
+    assert_eq!(
+        s.guilds.user_private_channels(b).await.unwrap(),
+        vec![first.id, retried.id]
+    );
+}
+
+// ------------------------------------------------------------------ relationships
+
+fn relationship(user_id: Snowflake, target_id: Snowflake, since_ms: u64) -> RelationshipRecord {
+    RelationshipRecord {
+        user_id,
+        target_id,
+        kind: RelationshipRecord::BLOCKED,
+        since: Timestamp::from_unix_ms(since_ms),
+    }
+}
+
+pub async fn relationships_put_list_and_delete<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let (user, other) = (fresh_id(), fresh_id());
+    let targets: Vec<Snowflake> = (0..3).map(|_| fresh_id()).collect();
+    assert!(s.users.relationships(user).await.unwrap().is_empty());
+    // Put in descending target order; listed ascending.
+    for (i, target) in targets.iter().rev().enumerate() {
+        s.users
+            .put_relationship(&relationship(user, *target, 1_700_000_000_000 + i as u64))
+            .await
+            .unwrap();
+    }
+    // One-way: the target's list and another user's are their own.
+    s.users
+        .put_relationship(&relationship(other, user, 1_700_000_000_999))
+        .await
+        .unwrap();
+    let expected: Vec<RelationshipRecord> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| relationship(user, *t, 1_700_000_000_002 - i as u64))
+        .collect();
+    assert_eq!(s.users.relationships(user).await.unwrap(), expected);
+    assert_eq!(
+        s.users.relationships(other).await.unwrap(),
+        vec![relationship(other, user, 1_700_000_000_999)]
+    );
+    assert!(s.users.relationships(targets[0]).await.unwrap().is_empty());
+
+    // A put towards the same target replaces.
+    let again = relationship(user, targets[1], 1_700_000_100_000);
+    s.users.put_relationship(&again).await.unwrap();
+    let listed = s.users.relationships(user).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![expected[0].clone(), again.clone(), expected[2].clone()]
+    );
+
+    // Deleting says whether there was one.
+    assert!(s.users.delete_relationship(user, targets[1]).await.unwrap());
+    assert!(!s.users.delete_relationship(user, targets[1]).await.unwrap());
+    assert!(!s.users.delete_relationship(targets[1], user).await.unwrap());
+    assert_eq!(
+        s.users.relationships(user).await.unwrap(),
+        vec![expected[0].clone(), expected[2].clone()]
+    );
+    assert_eq!(
+        s.users.relationships(other).await.unwrap(),
+        vec![relationship(other, user, 1_700_000_000_999)]
     );
 }
