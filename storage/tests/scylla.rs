@@ -12,8 +12,12 @@ use std::time::Duration;
 
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_storage::scylla::{CqlConsistency, Replication, ScyllaOptions, ScyllaStore, schema};
-use enrichment_storage::testsuite::{channel, credentials, fresh_id, guild, member, msg, user};
-use enrichment_storage::{GuildWrite, SigningKeyRecord, StoreError};
+use enrichment_storage::testsuite::{
+    channel, credentials, dm, fresh_id, group_dm, guild, member, msg, user,
+};
+use enrichment_storage::{
+    GuildSnapshot, GuildWrite, RelationshipRecord, SigningKeyRecord, StoreError,
+};
 use enrichment_testkit::CqlServer;
 
 fn options(server: &CqlServer) -> ScyllaOptions {
@@ -145,6 +149,104 @@ async fn schema_statements_and_round_trips_over_the_wire() {
     };
     assert!(s.keys.insert_signing_key(&key).await.unwrap());
     assert_eq!(s.keys.signing_keys().await.unwrap(), vec![key]);
+}
+
+#[tokio::test]
+async fn private_channels_and_relationships_over_the_wire() {
+    let server = CqlServer::start().expect("start the CQL server");
+    let opts = options(&server);
+    ScyllaStore::migrate(&opts).await.expect("migrate");
+    let s = ScyllaStore::connect(opts)
+        .await
+        .expect("connect and prepare")
+        .stores();
+
+    let (a, b, c) = (fresh_id(), fresh_id(), fresh_id());
+    let direct = dm(fresh_id(), b, a);
+    let group = group_dm(fresh_id(), vec![a, b, c]);
+    for channel in [&direct, &group] {
+        s.guilds
+            .write_guild(
+                channel.id,
+                vec![
+                    GuildWrite::PutPrivateChannel(channel.clone()),
+                    GuildWrite::OpenPrivateChannel {
+                        channel_id: channel.id,
+                        user_id: a,
+                    },
+                ],
+            )
+            .await
+            .expect("private channel batch");
+        assert_eq!(
+            s.guilds.load_guild(channel.id).await.unwrap(),
+            Some(GuildSnapshot {
+                private: Some(channel.clone()),
+                ..GuildSnapshot::default()
+            })
+        );
+        assert_eq!(
+            s.guilds.channel_guild(channel.id).await.unwrap(),
+            Some(channel.id)
+        );
+    }
+    assert_eq!(s.guilds.dm_channel(a, b).await.unwrap(), Some(direct.id));
+    assert_eq!(s.guilds.dm_channel(b, a).await.unwrap(), Some(direct.id));
+    assert_eq!(s.guilds.dm_channel(b, c).await.unwrap(), None);
+    assert_eq!(
+        s.guilds.user_private_channels(a).await.unwrap(),
+        vec![direct.id, group.id]
+    );
+    // The DM put again under its own id: its pair's claim is its own.
+    s.guilds
+        .write_guild(
+            direct.id,
+            vec![
+                GuildWrite::PutPrivateChannel(direct.clone()),
+                GuildWrite::ClosePrivateChannel {
+                    channel_id: direct.id,
+                    user_id: a,
+                },
+            ],
+        )
+        .await
+        .expect("the same DM again");
+    assert_eq!(
+        s.guilds.user_private_channels(a).await.unwrap(),
+        vec![group.id]
+    );
+    assert_eq!(s.guilds.load_guild(fresh_id()).await.unwrap(), None);
+
+    let block = |target, ms| RelationshipRecord {
+        user_id: a,
+        target_id: target,
+        kind: RelationshipRecord::BLOCKED,
+        since: enrichment_protocol::Timestamp::from_unix_ms(ms),
+    };
+    s.users
+        .put_relationship(&block(c, 1_700_000_000_000))
+        .await
+        .unwrap();
+    s.users
+        .put_relationship(&block(b, 1_700_000_000_001))
+        .await
+        .unwrap();
+    s.users
+        .put_relationship(&block(b, 1_700_000_000_002))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.users.relationships(a).await.unwrap(),
+        vec![block(b, 1_700_000_000_002), block(c, 1_700_000_000_000)]
+    );
+    // The highest target: this server reads a clustered row by key as the rows from that key
+    // on, so a deleted row below another would still seem to be there.
+    assert!(s.users.delete_relationship(a, c).await.unwrap());
+    assert!(!s.users.delete_relationship(a, c).await.unwrap());
+    assert_eq!(
+        s.users.relationships(a).await.unwrap(),
+        vec![block(b, 1_700_000_000_002)]
+    );
 }
 
 #[tokio::test]

@@ -1,18 +1,47 @@
 //! Guild metadata: one table per kind of row, each partitioned by guild, plus the indexes the
 //! API reads from the other side (`channel_guild`, `user_guilds`, `invites`).
+//!
+//! Private channels are units of their own: a `private_channels` row, the channel mapped to
+//! itself in `channel_guild`, and the users' `user_private_channels` rows, written in the
+//! unit's batch like a guild's rows.
+//!
+//! # Claims
+//!
+//! Invite codes and DM pairs are unique across units, which a logged batch cannot check, so
+//! they are claimed by lightweight transaction before the batch is sent; a claim another unit
+//! holds fails the call with `Conflict` before anything is written, and the claims this call
+//! made are released. A claim by the holder itself (a re-put of the same invite or DM)
+//! succeeds as it is. A DM pair's row is written only by lightweight transactions, never in
+//! the batch, since ScyllaDB orders the two kinds of writes of one row by different clocks.
+//!
+//! A batch can fail, or its writer die, after its claims were made. An invite code left so is
+//! held by its own guild, which may claim it again. A DM pair left so would name a channel
+//! that was never written, and no other channel could ever be the pair's DM: so a pair whose
+//! channel has no row is free again once its claim is [`DM_CLAIM_GRACE_MS`] old. The grace
+//! keeps a claim whose batch is still on its way (or, timed out, still to be replayed from the
+//! batchlog) from being taken over, which would leave two DMs for one pair. `dm_channel`
+//! likewise answers only with a channel that exists.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use enrichment_protocol::Snowflake;
 use enrichment_protocol::models::AuditLogEntry;
 use enrichment_protocol::rest::AuditLogFilter;
+use enrichment_protocol::{Snowflake, Timestamp};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 
 use super::{ScyllaStore, applied, be, big, from_json, json, sf};
-use crate::{GuildSnapshot, GuildStore, GuildWrite, InviteRecord, StoreError, StoreResult};
+use crate::{
+    GuildSnapshot, GuildStore, GuildWrite, InviteRecord, PrivateChannelRecord, StoreError,
+    StoreResult,
+};
+
+/// How old a DM pair's claim must be before a channel without a row loses it: longer than a
+/// batch takes, including the driver's request timeout and the batchlog's replay of a batch
+/// whose coordinator timed out; short enough that a pair whose writer died is soon usable.
+pub(crate) const DM_CLAIM_GRACE_MS: i64 = 120_000;
 
 /// A row a guild batch touches.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +54,13 @@ enum Key {
     Invite(String),
     Audit(i64, i64),
     Webhook(i64, i64),
+    /// A private channel; its value is `(channel_id, record)`.
+    Private(i64),
+    /// `(user_id, channel_id)`: the channel is open for the user.
+    UserPrivate(i64, i64),
+    /// `(low_user_id, high_user_id)` of a DM; its value is `(channel_id, "")`. Claimed, never
+    /// written by the batch.
+    DmPair(i64, i64),
 }
 
 /// The final effect of a batch on one row: its new value, or `None` to delete it.
@@ -96,6 +132,26 @@ fn fold(guild: i64, writes: Vec<GuildWrite>) -> StoreResult<Effects> {
                 guild_id,
                 webhook_id,
             } => set(Key::Webhook(big(guild_id), big(webhook_id)), None),
+            GuildWrite::PutPrivateChannel(c) => {
+                if let Some((low, high)) = c.dm_pair() {
+                    set(
+                        Key::DmPair(big(low), big(high)),
+                        Some((big(c.id), String::new())),
+                    );
+                }
+                set(Key::Private(big(c.id)), Some((big(c.id), json(&c)?)));
+            }
+            GuildWrite::OpenPrivateChannel {
+                channel_id,
+                user_id,
+            } => set(
+                Key::UserPrivate(big(user_id), big(channel_id)),
+                Some((big(channel_id), String::new())),
+            ),
+            GuildWrite::ClosePrivateChannel {
+                channel_id,
+                user_id,
+            } => set(Key::UserPrivate(big(user_id), big(channel_id)), None),
             GuildWrite::PutAuditEntry { guild_id, entry } => set(
                 Key::Audit(big(guild_id), big(entry.id)),
                 Some((big(guild_id), json(&entry)?)),
@@ -132,6 +188,15 @@ fn segments(writes: Vec<GuildWrite>) -> Vec<Segment> {
     out
 }
 
+/// What one call claimed, to release when a later claim conflicts.
+#[derive(Default)]
+struct Claimed {
+    /// `(code, guild_id)`.
+    codes: Vec<(String, i64)>,
+    /// `(low_user_id, high_user_id, channel_id)`.
+    pairs: Vec<(i64, i64, i64)>,
+}
+
 fn v(x: i64) -> CqlValue {
     CqlValue::BigInt(x)
 }
@@ -141,31 +206,95 @@ fn t(s: &str) -> CqlValue {
 }
 
 impl ScyllaStore {
-    /// Claims the codes of new invites; on a code another guild holds, releases what this
-    /// call claimed and fails with `Conflict("code")`.
-    async fn claim_invites(&self, guild: i64, effects: &Effects) -> StoreResult<()> {
-        let st = self.st()?;
-        let mut claimed = Vec::new();
+    /// Claims the codes of new invites and the pairs of new DMs, recording in `claimed` what
+    /// this call claimed; fails with `Conflict` on one that another unit holds.
+    async fn claim_unique(&self, effects: &Effects, claimed: &mut Claimed) -> StoreResult<()> {
         for (key, value) in effects {
-            let (Key::Invite(code), Some((g, data))) = (key, value) else {
-                continue;
-            };
-            if applied(self.exec(&st.claim_invite, (code, *g, data)).await?)? {
-                claimed.push(code.clone());
-                continue;
+            if let (Key::Invite(code), Some((g, data))) = (key, value)
+                && self.claim_invite(code, *g, data).await?
+            {
+                claimed.codes.push((code.clone(), *g));
             }
-            let holder = self
-                .one::<(i64, String)>(&st.get_invite, (code,))
-                .await?
-                .map(|(g, _)| g);
-            if holder.is_some_and(|h| h != *g) {
-                for code in claimed {
-                    self.exec(&st.release_invite, (code, guild)).await?;
-                }
-                return Err(StoreError::Conflict("code"));
+            if let (Key::DmPair(low, high), Some((channel, _))) = (key, value)
+                && self.claim_dm_pair(*low, *high, *channel).await?
+            {
+                claimed.pairs.push((*low, *high, *channel));
             }
         }
         Ok(())
+    }
+
+    /// Whether the code was newly claimed for `guild`; `Ok(false)` when the guild held it.
+    async fn claim_invite(&self, code: &str, guild: i64, data: &str) -> StoreResult<bool> {
+        let st = self.st()?;
+        if applied(self.exec(&st.claim_invite, (code, guild, data)).await?)? {
+            return Ok(true);
+        }
+        let holder = self
+            .one::<(i64, String)>(&st.get_invite, (code,))
+            .await?
+            .map(|(g, _)| g);
+        if holder.is_some_and(|h| h != guild) {
+            return Err(StoreError::Conflict("code"));
+        }
+        Ok(false)
+    }
+
+    /// Whether the pair was newly claimed for `channel`; `Ok(false)` when the channel held it.
+    /// A claim naming a channel without a row is taken over once [`DM_CLAIM_GRACE_MS`] old.
+    async fn claim_dm_pair(&self, low: i64, high: i64, channel: i64) -> StoreResult<bool> {
+        let st = self.st()?;
+        // Each round either settles or saw the pair change hands (released, or taken over by
+        // a racing claim) since its last look; a pair that keeps changing is contended.
+        for _ in 0..3 {
+            let now = Timestamp::now().unix_ms();
+            if applied(
+                self.exec(&st.claim_dm_pair, (low, high, channel, now))
+                    .await?,
+            )? {
+                return Ok(true);
+            }
+            let Some((holder, claimed_at)) = self
+                .one::<(i64, Option<i64>)>(&st.get_dm_pair, (low, high))
+                .await?
+            else {
+                continue;
+            };
+            if holder == channel {
+                return Ok(false);
+            }
+            let settling = claimed_at.is_none_or(|at| now.saturating_sub(at) < DM_CLAIM_GRACE_MS);
+            if settling || self.private_exists(holder).await? {
+                return Err(StoreError::Conflict("recipients"));
+            }
+            if applied(
+                self.exec(&st.take_dm_pair, (channel, now, low, high, holder))
+                    .await?,
+            )? {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict("recipients"))
+    }
+
+    /// Releases what [`ScyllaStore::claim_unique`] claimed, where the claimer still holds it.
+    async fn release_claims(&self, claimed: Claimed) -> StoreResult<()> {
+        let st = self.st()?;
+        for (code, guild) in claimed.codes {
+            self.exec(&st.release_invite, (code, guild)).await?;
+        }
+        for (low, high, channel) in claimed.pairs {
+            self.exec(&st.release_dm_pair, (low, high, channel)).await?;
+        }
+        Ok(())
+    }
+
+    async fn private_exists(&self, channel: i64) -> StoreResult<bool> {
+        let st = self.st()?;
+        Ok(self
+            .one::<(String,)>(&st.get_private, (channel,))
+            .await?
+            .is_some())
     }
 
     async fn apply_effects(&self, guild: i64, effects: Effects) -> StoreResult<()> {
@@ -219,6 +348,16 @@ impl ScyllaStore {
                     add(&st.del_webhook, vec![v(g), v(w)]);
                     add(&st.del_webhook_guild, vec![v(w)]);
                 }
+                (Key::Private(c), Some((_, d))) => {
+                    add(&st.put_private, vec![v(c), t(&d)]);
+                    add(&st.put_channel_guild, vec![v(c), v(c)]);
+                }
+                // Nothing deletes a private channel.
+                (Key::Private(_), None) => {}
+                (Key::UserPrivate(u, c), Some(_)) => add(&st.put_user_private, vec![v(u), v(c)]),
+                (Key::UserPrivate(u, c), None) => add(&st.del_user_private, vec![v(u), v(c)]),
+                // Claimed before the batch (see the module's doc).
+                (Key::DmPair(..), _) => {}
             }
         }
         if values.is_empty() {
@@ -282,10 +421,15 @@ impl GuildStore for ScyllaStore {
                 other => other,
             });
         }
-        // Invite codes are claimed before anything is written, so a conflict leaves nothing.
+        // Invite codes and DM pairs are claimed before anything is written, so a conflict
+        // leaves nothing.
+        let mut claimed = Claimed::default();
         for step in &steps {
-            if let Segment::Folded(effects) = step {
-                self.claim_invites(g, effects).await?;
+            if let Segment::Folded(effects) = step
+                && let Err(e) = self.claim_unique(effects, &mut claimed).await
+            {
+                self.release_claims(claimed).await?;
+                return Err(e);
             }
         }
         for step in steps {
@@ -302,7 +446,15 @@ impl GuildStore for ScyllaStore {
         let st = self.st()?;
         let g = big(guild_id);
         let Some((data,)) = self.one::<(String,)>(&st.get_guild, (g,)).await? else {
-            return Ok(None);
+            let private = self.one::<(String,)>(&st.get_private, (g,)).await?;
+            return private
+                .map(|(data,)| {
+                    Ok(GuildSnapshot {
+                        private: Some(from_json::<PrivateChannelRecord>(&data)?),
+                        ..GuildSnapshot::default()
+                    })
+                })
+                .transpose();
         };
         let rows = |s| self.all::<(String,)>(s, (g,));
         fn parse<T: serde::de::DeserializeOwned>(rows: Vec<(String,)>) -> StoreResult<Vec<T>> {
@@ -324,6 +476,7 @@ impl GuildStore for ScyllaStore {
             bans: parse(bans)?,
             invites: parse(invites)?,
             webhooks: parse(webhooks)?,
+            private: None,
         }))
     }
 
@@ -343,6 +496,30 @@ impl GuildStore for ScyllaStore {
             .one::<(i64,)>(&st.get_channel_guild, (big(channel_id),))
             .await?
             .map(|(g,)| sf(g)))
+    }
+
+    async fn user_private_channels(&self, user_id: Snowflake) -> StoreResult<Vec<Snowflake>> {
+        let st = self.st()?;
+        Ok(self
+            .all::<(i64,)>(&st.list_user_private, (big(user_id),))
+            .await?
+            .into_iter()
+            .map(|(c,)| sf(c))
+            .collect())
+    }
+
+    /// Only a channel that exists: a pair's claim may outlive a batch that failed (see the
+    /// module's doc).
+    async fn dm_channel(&self, a: Snowflake, b: Snowflake) -> StoreResult<Option<Snowflake>> {
+        let st = self.st()?;
+        let pair = (big(a.min(b)), big(a.max(b)));
+        let Some((channel, _)) = self
+            .one::<(i64, Option<i64>)>(&st.get_dm_pair, pair)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.private_exists(channel).await?.then(|| sf(channel)))
     }
 
     async fn webhook_guild(&self, webhook_id: Snowflake) -> StoreResult<Option<Snowflake>> {

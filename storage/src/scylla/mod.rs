@@ -2,8 +2,9 @@
 //!
 //! - Every data statement is prepared once at startup (`Statements`) and runs at the
 //!   configured consistency (LOCAL_QUORUM by default); lightweight transactions run at
-//!   LOCAL_SERIAL and only where uniqueness must hold: usernames, emails, invite codes,
-//!   refresh-token rotation, snowflake id leases, and every write of a message row.
+//!   LOCAL_SERIAL and only where uniqueness must hold: usernames, emails, invite codes, the
+//!   DM of a pair of users, refresh-token rotation, snowflake id leases, and every write of a
+//!   message row.
 //! - A message create is `INSERT ... IF NOT EXISTS`, one lightweight transaction (a Paxos
 //!   round, about four round trips instead of one) per message. The id lease each node holds
 //!   (`nodes.rs`) is the first guard against two nodes minting the same id; this is the
@@ -210,6 +211,11 @@ statements! {
     get_bot_token: false = "SELECT bot_user_id FROM {ks}.bot_tokens WHERE token_hash = ?";
     put_bot_token_of: false = "INSERT INTO {ks}.bot_token_of (bot_user_id, token_hash) VALUES (?, ?)";
     get_bot_token_of: false = "SELECT token_hash FROM {ks}.bot_token_of WHERE bot_user_id = ?";
+    // relationships
+    put_relationship: false = "INSERT INTO {ks}.relationships (user_id, target_id, data) VALUES (?, ?, ?)";
+    get_relationship: false = "SELECT target_id FROM {ks}.relationships WHERE user_id = ? AND target_id = ?";
+    del_relationship: false = "DELETE FROM {ks}.relationships WHERE user_id = ? AND target_id = ?";
+    list_relationships: false = "SELECT data FROM {ks}.relationships WHERE user_id = ?";
     // guilds
     get_guild: false = "SELECT data FROM {ks}.guilds WHERE guild_id = ?";
     put_guild: false = "INSERT INTO {ks}.guilds (guild_id, data) VALUES (?, ?)";
@@ -243,6 +249,15 @@ statements! {
     put_webhook_guild: false = "INSERT INTO {ks}.webhook_guild (webhook_id, guild_id) VALUES (?, ?)";
     del_webhook_guild: false = "DELETE FROM {ks}.webhook_guild WHERE webhook_id = ?";
     get_webhook_guild: false = "SELECT guild_id FROM {ks}.webhook_guild WHERE webhook_id = ?";
+    get_private: false = "SELECT data FROM {ks}.private_channels WHERE channel_id = ?";
+    put_private: false = "INSERT INTO {ks}.private_channels (channel_id, data) VALUES (?, ?)";
+    list_user_private: false = "SELECT channel_id FROM {ks}.user_private_channels WHERE user_id = ?";
+    put_user_private: false = "INSERT INTO {ks}.user_private_channels (user_id, channel_id) VALUES (?, ?)";
+    del_user_private: false = "DELETE FROM {ks}.user_private_channels WHERE user_id = ? AND channel_id = ?";
+    claim_dm_pair: true = "INSERT INTO {ks}.dm_pairs (low_user_id, high_user_id, channel_id, claimed_at) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    take_dm_pair: true = "UPDATE {ks}.dm_pairs SET channel_id = ?, claimed_at = ? WHERE low_user_id = ? AND high_user_id = ? IF channel_id = ?";
+    release_dm_pair: true = "DELETE FROM {ks}.dm_pairs WHERE low_user_id = ? AND high_user_id = ? IF channel_id = ?";
+    get_dm_pair: false = "SELECT channel_id, claimed_at FROM {ks}.dm_pairs WHERE low_user_id = ? AND high_user_id = ?";
     put_audit: false = "INSERT INTO {ks}.audit_log (guild_id, entry_id, data) VALUES (?, ?, ?)";
     del_audit: false = "DELETE FROM {ks}.audit_log WHERE guild_id = ?";
     list_audit_desc: false = "SELECT data FROM {ks}.audit_log WHERE guild_id = ? AND entry_id >= ? AND entry_id <= ?";

@@ -8,8 +8,9 @@
 //!   only buckets that hold messages instead of every window since the channel was created.
 //! - `user_refresh_families`: a user's sessions (refresh families), so a password change can
 //!   revoke them all; written before a family's first token.
-//! - Uniqueness (`usernames`, `emails`, `invites`) is claimed with lightweight transactions;
-//!   those run on registration, renames and invite creation, never on the message path.
+//! - Uniqueness (`usernames`, `emails`, `invites`, `dm_pairs`) is claimed with lightweight
+//!   transactions; those run on registration, renames, invite and DM creation, never on the
+//!   message path.
 //! - Records whose fields are never queried (users, guild objects, embeds) are JSON in a
 //!   `data` column, like the other backends.
 //! - `id_leases`: one row per snowflake id pair a node holds, written with a TTL so that the
@@ -20,12 +21,19 @@
 //!   action filters are applied to the rows of the id range as they are paged in, which keeps
 //!   the "no `ALLOW FILTERING`" rule; a guild's log is one partition, which a retention window
 //!   would bound.
+//! - `guild_webhooks` and `webhook_guild`: a guild's webhooks, and the guild of each webhook.
+//! - Private channels (DMs and group DMs) are units of their own: `private_channels` holds the
+//!   channel (the unit) by its id, and `channel_guild` maps the channel to itself.
+//!   `user_private_channels` lists the ones a user has open. `dm_pairs` keys each DM by its two
+//!   users, lower id first, claimed by lightweight transaction like an invite code (see
+//!   `guilds.rs` for a claim whose channel never got written).
+//! - `relationships`: partition `user_id`, clustered by `target_id`, one JSON record each.
 
 /// Version of the schema below; `schema_migrations` records it with [`DESCRIPTION`].
-pub const VERSION: i32 = 5;
+pub const VERSION: i32 = 6;
 
 /// What the newest version added.
-pub const DESCRIPTION: &str = "webhooks";
+pub const DESCRIPTION: &str = "private_channels";
 
 /// Keyspace-relative DDL, in order; `{ks}` is replaced by the keyspace.
 pub const TABLES: &[&str] = &[
@@ -63,4 +71,8 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.audit_log (guild_id bigint, entry_id bigint, data text, PRIMARY KEY (guild_id, entry_id)) WITH CLUSTERING ORDER BY (entry_id DESC)",
     "CREATE TABLE IF NOT EXISTS {ks}.guild_webhooks (guild_id bigint, webhook_id bigint, data text, PRIMARY KEY (guild_id, webhook_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.webhook_guild (webhook_id bigint PRIMARY KEY, guild_id bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.private_channels (channel_id bigint PRIMARY KEY, data text)",
+    "CREATE TABLE IF NOT EXISTS {ks}.user_private_channels (user_id bigint, channel_id bigint, PRIMARY KEY (user_id, channel_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.dm_pairs (low_user_id bigint, high_user_id bigint, channel_id bigint, claimed_at bigint, PRIMARY KEY ((low_user_id, high_user_id)))",
+    "CREATE TABLE IF NOT EXISTS {ks}.relationships (user_id bigint, target_id bigint, data text, PRIMARY KEY (user_id, target_id))",
 ];

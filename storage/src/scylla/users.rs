@@ -1,4 +1,5 @@
-//! Users, credentials, refresh tokens, applications, bot tokens and JWT signing keys.
+//! Users, credentials, refresh tokens, relationships, applications, bot tokens and JWT signing
+//! keys.
 
 use async_trait::async_trait;
 use enrichment_protocol::models::User;
@@ -7,8 +8,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{READ_CONCURRENCY, ScyllaStore, applied, big, from_json, json, sf};
 use crate::{
-    ApplicationRecord, ApplicationStore, Credentials, KeyStore, RefreshTokenRecord, RotateOutcome,
-    SigningKeyRecord, StoreError, StoreResult, UserStore,
+    ApplicationRecord, ApplicationStore, Credentials, KeyStore, RefreshTokenRecord,
+    RelationshipRecord, RotateOutcome, SigningKeyRecord, StoreError, StoreResult, UserStore,
 };
 
 /// The partition of `signing_keys` holding the JWT keys.
@@ -271,6 +272,49 @@ impl UserStore for ScyllaStore {
             }
         }
         Ok(revoked)
+    }
+
+    async fn put_relationship(&self, relationship: &RelationshipRecord) -> StoreResult<()> {
+        let st = self.st()?;
+        self.exec(
+            &st.put_relationship,
+            (
+                big(relationship.user_id),
+                big(relationship.target_id),
+                json(relationship)?,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Read, then deleted: two deletes racing may both answer `true`.
+    async fn delete_relationship(
+        &self,
+        user_id: Snowflake,
+        target_id: Snowflake,
+    ) -> StoreResult<bool> {
+        let st = self.st()?;
+        let key = (big(user_id), big(target_id));
+        if self
+            .one::<(i64,)>(&st.get_relationship, key)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        self.exec(&st.del_relationship, key).await?;
+        Ok(true)
+    }
+
+    /// One partition, clustered by target id.
+    async fn relationships(&self, user_id: Snowflake) -> StoreResult<Vec<RelationshipRecord>> {
+        let st = self.st()?;
+        self.all::<(String,)>(&st.list_relationships, (big(user_id),))
+            .await?
+            .iter()
+            .map(|(d,)| from_json(d))
+            .collect()
     }
 }
 
