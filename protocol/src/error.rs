@@ -30,6 +30,7 @@ pub enum ErrorCode {
     OnlyBotsCanUse = 20002,
     MaxGuilds = 30001,
     MaxPins = 30003,
+    MaxRecipients = 30004,
     MaxRoles = 30005,
     MaxReactions = 30010,
     MaxChannels = 30013,
@@ -41,8 +42,10 @@ pub enum ErrorCode {
     AlreadyMember = 40063,
     MissingAccess = 50001,
     InvalidAccountType = 50002,
+    CannotExecuteOnDm = 50003,
     CannotEditOthersMessage = 50005,
     EmptyMessage = 50006,
+    CannotSendToUser = 50007,
     MissingPermissions = 50013,
     InvalidToken = 50014,
     BulkDeleteCount = 50016,
@@ -132,6 +135,24 @@ impl ApiError {
 
     pub fn missing_access() -> Self {
         ApiError::new(403, ErrorCode::MissingAccess, "Missing Access")
+    }
+
+    /// 50003: what only a guild channel supports was asked of a DM.
+    pub fn dm_channel() -> Self {
+        ApiError::new(
+            403,
+            ErrorCode::CannotExecuteOnDm,
+            "Cannot execute action on a DM channel",
+        )
+    }
+
+    /// 50007: the recipient blocked the sender (or the sender them), or they share no guild.
+    pub fn cannot_send_to_user() -> Self {
+        ApiError::new(
+            403,
+            ErrorCode::CannotSendToUser,
+            "Cannot send messages to this user",
+        )
     }
 
     pub fn missing_permissions() -> Self {

@@ -276,7 +276,7 @@ impl PermissionOverwrite {
 }
 
 wire! {
-    /// A guild channel (DMs come later with the user actor).
+    /// A channel: a guild's, or a DM or group DM (`private` set, `guild_id` absent).
     pub struct Channel {
         pub id: Snowflake,
         #[serde(rename = "type")]
@@ -286,6 +286,8 @@ wire! {
         pub position: i32,
         #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
         pub permission_overwrites: Vec<PermissionOverwrite>,
+        /// Empty for a DM and an unnamed group DM, which send none.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         pub name: String,
         pub topic: Option<String>,
         pub nsfw: bool,
@@ -298,6 +300,35 @@ wire! {
         pub parent_id: Option<Snowflake>,
         pub last_pin_timestamp: Option<Timestamp>,
         pub flags: u64,
+        /// A DM's or group DM's own fields.
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        pub private: Option<PrivateChannelFields>,
+    }
+}
+
+wire! {
+    /// What a DM or group DM adds to a channel: who is in it and, for a group, its owner and
+    /// icon.
+    pub struct PrivateChannelFields {
+        /// Everyone in it but the user reading it.
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "crate::arbitrary::few()"))]
+        pub recipients: Vec<User>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub owner_id: Option<Snowflake>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub icon: Option<String>,
+    }
+}
+
+wire! {
+    /// How the user stands towards another: `type` 2 is blocked (the only kind kept).
+    pub struct Relationship {
+        pub id: Snowflake,
+        #[serde(rename = "type")]
+        pub kind: u8,
+        pub user: User,
+        pub nickname: Option<String>,
+        pub since: Timestamp,
     }
 }
 

@@ -350,6 +350,122 @@ body! {
     }
 }
 
+// ---------------------------------------------------------------- private channels
+
+/// The most people a group DM holds, its owner included (Discord's limit).
+pub const MAX_GROUP_DM_RECIPIENTS: usize = 10;
+
+body! {
+    /// `POST /users/@me/channels`: a DM with `recipient_id`, or a group DM with the caller and
+    /// `recipients`. A DM with someone already opened is opened again, not created twice.
+    pub struct CreateDm {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub recipient_id: Option<Snowflake>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
+        pub recipients: Option<Vec<Snowflake>>,
+    }
+}
+
+/// What a [`CreateDm`] asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DmTarget {
+    /// A DM with this user.
+    User(Snowflake),
+    /// A group DM with the caller and these users (distinct, the caller not among them).
+    Group(Vec<Snowflake>),
+}
+
+impl CreateDm {
+    /// What is asked for, or a 50035 naming the field at fault. One recipient in
+    /// `recipients` is a DM, as Discord's client sends it; a group holds at most
+    /// [`MAX_GROUP_DM_RECIPIENTS`] people, its creator included.
+    pub fn target(&self, caller: Snowflake) -> Result<DmTarget, ApiError> {
+        let mut e = FormErrors::default();
+        let target = match (&self.recipient_id, &self.recipients) {
+            (Some(_), Some(_)) => {
+                e.add(
+                    &["recipients"],
+                    "BASE_TYPE_BAD_COMBINATION",
+                    "Give recipient_id or recipients, not both.",
+                );
+                None
+            }
+            (Some(id), None) => Some(DmTarget::User(*id)),
+            (None, Some(list)) => {
+                let mut ids: Vec<Snowflake> = Vec::with_capacity(list.len());
+                for id in list {
+                    if *id != caller && !ids.contains(id) {
+                        ids.push(*id);
+                    }
+                }
+                match ids.len() {
+                    0 => {
+                        e.add(
+                            &["recipients"],
+                            "BASE_TYPE_REQUIRED",
+                            "Name at least one other user.",
+                        );
+                        None
+                    }
+                    1 => Some(DmTarget::User(ids[0])),
+                    n if n < MAX_GROUP_DM_RECIPIENTS => Some(DmTarget::Group(ids)),
+                    _ => {
+                        e.add(
+                            &["recipients"],
+                            "BASE_TYPE_MAX_LENGTH",
+                            format!(
+                                "A group DM holds at most {MAX_GROUP_DM_RECIPIENTS} people, its owner included."
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => {
+                e.add(
+                    &["recipient_id"],
+                    "BASE_TYPE_REQUIRED",
+                    "This field is required",
+                );
+                None
+            }
+        };
+        if target == Some(DmTarget::User(caller)) {
+            e.add(
+                &["recipient_id"],
+                "BASE_TYPE_INVALID",
+                "You cannot open a DM with yourself.",
+            );
+        }
+        e.finish()?;
+        target.ok_or_else(|| FormErrors::default().into_error())
+    }
+}
+
+body! {
+    /// `PUT /users/@me/relationships/{user_id}`: `type` 2 blocks the user, the only kind of
+    /// relationship kept.
+    pub struct PutRelationship {
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+        pub kind: Option<u8>,
+    }
+}
+
+impl PutRelationship {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if self.kind != Some(2) {
+            e.add(
+                &["type"],
+                "BASE_TYPE_CHOICES",
+                "Value must be one of (2,): only blocking is supported.",
+            );
+        }
+        e.finish()
+    }
+}
+
 // ---------------------------------------------------------------- guilds
 
 body! {
@@ -540,6 +656,9 @@ body! {
         pub bitrate: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub user_limit: Option<u32>,
+        /// A group DM's icon (image data or a hash); `null` removes it.
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+        pub icon: Option<Option<String>>,
     }
 }
 

@@ -15,7 +15,9 @@ pub struct GuildDeleteData {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChannelPinsData {
-    pub guild_id: Snowflake,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
     pub channel_id: Snowflake,
     pub last_pin_timestamp: Option<Timestamp>,
 }
@@ -110,14 +112,18 @@ pub struct MessageData {
 pub struct MessageDeleteData {
     pub id: Snowflake,
     pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageDeleteBulkData {
     pub ids: Vec<Snowflake>,
     pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,7 +131,9 @@ pub struct ReactionData {
     pub user_id: Snowflake,
     pub channel_id: Snowflake,
     pub message_id: Snowflake,
-    pub guild_id: Snowflake,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member: Option<Member>,
     pub emoji: Emoji,
@@ -139,13 +147,17 @@ pub struct ReactionData {
 pub struct ReactionRemoveAllData {
     pub channel_id: Snowflake,
     pub message_id: Snowflake,
-    pub guild_id: Snowflake,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReactionRemoveEmojiData {
     pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
     pub message_id: Snowflake,
     pub emoji: Emoji,
 }
@@ -153,11 +165,22 @@ pub struct ReactionRemoveEmojiData {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TypingStartData {
     pub channel_id: Snowflake,
-    pub guild_id: Snowflake,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
     pub user_id: Snowflake,
     /// Unix time in seconds, as Discord sends it.
     pub timestamp: u64,
+    /// Absent in a DM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<Member>,
+}
+
+/// CHANNEL_RECIPIENT_ADD / CHANNEL_RECIPIENT_REMOVE: someone joined or left a group DM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRecipientData {
+    pub channel_id: Snowflake,
+    pub user: User,
 }
 
 /// A MESSAGE_CREATE reads as the message it carries.
