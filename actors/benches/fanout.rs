@@ -86,6 +86,7 @@ fn channel(n: u64, name: &str, permission_overwrites: Vec<PermissionOverwrite>) 
         parent_id: None,
         last_pin_timestamp: None,
         flags: 0,
+        private: None,
     }
 }
 
@@ -207,6 +208,7 @@ fn guild_state(members: u64) -> GuildState {
         bans: HashMap::new(),
         invites: HashMap::new(),
         webhooks: HashMap::new(),
+        private: None,
     }
 }
 

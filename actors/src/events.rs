@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use enrichment_protocol::gateway::Presence;
 pub use enrichment_protocol::gateway::dispatch::{
-    AuditLogEntryData, ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData,
-    InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData,
-    ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData,
-    TypingStartData, WebhooksUpdateData,
+    AuditLogEntryData, ChannelPinsData, ChannelRecipientData, GuildDeleteData, GuildUserData,
+    InviteCreateData, InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData,
+    MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData,
+    RoleDeleteData, TypingStartData, WebhooksUpdateData,
 };
 use enrichment_protocol::models::{Channel, Guild};
 use enrichment_protocol::{Permissions, Snowflake};
@@ -70,6 +70,8 @@ pub enum GuildEvent {
     PresenceUpdate(Presence),
     AuditLogEntryCreate(AuditLogEntryData),
     WebhooksUpdate(WebhooksUpdateData),
+    ChannelRecipientAdd(ChannelRecipientData),
+    ChannelRecipientRemove(ChannelRecipientData),
 }
 
 impl GuildEvent {
@@ -104,12 +106,51 @@ impl GuildEvent {
             GuildEvent::PresenceUpdate(_) => "PRESENCE_UPDATE",
             GuildEvent::AuditLogEntryCreate(_) => "GUILD_AUDIT_LOG_ENTRY_CREATE",
             GuildEvent::WebhooksUpdate(_) => "WEBHOOKS_UPDATE",
+            GuildEvent::ChannelRecipientAdd(_) => "CHANNEL_RECIPIENT_ADD",
+            GuildEvent::ChannelRecipientRemove(_) => "CHANNEL_RECIPIENT_REMOVE",
         }
     }
 
-    /// The intent a receiver needs for this event (Discord's table).
+    /// Whether the event is a private channel's: its payload names no guild.
+    pub fn is_private(&self) -> bool {
+        match self {
+            GuildEvent::ChannelCreate(c)
+            | GuildEvent::ChannelUpdate(c)
+            | GuildEvent::ChannelDelete(c) => c.guild_id.is_none(),
+            GuildEvent::ChannelPinsUpdate(d) => d.guild_id.is_none(),
+            GuildEvent::MessageCreate(m) | GuildEvent::MessageUpdate(m) => {
+                m.message.guild_id.is_none()
+            }
+            GuildEvent::MessageDelete(d) => d.guild_id.is_none(),
+            GuildEvent::MessageDeleteBulk(d) => d.guild_id.is_none(),
+            GuildEvent::ReactionAdd(d) | GuildEvent::ReactionRemove(d) => d.guild_id.is_none(),
+            GuildEvent::ReactionRemoveAll(d) => d.guild_id.is_none(),
+            GuildEvent::ReactionRemoveEmoji(d) => d.guild_id.is_none(),
+            GuildEvent::TypingStart(d) => d.guild_id.is_none(),
+            GuildEvent::ChannelRecipientAdd(_) | GuildEvent::ChannelRecipientRemove(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The intent a receiver needs for this event (Discord's table); 0 for none.
     pub fn intent(&self) -> u64 {
         use intents::*;
+        if self.is_private() {
+            return match self {
+                GuildEvent::MessageCreate(_)
+                | GuildEvent::MessageUpdate(_)
+                | GuildEvent::MessageDelete(_)
+                | GuildEvent::MessageDeleteBulk(_)
+                | GuildEvent::ChannelPinsUpdate(_) => DIRECT_MESSAGES,
+                GuildEvent::ReactionAdd(_)
+                | GuildEvent::ReactionRemove(_)
+                | GuildEvent::ReactionRemoveAll(_)
+                | GuildEvent::ReactionRemoveEmoji(_) => DIRECT_MESSAGE_REACTIONS,
+                GuildEvent::TypingStart(_) => DIRECT_MESSAGE_TYPING,
+                // A private channel's own comings and goings belong to no intent.
+                _ => 0,
+            };
+        }
         match self {
             GuildEvent::GuildUpdate(_)
             | GuildEvent::GuildDelete(_)
@@ -138,6 +179,7 @@ impl GuildEvent {
             GuildEvent::TypingStart(_) => GUILD_MESSAGE_TYPING,
             GuildEvent::PresenceUpdate(_) => GUILD_PRESENCES,
             GuildEvent::WebhooksUpdate(_) => GUILD_WEBHOOKS,
+            GuildEvent::ChannelRecipientAdd(_) | GuildEvent::ChannelRecipientRemove(_) => 0,
         }
     }
 }
@@ -188,7 +230,7 @@ mod tests {
             audience: Audience::Guild,
             event: GuildEvent::TypingStart(TypingStartData {
                 channel_id: Snowflake(2),
-                guild_id: Snowflake(1),
+                guild_id: Some(Snowflake(1)),
                 user_id: Snowflake(n),
                 timestamp: n,
                 member: None,
@@ -219,7 +261,38 @@ mod tests {
         let json = serde_json::to_value(&d.event).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"channel_id": "2", "guild_id": "1", "user_id": "9", "timestamp": 9, "member": null})
+            serde_json::json!({"channel_id": "2", "guild_id": "1", "user_id": "9", "timestamp": 9})
         );
+    }
+
+    #[test]
+    fn a_private_channels_events_name_no_guild_and_need_the_dm_intents() {
+        let GuildEvent::TypingStart(mut data) = typing(9).event else {
+            unreachable!("typing() builds TYPING_START")
+        };
+        data.guild_id = None;
+        let event = GuildEvent::TypingStart(data);
+        assert!(event.is_private());
+        assert_eq!(event.intent(), intents::DIRECT_MESSAGE_TYPING);
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"channel_id": "2", "user_id": "9", "timestamp": 9})
+        );
+        let deleted = GuildEvent::MessageDelete(MessageDeleteData {
+            id: Snowflake(3),
+            channel_id: Snowflake(2),
+            guild_id: None,
+        });
+        assert_eq!(deleted.intent(), intents::DIRECT_MESSAGES);
+        let delete_in_guild = GuildEvent::MessageDelete(MessageDeleteData {
+            guild_id: Some(Snowflake(1)),
+            ..MessageDeleteData {
+                id: Snowflake(3),
+                channel_id: Snowflake(2),
+                guild_id: None,
+            }
+        });
+        assert_eq!(delete_in_guild.intent(), intents::GUILD_MESSAGES);
     }
 }

@@ -54,7 +54,7 @@ fn event() -> GuildEvent {
     GuildEvent::MessageDelete(MessageDeleteData {
         id: Snowflake(1_100_000_000_000_000_000),
         channel_id: Snowflake(1_000_000_000_000_000_001),
-        guild_id: Snowflake(1_000_000_000_000_000_000),
+        guild_id: Some(Snowflake(1_000_000_000_000_000_000)),
     })
 }
 

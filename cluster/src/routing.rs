@@ -164,10 +164,13 @@ pub enum Control {
         guild_id: Snowflake,
         followers: Vec<(String, Vec<SessionRef>)>,
     },
-    /// A user joined a guild through the sending node: the user's sessions here follow it.
+    /// A user joined a guild, or a private channel (`private`), through the sending node: the
+    /// user's sessions here follow it.
     UserJoined {
         user_id: Snowflake,
         guild_id: Snowflake,
+        #[serde(default)]
+        private: bool,
     },
     /// A user changed their account through the sending node: USER_UPDATE to their sessions.
     UserUpdated {
@@ -228,8 +231,9 @@ pub struct SessionHandover {
 
 /// The gateway side of this node, for the per-user events other nodes pass on.
 pub trait UserEvents: Send + Sync + 'static {
-    /// The user joined a guild: this node's sessions of theirs follow it (GUILD_CREATE).
-    fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake);
+    /// The user joined a guild (GUILD_CREATE), or a private channel when `private`: this
+    /// node's sessions of theirs follow it.
+    fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake, private: bool);
     /// USER_UPDATE to this node's sessions of the user.
     fn user_updated(&self, user: &User);
 }
@@ -835,10 +839,14 @@ impl ClusterRouter {
         let _ = self.user_events.set(events);
     }
 
-    /// Tells every other node a user joined a guild through this one, so the user's sessions
-    /// there follow it too.
-    pub fn announce_user_joined(&self, user_id: Snowflake, guild_id: Snowflake) {
-        self.tell_every_member(&Control::UserJoined { user_id, guild_id });
+    /// Tells every other node a user joined a guild (or a private channel) through this one,
+    /// so the user's sessions there follow it too.
+    pub fn announce_user_joined(&self, user_id: Snowflake, guild_id: Snowflake, private: bool) {
+        self.tell_every_member(&Control::UserJoined {
+            user_id,
+            guild_id,
+            private,
+        });
     }
 
     /// Tells every other node a user changed their account through this one.
@@ -1377,9 +1385,13 @@ impl ClusterRouter {
                 self.drain_requested.notify_one();
             }
             Control::Leaving | Control::Resync => self.owner_lost(&from.node_id),
-            Control::UserJoined { user_id, guild_id } => {
+            Control::UserJoined {
+                user_id,
+                guild_id,
+                private,
+            } => {
                 if let Some(events) = self.user_events.get() {
-                    events.joined_guild(user_id, guild_id);
+                    events.joined_guild(user_id, guild_id, private);
                 }
             }
             Control::UserUpdated { user } => {

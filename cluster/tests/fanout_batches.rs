@@ -101,7 +101,7 @@ async fn one_event_to_ten_thousand_sessions_on_three_nodes_is_two_frames() {
     let event = GuildEvent::MessageDelete(MessageDeleteData {
         id: Snowflake(9),
         channel_id: Snowflake(8),
-        guild_id: Snowflake(7),
+        guild_id: Some(Snowflake(7)),
     });
     let before = owner.stats().frames_sent;
     let delivered = fanout::deliver(&followers, Snowflake(7), &event);

@@ -131,9 +131,15 @@ impl Links {
 struct GatewayUserEvents(Arc<GatewayService>);
 
 impl UserEvents for GatewayUserEvents {
-    fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake) {
+    fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake, private: bool) {
         let gateway = self.0.clone();
-        tokio::spawn(async move { gateway.joined_guild(user_id, guild_id).await });
+        tokio::spawn(async move {
+            if private {
+                gateway.joined_private(user_id, guild_id).await
+            } else {
+                gateway.joined_guild(user_id, guild_id).await
+            }
+        });
     }
 
     fn user_updated(&self, user: &User) {
@@ -327,10 +333,13 @@ impl NodeCluster {
         }
     }
 
-    /// A user joined a guild through this node: the other nodes' sessions of theirs follow it.
-    pub fn user_joined(&self, user_id: Snowflake, guild_id: Snowflake) {
+    /// A user joined a guild (or a private channel) through this node: the other nodes'
+    /// sessions of theirs follow it.
+    pub fn user_joined(&self, user_id: Snowflake, guild_id: Snowflake, private: bool) {
         if let Some(links) = &self.links {
-            links.router.announce_user_joined(user_id, guild_id);
+            links
+                .router
+                .announce_user_joined(user_id, guild_id, private);
         }
     }
 

@@ -33,8 +33,15 @@ impl AppState {
     /// A user joined a guild: their gateway sessions, here and on every other node, follow it
     /// (GUILD_CREATE). Those here have it before this returns.
     pub async fn joined_guild(&self, user_id: Snowflake, guild_id: Snowflake) {
-        self.cluster.user_joined(user_id, guild_id);
+        self.cluster.user_joined(user_id, guild_id, false);
         self.gateway.joined_guild(user_id, guild_id).await;
+    }
+
+    /// A user is in a new private channel: their gateway sessions, here and on every other
+    /// node, follow it. Those here do before this returns.
+    pub async fn joined_private(&self, user_id: Snowflake, channel_id: Snowflake) {
+        self.cluster.user_joined(user_id, channel_id, true);
+        self.gateway.joined_private(user_id, channel_id).await;
     }
 
     /// USER_UPDATE to the user's gateway sessions, here and on every other node.

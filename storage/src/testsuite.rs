@@ -363,6 +363,7 @@ pub fn channel(id: Snowflake, guild_id: Snowflake, name: &str) -> Channel {
         parent_id: None,
         last_pin_timestamp: None,
         flags: 0,
+        private: None,
     }
 }
 

@@ -223,6 +223,16 @@ impl GatewayService {
         if guilds.len() > self.config.max_guilds_per_shard {
             return Err(CloseCode::ShardingRequired.into());
         }
+        // DMs go to shard 0, as Discord sends them.
+        let private: Vec<Snowflake> = if info.carries_private() {
+            self.stores
+                .guilds
+                .user_private_channels(who.user_id)
+                .await
+                .map_err(|_| Close::from(CloseCode::UnknownError))?
+        } else {
+            Vec::new()
+        };
         let session = Arc::new(Session::new(
             info,
             key,
@@ -271,6 +281,9 @@ impl GatewayService {
                     }
                 })
                 .await;
+            futures::stream::iter(private)
+                .for_each_concurrent(16, |c| svc.subscribe(c, s.clone()))
+                .await;
             if let Some(p) = presence {
                 let told: HashSet<Snowflake> = guilds.into_iter().collect();
                 svc.announce_presence(user_id, p, false, &told).await;
@@ -301,6 +314,15 @@ impl GatewayService {
         for s in self.registry.sessions_of(user_id) {
             if s.info.carries(guild_id) && !s.follows(guild_id) {
                 self.subscribe(guild_id, s).await;
+            }
+        }
+    }
+
+    /// A user is in a new private channel: its live sessions on shard 0 follow it.
+    pub async fn joined_private(&self, user_id: Snowflake, channel_id: Snowflake) {
+        for s in self.registry.sessions_of(user_id) {
+            if s.info.carries_private() && !s.follows(channel_id) {
+                self.subscribe(channel_id, s).await;
             }
         }
     }

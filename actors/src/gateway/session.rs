@@ -64,6 +64,11 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// Whether this session's shard carries private channels: shard 0, as Discord sends DMs.
+    pub fn carries_private(&self) -> bool {
+        self.shard.is_none_or(|[id, _]| id == 0)
+    }
+
     /// Whether this session's shard carries the guild: `(guild_id >> 22) % num_shards`.
     pub fn carries(&self, guild_id: Snowflake) -> bool {
         match self.shard {

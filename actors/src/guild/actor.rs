@@ -375,7 +375,7 @@ impl Actor for GuildActor {
             .collect();
         myself.send_interval(tick_period(ctx.limits.idle_timeout), || GuildMsg::Tick);
         metrics::gauge!("enrichment_guild_actors").increment(1.0);
-        Ok(GuildActorState {
+        let mut actor = GuildActorState {
             state,
             commits: CommitQueue::start(ctx.limits.commit_depth),
             ctx,
@@ -388,7 +388,11 @@ impl Actor for GuildActor {
             fanout: Fanout::default(),
             online,
             caller: Caller::new(Snowflake(0)),
-        })
+        };
+        if actor.state.is_private() {
+            actor.refresh_blocks().await?;
+        }
+        Ok(actor)
     }
 
     async fn post_stop(

@@ -169,8 +169,26 @@ impl GuildActorState {
     pub(super) async fn write_logged(
         &mut self,
         mut writes: Vec<GuildWrite>,
-        entries: Vec<AuditLogEntry>,
+        mut entries: Vec<AuditLogEntry>,
     ) -> Result<(), ApiError> {
+        if self.state.is_private() {
+            // A private channel keeps no audit log, and its channel row is its record (only a
+            // pin's `last_pin_timestamp` comes here as a channel).
+            entries.clear();
+            for w in &mut writes {
+                if let GuildWrite::PutChannel(c) = w {
+                    let mut record = self
+                        .state
+                        .private_record()
+                        .ok_or_else(ApiError::dm_channel)?;
+                    record.last_pin_timestamp = c.last_pin_timestamp;
+                    *w = GuildWrite::PutPrivateChannel(record);
+                }
+            }
+            if writes.is_empty() {
+                return Ok(());
+            }
+        }
         let guild_id = self.state.id();
         writes.extend(entries.iter().map(|entry| GuildWrite::PutAuditEntry {
             guild_id,

@@ -154,6 +154,7 @@ impl GuildActorState {
             parent_id: body.parent_id,
             last_pin_timestamp: None,
             flags: 0,
+            private: None,
         };
         let entries = self.channel_entries(None, Some(&channel));
         self.write_logged(vec![GuildWrite::PutChannel(channel.clone())], entries)

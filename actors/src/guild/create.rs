@@ -49,6 +49,7 @@ pub async fn create_guild(
         parent_id: None,
         last_pin_timestamp: None,
         flags: 0,
+        private: None,
     };
     let everyone = Role {
         id,

@@ -28,7 +28,34 @@ impl GuildActorState {
             reason: caller.reason.map(|r| r.chars().take(512).collect()),
             ..caller
         };
+        if let Some(refusal) = self.private_refusal(&request) {
+            let _ = port.send(Err(refusal));
+            return;
+        }
+        let private = self.state.is_private();
         match request {
+            // ------------------------------------------------ private channels
+            AnyRequest::GetChannel(_) if private => {
+                answer::<GetChannel>(port, self.get_private_channel(actor).await)
+            }
+            AnyRequest::ModifyChannel(r) if private => {
+                answer::<ModifyChannel>(port, self.modify_private_channel(actor, r.body).await)
+            }
+            AnyRequest::DeleteChannel(_) if private => {
+                answer::<DeleteChannel>(port, self.delete_private_channel(actor).await)
+            }
+            AnyRequest::AnnounceChannel(r) => {
+                answer::<AnnounceChannel>(port, self.announce_channel(actor, r.to).await)
+            }
+            AnyRequest::AddRecipient(r) => {
+                answer::<AddRecipient>(port, self.add_group_recipient(actor, r.user_id).await)
+            }
+            AnyRequest::RemoveRecipient(r) => {
+                answer::<RemoveRecipient>(port, self.remove_group_recipient(actor, r.user_id).await)
+            }
+            AnyRequest::RefreshBlocks(RefreshBlocks {}) => {
+                answer::<RefreshBlocks>(port, self.refresh_blocks().await)
+            }
             // ------------------------------------------------ the guild
             AnyRequest::GetGuild(GetGuild {}) => answer::<GetGuild>(port, self.get_guild(actor)),
             AnyRequest::GetPartialGuild(GetPartialGuild {}) => {

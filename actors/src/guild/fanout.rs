@@ -391,11 +391,14 @@ impl Encoded {
 }
 
 /// Whether a session must get the message without its content: a bot without the
-/// MESSAGE_CONTENT intent, unless it wrote the message or is mentioned in it.
+/// MESSAGE_CONTENT intent, unless it wrote the message, is mentioned in it or it is a DM.
 fn hides_content(s: &Follower, event: &GuildEvent) -> bool {
     let (GuildEvent::MessageCreate(m) | GuildEvent::MessageUpdate(m)) = event else {
         return false;
     };
+    if m.message.guild_id.is_none() {
+        return false;
+    }
     let me = s.user_id;
     s.bot
         && s.intents & intents::MESSAGE_CONTENT == 0
@@ -499,7 +502,7 @@ mod tests {
         GuildEvent::MessageDelete(MessageDeleteData {
             id: Snowflake(id),
             channel_id: Snowflake(1_000_000_000_000_000_001),
-            guild_id: GUILD,
+            guild_id: Some(GUILD),
         })
     }
 

@@ -464,7 +464,7 @@ impl GuildActorState {
                             GuildEvent::MessageDeleteBulk(MessageDeleteBulkData {
                                 ids,
                                 channel_id: ch,
-                                guild_id: self.state.id(),
+                                guild_id: Some(self.state.id()),
                             }),
                         )
                     }

@@ -327,6 +327,7 @@ impl GuildActorState {
         reply: impl FnOnce(Result<Message, ApiError>) + Send + 'static,
     ) {
         let ch = record.channel_id;
+        let member = member.filter(|_| !self.state.is_private());
         let bus = self.ctx.bus.clone();
         let recipients = self.recipients(&Audience::Channel(ch));
         let dispatch = Dispatch {
@@ -397,6 +398,7 @@ impl GuildActorState {
         attachments: Vec<Attachment>,
     ) -> Result<Prepared, ApiError> {
         let perms = self.sendable(actor, ch, !attachments.is_empty())?;
+        self.check_not_blocked()?;
         let channel = self.state.channel(ch)?.clone();
         body.validate_with_files(attachments.len())?;
         if let (Some(nonce), Some(true)) = (&body.nonce, body.enforce_nonce)
@@ -427,7 +429,7 @@ impl GuildActorState {
             match target {
                 Some(t) => {
                     r.channel_id = Some(ch);
-                    r.guild_id = Some(self.state.id());
+                    r.guild_id = self.state.wire_guild_id();
                     r.kind = Some(0);
                     // A send-time option: the stored reference reads like Discord's.
                     r.fail_if_not_exists = true;
@@ -470,7 +472,7 @@ impl GuildActorState {
         let record = MessageRecord {
             id: self.ctx.ids.next_id(),
             channel_id: ch,
-            guild_id: Some(self.state.id()),
+            guild_id: self.state.wire_guild_id(),
             author_id: actor,
             content,
             edited_timestamp: None,
@@ -691,7 +693,7 @@ impl GuildActorState {
             Err(e) => return reply.send(Err(e)),
         };
         let ctx = self.ctx.clone();
-        let gid = self.state.id();
+        let (gid, wire_gid) = (self.state.id(), self.state.wire_guild_id());
         if author != actor {
             // A moderator's deletion goes in the audit log, after the message is gone; it is
             // rare enough to be awaited rather than pipelined.
@@ -716,7 +718,7 @@ impl GuildActorState {
                         GuildEvent::MessageDelete(MessageDeleteData {
                             id,
                             channel_id: ch,
-                            guild_id: gid,
+                            guild_id: wire_gid,
                         }),
                     );
                     self.log_after(vec![entry]).await;
@@ -743,7 +745,7 @@ impl GuildActorState {
                         event: GuildEvent::MessageDelete(MessageDeleteData {
                             id,
                             channel_id: ch,
-                            guild_id: gid,
+                            guild_id: wire_gid,
                         }),
                     },
                 );
@@ -947,7 +949,7 @@ impl GuildActorState {
                 GuildEvent::MessageDeleteBulk(MessageDeleteBulkData {
                     ids: deleted,
                     channel_id: ch,
-                    guild_id: self.state.id(),
+                    guild_id: self.state.wire_guild_id(),
                 }),
             );
             self.log_after(vec![entry]).await;
@@ -967,8 +969,8 @@ impl GuildActorState {
             user_id: user,
             channel_id: ch,
             message_id: id,
-            guild_id: self.state.id(),
-            member: if with_member {
+            guild_id: self.state.wire_guild_id(),
+            member: if with_member && !self.state.is_private() {
                 self.state
                     .members
                     .get(&user)
@@ -1086,18 +1088,17 @@ impl GuildActorState {
             emoji: key.clone(),
         })
         .await?;
-        let gid = self.state.id();
         let event = match key {
             Some(k) => GuildEvent::ReactionRemoveEmoji(ReactionRemoveEmojiData {
                 channel_id: ch,
-                guild_id: gid,
+                guild_id: self.state.wire_guild_id(),
                 message_id: id,
                 emoji: emoji_of_key(&k),
             }),
             None => GuildEvent::ReactionRemoveAll(ReactionRemoveAllData {
                 channel_id: ch,
                 message_id: id,
-                guild_id: gid,
+                guild_id: self.state.wire_guild_id(),
             }),
         };
         self.emit(Audience::Channel(ch), event);
@@ -1182,7 +1183,7 @@ impl GuildActorState {
         self.emit(
             Audience::Channel(ch),
             GuildEvent::ChannelPinsUpdate(ChannelPinsData {
-                guild_id: self.state.id(),
+                guild_id: self.state.wire_guild_id(),
                 channel_id: ch,
                 last_pin_timestamp: channel.last_pin_timestamp,
             }),
@@ -1196,13 +1197,11 @@ impl GuildActorState {
         let member = self.state.member(actor)?;
         let data = TypingStartData {
             channel_id: ch,
-            guild_id: self.state.id(),
+            guild_id: self.state.wire_guild_id(),
             user_id: actor,
             timestamp: (Timestamp::now().unix_ms().max(0) / 1000) as u64,
-            member: Some(GuildState::wire_member(
-                member,
-                self.ctx.users.cached(actor),
-            )),
+            member: (!self.state.is_private())
+                .then(|| GuildState::wire_member(member, self.ctx.users.cached(actor))),
         };
         self.emit(Audience::Channel(ch), GuildEvent::TypingStart(data));
         Ok(())

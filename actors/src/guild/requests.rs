@@ -226,6 +226,10 @@ guild_requests! {
     GetWebhookMessage => Message,
     EditWebhookMessage => Message,
     DeleteWebhookMessage => (),
+    AnnounceChannel => (),
+    AddRecipient => (),
+    RemoveRecipient => (),
+    RefreshBlocks => (),
 }
 
 /// Declares request structs with serde derives and named fields.
@@ -328,6 +332,15 @@ request_types! {
     GetWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
     EditWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake, body: rest::EditMessage }
     DeleteWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
+    /// CHANNEL_CREATE of a private channel to those of its recipients named (a channel just
+    /// made, a user just added), once their sessions follow it.
+    AnnounceChannel { to: Vec<Snowflake> }
+    /// A group DM's `PUT /channels/{id}/recipients/{user_id}`.
+    AddRecipient { user_id: Snowflake }
+    /// A group DM's `DELETE /channels/{id}/recipients/{user_id}`.
+    RemoveRecipient { user_id: Snowflake }
+    /// One of a DM's users changed a relationship: read whether they block one another.
+    RefreshBlocks {}
 }
 
 impl CreateMessage {
@@ -365,6 +378,11 @@ pub struct SessionRef {
 }
 
 impl SessionRef {
+    /// Whether this session's shard carries private channels: shard 0, as Discord sends DMs.
+    pub fn carries_private(&self) -> bool {
+        self.shard.is_none_or(|[id, _]| id == 0)
+    }
+
     /// Whether this session's shard carries the guild: `(guild_id >> 22) % num_shards`.
     pub fn carries(&self, guild_id: Snowflake) -> bool {
         match self.shard {

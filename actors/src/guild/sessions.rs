@@ -60,7 +60,7 @@ impl GuildActorState {
         let gid = self.state.id();
         let old = self.ctx.recipients.recipient(from);
         self.fanout.remove_session(from.user_id, from.key);
-        let entitled = self.state.members.contains_key(&to.user_id) && to.carries(gid);
+        let entitled = self.state.members.contains_key(&to.user_id) && self.carries(to);
         let moved = match self.ctx.recipients.recipient(to) {
             _ if self.fanout.contains(to.user_id, to.key) => Ok(()),
             Some(r) if entitled && !r.is_gone() => {
@@ -79,6 +79,16 @@ impl GuildActorState {
         moved
     }
 
+    /// Whether the session's shard carries this unit: a guild by its id, a private channel on
+    /// shard 0.
+    fn carries(&self, session: &SessionRef) -> bool {
+        if self.state.is_private() {
+            session.carries_private()
+        } else {
+            session.carries(self.state.id())
+        }
+    }
+
     fn recipient(&self, session: &SessionRef) -> Result<Arc<dyn Recipient>, ApiError> {
         self.ctx
             .recipients
@@ -90,9 +100,8 @@ impl GuildActorState {
     /// new GUILD_CREATE (they already have the guild; nothing happened in between, since the
     /// actor takes this before any request). A session no longer entitled is left out.
     fn resubscribe(&mut self, sessions: Vec<SessionRef>) {
-        let gid = self.state.id();
         for s in sessions {
-            if !self.state.members.contains_key(&s.user_id) || !s.carries(gid) {
+            if !self.state.members.contains_key(&s.user_id) || !self.carries(&s) {
                 continue;
             }
             if let Some(r) = self.ctx.recipients.recipient(&s) {
@@ -112,10 +121,17 @@ impl GuildActorState {
         let Some(record) = self.state.members.get(&me).cloned() else {
             return Err(ApiError::missing_access());
         };
-        if !session.carries(gid) || recipient.is_gone() {
+        if !self.carries(session) || recipient.is_gone() {
             return Err(ApiError::missing_access());
         }
         if self.fanout.contains(me, session.key) {
+            return Ok(());
+        }
+        if self.state.is_private() {
+            // The channel reached the session as CHANNEL_CREATE, or is listed in its own
+            // `GET /users/@me/channels`: following sends nothing.
+            recipient.follow(gid);
+            self.fanout.add(recipient);
             return Ok(());
         }
         let presences_ok = session.intents & intents::GUILD_PRESENCES != 0;
@@ -175,7 +191,7 @@ impl GuildActorState {
 
     /// A member's visible presence changed.
     pub(super) fn presence(&mut self, user: Snowflake, presence: Presence) -> Result<(), ApiError> {
-        if !self.state.members.contains_key(&user) {
+        if !self.state.members.contains_key(&user) || self.state.is_private() {
             return Err(ApiError::missing_access());
         }
         let p = Presence {
@@ -199,7 +215,7 @@ impl GuildActorState {
         req: RequestGuildMembers,
     ) -> Result<(), ApiError> {
         let gid = self.state.id();
-        if !self.state.members.contains_key(&session.user_id) {
+        if !self.state.members.contains_key(&session.user_id) || self.state.is_private() {
             return Err(ApiError::missing_access());
         }
         let may_list_all = !session.bot || session.intents & intents::GUILD_MEMBERS != 0;

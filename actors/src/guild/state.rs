@@ -9,6 +9,8 @@ use enrichment_protocol::permissions::{self, MemberRef, RoleLookup};
 use enrichment_protocol::{ApiError, ErrorCode, Permissions, Snowflake, Timestamp};
 use enrichment_storage::{BanRecord, GuildSnapshot, InviteRecord, MemberRecord, WebhookRecord};
 
+pub use super::private::PrivateState;
+
 #[derive(Clone, Debug)]
 pub struct GuildState {
     /// The guild row; its `roles` field is kept empty and filled in by [`GuildState::wire_guild`].
@@ -19,6 +21,8 @@ pub struct GuildState {
     pub bans: HashMap<Snowflake, BanRecord>,
     pub invites: HashMap<String, InviteRecord>,
     pub webhooks: HashMap<Snowflake, WebhookRecord>,
+    /// Set when the unit is a DM or group DM rather than a guild ([`super::private`]).
+    pub private: Option<PrivateState>,
 }
 
 impl RoleLookup for GuildState {
@@ -34,9 +38,12 @@ impl RoleLookup for GuildState {
 }
 
 impl GuildState {
-    /// Builds state from a snapshot; `None` when the guild row is missing.
+    /// Builds state from a snapshot; `None` when neither a guild row nor a private channel is
+    /// in it.
     pub fn from_snapshot(s: GuildSnapshot) -> Option<Self> {
-        let mut guild = s.guild?;
+        let Some(mut guild) = s.guild else {
+            return s.private.map(GuildState::from_private);
+        };
         guild.roles.clear();
         Some(GuildState {
             guild,
@@ -46,11 +53,17 @@ impl GuildState {
             bans: s.bans.into_iter().map(|b| (b.user_id, b)).collect(),
             invites: s.invites.into_iter().map(|i| (i.code.clone(), i)).collect(),
             webhooks: s.webhooks.into_iter().map(|w| (w.id, w)).collect(),
+            private: None,
         })
     }
 
     pub fn id(&self) -> Snowflake {
         self.guild.id
+    }
+
+    /// The `guild_id` this unit's messages and events carry: none for a private channel.
+    pub fn wire_guild_id(&self) -> Option<Snowflake> {
+        self.private.is_none().then_some(self.guild.id)
     }
 
     /// Roles ordered as Discord lists them: by position, then id.

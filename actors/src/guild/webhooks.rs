@@ -452,7 +452,7 @@ impl GuildActorState {
                 GuildEvent::MessageDelete(MessageDeleteData {
                     id: rec.id,
                     channel_id: ch,
-                    guild_id,
+                    guild_id: Some(guild_id),
                 }),
             );
         }

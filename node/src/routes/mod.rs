@@ -10,6 +10,7 @@ pub mod channels;
 pub mod guilds;
 pub mod invites;
 pub mod messages;
+pub mod private;
 pub mod users;
 pub mod webhooks;
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         group(&["auth", "users", "applications", "gateway", "oauth2"])
             .configure(auth::configure)
+            .configure(private::configure_users)
             .configure(users::configure),
     )
     .service(group(&["guilds"]).configure(guilds::configure))
@@ -32,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         group(&["channels"])
             .configure(messages::configure)
             .configure(channels::configure)
+            .configure(private::configure_channels)
             .configure(webhooks::configure_channels),
     )
     .service(group(&["invites"]).configure(invites::configure))

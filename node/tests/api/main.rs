@@ -23,6 +23,7 @@ mod limits;
 mod messages;
 mod ops;
 mod permissions;
+mod private;
 mod process;
 mod ratelimits;
 mod restart;
