@@ -9,6 +9,27 @@ use crate::client::{Body, Client, json, segment};
 use crate::error::Result;
 
 impl Client {
+    /// `PUT /channels/{channel_id}/recipients/{user_id}`: adds a user to a group DM.
+    pub async fn add_group_dm_recipient(
+        &self,
+        channel_id: Snowflake,
+        user_id: Snowflake,
+    ) -> Result<()> {
+        let path = format!("/channels/{channel_id}/recipients/{user_id}");
+        self.call_empty(Method::PUT, &path, Body::None).await
+    }
+
+    /// `DELETE /channels/{channel_id}/recipients/{user_id}`: the owner removes a user, or a
+    /// user leaves.
+    pub async fn remove_group_dm_recipient(
+        &self,
+        channel_id: Snowflake,
+        user_id: Snowflake,
+    ) -> Result<()> {
+        let path = format!("/channels/{channel_id}/recipients/{user_id}");
+        self.call_empty(Method::DELETE, &path, Body::None).await
+    }
+
     /// `GET /channels/{channel_id}`.
     pub async fn get_channel(&self, channel_id: Snowflake) -> Result<Channel> {
         let path = format!("/channels/{channel_id}");

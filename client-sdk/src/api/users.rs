@@ -1,10 +1,11 @@
 //! The current user, other users, applications and bots, OAuth2 bot authorization, and
 //! gateway discovery.
 
-use enrichment_protocol::models::{Application, Member, PartialGuild, User};
+use enrichment_protocol::models::{Application, Channel, Member, PartialGuild, Relationship, User};
 use enrichment_protocol::rest::{
-    AuthorizeBot, BotTokenResponse, CreateApplication, GatewayBotResponse, GatewayResponse,
-    GuildsQuery, ModifiedCurrentUser, ModifyApplication, ModifyCurrentUser,
+    AuthorizeBot, BotTokenResponse, CreateApplication, CreateDm, GatewayBotResponse,
+    GatewayResponse, GuildsQuery, ModifiedCurrentUser, ModifyApplication, ModifyCurrentUser,
+    PutRelationship,
 };
 use enrichment_protocol::{Permissions, Snowflake};
 use reqwest::Method;
@@ -69,6 +70,54 @@ impl Client {
     /// `DELETE /users/@me/guilds/{guild_id}`: leaves a guild.
     pub async fn leave_guild(&self, guild_id: Snowflake) -> Result<()> {
         let path = format!("/users/@me/guilds/{guild_id}");
+        self.call_empty(Method::DELETE, &path, Body::None).await
+    }
+
+    /// `POST /users/@me/channels` with a `recipient_id`: the DM with that user, opened once
+    /// and answered again after.
+    pub async fn create_dm(&self, recipient_id: Snowflake) -> Result<Channel> {
+        let body = CreateDm {
+            recipient_id: Some(recipient_id),
+            recipients: None,
+        };
+        self.call(Method::POST, "/users/@me/channels", None, json(&body))
+            .await
+    }
+
+    /// `POST /users/@me/channels` with `recipients`: a group DM of the caller and them (one
+    /// recipient makes it a DM).
+    pub async fn create_group_dm(&self, recipients: &[Snowflake]) -> Result<Channel> {
+        let body = CreateDm {
+            recipient_id: None,
+            recipients: Some(recipients.to_vec()),
+        };
+        self.call(Method::POST, "/users/@me/channels", None, json(&body))
+            .await
+    }
+
+    /// `GET /users/@me/channels`: the caller's DMs and group DMs.
+    pub async fn current_user_channels(&self) -> Result<Vec<Channel>> {
+        self.call(Method::GET, "/users/@me/channels", None, Body::None)
+            .await
+    }
+
+    /// `GET /users/@me/relationships`: the users the caller blocked.
+    pub async fn relationships(&self) -> Result<Vec<Relationship>> {
+        self.call(Method::GET, "/users/@me/relationships", None, Body::None)
+            .await
+    }
+
+    /// `PUT /users/@me/relationships/{user_id}` with `type` 2: neither can DM the other
+    /// until [`Client::unblock_user`].
+    pub async fn block_user(&self, user_id: Snowflake) -> Result<()> {
+        let path = format!("/users/@me/relationships/{user_id}");
+        let body = PutRelationship { kind: Some(2) };
+        self.call_empty(Method::PUT, &path, json(&body)).await
+    }
+
+    /// `DELETE /users/@me/relationships/{user_id}`.
+    pub async fn unblock_user(&self, user_id: Snowflake) -> Result<()> {
+        let path = format!("/users/@me/relationships/{user_id}");
         self.call_empty(Method::DELETE, &path, Body::None).await
     }
 

@@ -2,10 +2,10 @@
 //! it from, plus the connection's own lifecycle.
 
 use enrichment_protocol::gateway::dispatch::{
-    AuditLogEntryData, ChannelPinsData, GuildDeleteData, GuildUserData, InviteCreateData,
-    InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData, MessageDeleteData,
-    ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData, RoleDeleteData,
-    TypingStartData, WebhooksUpdateData,
+    AuditLogEntryData, ChannelPinsData, ChannelRecipientData, GuildDeleteData, GuildUserData,
+    InviteCreateData, InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData,
+    MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData,
+    RoleDeleteData, TypingStartData, WebhooksUpdateData,
 };
 use enrichment_protocol::gateway::{GuildCreate, GuildMembersChunk, Presence, Ready};
 use enrichment_protocol::models::{Channel, Guild, User};
@@ -27,7 +27,7 @@ pub enum Event {
     GuildUpdate(Box<Guild>),
     /// The client left or lost a guild (`unavailable` when it is an outage).
     GuildDelete(GuildDeleteData),
-    /// A channel was created.
+    /// A channel was created, or a DM or group DM opened with this user.
     ChannelCreate(Box<Channel>),
     /// A channel changed.
     ChannelUpdate(Box<Channel>),
@@ -35,6 +35,10 @@ pub enum Event {
     ChannelDelete(Box<Channel>),
     /// A message was pinned or unpinned.
     ChannelPinsUpdate(ChannelPinsData),
+    /// Someone was added to a group DM this user is in.
+    ChannelRecipientAdd(Box<ChannelRecipientData>),
+    /// Someone left, or was removed from, a group DM this user is in.
+    ChannelRecipientRemove(Box<ChannelRecipientData>),
     /// A role was created.
     GuildRoleCreate(Box<RoleData>),
     /// A role changed.
@@ -117,6 +121,8 @@ impl Event {
             "CHANNEL_UPDATE" => Event::ChannelUpdate(de(d)?),
             "CHANNEL_DELETE" => Event::ChannelDelete(de(d)?),
             "CHANNEL_PINS_UPDATE" => Event::ChannelPinsUpdate(de(d)?),
+            "CHANNEL_RECIPIENT_ADD" => Event::ChannelRecipientAdd(de(d)?),
+            "CHANNEL_RECIPIENT_REMOVE" => Event::ChannelRecipientRemove(de(d)?),
             "GUILD_ROLE_CREATE" => Event::GuildRoleCreate(de(d)?),
             "GUILD_ROLE_UPDATE" => Event::GuildRoleUpdate(de(d)?),
             "GUILD_ROLE_DELETE" => Event::GuildRoleDelete(de(d)?),
@@ -163,6 +169,29 @@ mod tests {
         .expect("decodes");
         match ev {
             Event::MessageDelete(d) => assert_eq!(d.id.0, 3),
+            other => panic!("unexpected {other:?}"),
+        }
+        // A DM's events name no guild.
+        let ev = Event::from_dispatch("MESSAGE_DELETE", json!({"id": "3", "channel_id": "2"}))
+            .expect("decodes");
+        match ev {
+            Event::MessageDelete(d) => assert_eq!(d.guild_id, None),
+            other => panic!("unexpected {other:?}"),
+        }
+        let ev = Event::from_dispatch(
+            "CHANNEL_CREATE",
+            json!({"id": "2", "type": 1, "position": 0, "permission_overwrites": [], "topic": null,
+                   "nsfw": false, "last_message_id": null, "rate_limit_per_user": 0, "parent_id": null,
+                   "last_pin_timestamp": null, "flags": 0,
+                   "recipients": [{"id": "5", "username": "ana", "discriminator": "0", "global_name": null, "avatar": null}]}),
+        )
+        .expect("decodes");
+        match ev {
+            Event::ChannelCreate(c) => {
+                assert_eq!(c.guild_id, None);
+                let private = c.private.expect("a DM's fields");
+                assert_eq!(private.recipients[0].username, "ana");
+            }
             other => panic!("unexpected {other:?}"),
         }
         let ev = Event::from_dispatch("SOMETHING_NEW", json!({"x": 1})).expect("decodes");

@@ -806,3 +806,67 @@ async fn webhooks_are_managed_with_a_login_and_driven_with_their_token() {
             .is_not_found()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_group_dms_and_blocks() {
+    let t = TestNode::start().await;
+    let ana = t.user("ana_dm").await;
+    let ben = t.user("ben_dm").await;
+    let cy = t.user("cy_dm").await;
+    let ana_id = ana.current_user().await.expect("ana").id;
+    let ben_id = ben.current_user().await.expect("ben").id;
+    let cy_id = cy.current_user().await.expect("cy").id;
+    let (_, general) = t.guild(&ana, "Shared").await;
+    for who in [&ben, &cy] {
+        let invite = ana
+            .create_channel_invite(general, &CreateInvite::default())
+            .await
+            .expect("invite");
+        who.accept_invite(&invite.code).await.expect("join");
+    }
+
+    let dm = ben.create_dm(ana_id).await.expect("dm");
+    assert_eq!(dm.kind, ChannelType::DM);
+    assert_eq!(dm.guild_id, None);
+    let private = dm.private.as_ref().expect("a DM's fields");
+    assert_eq!(private.recipients[0].id, ana_id);
+    assert_eq!(ana.create_dm(ben_id).await.expect("again").id, dm.id);
+    let sent = ben
+        .create_message(dm.id, &text("hi ana"))
+        .await
+        .expect("send");
+    assert_eq!(sent.guild_id, None);
+    assert_eq!(
+        ana.current_user_channels().await.expect("list")[0].id,
+        dm.id
+    );
+
+    ana.block_user(ben_id).await.expect("block");
+    assert_eq!(ana.relationships().await.expect("list")[0].id, ben_id);
+    let refused = ben
+        .create_message(dm.id, &text("hello?"))
+        .await
+        .expect_err("blocked");
+    assert_eq!(refused.code(), Some(50007), "{refused}");
+    ana.unblock_user(ben_id).await.expect("unblock");
+    ben.create_message(dm.id, &text("thanks"))
+        .await
+        .expect("unblocked");
+
+    let group = ana.create_group_dm(&[ben_id]).await.expect("one is a DM");
+    assert_eq!(group.id, dm.id);
+    let group = ana.create_group_dm(&[ben_id, cy_id]).await.expect("group");
+    assert_eq!(group.kind, ChannelType::GROUP_DM);
+    ana.remove_group_dm_recipient(group.id, cy_id)
+        .await
+        .expect("remove");
+    let seen = ben.get_channel(group.id).await.expect("read");
+    assert_eq!(seen.private.expect("fields").recipients.len(), 1);
+    ana.add_group_dm_recipient(group.id, cy_id)
+        .await
+        .expect("add back");
+    assert_eq!(
+        cy.current_user_channels().await.expect("list")[0].id,
+        group.id
+    );
+}
