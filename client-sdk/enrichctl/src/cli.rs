@@ -71,6 +71,14 @@ pub enum Command {
         /// The message text; `-` reads it from standard input.
         text: String,
     },
+    /// Send a direct message to a user (someone who shares a guild with you), opening the DM
+    /// the first time. Its id works with `history` and `tail`.
+    Dm {
+        #[arg(value_parser = id, value_name = "USER_ID")]
+        user: Snowflake,
+        /// The message text; `-` reads it from standard input.
+        text: String,
+    },
     /// Print a channel's messages, oldest first.
     History {
         #[arg(value_parser = id, value_name = "CHANNEL_ID")]

@@ -289,6 +289,22 @@ async fn discordjs_bot_plays_the_scenario() {
     s.check_webhook_deleted(&webhook_id).await;
     bot.proceed().await;
 
+    // A DM opened by `user.createDM()`, the newcomer's answer read back by the bot.
+    let dm = bot.expect("dm_sent").await;
+    assert_eq!(dm["type"], 1, "{dm}");
+    assert_eq!(dm["recipient_id"], newcomer.id, "{dm}");
+    assert_eq!(dm["guild_id"], serde_json::Value::Null, "{dm}");
+    let dm_channel = dm["channel_id"].as_str().expect("dm id").to_owned();
+    s.check_dm(&newcomer, &dm_channel, "Welcome in private")
+        .await;
+    s.node.send(&newcomer, &dm_channel, "thanks, bot").await;
+    let heard = bot.expect("dm_received").await;
+    assert_eq!(heard["channel_id"], dm_channel.as_str(), "{heard}");
+    assert_eq!(heard["author_id"], newcomer.id, "{heard}");
+    assert_eq!(heard["content"], "thanks, bot", "{heard}");
+    assert_eq!(heard["is_dm"], true, "{heard}");
+    bot.proceed().await;
+
     bot.expect("done").await;
     let status = tokio::time::timeout(Duration::from_secs(10), bot.child.wait()).await;
     match status {

@@ -172,6 +172,30 @@ impl Scenario {
             .err(404, 10015);
     }
 
+    /// The newest message of a DM, as `user` reads it: the bot's, with `content`.
+    pub async fn check_dm(&self, user: &User, channel_id: &str, content: &str) {
+        let latest = self
+            .node
+            .get(
+                &format!("/channels/{channel_id}/messages?limit=1"),
+                &user.token,
+            )
+            .await
+            .ok(200);
+        assert_eq!(latest[0]["author"]["id"], self.bot.user_id, "{latest}");
+        assert_eq!(latest[0]["content"], content, "{latest}");
+        let listed = self
+            .node
+            .get("/users/@me/channels", &user.token)
+            .await
+            .ok(200);
+        assert_eq!(listed[0]["id"], channel_id, "{listed}");
+        assert_eq!(
+            listed[0]["recipients"][0]["id"], self.bot.user_id,
+            "{listed}"
+        );
+    }
+
     /// A new user joins the guild through an invite from the owner.
     pub async fn newcomer_joins(&self, name: &str) -> User {
         let user = self.node.register(name).await;

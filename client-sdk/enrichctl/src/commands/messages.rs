@@ -71,6 +71,28 @@ pub async fn send(ctx: &mut Ctx, channel: Snowflake, text: String) -> CliResult<
     Ok(())
 }
 
+/// Opens (or finds) the DM with `user` and sends `text` in it.
+pub async fn dm(ctx: &mut Ctx, user: Snowflake, text: String) -> CliResult<()> {
+    let content = message_text(text)?;
+    let client = ctx.client().await?;
+    let channel = client.create_dm(user).await?;
+    let m = client
+        .create_message(
+            channel.id,
+            &CreateMessage {
+                content: Some(content),
+                ..CreateMessage::default()
+            },
+        )
+        .await?;
+    if ctx.out.json {
+        return ctx.out.value(&m);
+    }
+    ctx.out
+        .say(format!("sent message {} in DM {}", m.id, channel.id));
+    Ok(())
+}
+
 /// The latest `limit` messages (before `before`), oldest first, paging 100 at a time with a
 /// progress bar on a terminal when more than one page is needed.
 pub async fn history(

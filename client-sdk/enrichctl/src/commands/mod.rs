@@ -30,6 +30,7 @@ pub async fn run(ctx: &mut Ctx, command: Command) -> CliResult<()> {
             before,
         } => guilds::audit_log(ctx, guild, user, action, limit, before).await,
         Command::Send { channel, text } => messages::send(ctx, channel, text).await,
+        Command::Dm { user, text } => messages::dm(ctx, user, text).await,
         Command::History {
             channel,
             limit,

@@ -507,3 +507,50 @@ async fn a_webhook_is_made_with_a_login_and_posted_through_without_one() {
         .await
         .fails(4, "Unknown Webhook");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_reaches_someone_who_shares_a_guild() {
+    let t = TestNode::start().await;
+    let alice = t.user();
+    alice.register("dmalice").await;
+    let gid = id(&alice
+        .run(&["--json", "guild", "create", "Neighbours"])
+        .await
+        .json());
+    let general = alice.run(&["--json", "channel", "list", &gid]).await.json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob = t.user();
+    let bob_id = id(&bob.register("dmbob").await);
+    let stranger = t.user();
+    stranger.register("dmstranger").await;
+    stranger
+        .run(&["dm", &bob_id, "hello?"])
+        .await
+        .fails(6, "Cannot send messages to this user");
+
+    let invite = alice
+        .run(&["--json", "invite", "create", &general])
+        .await
+        .json();
+    bob.run(&["invite", "accept", invite["code"].as_str().unwrap()])
+        .await
+        .ok();
+    let sent = alice.run(&["--json", "dm", &bob_id, "lunch?"]).await.json();
+    let dm = sent["channel_id"].as_str().unwrap().to_owned();
+    assert!(sent.get("guild_id").is_none(), "{sent}");
+    // The same DM again, and its text on a terminal-less run.
+    let again = alice.run(&["dm", &bob_id, "at noon"]).await;
+    assert!(
+        again.ok().contains(&format!("in DM {dm}")),
+        "{}",
+        again.ok()
+    );
+    let history = bob.run(&["history", &dm]).await;
+    let text = history.ok();
+    assert!(
+        text.contains("dmalice: lunch?") && text.contains("dmalice: at noon"),
+        "{text}"
+    );
+}

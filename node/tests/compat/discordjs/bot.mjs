@@ -8,7 +8,7 @@
 // GUILD_ID, CHANNEL_ID (where the welcome message goes).
 
 import { createInterface } from 'node:readline';
-import { Client, Events, GatewayIntentBits } from 'discord.js';
+import { Client, Events, GatewayIntentBits, Partials } from 'discord.js';
 
 const { ENRICHMENT_API, BOT_TOKEN, GUILD_ID, CHANNEL_ID } = process.env;
 for (const [name, value] of Object.entries({ ENRICHMENT_API, BOT_TOKEN, GUILD_ID, CHANNEL_ID })) {
@@ -44,7 +44,11 @@ const client = new Client({
     GatewayIntentBits.GuildMessages,
     GatewayIntentBits.GuildMessageReactions,
     GatewayIntentBits.MessageContent,
+    GatewayIntentBits.DirectMessages,
   ],
+  // DM channels are not in READY: a DM from a user the bot never wrote to arrives for a
+  // channel discord.js has not cached.
+  partials: [Partials.Channel],
   rest: { api: ENRICHMENT_API },
 });
 client.on(Events.Debug, (m) => console.error(`[debug] ${m}`));
@@ -67,6 +71,18 @@ client.once(Events.ClientReady, (c) => {
 
 client.on(Events.MessageCreate, async (message) => {
   if (message.author.bot) return;
+  if (!message.guildId) {
+    emit('dm_received', {
+      channel_id: message.channelId,
+      author_id: message.author.id,
+      content: message.content,
+      is_dm: message.channel?.isDMBased() ?? null,
+    });
+    await next();
+    await client.destroy();
+    emit('done');
+    process.exit(0);
+  }
   try {
     emit('message_create', {
       id: message.id,
@@ -117,9 +133,11 @@ client.on(Events.GuildMemberAdd, async (member) => {
     await hook.delete();
     emit('webhook_deleted', { webhook_id: hook.id });
     await next();
-    await client.destroy();
-    emit('done');
-    process.exit(0);
+
+    // A DM to the newcomer; their answer comes back as a DM message (see MessageCreate).
+    const dm = await member.user.createDM();
+    const dmSent = await dm.send('Welcome in private');
+    emit('dm_sent', { channel_id: dm.id, type: dm.type, recipient_id: dm.recipientId, message_id: dmSent.id, guild_id: dmSent.guildId });
   } catch (e) {
     fail('member flow', e);
   }
