@@ -261,6 +261,12 @@ impl GatewayService {
         self.shared
             .session_started(&session, &self.config.resume_url);
         metrics::counter!("enrichment_gateway_identifies_total").increment(1);
+        // The session follows its DMs before its connection writes READY (it writes once this
+        // returns): a client that has READY hears every DM sent after it. Following a private
+        // channel sends nothing, so nothing can come before READY.
+        futures::stream::iter(private)
+            .for_each_concurrent(16, |c| self.subscribe(c, session.clone()))
+            .await;
         // GUILD_CREATEs follow READY; the connection keeps writing while they are built.
         // Each guild hears the user is online before it builds the user's GUILD_CREATE (one
         // actor takes both in order), so whoever subscribes after that GUILD_CREATE sees the
@@ -280,9 +286,6 @@ impl GatewayService {
                         svc.subscribe(g, s).await;
                     }
                 })
-                .await;
-            futures::stream::iter(private)
-                .for_each_concurrent(16, |c| svc.subscribe(c, s.clone()))
                 .await;
             if let Some(p) = presence {
                 let told: HashSet<Snowflake> = guilds.into_iter().collect();
@@ -318,11 +321,15 @@ impl GatewayService {
         }
     }
 
-    /// A user is in a new private channel: its live sessions on shard 0 follow it.
+    /// A user is in a new private channel: its live sessions on shard 0 follow it, each
+    /// hearing CHANNEL_CREATE first.
     pub async fn joined_private(&self, user_id: Snowflake, channel_id: Snowflake) {
         for s in self.registry.sessions_of(user_id) {
             if s.info.carries_private() && !s.follows(channel_id) {
-                self.subscribe(channel_id, s).await;
+                let op = SessionOp::JoinedPrivate {
+                    session: s.reference().clone(),
+                };
+                self.session_op(channel_id, op).await;
             }
         }
     }

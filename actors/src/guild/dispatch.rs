@@ -44,9 +44,6 @@ impl GuildActorState {
             AnyRequest::DeleteChannel(_) if private => {
                 answer::<DeleteChannel>(port, self.delete_private_channel(actor).await)
             }
-            AnyRequest::AnnounceChannel(r) => {
-                answer::<AnnounceChannel>(port, self.announce_channel(actor, r.to).await)
-            }
             AnyRequest::AddRecipient(r) => {
                 answer::<AddRecipient>(port, self.add_group_recipient(actor, r.user_id).await)
             }

@@ -31,8 +31,11 @@ use enrichment_storage::{
     GuildWrite, MemberRecord, PrivateChannelRecord, RelationshipRecord, StoreError,
 };
 
+use std::sync::Arc;
+
 use super::actor::{GuildActorState, GuildContext};
 use super::commit::{Change, apply};
+use super::fanout::{Recipient, send_event};
 use super::requests::*;
 use super::state::GuildState;
 use crate::events::{Audience, ChannelRecipientData, GuildEvent};
@@ -334,7 +337,6 @@ impl GuildActorState {
             | AnyRequest::UnpinMessage(_)
             | AnyRequest::ListPins(_)
             | AnyRequest::TriggerTyping(_)
-            | AnyRequest::AnnounceChannel(_)
             | AnyRequest::AddRecipient(_)
             | AnyRequest::RemoveRecipient(_)
             | AnyRequest::RefreshBlocks(_) => None,
@@ -389,22 +391,24 @@ impl GuildActorState {
         }
     }
 
-    /// CHANNEL_CREATE to those of the recipients in `to`, each with the others as recipients.
-    /// Asked by a recipient.
-    pub(super) async fn announce_channel(
+    /// A session of a user just given this channel follows it, CHANNEL_CREATE first: both
+    /// happen here, in the actor, so no event of the channel can overtake it.
+    pub(super) async fn joined_private(
         &mut self,
-        actor: Snowflake,
-        to: Vec<Snowflake>,
+        session: &SessionRef,
+        recipient: Arc<dyn Recipient>,
     ) -> Result<(), ApiError> {
-        let p = self.require_recipient(actor)?;
-        let to: Vec<Snowflake> = to
-            .into_iter()
-            .filter(|u| p.recipients.contains(u))
-            .collect();
-        for u in to {
-            let c = self.private_channel(u).await?;
-            self.emit(Audience::Users(vec![u]), GuildEvent::ChannelCreate(c));
+        self.require_recipient(session.user_id)?;
+        if !session.carries_private() || recipient.is_gone() {
+            return Err(ApiError::missing_access());
         }
+        if self.fanout.contains(session.user_id, session.key) {
+            return Ok(());
+        }
+        let channel = self.private_channel(session.user_id).await?;
+        send_event(recipient.as_ref(), "CHANNEL_CREATE", &channel);
+        recipient.follow(self.state.id());
+        self.fanout.add(recipient);
         Ok(())
     }
 
@@ -608,7 +612,7 @@ impl GuildActorState {
             }),
         );
         for s in self.fanout.remove_user(user_id) {
-            super::fanout::send_event(s.as_ref(), "CHANNEL_DELETE", &gone);
+            send_event(s.as_ref(), "CHANNEL_DELETE", &gone);
             s.unfollow(id);
         }
         Ok(())

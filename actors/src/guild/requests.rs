@@ -226,7 +226,6 @@ guild_requests! {
     GetWebhookMessage => Message,
     EditWebhookMessage => Message,
     DeleteWebhookMessage => (),
-    AnnounceChannel => (),
     AddRecipient => (),
     RemoveRecipient => (),
     RefreshBlocks => (),
@@ -332,9 +331,6 @@ request_types! {
     GetWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
     EditWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake, body: rest::EditMessage }
     DeleteWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
-    /// CHANNEL_CREATE of a private channel to those of its recipients named (a channel just
-    /// made, a user just added), once their sessions follow it.
-    AnnounceChannel { to: Vec<Snowflake> }
     /// A group DM's `PUT /channels/{id}/recipients/{user_id}`.
     AddRecipient { user_id: Snowflake }
     /// A group DM's `DELETE /channels/{id}/recipients/{user_id}`.
@@ -401,6 +397,10 @@ pub enum SessionOp {
     /// The session starts following the guild: it gets GUILD_CREATE, then the guild's events,
     /// in that order.
     Subscribe { session: SessionRef },
+    /// The session's user was just given a private channel (it was opened, or they were added
+    /// to it): the session follows it and gets CHANNEL_CREATE first, as a guild's new member
+    /// gets GUILD_CREATE.
+    JoinedPrivate { session: SessionRef },
     /// The session was told the guild is unavailable (events to it may have been lost on the
     /// way): it gets a fresh GUILD_CREATE, then the guild's events, whether or not it was
     /// still among the recipients.
@@ -429,6 +429,7 @@ impl SessionOp {
     pub fn sessions(&self) -> &[SessionRef] {
         match self {
             SessionOp::Subscribe { session }
+            | SessionOp::JoinedPrivate { session }
             | SessionOp::Resync { session }
             | SessionOp::RequestMembers { session, .. } => std::slice::from_ref(session),
             SessionOp::Resubscribe { sessions } => sessions,
@@ -442,6 +443,7 @@ impl SessionOp {
         matches!(
             self,
             SessionOp::Subscribe { .. }
+                | SessionOp::JoinedPrivate { .. }
                 | SessionOp::Resync { .. }
                 | SessionOp::Resubscribe { .. }
                 | SessionOp::Move { .. }
@@ -452,6 +454,7 @@ impl SessionOp {
     pub fn name(&self) -> &'static str {
         match self {
             SessionOp::Subscribe { .. } => "Subscribe",
+            SessionOp::JoinedPrivate { .. } => "JoinedPrivate",
             SessionOp::Resync { .. } => "Resync",
             SessionOp::Resubscribe { .. } => "Resubscribe",
             SessionOp::Presence { .. } => "Presence",

@@ -29,6 +29,10 @@ impl GuildActorState {
                 let recipient = self.recipient(&session)?;
                 self.subscribe(&session, recipient).await
             }
+            SessionOp::JoinedPrivate { session } => {
+                let recipient = self.recipient(&session)?;
+                self.joined_private(&session, recipient).await
+            }
             SessionOp::Resync { session } => {
                 let recipient = self.recipient(&session)?;
                 if self.fanout.remove_session(session.user_id, session.key) {

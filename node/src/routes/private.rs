@@ -52,9 +52,6 @@ pub async fn create_dm(state: State, who: Authed, body: Json<CreateDm>) -> ApiRe
         for u in &recipients {
             state.joined_private(*u, id).await;
         }
-        state
-            .guild(id, &who, requests::AnnounceChannel { to: recipients })
-            .await?;
     }
     let channel = state
         .guild(id, &who, requests::GetChannel { channel_id: id })
@@ -103,13 +100,6 @@ pub async fn add_recipient(
         .channel(channel_id, &who, requests::AddRecipient { user_id })
         .await?;
     state.joined_private(user_id, channel_id).await;
-    state
-        .channel(
-            channel_id,
-            &who,
-            requests::AnnounceChannel { to: vec![user_id] },
-        )
-        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

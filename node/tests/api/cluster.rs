@@ -1889,7 +1889,7 @@ async fn what_a_user_does_through_one_node_reaches_their_sessions_on_the_others(
     let config = config_file(dir.path(), &place, SECRET);
     let (a, b, c) = trio(dir.path(), &config, &[]).await;
     let (ra, rc) = (Rest::on(&a), Rest::on(&c));
-    let (owner, _) = ra.register("owner").await;
+    let (owner, owner_id) = ra.register("owner").await;
     let (guest, guest_id) = ra.register("guest").await;
     let (guild_id, channel) = ra.guild(&owner, "later").await;
     let invite = ra
@@ -1930,7 +1930,76 @@ async fn what_a_user_does_through_one_node_reaches_their_sessions_on_the_others(
     let updated = gw.dispatch("USER_UPDATE").await;
     assert_eq!(updated["id"], guest_id.as_str());
     assert_eq!(updated["global_name"], "Guest Elsewhere");
-    drop(gw);
+
+    // A DM opened through node-a: its actor runs wherever the ring puts its channel id, and
+    // the guest's session on node-b follows it and hears it (DIRECT_MESSAGES).
+    let mut dm_gw = Gw::connect_url(&format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        b.node.gateway_port
+    ))
+    .await;
+    dm_gw.send_identify(&guest, 1 << 12).await;
+    let dm = ra
+        .ok(
+            Method::POST,
+            "/users/@me/channels",
+            Some(&owner),
+            Some(json!({"recipient_id": guest_id})),
+            200,
+        )
+        .await;
+    let dm_id = dm["id"].as_str().unwrap().to_owned();
+    let created = dm_gw.dispatch("CHANNEL_CREATE").await;
+    assert_eq!(created["id"], dm_id.as_str());
+    assert_eq!(created["recipients"][0]["id"], owner_id.as_str());
+    ra.ok(
+        Method::POST,
+        &format!("/channels/{dm_id}/messages"),
+        Some(&owner),
+        Some(json!({"content": "across the cluster"})),
+        200,
+    )
+    .await;
+    let heard = dm_gw.dispatch("MESSAGE_CREATE").await;
+    assert_eq!(heard["content"], "across the cluster");
+    assert!(heard.get("guild_id").is_none(), "{heard}");
+    // A session that identifies on node-c after the DM exists follows it too; the guest
+    // answers through node-c and the owner reads the DM through node-a.
+    let mut late = Gw::connect_url(&format!(
+        "ws://127.0.0.1:{}/?v=10&encoding=json",
+        c.node.gateway_port
+    ))
+    .await;
+    // READY comes once the session follows its DMs, wherever their actors run.
+    late.send_identify(&guest, 1 << 12).await;
+    rc.ok(
+        Method::POST,
+        &format!("/channels/{dm_id}/messages"),
+        Some(&guest),
+        Some(json!({"content": "heard you"})),
+        200,
+    )
+    .await;
+    assert_eq!(
+        late.dispatch("MESSAGE_CREATE").await["content"],
+        "heard you"
+    );
+    assert_eq!(
+        dm_gw.dispatch("MESSAGE_CREATE").await["content"],
+        "heard you"
+    );
+    let history = ra
+        .ok(
+            Method::GET,
+            &format!("/channels/{dm_id}/messages"),
+            Some(&owner),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(history[0]["content"], "heard you");
+    assert_eq!(history[1]["content"], "across the cluster");
+    drop((gw, dm_gw, late));
     for m in [a, b, c] {
         m.node.stop();
     }

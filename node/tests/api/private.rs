@@ -253,8 +253,7 @@ async fn a_sessions_dms_follow_it_after_identify_and_a_bot_gets_them_by_its_dm_i
         )
         .await;
     shard_one.dispatch("READY").await;
-    // Let the subscriptions that follow READY land before the message.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // READY comes once a session follows its DMs: no wait is needed before the message.
 
     t.send(&a, &id, "secret recipe").await;
     let got = next_named(&mut with_dms, "MESSAGE_CREATE").await;
