@@ -11,12 +11,12 @@
 //! from a guild's: no `guild_id` on messages and events, no `member`, events gated by the
 //! DIRECT_MESSAGE* intents (`GuildEvent::intent` reads that off the payload), and no content
 //! withheld from bots without MESSAGE_CONTENT. Requests only a guild answers are refused
-//! ([`GuildActorState::private_refusal`]); a DM keeps no audit log.
+//! (`GuildActorState::private_refusal`); a DM keeps no audit log.
 //!
 //! Sessions follow private channels as they follow guilds: on IDENTIFY (on shard 0, where
-//! Discord sends DMs) for each channel the user has open, and when a DM is created or a user is
-//! added to a group. Subscribing sends nothing: the channel itself arrives as CHANNEL_CREATE
-//! when it is created or joined.
+//! Discord sends DMs) for each channel the user has open, which sends nothing, and through
+//! [`SessionOp::JoinedPrivate`] when a DM is created or a user is added to a group, which sends
+//! the session CHANNEL_CREATE before any event of the channel.
 //!
 //! Blocks: a DM between users of whom one blocked the other refuses new messages with 50007.
 //! The actor reads both users' relationships when it starts and again when either changes
@@ -431,10 +431,10 @@ impl GuildActorState {
         body.validate()?;
         let id = self.state.id();
         let before = self.state.clone();
-        if let Some(name) = body.name {
-            if let Some(c) = self.state.channels.get_mut(&id) {
-                c.name = name.trim().to_owned();
-            }
+        if let Some(name) = body.name
+            && let Some(c) = self.state.channels.get_mut(&id)
+        {
+            c.name = name.trim().to_owned();
         }
         if let Some(icon) = body.icon
             && let Some(p) = &mut self.state.private

@@ -76,13 +76,13 @@ async fn a_dm_carries_messages_reactions_pins_and_typing_without_a_guild() {
     assert_eq!(dm["type"], 1, "{dm}");
     assert!(dm.get("guild_id").is_none(), "{dm}");
     assert!(dm.get("name").is_none(), "{dm}");
-    assert_eq!(recipient_ids(&dm), [a.id.clone()]);
+    assert_eq!(recipient_ids(&dm), [a.id.as_str()]);
     for (gw, other) in [(&mut gw_a, &b), (&mut gw_b, &a)] {
         let created = next_named(gw, "CHANNEL_CREATE").await;
         assert_eq!(created["id"], id.as_str());
         assert_eq!(
             recipient_ids(&created),
-            [other.id.clone()],
+            [other.id.as_str()],
             "each sees the other"
         );
     }
@@ -97,7 +97,7 @@ async fn a_dm_carries_messages_reactions_pins_and_typing_without_a_guild() {
         .await
         .ok(200);
     assert_eq!(id_of(&again), id);
-    assert_eq!(recipient_ids(&again), [b.id.clone()]);
+    assert_eq!(recipient_ids(&again), [b.id.as_str()]);
     let listed = t.get("/users/@me/channels", &a.token).await.ok(200);
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(id_of(&listed[0]), id);
@@ -235,7 +235,7 @@ async fn a_sessions_dms_follow_it_after_identify_and_a_bot_gets_them_by_its_dm_i
         .await
         .ok(200);
     let id = id_of(&dm);
-    assert_eq!(recipient_ids(&dm), [a.id.clone()]);
+    assert_eq!(recipient_ids(&dm), [a.id.as_str()]);
 
     // Sessions identified after the DM exists follow it: a user's, and a bot's with the DM
     // intent but without MESSAGE_CONTENT, which a DM's content is exempt from.
