@@ -263,6 +263,26 @@ pub struct WebhookAuthor {
     pub avatar: Option<String>,
 }
 
+/// A guild's custom emoji. Its image is a blob of its own ([`EmojiRecord::blob_key`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmojiRecord {
+    pub id: Snowflake,
+    pub guild_id: Snowflake,
+    pub name: String,
+    /// Roles allowed to use it; empty for everyone.
+    pub roles: Vec<Snowflake>,
+    /// Who uploaded it.
+    pub creator_id: Snowflake,
+    pub animated: bool,
+}
+
+impl EmojiRecord {
+    /// Where its image is kept in the blob store.
+    pub fn blob_key(id: Snowflake) -> String {
+        format!("emojis/{id}")
+    }
+}
+
 /// A DM or group DM as stored: the channel row of a private channel, which is also the unit
 /// its actor owns (the unit's id is the channel's id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,7 +344,7 @@ pub enum GuildWrite {
     /// The guild row itself; its `roles` field is not stored (roles are rows of their own).
     PutGuild(Guild),
     /// Removes the guild and every row that belongs to it (roles, channels, members, bans,
-    /// invites, the members' guild index). Messages are removed with [`MessageStore::delete_channel`].
+    /// invites, webhooks, emojis, the members' guild index). Messages are removed with [`MessageStore::delete_channel`].
     DeleteGuild(Snowflake),
     PutRole {
         guild_id: Snowflake,
@@ -369,6 +389,12 @@ pub enum GuildWrite {
         guild_id: Snowflake,
         webhook_id: Snowflake,
     },
+    /// Inserts or replaces a custom emoji of `emoji.guild_id`.
+    PutEmoji(EmojiRecord),
+    DeleteEmoji {
+        guild_id: Snowflake,
+        emoji_id: Snowflake,
+    },
     /// Inserts or replaces a private channel; its id is indexed as a channel of the unit of
     /// the same id ([`GuildStore::channel_guild`]). A DM's pair of users is unique: a DM whose
     /// pair already names another channel fails the whole batch with `Conflict("recipients")`.
@@ -397,6 +423,7 @@ pub struct GuildSnapshot {
     pub bans: Vec<BanRecord>,
     pub invites: Vec<InviteRecord>,
     pub webhooks: Vec<WebhookRecord>,
+    pub emojis: Vec<EmojiRecord>,
     /// Set, with every other field empty, when the unit is a private channel.
     pub private: Option<PrivateChannelRecord>,
 }

@@ -121,6 +121,19 @@ fn apply(tx: &mut Tx<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreRes
             );
             tx.del(Ks::WebhookGuild, id(webhook_id));
         }
+        GuildWrite::PutEmoji(emoji) => {
+            tx.put_json(
+                Ks::Guilds,
+                guild_row(emoji.guild_id, GuildRow::Emoji, &id(emoji.id)),
+                &emoji,
+            )?;
+        }
+        GuildWrite::DeleteEmoji { guild_id, emoji_id } => {
+            tx.del(
+                Ks::Guilds,
+                guild_row(guild_id, GuildRow::Emoji, &id(emoji_id)),
+            );
+        }
         GuildWrite::PutPrivateChannel(channel) => {
             if let Some((low, high)) = channel.dm_pair() {
                 let pair = concat(&[&id(low), &id(high)]);
@@ -263,6 +276,7 @@ impl GuildStore for EmbeddedStore {
                     Some(GuildRow::Member) => out.members.push(decode(&value)?),
                     Some(GuildRow::Ban) => out.bans.push(decode(&value)?),
                     Some(GuildRow::Webhook) => out.webhooks.push(decode(&value)?),
+                    Some(GuildRow::Emoji) => out.emojis.push(decode(&value)?),
                     Some(GuildRow::Invite) => {
                         let code = key.get(9..).unwrap_or_default();
                         match snap.get(inner.ks(Ks::Invites), code)? {

@@ -93,6 +93,8 @@ pub(crate) enum GuildRow {
     Webhook = 6,
     /// `channel | 7`: `PrivateChannelRecord`, the one row of a private channel's unit.
     Private = 7,
+    /// `guild | 8 | emoji_id`: `EmojiRecord`.
+    Emoji = 8,
 }
 
 impl GuildRow {
@@ -106,6 +108,7 @@ impl GuildRow {
             5 => GuildRow::Invite,
             6 => GuildRow::Webhook,
             7 => GuildRow::Private,
+            8 => GuildRow::Emoji,
             _ => return None,
         })
     }
