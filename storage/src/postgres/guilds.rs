@@ -22,16 +22,17 @@ use tokio_postgres::types::Json;
 use super::nodes::check_fence;
 use super::{Db, PostgresStore, col, db_error, snowflake, sql_id};
 use crate::{
-    BanRecord, GuildOwner, GuildSnapshot, GuildStore, GuildWrite, InviteRecord, MemberRecord,
-    PrivateChannelRecord, StoreError, StoreResult, WebhookRecord,
+    BanRecord, EmojiRecord, GuildOwner, GuildSnapshot, GuildStore, GuildWrite, InviteRecord,
+    MemberRecord, PrivateChannelRecord, StoreError, StoreResult, WebhookRecord,
 };
 
 const CONTEXT: &str = "writing a guild batch";
 
 /// Every table that holds rows of a guild, in the order a guild is deleted.
-const GUILD_TABLES: [&str; 8] = [
+const GUILD_TABLES: [&str; 9] = [
     "DELETE FROM audit_log_entries WHERE guild_id = $1",
     "DELETE FROM guild_webhooks WHERE guild_id = $1",
+    "DELETE FROM guild_emojis WHERE guild_id = $1",
     "DELETE FROM guild_roles WHERE guild_id = $1",
     "DELETE FROM guild_channels WHERE guild_id = $1",
     "DELETE FROM guild_members WHERE guild_id = $1",
@@ -176,6 +177,23 @@ async fn apply(db: &Db<'_>, batch_guild: Snowflake, write: GuildWrite) -> StoreR
             )
             .await?;
         }
+        GuildWrite::PutEmoji(emoji) => {
+            db.execute(
+                "INSERT INTO guild_emojis (guild_id, emoji_id, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (guild_id, emoji_id) DO UPDATE SET record = excluded.record",
+                &[&sql_id(emoji.guild_id), &sql_id(emoji.id), &Json(&emoji)],
+                CONTEXT,
+            )
+            .await?;
+        }
+        GuildWrite::DeleteEmoji { guild_id, emoji_id } => {
+            db.execute(
+                "DELETE FROM guild_emojis WHERE guild_id = $1 AND emoji_id = $2",
+                &[&sql_id(guild_id), &sql_id(emoji_id)],
+                CONTEXT,
+            )
+            .await?;
+        }
         GuildWrite::PutPrivateChannel(channel) => {
             if let Some((low, high)) = channel.dm_pair() {
                 let written = db
@@ -284,7 +302,8 @@ impl GuildStore for PostgresStore {
                  UNION ALL SELECT 4::int2, record FROM guild_bans WHERE guild_id = $1
                  UNION ALL SELECT 5::int2, record FROM invites WHERE guild_id = $1
                  UNION ALL SELECT 6::int2, record FROM guild_webhooks WHERE guild_id = $1
-                 UNION ALL SELECT 7::int2, record FROM private_channels WHERE id = $1",
+                 UNION ALL SELECT 7::int2, record FROM private_channels WHERE id = $1
+                 UNION ALL SELECT 8::int2, record FROM guild_emojis WHERE guild_id = $1",
                 &[&sql_id(guild_id)],
                 "loading a guild",
             )
@@ -300,6 +319,7 @@ impl GuildStore for PostgresStore {
                 4 => out.bans.push(col::<Json<BanRecord>>(row, 1)?.0),
                 6 => out.webhooks.push(col::<Json<WebhookRecord>>(row, 1)?.0),
                 7 => private = Some(col::<Json<PrivateChannelRecord>>(row, 1)?.0),
+                8 => out.emojis.push(col::<Json<EmojiRecord>>(row, 1)?.0),
                 _ => out.invites.push(col::<Json<InviteRecord>>(row, 1)?.0),
             }
         }

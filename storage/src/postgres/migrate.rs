@@ -62,6 +62,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "private_channels",
         sql: include_str!("../../migrations/postgres/0008_private_channels.sql"),
     },
+    Migration {
+        version: 9,
+        name: "guild_emojis",
+        sql: include_str!("../../migrations/postgres/0009_guild_emojis.sql"),
+    },
 ];
 
 /// The schema version this build reads and writes.

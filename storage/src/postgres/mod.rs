@@ -30,9 +30,9 @@
 //!   database folds only ASCII) and could disagree with the embedded store and with itself
 //!   across deployments.
 //! - Records with many optional or nested fields (users, guilds, roles, channels, members,
-//!   bans, invites, webhooks, private channels) are `JSONB` next to the columns that queries
-//!   use; relationships are columns, and so are messages, with `JSONB` only for attachments,
-//!   embeds, nonce and reference.
+//!   bans, invites, webhooks, emojis, private channels) are `JSONB` next to the columns that
+//!   queries use; relationships are columns, and so are messages, with `JSONB` only for
+//!   attachments, embeds, nonce and reference.
 //! - **Private channels** (DMs and group DMs) are units of their own: a row of
 //!   `private_channels` keyed by the channel's id, which is also the index `channel_guild`
 //!   reads for them. `dm_pairs` keys each DM by its two users, lower id first, so a pair has
