@@ -54,6 +54,7 @@ enum Key {
     Invite(String),
     Audit(i64, i64),
     Webhook(i64, i64),
+    Emoji(i64, i64),
     /// A private channel; its value is `(channel_id, record)`.
     Private(i64),
     /// `(user_id, channel_id)`: the channel is open for the user.
@@ -132,6 +133,13 @@ fn fold(guild: i64, writes: Vec<GuildWrite>) -> StoreResult<Effects> {
                 guild_id,
                 webhook_id,
             } => set(Key::Webhook(big(guild_id), big(webhook_id)), None),
+            GuildWrite::PutEmoji(e) => set(
+                Key::Emoji(big(e.guild_id), big(e.id)),
+                Some((big(e.guild_id), json(&e)?)),
+            ),
+            GuildWrite::DeleteEmoji { guild_id, emoji_id } => {
+                set(Key::Emoji(big(guild_id), big(emoji_id)), None)
+            }
             GuildWrite::PutPrivateChannel(c) => {
                 if let Some((low, high)) = c.dm_pair() {
                     set(
@@ -348,6 +356,10 @@ impl ScyllaStore {
                     add(&st.del_webhook, vec![v(g), v(w)]);
                     add(&st.del_webhook_guild, vec![v(w)]);
                 }
+                (Key::Emoji(g, e), Some((_, d))) => {
+                    add(&st.put_guild_emoji, vec![v(g), v(e), t(&d)])
+                }
+                (Key::Emoji(g, e), None) => add(&st.del_guild_emoji, vec![v(g), v(e)]),
                 (Key::Private(c), Some((_, d))) => {
                     add(&st.put_private, vec![v(c), t(&d)]);
                     add(&st.put_channel_guild, vec![v(c), v(c)]);
@@ -382,11 +394,12 @@ impl ScyllaStore {
             &st.del_guild_invites,
             &st.del_audit,
             &st.del_webhooks,
+            &st.del_guild_emojis,
         ] {
             batch.append_statement(s.clone());
         }
         self.session()
-            .batch(&batch, vec![(g,); 8])
+            .batch(&batch, vec![(g,); 9])
             .await
             .map_err(be)?;
         // A large guild has many index rows: they go out concurrently, not in one batch.
@@ -460,13 +473,14 @@ impl GuildStore for ScyllaStore {
         fn parse<T: serde::de::DeserializeOwned>(rows: Vec<(String,)>) -> StoreResult<Vec<T>> {
             rows.iter().map(|(d,)| from_json(d)).collect()
         }
-        let (roles, channels, members, bans, invites, webhooks) = futures::try_join!(
+        let (roles, channels, members, bans, invites, webhooks, emojis) = futures::try_join!(
             rows(&st.list_roles),
             rows(&st.list_channels),
             rows(&st.list_members),
             rows(&st.list_bans),
             rows(&st.list_guild_invites),
             rows(&st.list_webhooks),
+            rows(&st.list_guild_emojis),
         )?;
         Ok(Some(GuildSnapshot {
             guild: Some(from_json(&data)?),
@@ -476,6 +490,7 @@ impl GuildStore for ScyllaStore {
             bans: parse(bans)?,
             invites: parse(invites)?,
             webhooks: parse(webhooks)?,
+            emojis: parse(emojis)?,
             private: None,
         }))
     }

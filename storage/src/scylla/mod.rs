@@ -249,6 +249,10 @@ statements! {
     put_webhook_guild: false = "INSERT INTO {ks}.webhook_guild (webhook_id, guild_id) VALUES (?, ?)";
     del_webhook_guild: false = "DELETE FROM {ks}.webhook_guild WHERE webhook_id = ?";
     get_webhook_guild: false = "SELECT guild_id FROM {ks}.webhook_guild WHERE webhook_id = ?";
+    list_guild_emojis: false = "SELECT data FROM {ks}.guild_emojis WHERE guild_id = ?";
+    put_guild_emoji: false = "INSERT INTO {ks}.guild_emojis (guild_id, emoji_id, data) VALUES (?, ?, ?)";
+    del_guild_emoji: false = "DELETE FROM {ks}.guild_emojis WHERE guild_id = ? AND emoji_id = ?";
+    del_guild_emojis: false = "DELETE FROM {ks}.guild_emojis WHERE guild_id = ?";
     get_private: false = "SELECT data FROM {ks}.private_channels WHERE channel_id = ?";
     put_private: false = "INSERT INTO {ks}.private_channels (channel_id, data) VALUES (?, ?)";
     list_user_private: false = "SELECT channel_id FROM {ks}.user_private_channels WHERE user_id = ?";

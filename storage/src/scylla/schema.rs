@@ -22,6 +22,8 @@
 //!   the "no `ALLOW FILTERING`" rule; a guild's log is one partition, which a retention window
 //!   would bound.
 //! - `guild_webhooks` and `webhook_guild`: a guild's webhooks, and the guild of each webhook.
+//! - `guild_emojis`: a guild's custom emojis, one partition per guild like its roles; an
+//!   emoji's image is a blob, not a row.
 //! - Private channels (DMs and group DMs) are units of their own: `private_channels` holds the
 //!   channel (the unit) by its id, and `channel_guild` maps the channel to itself.
 //!   `user_private_channels` lists the ones a user has open. `dm_pairs` keys each DM by its two
@@ -30,10 +32,10 @@
 //! - `relationships`: partition `user_id`, clustered by `target_id`, one JSON record each.
 
 /// Version of the schema below; `schema_migrations` records it with [`DESCRIPTION`].
-pub const VERSION: i32 = 6;
+pub const VERSION: i32 = 7;
 
 /// What the newest version added.
-pub const DESCRIPTION: &str = "private_channels";
+pub const DESCRIPTION: &str = "guild_emojis";
 
 /// Keyspace-relative DDL, in order; `{ks}` is replaced by the keyspace.
 pub const TABLES: &[&str] = &[
@@ -75,4 +77,5 @@ pub const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.user_private_channels (user_id bigint, channel_id bigint, PRIMARY KEY (user_id, channel_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.dm_pairs (low_user_id bigint, high_user_id bigint, channel_id bigint, claimed_at bigint, PRIMARY KEY ((low_user_id, high_user_id)))",
     "CREATE TABLE IF NOT EXISTS {ks}.relationships (user_id bigint, target_id bigint, data text, PRIMARY KEY (user_id, target_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.guild_emojis (guild_id bigint, emoji_id bigint, data text, PRIMARY KEY (guild_id, emoji_id))",
 ];
