@@ -51,6 +51,9 @@
 //!   (still newest first); the user and action filters apply before the limit counts. An
 //!   entry is part of its batch: a batch refused on an invite code leaves none.
 //! - Webhooks: a webhook's id finds its guild until the webhook or the guild is deleted.
+//! - Custom emojis: a put replaces the guild's emoji of the same id whole (its name and roles
+//!   with it); deleting one that is not there is no error; they go with their guild, and a
+//!   guild written again under a deleted guild's id has none of them.
 //! - Private channels: `load_guild` of a private channel's id returns a snapshot with only
 //!   `private` set, and `channel_guild` of it is itself; a user's open ones are listed
 //!   ascending; `dm_channel` finds a DM by its users in either order. A DM for a pair that
@@ -83,10 +86,11 @@ use enrichment_protocol::rest::{AuditLogFilter, HistoryAnchor};
 use enrichment_protocol::{Permissions, Snowflake, Timestamp};
 
 use crate::{
-    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, GuildClaim, GuildOwner,
-    GuildSnapshot, GuildWrite, IdClaim, IdLease, IdPair, InviteRecord, MemberRecord, MessageRecord,
-    PinnedMessage, PrivateChannelRecord, ReactionCount, RefreshTokenRecord, RelationshipRecord,
-    RotateOutcome, SigningKeyRecord, StoreError, Stores, WebhookAuthor, WebhookRecord, bucket_of,
+    ApplicationRecord, BUCKET_MS, BackupCodeRecord, BanRecord, Credentials, EmojiRecord,
+    GuildClaim, GuildOwner, GuildSnapshot, GuildWrite, IdClaim, IdLease, IdPair, InviteRecord,
+    MemberRecord, MessageRecord, PinnedMessage, PrivateChannelRecord, ReactionCount,
+    RefreshTokenRecord, RelationshipRecord, RotateOutcome, SigningKeyRecord, StoreError, Stores,
+    WebhookAuthor, WebhookRecord, bucket_of,
 };
 
 /// Expands into one `#[test]` per conformance case, each calling `$open(dir).await` to get the
@@ -122,6 +126,7 @@ macro_rules! conformance_tests {
             guild_batch_applies_in_order,
             guild_invite_conflict_is_atomic,
             guild_delete_removes_everything,
+            guild_emojis_replace_and_delete,
             audit_log_filters_and_cursors,
             audit_log_is_atomic_with_its_batch_and_goes_with_the_guild,
             private_channels_round_trip_and_indexes,
@@ -404,6 +409,24 @@ fn invite(
 
 fn fresh_code() -> String {
     format!("code{}", fresh_id())
+}
+
+/// A fixture, shared with backend-specific tests: a custom emoji uploaded by `creator_id`.
+pub fn emoji(
+    id: Snowflake,
+    guild_id: Snowflake,
+    name: &str,
+    roles: Vec<Snowflake>,
+    animated: bool,
+) -> EmojiRecord {
+    EmojiRecord {
+        id,
+        guild_id,
+        name: name.to_owned(),
+        roles,
+        creator_id: Snowflake(42),
+        animated,
+    }
 }
 
 /// A fixture, shared with backend-specific tests.
@@ -1300,7 +1323,8 @@ pub async fn applications_bot_username_conflict<
 
 // ------------------------------------------------------------------ guilds
 
-/// A full guild: two roles, two channels, two members, a ban, two invites.
+/// A full guild: two roles, two channels, two members, a ban, two invites, a webhook and two
+/// custom emojis (a static one for everyone, an animated one for the second role).
 struct GuildFixture {
     guild: Guild,
     roles: Vec<Role>,
@@ -1309,6 +1333,7 @@ struct GuildFixture {
     bans: Vec<BanRecord>,
     invites: Vec<InviteRecord>,
     webhooks: Vec<WebhookRecord>,
+    emojis: Vec<EmojiRecord>,
 }
 
 impl GuildFixture {
@@ -1341,6 +1366,11 @@ impl GuildFixture {
             avatar: None,
             token_hash: "9f86d081884c7d659a2feaa0c55ad015".into(),
         }];
+        let mut emojis = vec![
+            emoji(fresh_id(), id, "blobwave", Vec::new(), false),
+            emoji(fresh_id(), id, "party_parrot", vec![mods.id], true),
+        ];
+        emojis.sort_by_key(|e| e.id);
         GuildFixture {
             guild: guild(id, owner, vec![everyone.clone(), mods.clone()]),
             roles: vec![everyone, mods],
@@ -1349,6 +1379,7 @@ impl GuildFixture {
             bans,
             invites,
             webhooks,
+            emojis,
         }
     }
 
@@ -1367,6 +1398,7 @@ impl GuildFixture {
         w.extend(self.bans.iter().cloned().map(GuildWrite::PutBan));
         w.extend(self.invites.iter().cloned().map(GuildWrite::PutInvite));
         w.extend(self.webhooks.iter().cloned().map(GuildWrite::PutWebhook));
+        w.extend(self.emojis.iter().cloned().map(GuildWrite::PutEmoji));
         w
     }
 }
@@ -1380,6 +1412,7 @@ fn sorted(mut snap: crate::GuildSnapshot) -> crate::GuildSnapshot {
     snap.bans.sort_by_key(|b| b.user_id);
     snap.invites.sort_by(|a, b| a.code.cmp(&b.code));
     snap.webhooks.sort_by_key(|w| w.id);
+    snap.emojis.sort_by_key(|e| e.id);
     snap
 }
 
@@ -1409,6 +1442,7 @@ pub async fn guild_batch_round_trip<F: Fn(PathBuf) -> Fut, Fut: Future<Output = 
     assert_eq!(snap.bans, g.bans);
     assert_eq!(snap.invites, g.invites);
     assert_eq!(snap.webhooks, g.webhooks);
+    assert_eq!(snap.emojis, g.emojis);
     assert_eq!(s.guilds.load_guild(fresh_id()).await.unwrap(), None);
     for w in &g.webhooks {
         assert_eq!(s.guilds.webhook_guild(w.id).await.unwrap(), Some(g.id()));
@@ -1744,6 +1778,7 @@ pub async fn guild_delete_removes_everything<
     assert_eq!(snap.bans, other.bans);
     assert_eq!(snap.invites, other.invites);
     assert_eq!(snap.webhooks, other.webhooks);
+    assert_eq!(snap.emojis, other.emojis);
 
     // A deleted guild's codes are free for others.
     let reused = invite(&g.invites[0].code, other.id(), other.channels[0].id, owner);
@@ -1761,6 +1796,96 @@ pub async fn guild_delete_removes_everything<
         .write_guild(g.id(), vec![GuildWrite::DeleteGuild(g.id())])
         .await
         .unwrap();
+
+    // A guild written again under the deleted id starts empty: none of the deleted guild's
+    // rows (its roles, channels, members, bans, invites, webhooks, emojis) come back with it.
+    s.guilds
+        .write_guild(g.id(), vec![GuildWrite::PutGuild(g.guild.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        load(s, g.id()).await,
+        Some(GuildSnapshot {
+            guild: Some(Guild {
+                roles: Vec::new(),
+                ..g.guild.clone()
+            }),
+            ..GuildSnapshot::default()
+        })
+    );
+}
+
+pub async fn guild_emojis_replace_and_delete<
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+>(
+    open: &F,
+) {
+    let env = env(open).await;
+    let s = &env.stores;
+    let owner = fresh_id();
+    let g = GuildFixture::new(owner);
+    let other = GuildFixture::new(owner);
+    s.guilds.write_guild(g.id(), g.writes()).await.unwrap();
+    s.guilds
+        .write_guild(other.id(), other.writes())
+        .await
+        .unwrap();
+    let kept = g.emojis.iter().find(|e| e.animated).unwrap().clone();
+    let gone = g.emojis.iter().find(|e| !e.animated).unwrap().clone();
+    assert_eq!(kept.roles, vec![g.roles[1].id]);
+
+    // The animated one renamed and given to both roles, the static one deleted, a third put
+    // and deleted within the batch, and a delete of an emoji that was never there.
+    let renamed = EmojiRecord {
+        name: "parrot_party".into(),
+        roles: vec![g.roles[0].id, g.roles[1].id],
+        ..kept.clone()
+    };
+    let fleeting = emoji(fresh_id(), g.id(), "fleeting", Vec::new(), false);
+    let writes = vec![
+        GuildWrite::PutEmoji(renamed.clone()),
+        GuildWrite::DeleteEmoji {
+            guild_id: g.id(),
+            emoji_id: gone.id,
+        },
+        GuildWrite::PutEmoji(fleeting.clone()),
+        GuildWrite::DeleteEmoji {
+            guild_id: g.id(),
+            emoji_id: fleeting.id,
+        },
+        GuildWrite::DeleteEmoji {
+            guild_id: g.id(),
+            emoji_id: fresh_id(),
+        },
+    ];
+    s.guilds.write_guild(g.id(), writes).await.unwrap();
+    let snap = load(s, g.id()).await.unwrap();
+    assert_eq!(snap.emojis, vec![renamed.clone()]);
+    // The rest of the guild is as it was, and so is the other guild.
+    assert_eq!(snap.roles, g.roles);
+    assert_eq!(snap.webhooks, g.webhooks);
+    assert_eq!(load(s, other.id()).await.unwrap().emojis, other.emojis);
+
+    // Replaced again, back to everyone and to a static image; one for the guild added beside it.
+    let plain = EmojiRecord {
+        roles: Vec::new(),
+        animated: false,
+        ..renamed
+    };
+    let added = emoji(fresh_id(), g.id(), "added", vec![g.roles[1].id], true);
+    s.guilds
+        .write_guild(
+            g.id(),
+            vec![
+                GuildWrite::PutEmoji(plain.clone()),
+                GuildWrite::PutEmoji(added.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(load(s, g.id()).await.unwrap().emojis, vec![plain, added]);
+    assert_eq!(load(s, other.id()).await.unwrap().emojis, other.emojis);
 }
 
 // ------------------------------------------------------------------ messages
@@ -3044,14 +3169,16 @@ pub async fn restart_keeps_everything<F: Fn(PathBuf) -> Fut, Fut: Future<Output 
             snap.channels,
             snap.members,
             snap.bans,
-            snap.invites
+            snap.invites,
+            snap.emojis
         ),
         (
             g.roles.clone(),
             g.channels.clone(),
             g.members.clone(),
             g.bans.clone(),
-            g.invites.clone()
+            g.invites.clone(),
+            g.emojis.clone()
         )
     );
     assert_eq!(s.guilds.user_guilds(alice.id).await.unwrap(), vec![g.id()]);
