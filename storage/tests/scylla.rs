@@ -13,10 +13,10 @@ use std::time::Duration;
 use enrichment_protocol::rest::HistoryAnchor;
 use enrichment_storage::scylla::{CqlConsistency, Replication, ScyllaOptions, ScyllaStore, schema};
 use enrichment_storage::testsuite::{
-    channel, credentials, dm, fresh_id, group_dm, guild, member, msg, user,
+    channel, credentials, dm, emoji, fresh_id, group_dm, guild, member, msg, user,
 };
 use enrichment_storage::{
-    GuildSnapshot, GuildWrite, RelationshipRecord, SigningKeyRecord, StoreError,
+    EmojiRecord, GuildSnapshot, GuildWrite, RelationshipRecord, SigningKeyRecord, StoreError,
 };
 use enrichment_testkit::CqlServer;
 
@@ -73,6 +73,7 @@ async fn schema_statements_and_round_trips_over_the_wire() {
     let guild = guild(fresh_id(), alice.id, Vec::new());
     let channel = channel(fresh_id(), guild.id, "general");
     let member = member(guild.id, alice.id);
+    let wave = emoji(fresh_id(), guild.id, "wave", Vec::new(), false);
     s.guilds
         .write_guild(
             guild.id,
@@ -80,6 +81,7 @@ async fn schema_statements_and_round_trips_over_the_wire() {
                 GuildWrite::PutGuild(guild.clone()),
                 GuildWrite::PutChannel(channel.clone()),
                 GuildWrite::PutMember(member.clone()),
+                GuildWrite::PutEmoji(wave.clone()),
             ],
         )
         .await
@@ -88,6 +90,41 @@ async fn schema_statements_and_round_trips_over_the_wire() {
     assert_eq!(snap.guild.as_ref(), Some(&guild));
     assert_eq!(snap.channels, vec![channel.clone()]);
     assert_eq!(snap.members, vec![member]);
+    assert_eq!(snap.emojis, vec![wave.clone()]);
+    // An emoji replaced (renamed, given a role) and another added, then the first deleted.
+    let waving = EmojiRecord {
+        name: "waving".into(),
+        roles: vec![guild.id],
+        ..wave.clone()
+    };
+    let dance = emoji(fresh_id(), guild.id, "dance", Vec::new(), true);
+    s.guilds
+        .write_guild(
+            guild.id,
+            vec![
+                GuildWrite::PutEmoji(waving.clone()),
+                GuildWrite::PutEmoji(dance.clone()),
+            ],
+        )
+        .await
+        .expect("emoji batch");
+    let mut emojis = s.guilds.load_guild(guild.id).await.unwrap().unwrap().emojis;
+    emojis.sort_by_key(|e| e.id);
+    assert_eq!(emojis, vec![waving, dance.clone()]);
+    s.guilds
+        .write_guild(
+            guild.id,
+            vec![GuildWrite::DeleteEmoji {
+                guild_id: guild.id,
+                emoji_id: wave.id,
+            }],
+        )
+        .await
+        .expect("emoji deletion");
+    assert_eq!(
+        s.guilds.load_guild(guild.id).await.unwrap().unwrap().emojis,
+        vec![dance]
+    );
     assert_eq!(
         s.guilds.user_guilds(alice.id).await.unwrap(),
         vec![guild.id]
