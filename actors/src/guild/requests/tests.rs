@@ -80,7 +80,7 @@ fn errors_survive_messagepack_with_named_fields() {
 #[test]
 fn every_session_op_survives_messagepack_with_named_fields() {
     let seen = check_all::<SessionOp>(512, SessionOp::name);
-    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(seen.len(), 7, "{seen:?}");
 }
 
 #[test]
