@@ -844,3 +844,55 @@ async fn an_upload_cut_off_by_the_client_leaves_nothing() {
         .ok(200);
     assert_eq!(history, json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_takes_files_from_its_users_only() {
+    let t = TestNode::start().await;
+    let ana = t.register("dmfileana").await;
+    let ben = t.register("dmfileben").await;
+    let cal = t.register("dmfilecal").await;
+    let (_, ch) = t.guild(&ana, "Shared files").await;
+    t.join(&ana, &ch, &ben).await;
+    t.join(&ana, &ch, &cal).await;
+    let dm = t
+        .post(
+            "/users/@me/channels",
+            &ben.token,
+            json!({"recipient_id": ana.id}),
+        )
+        .await
+        .ok(200);
+    let dm = id_of(&dm);
+
+    let picture = png(4, 4, 1_000);
+    let m = post_files(
+        &t,
+        &ben.token,
+        &dm,
+        Some(json!({"content": "the plan"})),
+        vec![file("plan.png", picture.clone(), "image/png")],
+    )
+    .await
+    .ok(200);
+    assert!(m.get("guild_id").is_none(), "{m}");
+    let url = m["attachments"][0]["url"].as_str().unwrap().to_owned();
+    assert!(url.contains(&format!("/attachments/{dm}/")), "{url}");
+    let (status, _, bytes) = fetch(&t, &url).await;
+    assert_eq!((status, bytes), (200, picture.clone()));
+    let read = t
+        .get(&format!("/channels/{dm}/messages"), &ana.token)
+        .await
+        .ok(200);
+    assert_eq!(read[0]["attachments"][0]["url"], url.as_str());
+
+    // Someone outside the DM is refused before a byte is stored.
+    post_files(
+        &t,
+        &cal.token,
+        &dm,
+        None,
+        vec![file("intrude.png", picture, "image/png")],
+    )
+    .await
+    .err(403, 50001);
+}
