@@ -208,6 +208,7 @@ fn guild_state(members: u64) -> GuildState {
         bans: HashMap::new(),
         invites: HashMap::new(),
         webhooks: HashMap::new(),
+        emojis: BTreeMap::new(),
         private: None,
     }
 }

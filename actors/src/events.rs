@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use enrichment_protocol::gateway::Presence;
 pub use enrichment_protocol::gateway::dispatch::{
-    AuditLogEntryData, ChannelPinsData, ChannelRecipientData, GuildDeleteData, GuildUserData,
-    InviteCreateData, InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData,
-    MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData,
-    RoleDeleteData, TypingStartData, WebhooksUpdateData,
+    AuditLogEntryData, ChannelPinsData, ChannelRecipientData, GuildDeleteData,
+    GuildEmojisUpdateData, GuildUserData, InviteCreateData, InviteDeleteData, MemberData,
+    MessageData, MessageDeleteBulkData, MessageDeleteData, ReactionData, ReactionRemoveAllData,
+    ReactionRemoveEmojiData, RoleData, RoleDeleteData, TypingStartData, WebhooksUpdateData,
 };
 use enrichment_protocol::models::{Channel, Guild};
 use enrichment_protocol::{Permissions, Snowflake};
@@ -72,6 +72,7 @@ pub enum GuildEvent {
     WebhooksUpdate(WebhooksUpdateData),
     ChannelRecipientAdd(ChannelRecipientData),
     ChannelRecipientRemove(ChannelRecipientData),
+    EmojisUpdate(GuildEmojisUpdateData),
 }
 
 impl GuildEvent {
@@ -108,6 +109,7 @@ impl GuildEvent {
             GuildEvent::WebhooksUpdate(_) => "WEBHOOKS_UPDATE",
             GuildEvent::ChannelRecipientAdd(_) => "CHANNEL_RECIPIENT_ADD",
             GuildEvent::ChannelRecipientRemove(_) => "CHANNEL_RECIPIENT_REMOVE",
+            GuildEvent::EmojisUpdate(_) => "GUILD_EMOJIS_UPDATE",
         }
     }
 
@@ -180,6 +182,7 @@ impl GuildEvent {
             GuildEvent::PresenceUpdate(_) => GUILD_PRESENCES,
             GuildEvent::WebhooksUpdate(_) => GUILD_WEBHOOKS,
             GuildEvent::ChannelRecipientAdd(_) | GuildEvent::ChannelRecipientRemove(_) => 0,
+            GuildEvent::EmojisUpdate(_) => GUILD_EXPRESSIONS,
         }
     }
 }

@@ -327,6 +327,7 @@ impl Node {
                     "/attachments/{channel_id}/{attachment_id}/{filename}",
                     web::get().to(attachments::serve::serve),
                 )
+                .route("/emojis/{file}", web::get().to(routes::emojis::image))
                 .service(api("/api/v10"))
                 .service(api("/api/v9"))
                 .service(api("/api"))

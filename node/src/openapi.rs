@@ -70,6 +70,11 @@ use crate::routes;
         routes::guilds::unban,
         routes::guilds::list_invites,
         routes::guilds::audit_log,
+        routes::emojis::list,
+        routes::emojis::create,
+        routes::emojis::get_emoji,
+        routes::emojis::modify,
+        routes::emojis::remove,
         routes::webhooks::create,
         routes::webhooks::list_channel,
         routes::webhooks::list_guild,
@@ -117,7 +122,7 @@ use crate::routes;
     tags(
         (name = "auth"), (name = "users"), (name = "applications"), (name = "gateway"), (name = "guilds"),
         (name = "channels"), (name = "roles"), (name = "members"), (name = "bans"), (name = "invites"),
-        (name = "messages"), (name = "reactions"), (name = "pins"), (name = "audit-log"), (name = "webhooks")
+        (name = "messages"), (name = "reactions"), (name = "pins"), (name = "audit-log"), (name = "webhooks"), (name = "emojis")
     )
 )]
 pub struct ApiDoc;

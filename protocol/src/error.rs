@@ -35,6 +35,7 @@ pub enum ErrorCode {
     MaxReactions = 30010,
     MaxChannels = 30013,
     MaxWebhooks = 30007,
+    MaxEmojis = 30008,
     MaxInvites = 30016,
     Unauthorized = 40001,
     RequestEntityTooLarge = 40005,

@@ -407,12 +407,51 @@ wire! {
 }
 
 wire! {
-    /// An emoji as used in reactions; `id` is null for Unicode emoji.
+    /// An emoji: a Unicode one (`id` null) or a guild's custom one. Reactions carry only `id`,
+    /// `name` and `animated`; a guild's emoji list adds the rest.
     pub struct Emoji {
         pub id: Option<Snowflake>,
         pub name: Option<String>,
         #[serde(default, skip_serializing_if = "is_false")]
         pub animated: bool,
+        /// Roles allowed to use it (empty: everyone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
+        pub roles: Option<Vec<Snowflake>>,
+        /// Who uploaded it (shown to those who may manage it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub user: Option<User>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub require_colons: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub managed: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub available: Option<bool>,
+    }
+}
+
+impl Emoji {
+    /// A Unicode emoji, as a reaction names it.
+    pub fn unicode(name: impl Into<String>) -> Emoji {
+        Emoji {
+            id: None,
+            name: Some(name.into()),
+            animated: false,
+            roles: None,
+            user: None,
+            require_colons: None,
+            managed: None,
+            available: None,
+        }
+    }
+
+    /// A custom emoji as a reaction names it: id, name, animated.
+    pub fn custom(id: Snowflake, name: impl Into<String>, animated: bool) -> Emoji {
+        Emoji {
+            id: Some(id),
+            animated,
+            ..Emoji::unicode(name)
+        }
     }
 }
 
@@ -762,6 +801,9 @@ pub mod audit_action {
     pub const WEBHOOK_CREATE: u16 = 50;
     pub const WEBHOOK_UPDATE: u16 = 51;
     pub const WEBHOOK_DELETE: u16 = 52;
+    pub const EMOJI_CREATE: u16 = 60;
+    pub const EMOJI_UPDATE: u16 = 61;
+    pub const EMOJI_DELETE: u16 = 62;
 
     /// Discord's name of an action type, for people reading a log.
     pub fn name(action: u16) -> Option<&'static str> {
@@ -791,6 +833,9 @@ pub mod audit_action {
             WEBHOOK_CREATE => "WEBHOOK_CREATE",
             WEBHOOK_UPDATE => "WEBHOOK_UPDATE",
             WEBHOOK_DELETE => "WEBHOOK_DELETE",
+            EMOJI_CREATE => "EMOJI_CREATE",
+            EMOJI_UPDATE => "EMOJI_UPDATE",
+            EMOJI_DELETE => "EMOJI_DELETE",
             _ => return None,
         })
     }

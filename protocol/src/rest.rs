@@ -466,6 +466,68 @@ impl PutRelationship {
     }
 }
 
+// ---------------------------------------------------------------- emojis
+
+/// Checks a custom emoji's name: 2 to 32 letters, digits and underscores, as Discord takes them.
+fn validate_emoji_name(e: &mut FormErrors, name: &str) {
+    let len = name.chars().count();
+    if !(2..=32).contains(&len) {
+        e.add(
+            &["name"],
+            "BASE_TYPE_BAD_LENGTH",
+            "Must be between 2 and 32 in length.",
+        );
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        e.add(
+            &["name"],
+            "BASE_TYPE_INVALID",
+            "Only letters, digits and underscores.",
+        );
+    }
+}
+
+body! {
+    /// `POST /guilds/{id}/emojis`: `image` is image data (`data:image/png;base64,...`; PNG,
+    /// JPEG, GIF or WebP; a GIF is an animated emoji).
+    pub struct CreateEmoji {
+        pub name: String,
+        pub image: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(crate::arbitrary::few())"))]
+        pub roles: Option<Vec<Snowflake>>,
+    }
+}
+
+impl CreateEmoji {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        validate_emoji_name(&mut e, &self.name);
+        e.finish()
+    }
+}
+
+body! {
+    /// `PATCH /guilds/{id}/emojis/{emoji_id}`.
+    pub struct ModifyEmoji {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        /// Absent: unchanged; `null` or `[]`: everyone may use it.
+        #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "arbitrary", proptest(strategy = "proptest::option::of(proptest::option::of(crate::arbitrary::few()))"))]
+        pub roles: Option<Option<Vec<Snowflake>>>,
+    }
+}
+
+impl ModifyEmoji {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut e = FormErrors::default();
+        if let Some(n) = &self.name {
+            validate_emoji_name(&mut e, n);
+        }
+        e.finish()
+    }
+}
+
 // ---------------------------------------------------------------- guilds
 
 body! {
@@ -1001,6 +1063,18 @@ fn validate_message_parts(e: &mut FormErrors, content: Option<&str>, embeds: Opt
                     "Must be 25 or fewer in length.",
                 );
             }
+            // Discord's per-field limits; a field's name and value may not be empty.
+            for (j, f) in em.fields.iter().enumerate() {
+                let j = j.to_string();
+                e.check_len(&["embeds", &i, "fields", &j, "name"], &f.name, 1, 256);
+                e.check_len(&["embeds", &i, "fields", &j, "value"], &f.value, 1, 1024);
+            }
+            if let Some(f) = &em.footer {
+                e.check_len(&["embeds", &i, "footer", "text"], &f.text, 1, 2048);
+            }
+            if let Some(a) = &em.author {
+                e.check_len(&["embeds", &i, "author", "name"], &a.name, 1, 256);
+            }
         }
     }
 }
@@ -1440,6 +1514,44 @@ impl ReactionsQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embed_fields_footers_and_authors_are_held_to_discords_limits() {
+        let embed = |v: serde_json::Value| -> CreateMessage {
+            serde_json::from_value(serde_json::json!({"embeds": [v]})).unwrap()
+        };
+        let ok = embed(serde_json::json!({
+            "fields": [{"name": "n", "value": "v"}],
+            "footer": {"text": "f"}, "author": {"name": "a"}
+        }));
+        assert!(ok.validate_with_files(0).is_ok());
+        for (bad, path) in [
+            (
+                serde_json::json!({"fields": [{"name": "", "value": "v"}]}),
+                ["fields", "0", "name"],
+            ),
+            (
+                serde_json::json!({"fields": [{"name": "n", "value": "v".repeat(1025)}]}),
+                ["fields", "0", "value"],
+            ),
+            (
+                serde_json::json!({"footer": {"text": "f".repeat(2049)}}),
+                ["footer", "text", ""],
+            ),
+            (
+                serde_json::json!({"author": {"name": "a".repeat(257)}}),
+                ["author", "name", ""],
+            ),
+        ] {
+            let err = embed(bad).validate_with_files(0).unwrap_err();
+            assert_eq!(err.code(), 50035);
+            let mut at = &err.body.errors.clone().unwrap()["embeds"]["0"];
+            for seg in path.iter().filter(|s| !s.is_empty()) {
+                at = &at[*seg];
+            }
+            assert!(at["_errors"].is_array(), "{path:?}: {:?}", err.body.errors);
+        }
+    }
 
     #[test]
     fn nullable_distinguishes_absent_from_null() {

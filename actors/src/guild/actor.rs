@@ -48,6 +48,10 @@ pub struct GuildLimits {
     pub max_webhooks_per_channel: usize,
     /// Distinct emoji per message.
     pub max_reactions_per_message: usize,
+    /// Custom emojis per guild, of each kind (static and animated; Discord's 50 without boosts).
+    pub max_emojis: usize,
+    /// The largest custom emoji image, in bytes (Discord's 256 KiB).
+    pub max_emoji_bytes: usize,
     /// Remembered (channel, author, nonce) triples for `enforce_nonce`.
     pub nonce_memory: usize,
     /// Bounded buffer of the in-process [`EventBus`]; a subscriber further behind loses events.
@@ -67,6 +71,8 @@ impl Default for GuildLimits {
             max_invites: 1000,
             max_webhooks_per_channel: 15,
             max_reactions_per_message: 20,
+            max_emojis: 50,
+            max_emoji_bytes: 256 * 1024,
             nonce_memory: 4096,
             event_buffer: 4096,
         }

@@ -53,6 +53,25 @@ impl GuildActorState {
             AnyRequest::RefreshBlocks(RefreshBlocks {}) => {
                 answer::<RefreshBlocks>(port, self.refresh_blocks().await)
             }
+            // ------------------------------------------------ emojis
+            AnyRequest::ListEmojis(ListEmojis {}) => {
+                answer::<ListEmojis>(port, self.list_emojis(actor).await)
+            }
+            AnyRequest::GetEmoji(r) => {
+                answer::<GetEmoji>(port, self.get_emoji(actor, r.emoji_id).await)
+            }
+            AnyRequest::CheckEmoji(r) => {
+                answer::<CheckEmoji>(port, self.check_emoji(actor, r.animated))
+            }
+            AnyRequest::CreateEmoji(r) => {
+                answer::<CreateEmoji>(port, self.create_emoji(actor, r).await)
+            }
+            AnyRequest::ModifyEmoji(r) => {
+                answer::<ModifyEmoji>(port, self.modify_emoji(actor, r.emoji_id, r.body).await)
+            }
+            AnyRequest::DeleteEmoji(r) => {
+                answer::<DeleteEmoji>(port, self.delete_emoji(actor, r.emoji_id).await)
+            }
             // ------------------------------------------------ the guild
             AnyRequest::GetGuild(GetGuild {}) => answer::<GetGuild>(port, self.get_guild(actor)),
             AnyRequest::GetPartialGuild(GetPartialGuild {}) => {

@@ -23,7 +23,7 @@ use super::blobs;
 use super::commit::{Applied, Change, Completion, apply};
 use super::requests::{self, Request, Responder};
 use super::state::GuildState;
-use super::text::{emoji_of_key, parse_mentions, parse_reaction_emoji};
+use super::text::{emoji_of_key, parse_mentions};
 use crate::events::{
     Audience, ChannelPinsData, Dispatch, GuildEvent, MessageData, MessageDeleteBulkData,
     MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData,
@@ -868,8 +868,8 @@ impl GuildActorState {
             after,
             limit,
         } = request;
-        let key = match parse_reaction_emoji(&emoji) {
-            Ok((k, _)) => k,
+        let key = match self.reaction_key(&emoji, None) {
+            Ok(k) => k,
             Err(e) => return reply.send(Err(e)),
         };
         self.spawn_read(actor, ch, reply, None, move |ctx| async move {
@@ -994,7 +994,7 @@ impl GuildActorState {
         let perms =
             self.state
                 .require_channel(actor, ch, Permissions::READ_MESSAGE_HISTORY, self.now())?;
-        let (key, _) = parse_reaction_emoji(&emoji)?;
+        let key = self.reaction_key(&emoji, Some(actor))?;
         self.load_message(ch, id).await?;
         let store = &self.ctx.stores.messages;
         let counts = store
@@ -1048,7 +1048,7 @@ impl GuildActorState {
             Permissions::MANAGE_MESSAGES
         };
         self.state.require_channel(actor, ch, need, self.now())?;
-        let (key, _) = parse_reaction_emoji(&emoji)?;
+        let key = self.reaction_key(&emoji, None)?;
         self.load_message(ch, id).await?;
         let removed = self
             .commit(Change::RemoveReaction {
@@ -1078,9 +1078,8 @@ impl GuildActorState {
             .require_channel(actor, ch, Permissions::MANAGE_MESSAGES, self.now())?;
         let key = emoji
             .as_deref()
-            .map(parse_reaction_emoji)
-            .transpose()?
-            .map(|(k, _)| k);
+            .map(|e| self.reaction_key(e, None))
+            .transpose()?;
         self.load_message(ch, id).await?;
         self.commit(Change::RemoveReactions {
             channel_id: ch,

@@ -21,6 +21,7 @@ mod channels;
 pub mod commit;
 pub mod create;
 mod dispatch;
+mod emojis;
 pub mod fanout;
 mod members;
 mod messages;

@@ -108,6 +108,7 @@ impl GuildState {
             bans: HashMap::new(),
             invites: HashMap::new(),
             webhooks: HashMap::new(),
+            emojis: BTreeMap::new(),
             private: Some(PrivateState {
                 kind: record.kind,
                 recipients: Vec::new(),

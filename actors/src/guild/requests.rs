@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 
 use enrichment_protocol::gateway::{Encoding, Presence, RequestGuildMembers};
 use enrichment_protocol::models::{
-    Attachment, AuditLog, Ban, Channel, Guild, Invite, Member, Message, PartialGuild,
+    Attachment, AuditLog, Ban, Channel, Emoji, Guild, Invite, Member, Message, PartialGuild,
     PinnedMessage, Role, User, Webhook,
 };
 use enrichment_protocol::rest::{
@@ -226,6 +226,12 @@ guild_requests! {
     GetWebhookMessage => Message,
     EditWebhookMessage => Message,
     DeleteWebhookMessage => (),
+    ListEmojis => Vec<Emoji>,
+    GetEmoji => Emoji,
+    CheckEmoji => (),
+    CreateEmoji => Emoji,
+    ModifyEmoji => Emoji,
+    DeleteEmoji => (),
     AddRecipient => (),
     RemoveRecipient => (),
     RefreshBlocks => (),
@@ -331,6 +337,16 @@ request_types! {
     GetWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
     EditWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake, body: rest::EditMessage }
     DeleteWebhookMessage { webhook_id: Snowflake, token: String, message_id: Snowflake }
+    ListEmojis {}
+    GetEmoji { emoji_id: Snowflake }
+    /// May the caller add an emoji of this kind (permission, room under the limit)? Asked
+    /// before its image is stored; the create checks again.
+    CheckEmoji { animated: bool }
+    /// An emoji whose image is already stored under `emoji_id` (the route deletes it again if
+    /// this fails).
+    CreateEmoji { emoji_id: Snowflake, name: String, roles: Option<Vec<Snowflake>>, animated: bool }
+    ModifyEmoji { emoji_id: Snowflake, body: rest::ModifyEmoji }
+    DeleteEmoji { emoji_id: Snowflake }
     /// A group DM's `PUT /channels/{id}/recipients/{user_id}`.
     AddRecipient { user_id: Snowflake }
     /// A group DM's `DELETE /channels/{id}/recipients/{user_id}`.

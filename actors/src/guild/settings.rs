@@ -3,7 +3,8 @@
 use enrichment_protocol::models::{AuditLogEntry, Guild, PartialGuild, audit_action};
 use enrichment_protocol::rest::ModifyGuild;
 use enrichment_protocol::{ApiError, FormErrors, Permissions, Snowflake};
-use enrichment_storage::GuildWrite;
+use enrichment_storage::blobs::BlobKey;
+use enrichment_storage::{EmojiRecord, GuildWrite};
 
 use super::actor::GuildActorState;
 use super::audit::changes;
@@ -124,6 +125,13 @@ impl GuildActorState {
         // The guild is gone once its metadata is; message rows and attachment blobs are
         // unreachable from then on and are cleared in the background.
         self.ctx.discard_channel_blobs(channels.clone());
+        let emoji_images = self
+            .state
+            .emojis
+            .keys()
+            .filter_map(|e| BlobKey::new(EmojiRecord::blob_key(*e)).ok())
+            .collect();
+        self.ctx.discard_blobs(emoji_images);
         tokio::spawn(async move {
             for c in channels {
                 if let Err(e) = apply(&stores, Change::ClearChannel(c)).await {

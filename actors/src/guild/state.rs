@@ -4,10 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use enrichment_protocol::models::{Channel, Guild, Member, Role, User};
+use enrichment_protocol::models::{Channel, Emoji, Guild, Member, Role, User};
 use enrichment_protocol::permissions::{self, MemberRef, RoleLookup};
 use enrichment_protocol::{ApiError, ErrorCode, Permissions, Snowflake, Timestamp};
-use enrichment_storage::{BanRecord, GuildSnapshot, InviteRecord, MemberRecord, WebhookRecord};
+use enrichment_storage::{
+    BanRecord, EmojiRecord, GuildSnapshot, InviteRecord, MemberRecord, WebhookRecord,
+};
 
 pub use super::private::PrivateState;
 
@@ -21,6 +23,8 @@ pub struct GuildState {
     pub bans: HashMap<Snowflake, BanRecord>,
     pub invites: HashMap<String, InviteRecord>,
     pub webhooks: HashMap<Snowflake, WebhookRecord>,
+    /// Custom emojis, in id order (the order the guild lists them).
+    pub emojis: BTreeMap<Snowflake, EmojiRecord>,
     /// Set when the unit is a DM or group DM rather than a guild ([`super::private`]).
     pub private: Option<PrivateState>,
 }
@@ -53,6 +57,7 @@ impl GuildState {
             bans: s.bans.into_iter().map(|b| (b.user_id, b)).collect(),
             invites: s.invites.into_iter().map(|i| (i.code.clone(), i)).collect(),
             webhooks: s.webhooks.into_iter().map(|w| (w.id, w)).collect(),
+            emojis: s.emojis.into_iter().map(|e| (e.id, e)).collect(),
             private: None,
         })
     }
@@ -76,7 +81,28 @@ impl GuildState {
     pub fn wire_guild(&self) -> Guild {
         Guild {
             roles: self.sorted_roles(),
+            emojis: self.wire_emojis(),
             ..self.guild.clone()
+        }
+    }
+
+    /// The guild's custom emojis as its guild object and GUILD_EMOJIS_UPDATE list them.
+    pub fn wire_emojis(&self) -> Vec<Emoji> {
+        self.emojis
+            .values()
+            .map(|e| Self::wire_emoji(e, None))
+            .collect()
+    }
+
+    /// A custom emoji on the wire; `user` is its uploader, for those who may manage it.
+    pub fn wire_emoji(e: &EmojiRecord, user: Option<User>) -> Emoji {
+        Emoji {
+            roles: Some(e.roles.clone()),
+            user,
+            require_colons: Some(true),
+            managed: Some(false),
+            available: Some(true),
+            ..Emoji::custom(e.id, e.name.clone(), e.animated)
         }
     }
 

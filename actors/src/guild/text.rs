@@ -57,38 +57,63 @@ pub fn parse_mentions(content: &str) -> Mentions {
     out
 }
 
+/// A reaction's emoji as a route names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReactionEmoji {
+    Unicode(String),
+    /// `name:id` (an animated one may come as `a:name:id`); the guild says whether it exists.
+    Custom {
+        name: String,
+        id: Snowflake,
+    },
+}
+
 /// Parses a reaction emoji from a route segment (already percent-decoded).
 ///
 /// Unicode emoji are accepted by shape: short, no whitespace, and at least one non-ASCII
-/// character. Custom emoji (`name:id`) need guild emoji, which this server does not host yet, so
-/// they get Discord's "Unknown Emoji".
-pub fn parse_reaction_emoji(raw: &str) -> Result<(String, Emoji), ApiError> {
+/// character. A custom emoji is `name:id`; whether the guild has it is the actor's to check.
+pub fn parse_reaction_emoji(raw: &str) -> Result<ReactionEmoji, ApiError> {
     let unknown = || ApiError::new(400, ErrorCode::UnknownEmoji, "Unknown Emoji");
-    if raw.is_empty()
-        || raw.len() > 64
-        || raw.contains(':')
-        || raw.chars().any(char::is_whitespace)
-        || raw.is_ascii()
-    {
+    if raw.is_empty() || raw.len() > 64 || raw.chars().any(char::is_whitespace) {
         return Err(unknown());
     }
-    Ok((
-        raw.to_owned(),
-        Emoji {
-            id: None,
-            name: Some(raw.to_owned()),
-            animated: false,
-        },
-    ))
+    if let Some((name, id)) = raw.rsplit_once(':') {
+        let name = name.strip_prefix("a:").unwrap_or(name);
+        let id: Snowflake = id.parse().map_err(|_| unknown())?;
+        if name.is_empty() || name.contains(':') {
+            return Err(unknown());
+        }
+        return Ok(ReactionEmoji::Custom {
+            name: name.to_owned(),
+            id,
+        });
+    }
+    if raw.is_ascii() {
+        return Err(unknown());
+    }
+    Ok(ReactionEmoji::Unicode(raw.to_owned()))
+}
+
+/// The stored key of a custom emoji's reactions: `name:id`, `a:name:id` when animated.
+pub fn custom_emoji_key(name: &str, id: Snowflake, animated: bool) -> String {
+    if animated {
+        format!("a:{name}:{id}")
+    } else {
+        format!("{name}:{id}")
+    }
 }
 
 /// The emoji object for a stored reaction key.
 pub fn emoji_of_key(key: &str) -> Emoji {
-    Emoji {
-        id: None,
-        name: Some(key.to_owned()),
-        animated: false,
+    if let Some((rest, id)) = key.rsplit_once(':')
+        && let Ok(id) = id.parse::<Snowflake>()
+    {
+        return match rest.strip_prefix("a:") {
+            Some(name) => Emoji::custom(id, name, true),
+            None => Emoji::custom(id, rest, false),
+        };
     }
+    Emoji::unicode(key)
 }
 
 #[cfg(test)]
@@ -124,9 +149,36 @@ mod tests {
 
     #[test]
     fn emoji_parsing() {
-        assert_eq!(parse_reaction_emoji("👍").unwrap().0, "👍");
+        assert_eq!(
+            parse_reaction_emoji("👍").unwrap(),
+            ReactionEmoji::Unicode("👍".into())
+        );
         assert!(parse_reaction_emoji("🇫🇷").is_ok());
-        for bad in ["", "abc", "name:123", "👍 👍", &"👍".repeat(20)] {
+        let custom = ReactionEmoji::Custom {
+            name: "party".into(),
+            id: Snowflake(123),
+        };
+        assert_eq!(parse_reaction_emoji("party:123").unwrap(), custom);
+        assert_eq!(parse_reaction_emoji("a:party:123").unwrap(), custom);
+        for key in ["👍", "party:123", "a:party:123"] {
+            let e = emoji_of_key(key);
+            assert_eq!(e.animated, key.starts_with("a:"), "{key}");
+            let back = match (e.id, e.name.as_deref()) {
+                (Some(id), Some(name)) => custom_emoji_key(name, id, e.animated),
+                (None, Some(name)) => name.to_owned(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(back, key);
+        }
+        for bad in [
+            "",
+            "abc",
+            "name:x",
+            ":123",
+            "a:b:c:1",
+            "👍 👍",
+            &"👍".repeat(20),
+        ] {
             assert_eq!(
                 parse_reaction_emoji(bad).unwrap_err().code(),
                 10014,

@@ -1,10 +1,11 @@
 //! Guilds, their channels list, roles, members, bans and invites.
 
 use enrichment_protocol::Snowflake;
-use enrichment_protocol::models::{AuditLog, Ban, Channel, Guild, Invite, Member, Role};
+use enrichment_protocol::models::{AuditLog, Ban, Channel, Emoji, Guild, Invite, Member, Role};
 use enrichment_protocol::rest::{
-    AuditLogQuery, ChannelPosition, CreateBan, CreateChannel, CreateGuild, MembersQuery,
-    ModifyCurrentMember, ModifyGuild, ModifyMember, RoleBody, RolePosition,
+    AuditLogQuery, ChannelPosition, CreateBan, CreateChannel, CreateEmoji, CreateGuild,
+    MembersQuery, ModifyCurrentMember, ModifyEmoji, ModifyGuild, ModifyMember, RoleBody,
+    RolePosition,
 };
 use reqwest::Method;
 
@@ -211,6 +212,46 @@ impl Client {
     /// `DELETE /guilds/{guild_id}/bans/{user_id}`.
     pub async fn remove_guild_ban(&self, guild_id: Snowflake, user_id: Snowflake) -> Result<()> {
         let path = format!("/guilds/{guild_id}/bans/{user_id}");
+        self.call_empty(Method::DELETE, &path, Body::None).await
+    }
+
+    /// `GET /guilds/{guild_id}/emojis`.
+    pub async fn list_guild_emojis(&self, guild_id: Snowflake) -> Result<Vec<Emoji>> {
+        let path = format!("/guilds/{guild_id}/emojis");
+        self.call(Method::GET, &path, None, Body::None).await
+    }
+
+    /// `GET /guilds/{guild_id}/emojis/{emoji_id}`.
+    pub async fn get_guild_emoji(&self, guild_id: Snowflake, emoji_id: Snowflake) -> Result<Emoji> {
+        let path = format!("/guilds/{guild_id}/emojis/{emoji_id}");
+        self.call(Method::GET, &path, None, Body::None).await
+    }
+
+    /// `POST /guilds/{guild_id}/emojis` (CREATE_GUILD_EXPRESSIONS); `image` is image data,
+    /// `data:image/png;base64,...`.
+    pub async fn create_guild_emoji(
+        &self,
+        guild_id: Snowflake,
+        body: &CreateEmoji,
+    ) -> Result<Emoji> {
+        let path = format!("/guilds/{guild_id}/emojis");
+        self.call(Method::POST, &path, None, json(body)).await
+    }
+
+    /// `PATCH /guilds/{guild_id}/emojis/{emoji_id}`.
+    pub async fn modify_guild_emoji(
+        &self,
+        guild_id: Snowflake,
+        emoji_id: Snowflake,
+        body: &ModifyEmoji,
+    ) -> Result<Emoji> {
+        let path = format!("/guilds/{guild_id}/emojis/{emoji_id}");
+        self.call(Method::PATCH, &path, None, json(body)).await
+    }
+
+    /// `DELETE /guilds/{guild_id}/emojis/{emoji_id}`.
+    pub async fn delete_guild_emoji(&self, guild_id: Snowflake, emoji_id: Snowflake) -> Result<()> {
+        let path = format!("/guilds/{guild_id}/emojis/{emoji_id}");
         self.call_empty(Method::DELETE, &path, Body::None).await
     }
 

@@ -2,10 +2,10 @@
 //! it from, plus the connection's own lifecycle.
 
 use enrichment_protocol::gateway::dispatch::{
-    AuditLogEntryData, ChannelPinsData, ChannelRecipientData, GuildDeleteData, GuildUserData,
-    InviteCreateData, InviteDeleteData, MemberData, MessageData, MessageDeleteBulkData,
-    MessageDeleteData, ReactionData, ReactionRemoveAllData, ReactionRemoveEmojiData, RoleData,
-    RoleDeleteData, TypingStartData, WebhooksUpdateData,
+    AuditLogEntryData, ChannelPinsData, ChannelRecipientData, GuildDeleteData,
+    GuildEmojisUpdateData, GuildUserData, InviteCreateData, InviteDeleteData, MemberData,
+    MessageData, MessageDeleteBulkData, MessageDeleteData, ReactionData, ReactionRemoveAllData,
+    ReactionRemoveEmojiData, RoleData, RoleDeleteData, TypingStartData, WebhooksUpdateData,
 };
 use enrichment_protocol::gateway::{GuildCreate, GuildMembersChunk, Presence, Ready};
 use enrichment_protocol::models::{Channel, Guild, User};
@@ -59,6 +59,8 @@ pub enum Event {
     GuildBanRemove(Box<GuildUserData>),
     /// An administrative action was recorded in the audit log (members with VIEW_AUDIT_LOG).
     GuildAuditLogEntryCreate(Box<AuditLogEntryData>),
+    /// A guild's custom emojis changed: the whole new list (needs GUILD_EXPRESSIONS).
+    GuildEmojisUpdate(Box<GuildEmojisUpdateData>),
     /// A channel's webhooks changed.
     WebhooksUpdate(Box<WebhooksUpdateData>),
     /// An invite was created.
@@ -134,6 +136,7 @@ impl Event {
             "GUILD_BAN_REMOVE" => Event::GuildBanRemove(de(d)?),
             "GUILD_AUDIT_LOG_ENTRY_CREATE" => Event::GuildAuditLogEntryCreate(de(d)?),
             "WEBHOOKS_UPDATE" => Event::WebhooksUpdate(de(d)?),
+            "GUILD_EMOJIS_UPDATE" => Event::GuildEmojisUpdate(de(d)?),
             "INVITE_CREATE" => Event::InviteCreate(de(d)?),
             "INVITE_DELETE" => Event::InviteDelete(de(d)?),
             "MESSAGE_CREATE" => Event::MessageCreate(de(d)?),
@@ -183,7 +186,8 @@ mod tests {
             json!({"id": "2", "type": 1, "position": 0, "permission_overwrites": [], "topic": null,
                    "nsfw": false, "last_message_id": null, "rate_limit_per_user": 0, "parent_id": null,
                    "last_pin_timestamp": null, "flags": 0,
-                   "recipients": [{"id": "5", "username": "ana", "discriminator": "0", "global_name": null, "avatar": null}]}),
+                   "recipients": [{"id": "5", "username": "ana", "discriminator": "0", "global_name": null,
+                                   "avatar": null, "banner": null, "accent_color": null, "public_flags": 0, "flags": 0}]}),
         )
         .expect("decodes");
         match ev {

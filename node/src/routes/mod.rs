@@ -7,6 +7,7 @@ use actix_web::web;
 
 pub mod auth;
 pub mod channels;
+pub mod emojis;
 pub mod guilds;
 pub mod invites;
 pub mod messages;
@@ -29,7 +30,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(private::configure_users)
             .configure(users::configure),
     )
-    .service(group(&["guilds"]).configure(guilds::configure))
+    .service(
+        group(&["guilds"])
+            .configure(guilds::configure)
+            .configure(emojis::configure),
+    )
     .service(
         group(&["channels"])
             .configure(messages::configure)

@@ -12,6 +12,7 @@ mod audit_log;
 mod auth;
 mod bad_input;
 mod cluster;
+mod emojis;
 mod fanout_order;
 mod gateway;
 mod gateway_events;

@@ -176,6 +176,13 @@ pub struct TypingStartData {
     pub member: Option<Member>,
 }
 
+/// GUILD_EMOJIS_UPDATE: the guild's whole list of custom emojis after a change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuildEmojisUpdateData {
+    pub guild_id: Snowflake,
+    pub emojis: Vec<Emoji>,
+}
+
 /// CHANNEL_RECIPIENT_ADD / CHANNEL_RECIPIENT_REMOVE: someone joined or left a group DM.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChannelRecipientData {
