@@ -870,3 +870,53 @@ async fn dms_group_dms_and_blocks() {
         group.id
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_emojis() {
+    use base64::Engine as _;
+    let t = TestNode::start().await;
+    let owner = t.user("emoji_owner").await;
+    let (gid, _) = t.guild(&owner, "Emojis").await;
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\0\0\0\0";
+    let image = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    );
+    let emoji = owner
+        .create_guild_emoji(
+            gid,
+            &CreateEmoji {
+                name: "wave".into(),
+                image,
+                roles: None,
+            },
+        )
+        .await
+        .expect("create");
+    let id = emoji.id.expect("a custom emoji has an id");
+    assert_eq!(owner.list_guild_emojis(gid).await.expect("list").len(), 1);
+    let renamed = owner
+        .modify_guild_emoji(
+            gid,
+            id,
+            &ModifyEmoji {
+                name: Some("hello".into()),
+                roles: None,
+            },
+        )
+        .await
+        .expect("rename");
+    assert_eq!(renamed.name.as_deref(), Some("hello"));
+    assert_eq!(
+        owner
+            .get_guild_emoji(gid, id)
+            .await
+            .expect("get")
+            .name
+            .as_deref(),
+        Some("hello")
+    );
+    owner.delete_guild_emoji(gid, id).await.expect("delete");
+    let gone = owner.get_guild_emoji(gid, id).await.expect_err("gone");
+    assert_eq!(gone.code(), Some(10014), "{gone}");
+}

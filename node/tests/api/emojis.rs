@@ -88,7 +88,7 @@ async fn an_emoji_is_uploaded_served_announced_reacted_with_renamed_and_deleted(
         .ok(201);
     let id = id_of(&emoji);
     assert_eq!(emoji["name"], "party_blob");
-    assert_eq!(emoji["animated"].as_bool().unwrap_or(false), false);
+    assert!(!emoji["animated"].as_bool().unwrap_or(false), "{emoji}");
     assert_eq!(emoji["require_colons"], true);
     assert_eq!(emoji["roles"], json!([]));
     assert_eq!(emoji["user"]["id"], owner.id.as_str());
