@@ -167,38 +167,7 @@ fn guild_state(members: u64) -> GuildState {
         })
         .collect();
     GuildState {
-        guild: Guild {
-            id: GUILD,
-            name: "Bench".into(),
-            icon: None,
-            splash: None,
-            discovery_splash: None,
-            owner_id: user_id(0),
-            afk_channel_id: None,
-            afk_timeout: 300,
-            verification_level: 0,
-            default_message_notifications: 0,
-            explicit_content_filter: 0,
-            roles: Vec::new(),
-            emojis: Vec::new(),
-            features: Vec::new(),
-            mfa_level: 0,
-            application_id: None,
-            system_channel_id: Some(channel_id(GENERAL)),
-            system_channel_flags: 0,
-            rules_channel_id: None,
-            vanity_url_code: None,
-            description: None,
-            banner: None,
-            premium_tier: 0,
-            preferred_locale: "en-US".into(),
-            public_updates_channel_id: None,
-            nsfw_level: 0,
-            premium_progress_bar_enabled: false,
-            safety_alerts_channel_id: None,
-            stickers: Vec::new(),
-            approximate_member_count: None,
-        },
+        guild: Guild::new(GUILD, "Bench", user_id(0)),
         roles: roles
             .into_iter()
             .map(|r| (r.id, r))

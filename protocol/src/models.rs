@@ -119,6 +119,24 @@ pub struct Role {
 }
 
 impl Role {
+    /// A guild's @everyone role: its id is the guild's, at position 0.
+    pub fn everyone(guild_id: Snowflake, permissions: Permissions) -> Role {
+        Role {
+            id: guild_id,
+            name: "@everyone".into(),
+            color: 0,
+            hoist: false,
+            icon: None,
+            unicode_emoji: None,
+            position: 0,
+            permissions,
+            managed: false,
+            mentionable: false,
+            tags: None,
+            flags: 0,
+        }
+    }
+
     /// Discord's role colors object for this role's solid color.
     pub fn colors(&self) -> RoleColors {
         RoleColors {
@@ -370,6 +388,45 @@ wire! {
         pub stickers: Vec<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub approximate_member_count: Option<u64>,
+    }
+}
+
+impl Guild {
+    /// A new guild with Discord's defaults: no icon or channels named yet, no roles listed
+    /// (they are rows of their own), a 300 s AFK timeout, locale en-US.
+    pub fn new(id: Snowflake, name: impl Into<String>, owner_id: Snowflake) -> Guild {
+        Guild {
+            id,
+            name: name.into(),
+            icon: None,
+            splash: None,
+            discovery_splash: None,
+            owner_id,
+            afk_channel_id: None,
+            afk_timeout: 300,
+            verification_level: 0,
+            default_message_notifications: 0,
+            explicit_content_filter: 0,
+            roles: Vec::new(),
+            emojis: Vec::new(),
+            features: Vec::new(),
+            mfa_level: 0,
+            application_id: None,
+            system_channel_id: None,
+            system_channel_flags: 0,
+            rules_channel_id: None,
+            vanity_url_code: None,
+            description: None,
+            banner: None,
+            premium_tier: 0,
+            preferred_locale: "en-US".into(),
+            public_updates_channel_id: None,
+            nsfw_level: 0,
+            premium_progress_bar_enabled: false,
+            safety_alerts_channel_id: None,
+            stickers: Vec::new(),
+            approximate_member_count: None,
+        }
     }
 }
 

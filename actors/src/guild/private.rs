@@ -68,20 +68,7 @@ impl GuildState {
     /// The state of a private channel's unit.
     pub fn from_private(record: PrivateChannelRecord) -> Self {
         let id = record.id;
-        let everyone = Role {
-            id,
-            name: "@everyone".into(),
-            color: 0,
-            hoist: false,
-            icon: None,
-            unicode_emoji: None,
-            position: 0,
-            permissions: DM_PERMISSIONS,
-            managed: false,
-            mentionable: false,
-            tags: None,
-            flags: 0,
-        };
+        let everyone = Role::everyone(id, DM_PERMISSIONS);
         let channel = Channel {
             id,
             kind: ChannelType(record.kind),
@@ -158,6 +145,14 @@ impl GuildState {
         }
     }
 
+    /// The write that stores this private channel's record as it stands (none for a guild).
+    pub fn record_write(&self) -> Vec<GuildWrite> {
+        self.private_record()
+            .into_iter()
+            .map(GuildWrite::PutPrivateChannel)
+            .collect()
+    }
+
     /// The record of this private channel as it stands, for a write.
     pub fn private_record(&self) -> Option<PrivateChannelRecord> {
         let p = self.private.as_ref()?;
@@ -178,38 +173,7 @@ impl GuildState {
 /// owner holds every permission, and a group DM's owner may not, say, delete the others'
 /// messages.
 fn private_guild(id: Snowflake) -> Guild {
-    Guild {
-        id,
-        name: String::new(),
-        icon: None,
-        splash: None,
-        discovery_splash: None,
-        owner_id: Snowflake(0),
-        afk_channel_id: None,
-        afk_timeout: 0,
-        verification_level: 0,
-        default_message_notifications: 0,
-        explicit_content_filter: 0,
-        roles: Vec::new(),
-        emojis: Vec::new(),
-        features: Vec::new(),
-        mfa_level: 0,
-        application_id: None,
-        system_channel_id: None,
-        system_channel_flags: 0,
-        rules_channel_id: None,
-        vanity_url_code: None,
-        description: None,
-        banner: None,
-        premium_tier: 0,
-        preferred_locale: "en-US".into(),
-        public_updates_channel_id: None,
-        nsfw_level: 0,
-        premium_progress_bar_enabled: false,
-        safety_alerts_channel_id: None,
-        stickers: Vec::new(),
-        approximate_member_count: None,
-    }
+    Guild::new(id, "", Snowflake(0))
 }
 
 /// Finds the DM between `creator` and the target, or creates the private channel asked for:
@@ -442,16 +406,7 @@ impl GuildActorState {
         {
             p.icon = icon;
         }
-        let record = self.state.private_record();
-        if let Err(e) = self
-            .write(
-                record
-                    .into_iter()
-                    .map(GuildWrite::PutPrivateChannel)
-                    .collect(),
-            )
-            .await
-        {
+        if let Err(e) = self.write(self.state.record_write()).await {
             self.state = before;
             return Err(e);
         }
@@ -527,12 +482,7 @@ impl GuildActorState {
         }
         let id = self.state.id();
         self.state.add_recipient(user_id);
-        let mut writes: Vec<GuildWrite> = self
-            .state
-            .private_record()
-            .into_iter()
-            .map(GuildWrite::PutPrivateChannel)
-            .collect();
+        let mut writes = self.state.record_write();
         writes.push(GuildWrite::OpenPrivateChannel {
             channel_id: id,
             user_id,
@@ -590,12 +540,7 @@ impl GuildActorState {
         {
             p.owner_id = p.recipients.first().copied();
         }
-        let mut writes: Vec<GuildWrite> = self
-            .state
-            .private_record()
-            .into_iter()
-            .map(GuildWrite::PutPrivateChannel)
-            .collect();
+        let mut writes = self.state.record_write();
         writes.push(GuildWrite::ClosePrivateChannel {
             channel_id: id,
             user_id,

@@ -53,17 +53,7 @@ fn message_text(text: String) -> CliResult<String> {
 }
 
 pub async fn send(ctx: &mut Ctx, channel: Snowflake, text: String) -> CliResult<()> {
-    let content = message_text(text)?;
-    let client = ctx.client().await?;
-    let m = client
-        .create_message(
-            channel,
-            &CreateMessage {
-                content: Some(content),
-                ..CreateMessage::default()
-            },
-        )
-        .await?;
+    let m = post(ctx, channel, text).await?;
     if ctx.out.json {
         return ctx.out.value(&m);
     }
@@ -71,20 +61,25 @@ pub async fn send(ctx: &mut Ctx, channel: Snowflake, text: String) -> CliResult<
     Ok(())
 }
 
-/// Opens (or finds) the DM with `user` and sends `text` in it.
-pub async fn dm(ctx: &mut Ctx, user: Snowflake, text: String) -> CliResult<()> {
+/// Posts `text` (`-`: standard input) in a channel.
+async fn post(ctx: &mut Ctx, channel: Snowflake, text: String) -> CliResult<Message> {
     let content = message_text(text)?;
     let client = ctx.client().await?;
-    let channel = client.create_dm(user).await?;
-    let m = client
+    Ok(client
         .create_message(
-            channel.id,
+            channel,
             &CreateMessage {
                 content: Some(content),
                 ..CreateMessage::default()
             },
         )
-        .await?;
+        .await?)
+}
+
+/// Opens (or finds) the DM with `user` and sends `text` in it.
+pub async fn dm(ctx: &mut Ctx, user: Snowflake, text: String) -> CliResult<()> {
+    let channel = ctx.client().await?.create_dm(user).await?;
+    let m = post(ctx, channel.id, text).await?;
     if ctx.out.json {
         return ctx.out.value(&m);
     }
