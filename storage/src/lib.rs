@@ -219,6 +219,29 @@ pub struct MemberRecord {
     pub communication_disabled_until: Option<Timestamp>,
 }
 
+impl MemberRecord {
+    /// A member who just joined: no nick, avatar, flags or timeout.
+    pub fn new(
+        guild_id: Snowflake,
+        user_id: Snowflake,
+        roles: Vec<Snowflake>,
+        joined_at: Timestamp,
+    ) -> MemberRecord {
+        MemberRecord {
+            guild_id,
+            user_id,
+            nick: None,
+            avatar: None,
+            roles,
+            joined_at,
+            deaf: false,
+            mute: false,
+            flags: 0,
+            communication_disabled_until: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanRecord {
     pub guild_id: Snowflake,

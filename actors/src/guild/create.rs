@@ -58,18 +58,7 @@ pub async fn create_guild(
         description: body.description,
         ..Guild::new(id, body.name.trim(), owner)
     };
-    let member = MemberRecord {
-        guild_id: id,
-        user_id: owner,
-        nick: None,
-        avatar: None,
-        roles: Vec::new(),
-        joined_at: Timestamp::now(),
-        deaf: false,
-        mute: false,
-        flags: 0,
-        communication_disabled_until: None,
-    };
+    let member = MemberRecord::new(id, owner, Vec::new(), Timestamp::now());
     let writes = vec![
         GuildWrite::PutGuild(guild.clone()),
         GuildWrite::PutRole {

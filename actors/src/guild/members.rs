@@ -792,18 +792,7 @@ impl GuildActorState {
     }
 
     fn new_member(&self, user: Snowflake, roles: Vec<Snowflake>) -> MemberRecord {
-        MemberRecord {
-            guild_id: self.state.id(),
-            user_id: user,
-            nick: None,
-            avatar: None,
-            roles,
-            joined_at: self.now(),
-            deaf: false,
-            mute: false,
-            flags: 0,
-            communication_disabled_until: None,
-        }
+        MemberRecord::new(self.state.id(), user, roles, self.now())
     }
 
     async fn add_member_state(&mut self, member: MemberRecord) -> Result<(), ApiError> {

@@ -122,18 +122,7 @@ impl GuildState {
             p.recipients.push(user_id);
             self.members.insert(
                 user_id,
-                MemberRecord {
-                    guild_id: id,
-                    user_id,
-                    nick: None,
-                    avatar: None,
-                    roles: Vec::new(),
-                    joined_at: Timestamp::now(),
-                    deaf: false,
-                    mute: false,
-                    flags: 0,
-                    communication_disabled_until: None,
-                },
+                MemberRecord::new(id, user_id, Vec::new(), Timestamp::now()),
             );
         }
     }
