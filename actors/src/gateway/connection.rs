@@ -26,7 +26,8 @@ use super::registry::SessionRegistry;
 use super::session::{Detach, ResumeError, Session, SessionInfo};
 use super::shared::{Elsewhere, SessionTakeover, SharedGateway, StartLimit, TakeoverRequest};
 use crate::accounts::AccountService;
-use crate::guild::SessionOp;
+use crate::guild::requests::GetChannel;
+use crate::guild::{Caller, SessionOp};
 use crate::router::GuildRouter;
 
 /// How and why to close a socket.
@@ -233,6 +234,12 @@ impl GatewayService {
         } else {
             Vec::new()
         };
+        // A user's READY lists their DMs, as Discord's does; a bot's lists none.
+        let private_channels = if who.bot {
+            Vec::new()
+        } else {
+            self.private_channels(who.user_id, &private).await
+        };
         let session = Arc::new(Session::new(
             info,
             key,
@@ -253,7 +260,7 @@ impl GatewayService {
             resume_gateway_url: self.config.resume_url.clone(),
             shard,
             application,
-            private_channels: Vec::new(),
+            private_channels,
             relationships: Vec::new(),
         };
         session.send_event("READY", &ready);
@@ -319,6 +326,38 @@ impl GatewayService {
                 self.subscribe(guild_id, s).await;
             }
         }
+    }
+
+    /// The user's private channels as they see them, for READY. One that cannot be read now
+    /// is left out (and logged): the session still follows it.
+    async fn private_channels(
+        &self,
+        user_id: Snowflake,
+        ids: &[Snowflake],
+    ) -> Vec<serde_json::Value> {
+        let read = |id: Snowflake| async move {
+            let got = self
+                .router
+                .request(id, Caller::new(user_id), GetChannel { channel_id: id })
+                .await;
+            match got.map(|c| serde_json::to_value(&c)) {
+                Ok(Ok(v)) => Some(v),
+                Ok(Err(e)) => {
+                    tracing::warn!(channel_id = %id, error = %e, "a private channel did not serialize");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(channel_id = %id, code = e.body.code, "a private channel could not be read for READY");
+                    None
+                }
+            }
+        };
+        futures::stream::iter(ids.iter().copied())
+            .map(read)
+            .buffered(16)
+            .filter_map(|c| async move { c })
+            .collect()
+            .await
     }
 
     /// A user is in a new private channel: its live sessions on shard 0 follow it, each

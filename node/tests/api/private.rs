@@ -239,9 +239,16 @@ async fn a_sessions_dms_follow_it_after_identify_and_a_bot_gets_them_by_its_dm_i
 
     // Sessions identified after the DM exists follow it: a user's, and a bot's with the DM
     // intent but without MESSAGE_CONTENT, which a DM's content is exempt from.
-    let (mut user, _) = Gw::identify(&t, &a.token, ALL).await;
+    let (mut user, ready) = Gw::identify(&t, &a.token, ALL).await;
+    // A user's READY lists their DMs, as they see them; a bot's lists none.
+    assert_eq!(ready["private_channels"][0]["id"], id.as_str(), "{ready}");
+    assert_eq!(
+        ready["private_channels"][0]["recipients"][0]["id"],
+        bot.user_id.as_str()
+    );
     let dm_intents = intents::GUILDS | intents::DIRECT_MESSAGES | intents::DIRECT_MESSAGE_TYPING;
-    let (mut with_dms, _) = Gw::identify(&t, &bot.token, dm_intents).await;
+    let (mut with_dms, bot_ready) = Gw::identify(&t, &bot.token, dm_intents).await;
+    assert_eq!(bot_ready["private_channels"], json!([]));
     let (mut without_dms, _) =
         Gw::identify(&t, &bot.token, intents::GUILDS | intents::GUILD_MESSAGES).await;
     // A second shard never hears DMs: Discord sends them to shard 0.
