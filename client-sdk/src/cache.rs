@@ -3,7 +3,9 @@
 //! The gateway client itself keeps nothing; an application that wants to look things up
 //! without a REST call passes every event to [`Cache::update`]. Only what the events carry
 //! is known: members arrive through GUILD_CREATE (all of them in small guilds),
-//! GUILD_MEMBER_* and member chunks.
+//! GUILD_MEMBER_* and member chunks. DMs and group DMs are channels without a guild: a user's
+//! READY lists them, CHANNEL_CREATE adds them, and their recipients follow
+//! CHANNEL_RECIPIENT_ADD / _REMOVE.
 
 use std::collections::HashMap;
 
@@ -64,6 +66,37 @@ impl Cache {
                         member_count: gc.member_count,
                     },
                 );
+            }
+            Event::Ready(r) => {
+                for c in &r.private_channels {
+                    if let Ok(c) = serde_json::from_value::<Channel>(c.clone()) {
+                        self.channels.insert(c.id, c);
+                    }
+                }
+            }
+            Event::GuildEmojisUpdate(e) => {
+                if let Some(cg) = self.guilds.get_mut(&e.guild_id) {
+                    cg.guild.emojis = e.emojis.clone();
+                }
+            }
+            Event::ChannelRecipientAdd(r) => {
+                if let Some(p) = self
+                    .channels
+                    .get_mut(&r.channel_id)
+                    .and_then(|c| c.private.as_mut())
+                    && !p.recipients.iter().any(|u| u.id == r.user.id)
+                {
+                    p.recipients.push(r.user.clone());
+                }
+            }
+            Event::ChannelRecipientRemove(r) => {
+                if let Some(p) = self
+                    .channels
+                    .get_mut(&r.channel_id)
+                    .and_then(|c| c.private.as_mut())
+                {
+                    p.recipients.retain(|u| u.id != r.user.id);
+                }
             }
             Event::GuildUpdate(g) => {
                 if let Some(cg) = self.guilds.get_mut(&g.id) {
@@ -151,5 +184,60 @@ impl Cache {
     /// A cached member.
     pub fn member(&self, guild_id: Snowflake, user_id: Snowflake) -> Option<&Member> {
         self.guilds.get(&guild_id)?.members.get(&user_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use enrichment_protocol::gateway::dispatch::{ChannelRecipientData, GuildEmojisUpdateData};
+    use enrichment_protocol::models::{Emoji, User};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn private_channels_and_emojis_follow_their_events() {
+        let mut cache = Cache::new();
+        let dm: Channel = serde_json::from_value(json!({
+            "id": "9", "type": 3, "position": 0, "permission_overwrites": [], "topic": null,
+            "nsfw": false, "last_message_id": null, "rate_limit_per_user": 0, "parent_id": null,
+            "last_pin_timestamp": null, "flags": 0, "recipients": [], "owner_id": "1"
+        }))
+        .unwrap();
+        cache.update(&Event::ChannelCreate(Box::new(dm)));
+        let ana = User::new(Snowflake(5), "ana");
+        let data = ChannelRecipientData {
+            channel_id: Snowflake(9),
+            user: ana.clone(),
+        };
+        cache.update(&Event::ChannelRecipientAdd(Box::new(data.clone())));
+        cache.update(&Event::ChannelRecipientAdd(Box::new(data.clone())));
+        let recipients = |c: &Cache| {
+            c.channel(Snowflake(9))
+                .and_then(|c| c.private.as_ref())
+                .map(|p| p.recipients.len())
+        };
+        assert_eq!(recipients(&cache), Some(1), "added once");
+        cache.update(&Event::ChannelRecipientRemove(Box::new(data)));
+        assert_eq!(recipients(&cache), Some(0));
+
+        // An emoji update for a guild not cached changes nothing; for a cached one, its list.
+        let update = GuildEmojisUpdateData {
+            guild_id: Snowflake(3),
+            emojis: vec![Emoji::custom(Snowflake(4), "wave", false)],
+        };
+        cache.update(&Event::GuildEmojisUpdate(Box::new(update.clone())));
+        assert!(cache.guild(Snowflake(3)).is_none());
+        cache.guilds.insert(
+            Snowflake(3),
+            CachedGuild {
+                guild: Guild::new(Snowflake(3), "g", Snowflake(1)),
+                channels: Vec::new(),
+                members: HashMap::new(),
+                member_count: 1,
+            },
+        );
+        cache.update(&Event::GuildEmojisUpdate(Box::new(update)));
+        assert_eq!(cache.guild(Snowflake(3)).unwrap().guild.emojis.len(), 1);
     }
 }
