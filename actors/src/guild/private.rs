@@ -196,18 +196,7 @@ pub async fn open_private_channel(
     {
         return Ok((id, false));
     }
-    let mine = ctx
-        .stores
-        .guilds
-        .user_guilds(creator)
-        .await
-        .map_err(store)?;
-    for u in &others {
-        let theirs = ctx.stores.guilds.user_guilds(*u).await.map_err(store)?;
-        if !theirs.iter().any(|g| mine.binary_search(g).is_ok()) {
-            return Err(ApiError::cannot_send_to_user());
-        }
-    }
+    require_shared_guild(ctx, creator, &others).await?;
     let id = ctx.ids.next_id();
     let mut recipients = vec![creator];
     recipients.extend(others);
@@ -253,6 +242,25 @@ pub async fn open_private_channel(
         }
         Err(e) => Err(store(e)),
     }
+}
+
+/// Each of `others` must share a guild with `user`, else 50007: nobody opens a DM with, or
+/// adds to a group, a stranger.
+async fn require_shared_guild(
+    ctx: &GuildContext,
+    user: Snowflake,
+    others: &[Snowflake],
+) -> Result<(), ApiError> {
+    let guilds = &ctx.stores.guilds;
+    let store = GuildContext::store_error;
+    let mine = guilds.user_guilds(user).await.map_err(store)?;
+    for u in others {
+        let theirs = guilds.user_guilds(*u).await.map_err(store)?;
+        if !theirs.iter().any(|g| mine.binary_search(g).is_ok()) {
+            return Err(ApiError::cannot_send_to_user());
+        }
+    }
+    Ok(())
 }
 
 /// Whether either of two users' relationships blocks the other.
@@ -345,6 +353,16 @@ impl GuildActorState {
         }
     }
 
+    /// A group DM's recipient: what only a group takes, a DM answers 50003.
+    fn require_group(&self, actor: Snowflake) -> Result<&PrivateState, ApiError> {
+        let p = self.require_recipient(actor)?;
+        if p.kind == PrivateChannelRecord::GROUP_DM {
+            Ok(p)
+        } else {
+            Err(ApiError::dm_channel())
+        }
+    }
+
     /// A session of a user just given this channel follows it, CHANNEL_CREATE first: both
     /// happen here, in the actor, so no event of the channel can overtake it.
     pub(super) async fn joined_private(
@@ -378,10 +396,7 @@ impl GuildActorState {
         actor: Snowflake,
         body: ModifyChannel,
     ) -> Result<Channel, ApiError> {
-        let p = self.require_recipient(actor)?;
-        if p.kind != PrivateChannelRecord::GROUP_DM {
-            return Err(ApiError::dm_channel());
-        }
+        self.require_group(actor)?;
         body.validate()?;
         let id = self.state.id();
         let before = self.state.clone();
@@ -441,10 +456,7 @@ impl GuildActorState {
         actor: Snowflake,
         user_id: Snowflake,
     ) -> Result<(), ApiError> {
-        let p = self.require_recipient(actor)?;
-        if p.kind != PrivateChannelRecord::GROUP_DM {
-            return Err(ApiError::dm_channel());
-        }
+        let p = self.require_group(actor)?;
         if p.recipients.contains(&user_id) {
             return Ok(());
         }
@@ -463,12 +475,7 @@ impl GuildActorState {
             .await
             .map_err(store)?
             .ok_or_else(|| ApiError::unknown(ErrorCode::UnknownUser))?;
-        let guilds = &self.ctx.stores.guilds;
-        let mine = guilds.user_guilds(actor).await.map_err(store)?;
-        let theirs = guilds.user_guilds(user_id).await.map_err(store)?;
-        if !theirs.iter().any(|g| mine.binary_search(g).is_ok()) {
-            return Err(ApiError::cannot_send_to_user());
-        }
+        require_shared_guild(&self.ctx, actor, &[user_id]).await?;
         let id = self.state.id();
         self.state.add_recipient(user_id);
         let mut writes = self.state.record_write();
@@ -498,10 +505,7 @@ impl GuildActorState {
         actor: Snowflake,
         user_id: Snowflake,
     ) -> Result<(), ApiError> {
-        let p = self.require_recipient(actor)?;
-        if p.kind != PrivateChannelRecord::GROUP_DM {
-            return Err(ApiError::dm_channel());
-        }
+        let p = self.require_group(actor)?;
         if actor != user_id && p.owner_id != Some(actor) {
             return Err(ApiError::missing_permissions());
         }
